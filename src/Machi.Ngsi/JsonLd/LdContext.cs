@@ -10,7 +10,7 @@ namespace Machi.Ngsi.JsonLd;
 public sealed class LdContext
 {
     // STUB: replaced by the JSON-LD work (term definitions, prefixes, @vocab, core context).
-    private const string DefaultVocab = "https://uri.etsi.org/ngsi-ld/default-context/";
+    private readonly string _vocab = "https://uri.etsi.org/ngsi-ld/default-context/";
 
     private LdContext(JsonNode? value) => Value = value;
 
@@ -26,9 +26,9 @@ public sealed class LdContext
 
     /// <summary>Expands a term (attribute name, entity type, vocab value) to an IRI.</summary>
     public string ExpandTerm(string term) =>
-        term.Contains(':', StringComparison.Ordinal) ? term : DefaultVocab + term;
+        term.Contains(':', StringComparison.Ordinal) ? term : _vocab + term;
 
     /// <summary>Compacts an IRI back to the shortest term or compact IRI this context allows.</summary>
     public string CompactIri(string iri) =>
-        iri.StartsWith(DefaultVocab, StringComparison.Ordinal) ? iri[DefaultVocab.Length..] : iri;
+        iri.StartsWith(_vocab, StringComparison.Ordinal) ? iri[_vocab.Length..] : iri;
 }
