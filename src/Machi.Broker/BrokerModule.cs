@@ -1,7 +1,16 @@
+using Machi.Broker.Batch;
+using Machi.Broker.Entities;
+using Machi.Broker.Http;
+using Machi.Broker.Storage;
+using Machi.Ngsi.JsonLd;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 
 namespace Machi.Broker;
 
@@ -11,17 +20,74 @@ public static class BrokerModule
     public static IServiceCollection AddMachiBroker(this IServiceCollection services, IConfiguration configuration)
     {
         services.Configure<BrokerOptions>(configuration.GetSection("Broker"));
-        services.AddSingleton<IBrokerHealth, StubHealth>();
+        services.TryAddSingleton(TimeProvider.System);
+
+        // The container owns the store: it is opened on first use and disposed (writer drained, WAL
+        // checkpointed) only after the server has finished every in-flight request.
+        services.AddSingleton<IEntityStore>(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<BrokerOptions>>().Value;
+            var store = new SqliteEntityStore(Path.Combine(options.DataDirectory, "machi.db"), sp.GetRequiredService<ILogger<SqliteEntityStore>>());
+            store.InitializeAsync(CancellationToken.None).GetAwaiter().GetResult();
+            return store;
+        });
+        services.AddSingleton<EntityService>();
+        services.AddSingleton<IContextResolver, CoreOnlyResolver>();
+        services.AddSingleton<IBrokerHealth, StoreHealth>();
         return services;
     }
 
-    public static IEndpointRouteBuilder MapMachiBroker(this IEndpointRouteBuilder app) => app;
-
-    private sealed class StubHealth : IBrokerHealth
+    /// <summary>Maps the NGSI-LD API under /ngsi-ld/v1; every failure there answers with ProblemDetails.</summary>
+    public static IEndpointRouteBuilder MapMachiBroker(this IEndpointRouteBuilder app)
     {
-        public Task<bool> IsDatabaseReachableAsync(CancellationToken cancellationToken) => Task.FromResult(true);
+        // Open the database at start-up, not on the first request.
+        _ = app.ServiceProvider.GetRequiredService<IEntityStore>();
+        var api = app.MapGroup("/ngsi-ld/v1");
+        api.AddEndpointFilter(async (context, next) =>
+        {
+            try
+            {
+                return await next(context).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (!context.HttpContext.Response.HasStarted)
+            {
+                var problem = ErrorHandling.ToNgsi(ex);
+                if (problem.Type == Ngsi.Errors.NgsiErrorType.InternalError)
+                {
+                    context.HttpContext.RequestServices.GetRequiredService<ILogger<EntityService>>()
+                        .LogError(ex, "Unhandled error on {Method} {Path}", context.HttpContext.Request.Method, context.HttpContext.Request.Path);
+                }
 
-        public Task<long> CountEntitiesAsync(CancellationToken cancellationToken) => Task.FromResult(0L);
+                return new ProblemResult(problem);
+            }
+        });
+        api.MapEntities();
+        api.MapBatch();
+        api.Map("/{**path}", (HttpContext http) => new ProblemResult(Ngsi.Errors.NgsiException.Invalid(
+            $"{http.Request.Method} {http.Request.Path} is not an operation of this NGSI-LD API."))).ExcludeFromDescription();
+        return app;
+    }
+
+    private sealed class ProblemResult(Ngsi.Errors.NgsiException problem) : IResult
+    {
+        public Task ExecuteAsync(HttpContext httpContext) => ErrorHandling.WriteProblemAsync(httpContext, problem);
+    }
+
+    private sealed class StoreHealth(IEntityStore store) : IBrokerHealth
+    {
+        public async Task<bool> IsDatabaseReachableAsync(CancellationToken cancellationToken) =>
+            await store.PingAsync(cancellationToken).ConfigureAwait(false);
+
+        public async Task<long> CountEntitiesAsync(CancellationToken cancellationToken) =>
+            await store.CountAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>STUB until the JSON-LD resolver lands.</summary>
+    private sealed class CoreOnlyResolver : IContextResolver
+    {
+        public ValueTask<LdContext> ResolveAsync(System.Text.Json.Nodes.JsonNode? contextValue, CancellationToken cancellationToken) => ValueTask.FromResult(LdContext.Core);
+
+        public ValueTask<LdContext> ResolveLinkAsync(string url, CancellationToken cancellationToken) => ValueTask.FromResult(LdContext.Core);
     }
 }
 

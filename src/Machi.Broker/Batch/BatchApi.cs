@@ -1,0 +1,229 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Machi.Broker.Entities;
+using Machi.Broker.Http;
+using Machi.Broker.Storage;
+using Machi.Ngsi.Errors;
+using Machi.Ngsi.JsonLd;
+using Machi.Ngsi.Model;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Machi.Broker.Batch;
+
+/// <summary>
+/// Batch entity operations (clauses 5.6.7–5.6.10, 5.6.20; HTTP 6.14–6.17, 6.31). Each entity succeeds or fails on
+/// its own; the whole batch is committed in one transaction, so its cost is one fsync however many entities.
+/// </summary>
+internal static class BatchApi
+{
+    public static RouteGroupBuilder MapBatch(this RouteGroupBuilder api)
+    {
+        var group = api.MapGroup("/entityOperations").WithTags("Batch operations");
+        group.MapPost("/create", Create).WithName("BatchCreate").WithSummary("Create entities").AcceptsEntity().Produces(201).Produces(207);
+        group.MapPost("/upsert", Upsert).WithName("BatchUpsert").WithSummary("Create or replace (options=update: append to) entities").AcceptsEntity().Produces(201).Produces(204).Produces(207);
+        group.MapPost("/update", Update).WithName("BatchUpdate").WithSummary("Append attributes to existing entities (options=noOverwrite)").AcceptsEntity().Produces(204).Produces(207);
+        group.MapPost("/delete", Delete).WithName("BatchDelete").WithSummary("Delete entities by id").Produces(204).Produces(207);
+        group.MapPost("/merge", Merge).WithName("BatchMerge").WithSummary("Merge-patch entities").AcceptsEntity().Produces(204).Produces(207);
+        return group;
+    }
+
+    private static async Task<IResult> Create(HttpContext http, EntityService entities, IContextResolver resolver)
+    {
+        var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: true);
+        var writes = batch.Items.Where(i => i.Entity is not null).Select(i => new EntityWrite(i.Entity!.Id, EntityService.Create(i.Entity))).ToList();
+        await batch.RunAsync(entities, writes, http.RequestAborted);
+        return batch.Result(successStatus: 201, listIds: batch.SucceededIds());
+    }
+
+    private static async Task<IResult> Upsert(HttpContext http, EntityService entities, IContextResolver resolver)
+    {
+        var options = RequestOptions.Parse(http.Request.Query);
+        var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: true);
+        var created = new HashSet<string>(StringComparer.Ordinal);
+        var writes = batch.Items.Where(i => i.Entity is not null)
+            .Select(i => new EntityWrite(i.Entity!.Id, entities.Upsert(i.Entity, options.UpsertUpdate, () => created.Add(i.Entity.Id))))
+            .ToList();
+        await batch.RunAsync(entities, writes, http.RequestAborted);
+        return created.Count > 0
+            ? batch.Result(successStatus: 201, listIds: batch.SucceededIds().Where(created.Contains).ToList())
+            : batch.Result(successStatus: 204, listIds: null);
+    }
+
+    private static async Task<IResult> Update(HttpContext http, EntityService entities, IContextResolver resolver)
+    {
+        var options = RequestOptions.Parse(http.Request.Query);
+        var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: false);
+        var writes = batch.Items.Where(i => i.Entity is not null)
+            .Select(i => new EntityWrite(i.Entity!.Id, entities.AppendTo(i.Entity, options.NoOverwrite)))
+            .ToList();
+        await batch.RunAsync(entities, writes, http.RequestAborted);
+        return batch.Result(successStatus: 204, listIds: null);
+    }
+
+    private static async Task<IResult> Merge(HttpContext http, EntityService entities, IContextResolver resolver)
+    {
+        var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: false, merge: true);
+        var writes = batch.Items.Where(i => i.Entity is not null)
+            .Select(i => new EntityWrite(i.Entity!.Id, entities.Merge(i.Entity.Id, i.Entity.Types.Count > 0 ? i.Entity.Types : null, i.Entity.Scope, i.Entity.Attributes)))
+            .ToList();
+        await batch.RunAsync(entities, writes, http.RequestAborted);
+        return batch.Result(successStatus: 204, listIds: null);
+    }
+
+    private static async Task<IResult> Delete(HttpContext http, EntityService entities)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var (body, _) = await NgsiRequest.ReadBodyAsync(http);
+        var array = body as JsonArray ?? throw NgsiException.BadData("The body must be a JSON array of entity ids.");
+        if (array.Count == 0)
+        {
+            throw NgsiException.BadData("The batch is empty.");
+        }
+
+        await entities.RequireTenantAsync(tenant, http.RequestAborted);
+        var batch = new BatchRun(tenant);
+        foreach (var item in array)
+        {
+            if (item is JsonValue v && v.GetValueKind() == JsonValueKind.String && NgsiText.IsUri(v.GetValue<string>()))
+            {
+                batch.Items.Add(new BatchItem(v.GetValue<string>(), new Entity(v.GetValue<string>(), []), null));
+            }
+            else
+            {
+                batch.Items.Add(new BatchItem(item?.ToJsonString() ?? "null", null, NgsiException.BadData("Every item must be an entity id (a URI).")));
+            }
+        }
+
+        var writes = batch.Items.Where(i => i.Entity is not null).Select(i => new EntityWrite(i.Id, EntityService.Delete(i.Id))).ToList();
+        await batch.RunAsync(entities, writes, http.RequestAborted);
+        return batch.Result(successStatus: 204, listIds: null);
+    }
+
+    /// <summary>Parses the array of entities; an entity that does not parse fails alone.</summary>
+    private static async Task<BatchRun> ReadEntitiesAsync(HttpContext http, EntityService entities, IContextResolver resolver, bool requireType, bool merge = false)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http);
+        var array = body as JsonArray ?? throw NgsiException.BadData("The body must be a JSON array of entities.");
+        if (array.Count == 0)
+        {
+            throw NgsiException.BadData("The batch is empty.");
+        }
+
+        if (!requireType)
+        {
+            await entities.RequireTenantAsync(tenant, http.RequestAborted);
+        }
+
+        var batch = new BatchRun(tenant);
+        var now = entities.Now();
+        foreach (var item in array)
+        {
+            var id = item is JsonObject o && (o["id"] ?? o["@id"]) is JsonValue idv && idv.GetValueKind() == JsonValueKind.String ? idv.GetValue<string>() : string.Empty;
+            try
+            {
+                var obj = item as JsonObject ?? throw NgsiException.BadData("Every item must be an entity (a JSON object).");
+                var context = await NgsiRequest.BodyContextAsync(http, resolver, obj, mediaType);
+                Entity entity;
+                if (requireType)
+                {
+                    entity = EntityParser.ParseEntity(obj, context, now);
+                }
+                else
+                {
+                    entity = new Entity(EntityParser.ReadId(obj, null), EntityParser.ReadTypes(obj, context, required: false) ?? [])
+                    {
+                        Scope = EntityParser.ReadScope(obj),
+                        Attributes = EntityParser.ParseAttributes(obj, context, now, allowNullMarker: merge),
+                    };
+                }
+
+                batch.Items.Add(new BatchItem(entity.Id, entity, null));
+            }
+            catch (NgsiException ex)
+            {
+                batch.Items.Add(new BatchItem(id, null, ex));
+            }
+        }
+
+        return batch;
+    }
+
+    private sealed record BatchItem(string Id, Entity? Entity, NgsiException? Error)
+    {
+        public Exception? Failure { get; set; } = Error;
+    }
+
+    private sealed class BatchRun(string tenant)
+    {
+        public List<BatchItem> Items { get; } = [];
+
+        public async Task RunAsync(EntityService entities, List<EntityWrite> writes, CancellationToken ct)
+        {
+            if (writes.Count == 0)
+            {
+                return;
+            }
+
+            var results = await entities.BatchAsync(tenant, writes, ct);
+            var r = 0;
+            foreach (var item in Items)
+            {
+                if (item.Entity is not null)
+                {
+                    item.Failure = results[r++];
+                }
+            }
+        }
+
+        public List<string> SucceededIds() => Items.Where(i => i.Failure is null).Select(i => i.Id).ToList();
+
+        /// <summary>All succeeded: the success status (with the ids for 201); else 207 with BatchOperationResult.</summary>
+        public IResult Result(int successStatus, List<string>? listIds)
+        {
+            if (Items.TrueForAll(i => i.Failure is null))
+            {
+                return successStatus == 204 || listIds is null
+                    ? Results.NoContent()
+                    : new NgsiJsonResult(successStatus, MediaTypes.Json, null, w => WriteIds(w, listIds));
+            }
+
+            return new NgsiJsonResult(207, MediaTypes.Json, null, w =>
+            {
+                w.WriteStartObject();
+                w.WritePropertyName("success");
+                WriteIds(w, SucceededIds());
+                w.WriteStartArray("errors");
+                foreach (var item in Items)
+                {
+                    if (item.Failure is null)
+                    {
+                        continue;
+                    }
+
+                    w.WriteStartObject();
+                    w.WriteString("entityId", item.Id);
+                    w.WritePropertyName("error");
+                    ErrorHandling.WriteProblem(w, ErrorHandling.ToNgsi(item.Failure));
+                    w.WriteEndObject();
+                }
+
+                w.WriteEndArray();
+                w.WriteEndObject();
+            });
+        }
+
+        private static void WriteIds(Utf8JsonWriter w, List<string> ids)
+        {
+            w.WriteStartArray();
+            foreach (var id in ids)
+            {
+                w.WriteStringValue(id);
+            }
+
+            w.WriteEndArray();
+        }
+    }
+}

@@ -1,0 +1,294 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Machi.Broker.Http;
+using Machi.Broker.Storage;
+using Machi.Ngsi.Errors;
+using Machi.Ngsi.JsonLd;
+using Machi.Ngsi.Model;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Options;
+
+namespace Machi.Broker.Entities;
+
+/// <summary>The entity endpoints of the NGSI-LD API (clauses 6.4–6.7).</summary>
+internal static class EntitiesApi
+{
+    public static RouteGroupBuilder MapEntities(this RouteGroupBuilder api)
+    {
+        var group = api.MapGroup("/entities").WithTags("Entities");
+        group.MapPost("/", Create).WithName("CreateEntity").WithSummary("Create an entity").AcceptsEntity().Produces(201);
+        group.MapGet("/", Query).WithName("QueryEntities").WithSummary("Query entities by type, id and attributes").ProducesEntities();
+        group.MapGet("/{entityId}", Retrieve).WithName("RetrieveEntity").WithSummary("Retrieve an entity").ProducesEntities();
+        group.MapDelete("/{entityId}", Delete).WithName("DeleteEntity").WithSummary("Delete an entity").Produces(204);
+        group.MapPut("/{entityId}", Replace).WithName("ReplaceEntity").WithSummary("Replace an entity").AcceptsEntity().Produces(204);
+        group.MapPatch("/{entityId}", Merge).WithName("MergeEntity").WithSummary("Merge-patch an entity").AcceptsEntity().Produces(204);
+        group.MapPost("/{entityId}/attrs", Append).WithName("AppendAttributes").WithSummary("Append attributes (options=noOverwrite)").AcceptsEntity().Produces(204).Produces(207);
+        group.MapPatch("/{entityId}/attrs", Update).WithName("UpdateAttributes").WithSummary("Update existing attributes").AcceptsEntity().Produces(204).Produces(207);
+        group.MapPatch("/{entityId}/attrs/{attrId}", PatchAttribute).WithName("PartialAttributeUpdate").WithSummary("Partially update one attribute").AcceptsEntity().Produces(204);
+        group.MapPut("/{entityId}/attrs/{attrId}", ReplaceAttribute).WithName("ReplaceAttribute").WithSummary("Replace one attribute").AcceptsEntity().Produces(204);
+        group.MapDelete("/{entityId}/attrs/{attrId}", DeleteAttribute).WithName("DeleteAttribute").WithSummary("Delete an attribute (datasetId, deleteAll)").Produces(204);
+        return group;
+    }
+
+    internal static RouteHandlerBuilder AcceptsEntity(this RouteHandlerBuilder builder) =>
+        builder.Accepts<JsonObject>(MediaTypes.Json, MediaTypes.JsonLd).ProducesProblem(400).ProducesProblem(404);
+
+    internal static RouteHandlerBuilder ProducesEntities(this RouteHandlerBuilder builder) =>
+        builder.Produces<JsonObject>(200, MediaTypes.Json, MediaTypes.JsonLd, MediaTypes.GeoJson).ProducesProblem(400).ProducesProblem(404);
+
+    private static async Task<IResult> Create(HttpContext http, EntityService entities, IContextResolver resolver)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http);
+        var obj = body as JsonObject ?? throw NgsiException.BadData("An entity must be a JSON object.");
+        var context = await NgsiRequest.BodyContextAsync(http, resolver, obj, mediaType);
+        var entity = EntityParser.ParseEntity(obj, context, entities.Now());
+        await entities.CreateAsync(tenant, entity, http.RequestAborted);
+        return Results.Created("/ngsi-ld/v1/entities/" + PathSegment(entity.Id), null);
+    }
+
+    private static async Task<IResult> Retrieve(HttpContext http, string entityId, EntityService entities, IContextResolver resolver)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: true);
+        var options = RequestOptions.Parse(http.Request.Query);
+        var context = await NgsiRequest.ContextAsync(http, resolver);
+        var entity = await entities.GetAsync(tenant, NgsiRequest.EntityId(entityId), http.RequestAborted);
+        var render = options.Render(context, mediaType);
+        return new NgsiJsonResult(200, mediaType, context, w => EntityRenderer.WriteEntity(w, entity, render));
+    }
+
+    private static async Task<IResult> Query(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: true);
+        var options = RequestOptions.Parse(http.Request.Query);
+        foreach (var unsupported in new[] { "q", "georel", "geometry", "coordinates", "geoproperty", "idPattern", "scopeQ", "csf", "pick", "omit", "expandValues", "join" })
+        {
+            if (http.Request.Query.ContainsKey(unsupported))
+            {
+                throw new NgsiException(NgsiErrorType.OperationNotSupported, $"Parameter '{unsupported}' is not supported by this broker version yet.");
+            }
+        }
+
+        if (!options.HasQueryFilter)
+        {
+            throw NgsiException.BadData("A query needs at least one of type, id, attrs, q, geoQ or local=true.");
+        }
+
+        var limit = options.Limit ?? settings.Value.DefaultLimit;
+        if (limit > settings.Value.MaxLimit)
+        {
+            throw new NgsiException(NgsiErrorType.TooManyResults, $"limit={limit} is above this broker's maximum page size of {settings.Value.MaxLimit}.");
+        }
+
+        if (limit == 0 && !options.Count)
+        {
+            throw NgsiException.BadData("limit=0 is only allowed together with count=true.");
+        }
+
+        var context = await NgsiRequest.ContextAsync(http, resolver);
+        var query = new EntityQuery
+        {
+            Types = options.Types?.Select(context.ExpandTerm).ToList(),
+            Ids = options.Ids,
+            Attrs = options.Attrs?.Select(context.ExpandTerm).ToList(),
+            Limit = limit,
+            Offset = options.Offset,
+            Count = options.Count,
+        };
+        var page = await entities.QueryAsync(tenant, query, http.RequestAborted);
+        if (page.TotalCount is { } total)
+        {
+            http.Response.Headers["NGSILD-Results-Count"] = total.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        var render = options.Render(context, mediaType);
+        return new NgsiJsonResult(200, mediaType, context, w => WriteEntities(w, page.Entities, render));
+    }
+
+    /// <summary>An id as a URL path segment: URIs keep their colons; only characters that would end or split the segment are escaped.</summary>
+    internal static string PathSegment(string id)
+    {
+        var sb = new System.Text.StringBuilder(id.Length);
+        foreach (var c in id)
+        {
+            if (c is '/' or '?' or '#' or '%' or ' ' || c > 0x7e)
+            {
+                foreach (var b in System.Text.Encoding.UTF8.GetBytes(c.ToString()))
+                {
+                    sb.Append('%').Append(b.ToString("X2", System.Globalization.CultureInfo.InvariantCulture));
+                }
+            }
+            else
+            {
+                sb.Append(c);
+            }
+        }
+
+        return sb.ToString();
+    }
+
+    internal static void WriteEntities(Utf8JsonWriter w, IReadOnlyList<Entity> entities, RenderOptions render)
+    {
+        if (render.GeometryProperty is not null)
+        {
+            w.WriteStartObject();
+            w.WriteString("type", "FeatureCollection");
+            w.WriteStartArray("features");
+            var inner = render with { IncludeContext = false };
+            foreach (var e in entities)
+            {
+                EntityRenderer.WriteEntity(w, e, inner);
+            }
+
+            w.WriteEndArray();
+            if (render.IncludeContext)
+            {
+                EntityRenderer.WriteContext(w, render.Context);
+            }
+
+            w.WriteEndObject();
+            return;
+        }
+
+        w.WriteStartArray();
+        foreach (var e in entities)
+        {
+            EntityRenderer.WriteEntity(w, e, render);
+        }
+
+        w.WriteEndArray();
+    }
+
+    private static async Task<IResult> Delete(HttpContext http, string entityId, EntityService entities)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        await entities.DeleteAsync(tenant, NgsiRequest.EntityId(entityId), http.RequestAborted);
+        return Results.NoContent();
+    }
+
+    private static async Task<IResult> Replace(HttpContext http, string entityId, EntityService entities, IContextResolver resolver)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var id = NgsiRequest.EntityId(entityId);
+        var (obj, context) = await ReadObjectAsync(http, resolver);
+        var replacement = EntityParser.ParseEntity(obj, context, entities.Now(), idFromPath: id);
+        await entities.ReplaceAsync(tenant, replacement, http.RequestAborted);
+        return Results.NoContent();
+    }
+
+    private static async Task<IResult> Merge(HttpContext http, string entityId, EntityService entities, IContextResolver resolver)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var id = NgsiRequest.EntityId(entityId);
+        var (obj, context) = await ReadObjectAsync(http, resolver, allowMergePatch: true);
+        EntityParser.ReadId(obj, id);
+        var types = EntityParser.ReadTypes(obj, context, required: false);
+        var scope = EntityParser.ReadScope(obj);
+        var attributes = EntityParser.ParseAttributes(obj, context, entities.Now(), allowNullMarker: true);
+        await entities.MergeAsync(tenant, id, types, scope, attributes, http.RequestAborted);
+        return Results.NoContent();
+    }
+
+    private static async Task<IResult> Append(HttpContext http, string entityId, EntityService entities, IContextResolver resolver)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var id = NgsiRequest.EntityId(entityId);
+        var options = RequestOptions.Parse(http.Request.Query);
+        var (obj, context) = await ReadObjectAsync(http, resolver);
+        var attributes = EntityParser.ParseAttributes(obj, context, entities.Now(), allowNullMarker: false);
+        var result = await entities.AppendAsync(tenant, id, attributes, options.NoOverwrite, http.RequestAborted);
+        return UpdateResultOf(result, context);
+    }
+
+    private static async Task<IResult> Update(HttpContext http, string entityId, EntityService entities, IContextResolver resolver)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var id = NgsiRequest.EntityId(entityId);
+        var (obj, context) = await ReadObjectAsync(http, resolver);
+        var attributes = EntityParser.ParseAttributes(obj, context, entities.Now(), allowNullMarker: false);
+        if (attributes.Count == 0)
+        {
+            throw NgsiException.BadData("The body names no attribute to update.");
+        }
+
+        var result = await entities.UpdateAsync(tenant, id, attributes, http.RequestAborted);
+        return UpdateResultOf(result, context);
+    }
+
+    private static async Task<IResult> PatchAttribute(HttpContext http, string entityId, string attrId, EntityService entities, IContextResolver resolver)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var id = NgsiRequest.EntityId(entityId);
+        var (obj, context) = await ReadObjectAsync(http, resolver);
+        var name = EntityParser.ExpandAttributeName(attrId, context);
+        var fragment = EntityParser.ParseFragment(attrId, obj, context, entities.Now(), allowNullMarker: false, depth: 0);
+        await entities.PatchAttributeAsync(tenant, id, name, fragment, http.RequestAborted);
+        return Results.NoContent();
+    }
+
+    private static async Task<IResult> ReplaceAttribute(HttpContext http, string entityId, string attrId, EntityService entities, IContextResolver resolver)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var id = NgsiRequest.EntityId(entityId);
+        var (obj, context) = await ReadObjectAsync(http, resolver);
+        var name = EntityParser.ExpandAttributeName(attrId, context);
+        var instance = EntityParser.ParseInstance(attrId, obj, context, entities.Now(), allowNullMarker: false, depth: 0);
+        await entities.ReplaceAttributeAsync(tenant, id, name, instance, http.RequestAborted);
+        return Results.NoContent();
+    }
+
+    private static async Task<IResult> DeleteAttribute(HttpContext http, string entityId, string attrId, EntityService entities, IContextResolver resolver)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var id = NgsiRequest.EntityId(entityId);
+        var options = RequestOptions.Parse(http.Request.Query);
+        var context = await NgsiRequest.ContextAsync(http, resolver);
+        var name = EntityParser.ExpandAttributeName(attrId, context);
+        await entities.DeleteAttributeAsync(tenant, id, name, options.DatasetId, options.DeleteAll, http.RequestAborted);
+        return Results.NoContent();
+    }
+
+    private static async Task<(JsonObject Body, LdContext Context)> ReadObjectAsync(HttpContext http, IContextResolver resolver, bool allowMergePatch = false)
+    {
+        var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http, allowMergePatch);
+        var obj = body as JsonObject ?? throw NgsiException.BadData("The body must be a JSON object.");
+        var context = await NgsiRequest.BodyContextAsync(http, resolver, obj, mediaType == MediaTypes.MergePatch ? MediaTypes.Json : mediaType);
+        return (obj, context);
+    }
+
+    /// <summary>204 when every attribute was changed, else 207 with the UpdateResult (clause 5.2.18).</summary>
+    private static IResult UpdateResultOf(UpdateResult result, LdContext context)
+    {
+        if (result.IsComplete)
+        {
+            return Results.NoContent();
+        }
+
+        return new NgsiJsonResult(207, MediaTypes.Json, null, w =>
+        {
+            w.WriteStartObject();
+            w.WriteStartArray("updated");
+            foreach (var name in result.Updated)
+            {
+                w.WriteStringValue(context.CompactIri(name));
+            }
+
+            w.WriteEndArray();
+            w.WriteStartArray("notUpdated");
+            foreach (var item in result.NotUpdated)
+            {
+                w.WriteStartObject();
+                w.WriteString("attributeName", context.CompactIri(item.AttributeName));
+                w.WriteString("reason", item.Reason);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+            w.WriteEndObject();
+        });
+    }
+}

@@ -1,0 +1,154 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Machi.Ngsi.Errors;
+using Machi.Ngsi.JsonLd;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Primitives;
+
+namespace Machi.Broker.Http;
+
+/// <summary>Reads what every NGSI-LD request carries: tenant, @context (Link header or body), JSON body.</summary>
+internal static class NgsiRequest
+{
+    public const string TenantHeader = "NGSILD-Tenant";
+
+    private static readonly JsonNodeOptions NodeOptions = new() { PropertyNameCaseInsensitive = false };
+    private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 64, AllowTrailingCommas = false, CommentHandling = JsonCommentHandling.Disallow };
+
+    /// <summary>The tenant named by NGSILD-Tenant; "" is the default tenant.</summary>
+    public static string Tenant(HttpRequest request)
+    {
+        var value = request.Headers[TenantHeader];
+        if (StringValues.IsNullOrEmpty(value))
+        {
+            return string.Empty;
+        }
+
+        var tenant = value.ToString();
+        if (tenant.Length > 64 || !tenant.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.'))
+        {
+            throw NgsiException.BadData("NGSILD-Tenant must be 1–64 characters of letters, digits, '_', '-' or '.'.");
+        }
+
+        return tenant;
+    }
+
+    /// <summary>The @context named by the Link header (rel json-ld#context), or null when there is none.</summary>
+    public static string? LinkContextUrl(HttpRequest request)
+    {
+        foreach (var header in request.Headers.Link)
+        {
+            if (header is null)
+            {
+                continue;
+            }
+
+            foreach (var link in header.Split(','))
+            {
+                var start = link.IndexOf('<', StringComparison.Ordinal);
+                var end = link.IndexOf('>', StringComparison.Ordinal);
+                if (start < 0 || end <= start)
+                {
+                    throw NgsiException.BadData("The Link header is malformed; expected <url>; rel=\"http://www.w3.org/ns/json-ld#context\".");
+                }
+
+                if (link.Contains(MediaTypes.ContextRel, StringComparison.Ordinal))
+                {
+                    var url = link[(start + 1)..end].Trim();
+                    return Uri.TryCreate(url, UriKind.Absolute, out _)
+                        ? url
+                        : throw NgsiException.BadData($"The Link header's context '{url}' is not an absolute URL.");
+                }
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The context of a request without a body: the Link header's, else the core context.</summary>
+    public static ValueTask<LdContext> ContextAsync(HttpContext http, IContextResolver resolver)
+    {
+        var url = LinkContextUrl(http.Request);
+        return url is null ? ValueTask.FromResult(LdContext.Core) : resolver.ResolveLinkAsync(url, http.RequestAborted);
+    }
+
+    /// <summary>Reads a JSON body; 415 for other media types, InvalidRequest for malformed JSON.</summary>
+    public static async Task<(JsonNode Body, string MediaType)> ReadBodyAsync(HttpContext http, bool allowMergePatch = false)
+    {
+        var mediaType = MediaTypes.RequestBodyType(http.Request, allowMergePatch);
+        var read = await http.Request.BodyReader.ReadAsync(http.RequestAborted).ConfigureAwait(false);
+        while (!read.IsCompleted)
+        {
+            http.Request.BodyReader.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+            read = await http.Request.BodyReader.ReadAsync(http.RequestAborted).ConfigureAwait(false);
+        }
+
+        try
+        {
+            if (read.Buffer.Length == 0)
+            {
+                throw NgsiException.Invalid("The request body is empty; a JSON body is required.");
+            }
+
+            var reader = new Utf8JsonReader(read.Buffer, new JsonReaderOptions { MaxDepth = DocumentOptions.MaxDepth });
+            var node = JsonNode.Parse(ref reader, NodeOptions);
+            if (reader.Read() || reader.BytesConsumed != read.Buffer.Length && !OnlyWhitespace(read.Buffer.Slice(reader.BytesConsumed)))
+            {
+                throw NgsiException.Invalid("The body has content after the JSON value.");
+            }
+
+            return (node ?? throw NgsiException.BadData("The body is JSON null."), mediaType);
+        }
+        catch (JsonException ex)
+        {
+            throw NgsiException.Invalid($"The body is not valid JSON: {ex.Message}");
+        }
+        finally
+        {
+            http.Request.BodyReader.AdvanceTo(read.Buffer.End);
+        }
+    }
+
+    private static bool OnlyWhitespace(System.Buffers.ReadOnlySequence<byte> rest)
+    {
+        foreach (var segment in rest)
+        {
+            foreach (var b in segment.Span)
+            {
+                if (b is not ((byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n'))
+                {
+                    return false;
+                }
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// The @context of one JSON object of a request body (clause 6.3.5): for application/ld+json it must be
+    /// the object's "@context" member; for application/json it comes from the Link header and the body must not
+    /// carry one.
+    /// </summary>
+    public static ValueTask<LdContext> BodyContextAsync(HttpContext http, IContextResolver resolver, JsonObject body, string mediaType)
+    {
+        var hasInline = body.TryGetPropertyValue("@context", out var inline);
+        if (mediaType == MediaTypes.JsonLd)
+        {
+            return hasInline && inline is not null
+                ? resolver.ResolveAsync(inline, http.RequestAborted)
+                : throw NgsiException.BadData("A body sent as application/ld+json must carry its @context.");
+        }
+
+        if (hasInline)
+        {
+            throw NgsiException.BadData("A body sent as application/json must not carry @context; send it in a Link header or use application/ld+json.");
+        }
+
+        return ContextAsync(http, resolver);
+    }
+
+    /// <summary>Checks a path id is a URI.</summary>
+    public static string EntityId(string id) =>
+        Ngsi.Model.NgsiText.IsUri(id) ? id : throw NgsiException.BadData($"'{Ngsi.Model.EntityParser.Truncate(id)}' is not a valid entity id (a URI is required).");
+}

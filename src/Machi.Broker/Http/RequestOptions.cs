@@ -1,0 +1,224 @@
+using System.Globalization;
+using Machi.Ngsi.Errors;
+using Machi.Ngsi.JsonLd;
+using Machi.Ngsi.Model;
+using Microsoft.AspNetCore.Http;
+
+namespace Machi.Broker.Http;
+
+/// <summary>
+/// The URL parameters of the entity endpoints (clause 6.3.x), parsed once into typed values. Unknown option
+/// words and malformed numbers are BadRequestData, never silently ignored.
+/// </summary>
+internal sealed record RequestOptions
+{
+    private static readonly HashSet<string> OptionWords = new(StringComparer.Ordinal)
+    {
+        "keyValues", "simplified", "concise", "normalized", "sysAttrs", "noOverwrite", "replace", "update", "temporalValues", "aggregatedValues",
+    };
+
+    public Representation Format { get; init; } = Representation.Normalized;
+
+    public bool SysAttrs { get; init; }
+
+    public bool NoOverwrite { get; init; }
+
+    public bool UpsertReplace { get; init; }
+
+    public bool UpsertUpdate { get; init; }
+
+    /// <summary>attrs= as given (short names); expand with the request's context.</summary>
+    public IReadOnlyList<string>? Attrs { get; init; }
+
+    public IReadOnlyList<string>? Types { get; init; }
+
+    public IReadOnlyList<string>? Ids { get; init; }
+
+    public int? Limit { get; init; }
+
+    public int Offset { get; init; }
+
+    public bool Count { get; init; }
+
+    public LanguagePreference? Lang { get; init; }
+
+    public string? GeometryProperty { get; init; }
+
+    public string? DatasetId { get; init; }
+
+    public bool DeleteAll { get; init; }
+
+    public bool Local { get; init; }
+
+    public bool HasQueryFilter => Types is not null || Ids is not null || Attrs is not null || Local;
+
+    public static RequestOptions Parse(IQueryCollection query)
+    {
+        var words = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var item in List(query, "options") ?? [])
+        {
+            if (!OptionWords.Contains(item))
+            {
+                throw NgsiException.BadData($"options: '{item}' is not a known option.");
+            }
+
+            words.Add(item);
+        }
+
+        var format = Representation.Normalized;
+        var formatText = Single(query, "format");
+        if (formatText is not null)
+        {
+            format = formatText switch
+            {
+                "keyValues" or "simplified" => Representation.KeyValues,
+                "concise" => Representation.Concise,
+                "normalized" => Representation.Normalized,
+                _ => throw NgsiException.BadData($"format: '{formatText}' must be normalized, concise, keyValues or simplified."),
+            };
+        }
+        else if (words.Contains("keyValues") || words.Contains("simplified"))
+        {
+            format = Representation.KeyValues;
+        }
+        else if (words.Contains("concise"))
+        {
+            format = Representation.Concise;
+        }
+
+        if (words.Contains("replace") && words.Contains("update"))
+        {
+            throw NgsiException.BadData("options: 'replace' and 'update' exclude each other.");
+        }
+
+        var datasetId = Single(query, "datasetId");
+        if (datasetId is not null && !NgsiText.IsUri(datasetId))
+        {
+            throw NgsiException.BadData("datasetId must be a URI.");
+        }
+
+        var ids = List(query, "id");
+        if (ids is not null)
+        {
+            foreach (var id in ids)
+            {
+                if (!NgsiText.IsUri(id))
+                {
+                    throw NgsiException.BadData($"id: '{EntityParser.Truncate(id)}' is not a URI.");
+                }
+            }
+        }
+
+        return new RequestOptions
+        {
+            Format = format,
+            SysAttrs = words.Contains("sysAttrs"),
+            NoOverwrite = words.Contains("noOverwrite"),
+            UpsertReplace = words.Contains("replace"),
+            UpsertUpdate = words.Contains("update"),
+            Attrs = Names(query, "attrs"),
+            Types = Names(query, "type"),
+            Ids = ids,
+            Limit = Integer(query, "limit", 0),
+            Offset = Integer(query, "offset", 0) ?? 0,
+            Count = Boolean(query, "count"),
+            Lang = LanguagePreference.Parse(Single(query, "lang")),
+            GeometryProperty = Single(query, "geometryProperty"),
+            DatasetId = datasetId,
+            DeleteAll = Boolean(query, "deleteAll"),
+            Local = Boolean(query, "local"),
+        };
+    }
+
+    /// <summary>The render settings for this request.</summary>
+    public RenderOptions Render(LdContext context, string mediaType)
+    {
+        HashSet<string>? attrs = null;
+        if (Attrs is not null)
+        {
+            attrs = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var a in Attrs)
+            {
+                attrs.Add(context.ExpandTerm(a));
+            }
+        }
+
+        return new RenderOptions(context)
+        {
+            Format = Format,
+            SysAttrs = SysAttrs,
+            Attrs = attrs,
+            Lang = Lang,
+            IncludeContext = mediaType != MediaTypes.Json,
+            GeometryProperty = mediaType == MediaTypes.GeoJson ? context.ExpandTerm(GeometryProperty ?? "location") : null,
+        };
+    }
+
+    private static string? Single(IQueryCollection query, string name)
+    {
+        if (!query.TryGetValue(name, out var values))
+        {
+            return null;
+        }
+
+        if (values.Count > 1)
+        {
+            throw NgsiException.BadData($"Parameter '{name}' is given more than once.");
+        }
+
+        var value = values[0];
+        return string.IsNullOrEmpty(value) ? throw NgsiException.BadData($"Parameter '{name}' is empty.") : value;
+    }
+
+    private static string[]? List(IQueryCollection query, string name)
+    {
+        var text = Single(query, name);
+        if (text is null)
+        {
+            return null;
+        }
+
+        var items = text.Split(',', StringSplitOptions.TrimEntries);
+        return Array.Exists(items, i => i.Length == 0) ? throw NgsiException.BadData($"Parameter '{name}' has an empty item.") : items;
+    }
+
+    private static string[]? Names(IQueryCollection query, string name)
+    {
+        var items = List(query, name);
+        if (items is null)
+        {
+            return null;
+        }
+
+        foreach (var item in items)
+        {
+            if (!NgsiText.IsName(item))
+            {
+                throw NgsiException.BadData($"{name}: '{EntityParser.Truncate(item)}' is not a valid name.");
+            }
+        }
+
+        return items;
+    }
+
+    private static int? Integer(IQueryCollection query, string name, int min)
+    {
+        var text = Single(query, name);
+        if (text is null)
+        {
+            return null;
+        }
+
+        return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value >= min
+            ? value
+            : throw NgsiException.BadData($"Parameter '{name}' must be a whole number ≥ {min}.");
+    }
+
+    private static bool Boolean(IQueryCollection query, string name) => Single(query, name) switch
+    {
+        null => false,
+        "true" => true,
+        "false" => false,
+        var other => throw NgsiException.BadData($"Parameter '{name}' must be true or false, not '{EntityParser.Truncate(other)}'."),
+    };
+}

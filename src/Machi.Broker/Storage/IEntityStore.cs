@@ -1,0 +1,85 @@
+using Machi.Ngsi.Model;
+
+namespace Machi.Broker.Storage;
+
+/// <summary>
+/// Where entities live. A backend (embedded SQLite today, PostgreSQL later) implements reads, paged queries and
+/// one write primitive: run a mutation against the current state of an entity inside a durable transaction.
+/// Every entity operation of the API is such a mutation, so backends never grow operation-specific code.
+/// A completed write task means the change is committed to disk.
+/// </summary>
+public interface IEntityStore : IAsyncDisposable
+{
+    Task InitializeAsync(CancellationToken cancellationToken);
+
+    ValueTask<Entity?> GetAsync(string tenant, string id, CancellationToken cancellationToken);
+
+    ValueTask<bool> TenantExistsAsync(string tenant, CancellationToken cancellationToken);
+
+    ValueTask<IReadOnlyList<string>> ListTenantsAsync(CancellationToken cancellationToken);
+
+    ValueTask<EntityPage> QueryAsync(string tenant, EntityQuery query, CancellationToken cancellationToken);
+
+    /// <summary>Runs each mutation (in order) in one transaction; each succeeds or fails on its own.</summary>
+    /// <returns>Per item: null on success, else the exception the mutation threw (nothing of it was kept).</returns>
+    Task<Exception?[]> WriteAsync(string tenant, IReadOnlyList<EntityWrite> writes, CancellationToken cancellationToken);
+
+    ValueTask<long> CountAsync(CancellationToken cancellationToken);
+
+    ValueTask<bool> PingAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>Decides the new state of one entity from its current state (null: it does not exist).</summary>
+public delegate Mutation EntityMutation(Entity? current);
+
+/// <summary>One entity write: the entity id and the mutation to apply to it.</summary>
+public readonly record struct EntityWrite(string Id, EntityMutation Mutate);
+
+public enum MutationKind
+{
+    None,
+    Put,
+    Delete,
+}
+
+/// <summary>What a mutation decided: keep, store the given entity, or delete.</summary>
+public readonly record struct Mutation(MutationKind Kind, Entity? Entity)
+{
+    public static Mutation None => new(MutationKind.None, null);
+
+    public static Mutation Delete => new(MutationKind.Delete, null);
+
+    public static Mutation Put(Entity entity) => new(MutationKind.Put, entity);
+}
+
+/// <summary>Filters of a paged entity query; names and types are expanded IRIs.</summary>
+public sealed record EntityQuery
+{
+    public IReadOnlyList<string>? Types { get; init; }
+
+    public IReadOnlyList<string>? Ids { get; init; }
+
+    /// <summary>Entities must have at least one of these attributes.</summary>
+    public IReadOnlyList<string>? Attrs { get; init; }
+
+    public int Limit { get; init; } = 20;
+
+    public int Offset { get; init; }
+
+    public bool Count { get; init; }
+}
+
+public sealed record EntityPage(IReadOnlyList<Entity> Entities, long? TotalCount);
+
+public static class EntityStoreExtensions
+{
+    /// <summary>Runs one mutation; rethrows its failure.</summary>
+    public static async Task WriteOneAsync(this IEntityStore store, string tenant, string id, EntityMutation mutate, CancellationToken cancellationToken)
+    {
+        var results = await store.WriteAsync(tenant, [new EntityWrite(id, mutate)], cancellationToken).ConfigureAwait(false);
+        if (results[0] is { } error)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+        }
+    }
+}

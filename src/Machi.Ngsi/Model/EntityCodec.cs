@@ -1,0 +1,186 @@
+using System.Buffers;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Machi.Ngsi.Model;
+
+/// <summary>
+/// The stored form of an entity: compact JSON with expanded names, independent of any @context.
+/// Short member names keep rows small; the layout is versioned by the "v" member.
+/// </summary>
+public static class EntityCodec
+{
+    private const int Version = 1;
+
+    public static byte[] Encode(Entity entity)
+    {
+        var buffer = new ArrayBufferWriter<byte>(512);
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true }))
+        {
+            w.WriteStartObject();
+            w.WriteNumber("v", Version);
+            w.WriteString("id", entity.Id);
+            w.WriteStartArray("type");
+            foreach (var t in entity.Types)
+            {
+                w.WriteStringValue(t);
+            }
+
+            w.WriteEndArray();
+            if (entity.Scope is { } scope)
+            {
+                w.WriteStartArray("scope");
+                foreach (var s in scope)
+                {
+                    w.WriteStringValue(s);
+                }
+
+                w.WriteEndArray();
+            }
+
+            w.WriteString("c", NgsiText.FormatDateTime(entity.CreatedAt));
+            w.WriteString("m", NgsiText.FormatDateTime(entity.ModifiedAt));
+            w.WritePropertyName("attrs");
+            WriteMap(w, entity.Attributes);
+            w.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static void WriteMap(Utf8JsonWriter w, AttributeMap map)
+    {
+        w.WriteStartObject();
+        foreach (var (name, instances) in map)
+        {
+            w.WriteStartArray(name);
+            foreach (var a in instances)
+            {
+                w.WriteStartObject();
+                w.WriteString("k", AttributeKinds.Name(a.Kind));
+                w.WritePropertyName("p");
+                a.Payload.WriteTo(w);
+                if (a.DatasetId is not null) w.WriteString("ds", a.DatasetId);
+                if (a.ObservedAt is not null) w.WriteString("oa", a.ObservedAt);
+                if (a.UnitCode is not null) w.WriteString("uc", a.UnitCode);
+                if (a.ValueType is not null) w.WriteString("vt", a.ValueType);
+                if (a.ObjectType is not null)
+                {
+                    w.WritePropertyName("ot");
+                    a.ObjectType.WriteTo(w);
+                }
+
+                w.WriteString("c", NgsiText.FormatDateTime(a.CreatedAt));
+                w.WriteString("m", NgsiText.FormatDateTime(a.ModifiedAt));
+                if (a.Sub is { Count: > 0 })
+                {
+                    w.WritePropertyName("sub");
+                    WriteMap(w, a.Sub);
+                }
+
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+        }
+
+        w.WriteEndObject();
+    }
+
+    public static Entity Decode(ReadOnlySpan<byte> utf8)
+    {
+        var reader = new Utf8JsonReader(utf8);
+        reader.Read(); // {
+        string? id = null;
+        var types = new List<string>(1);
+        List<string>? scope = null;
+        DateTimeOffset created = default, modified = default;
+        AttributeMap? attrs = null;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var member = reader.GetString();
+            reader.Read();
+            switch (member)
+            {
+                case "id": id = reader.GetString(); break;
+                case "type": types = ReadStrings(ref reader); break;
+                case "scope": scope = ReadStrings(ref reader); break;
+                case "c": created = ParseInstant(reader.GetString()); break;
+                case "m": modified = ParseInstant(reader.GetString()); break;
+                case "attrs": attrs = ReadMap(ref reader); break;
+                default: reader.Skip(); break;
+            }
+        }
+
+        return new Entity(id ?? throw new InvalidDataException("Stored entity without id."), types)
+        {
+            Scope = scope,
+            CreatedAt = created,
+            ModifiedAt = modified,
+            Attributes = attrs ?? new AttributeMap(),
+        };
+    }
+
+    private static List<string> ReadStrings(ref Utf8JsonReader reader)
+    {
+        var list = new List<string>(1);
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            list.Add(reader.GetString()!);
+        }
+
+        return list;
+    }
+
+    private static AttributeMap ReadMap(ref Utf8JsonReader reader)
+    {
+        var map = new AttributeMap();
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var name = reader.GetString()!;
+            reader.Read(); // [
+            var instances = new List<AttributeInstance>(1);
+            while (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
+            {
+                instances.Add(ReadInstance(ref reader));
+            }
+
+            map[name] = instances;
+        }
+
+        return map;
+    }
+
+    private static AttributeInstance ReadInstance(ref Utf8JsonReader reader)
+    {
+        var a = new AttributeInstance(AttributeKind.Property, null!);
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var member = reader.GetString();
+            reader.Read();
+            switch (member)
+            {
+                case "k":
+                    a.Kind = AttributeKinds.TryParse(reader.GetString()!, out var kind)
+                        ? kind
+                        : throw new InvalidDataException("Stored attribute of unknown kind.");
+                    break;
+                case "p": a.Payload = JsonNode.Parse(ref reader)!; break;
+                case "ds": a.DatasetId = reader.GetString(); break;
+                case "oa": a.ObservedAt = reader.GetString(); break;
+                case "uc": a.UnitCode = reader.GetString(); break;
+                case "vt": a.ValueType = reader.GetString(); break;
+                case "ot": a.ObjectType = JsonNode.Parse(ref reader); break;
+                case "c": a.CreatedAt = ParseInstant(reader.GetString()); break;
+                case "m": a.ModifiedAt = ParseInstant(reader.GetString()); break;
+                case "sub": a.Sub = ReadMap(ref reader); break;
+                default: reader.Skip(); break;
+            }
+        }
+
+        return a;
+    }
+
+    private static DateTimeOffset ParseInstant(string? s) =>
+        NgsiText.TryParseDateTime(s, out var value) ? value : default;
+}
