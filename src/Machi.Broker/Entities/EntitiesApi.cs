@@ -225,7 +225,7 @@ internal static class EntitiesApi
         var id = NgsiRequest.EntityId(entityId);
         var (obj, context) = await ReadObjectAsync(http, resolver);
         var name = EntityParser.ExpandAttributeName(attrId, context);
-        var fragment = EntityParser.ParseFragment(attrId, obj, context, entities.Now(), allowNullMarker: false, depth: 0);
+        var fragment = EntityParser.ParseFragment(attrId, obj, context, entities.Now(), allowNullMarker: false, depth: 0, partial: true);
         await entities.PatchAttributeAsync(tenant, id, name, fragment, http.RequestAborted);
         return Results.NoContent();
     }

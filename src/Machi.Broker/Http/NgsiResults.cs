@@ -8,8 +8,6 @@ namespace Machi.Broker.Http;
 /// <summary>A JSON response written straight into the response pipe, with the NGSI-LD headers.</summary>
 internal sealed class NgsiJsonResult(int status, string mediaType, LdContext? linkContext, Action<Utf8JsonWriter> write) : IResult
 {
-    private static readonly JsonWriterOptions WriterOptions = new() { SkipValidation = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-
     public async Task ExecuteAsync(HttpContext httpContext)
     {
         var response = httpContext.Response;
@@ -20,7 +18,7 @@ internal sealed class NgsiJsonResult(int status, string mediaType, LdContext? li
             response.Headers.Link = $"<{url}>; rel=\"{MediaTypes.ContextRel}\"; type=\"{MediaTypes.JsonLd}\"";
         }
 
-        using (var writer = new Utf8JsonWriter(response.BodyWriter, WriterOptions))
+        using (var writer = new Utf8JsonWriter(response.BodyWriter, EntityRenderer.WriterOptions))
         {
             write(writer);
         }

@@ -235,7 +235,7 @@ public static class EntityParser
     /// <summary>Parses one attribute instance in normalized or concise form (type inferred per clause 4.5.9 rules).</summary>
     public static AttributeInstance ParseInstance(string name, JsonNode? value, LdContext context, DateTimeOffset now, bool allowNullMarker, int depth)
     {
-        var fragment = ParseFragment(name, value, context, now, allowNullMarker, depth);
+        var fragment = ParseFragment(name, value, context, now, allowNullMarker, depth, partial: false);
         if (!fragment.HasPayload)
         {
             throw NgsiException.BadData($"Attribute '{Truncate(name)}' has no value (one of value, object, languageMap, vocab, json, valueList, objectList).");
@@ -247,7 +247,9 @@ public static class EntityParser
     /// <summary>
     /// Parses an attribute that may be partial (partial attribute update): its payload or type may be missing.
     /// </summary>
-    public static AttributeFragment ParseFragment(string name, JsonNode? value, LdContext context, DateTimeOffset now, bool allowNullMarker, int depth)
+    /// <param name="partial">A partial update: an object without payload changes only the members it names.
+    /// Otherwise such an object is a concise Property whose value is the object itself.</param>
+    public static AttributeFragment ParseFragment(string name, JsonNode? value, LdContext context, DateTimeOffset now, bool allowNullMarker, int depth, bool partial)
     {
         if (depth > MaxDepth)
         {
@@ -278,6 +280,11 @@ public static class EntityParser
         }
 
         var member = AttributeKinds.PayloadMember(kind);
+        if (!partial && !explicitKind && kind == AttributeKind.Property && !obj.ContainsKey("value") && !obj.ContainsKey("@value"))
+        {
+            return new(new AttributeInstance(AttributeKind.Property, obj.DeepClone()) { CreatedAt = now, ModifiedAt = now }, true, false);
+        }
+
         var payload = obj[member];
         if (member == "value" && payload is null)
         {

@@ -36,6 +36,13 @@ public sealed record RenderOptions(LdContext Context)
 /// <summary>Renders the model as NGSI-LD JSON, compacting names with the request's @context.</summary>
 public static class EntityRenderer
 {
+    /// <summary>Writer settings for every NGSI-LD response: text as UTF-8, not \u escapes (Japanese stays readable).</summary>
+    public static readonly JsonWriterOptions WriterOptions = new()
+    {
+        SkipValidation = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
     public static void WriteEntity(Utf8JsonWriter w, Entity entity, RenderOptions options)
     {
         if (options.GeometryProperty is not null)
