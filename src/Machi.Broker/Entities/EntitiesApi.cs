@@ -32,8 +32,10 @@ internal static class EntitiesApi
         return group;
     }
 
+    /// <summary>Documents the errors of a body-taking operation. Content types are checked by the handler (so a wrong
+    /// one is a 415 ProblemDetails), not by route metadata.</summary>
     internal static RouteHandlerBuilder AcceptsEntity(this RouteHandlerBuilder builder) =>
-        builder.Accepts<JsonObject>(MediaTypes.Json, MediaTypes.JsonLd).ProducesProblem(400).ProducesProblem(404);
+        builder.ProducesProblem(400).ProducesProblem(404).ProducesProblem(415);
 
     internal static RouteHandlerBuilder ProducesEntities(this RouteHandlerBuilder builder) =>
         builder.Produces<JsonObject>(200, MediaTypes.Json, MediaTypes.JsonLd, MediaTypes.GeoJson).ProducesProblem(400).ProducesProblem(404);

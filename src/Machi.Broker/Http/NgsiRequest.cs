@@ -3,6 +3,8 @@ using System.Text.Json.Nodes;
 using Machi.Ngsi.Errors;
 using Machi.Ngsi.JsonLd;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Primitives;
 
 namespace Machi.Broker.Http;
@@ -76,11 +78,29 @@ internal static class NgsiRequest
     public static async Task<(JsonNode Body, string MediaType)> ReadBodyAsync(HttpContext http, bool allowMergePatch = false)
     {
         var mediaType = MediaTypes.RequestBodyType(http.Request, allowMergePatch);
+        var limit = http.RequestServices.GetRequiredService<IOptions<BrokerOptions>>().Value.MaxRequestBodyBytes;
+        if (http.Request.ContentLength > limit)
+        {
+            throw TooLarge(limit);
+        }
+
         var read = await http.Request.BodyReader.ReadAsync(http.RequestAborted).ConfigureAwait(false);
         while (!read.IsCompleted)
         {
+            if (read.Buffer.Length > limit)
+            {
+                http.Request.BodyReader.AdvanceTo(read.Buffer.End);
+                throw TooLarge(limit);
+            }
+
             http.Request.BodyReader.AdvanceTo(read.Buffer.Start, read.Buffer.End);
             read = await http.Request.BodyReader.ReadAsync(http.RequestAborted).ConfigureAwait(false);
+        }
+
+        if (read.Buffer.Length > limit)
+        {
+            http.Request.BodyReader.AdvanceTo(read.Buffer.End);
+            throw TooLarge(limit);
         }
 
         try
@@ -108,6 +128,9 @@ internal static class NgsiRequest
             http.Request.BodyReader.AdvanceTo(read.Buffer.End);
         }
     }
+
+    private static NgsiException TooLarge(long limit) =>
+        new(NgsiErrorType.PayloadTooLarge, $"The request body is larger than the {limit} bytes this broker accepts.");
 
     private static bool OnlyWhitespace(System.Buffers.ReadOnlySequence<byte> rest)
     {
