@@ -1,4 +1,5 @@
 using Machi.Broker.Batch;
+using Machi.Broker.Contexts;
 using Machi.Broker.Entities;
 using Machi.Broker.Http;
 using Machi.Broker.Storage;
@@ -31,8 +32,18 @@ public static class BrokerModule
             store.InitializeAsync(CancellationToken.None).GetAwaiter().GetResult();
             return store;
         });
+        services.AddSingleton(sp => (SqliteEntityStore)sp.GetRequiredService<IEntityStore>());
         services.AddSingleton<EntityService>();
-        services.AddSingleton<IContextResolver, CoreOnlyResolver>();
+
+        // JSON-LD: the core context is built in; user contexts are fetched (bounded, cached) or hosted here.
+        services.Configure<LdContextOptions>(configuration.GetSection("Broker:JsonLd"));
+        services.AddSingleton(sp => sp.GetRequiredService<IOptions<LdContextOptions>>().Value);
+        services.AddSingleton<IContextDocumentLoader>(sp => new HttpContextDocumentLoader(
+            new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }),
+            sp.GetRequiredService<LdContextOptions>()));
+        services.AddSingleton<IHostedContextStore, SqliteHostedContextStore>();
+        services.AddSingleton<ContextRegistry>();
+        services.AddSingleton<IContextResolver, ContextResolver>();
         services.AddSingleton<IBrokerHealth, StoreHealth>();
         return services;
     }
@@ -63,6 +74,7 @@ public static class BrokerModule
         });
         api.MapEntities();
         api.MapBatch();
+        api.MapContexts();
         api.Map("/{**path}", (HttpContext http) => new ProblemResult(Ngsi.Errors.NgsiException.Invalid(
             $"{http.Request.Method} {http.Request.Path} is not an operation of this NGSI-LD API."))).ExcludeFromDescription();
         return app;
@@ -80,14 +92,6 @@ public static class BrokerModule
 
         public async Task<long> CountEntitiesAsync(CancellationToken cancellationToken) =>
             await store.CountAsync(cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>STUB until the JSON-LD resolver lands.</summary>
-    private sealed class CoreOnlyResolver : IContextResolver
-    {
-        public ValueTask<LdContext> ResolveAsync(System.Text.Json.Nodes.JsonNode? contextValue, CancellationToken cancellationToken) => ValueTask.FromResult(LdContext.Core);
-
-        public ValueTask<LdContext> ResolveLinkAsync(string url, CancellationToken cancellationToken) => ValueTask.FromResult(LdContext.Core);
     }
 }
 

@@ -12,8 +12,6 @@ internal static class MediaTypes
     public const string GeoJson = "application/geo+json";
     public const string MergePatch = "application/merge-patch+json";
 
-    public const string ContextRel = "http://www.w3.org/ns/json-ld#context";
-
     /// <summary>The media type of a request body: JSON or JSON-LD (or merge-patch where allowed), else 415.</summary>
     public static string RequestBodyType(HttpRequest request, bool allowMergePatch)
     {

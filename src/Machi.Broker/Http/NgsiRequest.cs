@@ -38,33 +38,12 @@ internal static class NgsiRequest
     /// <summary>The @context named by the Link header (rel json-ld#context), or null when there is none.</summary>
     public static string? LinkContextUrl(HttpRequest request)
     {
-        foreach (var header in request.Headers.Link)
+        var header = request.Headers.Link;
+        return header.Count switch
         {
-            if (header is null)
-            {
-                continue;
-            }
-
-            foreach (var link in header.Split(','))
-            {
-                var start = link.IndexOf('<', StringComparison.Ordinal);
-                var end = link.IndexOf('>', StringComparison.Ordinal);
-                if (start < 0 || end <= start)
-                {
-                    throw NgsiException.BadData("The Link header is malformed; expected <url>; rel=\"http://www.w3.org/ns/json-ld#context\".");
-                }
-
-                if (link.Contains(MediaTypes.ContextRel, StringComparison.Ordinal))
-                {
-                    var url = link[(start + 1)..end].Trim();
-                    return Uri.TryCreate(url, UriKind.Absolute, out _)
-                        ? url
-                        : throw NgsiException.BadData($"The Link header's context '{url}' is not an absolute URL.");
-                }
-            }
-        }
-
-        return null;
+            0 => null,
+            _ => JsonLdLink.TryGetContextUrl(header.ToString(), out var url) ? url : null,
+        };
     }
 
     /// <summary>The context of a request without a body: the Link header's, else the core context.</summary>

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Machi.Ngsi.JsonLd;
 using Machi.Ngsi.Model;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Machi.Broker.Http;
 
@@ -13,9 +14,15 @@ internal sealed class NgsiJsonResult(int status, string mediaType, LdContext? li
         var response = httpContext.Response;
         response.StatusCode = status;
         response.ContentType = mediaType;
-        if (linkContext is not null && mediaType != MediaTypes.JsonLd && ContextLinks.UrlFor(linkContext, httpContext) is { } url)
+        if (linkContext is not null && mediaType != MediaTypes.JsonLd)
         {
-            response.Headers.Link = $"<{url}>; rel=\"{MediaTypes.ContextRel}\"; type=\"{MediaTypes.JsonLd}\"";
+            // application/json answers name their @context in a Link header; an inline context is hosted
+            // implicitly so that it has a URL (clause 6.3.5).
+            var url = linkContext.IsCore
+                ? LdContext.CoreContextUrl
+                : await httpContext.RequestServices.GetRequiredService<ContextRegistry>()
+                    .GetLinkUrlAsync(linkContext, Contexts.ContextsApi.BaseUrl(httpContext.Request), httpContext.RequestAborted).ConfigureAwait(false);
+            response.Headers.Link = JsonLdLink.Format(url);
         }
 
         using (var writer = new Utf8JsonWriter(response.BodyWriter, EntityRenderer.WriterOptions))
@@ -27,29 +34,3 @@ internal sealed class NgsiJsonResult(int status, string mediaType, LdContext? li
     }
 }
 
-/// <summary>The URL by which a response's @context is named in its Link header.</summary>
-internal static class ContextLinks
-{
-    public static string? UrlFor(LdContext context, HttpContext http)
-    {
-        if (context.IsCore)
-        {
-            return EntityRenderer.CoreContextUri;
-        }
-
-        if (context.Value is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var url))
-        {
-            return url;
-        }
-
-        // Inline contexts are hosted implicitly (kind ImplicitlyCreated) so a Link header can name them.
-        var registry = http.RequestServices.GetService(typeof(IImplicitContextHost)) as IImplicitContextHost;
-        return registry?.UrlFor(context, http);
-    }
-}
-
-/// <summary>Hosts inline @contexts so application/json responses can link to them.</summary>
-internal interface IImplicitContextHost
-{
-    string? UrlFor(LdContext context, HttpContext http);
-}

@@ -25,6 +25,7 @@ internal sealed class SqliteEntityStore : IEntityStore
     private readonly ConcurrentDictionary<string, bool> _knownTenants = new(StringComparer.Ordinal);
     private SqliteConnection? _writer;
     private Task? _writerLoop;
+    private int _disposed;
 
     public SqliteEntityStore(string path, ILogger<SqliteEntityStore> logger)
     {
@@ -34,6 +35,8 @@ internal sealed class SqliteEntityStore : IEntityStore
     }
 
     public string Path { get; }
+
+    internal string ConnectionString => _connectionString;
 
     public async Task InitializeAsync(CancellationToken cancellationToken)
     {
@@ -200,6 +203,12 @@ internal sealed class SqliteEntityStore : IEntityStore
     /// <summary>Stops taking writes, commits everything already queued, and closes the database.</summary>
     public async ValueTask DisposeAsync()
     {
+        // The container may reach the store through more than one registration; dispose once.
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         _writes.Writer.TryComplete();
         if (_writerLoop is not null)
         {

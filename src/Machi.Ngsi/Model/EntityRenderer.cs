@@ -96,18 +96,15 @@ public static class EntityRenderer
     public static void WriteContext(Utf8JsonWriter w, LdContext context)
     {
         w.WritePropertyName("@context");
-        if (context.Value is { } value)
+        if (context.ValueJson is { } json)
         {
-            value.WriteTo(w);
+            w.WriteRawValue(json, skipInputValidation: true);
         }
         else
         {
-            w.WriteStringValue(CoreContextUri);
+            w.WriteStringValue(LdContext.CoreContextUrl);
         }
     }
-
-    /// <summary>The core context URI echoed when the client gave none.</summary>
-    public const string CoreContextUri = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld";
 
     private static void WriteBody(Utf8JsonWriter w, Entity entity, RenderOptions options)
     {
