@@ -43,6 +43,7 @@ internal static class SuiteRunner
                 target, ScenarioKind.Preload, workload with { Slices = slices }, RunPlan.Count(slices.BatchCount, maxDuration), progress, cancellationToken)
                 .ConfigureAwait(false);
             runs.Add(preload);
+            target.EnsureAlive();
             if (preload.Result.ErrorCount > 0 || preload.Result.Ok < slices.BatchCount)
             {
                 progress($"{target.Name}: the preload did not store all {options.Entities} entities; update and read will count errors");
@@ -55,7 +56,9 @@ internal static class SuiteRunner
             TimeSpan.FromSeconds(options.WarmupSeconds), TimeSpan.FromSeconds(options.DurationSeconds), options.Requests, maxDuration);
         foreach (var kind in options.Scenarios)
         {
+            // Kept even when the target died during it: its errors show what happened.
             runs.Add(await RunOneAsync(target, kind, workload, plan, progress, cancellationToken).ConfigureAwait(false));
+            target.EnsureAlive();
         }
     }
 
@@ -87,7 +90,6 @@ internal static class SuiteRunner
         }
 
         cancellationToken.ThrowIfCancellationRequested();
-        target.EnsureAlive();
         progress($"{target.Name}: {Scenario.Name(kind)}: {result.Ok:N0} ok, {result.ErrorCount:N0} errors, {result.RequestsPerSecond:N0} req/s");
         return new ScenarioRun(kind, result, target.Annotation());
     }

@@ -13,7 +13,7 @@ namespace Machi.Bench.Server;
 internal sealed class BrokerServer : IAsyncDisposable
 {
     private readonly Process? _process;
-    private readonly StreamWriter? _log;
+    private StreamWriter? _log;
     private readonly Lock _logLock = new();
     private bool _keepLog;
 
@@ -157,6 +157,7 @@ internal sealed class BrokerServer : IAsyncDisposable
         lock (_logLock)
         {
             _log?.Dispose();
+            _log = null;
         }
 
         TryDelete(() => Directory.Delete(DataDirectory!, recursive: true));
