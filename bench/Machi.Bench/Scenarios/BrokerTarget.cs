@@ -1,0 +1,184 @@
+using System.Net;
+using Machi.Bench.Load;
+
+namespace Machi.Bench.Scenarios;
+
+/// <summary>The broker's NGSI-LD API over HTTP/1.1 keep-alive connections.</summary>
+internal sealed class BrokerTarget : IScenarioTarget, IDisposable
+{
+    private const string JsonMediaType = "application/json";
+
+    private readonly HttpClient _client;
+    private readonly Uri _entitiesUri;
+    private readonly Uri _upsertUri;
+    private readonly string _entitiesPath;
+    private readonly Func<string?> _problem;
+    private Uri[] _entityUris = [];
+    private Uri[] _attrsUris = [];
+    private Uri[] _speedUris = [];
+
+    /// <param name="problem">Says why the broker can no longer be measured (it exited), or null.</param>
+    public BrokerTarget(Uri baseUri, int connections, TimeSpan requestTimeout, Func<string?> problem)
+    {
+        ArgumentNullException.ThrowIfNull(baseUri);
+        _problem = problem;
+        _entitiesPath = baseUri.AbsoluteUri.TrimEnd('/') + "/ngsi-ld/v1/entities";
+        _entitiesUri = new Uri(_entitiesPath);
+        _upsertUri = new Uri(baseUri.AbsoluteUri.TrimEnd('/') + "/ngsi-ld/v1/entityOperations/upsert");
+        _client = CreateClient(connections, requestTimeout);
+    }
+
+    public string Name => "broker";
+
+    public bool BlockingWorkers => false;
+
+    /// <summary>One handler, up to <paramref name="connections"/> HTTP/1.1 keep-alive connections; with closed-loop
+    /// workers each in-flight request holds one connection, so workers ≤ connections never queue in the client.</summary>
+    public static HttpClient CreateClient(int connections, TimeSpan requestTimeout)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            MaxConnectionsPerServer = connections,
+            PooledConnectionLifetime = Timeout.InfiniteTimeSpan,
+            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5),
+            ConnectTimeout = TimeSpan.FromSeconds(10),
+            UseCookies = false,
+            UseProxy = false,
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+        };
+        var client = new HttpClient(handler, disposeHandler: true)
+        {
+            Timeout = requestTimeout,
+            DefaultRequestVersion = HttpVersion.Version11,
+            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
+        client.DefaultRequestHeaders.TryAddWithoutValidation("Accept", JsonMediaType);
+        return client;
+    }
+
+    public IReadOnlyList<ILoadWorker> CreateWorkers(ScenarioKind kind, Workload workload)
+    {
+        ArgumentNullException.ThrowIfNull(workload);
+        if (Scenario.UsesPreloadedEntities(kind))
+        {
+            BuildEntityUris(workload.Preloaded);
+        }
+
+        var documents = workload.Documents;
+        var expected = Scenario.Expected(kind);
+        int count = workload.WorkersFor(kind);
+        var workers = new ILoadWorker[count];
+        for (int i = 0; i < count; i++)
+        {
+            var random = workload.RandomFor(i);
+            Func<HttpRequestMessage> next = kind switch
+            {
+                ScenarioKind.Create => () => WithJson(HttpMethod.Post, _entitiesUri, documents.Entity(workload.Ids.Next())),
+                ScenarioKind.Update => () => WithJson(
+                    HttpMethod.Patch,
+                    _attrsUris[random.Next(_attrsUris.Length)],
+                    documents.UpdateBodies[random.Next(documents.UpdateBodies.Count)]),
+                ScenarioKind.UpdateAttr => () => WithJson(
+                    HttpMethod.Patch,
+                    _speedUris[random.Next(_speedUris.Length)],
+                    documents.SpeedBodies[random.Next(documents.SpeedBodies.Count)]),
+                ScenarioKind.Read => () => new HttpRequestMessage(HttpMethod.Get, _entityUris[random.Next(_entityUris.Length)]),
+                ScenarioKind.Preload => BatchRequests(workload, () => workload.Slices!.Take()),
+                ScenarioKind.BatchUpsert => BatchRequests(workload, () => (workload.Ids.Take(workload.BatchSize), workload.BatchSize)),
+                _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+            };
+            workers[i] = new HttpWorker(_client, next, expected);
+        }
+
+        return workers;
+    }
+
+    public void ReleaseWorkers(IReadOnlyList<ILoadWorker> workers)
+    {
+    }
+
+    public void EnsureAlive()
+    {
+        if (_problem() is { } problem)
+        {
+            throw new BenchFailure(problem);
+        }
+    }
+
+    public string? Annotation() => null;
+
+    public void Dispose() => _client.Dispose();
+
+    // The buffer is the worker's own and is rewritten only after its previous request has completed.
+    private Func<HttpRequestMessage> BatchRequests(Workload workload, Func<(long First, int Count)> nextSlice)
+    {
+        var buffer = new byte[workload.Documents.MaxBatchLength(workload.BatchSize)];
+        return () =>
+        {
+            var (first, count) = nextSlice();
+            int length = workload.Documents.WriteBatch(first, count, buffer);
+            return WithJson(HttpMethod.Post, _upsertUri, buffer, length);
+        };
+    }
+
+    private static HttpRequestMessage WithJson(HttpMethod method, Uri uri, byte[] body) =>
+        WithJson(method, uri, body, body.Length);
+
+    private static HttpRequestMessage WithJson(HttpMethod method, Uri uri, byte[] body, int length)
+    {
+        var content = new ByteArrayContent(body, 0, length);
+
+        // A raw header string is written to the wire as it is; a parsed MediaTypeHeaderValue is re-formatted per request.
+        content.Headers.TryAddWithoutValidation("Content-Type", JsonMediaType);
+        return new HttpRequestMessage(method, uri) { Content = content };
+    }
+
+    private void BuildEntityUris(long count)
+    {
+        if (_entityUris.Length == count)
+        {
+            return;
+        }
+
+        _entityUris = new Uri[count];
+        _attrsUris = new Uri[count];
+        _speedUris = new Uri[count];
+        for (int n = 0; n < count; n++)
+        {
+            string entity = _entitiesPath + "/" + VehicleDocuments.Id(n);
+            _entityUris[n] = new Uri(entity);
+            _attrsUris[n] = new Uri(entity + "/attrs");
+            _speedUris[n] = new Uri(entity + "/attrs/speed");
+        }
+    }
+
+    private sealed class HttpWorker(HttpClient client, Func<HttpRequestMessage> next, ExpectedStatus expected) : ILoadWorker
+    {
+        private readonly byte[] _drain = new byte[16 * 1024];
+
+        public async ValueTask<Outcome> ExecuteAsync(CancellationToken cancellationToken)
+        {
+            using var request = next();
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken)
+                .ConfigureAwait(false);
+            int status = (int)response.StatusCode;
+            if (!expected.Contains(status))
+            {
+                string body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+                return new Outcome(status, string.IsNullOrWhiteSpace(body) ? "(empty body)" : body);
+            }
+
+            // The request is complete when its whole response has been read, as for any real client.
+            var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+            await using (stream.ConfigureAwait(false))
+            {
+                while (await stream.ReadAsync(_drain, cancellationToken).ConfigureAwait(false) > 0)
+                {
+                }
+            }
+
+            return new Outcome(status);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+using Machi.Bench.Load;
+
+namespace Machi.Bench.Scenarios;
+
+internal enum ScenarioKind
+{
+    /// <summary>Batch-upserts the entities that update and read work on; run once, before them.</summary>
+    Preload,
+    Update,
+    UpdateAttr,
+    Read,
+    Create,
+    BatchUpsert,
+}
+
+internal static class Scenario
+{
+    /// <summary>The order <c>all</c> runs them in: the ones that work on the preloaded entities first, then the
+    /// ones that grow the store.</summary>
+    public static readonly IReadOnlyList<ScenarioKind> All =
+        [ScenarioKind.Update, ScenarioKind.UpdateAttr, ScenarioKind.Read, ScenarioKind.Create, ScenarioKind.BatchUpsert];
+
+    public static string Name(ScenarioKind kind) => kind switch
+    {
+        ScenarioKind.Preload => "preload",
+        ScenarioKind.Update => "update",
+        ScenarioKind.UpdateAttr => "update-attr",
+        ScenarioKind.Read => "read",
+        ScenarioKind.Create => "create",
+        ScenarioKind.BatchUpsert => "batch-upsert",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+    };
+
+    public static bool TryParse(string name, out ScenarioKind kind)
+    {
+        foreach (var candidate in All)
+        {
+            if (string.Equals(Name(candidate), name, StringComparison.OrdinalIgnoreCase))
+            {
+                kind = candidate;
+                return true;
+            }
+        }
+
+        kind = default;
+        return false;
+    }
+
+    public static string Description(ScenarioKind kind) => kind switch
+    {
+        ScenarioKind.Preload => "POST /entityOperations/upsert of the preloaded entities",
+        ScenarioKind.Update => "PATCH /entities/{id}/attrs (speed, fuelLevel), random preloaded id",
+        ScenarioKind.UpdateAttr => "PATCH /entities/{id}/attrs/speed, random preloaded id",
+        ScenarioKind.Read => "GET /entities/{id}, random preloaded id",
+        ScenarioKind.Create => "POST /entities, new unique id each request",
+        ScenarioKind.BatchUpsert => "POST /entityOperations/upsert, batches of new entities",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+    };
+
+    public static ExpectedStatus Expected(ScenarioKind kind) => kind switch
+    {
+        ScenarioKind.Create => new(201),
+        ScenarioKind.Update or ScenarioKind.UpdateAttr => new(204),
+        ScenarioKind.Read => new(200),
+        // 201 when it created entities, 204 when it only updated; 207 (some failed) is an error here.
+        ScenarioKind.Preload or ScenarioKind.BatchUpsert => new(201, 204),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+    };
+
+    public static bool UsesPreloadedEntities(ScenarioKind kind) =>
+        kind is ScenarioKind.Update or ScenarioKind.UpdateAttr or ScenarioKind.Read;
+
+    public static bool IsBatch(ScenarioKind kind) => kind is ScenarioKind.Preload or ScenarioKind.BatchUpsert;
+}
+
+/// <summary>Hands out entity numbers so that every created entity gets an id never used before in the run.</summary>
+internal sealed class IdAllocator(long first)
+{
+    private long _next = first;
+
+    public long Next() => Interlocked.Increment(ref _next) - 1;
+
+    public long Take(int count) => Interlocked.Add(ref _next, count) - count;
+}
+
+/// <summary>Cuts entities 0…total-1 into batches that concurrent workers take one at a time.</summary>
+internal sealed class PreloadSlices(long total, int batchSize)
+{
+    private long _nextBatch;
+
+    public long BatchCount { get; } = (total + batchSize - 1) / batchSize;
+
+    public (long First, int Count) Take()
+    {
+        long batch = Interlocked.Increment(ref _nextBatch) - 1;
+        long first = batch * batchSize;
+        int count = (int)Math.Clamp(total - first, 0, batchSize);
+        return (first, count);
+    }
+}

@@ -1,0 +1,96 @@
+using Machi.Bench.Load;
+
+namespace Machi.Bench.Scenarios;
+
+/// <summary>One scenario's measurements on one target.</summary>
+internal sealed record ScenarioRun(ScenarioKind Kind, LoadResult Result, string? Note);
+
+/// <summary>Runs the chosen scenarios against one target: the preload first when any scenario needs it, then each
+/// scenario in turn, with fresh workers each time.</summary>
+internal static class SuiteRunner
+{
+    /// <param name="firstNewId">The first number for entities that create and batch-upsert add (the preloaded ones
+    /// are always 0…entities-1, so a rerun upserts the same ones).</param>
+    /// <param name="runs">Receives each scenario as it completes, so what was measured survives a later failure.</param>
+    public static async Task RunAsync(
+        IScenarioTarget target,
+        BenchOptions options,
+        VehicleDocuments documents,
+        long firstNewId,
+        List<ScenarioRun> runs,
+        Action<string> progress,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(runs);
+        ArgumentNullException.ThrowIfNull(progress);
+
+        var maxDuration = TimeSpan.FromSeconds(options.MaxDurationSeconds);
+        var workload = new Workload(
+            documents, options.Concurrency, options.BatchConcurrency, options.BatchSize, 0, new IdAllocator(firstNewId), null, options.Seed);
+
+        bool needsPreload = false;
+        foreach (var kind in options.Scenarios)
+        {
+            needsPreload |= Scenario.UsesPreloadedEntities(kind);
+        }
+
+        if (needsPreload)
+        {
+            var slices = new PreloadSlices(options.Entities, options.BatchSize);
+            var preload = await RunOneAsync(
+                target, ScenarioKind.Preload, workload with { Slices = slices }, RunPlan.Count(slices.BatchCount, maxDuration), progress, cancellationToken)
+                .ConfigureAwait(false);
+            runs.Add(preload);
+            target.EnsureAlive();
+            if (preload.Result.ErrorCount > 0 || preload.Result.Ok < slices.BatchCount)
+            {
+                progress($"{target.Name}: the preload did not store all {options.Entities} entities; update and read will count errors");
+            }
+
+            workload = workload with { Preloaded = options.Entities, Ids = new IdAllocator(Math.Max(firstNewId, options.Entities)) };
+        }
+
+        var plan = new RunPlan(
+            TimeSpan.FromSeconds(options.WarmupSeconds), TimeSpan.FromSeconds(options.DurationSeconds), options.Requests, maxDuration);
+        foreach (var kind in options.Scenarios)
+        {
+            // Kept even when the target died during it: its errors show what happened.
+            runs.Add(await RunOneAsync(target, kind, workload, plan, progress, cancellationToken).ConfigureAwait(false));
+            target.EnsureAlive();
+        }
+    }
+
+    public static async Task<ScenarioRun> RunOneAsync(
+        IScenarioTarget target,
+        ScenarioKind kind,
+        Workload workload,
+        RunPlan plan,
+        Action<string> progress,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        ArgumentNullException.ThrowIfNull(workload);
+        ArgumentNullException.ThrowIfNull(progress);
+
+        target.EnsureAlive();
+        progress($"{target.Name}: {Scenario.Name(kind)} with {workload.WorkersFor(kind)} workers …");
+        var workers = target.CreateWorkers(kind, workload);
+        LoadResult result;
+        try
+        {
+            result = await ClosedLoop.RunAsync(
+                workers, plan, Scenario.Expected(kind), workload.EntitiesPerRequest(kind), target.BlockingWorkers, cancellationToken)
+                .ConfigureAwait(false);
+        }
+        finally
+        {
+            target.ReleaseWorkers(workers);
+        }
+
+        cancellationToken.ThrowIfCancellationRequested();
+        progress($"{target.Name}: {Scenario.Name(kind)}: {result.Ok:N0} ok, {result.ErrorCount:N0} errors, {result.RequestsPerSecond:N0} req/s");
+        return new ScenarioRun(kind, result, target.Annotation());
+    }
+}

@@ -1,0 +1,43 @@
+using Machi.Bench.Load;
+
+namespace Machi.Bench.Scenarios;
+
+/// <summary>What the workers of one scenario share: the documents, the ids and the shape of the load.</summary>
+internal sealed record Workload(
+    VehicleDocuments Documents,
+    int Concurrency,
+    int BatchConcurrency,
+    int BatchSize,
+    long Preloaded,
+    IdAllocator Ids,
+    PreloadSlices? Slices,
+    int Seed)
+{
+    public int WorkersFor(ScenarioKind kind) => Scenario.IsBatch(kind) ? BatchConcurrency : Concurrency;
+
+    public int EntitiesPerRequest(ScenarioKind kind) => Scenario.IsBatch(kind) ? BatchSize : 1;
+
+    /// <summary>Each worker draws ids and bodies from its own seeded source, so runs are repeatable.</summary>
+    public Random RandomFor(int worker) => new(HashCode.Combine(Seed, worker));
+}
+
+/// <summary>Something the scenarios run against: the broker over HTTP, or SQLite directly.</summary>
+internal interface IScenarioTarget
+{
+    /// <summary>"broker" or "raw".</summary>
+    string Name { get; }
+
+    /// <summary>True when the workers block (so each needs its own thread).</summary>
+    bool BlockingWorkers { get; }
+
+    IReadOnlyList<ILoadWorker> CreateWorkers(ScenarioKind kind, Workload workload);
+
+    /// <summary>Called after each scenario with the workers it used.</summary>
+    void ReleaseWorkers(IReadOnlyList<ILoadWorker> workers);
+
+    /// <summary>Throws <see cref="BenchFailure"/> when the target can no longer be measured (server exited).</summary>
+    void EnsureAlive();
+
+    /// <summary>Anything worth saying about the scenario just run (e.g. how writes were grouped), or null.</summary>
+    string? Annotation();
+}

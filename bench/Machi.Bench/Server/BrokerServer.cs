@@ -1,0 +1,249 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Machi.Bench.Server;
+
+/// <summary>
+/// The broker under test: either one already running (--url), or the Release build launched here on a free
+/// loopback port with a temporary data directory, both removed again on dispose. Its output goes to a log file,
+/// kept (and named to the user) when something went wrong.
+/// </summary>
+internal sealed class BrokerServer : IAsyncDisposable
+{
+    private readonly Process? _process;
+    private StreamWriter? _log;
+    private readonly Lock _logLock = new();
+    private bool _keepLog;
+
+    private BrokerServer(Uri baseUri, int? processId, Process? process, string? dll, string? dataDirectory, string? logPath, StreamWriter? log)
+    {
+        BaseUri = baseUri;
+        ProcessId = processId;
+        _process = process;
+        Dll = dll;
+        DataDirectory = dataDirectory;
+        LogPath = logPath;
+        _log = log;
+    }
+
+    public Uri BaseUri { get; }
+
+    public bool Launched => _process is not null;
+
+    /// <summary>The server's process id, when known (launched here, or given with --server-pid).</summary>
+    public int? ProcessId { get; private set; }
+
+    public string? Dll { get; }
+
+    public string? DataDirectory { get; }
+
+    public string? LogPath { get; }
+
+    public static BrokerServer External(Uri baseUri, int? processId) =>
+        new(baseUri, processId, null, null, null, null, null);
+
+    public static async Task<BrokerServer> LaunchAsync(string dll, string workingDirectory, TimeSpan startupTimeout, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(dll))
+        {
+            throw new BenchFailure(
+                $"no broker build at {dll}. Build it with `dotnet build -c Release src/Machi.Host`, "
+                + "or point the bench at a running broker with --url http://127.0.0.1:PORT (or at another build with --server-dll).");
+        }
+
+        int port = FreeLoopbackPort();
+        var baseUri = new Uri(string.Create(CultureInfo.InvariantCulture, $"http://127.0.0.1:{port}"));
+        string dataDirectory = Directory.CreateTempSubdirectory("machi-bench-data-").FullName;
+        string logPath = Path.Combine(
+            Path.GetTempPath(),
+            string.Create(CultureInfo.InvariantCulture, $"machi-bench-{DateTime.UtcNow:yyyyMMdd'T'HHmmss}-{port}.log"));
+        var log = new StreamWriter(logPath) { AutoFlush = true };
+
+        var start = new ProcessStartInfo(DotnetHost())
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = workingDirectory,
+        };
+        foreach (string argument in new[] { dll, "serve", "--urls", baseUri.AbsoluteUri.TrimEnd('/'), "--data", dataDirectory })
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        var process = new Process { StartInfo = start };
+        var server = new BrokerServer(baseUri, null, process, dll, dataDirectory, logPath, log);
+        process.OutputDataReceived += (_, e) => server.WriteLog(e.Data);
+        process.ErrorDataReceived += (_, e) => server.WriteLog(e.Data);
+        try
+        {
+            process.Start();
+            server.ProcessId = process.Id;
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            await server.WaitUntilHealthyAsync(startupTimeout, cancellationToken).ConfigureAwait(false);
+            return server;
+        }
+        catch
+        {
+            server._keepLog = true;
+            await server.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Why the server can no longer be measured, or null while it runs.</summary>
+    public string? Problem()
+    {
+        if (_process is not { HasExited: true })
+        {
+            return null;
+        }
+
+        _keepLog = true;
+        return string.Create(CultureInfo.InvariantCulture, $"the broker exited with code {_process.ExitCode}; its log: {LogPath}");
+    }
+
+    /// <summary>Keeps the server's log after the run and returns where it is (null for a server not launched here).</summary>
+    public string? KeepLog()
+    {
+        _keepLog = true;
+        return LogPath;
+    }
+
+    public ProcessMemory? ReadMemory() => ProcessId is { } pid ? ProcessMemory.Read(pid) : null;
+
+    public long? DataDirectoryBytes()
+    {
+        if (DataDirectory is null || !Directory.Exists(DataDirectory))
+        {
+            return null;
+        }
+
+        long total = 0;
+        foreach (var file in new DirectoryInfo(DataDirectory).EnumerateFiles("*", SearchOption.AllDirectories))
+        {
+            total += file.Length;
+        }
+
+        return total;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_process is null)
+        {
+            return;
+        }
+
+        try
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+            }
+
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            await _process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is InvalidOperationException or OperationCanceledException or System.ComponentModel.Win32Exception)
+        {
+            await Console.Error.WriteLineAsync($"could not stop the broker (pid {ProcessId}): {e.Message}").ConfigureAwait(false);
+        }
+
+        _process.Dispose();
+        lock (_logLock)
+        {
+            _log?.Dispose();
+            _log = null;
+        }
+
+        TryDelete(() => Directory.Delete(DataDirectory!, recursive: true));
+        if (!_keepLog && LogPath is not null)
+        {
+            TryDelete(() => File.Delete(LogPath));
+        }
+    }
+
+    private async Task WaitUntilHealthyAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var health = new Uri(BaseUri, "/health");
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        string lastAnswer = "no answer";
+        while (Stopwatch.GetTimestamp() < deadline)
+        {
+            if (_process!.HasExited)
+            {
+                throw new BenchFailure(string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"the broker exited with code {_process.ExitCode} before it was healthy; its log: {LogPath}"));
+            }
+
+            try
+            {
+                using var response = await client.GetAsync(health, cancellationToken).ConfigureAwait(false);
+                if (response.StatusCode == HttpStatusCode.OK)
+                {
+                    return;
+                }
+
+                lastAnswer = "HTTP " + (int)response.StatusCode;
+            }
+            catch (HttpRequestException e)
+            {
+                lastAnswer = e.Message;
+            }
+            catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                lastAnswer = "timed out";
+            }
+
+            await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+        }
+
+        throw new BenchFailure(string.Create(
+            CultureInfo.InvariantCulture,
+            $"the broker was not healthy at {health} after {timeout.TotalSeconds:0} s (last: {lastAnswer}); its log: {LogPath}"));
+    }
+
+    private void WriteLog(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_logLock)
+        {
+            _log?.WriteLine(line);
+        }
+    }
+
+    private static int FreeLoopbackPort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+
+    // `dotnet run` and the SDK say which host they run on; elsewhere the one on PATH.
+    private static string DotnetHost() =>
+        Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host) ? host : "dotnet";
+
+    private static void TryDelete(Action delete)
+    {
+        try
+        {
+            delete();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentNullException)
+        {
+            // A leftover temp file is not worth failing the run for.
+        }
+    }
+}
