@@ -31,7 +31,7 @@ internal sealed record BenchOptions
           --baseline | --no-baseline
                                   run the same scenarios on raw SQLite too (default: on)
           --no-broker             run only the raw SQLite baseline
-          --baseline-sync MODE    normal | full: the baseline's PRAGMA synchronous (default: normal)
+          --baseline-sync MODE    normal | full: the baseline's PRAGMA synchronous (default: full, as the broker)
           --timeout SECONDS       per request (default: 30)
           --max-duration SECONDS  cap on a --requests run or a preload (default: 600)
           --startup-timeout SECONDS
@@ -76,7 +76,7 @@ internal sealed record BenchOptions
 
     public bool Broker { get; init; } = true;
 
-    public string BaselineSynchronous { get; init; } = "NORMAL";
+    public string BaselineSynchronous { get; init; } = "FULL";
 
     public double TimeoutSeconds { get; init; } = 30;
 

@@ -1,21 +1,22 @@
 namespace Machi.Bench.Baseline;
 
 /// <summary>
-/// The entity table and connection settings the raw baseline uses. Kept in one place so they can be aligned with
-/// the broker's SQLite store as it settles (copy its DDL here, or point this at it).
+/// The entity table and connection settings the raw baseline uses: the broker's own layout (a rowid table with a
+/// unique (tenant, id) key, src/Machi.Broker/Storage/SqliteSchema.cs) without its type/attribute index tables.
 /// </summary>
 internal static class StorageSchema
 {
     public const string CreateEntities = """
         CREATE TABLE IF NOT EXISTS entities(
+            rid         INTEGER PRIMARY KEY,
             tenant      TEXT    NOT NULL,
             id          TEXT    NOT NULL,
             types       TEXT    NOT NULL,
             created_at  INTEGER NOT NULL,
             modified_at INTEGER NOT NULL,
             doc         BLOB    NOT NULL,
-            PRIMARY KEY (tenant, id)
-        ) WITHOUT ROWID
+            UNIQUE (tenant, id)
+        )
         """;
 
     /// <summary>The default tenant (no NGSILD-Tenant header).</summary>
