@@ -1,1 +1,3 @@
-Console.WriteLine("machi");
+using Machi.Host.Cli;
+
+return await MachiCli.RunAsync(args, Console.Out, Console.Error);
