@@ -1,7 +1,3 @@
-using Machi.Broker;
+using Machi.Host.Cli;
 
-var builder = WebApplication.CreateBuilder(args);
-builder.Services.AddMachiBroker(builder.Configuration);
-var app = builder.Build();
-app.MapMachiBroker();
-app.Run();
+return await MachiCli.RunAsync(args, Console.Out, Console.Error);

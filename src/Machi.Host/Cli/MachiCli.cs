@@ -1,0 +1,101 @@
+using System.Text;
+
+namespace Machi.Host.Cli;
+
+/// <summary>Runs what the command line asked for. Exit codes: 0 done, 1 failed or not available, 2 usage error.</summary>
+internal static class MachiCli
+{
+    public const int Success = 0;
+    public const int Failure = 1;
+    public const int Usage = 2;
+
+    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        ArgumentNullException.ThrowIfNull(stdout);
+        ArgumentNullException.ThrowIfNull(stderr);
+        switch (CommandLine.Parse(args))
+        {
+            case HelpCommand help:
+                await stdout.WriteAsync(help.Topic == "serve" ? ServeHelp() : Help());
+                return Success;
+            case VersionCommand:
+                await stdout.WriteLineAsync($"machi {MachiVersion.Current}");
+                return Success;
+            case UnavailableCommand unavailable:
+                await stderr.WriteLineAsync(
+                    $"machi: '{unavailable.Name}' is not yet available in this version of Machi ({MachiVersion.Current}).");
+                return Failure;
+            case UsageError error:
+                await stderr.WriteLineAsync($"machi: {error.Message}");
+                await stderr.WriteLineAsync("Run 'machi --help' for usage.");
+                return Usage;
+            case ServeCommand serve:
+                return await ServeAsync(serve.Options, stderr);
+            default:
+                throw new InvalidOperationException("Unhandled command.");
+        }
+    }
+
+    private static async Task<int> ServeAsync(ServeOptions options, TextWriter stderr)
+    {
+        try
+        {
+            await using var app = MachiHost.Build(MachiHost.CreateBuilder(options));
+            await app.RunAsync();
+            return Success;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException)
+        {
+            // Port in use, data directory not writable, bad configuration: say so in one line, no stack trace.
+            await stderr.WriteLineAsync($"machi: could not serve: {e.Message}");
+            return Failure;
+        }
+    }
+
+    internal static string Help()
+    {
+        var text = new StringBuilder();
+        text.AppendLine("machi — Machi city OS (まち): NGSI-LD context broker and city services");
+        text.AppendLine();
+        text.AppendLine("Usage: machi [command] [options]");
+        text.AppendLine();
+        text.AppendLine("Commands:");
+        foreach (var command in CommandLine.Subcommands)
+        {
+            var note = command.Available ? "" : "  (not yet available)";
+            text.AppendLine($"  {command.Name,-10}{command.Summary}{note}");
+        }
+
+        text.AppendLine();
+        text.AppendLine("Options:");
+        text.AppendLine("  -h, --help     Show help");
+        text.AppendLine("  --version      Show the version");
+        text.AppendLine();
+        text.Append(ServeOptionsText());
+        return text.ToString();
+    }
+
+    internal static string ServeHelp()
+    {
+        var text = new StringBuilder();
+        text.AppendLine("Usage: machi [serve] [--urls URL] [--data DIR]");
+        text.AppendLine();
+        text.AppendLine("Runs the city OS until Ctrl-C or SIGTERM; in-flight requests finish before it exits.");
+        text.AppendLine();
+        text.Append(ServeOptionsText());
+        return text.ToString();
+    }
+
+    private static string ServeOptionsText()
+    {
+        var text = new StringBuilder();
+        text.AppendLine("Serve options:");
+        text.AppendLine($"  --urls URL     Address(es) to listen on, ';'-separated (default {MachiHost.DefaultUrls})");
+        text.AppendLine("  --data DIR     Data directory, created if missing (default ./data)");
+        text.AppendLine();
+        text.AppendLine("Configuration, later sources winning: appsettings.json next to machi.dll, appsettings.json in");
+        text.AppendLine("the current directory, environment variables Machi__Section__Key (e.g. Machi__Broker__DataDirectory,");
+        text.AppendLine("Machi__Logging__Console__FormatterName=json|simple), then the options above.");
+        return text.ToString();
+    }
+}
