@@ -1,16 +1,26 @@
 using System.Text.Json.Nodes;
+using Machi.Ngsi.Errors;
+using Machi.Ngsi.Geo;
 
 namespace Machi.Ngsi.Model;
 
-/// <summary>Shape checks for GeoJSON geometries at parse time.</summary>
+/// <summary>GeoProperty value checks at parse time, delegating to the full GeoJSON validator.</summary>
 internal static class GeoJson
 {
     public static bool IsGeometryType(string type) => type is "Point" or "MultiPoint" or "LineString"
         or "MultiLineString" or "Polygon" or "MultiPolygon";
 
-    /// <summary>Null when valid, else the reason.</summary>
-    public static string? Validate(JsonObject geometry) =>
-        geometry["type"] is JsonValue t && t.TryGetValue<string>(out var type) && IsGeometryType(type) && geometry["coordinates"] is JsonArray
-            ? null
-            : "not a GeoJSON geometry";
+    /// <summary>Null when the geometry is valid GeoJSON (RFC 7946), else the reason.</summary>
+    public static string? Validate(JsonObject geometry)
+    {
+        try
+        {
+            GeoJsonGeometry.Parse(geometry);
+            return null;
+        }
+        catch (NgsiException ex)
+        {
+            return ex.Message;
+        }
+    }
 }
