@@ -23,10 +23,16 @@ internal static class SqliteSchema
             UNIQUE (tenant, id)
         );
 
-        -- Type and attribute-name indexes, kept in the same transaction as the entity row.
+        -- Every expanded IRI used as a type or attribute name, numbered once so index rows stay small.
+        CREATE TABLE terms (
+            id INTEGER PRIMARY KEY,
+            iri TEXT NOT NULL UNIQUE
+        );
+
+        -- Type and attribute-name indexes (term ids), kept in the same transaction as the entity row.
         CREATE TABLE entity_types (
             tenant TEXT NOT NULL,
-            type TEXT NOT NULL,
+            type INTEGER NOT NULL,
             rid INTEGER NOT NULL,
             PRIMARY KEY (tenant, type, rid)
         ) WITHOUT ROWID;
@@ -34,7 +40,7 @@ internal static class SqliteSchema
 
         CREATE TABLE entity_attrs (
             tenant TEXT NOT NULL,
-            name TEXT NOT NULL,
+            name INTEGER NOT NULL,
             rid INTEGER NOT NULL,
             PRIMARY KEY (tenant, name, rid)
         ) WITHOUT ROWID;

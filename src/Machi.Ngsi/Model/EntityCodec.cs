@@ -6,7 +6,7 @@ namespace Machi.Ngsi.Model;
 
 /// <summary>
 /// The stored form of an entity: compact JSON with expanded names, independent of any @context.
-/// Short member names keep rows small; the layout is versioned by the "v" member.
+/// Short member names and integer timestamps keep rows small; the layout is versioned by the "v" member.
 /// </summary>
 public static class EntityCodec
 {
@@ -38,8 +38,8 @@ public static class EntityCodec
                 w.WriteEndArray();
             }
 
-            w.WriteString("c", NgsiText.FormatDateTime(entity.CreatedAt));
-            w.WriteString("m", NgsiText.FormatDateTime(entity.ModifiedAt));
+            w.WriteNumber("c", Ticks(entity.CreatedAt));
+            w.WriteNumber("m", Ticks(entity.ModifiedAt));
             w.WritePropertyName("attrs");
             WriteMap(w, entity.Attributes);
             w.WriteEndObject();
@@ -70,8 +70,8 @@ public static class EntityCodec
                     a.ObjectType.WriteTo(w);
                 }
 
-                w.WriteString("c", NgsiText.FormatDateTime(a.CreatedAt));
-                w.WriteString("m", NgsiText.FormatDateTime(a.ModifiedAt));
+                w.WriteNumber("c", Ticks(a.CreatedAt));
+                w.WriteNumber("m", Ticks(a.ModifiedAt));
                 if (a.Sub is { Count: > 0 })
                 {
                     w.WritePropertyName("sub");
@@ -105,8 +105,8 @@ public static class EntityCodec
                 case "id": id = reader.GetString(); break;
                 case "type": types = ReadStrings(ref reader); break;
                 case "scope": scope = ReadStrings(ref reader); break;
-                case "c": created = ParseInstant(reader.GetString()); break;
-                case "m": modified = ParseInstant(reader.GetString()); break;
+                case "c": created = Instant(reader.GetInt64()); break;
+                case "m": modified = Instant(reader.GetInt64()); break;
                 case "attrs": attrs = ReadMap(ref reader); break;
                 default: reader.Skip(); break;
             }
@@ -171,8 +171,8 @@ public static class EntityCodec
                 case "uc": a.UnitCode = reader.GetString(); break;
                 case "vt": a.ValueType = reader.GetString(); break;
                 case "ot": a.ObjectType = JsonNode.Parse(ref reader); break;
-                case "c": a.CreatedAt = ParseInstant(reader.GetString()); break;
-                case "m": a.ModifiedAt = ParseInstant(reader.GetString()); break;
+                case "c": a.CreatedAt = Instant(reader.GetInt64()); break;
+                case "m": a.ModifiedAt = Instant(reader.GetInt64()); break;
                 case "sub": a.Sub = ReadMap(ref reader); break;
                 default: reader.Skip(); break;
             }
@@ -181,6 +181,8 @@ public static class EntityCodec
         return a;
     }
 
-    private static DateTimeOffset ParseInstant(string? s) =>
-        NgsiText.TryParseDateTime(s, out var value) ? value : default;
+    /// <summary>System timestamps are stored as 100 ns ticks since the Unix epoch: exact, compact, cheap to read.</summary>
+    private static long Ticks(DateTimeOffset instant) => instant.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks;
+
+    private static DateTimeOffset Instant(long ticks) => new(DateTimeOffset.UnixEpoch.UtcTicks + ticks, TimeSpan.Zero);
 }
