@@ -21,16 +21,39 @@ public enum AttributeKind
 /// </summary>
 public sealed class AttributeInstance
 {
+    private JsonNode? _payload;
+
+    // The payload as stored (UTF-8 JSON), kept unparsed until something needs the tree: most reads only copy it
+    // to the response, so they never build one.
+    private byte[]? _rawPayload;
+
     public AttributeInstance(AttributeKind kind, JsonNode payload)
     {
         Kind = kind;
-        Payload = payload;
+        _payload = payload;
+    }
+
+    private AttributeInstance(AttributeKind kind, byte[] rawPayload)
+    {
+        Kind = kind;
+        _rawPayload = rawPayload;
     }
 
     public AttributeKind Kind { get; set; }
 
     /// <summary>The member named by <see cref="AttributeKinds.PayloadMember"/>: value, object, languageMap, vocab, json, valueList or objectList.</summary>
-    public JsonNode Payload { get; set; }
+    public JsonNode Payload
+    {
+        get => _payload ??= JsonNode.Parse(_rawPayload!)!;
+        set
+        {
+            _payload = value;
+            _rawPayload = null;
+        }
+    }
+
+    /// <summary>True when the payload is a JSON object (checked without parsing it).</summary>
+    public bool HasObjectPayload => _payload is null ? _rawPayload is [(byte)'{', ..] : _payload is JsonObject;
 
     public string? DatasetId { get; set; }
 
@@ -52,10 +75,33 @@ public sealed class AttributeInstance
     /// <summary>Sub-attributes by expanded name; each a list of instances (usually one).</summary>
     public AttributeMap? Sub { get; set; }
 
+    /// <summary>An instance whose payload is the given stored JSON, parsed only on demand.</summary>
+    public static AttributeInstance FromStored(AttributeKind kind, byte[] rawPayload) => new(kind, rawPayload);
+
+    /// <summary>Replaces the payload with stored JSON, parsed only on demand.</summary>
+    public void SetStoredPayload(byte[] rawPayload)
+    {
+        _rawPayload = rawPayload;
+        _payload = null;
+    }
+
+    /// <summary>Writes the payload, copying the stored bytes when the tree was never built.</summary>
+    public void WritePayload(System.Text.Json.Utf8JsonWriter writer)
+    {
+        if (_payload is null && _rawPayload is not null)
+        {
+            writer.WriteRawValue(_rawPayload, skipInputValidation: true);
+        }
+        else
+        {
+            Payload.WriteTo(writer);
+        }
+    }
+
     public AttributeInstance Clone()
     {
         var copy = (AttributeInstance)MemberwiseClone();
-        copy.Payload = Payload.DeepClone();
+        copy._payload = _payload?.DeepClone();
         copy.ObjectType = ObjectType?.DeepClone();
         copy.Sub = Sub?.Clone();
         return copy;

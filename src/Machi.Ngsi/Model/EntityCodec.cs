@@ -59,7 +59,7 @@ public static class EntityCodec
                 w.WriteStartObject();
                 w.WriteString("k", AttributeKinds.Name(a.Kind));
                 w.WritePropertyName("p");
-                a.Payload.WriteTo(w);
+                a.WritePayload(w);
                 if (a.DatasetId is not null) w.WriteString("ds", a.DatasetId);
                 if (a.ObservedAt is not null) w.WriteString("oa", a.ObservedAt);
                 if (a.UnitCode is not null) w.WriteString("uc", a.UnitCode);
@@ -107,7 +107,7 @@ public static class EntityCodec
                 case "scope": scope = ReadStrings(ref reader); break;
                 case "c": created = Instant(reader.GetInt64()); break;
                 case "m": modified = Instant(reader.GetInt64()); break;
-                case "attrs": attrs = ReadMap(ref reader); break;
+                case "attrs": attrs = ReadMap(ref reader, utf8); break;
                 default: reader.Skip(); break;
             }
         }
@@ -132,7 +132,7 @@ public static class EntityCodec
         return list;
     }
 
-    private static AttributeMap ReadMap(ref Utf8JsonReader reader)
+    private static AttributeMap ReadMap(ref Utf8JsonReader reader, ReadOnlySpan<byte> utf8)
     {
         var map = new AttributeMap();
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
@@ -142,7 +142,7 @@ public static class EntityCodec
             var instances = new List<AttributeInstance>(1);
             while (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
             {
-                instances.Add(ReadInstance(ref reader));
+                instances.Add(ReadInstance(ref reader, utf8));
             }
 
             map[name] = instances;
@@ -151,9 +151,9 @@ public static class EntityCodec
         return map;
     }
 
-    private static AttributeInstance ReadInstance(ref Utf8JsonReader reader)
+    private static AttributeInstance ReadInstance(ref Utf8JsonReader reader, ReadOnlySpan<byte> utf8)
     {
-        var a = new AttributeInstance(AttributeKind.Property, null!);
+        var a = AttributeInstance.FromStored(AttributeKind.Property, []);
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
             var member = reader.GetString();
@@ -165,7 +165,11 @@ public static class EntityCodec
                         ? kind
                         : throw new InvalidDataException("Stored attribute of unknown kind.");
                     break;
-                case "p": a.Payload = JsonNode.Parse(ref reader)!; break;
+                case "p":
+                    var start = (int)reader.TokenStartIndex;
+                    reader.Skip();
+                    a.SetStoredPayload(utf8[start..(int)reader.BytesConsumed].ToArray());
+                    break;
                 case "ds": a.DatasetId = reader.GetString(); break;
                 case "oa": a.ObservedAt = reader.GetString(); break;
                 case "uc": a.UnitCode = reader.GetString(); break;
@@ -173,7 +177,7 @@ public static class EntityCodec
                 case "ot": a.ObjectType = JsonNode.Parse(ref reader); break;
                 case "c": a.CreatedAt = Instant(reader.GetInt64()); break;
                 case "m": a.ModifiedAt = Instant(reader.GetInt64()); break;
-                case "sub": a.Sub = ReadMap(ref reader); break;
+                case "sub": a.Sub = ReadMap(ref reader, utf8); break;
                 default: reader.Skip(); break;
             }
         }

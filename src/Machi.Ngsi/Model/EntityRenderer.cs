@@ -74,7 +74,7 @@ public static class EntityRenderer
             ?? (entity.Attributes.TryGetValue(options.GeometryProperty!, out var all) ? all[0] : null);
         if (geo is { Kind: AttributeKind.GeoProperty })
         {
-            geo.Payload.WriteTo(w);
+            geo.WritePayload(w);
         }
         else
         {
@@ -175,9 +175,9 @@ public static class EntityRenderer
 
         // Concise (clause 4.5.9): a Property or GeoProperty with nothing but its value is written as the bare value.
         if (concise && !hasMeta && languageValue is null && a.Kind is AttributeKind.Property or AttributeKind.GeoProperty
-            && !(a.Payload is JsonObject po && LooksLikeAttribute(po)))
+            && !(a.Kind == AttributeKind.Property && a.HasObjectPayload && LooksLikeAttribute((JsonObject)a.Payload)))
         {
-            a.Payload.WriteTo(w);
+            a.WritePayload(w);
             return;
         }
 
@@ -238,7 +238,7 @@ public static class EntityRenderer
             return;
         }
 
-        a.Payload.WriteTo(w);
+        a.WritePayload(w);
     }
 
     private static void WriteCompacted(Utf8JsonWriter w, JsonNode node, LdContext ctx)
