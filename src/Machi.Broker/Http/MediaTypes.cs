@@ -35,7 +35,7 @@ internal static class MediaTypes
     public static string Negotiate(HttpRequest request, bool allowGeoJson)
     {
         var accept = request.Headers.Accept;
-        if (accept.Count == 0)
+        if (accept.Count == 0 || (accept.Count == 1 && accept[0] is Json or "*/*"))
         {
             return Json;
         }

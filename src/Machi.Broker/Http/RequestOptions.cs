@@ -52,8 +52,15 @@ internal sealed record RequestOptions
 
     public bool HasQueryFilter => Types is not null || Ids is not null || Attrs is not null || Local;
 
+    private static readonly RequestOptions Defaults = new();
+
     public static RequestOptions Parse(IQueryCollection query)
     {
+        if (query.Count == 0)
+        {
+            return Defaults;
+        }
+
         var words = new HashSet<string>(StringComparer.Ordinal);
         foreach (var item in List(query, "options") ?? [])
         {
