@@ -89,6 +89,7 @@ internal static class NgsiRequest
                 throw NgsiException.Invalid("The request body is empty; a JSON body is required.");
             }
 
+            RejectUnpairedSurrogates(read.Buffer);
             var reader = new Utf8JsonReader(read.Buffer, new JsonReaderOptions { MaxDepth = DocumentOptions.MaxDepth });
             var node = JsonNode.Parse(ref reader, NodeOptions);
             if (reader.Read() || reader.BytesConsumed != read.Buffer.Length && !OnlyWhitespace(read.Buffer.Slice(reader.BytesConsumed)))
@@ -106,6 +107,54 @@ internal static class NgsiRequest
         {
             http.Request.BodyReader.AdvanceTo(read.Buffer.End);
         }
+    }
+
+    /// <summary>
+    /// JSON allows "\ud800" escapes that decode to half a character; such text cannot be stored or sent as UTF-8,
+    /// so it is refused up front (a cheap pass: only escaped strings are decoded).
+    /// </summary>
+    private static void RejectUnpairedSurrogates(System.Buffers.ReadOnlySequence<byte> body)
+    {
+        var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = DocumentOptions.MaxDepth });
+        while (reader.Read())
+        {
+            if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.PropertyName) || !reader.ValueIsEscaped)
+            {
+                continue;
+            }
+
+            string text;
+            try
+            {
+                text = reader.GetString()!;
+            }
+            catch (InvalidOperationException)
+            {
+                text = "\ud800"; // the escape does not decode to text
+            }
+
+            if (HasUnpairedSurrogate(text))
+            {
+                throw NgsiException.BadData("The body contains a string with an unpaired UTF-16 surrogate (e.g. \\ud800), which is not valid text.");
+            }
+        }
+    }
+
+    private static bool HasUnpairedSurrogate(string text)
+    {
+        for (var i = 0; i < text.Length; i++)
+        {
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                i++;
+            }
+            else if (char.IsSurrogate(text[i]))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private static NgsiException TooLarge(long limit) =>

@@ -88,10 +88,11 @@ public sealed class FuzzTests : IAsyncLifetime
     [Fact]
     public async Task Rejected_writes_leave_stored_data_unchanged()
     {
+        const string url = NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:keep?options=sysAttrs";
         await _server.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:keep", 77));
-        var before = await (await _server.Client.GetAsync(NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:keep?options=sysAttrs")).Content.ReadAsStringAsync();
+        var stored = await _server.Client.GetStringAsync(url);
         var bad = Gen.Int[0, Fragments.Length - 1].Array[1, 30].Select(ix => string.Concat(ix.Select(i => Fragments[i])));
-        foreach (var text in bad.Array[200].Single())
+        foreach (var text in bad.Array[150].Single())
         {
             foreach (var path in new[] { "/attrs", "/attrs/speed", string.Empty })
             {
@@ -100,14 +101,17 @@ public sealed class FuzzTests : IAsyncLifetime
                     Content = new StringContent("{\"speed\":" + text + "}", Encoding.UTF8, new MediaTypeHeaderValue("application/json")),
                 };
                 var response = await _server.Client.SendAsync(patch);
-                Assert.True((int)response.StatusCode < 500);
+                var status = (int)response.StatusCode;
+                Assert.True(status < 500, $"PATCH {path} {{\"speed\":{text}}} -> {status} {await response.Content.ReadAsStringAsync()}");
+                var now = await _server.Client.GetStringAsync(url);
+                if (status >= 400)
+                {
+                    // A rejected write changes nothing, not even modifiedAt.
+                    Assert.Equal(stored, now);
+                }
+
+                stored = now;
             }
         }
-
-        // Some random bodies are valid updates; the entity must still be readable and well-formed.
-        var after = await _server.Client.GetAsync(NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:keep?options=sysAttrs");
-        Assert.Equal(System.Net.HttpStatusCode.OK, after.StatusCode);
-        Assert.NotNull(System.Text.Json.Nodes.JsonNode.Parse(await after.Content.ReadAsStringAsync())!["speed"]);
-        Assert.NotEmpty(before);
     }
 }
