@@ -20,12 +20,12 @@ internal static class BatchApi
 {
     public static RouteGroupBuilder MapBatch(this RouteGroupBuilder api)
     {
-        var group = api.MapGroup("/entityOperations").WithTags("Batch operations");
-        group.MapPost("/create", Create).WithName("BatchCreate").WithSummary("Create entities").AcceptsEntity().Produces(201).Produces(207);
-        group.MapPost("/upsert", Upsert).WithName("BatchUpsert").WithSummary("Create or replace (options=update: append to) entities").AcceptsEntity().Produces(201).Produces(204).Produces(207);
-        group.MapPost("/update", Update).WithName("BatchUpdate").WithSummary("Append attributes to existing entities (options=noOverwrite)").AcceptsEntity().Produces(204).Produces(207);
-        group.MapPost("/delete", Delete).WithName("BatchDelete").WithSummary("Delete entities by id").Produces(204).Produces(207);
-        group.MapPost("/merge", Merge).WithName("BatchMerge").WithSummary("Merge-patch entities").AcceptsEntity().Produces(204).Produces(207);
+        var group = api.MapGroup("/entityOperations").WithTags("Batch operations").WithNgsiHeaders();
+        group.MapPost("/create", Create).WithName("BatchCreate").WithSummary("Create entities").WithJsonBody("Array of entities.", array: true).AcceptsEntity().Produces(201).Produces(207);
+        group.MapPost("/upsert", Upsert).WithName("BatchUpsert").WithSummary("Create or replace (options=update: append to) entities").WithJsonBody("Array of entities.", array: true).WithQuery(("options", "replace (default) or update.")).AcceptsEntity().Produces(201).Produces(204).Produces(207);
+        group.MapPost("/update", Update).WithName("BatchUpdate").WithSummary("Append attributes to existing entities (options=noOverwrite)").WithJsonBody("Array of entity fragments with id.", array: true).WithQuery(("options", "noOverwrite: keep attributes that exist.")).AcceptsEntity().Produces(204).Produces(207);
+        group.MapPost("/delete", Delete).WithName("BatchDelete").WithSummary("Delete entities by id").WithJsonBody("Array of entity ids.", array: true).Produces(204).Produces(207);
+        group.MapPost("/merge", Merge).WithName("BatchMerge").WithSummary("Merge-patch entities").WithJsonBody("Array of entity fragments with id.", array: true).AcceptsEntity().Produces(204).Produces(207);
         return group;
     }
 

@@ -16,7 +16,7 @@ internal static class ContextsApi
     {
         var group = api.MapGroup("/jsonldContexts").WithTags("JSON-LD contexts");
         group.MapGet("/", List).WithName("ListContexts").WithSummary("List @contexts (details=true, kind=Hosted|Cached|ImplicitlyCreated)");
-        group.MapPost("/", Add).WithName("AddContext").WithSummary("Host a @context posted as {\"@context\": …}").Produces(201);
+        group.MapPost("/", Add).WithName("AddContext").WithSummary("Host a @context posted as {\"@context\": …}").WithJsonBody("{\"@context\": …}").Produces(201);
         group.MapGet("/{contextId}", Serve).WithName("ServeContext").WithSummary("Serve a @context (details=true for its metadata)");
         group.MapDelete("/{contextId}", Delete).WithName("DeleteContext").WithSummary("Delete a hosted @context, or evict/reload (reload=true) a cached one").Produces(204);
         return group;

@@ -17,18 +17,33 @@ internal static class EntitiesApi
 {
     public static RouteGroupBuilder MapEntities(this RouteGroupBuilder api)
     {
-        var group = api.MapGroup("/entities").WithTags("Entities");
-        group.MapPost("/", Create).WithName("CreateEntity").WithSummary("Create an entity").AcceptsEntity().Produces(201);
-        group.MapGet("/", Query).WithName("QueryEntities").WithSummary("Query entities by type, id and attributes").ProducesEntities();
-        group.MapGet("/{entityId}", Retrieve).WithName("RetrieveEntity").WithSummary("Retrieve an entity").ProducesEntities();
+        var group = api.MapGroup("/entities").WithTags("Entities").WithNgsiHeaders();
+        group.MapPost("/", Create).WithName("CreateEntity").WithSummary("Create an entity")
+            .WithJsonBody("An entity (normalized or concise), with id and type.").AcceptsEntity().Produces(201);
+        group.MapGet("/", Query).WithName("QueryEntities").WithSummary("Query entities by type, id and attributes")
+            .WithQuery(("type", "Comma list of entity types."), ("id", "Comma list of entity ids."), NgsiOpenApi.Attrs,
+                ("limit", "Page size (default 20, maximum Broker:MaxLimit; 0 with count=true for the count alone)."),
+                ("offset", "Entities to skip."), ("count", "true: total in the NGSILD-Results-Count header."),
+                NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.Lang, NgsiOpenApi.GeometryProperty)
+            .ProducesEntities();
+        group.MapGet("/{entityId}", Retrieve).WithName("RetrieveEntity").WithSummary("Retrieve an entity")
+            .WithQuery(NgsiOpenApi.Attrs, NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.Lang, NgsiOpenApi.GeometryProperty)
+            .ProducesEntities();
         group.MapDelete("/{entityId}", Delete).WithName("DeleteEntity").WithSummary("Delete an entity").Produces(204);
-        group.MapPut("/{entityId}", Replace).WithName("ReplaceEntity").WithSummary("Replace an entity").AcceptsEntity().Produces(204);
-        group.MapPatch("/{entityId}", Merge).WithName("MergeEntity").WithSummary("Merge-patch an entity").AcceptsEntity().Produces(204);
-        group.MapPost("/{entityId}/attrs", Append).WithName("AppendAttributes").WithSummary("Append attributes (options=noOverwrite)").AcceptsEntity().Produces(204).Produces(207);
-        group.MapPatch("/{entityId}/attrs", Update).WithName("UpdateAttributes").WithSummary("Update existing attributes").AcceptsEntity().Produces(204).Produces(207);
-        group.MapPatch("/{entityId}/attrs/{attrId}", PatchAttribute).WithName("PartialAttributeUpdate").WithSummary("Partially update one attribute").AcceptsEntity().Produces(204);
-        group.MapPut("/{entityId}/attrs/{attrId}", ReplaceAttribute).WithName("ReplaceAttribute").WithSummary("Replace one attribute").AcceptsEntity().Produces(204);
-        group.MapDelete("/{entityId}/attrs/{attrId}", DeleteAttribute).WithName("DeleteAttribute").WithSummary("Delete an attribute (datasetId, deleteAll)").Produces(204);
+        group.MapPut("/{entityId}", Replace).WithName("ReplaceEntity").WithSummary("Replace an entity")
+            .WithJsonBody("The new entity; createdAt is kept.").AcceptsEntity().Produces(204);
+        group.MapPatch("/{entityId}", Merge).WithName("MergeEntity").WithSummary("Merge-patch an entity")
+            .WithJsonBody("Attributes to add or merge; \"urn:ngsi-ld:null\" deletes.", mergePatch: true).AcceptsEntity().Produces(204);
+        group.MapPost("/{entityId}/attrs", Append).WithName("AppendAttributes").WithSummary("Append attributes (options=noOverwrite)")
+            .WithJsonBody("Attributes to append.").WithQuery(("options", "noOverwrite: keep attributes that exist.")).AcceptsEntity().Produces(204).Produces(207);
+        group.MapPatch("/{entityId}/attrs", Update).WithName("UpdateAttributes").WithSummary("Update existing attributes")
+            .WithJsonBody("Attributes to update; others are reported in notUpdated.").AcceptsEntity().Produces(204).Produces(207);
+        group.MapPatch("/{entityId}/attrs/{attrId}", PatchAttribute).WithName("PartialAttributeUpdate").WithSummary("Partially update one attribute")
+            .WithJsonBody("The members to change (value, observedAt, unitCode, sub-attributes, datasetId to pick the instance).").AcceptsEntity().Produces(204);
+        group.MapPut("/{entityId}/attrs/{attrId}", ReplaceAttribute).WithName("ReplaceAttribute").WithSummary("Replace one attribute")
+            .WithJsonBody("The new attribute instance.").AcceptsEntity().Produces(204);
+        group.MapDelete("/{entityId}/attrs/{attrId}", DeleteAttribute).WithName("DeleteAttribute").WithSummary("Delete an attribute (datasetId, deleteAll)")
+            .WithQuery(("datasetId", "The instance to delete (absent: the default instance)."), ("deleteAll", "true: every instance.")).Produces(204);
         return group;
     }
 

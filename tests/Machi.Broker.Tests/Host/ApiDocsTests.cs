@@ -24,6 +24,28 @@ public sealed partial class ApiDocsTests
     }
 
     [Fact]
+    public async Task OpenApi_document_describes_the_NGSI_LD_operations_with_their_parameters_and_bodies()
+    {
+        await using var server = await MachiServer.StartAsync();
+
+        using var document = JsonDocument.Parse(await server.Client.GetStringAsync(new Uri("/openapi/v1.json", UriKind.Relative)));
+
+        var paths = document.RootElement.GetProperty("paths");
+        var query = paths.GetProperty("/ngsi-ld/v1/entities").GetProperty("get");
+        var names = query.GetProperty("parameters").EnumerateArray().Select(p => p.GetProperty("name").GetString()).ToList();
+        Assert.Superset(new HashSet<string?> { "NGSILD-Tenant", "Link", "type", "id", "attrs", "limit", "offset", "count", "options", "lang" }, names.ToHashSet());
+        var create = paths.GetProperty("/ngsi-ld/v1/entities").GetProperty("post").GetProperty("requestBody").GetProperty("content");
+        Assert.True(create.TryGetProperty("application/ld+json", out _));
+        foreach (var op in new[] { "create", "upsert", "update", "delete", "merge" })
+        {
+            Assert.True(paths.TryGetProperty("/ngsi-ld/v1/entityOperations/" + op, out _), op);
+        }
+
+        Assert.True(paths.TryGetProperty("/ngsi-ld/v1/jsonldContexts", out _));
+        Assert.False(paths.TryGetProperty("/ngsi-ld/v1/{path}", out _), "the catch-all is not an operation");
+    }
+
+    [Fact]
     public async Task Docs_page_is_html_that_loads_only_from_this_server()
     {
         await using var server = await MachiServer.StartAsync();
