@@ -75,24 +75,29 @@ internal static class BatchApi
     private static async Task<IResult> Delete(HttpContext http, EntityService entities)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
-        var (body, _) = await NgsiRequest.ReadBodyAsync(http);
-        var array = body as JsonArray ?? throw NgsiException.BadData("The body must be a JSON array of entity ids.");
-        if (array.Count == 0)
+        var (array, _) = await NgsiRequest.ReadBodyAsync(http);
+        if (array.ValueKind != JsonValueKind.Array)
+        {
+            throw NgsiException.BadData("The body must be a JSON array of entity ids.");
+        }
+
+        if (array.GetArrayLength() == 0)
         {
             throw NgsiException.BadData("The batch is empty.");
         }
 
         await entities.RequireTenantAsync(tenant, http.RequestAborted);
         var batch = new BatchRun(tenant);
-        foreach (var item in array)
+        foreach (var item in array.EnumerateArray())
         {
-            if (item is JsonValue v && v.GetValueKind() == JsonValueKind.String && NgsiText.IsUri(v.GetValue<string>()))
+            var id = item.ValueKind == JsonValueKind.String ? item.GetString() : null;
+            if (NgsiText.IsUri(id))
             {
-                batch.Items.Add(new BatchItem(v.GetValue<string>(), new Entity(v.GetValue<string>(), []), null));
+                batch.Items.Add(new BatchItem(id!, new Entity(id!, []), null));
             }
             else
             {
-                batch.Items.Add(new BatchItem(item?.ToJsonString() ?? "null", null, NgsiException.BadData("Every item must be an entity id (a URI).")));
+                batch.Items.Add(new BatchItem(item.GetRawText(), null, NgsiException.BadData("Every item must be an entity id (a URI).")));
             }
         }
 
@@ -105,9 +110,13 @@ internal static class BatchApi
     private static async Task<BatchRun> ReadEntitiesAsync(HttpContext http, EntityService entities, IContextResolver resolver, bool requireType, bool merge = false)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
-        var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http);
-        var array = body as JsonArray ?? throw NgsiException.BadData("The body must be a JSON array of entities.");
-        if (array.Count == 0)
+        var (array, mediaType) = await NgsiRequest.ReadBodyAsync(http);
+        if (array.ValueKind != JsonValueKind.Array)
+        {
+            throw NgsiException.BadData("The body must be a JSON array of entities.");
+        }
+
+        if (array.GetArrayLength() == 0)
         {
             throw NgsiException.BadData("The batch is empty.");
         }
@@ -119,12 +128,17 @@ internal static class BatchApi
 
         var batch = new BatchRun(tenant);
         var now = entities.Now();
-        foreach (var item in array)
+        foreach (var obj in array.EnumerateArray())
         {
-            var id = item is JsonObject o && (o["id"] ?? o["@id"]) is JsonValue idv && idv.GetValueKind() == JsonValueKind.String ? idv.GetValue<string>() : string.Empty;
+            var id = obj.ValueKind == JsonValueKind.Object && (obj.TryGetProperty("id", out var idv) || obj.TryGetProperty("@id", out idv))
+                && idv.ValueKind == JsonValueKind.String ? idv.GetString() ?? string.Empty : string.Empty;
             try
             {
-                var obj = item as JsonObject ?? throw NgsiException.BadData("Every item must be an entity (a JSON object).");
+                if (obj.ValueKind != JsonValueKind.Object)
+                {
+                    throw NgsiException.BadData("Every item must be an entity (a JSON object).");
+                }
+
                 var context = await NgsiRequest.BodyContextAsync(http, resolver, obj, mediaType);
                 Entity entity;
                 if (requireType)

@@ -59,7 +59,7 @@ internal static class ContextsApi
     private static async Task<IResult> Add(HttpContext http, ContextRegistry registry)
     {
         var (body, _) = await NgsiRequest.ReadBodyAsync(http);
-        var entry = await registry.AddHostedAsync(body, BaseUrl(http.Request), http.RequestAborted);
+        var entry = await registry.AddHostedAsync(System.Text.Json.Nodes.JsonNode.Parse(body.GetRawText()), BaseUrl(http.Request), http.RequestAborted);
         return Results.Created(entry.Url, null);
     }
 

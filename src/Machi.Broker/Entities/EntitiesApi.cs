@@ -59,9 +59,13 @@ internal static class EntitiesApi
     {
         var tenant = NgsiRequest.Tenant(http.Request);
         var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http);
-        var obj = body as JsonObject ?? throw NgsiException.BadData("An entity must be a JSON object.");
-        var context = await NgsiRequest.BodyContextAsync(http, resolver, obj, mediaType);
-        var entity = EntityParser.ParseEntity(obj, context, entities.Now());
+        if (body.ValueKind != JsonValueKind.Object)
+        {
+            throw NgsiException.BadData("An entity must be a JSON object.");
+        }
+
+        var context = await NgsiRequest.BodyContextAsync(http, resolver, body, mediaType);
+        var entity = EntityParser.ParseEntity(body, context, entities.Now());
         await entities.CreateAsync(tenant, entity, http.RequestAborted);
         return Results.Created("/ngsi-ld/v1/entities/" + PathSegment(entity.Id), null);
     }
@@ -269,12 +273,16 @@ internal static class EntitiesApi
         return Results.NoContent();
     }
 
-    private static async Task<(JsonObject Body, LdContext Context)> ReadObjectAsync(HttpContext http, IContextResolver resolver, bool allowMergePatch = false)
+    private static async Task<(JsonElement Body, LdContext Context)> ReadObjectAsync(HttpContext http, IContextResolver resolver, bool allowMergePatch = false)
     {
         var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http, allowMergePatch);
-        var obj = body as JsonObject ?? throw NgsiException.BadData("The body must be a JSON object.");
-        var context = await NgsiRequest.BodyContextAsync(http, resolver, obj, mediaType == MediaTypes.MergePatch ? MediaTypes.Json : mediaType);
-        return (obj, context);
+        if (body.ValueKind != JsonValueKind.Object)
+        {
+            throw NgsiException.BadData("The body must be a JSON object.");
+        }
+
+        var context = await NgsiRequest.BodyContextAsync(http, resolver, body, mediaType == MediaTypes.MergePatch ? MediaTypes.Json : mediaType);
+        return (body, context);
     }
 
     /// <summary>204 when every attribute was changed, else 207 with the UpdateResult (clause 5.2.18).</summary>

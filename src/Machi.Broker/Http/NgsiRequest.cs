@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Machi.Ngsi.Errors;
@@ -14,7 +15,6 @@ internal static class NgsiRequest
 {
     public const string TenantHeader = "NGSILD-Tenant";
 
-    private static readonly JsonNodeOptions NodeOptions = new() { PropertyNameCaseInsensitive = false };
     private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 64, AllowTrailingCommas = false, CommentHandling = JsonCommentHandling.Disallow };
 
     /// <summary>The tenant named by NGSILD-Tenant; "" is the default tenant.</summary>
@@ -53,8 +53,9 @@ internal static class NgsiRequest
         return url is null ? ValueTask.FromResult(LdContext.Core) : resolver.ResolveLinkAsync(url, http.RequestAborted);
     }
 
-    /// <summary>Reads a JSON body; 415 for other media types, InvalidRequest for malformed JSON.</summary>
-    public static async Task<(JsonNode Body, string MediaType)> ReadBodyAsync(HttpContext http, bool allowMergePatch = false)
+    /// <summary>Reads a JSON body; 415 for other media types, InvalidRequest for malformed JSON. The document lives
+    /// until the response is done.</summary>
+    public static async Task<(JsonElement Body, string MediaType)> ReadBodyAsync(HttpContext http, bool allowMergePatch = false)
     {
         var mediaType = MediaTypes.RequestBodyType(http.Request, allowMergePatch);
         var limit = http.RequestServices.GetRequiredService<IOptions<BrokerOptions>>().Value.MaxRequestBodyBytes;
@@ -90,14 +91,18 @@ internal static class NgsiRequest
             }
 
             RejectUnpairedSurrogates(read.Buffer);
-            var reader = new Utf8JsonReader(read.Buffer, new JsonReaderOptions { MaxDepth = DocumentOptions.MaxDepth });
-            var node = JsonNode.Parse(ref reader, NodeOptions);
-            if (reader.Read() || reader.BytesConsumed != read.Buffer.Length && !OnlyWhitespace(read.Buffer.Slice(reader.BytesConsumed)))
-            {
-                throw NgsiException.Invalid("The body has content after the JSON value.");
-            }
 
-            return (node ?? throw NgsiException.BadData("The body is JSON null."), mediaType);
+            // The pipe's memory is reused once consumed, and a document reads its input lazily: copy the body into
+            // a pooled buffer that lives (with the document) until the response is done.
+            var length = (int)read.Buffer.Length;
+            var copy = System.Buffers.ArrayPool<byte>.Shared.Rent(length);
+            System.Buffers.BuffersExtensions.CopyTo(read.Buffer, copy.AsSpan());
+            var body = new PooledDocument(copy);
+            http.Response.RegisterForDispose(body);
+            var document = body.Parse(length);
+            return document.RootElement.ValueKind == JsonValueKind.Null
+                ? throw NgsiException.BadData("The body is JSON null.")
+                : (document.RootElement, mediaType);
         }
         catch (JsonException ex)
         {
@@ -106,6 +111,20 @@ internal static class NgsiRequest
         finally
         {
             http.Request.BodyReader.AdvanceTo(read.Buffer.End);
+        }
+    }
+
+    /// <summary>A parsed body and the pooled buffer it reads from, released together.</summary>
+    private sealed class PooledDocument(byte[] buffer) : IDisposable
+    {
+        private JsonDocument? _document;
+
+        public JsonDocument Parse(int length) => _document = JsonDocument.Parse(buffer.AsMemory(0, length), DocumentOptions);
+
+        public void Dispose()
+        {
+            _document?.Dispose();
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 
@@ -160,34 +179,18 @@ internal static class NgsiRequest
     private static NgsiException TooLarge(long limit) =>
         new(NgsiErrorType.PayloadTooLarge, $"The request body is larger than the {limit} bytes this broker accepts.");
 
-    private static bool OnlyWhitespace(System.Buffers.ReadOnlySequence<byte> rest)
-    {
-        foreach (var segment in rest)
-        {
-            foreach (var b in segment.Span)
-            {
-                if (b is not ((byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n'))
-                {
-                    return false;
-                }
-            }
-        }
-
-        return true;
-    }
-
     /// <summary>
     /// The @context of one JSON object of a request body (clause 6.3.5): for application/ld+json it must be
     /// the object's "@context" member; for application/json it comes from the Link header and the body must not
     /// carry one.
     /// </summary>
-    public static ValueTask<LdContext> BodyContextAsync(HttpContext http, IContextResolver resolver, JsonObject body, string mediaType)
+    public static ValueTask<LdContext> BodyContextAsync(HttpContext http, IContextResolver resolver, JsonElement body, string mediaType)
     {
-        var hasInline = body.TryGetPropertyValue("@context", out var inline);
+        var hasInline = body.TryGetProperty("@context", out var inline);
         if (mediaType == MediaTypes.JsonLd)
         {
-            return hasInline && inline is not null
-                ? resolver.ResolveAsync(inline, http.RequestAborted)
+            return hasInline && inline.ValueKind != JsonValueKind.Null
+                ? resolver.ResolveAsync(JsonNode.Parse(JsonMarshal.GetRawUtf8Value(inline)), http.RequestAborted)
                 : throw NgsiException.BadData("A body sent as application/ld+json must carry its @context.");
         }
 

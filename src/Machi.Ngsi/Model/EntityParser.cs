@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Machi.Ngsi.Errors;
@@ -7,8 +8,9 @@ namespace Machi.Ngsi.Model;
 
 /// <summary>
 /// Turns request bodies in normalized or concise representation (clauses 4.5, 5.2) into the model, expanding
-/// names with the request's @context and validating every member. Never throws anything but
-/// <see cref="NgsiException"/>.
+/// names with the request's @context and validating every member. Works on the parsed document
+/// (<see cref="JsonElement"/>) and keeps payloads as their raw UTF-8 text, so parsing allocates little beyond the
+/// model itself. Never throws anything but <see cref="NgsiException"/>.
 /// </summary>
 public static class EntityParser
 {
@@ -31,45 +33,38 @@ public static class EntityParser
 
     /// <summary>Parses a whole entity (create, replace, batch items).</summary>
     /// <param name="idFromPath">The id given by the URL (replace); a body id must then agree.</param>
-    public static Entity ParseEntity(JsonNode? body, LdContext context, DateTimeOffset now, string? idFromPath = null)
+    public static Entity ParseEntity(JsonElement body, LdContext context, DateTimeOffset now, string? idFromPath = null)
     {
-        if (body is not JsonObject obj)
+        if (body.ValueKind != JsonValueKind.Object)
         {
             throw NgsiException.BadData("An entity must be a JSON object.");
         }
 
-        var id = ReadId(obj, idFromPath);
-        var types = ReadTypes(obj, context, required: true)!;
-        var entity = new Entity(id, types)
+        var id = ReadId(body, idFromPath);
+        var types = ReadTypes(body, context, required: true)!;
+        return new Entity(id, types)
         {
             CreatedAt = now,
             ModifiedAt = now,
-            Scope = ReadScope(obj),
-            Attributes = ParseAttributes(obj, context, now, allowNullMarker: false),
+            Scope = ReadScope(body),
+            Attributes = ParseAttributes(body, context, now, allowNullMarker: false),
         };
-        return entity;
     }
 
     /// <summary>Reads the entity id (id or @id), required unless given by the URL.</summary>
-    public static string ReadId(JsonObject obj, string? idFromPath)
+    public static string ReadId(JsonElement obj, string? idFromPath)
     {
-        var idNode = obj["id"] ?? obj["@id"];
-        if (idNode is null)
+        if (!TryMember(obj, "id", "@id", out var idNode))
         {
-            if (idFromPath is not null)
-            {
-                return idFromPath;
-            }
-
-            throw NgsiException.BadData("The entity has no 'id'.");
+            return idFromPath ?? throw NgsiException.BadData("The entity has no 'id'.");
         }
 
-        if (idNode.GetValueKind() != JsonValueKind.String)
+        if (idNode.ValueKind != JsonValueKind.String)
         {
             throw NgsiException.BadData("The entity 'id' must be a string holding a URI.");
         }
 
-        var id = idNode.GetValue<string>();
+        var id = Text(idNode);
         if (!NgsiText.IsUri(id))
         {
             throw NgsiException.BadData($"The entity id '{Truncate(id)}' is not a URI.");
@@ -84,38 +79,37 @@ public static class EntityParser
     }
 
     /// <summary>Reads and expands type/@type: a name or a non-empty array of names.</summary>
-    public static List<string>? ReadTypes(JsonObject obj, LdContext context, bool required)
+    public static List<string>? ReadTypes(JsonElement obj, LdContext context, bool required)
     {
-        var node = obj["type"] ?? obj["@type"];
-        if (node is null)
+        if (!TryMember(obj, "type", "@type", out var node))
         {
             return required ? throw NgsiException.BadData("The entity has no 'type'.") : null;
         }
 
         var types = new List<string>(1);
-        switch (node)
+        if (node.ValueKind == JsonValueKind.String)
         {
-            case JsonValue v when v.GetValueKind() == JsonValueKind.String:
-                types.Add(ExpandType(v.GetValue<string>(), context));
-                break;
-            case JsonArray array when array.Count > 0:
-                foreach (var item in array)
+            types.Add(ExpandType(Text(node), context));
+        }
+        else if (node.ValueKind == JsonValueKind.Array && node.GetArrayLength() > 0)
+        {
+            foreach (var item in node.EnumerateArray())
+            {
+                if (item.ValueKind != JsonValueKind.String)
                 {
-                    if (item is not JsonValue iv || iv.GetValueKind() != JsonValueKind.String)
-                    {
-                        throw NgsiException.BadData("Every entity type must be a string.");
-                    }
-
-                    var t = ExpandType(iv.GetValue<string>(), context);
-                    if (!types.Contains(t))
-                    {
-                        types.Add(t);
-                    }
+                    throw NgsiException.BadData("Every entity type must be a string.");
                 }
 
-                break;
-            default:
-                throw NgsiException.BadData("The entity 'type' must be a string or a non-empty array of strings.");
+                var t = ExpandType(Text(item), context);
+                if (!types.Contains(t))
+                {
+                    types.Add(t);
+                }
+            }
+        }
+        else
+        {
+            throw NgsiException.BadData("The entity 'type' must be a string or a non-empty array of strings.");
         }
 
         return types;
@@ -132,34 +126,34 @@ public static class EntityParser
     }
 
     /// <summary>Reads scope: a scope string or an array of them (clause 4.18).</summary>
-    public static List<string>? ReadScope(JsonObject obj)
+    public static List<string>? ReadScope(JsonElement obj)
     {
-        if (!obj.TryGetPropertyValue("scope", out var node) || node is null)
+        if (!obj.TryGetProperty("scope", out var node) || node.ValueKind == JsonValueKind.Null)
         {
             return null;
         }
 
         // Normalized form may wrap scope as a Property.
-        if (node is JsonObject wrapped && wrapped["value"] is { } inner)
+        if (node.ValueKind == JsonValueKind.Object && node.TryGetProperty("value", out var inner))
         {
             node = inner;
         }
 
         var scopes = new List<string>();
-        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.String)
+        if (node.ValueKind == JsonValueKind.String)
         {
-            scopes.Add(CheckScope(v.GetValue<string>()));
+            scopes.Add(CheckScope(Text(node)));
         }
-        else if (node is JsonArray array)
+        else if (node.ValueKind == JsonValueKind.Array)
         {
-            foreach (var item in array)
+            foreach (var item in node.EnumerateArray())
             {
-                if (item is not JsonValue iv || iv.GetValueKind() != JsonValueKind.String)
+                if (item.ValueKind != JsonValueKind.String)
                 {
                     throw NgsiException.BadData("Every scope must be a string such as \"/Madrid/Gardens\".");
                 }
 
-                scopes.Add(CheckScope(iv.GetValue<string>()));
+                scopes.Add(CheckScope(Text(item)));
             }
         }
         else
@@ -175,23 +169,28 @@ public static class EntityParser
 
     /// <summary>Parses every attribute member of an entity or fragment.</summary>
     /// <param name="allowNullMarker">Merge-patch: an attribute whose value is "urn:ngsi-ld:null" means delete.</param>
-    public static AttributeMap ParseAttributes(JsonObject obj, LdContext context, DateTimeOffset now, bool allowNullMarker)
+    public static AttributeMap ParseAttributes(JsonElement obj, LdContext context, DateTimeOffset now, bool allowNullMarker)
     {
-        var map = new AttributeMap();
-        foreach (var (name, value) in obj)
+        if (obj.ValueKind != JsonValueKind.Object)
         {
-            if (EntityKeywords.Contains(name))
+            throw NgsiException.BadData("The body must be a JSON object.");
+        }
+
+        var map = new AttributeMap();
+        foreach (var member in obj.EnumerateObject())
+        {
+            if (EntityKeywords.Contains(member.Name))
             {
                 continue;
             }
 
-            var expanded = ExpandAttributeName(name, context);
+            var expanded = ExpandAttributeName(member.Name, context);
             if (map.ContainsKey(expanded))
             {
-                throw NgsiException.BadData($"Attribute '{Truncate(name)}' is given twice (after @context expansion).");
+                throw NgsiException.BadData($"Attribute '{Truncate(member.Name)}' is given twice (after @context expansion).");
             }
 
-            map[expanded] = ParseInstances(name, value, context, now, allowNullMarker, depth: 0);
+            map[expanded] = ParseInstances(member.Name, member.Value, context, now, allowNullMarker, depth: 0);
         }
 
         return map;
@@ -208,12 +207,12 @@ public static class EntityParser
     }
 
     /// <summary>Parses one attribute: an object, a concise value, or an array of instances (multi-attribute).</summary>
-    public static List<AttributeInstance> ParseInstances(string name, JsonNode? value, LdContext context, DateTimeOffset now, bool allowNullMarker, int depth)
+    public static List<AttributeInstance> ParseInstances(string name, JsonElement value, LdContext context, DateTimeOffset now, bool allowNullMarker, int depth)
     {
-        if (value is JsonArray array && array.Count > 0 && array.All(LooksLikeAttributeObject))
+        if (value.ValueKind == JsonValueKind.Array && value.GetArrayLength() > 0 && AllAttributeObjects(value))
         {
-            var instances = new List<AttributeInstance>(array.Count);
-            foreach (var item in array)
+            var instances = new List<AttributeInstance>(value.GetArrayLength());
+            foreach (var item in value.EnumerateArray())
             {
                 var instance = ParseInstance(name, item, context, now, allowNullMarker, depth);
                 if (instances.Exists(i => i.DatasetId == instance.DatasetId))
@@ -233,7 +232,7 @@ public static class EntityParser
     }
 
     /// <summary>Parses one attribute instance in normalized or concise form (type inferred per clause 4.5.9 rules).</summary>
-    public static AttributeInstance ParseInstance(string name, JsonNode? value, LdContext context, DateTimeOffset now, bool allowNullMarker, int depth)
+    public static AttributeInstance ParseInstance(string name, JsonElement value, LdContext context, DateTimeOffset now, bool allowNullMarker, int depth)
     {
         var fragment = ParseFragment(name, value, context, now, allowNullMarker, depth, partial: false);
         if (!fragment.HasPayload)
@@ -249,139 +248,150 @@ public static class EntityParser
     /// </summary>
     /// <param name="partial">A partial update: an object without payload changes only the members it names.
     /// Otherwise such an object is a concise Property whose value is the object itself.</param>
-    public static AttributeFragment ParseFragment(string name, JsonNode? value, LdContext context, DateTimeOffset now, bool allowNullMarker, int depth, bool partial)
+    public static AttributeFragment ParseFragment(string name, JsonElement value, LdContext context, DateTimeOffset now, bool allowNullMarker, int depth, bool partial)
     {
         if (depth > MaxDepth)
         {
             throw NgsiException.BadData("Sub-attributes are nested too deeply.");
         }
 
-        if (value is null)
+        if (value.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined)
         {
             throw NgsiException.BadData($"Attribute '{Truncate(name)}' is null; use \"{NgsiText.NullUri}\" to delete it with a merge.");
         }
 
-        if (value is not JsonObject obj)
+        if (value.ValueKind != JsonValueKind.Object)
         {
             // Concise: a bare value is a Property with that value.
-            if (value is JsonValue sv && sv.GetValueKind() == JsonValueKind.String && sv.GetValue<string>() == NgsiText.NullUri && !allowNullMarker)
+            if (!allowNullMarker && IsNullUri(value))
             {
                 throw NgsiException.BadData($"Attribute '{Truncate(name)}': \"{NgsiText.NullUri}\" is only allowed in merge operations.");
             }
 
-            return new(new AttributeInstance(AttributeKind.Property, value.DeepClone()) { CreatedAt = now, ModifiedAt = now }, HasPayload: true, HasKind: false);
+            return new(Stored(AttributeKind.Property, value, now), HasPayload: true, HasKind: false);
         }
 
-        var kind = InferKind(name, obj, out var explicitKind, out var bareGeometry);
+        var kind = InferKind(name, value, out var explicitKind, out var bareGeometry);
         if (bareGeometry)
         {
-            ValidateGeometry(name, obj);
-            return new(new AttributeInstance(AttributeKind.GeoProperty, obj.DeepClone()) { CreatedAt = now, ModifiedAt = now }, true, true);
+            ValidateGeometry(name, value);
+            return new(Stored(AttributeKind.GeoProperty, value, now), true, true);
         }
 
         var member = AttributeKinds.PayloadMember(kind);
-        if (!partial && !explicitKind && kind == AttributeKind.Property && !obj.ContainsKey("value") && !obj.ContainsKey("@value"))
+        var hasPayload = value.TryGetProperty(member, out var payload) || (member == "value" && value.TryGetProperty("@value", out payload));
+        if (!partial && !explicitKind && kind == AttributeKind.Property && !hasPayload)
         {
-            return new(new AttributeInstance(AttributeKind.Property, obj.DeepClone()) { CreatedAt = now, ModifiedAt = now }, true, false);
+            return new(Stored(AttributeKind.Property, value, now), true, false);
         }
 
-        var payload = obj[member];
-        if (member == "value" && payload is null)
-        {
-            payload = obj["@value"];
-        }
-
-        var hasPayload = obj.ContainsKey(member) || (member == "value" && obj.ContainsKey("@value"));
-        var instance = new AttributeInstance(kind, JsonValue.Create(0)) { CreatedAt = now, ModifiedAt = now };
-        if (hasPayload)
-        {
-            instance.Payload = ValidatePayload(name, kind, payload, context, allowNullMarker);
-        }
-
-        instance.DatasetId = ReadOptionalUri(obj, "datasetId", name);
-        instance.ObservedAt = ReadOptionalDateTime(obj, "observedAt", name);
-        instance.UnitCode = ReadOptionalString(obj, "unitCode", name);
-        if (obj.TryGetPropertyValue("objectType", out var objectType))
+        var instance = hasPayload
+            ? ValidatePayload(name, kind, payload, context, allowNullMarker, now)
+            : new AttributeInstance(kind, JsonValue.Create(0)) { CreatedAt = now, ModifiedAt = now };
+        instance.DatasetId = ReadOptionalUri(value, "datasetId", name);
+        instance.ObservedAt = ReadOptionalDateTime(value, "observedAt", name);
+        instance.UnitCode = ReadOptionalString(value, "unitCode", name);
+        if (value.TryGetProperty("objectType", out var objectType))
         {
             if (kind is not (AttributeKind.Relationship or AttributeKind.ListRelationship))
             {
                 throw NgsiException.BadData($"Attribute '{Truncate(name)}': objectType is only allowed on relationships.");
             }
 
-            instance.ObjectType = ExpandObjectType(name, objectType, context);
+            instance.ObjectType = ExpandNames(name, objectType, context, "objectType must be a type name or an array of them");
         }
 
-        if (obj.TryGetPropertyValue("valueType", out var valueType))
+        if (value.TryGetProperty("valueType", out var valueType))
         {
-            if (valueType is not JsonValue vt || vt.GetValueKind() != JsonValueKind.String || !NgsiText.IsName(vt.GetValue<string>()))
+            if (valueType.ValueKind != JsonValueKind.String || !NgsiText.IsName(Text(valueType)))
             {
                 throw NgsiException.BadData($"Attribute '{Truncate(name)}': valueType must be a type name.");
             }
 
-            instance.ValueType = context.ExpandTerm(vt.GetValue<string>());
+            instance.ValueType = context.ExpandTerm(Text(valueType));
         }
 
-        foreach (var (subName, subValue) in obj)
+        foreach (var sub in value.EnumerateObject())
         {
-            if (AttributeKeywords.Contains(subName))
+            if (AttributeKeywords.Contains(sub.Name))
             {
                 continue;
             }
 
-            var expanded = ExpandAttributeName(subName, context);
+            var expanded = ExpandAttributeName(sub.Name, context);
             instance.Sub ??= new AttributeMap();
             if (instance.Sub.ContainsKey(expanded))
             {
-                throw NgsiException.BadData($"Sub-attribute '{Truncate(subName)}' is given twice.");
+                throw NgsiException.BadData($"Sub-attribute '{Truncate(sub.Name)}' is given twice.");
             }
 
-            instance.Sub[expanded] = ParseInstances(subName, subValue, context, now, allowNullMarker, depth + 1);
+            instance.Sub[expanded] = ParseInstances(sub.Name, sub.Value, context, now, allowNullMarker, depth + 1);
         }
 
         return new(instance, hasPayload, explicitKind);
     }
 
-    private static bool LooksLikeAttributeObject(JsonNode? node) =>
-        node is JsonObject o && (o.ContainsKey("type") || o.ContainsKey("value") || o.ContainsKey("object")
-            || o.ContainsKey("languageMap") || o.ContainsKey("vocab") || o.ContainsKey("json")
-            || o.ContainsKey("valueList") || o.ContainsKey("objectList") || o.ContainsKey("datasetId"));
+    /// <summary>An instance whose payload is the element's JSON text, copied as is.</summary>
+    private static AttributeInstance Stored(AttributeKind kind, JsonElement payload, DateTimeOffset now)
+    {
+        var instance = AttributeInstance.FromStored(kind, JsonMarshal.GetRawUtf8Value(payload).ToArray());
+        instance.CreatedAt = now;
+        instance.ModifiedAt = now;
+        return instance;
+    }
 
-    private static AttributeKind InferKind(string name, JsonObject obj, out bool explicitKind, out bool bareGeometry)
+    private static bool AllAttributeObjects(JsonElement array)
+    {
+        foreach (var item in array.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.Object || !(item.TryGetProperty("type", out _) || item.TryGetProperty("value", out _)
+                || item.TryGetProperty("object", out _) || item.TryGetProperty("languageMap", out _) || item.TryGetProperty("vocab", out _)
+                || item.TryGetProperty("json", out _) || item.TryGetProperty("valueList", out _) || item.TryGetProperty("objectList", out _)
+                || item.TryGetProperty("datasetId", out _)))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static AttributeKind InferKind(string name, JsonElement obj, out bool explicitKind, out bool bareGeometry)
     {
         bareGeometry = false;
         explicitKind = false;
-        var typeNode = obj["type"] ?? obj["@type"];
-        if (typeNode is not null)
+        if (TryMember(obj, "type", "@type", out var typeNode))
         {
-            if (typeNode.GetValueKind() == JsonValueKind.String)
+            if (typeNode.ValueKind != JsonValueKind.String)
             {
-                var typeName = typeNode.GetValue<string>();
-                if (AttributeKinds.TryParse(typeName, out var kind))
-                {
-                    explicitKind = true;
-                    return kind;
-                }
-
-                if (GeoJson.IsGeometryType(typeName) && obj.ContainsKey("coordinates"))
-                {
-                    bareGeometry = true;
-                    return AttributeKind.GeoProperty;
-                }
-
-                throw NgsiException.BadData($"Attribute '{Truncate(name)}' has unknown type '{Truncate(typeName)}'.");
+                throw NgsiException.BadData($"Attribute '{Truncate(name)}': 'type' must be a string.");
             }
 
-            throw NgsiException.BadData($"Attribute '{Truncate(name)}': 'type' must be a string.");
+            var typeName = Text(typeNode);
+            if (AttributeKinds.TryParse(typeName, out var kind))
+            {
+                explicitKind = true;
+                return kind;
+            }
+
+            if (GeoJson.IsGeometryType(typeName) && obj.TryGetProperty("coordinates", out _))
+            {
+                bareGeometry = true;
+                return AttributeKind.GeoProperty;
+            }
+
+            throw NgsiException.BadData($"Attribute '{Truncate(name)}' has unknown type '{Truncate(typeName)}'.");
         }
 
-        if (obj.ContainsKey("object")) return AttributeKind.Relationship;
-        if (obj.ContainsKey("objectList")) return AttributeKind.ListRelationship;
-        if (obj.ContainsKey("languageMap")) return AttributeKind.LanguageProperty;
-        if (obj.ContainsKey("vocab")) return AttributeKind.VocabProperty;
-        if (obj.ContainsKey("json")) return AttributeKind.JsonProperty;
-        if (obj.ContainsKey("valueList")) return AttributeKind.ListProperty;
-        if ((obj["value"] ?? obj["@value"]) is JsonObject v && v["type"] is JsonValue t
-            && t.GetValueKind() == JsonValueKind.String && GeoJson.IsGeometryType(t.GetValue<string>()) && v.ContainsKey("coordinates"))
+        if (obj.TryGetProperty("object", out _)) return AttributeKind.Relationship;
+        if (obj.TryGetProperty("objectList", out _)) return AttributeKind.ListRelationship;
+        if (obj.TryGetProperty("languageMap", out _)) return AttributeKind.LanguageProperty;
+        if (obj.TryGetProperty("vocab", out _)) return AttributeKind.VocabProperty;
+        if (obj.TryGetProperty("json", out _)) return AttributeKind.JsonProperty;
+        if (obj.TryGetProperty("valueList", out _)) return AttributeKind.ListProperty;
+        if (TryMember(obj, "value", "@value", out var v) && v.ValueKind == JsonValueKind.Object
+            && v.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
+            && GeoJson.IsGeometryType(Text(t)) && v.TryGetProperty("coordinates", out _))
         {
             return AttributeKind.GeoProperty;
         }
@@ -389,26 +399,26 @@ public static class EntityParser
         return AttributeKind.Property;
     }
 
-    private static JsonNode ValidatePayload(string name, AttributeKind kind, JsonNode? payload, LdContext context, bool allowNullMarker)
+    private static AttributeInstance ValidatePayload(string name, AttributeKind kind, JsonElement payload, LdContext context, bool allowNullMarker, DateTimeOffset now)
     {
-        if (payload is null)
+        if (payload.ValueKind == JsonValueKind.Null)
         {
             throw NgsiException.BadData($"Attribute '{Truncate(name)}' has a null {AttributeKinds.PayloadMember(kind)}.");
         }
 
-        if (payload is JsonValue nv && nv.GetValueKind() == JsonValueKind.String && nv.GetValue<string>() == NgsiText.NullUri)
+        if (IsNullUri(payload))
         {
             return allowNullMarker
-                ? payload.DeepClone()
+                ? Stored(kind, payload, now)
                 : throw NgsiException.BadData($"Attribute '{Truncate(name)}': \"{NgsiText.NullUri}\" is only allowed in merge operations.");
         }
 
         switch (kind)
         {
             case AttributeKind.Relationship:
-                if (payload is JsonArray objects && objects.Count > 0)
+                if (payload.ValueKind == JsonValueKind.Array && payload.GetArrayLength() > 0)
                 {
-                    foreach (var o in objects)
+                    foreach (var o in payload.EnumerateArray())
                     {
                         RequireUri(name, o);
                     }
@@ -420,48 +430,58 @@ public static class EntityParser
 
                 break;
             case AttributeKind.ListRelationship:
-                if (payload is not JsonArray list)
+                if (payload.ValueKind != JsonValueKind.Array)
                 {
                     throw NgsiException.BadData($"Attribute '{Truncate(name)}': objectList must be an array.");
                 }
 
-                foreach (var item in list)
+                foreach (var item in payload.EnumerateArray())
                 {
-                    RequireUri(name, item is JsonObject o ? o["object"] : item);
+                    if (item.ValueKind == JsonValueKind.Object)
+                    {
+                        RequireUri(name, item.TryGetProperty("object", out var o) ? o : default);
+                    }
+                    else
+                    {
+                        RequireUri(name, item);
+                    }
                 }
 
                 break;
             case AttributeKind.GeoProperty:
-                if (payload is not JsonObject geometry)
+                if (payload.ValueKind != JsonValueKind.Object)
                 {
                     throw NgsiException.BadData($"GeoProperty '{Truncate(name)}' must have a GeoJSON geometry as its value.");
                 }
 
-                ValidateGeometry(name, geometry);
+                ValidateGeometry(name, payload);
                 break;
             case AttributeKind.LanguageProperty:
-                if (payload is not JsonObject languageMap || languageMap.Count == 0)
+                if (payload.ValueKind != JsonValueKind.Object || !payload.EnumerateObject().Any())
                 {
                     throw NgsiException.BadData($"LanguageProperty '{Truncate(name)}': languageMap must be an object of language tags to strings.");
                 }
 
-                foreach (var (tag, text) in languageMap)
+                foreach (var entry in payload.EnumerateObject())
                 {
-                    var ok = text is JsonValue tv ? tv.GetValueKind() == JsonValueKind.String
-                        : text is JsonArray ta && ta.All(x => x is JsonValue xv && xv.GetValueKind() == JsonValueKind.String);
-                    if (!ok || !IsLanguageTag(tag))
+                    var text = entry.Value;
+                    var ok = text.ValueKind == JsonValueKind.String
+                        || (text.ValueKind == JsonValueKind.Array && text.EnumerateArray().All(x => x.ValueKind == JsonValueKind.String));
+                    if (!ok || !IsLanguageTag(entry.Name))
                     {
-                        throw NgsiException.BadData($"LanguageProperty '{Truncate(name)}': '{Truncate(tag)}' must be a language tag mapped to a string.");
+                        throw NgsiException.BadData($"LanguageProperty '{Truncate(name)}': '{Truncate(entry.Name)}' must be a language tag mapped to a string.");
                     }
                 }
 
                 break;
             case AttributeKind.VocabProperty:
-                return ExpandVocab(name, payload, context);
-            case AttributeKind.JsonProperty:
-                break;
+                return new AttributeInstance(kind, ExpandNames(name, payload, context, "vocab must be a term or an array of terms"))
+                {
+                    CreatedAt = now,
+                    ModifiedAt = now,
+                };
             case AttributeKind.ListProperty:
-                if (payload is not JsonArray)
+                if (payload.ValueKind != JsonValueKind.Array)
                 {
                     throw NgsiException.BadData($"ListProperty '{Truncate(name)}': valueList must be an array.");
                 }
@@ -471,10 +491,10 @@ public static class EntityParser
                 break;
         }
 
-        return payload.DeepClone();
+        return Stored(kind, payload, now);
     }
 
-    private static void ValidateGeometry(string name, JsonObject geometry)
+    private static void ValidateGeometry(string name, JsonElement geometry)
     {
         var error = GeoJson.Validate(geometry);
         if (error is not null)
@@ -483,36 +503,17 @@ public static class EntityParser
         }
     }
 
-    private static JsonNode ExpandVocab(string name, JsonNode payload, LdContext context)
+    /// <summary>Expands a term or an array of terms (vocab values, objectType).</summary>
+    private static JsonNode ExpandNames(string name, JsonElement node, LdContext context, string problem)
     {
-        string Expand(JsonNode? n) => n is JsonValue v && v.GetValueKind() == JsonValueKind.String && NgsiText.IsName(v.GetValue<string>())
-            ? context.ExpandTerm(v.GetValue<string>())
-            : throw NgsiException.BadData($"VocabProperty '{Truncate(name)}': vocab must be a term or an array of terms.");
+        string Expand(JsonElement n) => n.ValueKind == JsonValueKind.String && NgsiText.IsName(Text(n))
+            ? context.ExpandTerm(Text(n))
+            : throw NgsiException.BadData($"Attribute '{Truncate(name)}': {problem}.");
 
-        if (payload is JsonArray array)
+        if (node.ValueKind == JsonValueKind.Array)
         {
             var result = new JsonArray();
-            foreach (var item in array)
-            {
-                result.Add(Expand(item));
-            }
-
-            return result;
-        }
-
-        return JsonValue.Create(Expand(payload));
-    }
-
-    private static JsonNode ExpandObjectType(string name, JsonNode? node, LdContext context)
-    {
-        string Expand(JsonNode? n) => n is JsonValue v && v.GetValueKind() == JsonValueKind.String && NgsiText.IsName(v.GetValue<string>())
-            ? context.ExpandTerm(v.GetValue<string>())
-            : throw NgsiException.BadData($"Attribute '{Truncate(name)}': objectType must be a type name or an array of them.");
-
-        if (node is JsonArray array)
-        {
-            var result = new JsonArray();
-            foreach (var item in array)
+            foreach (var item in node.EnumerateArray())
             {
                 result.Add(Expand(item));
             }
@@ -523,21 +524,21 @@ public static class EntityParser
         return JsonValue.Create(Expand(node));
     }
 
-    private static void RequireUri(string name, JsonNode? node)
+    private static void RequireUri(string name, JsonElement node)
     {
-        if (node is not JsonValue v || v.GetValueKind() != JsonValueKind.String || !NgsiText.IsUri(v.GetValue<string>()))
+        if (node.ValueKind != JsonValueKind.String || !NgsiText.IsUri(Text(node)))
         {
             throw NgsiException.BadData($"Relationship '{Truncate(name)}' must point at a URI.");
         }
     }
 
-    private static string? ReadOptionalUri(JsonObject obj, string member, string name)
+    private static string? ReadOptionalUri(JsonElement obj, string member, string name)
     {
         var s = ReadOptionalString(obj, member, name);
         return s is null || NgsiText.IsUri(s) ? s : throw NgsiException.BadData($"Attribute '{Truncate(name)}': {member} must be a URI.");
     }
 
-    private static string? ReadOptionalDateTime(JsonObject obj, string member, string name)
+    private static string? ReadOptionalDateTime(JsonElement obj, string member, string name)
     {
         var s = ReadOptionalString(obj, member, name);
         if (s is null)
@@ -550,16 +551,35 @@ public static class EntityParser
             : throw NgsiException.BadData($"Attribute '{Truncate(name)}': {member} '{Truncate(s)}' is not an ISO 8601 date-time with a time zone.");
     }
 
-    private static string? ReadOptionalString(JsonObject obj, string member, string name)
+    private static string? ReadOptionalString(JsonElement obj, string member, string name)
     {
-        if (!obj.TryGetPropertyValue(member, out var node))
+        if (!obj.TryGetProperty(member, out var node))
         {
             return null;
         }
 
-        return node is JsonValue v && v.GetValueKind() == JsonValueKind.String
-            ? v.GetValue<string>()
+        return node.ValueKind == JsonValueKind.String
+            ? Text(node)
             : throw NgsiException.BadData($"Attribute '{Truncate(name)}': {member} must be a string.");
+    }
+
+    private static bool TryMember(JsonElement obj, string name, string alias, out JsonElement value) =>
+        obj.TryGetProperty(name, out value) || obj.TryGetProperty(alias, out value);
+
+    private static bool IsNullUri(JsonElement value) =>
+        value.ValueKind == JsonValueKind.String && value.ValueEquals(NgsiText.NullUri);
+
+    /// <summary>A string's text; text that cannot be decoded (an unpaired surrogate escape) is bad data.</summary>
+    private static string Text(JsonElement value)
+    {
+        try
+        {
+            return value.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            throw NgsiException.BadData("A string in the body is not valid text (unpaired UTF-16 surrogate).");
+        }
     }
 
     private static bool IsLanguageTag(string tag)

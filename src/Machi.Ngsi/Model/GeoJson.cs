@@ -1,4 +1,4 @@
-using System.Text.Json.Nodes;
+using System.Text.Json;
 using Machi.Ngsi.Errors;
 using Machi.Ngsi.Geo;
 
@@ -11,7 +11,7 @@ internal static class GeoJson
         or "MultiLineString" or "Polygon" or "MultiPolygon";
 
     /// <summary>Null when the geometry is valid GeoJSON (RFC 7946), else the reason.</summary>
-    public static string? Validate(JsonObject geometry)
+    public static string? Validate(JsonElement geometry)
     {
         try
         {

@@ -12,7 +12,9 @@ public class EntityParserTests
 {
     private static readonly DateTimeOffset Now = new(2026, 11, 25, 9, 0, 0, TimeSpan.Zero);
 
-    private static Entity Parse(string json) => EntityParser.ParseEntity(JsonNode.Parse(json), LdContext.Core, Now);
+    private static Entity Parse(string json) => EntityParser.ParseEntity(Element(json), LdContext.Core, Now);
+
+    private static JsonElement Element(string json) => JsonDocument.Parse(json).RootElement;
 
     private static string Render(Entity e, Representation format, bool sysAttrs = false, string? lang = null)
     {
@@ -76,7 +78,7 @@ public class EntityParserTests
              "d":{"type":"GeoProperty","value":{"type":"LineString","coordinates":[[139.9,37.5],[139.91,37.51]]}}}
             """);
         var concise = Render(original, Representation.Concise);
-        var again = EntityParser.ParseEntity(JsonNode.Parse(concise), LdContext.Core, Now);
+        var again = EntityParser.ParseEntity(Element(concise), LdContext.Core, Now);
         Assert.Equal(Render(original, Representation.Normalized), Render(again, Representation.Normalized));
     }
 
@@ -157,7 +159,7 @@ public class EntityParserTests
         {
             try
             {
-                var entity = EntityParser.ParseEntity(node, LdContext.Core, Now);
+                var entity = EntityParser.ParseEntity(Element(node?.ToJsonString() ?? "null"), LdContext.Core, Now);
                 foreach (var format in new[] { Representation.Normalized, Representation.Concise, Representation.KeyValues })
                 {
                     JsonNode.Parse(Render(entity, format));
