@@ -12,10 +12,19 @@ public static class EntityCodec
 {
     private const int Version = 1;
 
+    // Encoding runs on the store's writer thread for every write: reuse one buffer and writer per thread.
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? t_buffer;
+
+    [ThreadStatic]
+    private static Utf8JsonWriter? t_writer;
+
     public static byte[] Encode(Entity entity)
     {
-        var buffer = new ArrayBufferWriter<byte>(512);
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true }))
+        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(4096);
+        buffer.ResetWrittenCount();
+        var w = t_writer ??= new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
+        w.Reset(buffer);
         {
             w.WriteStartObject();
             w.WriteNumber("v", Version);
@@ -45,6 +54,7 @@ public static class EntityCodec
             w.WriteEndObject();
         }
 
+        w.Flush();
         return buffer.WrittenSpan.ToArray();
     }
 
