@@ -85,8 +85,7 @@ internal sealed class SqliteEntityStore : IEntityStore
                 return ValueTask.FromResult<Entity?>(null);
             }
 
-            using var stream = r.GetStream(0);
-            return ValueTask.FromResult<Entity?>(Decode(stream));
+            return ValueTask.FromResult<Entity?>(Decode(r, 0));
         }
         finally
         {
@@ -136,8 +135,7 @@ internal sealed class SqliteEntityStore : IEntityStore
                 using var r = cmd.ExecuteReader();
                 while (r.Read())
                 {
-                    using var stream = r.GetStream(0);
-                    entities.Add(Decode(stream));
+                    entities.Add(Decode(r, 0));
                 }
             }
 
@@ -354,8 +352,7 @@ internal sealed class SqliteEntityStore : IEntityStore
                 if (r.Read())
                 {
                     rid = r.GetInt64(0);
-                    using var stream = r.GetStream(1);
-                    current = Decode(stream);
+                    current = Decode(r, 1);
                 }
             }
 
@@ -443,13 +440,15 @@ internal sealed class SqliteEntityStore : IEntityStore
 
     private readonly record struct IndexKey(string Types, string Attributes);
 
-    private static Entity Decode(Stream stream)
+    /// <summary>Decodes the document in column <paramref name="ordinal"/>, copied once into a pooled buffer
+    /// (GetStream would open SQLite incremental blob I/O for every row).</summary>
+    private static Entity Decode(SqliteDataReader r, int ordinal)
     {
-        var length = (int)stream.Length;
+        var length = (int)r.GetBytes(ordinal, 0, null, 0, 0);
         var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(length);
         try
         {
-            stream.ReadExactly(buffer, 0, length);
+            r.GetBytes(ordinal, 0, buffer, 0, length);
             return EntityCodec.Decode(buffer.AsSpan(0, length));
         }
         finally
