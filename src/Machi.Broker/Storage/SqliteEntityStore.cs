@@ -356,7 +356,9 @@ internal sealed class SqliteEntityStore : IEntityStore
                 }
             }
 
-            IndexKey? before = current is null ? null : Names(current);
+            // Names the index tables hold now; the mutation may change the entity in place.
+            string[]? typesBefore = current is null ? null : [.. current.Types];
+            string[]? attrsBefore = current is null ? null : [.. current.Attributes.Keys];
             var mutation = write.Mutate(current);
             switch (mutation.Kind)
             {
@@ -385,17 +387,17 @@ internal sealed class SqliteEntityStore : IEntityStore
                         s.Update.ExecuteNonQuery();
                     }
 
-                    var after = Names(entity);
-                    if (before is null || !before.Value.Equals(after))
-                    {
-                        s.ReplaceIndexes(tenant, rid.Value, entity, TermId);
-                    }
-
+                    // Index rows change only by the names that came or went (usually none on an update).
+                    s.Index(s.DeleteTypes, tenant, rid.Value, Except(typesBefore, entity.Types), TermId);
+                    s.Index(s.DeleteAttrs, tenant, rid.Value, Except(attrsBefore, entity.Attributes.Keys), TermId);
+                    s.Index(s.InsertTypes, tenant, rid.Value, Except(entity.Types, typesBefore), TermId);
+                    s.Index(s.InsertAttrs, tenant, rid.Value, Except(entity.Attributes.Keys, attrsBefore), TermId);
                     break;
                 case MutationKind.Delete when rid is not null:
                     s.Delete.Parameters[0].Value = rid.Value;
                     s.Delete.ExecuteNonQuery();
-                    s.DeleteIndexes(rid.Value);
+                    s.Index(s.DeleteTypes, tenant, rid.Value, typesBefore!, TermId);
+                    s.Index(s.DeleteAttrs, tenant, rid.Value, attrsBefore!, TermId);
                     break;
                 default:
                     break;
@@ -434,11 +436,25 @@ internal sealed class SqliteEntityStore : IEntityStore
         return existing;
     }
 
-    /// <summary>A cheap fingerprint of what the type and attribute indexes hold for an entity.</summary>
-    private static IndexKey Names(Entity entity) =>
-        new(string.Join('\n', entity.Types), string.Join('\n', entity.Attributes.Keys));
+    /// <summary>The names in <paramref name="names"/> that are not in <paramref name="other"/> (lists are short).</summary>
+    private static List<string> Except(IEnumerable<string>? names, IEnumerable<string>? other)
+    {
+        var result = new List<string>();
+        if (names is null)
+        {
+            return result;
+        }
 
-    private readonly record struct IndexKey(string Types, string Attributes);
+        foreach (var name in names)
+        {
+            if (other is null || !other.Contains(name))
+            {
+                result.Add(name);
+            }
+        }
+
+        return result;
+    }
 
     /// <summary>Decodes the document in column <paramref name="ordinal"/>, copied once into a pooled buffer
     /// (GetStream would open SQLite incremental blob I/O for every row).</summary>
@@ -540,8 +556,8 @@ internal sealed class SqliteEntityStore : IEntityStore
             Insert = Make(c, "INSERT INTO entities(tenant, id, doc) VALUES ($tenant, $id, $doc) RETURNING rid", "$tenant", "$id", "$doc");
             Update = Make(c, "UPDATE entities SET doc = $doc WHERE rid = $rid", "$rid", "$doc");
             Delete = Make(c, "DELETE FROM entities WHERE rid = $rid", "$rid");
-            DeleteTypes = Make(c, "DELETE FROM entity_types WHERE rid = $rid", "$rid");
-            DeleteAttrs = Make(c, "DELETE FROM entity_attrs WHERE rid = $rid", "$rid");
+            DeleteTypes = Make(c, "DELETE FROM entity_types WHERE tenant = $tenant AND type IN (SELECT value FROM json_each($ids)) AND rid = $rid", "$tenant", "$ids", "$rid");
+            DeleteAttrs = Make(c, "DELETE FROM entity_attrs WHERE tenant = $tenant AND name IN (SELECT value FROM json_each($ids)) AND rid = $rid", "$tenant", "$ids", "$rid");
             // One statement per index and entity: the term ids travel as a JSON array.
             InsertTypes = Make(c, "INSERT OR IGNORE INTO entity_types(tenant, type, rid) SELECT $tenant, value, $rid FROM json_each($ids)", "$tenant", "$ids", "$rid");
             InsertAttrs = Make(c, "INSERT OR IGNORE INTO entity_attrs(tenant, name, rid) SELECT $tenant, value, $rid FROM json_each($ids)", "$tenant", "$ids", "$rid");
@@ -580,18 +596,14 @@ internal sealed class SqliteEntityStore : IEntityStore
             }
         }
 
-        public void ReplaceIndexes(string tenant, long rid, Entity entity, Func<WriterStatements, string, long> termId)
+        /// <summary>Runs an index statement for the given names (as a JSON array of term ids); nothing when empty.</summary>
+        public void Index(SqliteCommand statement, string tenant, long rid, IReadOnlyCollection<string> iris, Func<WriterStatements, string, long> termId)
         {
-            DeleteIndexes(rid);
-            Run(InsertTypes, tenant, rid, entity.Types, termId);
-            if (entity.Attributes.Count > 0)
+            if (iris.Count == 0)
             {
-                Run(InsertAttrs, tenant, rid, entity.Attributes.Keys, termId);
+                return;
             }
-        }
 
-        private void Run(SqliteCommand insert, string tenant, long rid, IEnumerable<string> iris, Func<WriterStatements, string, long> termId)
-        {
             var ids = new StringBuilder("[");
             foreach (var iri in iris)
             {
@@ -603,18 +615,10 @@ internal sealed class SqliteEntityStore : IEntityStore
                 ids.Append(termId(this, iri));
             }
 
-            insert.Parameters[0].Value = tenant;
-            insert.Parameters[1].Value = ids.Append(']').ToString();
-            insert.Parameters[2].Value = rid;
-            insert.ExecuteNonQuery();
-        }
-
-        public void DeleteIndexes(long rid)
-        {
-            DeleteTypes.Parameters[0].Value = rid;
-            DeleteTypes.ExecuteNonQuery();
-            DeleteAttrs.Parameters[0].Value = rid;
-            DeleteAttrs.ExecuteNonQuery();
+            statement.Parameters[0].Value = tenant;
+            statement.Parameters[1].Value = ids.Append(']').ToString();
+            statement.Parameters[2].Value = rid;
+            statement.ExecuteNonQuery();
         }
 
         public void Dispose()

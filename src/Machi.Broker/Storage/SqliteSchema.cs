@@ -36,7 +36,6 @@ internal static class SqliteSchema
             rid INTEGER NOT NULL,
             PRIMARY KEY (tenant, type, rid)
         ) WITHOUT ROWID;
-        CREATE INDEX entity_types_by_rid ON entity_types (rid);
 
         CREATE TABLE entity_attrs (
             tenant TEXT NOT NULL,
@@ -44,7 +43,6 @@ internal static class SqliteSchema
             rid INTEGER NOT NULL,
             PRIMARY KEY (tenant, name, rid)
         ) WITHOUT ROWID;
-        CREATE INDEX entity_attrs_by_rid ON entity_attrs (rid);
 
         -- JSON-LD contexts hosted by the broker (POST /jsonldContexts) or created implicitly for Link headers.
         CREATE TABLE jsonld_contexts (

@@ -62,7 +62,17 @@ public sealed class CrashDurabilityTests
             var missing = new List<string>();
             foreach (var (id, speed) in acknowledged)
             {
-                var response = await restarted.Client.GetAsync($"{NgsiHttp.Entities}/{id}?options=keyValues");
+                HttpResponseMessage response;
+                try
+                {
+                    response = await restarted.Client.GetAsync($"{NgsiHttp.Entities}/{id}?options=keyValues");
+                }
+                catch (HttpRequestException ex)
+                {
+                    Assert.Fail($"The restarted server stopped answering ({ex.Message}).\n{restarted.Output}");
+                    throw;
+                }
+
                 if (response.StatusCode != HttpStatusCode.OK
                     || JsonNode.Parse(await response.Content.ReadAsStringAsync())!["speed"]!.GetValue<double>() < speed)
                 {

@@ -254,6 +254,29 @@ public sealed class EntityApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Type_and_attribute_indexes_follow_every_change()
+    {
+        await Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:ix"));
+        async Task<int> Count(string query) => (await (await Client.GetAsync(NgsiHttp.Entities + "?" + query)).ReadJson()).AsArray().Count;
+
+        Assert.Equal(1, await Count("attrs=speed"));
+        await Client.DeleteAsync(NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:ix/attrs/speed");
+        Assert.Equal(0, await Count("attrs=speed"));
+        await Client.PostJson(NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:ix/attrs", "{\"fuel\":0.5}");
+        Assert.Equal(1, await Count("attrs=fuel"));
+        await Client.PatchJson(NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:ix", "{\"type\":\"Snowplow\"}", "application/merge-patch+json");
+        Assert.Equal(1, await Count("type=Snowplow"));
+        Assert.Equal(1, await Count("type=Vehicle"));
+        await Client.PutJson(NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:ix", "{\"type\":\"Truck\",\"load\":3}");
+        Assert.Equal(0, await Count("type=Vehicle"));
+        Assert.Equal(0, await Count("attrs=fuel"));
+        Assert.Equal(1, await Count("type=Truck&attrs=load"));
+        await Client.DeleteAsync(NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:ix");
+        Assert.Equal(0, await Count("type=Truck"));
+        Assert.Equal(0, await Count("attrs=load"));
+    }
+
+    [Fact]
     public async Task Malformed_and_oversized_bodies_get_clear_4xx_and_change_nothing()
     {
         await Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:safe"));
