@@ -5,11 +5,13 @@ using Machi.Broker.Tests.Infrastructure;
 
 namespace Machi.Broker.Tests.Durability;
 
-/// <summary>A 2xx means the write is on disk: acknowledged writes survive SIGKILL of the server.</summary>
+/// <summary>A 2xx means the write is on disk: acknowledged writes survive SIGKILL (crash) or SIGTERM (shutdown).</summary>
 public sealed class CrashDurabilityTests
 {
-    [Fact]
-    public async Task Every_acknowledged_write_survives_a_SIGKILL_during_a_stream_of_writes()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Every_acknowledged_write_survives_the_server_stopping_during_a_stream_of_writes(bool kill)
     {
         var data = Path.Combine(Path.GetTempPath(), "machi-crash-" + Guid.NewGuid().ToString("N"));
         try
@@ -52,7 +54,15 @@ public sealed class CrashDurabilityTests
                     await Task.Delay(20);
                 }
 
-                server.Kill();
+                if (kill)
+                {
+                    server.Kill();
+                }
+                else
+                {
+                    Assert.Equal(0, await server.StopAsync(TimeSpan.FromSeconds(30)));
+                }
+
                 await stop.CancelAsync();
                 await Task.WhenAll(writers);
             }
