@@ -108,7 +108,7 @@ public static class EntityCodec
         AttributeMap? attrs = null;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
-            var member = reader.GetString();
+            var member = Member(ref reader);
             reader.Read();
             switch (member)
             {
@@ -136,7 +136,7 @@ public static class EntityCodec
         var list = new List<string>(1);
         while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
         {
-            list.Add(reader.GetString()!);
+            list.Add(Name(ref reader));
         }
 
         return list;
@@ -147,7 +147,7 @@ public static class EntityCodec
         var map = new AttributeMap();
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
-            var name = reader.GetString()!;
+            var name = Name(ref reader);
             reader.Read(); // [
             var instances = new List<AttributeInstance>(1);
             while (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
@@ -166,12 +166,12 @@ public static class EntityCodec
         var a = AttributeInstance.FromStored(AttributeKind.Property, []);
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
-            var member = reader.GetString();
+            var member = Member(ref reader);
             reader.Read();
             switch (member)
             {
                 case "k":
-                    a.Kind = AttributeKinds.TryParse(reader.GetString()!, out var kind)
+                    a.Kind = AttributeKinds.TryParse(Name(ref reader), out var kind)
                         ? kind
                         : throw new InvalidDataException("Stored attribute of unknown kind.");
                     break;
@@ -193,6 +193,55 @@ public static class EntityCodec
         }
 
         return a;
+    }
+
+    private static readonly (byte[] Utf8, string Name)[] Members =
+        [.. new[] { "k", "p", "c", "m", "oa", "uc", "ds", "vt", "ot", "sub", "id", "type", "scope", "attrs", "v" }
+            .Select(n => (System.Text.Encoding.UTF8.GetBytes(n), n))];
+
+    /// <summary>The member name as one of the codec's own constants (no allocation); null for others.</summary>
+    private static string? Member(ref Utf8JsonReader reader)
+    {
+        foreach (var (utf8, name) in Members)
+        {
+            if (reader.ValueTextEquals(utf8))
+            {
+                return name;
+            }
+        }
+
+        return null;
+    }
+
+    // Attribute names, types and kinds repeat across every stored entity: decode each once and share the string.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> InternedNames = new(StringComparer.Ordinal);
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string>.AlternateLookup<ReadOnlySpan<char>> InternedLookup =
+        InternedNames.GetAlternateLookup<ReadOnlySpan<char>>();
+
+    private const int MaxInternedNames = 100_000;
+
+    private static string Name(ref Utf8JsonReader reader)
+    {
+        if (reader.ValueIsEscaped || reader.HasValueSequence || reader.ValueSpan.Length > 512)
+        {
+            return reader.GetString()!;
+        }
+
+        Span<char> chars = stackalloc char[512];
+        var length = System.Text.Encoding.UTF8.GetChars(reader.ValueSpan, chars);
+        var text = chars[..length];
+        if (InternedLookup.TryGetValue(text, out var name))
+        {
+            return name;
+        }
+
+        name = new string(text);
+        if (InternedNames.Count < MaxInternedNames)
+        {
+            InternedNames.TryAdd(name, name);
+        }
+
+        return name;
     }
 
     /// <summary>System timestamps are stored as 100 ns ticks since the Unix epoch: exact, compact, cheap to read.</summary>
