@@ -76,16 +76,15 @@ internal sealed class SqliteEntityStore : IEntityStore
         var reader = RentReader();
         try
         {
-            var cmd = reader.GetEntity;
-            cmd.Parameters[0].Value = tenant;
-            cmd.Parameters[1].Value = id;
-            using var r = cmd.ExecuteReader();
-            if (!r.Read())
+            var statement = reader.GetEntity.Bind(1, tenant).Bind(2, id);
+            try
             {
-                return ValueTask.FromResult<Entity?>(null);
+                return ValueTask.FromResult(statement.Step() ? EntityCodec.Decode(statement.Blob(0)) : null);
             }
-
-            return ValueTask.FromResult<Entity?>(Decode(r, 0));
+            finally
+            {
+                statement.Reset();
+            }
         }
         finally
         {
@@ -345,15 +344,18 @@ internal sealed class SqliteEntityStore : IEntityStore
         {
             long? rid = null;
             Entity? current = null;
-            s.Select.Parameters[0].Value = tenant;
-            s.Select.Parameters[1].Value = write.Id;
-            using (var r = s.Select.ExecuteReader())
+            s.Select.Bind(1, tenant).Bind(2, write.Id);
+            try
             {
-                if (r.Read())
+                if (s.Select.Step())
                 {
-                    rid = r.GetInt64(0);
-                    current = Decode(r, 1);
+                    rid = s.Select.Int64(0);
+                    current = EntityCodec.Decode(s.Select.Blob(1));
                 }
+            }
+            finally
+            {
+                s.Select.Reset();
             }
 
             // Names the index tables hold now; the mutation may change the entity in place.
@@ -375,16 +377,20 @@ internal sealed class SqliteEntityStore : IEntityStore
                             s.InsertTenant.ExecuteNonQuery();
                         }
 
-                        s.Insert.Parameters[0].Value = tenant;
-                        s.Insert.Parameters[1].Value = entity.Id;
-                        s.Insert.Parameters[2].Value = doc;
-                        rid = (long)s.Insert.ExecuteScalar()!;
+                        s.Insert.Bind(1, tenant).Bind(2, entity.Id).Bind(3, doc);
+                        try
+                        {
+                            s.Insert.Step();
+                            rid = s.Insert.Int64(0);
+                        }
+                        finally
+                        {
+                            s.Insert.Reset();
+                        }
                     }
                     else
                     {
-                        s.Update.Parameters[0].Value = rid.Value;
-                        s.Update.Parameters[1].Value = doc;
-                        s.Update.ExecuteNonQuery();
+                        s.Update.Bind(1, rid.Value).Bind(2, doc).Execute();
                     }
 
                     // Index rows change only by the names that came or went (usually none on an update).
@@ -394,8 +400,7 @@ internal sealed class SqliteEntityStore : IEntityStore
                     s.Index(s.InsertAttrs, tenant, rid.Value, Except(entity.Attributes.Keys, attrsBefore), TermId);
                     break;
                 case MutationKind.Delete when rid is not null:
-                    s.Delete.Parameters[0].Value = rid.Value;
-                    s.Delete.ExecuteNonQuery();
+                    s.Delete.Bind(1, rid.Value).Execute();
                     s.Index(s.DeleteTypes, tenant, rid.Value, typesBefore!, TermId);
                     s.Index(s.DeleteAttrs, tenant, rid.Value, attrsBefore!, TermId);
                     break;
@@ -521,11 +526,7 @@ internal sealed class SqliteEntityStore : IEntityStore
             Connection = new SqliteConnection(connectionString);
             Connection.Open();
             Execute(Connection, "PRAGMA query_only=1; PRAGMA busy_timeout=5000; PRAGMA cache_size=-2000; PRAGMA mmap_size=268435456;");
-            GetEntity = Connection.CreateCommand();
-            GetEntity.CommandText = "SELECT doc FROM entities WHERE tenant = $tenant AND id = $id";
-            GetEntity.Parameters.Add("$tenant", SqliteType.Text);
-            GetEntity.Parameters.Add("$id", SqliteType.Text);
-            GetEntity.Prepare();
+            GetEntity = new RawStatement(Connection, "SELECT doc FROM entities WHERE tenant = ?1 AND id = ?2");
             GetTerm = Connection.CreateCommand();
             GetTerm.CommandText = "SELECT id FROM terms WHERE iri = $iri";
             GetTerm.Parameters.Add("$iri", SqliteType.Text);
@@ -535,7 +536,7 @@ internal sealed class SqliteEntityStore : IEntityStore
 
         public SqliteConnection Connection { get; }
 
-        public SqliteCommand GetEntity { get; }
+        public RawStatement GetEntity { get; }
 
         public void Dispose()
         {
@@ -549,38 +550,40 @@ internal sealed class SqliteEntityStore : IEntityStore
     private sealed class WriterStatements : IDisposable
     {
         private readonly List<SqliteCommand> _all = [];
+        private readonly List<RawStatement> _raw = [];
 
         public WriterStatements(SqliteConnection c)
         {
-            Select = Make(c, "SELECT rid, doc FROM entities WHERE tenant = $tenant AND id = $id", "$tenant", "$id");
-            Insert = Make(c, "INSERT INTO entities(tenant, id, doc) VALUES ($tenant, $id, $doc) RETURNING rid", "$tenant", "$id", "$doc");
-            Update = Make(c, "UPDATE entities SET doc = $doc WHERE rid = $rid", "$rid", "$doc");
-            Delete = Make(c, "DELETE FROM entities WHERE rid = $rid", "$rid");
-            DeleteTypes = Make(c, "DELETE FROM entity_types WHERE tenant = $tenant AND type IN (SELECT value FROM json_each($ids)) AND rid = $rid", "$tenant", "$ids", "$rid");
-            DeleteAttrs = Make(c, "DELETE FROM entity_attrs WHERE tenant = $tenant AND name IN (SELECT value FROM json_each($ids)) AND rid = $rid", "$tenant", "$ids", "$rid");
-            // One statement per index and entity: the term ids travel as a JSON array.
-            InsertTypes = Make(c, "INSERT OR IGNORE INTO entity_types(tenant, type, rid) SELECT $tenant, value, $rid FROM json_each($ids)", "$tenant", "$ids", "$rid");
-            InsertAttrs = Make(c, "INSERT OR IGNORE INTO entity_attrs(tenant, name, rid) SELECT $tenant, value, $rid FROM json_each($ids)", "$tenant", "$ids", "$rid");
+            Select = Raw(c, "SELECT rid, doc FROM entities WHERE tenant = ?1 AND id = ?2");
+            Insert = Raw(c, "INSERT INTO entities(tenant, id, doc) VALUES (?1, ?2, ?3) RETURNING rid");
+            Update = Raw(c, "UPDATE entities SET doc = ?2 WHERE rid = ?1");
+            Delete = Raw(c, "DELETE FROM entities WHERE rid = ?1");
+
+            // One statement per index and entity: the term ids travel as a JSON array (?2).
+            DeleteTypes = Raw(c, "DELETE FROM entity_types WHERE tenant = ?1 AND type IN (SELECT value FROM json_each(?2)) AND rid = ?3");
+            DeleteAttrs = Raw(c, "DELETE FROM entity_attrs WHERE tenant = ?1 AND name IN (SELECT value FROM json_each(?2)) AND rid = ?3");
+            InsertTypes = Raw(c, "INSERT OR IGNORE INTO entity_types(tenant, type, rid) SELECT ?1, value, ?3 FROM json_each(?2)");
+            InsertAttrs = Raw(c, "INSERT OR IGNORE INTO entity_attrs(tenant, name, rid) SELECT ?1, value, ?3 FROM json_each(?2)");
             SelectTerm = Make(c, "SELECT id FROM terms WHERE iri = $iri", "$iri");
             InsertTerm = Make(c, "INSERT INTO terms(iri) VALUES ($iri) RETURNING id", "$iri");
             InsertTenant = Make(c, "INSERT OR IGNORE INTO tenants(name, created_at) VALUES ($name, $at)", "$name", "$at");
         }
 
-        public SqliteCommand Select { get; }
+        public RawStatement Select { get; }
 
-        public SqliteCommand Insert { get; }
+        public RawStatement Insert { get; }
 
-        public SqliteCommand Update { get; }
+        public RawStatement Update { get; }
 
-        public SqliteCommand Delete { get; }
+        public RawStatement Delete { get; }
 
-        public SqliteCommand DeleteTypes { get; }
+        public RawStatement DeleteTypes { get; }
 
-        public SqliteCommand DeleteAttrs { get; }
+        public RawStatement DeleteAttrs { get; }
 
-        public SqliteCommand InsertTypes { get; }
+        public RawStatement InsertTypes { get; }
 
-        public SqliteCommand InsertAttrs { get; }
+        public RawStatement InsertAttrs { get; }
 
         public SqliteCommand InsertTenant { get; }
 
@@ -597,7 +600,7 @@ internal sealed class SqliteEntityStore : IEntityStore
         }
 
         /// <summary>Runs an index statement for the given names (as a JSON array of term ids); nothing when empty.</summary>
-        public void Index(SqliteCommand statement, string tenant, long rid, IReadOnlyCollection<string> iris, Func<WriterStatements, string, long> termId)
+        public void Index(RawStatement statement, string tenant, long rid, IReadOnlyCollection<string> iris, Func<WriterStatements, string, long> termId)
         {
             if (iris.Count == 0)
             {
@@ -615,10 +618,7 @@ internal sealed class SqliteEntityStore : IEntityStore
                 ids.Append(termId(this, iri));
             }
 
-            statement.Parameters[0].Value = tenant;
-            statement.Parameters[1].Value = ids.Append(']').ToString();
-            statement.Parameters[2].Value = rid;
-            statement.ExecuteNonQuery();
+            statement.Bind(1, tenant).Bind(2, ids.Append(']').ToString()).Bind(3, rid).Execute();
         }
 
         public void Dispose()
@@ -627,6 +627,18 @@ internal sealed class SqliteEntityStore : IEntityStore
             {
                 cmd.Dispose();
             }
+
+            foreach (var statement in _raw)
+            {
+                statement.Dispose();
+            }
+        }
+
+        private RawStatement Raw(SqliteConnection c, string sql)
+        {
+            var statement = new RawStatement(c, sql);
+            _raw.Add(statement);
+            return statement;
         }
 
         private SqliteCommand Make(SqliteConnection c, string sql, params string[] parameters)
