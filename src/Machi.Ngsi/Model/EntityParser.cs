@@ -546,9 +546,8 @@ public static class EntityParser
             return null;
         }
 
-        return NgsiText.TryParseDateTime(s, out var instant)
-            ? NgsiText.FormatDateTime(instant)
-            : throw NgsiException.BadData($"Attribute '{Truncate(name)}': {member} '{Truncate(s)}' is not an ISO 8601 date-time with a time zone.");
+        return NgsiText.CanonicalDateTime(s)
+            ?? throw NgsiException.BadData($"Attribute '{Truncate(name)}': {member} '{Truncate(s)}' is not an ISO 8601 date-time with a time zone.");
     }
 
     private static string? ReadOptionalString(JsonElement obj, string member, string name)

@@ -94,6 +94,64 @@ public static class NgsiText
         return true;
     }
 
+    /// <summary>
+    /// The canonical text (<see cref="FormatDateTime"/>) of an ISO 8601 date-time, or null when it is not one.
+    /// Text already in canonical form — what devices send almost always — is checked digit by digit and returned
+    /// as is, without the cost of a culture-aware parse and a format.
+    /// </summary>
+    public static string? CanonicalDateTime(string s)
+    {
+        if (IsCanonical(s))
+        {
+            return s;
+        }
+
+        return TryParseDateTime(s, out var instant) ? FormatDateTime(instant) : null;
+    }
+
+    private static bool IsCanonical(string s)
+    {
+        // yyyy-MM-ddTHH:mm:ss[.f{1,7}]Z with no trailing zero in the fraction
+        if (s.Length < 20 || s.Length == 21 || s.Length > 28 || s[^1] != 'Z' || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':')
+        {
+            return false;
+        }
+
+        if (s.Length > 20 && (s[19] != '.' || s[^2] == '0'))
+        {
+            return false;
+        }
+
+        for (var i = 0; i < s.Length - 1; i++)
+        {
+            if (i is 4 or 7 or 10 or 13 or 16 or 19)
+            {
+                continue;
+            }
+
+            if (!char.IsAsciiDigit(s[i]))
+            {
+                return false;
+            }
+        }
+
+        int Number(int start, int length)
+        {
+            var n = 0;
+            for (var i = start; i < start + length; i++)
+            {
+                n = (n * 10) + (s[i] - '0');
+            }
+
+            return n;
+        }
+
+        var year = Number(0, 4);
+        var month = Number(5, 2);
+        return year >= 1 && month is >= 1 and <= 12 && Number(8, 2) is var day && day >= 1 && day <= DateTime.DaysInMonth(year, month)
+            && Number(11, 2) <= 23 && Number(14, 2) <= 59 && Number(17, 2) <= 59;
+    }
+
     /// <summary>The canonical text of an instant: UTC, 'Z', fraction only as long as needed.</summary>
     public static string FormatDateTime(DateTimeOffset value) =>
         value.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF'Z'", CultureInfo.InvariantCulture);
