@@ -32,7 +32,7 @@ internal static class BatchApi
     private static async Task<IResult> Create(HttpContext http, EntityService entities, IContextResolver resolver)
     {
         var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: true);
-        var writes = batch.Items.Where(i => i.Entity is not null).Select(i => new EntityWrite(i.Entity!.Id, EntityService.Create(i.Entity))).ToList();
+        var writes = batch.Items.Where(i => i.Entity is not null).Select(i => EntityWrite.Creating(i.Entity!, EntityService.Create(i.Entity!))).ToList();
         await batch.RunAsync(entities, writes, http.RequestAborted);
         return batch.Result(successStatus: 201, listIds: batch.SucceededIds());
     }
@@ -43,7 +43,7 @@ internal static class BatchApi
         var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: true);
         var created = new HashSet<string>(StringComparer.Ordinal);
         var writes = batch.Items.Where(i => i.Entity is not null)
-            .Select(i => new EntityWrite(i.Entity!.Id, entities.Upsert(i.Entity, options.UpsertUpdate, () => created.Add(i.Entity.Id))))
+            .Select(i => EntityWrite.Creating(i.Entity!, entities.Upsert(i.Entity!, options.UpsertUpdate, () => created.Add(i.Entity!.Id))))
             .ToList();
         await batch.RunAsync(entities, writes, http.RequestAborted);
         return created.Count > 0

@@ -33,7 +33,7 @@ internal sealed class EntityService(IEntityStore store, TimeProvider time)
     }
 
     public Task CreateAsync(string tenant, Entity entity, CancellationToken ct) =>
-        store.WriteOneAsync(tenant, entity.Id, Create(entity), ct);
+        store.WriteOneAsync(tenant, EntityWrite.Creating(entity, Create(entity)), ct);
 
     public async Task DeleteAsync(string tenant, string id, CancellationToken ct)
     {

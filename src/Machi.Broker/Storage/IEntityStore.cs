@@ -33,7 +33,14 @@ public interface IEntityStore : IAsyncDisposable
 public delegate Mutation EntityMutation(Entity? current);
 
 /// <summary>One entity write: the entity id and the mutation to apply to it.</summary>
-public readonly record struct EntityWrite(string Id, EntityMutation Mutate);
+/// <param name="NewEntity">The entity the mutation stores when none exists yet (create, upsert), encoded ahead by
+/// the caller in <paramref name="NewEntityEncoded"/> so the single writer does not have to.</param>
+public readonly record struct EntityWrite(string Id, EntityMutation Mutate, Entity? NewEntity = null, byte[]? NewEntityEncoded = null)
+{
+    /// <summary>A write that will store <paramref name="entity"/> if it is new, encoded now on the calling thread.</summary>
+    public static EntityWrite Creating(Entity entity, EntityMutation mutate) =>
+        new(entity.Id, mutate, entity, EntityCodec.Encode(entity));
+}
 
 public enum MutationKind
 {
@@ -74,9 +81,13 @@ public sealed record EntityPage(IReadOnlyList<Entity> Entities, long? TotalCount
 public static class EntityStoreExtensions
 {
     /// <summary>Runs one mutation; rethrows its failure.</summary>
-    public static async Task WriteOneAsync(this IEntityStore store, string tenant, string id, EntityMutation mutate, CancellationToken cancellationToken)
+    public static Task WriteOneAsync(this IEntityStore store, string tenant, string id, EntityMutation mutate, CancellationToken cancellationToken) =>
+        store.WriteOneAsync(tenant, new EntityWrite(id, mutate), cancellationToken);
+
+    /// <summary>Runs one write; rethrows its failure.</summary>
+    public static async Task WriteOneAsync(this IEntityStore store, string tenant, EntityWrite write, CancellationToken cancellationToken)
     {
-        var results = await store.WriteAsync(tenant, [new EntityWrite(id, mutate)], cancellationToken).ConfigureAwait(false);
+        var results = await store.WriteAsync(tenant, [write], cancellationToken).ConfigureAwait(false);
         if (results[0] is { } error)
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);

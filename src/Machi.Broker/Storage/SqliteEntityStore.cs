@@ -366,7 +366,9 @@ internal sealed class SqliteEntityStore : IEntityStore
             {
                 case MutationKind.Put:
                     var entity = mutation.Entity!;
-                    var doc = EntityCodec.Encode(entity);
+                    var doc = current is null && ReferenceEquals(entity, write.NewEntity) && write.NewEntityEncoded is { } encoded
+                        ? encoded
+                        : EntityCodec.Encode(entity);
                     if (rid is null)
                     {
                         if (tenant.Length > 0 && _knownTenants.TryAdd(tenant, true))
