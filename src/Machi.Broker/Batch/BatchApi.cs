@@ -32,8 +32,7 @@ internal static class BatchApi
     private static async Task<IResult> Create(HttpContext http, EntityService entities, IContextResolver resolver)
     {
         var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: true);
-        var writes = batch.Items.Where(i => i.Entity is not null).Select(i => EntityWrite.Creating(i.Entity!, EntityService.Create(i.Entity!))).ToList();
-        await batch.RunAsync(entities, writes, http.RequestAborted);
+        await batch.RunAsync(entities, i => EntityWrite.Creating(i.Entity!, EntityService.Create(i.Entity!)), http.RequestAborted);
         return batch.Result(successStatus: 201, listIds: batch.SucceededIds());
     }
 
@@ -42,10 +41,7 @@ internal static class BatchApi
         var options = RequestOptions.Parse(http.Request.Query);
         var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: true);
         var created = new HashSet<string>(StringComparer.Ordinal);
-        var writes = batch.Items.Where(i => i.Entity is not null)
-            .Select(i => EntityWrite.Creating(i.Entity!, entities.Upsert(i.Entity!, options.UpsertUpdate, () => created.Add(i.Entity!.Id))))
-            .ToList();
-        await batch.RunAsync(entities, writes, http.RequestAborted);
+        await batch.RunAsync(entities, i => EntityWrite.Creating(i.Entity!, entities.Upsert(i.Entity!, options.UpsertUpdate, () => created.Add(i.Id))), http.RequestAborted);
         return created.Count > 0
             ? batch.Result(successStatus: 201, listIds: batch.SucceededIds().Where(created.Contains).ToList())
             : batch.Result(successStatus: 204, listIds: null);
@@ -55,36 +51,21 @@ internal static class BatchApi
     {
         var options = RequestOptions.Parse(http.Request.Query);
         var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: false);
-        var writes = batch.Items.Where(i => i.Entity is not null)
-            .Select(i => new EntityWrite(i.Entity!.Id, entities.AppendTo(i.Entity, options.NoOverwrite)))
-            .ToList();
-        await batch.RunAsync(entities, writes, http.RequestAborted);
+        await batch.RunAsync(entities, i => new EntityWrite(i.Id, entities.AppendTo(i.Entity!, options.NoOverwrite)), http.RequestAborted);
         return batch.Result(successStatus: 204, listIds: null);
     }
 
     private static async Task<IResult> Merge(HttpContext http, EntityService entities, IContextResolver resolver)
     {
         var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: false, merge: true);
-        var writes = batch.Items.Where(i => i.Entity is not null)
-            .Select(i => new EntityWrite(i.Entity!.Id, entities.Merge(i.Entity.Id, i.Entity.Types.Count > 0 ? i.Entity.Types : null, i.Entity.Scope, i.Entity.Attributes)))
-            .ToList();
-        await batch.RunAsync(entities, writes, http.RequestAborted);
+        await batch.RunAsync(entities, i => new EntityWrite(i.Id, entities.Merge(i.Entity!)), http.RequestAborted);
         return batch.Result(successStatus: 204, listIds: null);
     }
 
     private static async Task<IResult> Delete(HttpContext http, EntityService entities)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
-        var (array, _) = await NgsiRequest.ReadBodyAsync(http);
-        if (array.ValueKind != JsonValueKind.Array)
-        {
-            throw NgsiException.BadData("The body must be a JSON array of entity ids.");
-        }
-
-        if (array.GetArrayLength() == 0)
-        {
-            throw NgsiException.BadData("The batch is empty.");
-        }
+        var (array, _) = await ReadArrayAsync(http, "entity ids");
 
         await entities.RequireTenantAsync(tenant, http.RequestAborted);
         var batch = new BatchRun(tenant);
@@ -93,16 +74,15 @@ internal static class BatchApi
             var id = item.ValueKind == JsonValueKind.String ? item.GetString() : null;
             if (NgsiText.IsUri(id))
             {
-                batch.Items.Add(new BatchItem(id!, new Entity(id!, []), null));
+                batch.Items.Add(new BatchItem(id!));
             }
             else
             {
-                batch.Items.Add(new BatchItem(item.GetRawText(), null, NgsiException.BadData("Every item must be an entity id (a URI).")));
+                batch.Items.Add(new BatchItem(item.GetRawText(), Failure: NgsiException.BadData("Every item must be an entity id (a URI).")));
             }
         }
 
-        var writes = batch.Items.Where(i => i.Entity is not null).Select(i => new EntityWrite(i.Id, EntityService.Delete(i.Id))).ToList();
-        await batch.RunAsync(entities, writes, http.RequestAborted);
+        await batch.RunAsync(entities, i => new EntityWrite(i.Id, EntityService.Delete(i.Id)), http.RequestAborted);
         return batch.Result(successStatus: 204, listIds: null);
     }
 
@@ -110,16 +90,7 @@ internal static class BatchApi
     private static async Task<BatchRun> ReadEntitiesAsync(HttpContext http, EntityService entities, IContextResolver resolver, bool requireType, bool merge = false)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
-        var (array, mediaType) = await NgsiRequest.ReadBodyAsync(http);
-        if (array.ValueKind != JsonValueKind.Array)
-        {
-            throw NgsiException.BadData("The body must be a JSON array of entities.");
-        }
-
-        if (array.GetArrayLength() == 0)
-        {
-            throw NgsiException.BadData("The batch is empty.");
-        }
+        var (array, mediaType) = await ReadArrayAsync(http, "entities");
 
         if (!requireType)
         {
@@ -140,55 +111,53 @@ internal static class BatchApi
                 }
 
                 var context = await NgsiRequest.BodyContextAsync(http, resolver, obj, mediaType);
-                Entity entity;
-                if (requireType)
-                {
-                    entity = EntityParser.ParseEntity(obj, context, now);
-                }
-                else
-                {
-                    entity = new Entity(EntityParser.ReadId(obj, null), EntityParser.ReadTypes(obj, context, required: false) ?? [])
-                    {
-                        Scope = EntityParser.ReadScope(obj),
-                        Attributes = EntityParser.ParseAttributes(obj, context, now, allowNullMarker: merge),
-                    };
-                }
-
-                batch.Items.Add(new BatchItem(entity.Id, entity, null));
+                var entity = EntityParser.ParseEntity(obj, context, now, fragment: !requireType, allowNullMarker: merge);
+                batch.Items.Add(new BatchItem(entity.Id, entity));
             }
             catch (NgsiException ex)
             {
-                batch.Items.Add(new BatchItem(id, null, ex));
+                batch.Items.Add(new BatchItem(id, Failure: ex));
             }
         }
 
         return batch;
     }
 
-    private sealed record BatchItem(string Id, Entity? Entity, NgsiException? Error)
+    /// <summary>The body of a batch: a non-empty JSON array.</summary>
+    private static async Task<(JsonElement Array, string MediaType)> ReadArrayAsync(HttpContext http, string items)
     {
-        public Exception? Failure { get; set; } = Error;
+        var (array, mediaType) = await NgsiRequest.ReadBodyAsync(http);
+        if (array.ValueKind != JsonValueKind.Array)
+        {
+            throw NgsiException.BadData($"The body must be a JSON array of {items}.");
+        }
+
+        return array.GetArrayLength() == 0 ? throw NgsiException.BadData("The batch is empty.") : (array, mediaType);
+    }
+
+    /// <summary>One item of a batch: its parsed entity (none for deletes) and, once known, why it failed.</summary>
+    private sealed record BatchItem(string Id, Entity? Entity = null, Exception? Failure = null)
+    {
+        public Exception? Failure { get; set; } = Failure;
     }
 
     private sealed class BatchRun(string tenant)
     {
         public List<BatchItem> Items { get; } = [];
 
-        public async Task RunAsync(EntityService entities, List<EntityWrite> writes, CancellationToken ct)
+        /// <summary>Writes every item that parsed, in one transaction, and records each one's outcome.</summary>
+        public async Task RunAsync(EntityService entities, Func<BatchItem, EntityWrite> write, CancellationToken ct)
         {
-            if (writes.Count == 0)
+            var pending = Items.Where(i => i.Failure is null).ToList();
+            if (pending.Count == 0)
             {
                 return;
             }
 
-            var results = await entities.BatchAsync(tenant, writes, ct);
-            var r = 0;
-            foreach (var item in Items)
+            var results = await entities.BatchAsync(tenant, pending.ConvertAll(i => write(i)), ct);
+            for (var i = 0; i < pending.Count; i++)
             {
-                if (item.Entity is not null)
-                {
-                    item.Failure = results[r++];
-                }
+                pending[i].Failure = results[i];
             }
         }
 

@@ -2,7 +2,6 @@ using System.Text.Json;
 using Machi.Broker.Http;
 using Machi.Ngsi.Errors;
 using Machi.Ngsi.JsonLd;
-using Machi.Ngsi.Model;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -27,7 +26,7 @@ internal static class ContextsApi
     private static async Task<IResult> List(HttpContext http, ContextRegistry registry)
     {
         var query = http.Request.Query;
-        var details = Flag(query, "details");
+        var details = RequestOptions.Flag(query, "details");
         ContextKind? kind = null;
         if (query.TryGetValue("kind", out var kindText))
         {
@@ -66,7 +65,7 @@ internal static class ContextsApi
     private static async Task<IResult> Serve(HttpContext http, string contextId, ContextRegistry registry)
     {
         var entry = await registry.GetAsync(contextId, BaseUrl(http.Request), http.RequestAborted);
-        if (Flag(http.Request.Query, "details"))
+        if (RequestOptions.Flag(http.Request.Query, "details"))
         {
             return new NgsiJsonResult(200, MediaTypes.Json, null, w => entry.ToDetailsJson().WriteTo(w));
         }
@@ -76,15 +75,7 @@ internal static class ContextsApi
 
     private static async Task<IResult> Delete(HttpContext http, string contextId, ContextRegistry registry)
     {
-        await registry.DeleteAsync(contextId, Flag(http.Request.Query, "reload"), http.RequestAborted);
+        await registry.DeleteAsync(contextId, RequestOptions.Flag(http.Request.Query, "reload"), http.RequestAborted);
         return Results.NoContent();
     }
-
-    private static bool Flag(IQueryCollection query, string name) => query[name].ToString() switch
-    {
-        "" => false,
-        "true" => true,
-        "false" => false,
-        var other => throw NgsiException.BadData($"Parameter '{name}' must be true or false, not '{EntityParser.Truncate(other)}'."),
-    };
 }

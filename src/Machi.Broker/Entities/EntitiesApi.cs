@@ -130,27 +130,8 @@ internal static class EntitiesApi
         return new NgsiJsonResult(200, mediaType, context, w => WriteEntities(w, page.Entities, render));
     }
 
-    /// <summary>An id as a URL path segment: URIs keep their colons; only characters that would end or split the segment are escaped.</summary>
-    internal static string PathSegment(string id)
-    {
-        var sb = new System.Text.StringBuilder(id.Length);
-        foreach (var c in id)
-        {
-            if (c is '/' or '?' or '#' or '%' or ' ' || c > 0x7e)
-            {
-                foreach (var b in System.Text.Encoding.UTF8.GetBytes(c.ToString()))
-                {
-                    sb.Append('%').Append(b.ToString("X2", System.Globalization.CultureInfo.InvariantCulture));
-                }
-            }
-            else
-            {
-                sb.Append(c);
-            }
-        }
-
-        return sb.ToString();
-    }
+    /// <summary>An id as a URL path segment: escaped, but URIs keep their colons.</summary>
+    internal static string PathSegment(string id) => Uri.EscapeDataString(id).Replace("%3A", ":", StringComparison.Ordinal);
 
     internal static void WriteEntities(Utf8JsonWriter w, IReadOnlyList<Entity> entities, RenderOptions render)
     {
@@ -206,11 +187,8 @@ internal static class EntitiesApi
         var tenant = NgsiRequest.Tenant(http.Request);
         var id = NgsiRequest.EntityId(entityId);
         var (obj, context) = await ReadObjectAsync(http, resolver, allowMergePatch: true);
-        EntityParser.ReadId(obj, id);
-        var types = EntityParser.ReadTypes(obj, context, required: false);
-        var scope = EntityParser.ReadScope(obj);
-        var attributes = EntityParser.ParseAttributes(obj, context, entities.Now(), allowNullMarker: true);
-        await entities.MergeAsync(tenant, id, types, scope, attributes, http.RequestAborted);
+        var patch = EntityParser.ParseEntity(obj, context, entities.Now(), idFromPath: id, fragment: true, allowNullMarker: true);
+        await entities.MergeAsync(tenant, patch, http.RequestAborted);
         return Results.NoContent();
     }
 

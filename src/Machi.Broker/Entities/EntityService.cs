@@ -35,90 +35,70 @@ internal sealed class EntityService(IEntityStore store, TimeProvider time)
     public Task CreateAsync(string tenant, Entity entity, CancellationToken ct) =>
         store.WriteOneAsync(tenant, EntityWrite.Creating(entity, Create(entity)), ct);
 
-    public async Task DeleteAsync(string tenant, string id, CancellationToken ct)
-    {
-        await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
-        await store.WriteOneAsync(tenant, id, Delete(id), ct).ConfigureAwait(false);
-    }
+    public Task DeleteAsync(string tenant, string id, CancellationToken ct) =>
+        WriteAsync(tenant, id, Delete(id), ct);
 
-    public async Task ReplaceAsync(string tenant, Entity replacement, CancellationToken ct)
-    {
-        await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
-        await store.WriteOneAsync(tenant, replacement.Id, Replace(replacement), ct).ConfigureAwait(false);
-    }
+    public Task ReplaceAsync(string tenant, Entity replacement, CancellationToken ct) =>
+        WriteAsync(tenant, replacement.Id, Replace(replacement), ct);
 
-    public async Task MergeAsync(string tenant, string id, List<string>? types, List<string>? scope, AttributeMap attributes, CancellationToken ct)
-    {
-        await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
-        await store.WriteOneAsync(tenant, id, Merge(id, types, scope, attributes), ct).ConfigureAwait(false);
-    }
+    public Task MergeAsync(string tenant, Entity patch, CancellationToken ct) =>
+        WriteAsync(tenant, patch.Id, Merge(patch), ct);
 
-    public async Task<UpdateResult> AppendAsync(string tenant, string id, AttributeMap attributes, bool noOverwrite, CancellationToken ct)
+    public Task<UpdateResult> AppendAsync(string tenant, string id, AttributeMap attributes, bool noOverwrite, CancellationToken ct)
     {
-        await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
-        UpdateResult? result = null;
         var now = Now();
-        await store.WriteOneAsync(tenant, id, current =>
+        return ChangeAttributesAsync(tenant, id, entity => EntityOperations.Append(entity, attributes, noOverwrite, now), ct);
+    }
+
+    public Task<UpdateResult> UpdateAsync(string tenant, string id, AttributeMap attributes, CancellationToken ct)
+    {
+        var now = Now();
+        return ChangeAttributesAsync(tenant, id, entity => EntityOperations.Update(entity, attributes, now), ct);
+    }
+
+    public Task PatchAttributeAsync(string tenant, string id, string name, AttributeFragment fragment, CancellationToken ct)
+    {
+        var now = Now();
+        return ChangeAttributeAsync(tenant, id, name, fragment.Instance.DatasetId, entity => EntityOperations.PatchAttribute(entity, name, fragment, now), ct);
+    }
+
+    public Task ReplaceAttributeAsync(string tenant, string id, string name, AttributeInstance replacement, CancellationToken ct)
+    {
+        var now = Now();
+        return ChangeAttributeAsync(tenant, id, name, replacement.DatasetId, entity => EntityOperations.ReplaceAttribute(entity, name, replacement, now), ct);
+    }
+
+    public Task DeleteAttributeAsync(string tenant, string id, string name, string? datasetId, bool deleteAll, CancellationToken ct)
+    {
+        var now = Now();
+        return ChangeAttributeAsync(tenant, id, name, datasetId, entity => EntityOperations.DeleteAttribute(entity, name, datasetId, deleteAll, now), ct);
+    }
+
+    /// <summary>Runs one mutation in an existing tenant.</summary>
+    private async Task WriteAsync(string tenant, string id, EntityMutation mutate, CancellationToken ct)
+    {
+        await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
+        await store.WriteOneAsync(tenant, id, mutate, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>An attribute-level change of an existing entity, stored only when something changed.</summary>
+    private async Task<UpdateResult> ChangeAttributesAsync(string tenant, string id, Func<Entity, UpdateResult> change, CancellationToken ct)
+    {
+        UpdateResult? result = null;
+        await WriteAsync(tenant, id, Existing(id, entity =>
         {
-            var entity = current ?? throw Missing(id);
-            result = EntityOperations.Append(entity, attributes, noOverwrite, now);
+            result = change(entity);
             return result.Updated.Count > 0 ? Mutation.Put(entity) : Mutation.None;
-        }, ct).ConfigureAwait(false);
+        }), ct).ConfigureAwait(false);
         return result!;
     }
 
-    public async Task<UpdateResult> UpdateAsync(string tenant, string id, AttributeMap attributes, CancellationToken ct)
-    {
-        await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
-        UpdateResult? result = null;
-        var now = Now();
-        await store.WriteOneAsync(tenant, id, current =>
-        {
-            var entity = current ?? throw Missing(id);
-            result = EntityOperations.Update(entity, attributes, now);
-            return result.Updated.Count > 0 ? Mutation.Put(entity) : Mutation.None;
-        }, ct).ConfigureAwait(false);
-        return result!;
-    }
+    /// <summary>A change of one attribute instance of an existing entity; false from the change means it is missing.</summary>
+    private Task ChangeAttributeAsync(string tenant, string id, string name, string? datasetId, Func<Entity, bool> change, CancellationToken ct) =>
+        WriteAsync(tenant, id, Existing(id, entity => change(entity) ? Mutation.Put(entity) : throw MissingAttribute(id, name, datasetId)), ct);
 
-    public async Task PatchAttributeAsync(string tenant, string id, string name, AttributeFragment fragment, CancellationToken ct)
-    {
-        await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
-        var now = Now();
-        await store.WriteOneAsync(tenant, id, current =>
-        {
-            var entity = current ?? throw Missing(id);
-            return EntityOperations.PatchAttribute(entity, name, fragment, now)
-                ? Mutation.Put(entity)
-                : throw MissingAttribute(id, name, fragment.Instance.DatasetId);
-        }, ct).ConfigureAwait(false);
-    }
-
-    public async Task ReplaceAttributeAsync(string tenant, string id, string name, AttributeInstance replacement, CancellationToken ct)
-    {
-        await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
-        var now = Now();
-        await store.WriteOneAsync(tenant, id, current =>
-        {
-            var entity = current ?? throw Missing(id);
-            return EntityOperations.ReplaceAttribute(entity, name, replacement, now)
-                ? Mutation.Put(entity)
-                : throw MissingAttribute(id, name, replacement.DatasetId);
-        }, ct).ConfigureAwait(false);
-    }
-
-    public async Task DeleteAttributeAsync(string tenant, string id, string name, string? datasetId, bool deleteAll, CancellationToken ct)
-    {
-        await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
-        var now = Now();
-        await store.WriteOneAsync(tenant, id, current =>
-        {
-            var entity = current ?? throw Missing(id);
-            return EntityOperations.DeleteAttribute(entity, name, datasetId, deleteAll, now)
-                ? Mutation.Put(entity)
-                : throw MissingAttribute(id, name, datasetId);
-        }, ct).ConfigureAwait(false);
-    }
+    /// <summary>A mutation of an entity that must exist (ResourceNotFound otherwise).</summary>
+    private static EntityMutation Existing(string id, Func<Entity, Mutation> change) => current => change(current ?? throw Missing(id));
 
     /// <summary>Runs a batch of mutations in one transaction; per item null or the failure.</summary>
     public Task<Exception?[]> BatchAsync(string tenant, IReadOnlyList<EntityWrite> writes, CancellationToken ct) =>
@@ -129,26 +109,23 @@ internal sealed class EntityService(IEntityStore store, TimeProvider time)
             ? Mutation.Put(entity)
             : throw new NgsiException(NgsiErrorType.AlreadyExists, $"Entity '{entity.Id}' already exists.");
 
-    public static EntityMutation Delete(string id) => current =>
-        current is null ? throw Missing(id) : Mutation.Delete;
+    public static EntityMutation Delete(string id) => Existing(id, _ => Mutation.Delete);
 
     public EntityMutation Replace(Entity replacement)
     {
         var now = Now();
-        return current => current is null
-            ? throw Missing(replacement.Id)
-            : Mutation.Put(EntityOperations.Replace(current, replacement, now));
+        return Existing(replacement.Id, current => Mutation.Put(EntityOperations.Replace(current, replacement, now)));
     }
 
-    public EntityMutation Merge(string id, List<string>? types, List<string>? scope, AttributeMap attributes)
+    /// <summary>Merge (5.6.17) of a parsed fragment: its types are added, its scope and attributes merged.</summary>
+    public EntityMutation Merge(Entity patch)
     {
         var now = Now();
-        return current =>
+        return Existing(patch.Id, entity =>
         {
-            var entity = current ?? throw Missing(id);
-            EntityOperations.Merge(entity, types, scope, attributes, now);
+            EntityOperations.Merge(entity, patch.Types, patch.Scope, patch.Attributes, now);
             return Mutation.Put(entity);
-        };
+        });
     }
 
     /// <summary>Upsert (5.6.8): create, or replace (default) / append (options=update) when it exists.</summary>
@@ -178,12 +155,8 @@ internal sealed class EntityService(IEntityStore store, TimeProvider time)
     public EntityMutation AppendTo(Entity fragment, bool noOverwrite)
     {
         var now = Now();
-        return current =>
-        {
-            var entity = current ?? throw Missing(fragment.Id);
-            var result = EntityOperations.Append(entity, fragment.Attributes, noOverwrite, now);
-            return result.Updated.Count > 0 ? Mutation.Put(entity) : Mutation.None;
-        };
+        return Existing(fragment.Id, entity =>
+            EntityOperations.Append(entity, fragment.Attributes, noOverwrite, now).Updated.Count > 0 ? Mutation.Put(entity) : Mutation.None);
     }
 
     public static NgsiException Missing(string id) => NgsiException.NotFound($"Entity '{id}' does not exist.");

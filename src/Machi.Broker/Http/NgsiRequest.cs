@@ -39,11 +39,7 @@ internal static class NgsiRequest
     public static string? LinkContextUrl(HttpRequest request)
     {
         var header = request.Headers.Link;
-        return header.Count switch
-        {
-            0 => null,
-            _ => JsonLdLink.TryGetContextUrl(header.ToString(), out var url) ? url : null,
-        };
+        return header.Count > 0 && JsonLdLink.TryGetContextUrl(header.ToString(), out var url) ? url : null;
     }
 
     /// <summary>The context of a request without a body: the Link header's, else the core context.</summary>
@@ -90,8 +86,6 @@ internal static class NgsiRequest
                 throw NgsiException.Invalid("The request body is empty; a JSON body is required.");
             }
 
-            RejectUnpairedSurrogates(read.Buffer);
-
             // The pipe's memory is reused once consumed, and a document reads its input lazily: copy the body into
             // a pooled buffer that lives (with the document) until the response is done.
             var length = (int)read.Buffer.Length;
@@ -99,6 +93,7 @@ internal static class NgsiRequest
             System.Buffers.BuffersExtensions.CopyTo(read.Buffer, copy.AsSpan());
             var body = new PooledDocument(copy);
             http.Response.RegisterForDispose(body);
+            RejectUnpairedSurrogates(copy.AsSpan(0, length));
             var document = body.Parse(length);
             return document.RootElement.ValueKind == JsonValueKind.Null
                 ? throw NgsiException.BadData("The body is JSON null.")
@@ -130,10 +125,16 @@ internal static class NgsiRequest
 
     /// <summary>
     /// JSON allows "\ud800" escapes that decode to half a character; such text cannot be stored or sent as UTF-8,
-    /// so it is refused up front (a cheap pass: only escaped strings are decoded).
+    /// so it is refused up front. Only a body with a \u escape at all is read for it, and then only its escaped
+    /// strings are decoded.
     /// </summary>
-    private static void RejectUnpairedSurrogates(System.Buffers.ReadOnlySequence<byte> body)
+    private static void RejectUnpairedSurrogates(ReadOnlySpan<byte> body)
     {
+        if (body.IndexOf("\\u"u8) < 0)
+        {
+            return;
+        }
+
         var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = DocumentOptions.MaxDepth });
         while (reader.Read())
         {

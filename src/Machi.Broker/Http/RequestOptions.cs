@@ -128,12 +128,12 @@ internal sealed record RequestOptions
             Ids = ids,
             Limit = Integer(query, "limit", 0),
             Offset = Integer(query, "offset", 0) ?? 0,
-            Count = Boolean(query, "count"),
+            Count = Flag(query, "count"),
             Lang = LanguagePreference.Parse(Single(query, "lang")),
             GeometryProperty = Single(query, "geometryProperty"),
             DatasetId = datasetId,
-            DeleteAll = Boolean(query, "deleteAll"),
-            Local = Boolean(query, "local"),
+            DeleteAll = Flag(query, "deleteAll"),
+            Local = Flag(query, "local"),
         };
     }
 
@@ -221,7 +221,8 @@ internal sealed record RequestOptions
             : throw NgsiException.BadData($"Parameter '{name}' must be a whole number ≥ {min}.");
     }
 
-    private static bool Boolean(IQueryCollection query, string name) => Single(query, name) switch
+    /// <summary>A true/false parameter; absent is false.</summary>
+    public static bool Flag(IQueryCollection query, string name) => Single(query, name) switch
     {
         null => false,
         "true" => true,

@@ -16,8 +16,6 @@ public interface IEntityStore : IAsyncDisposable
 
     ValueTask<bool> TenantExistsAsync(string tenant, CancellationToken cancellationToken);
 
-    ValueTask<IReadOnlyList<string>> ListTenantsAsync(CancellationToken cancellationToken);
-
     ValueTask<EntityPage> QueryAsync(string tenant, EntityQuery query, CancellationToken cancellationToken);
 
     /// <summary>Runs each mutation (in order) in one transaction; each succeeds or fails on its own.</summary>

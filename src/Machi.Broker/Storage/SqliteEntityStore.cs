@@ -95,9 +95,6 @@ internal sealed class SqliteEntityStore : IEntityStore
     public ValueTask<bool> TenantExistsAsync(string tenant, CancellationToken cancellationToken) =>
         ValueTask.FromResult(tenant.Length == 0 || _knownTenants.ContainsKey(tenant));
 
-    public ValueTask<IReadOnlyList<string>> ListTenantsAsync(CancellationToken cancellationToken) =>
-        ValueTask.FromResult<IReadOnlyList<string>>([.. _knownTenants.Keys.Order(StringComparer.Ordinal)]);
-
     public ValueTask<EntityPage> QueryAsync(string tenant, EntityQuery query, CancellationToken cancellationToken)
     {
         var reader = RentReader();

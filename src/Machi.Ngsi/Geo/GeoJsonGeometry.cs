@@ -48,7 +48,7 @@ internal static class GeoJsonGeometry
         {
             throw value.ValueKind == JsonValueKind.String
                 ? Bad("a GeoProperty value must be a GeoJSON geometry object, not a string (WKT or GeoJSON text inside a string is not accepted)")
-                : Bad($"a GeoProperty value must be a GeoJSON geometry object, not {Describe(value)}");
+                : Bad($"a GeoProperty value must be a GeoJSON geometry object, not {JsonKinds.Describe(value)}");
         }
 
         JsonElement type = default, coordinates = default, bbox = default;
@@ -113,7 +113,7 @@ internal static class GeoJsonGeometry
 
         if (coordinates.ValueKind != JsonValueKind.Array)
         {
-            throw Bad($"coordinates must be an array, not {Describe(coordinates)}");
+            throw Bad($"coordinates must be an array, not {JsonKinds.Describe(coordinates)}");
         }
 
         if (hasBbox)
@@ -164,10 +164,13 @@ internal static class GeoJsonGeometry
         value.ValueKind == JsonValueKind.Object
         && value.TryGetProperty("type"u8, out var type)
         && type.ValueKind == JsonValueKind.String
-        && (type.ValueEquals("Point"u8) || type.ValueEquals("MultiPoint"u8) || type.ValueEquals("LineString"u8)
-            || type.ValueEquals("MultiLineString"u8) || type.ValueEquals("Polygon"u8) || type.ValueEquals("MultiPolygon"u8))
+        && IsGeometryType(type.GetString())
         && value.TryGetProperty("coordinates"u8, out var coordinates)
         && coordinates.ValueKind == JsonValueKind.Array;
+
+    /// <summary>One of the six geometry types a GeoProperty may hold.</summary>
+    public static bool IsGeometryType(string? name) =>
+        name is "Point" or "MultiPoint" or "LineString" or "MultiLineString" or "Polygon" or "MultiPolygon";
 
     /// <inheritdoc cref="IsGeoJsonGeometry(JsonElement)"/>
     public static bool IsGeoJsonGeometry(JsonNode? value) =>
@@ -175,7 +178,7 @@ internal static class GeoJsonGeometry
         && obj.TryGetPropertyValue("type", out var type)
         && type is JsonValue typeValue
         && typeValue.TryGetValue(out string? name)
-        && name is "Point" or "MultiPoint" or "LineString" or "MultiLineString" or "Polygon" or "MultiPolygon"
+        && IsGeometryType(name)
         && obj.TryGetPropertyValue("coordinates", out var coordinates)
         && coordinates is JsonArray;
 
@@ -272,7 +275,7 @@ internal static class GeoJsonGeometry
     {
         if (type.ValueKind != JsonValueKind.String)
         {
-            throw Bad($"geometry 'type' must be a string, not {Describe(type)}");
+            throw Bad($"geometry 'type' must be a string, not {JsonKinds.Describe(type)}");
         }
 
         if (type.ValueEquals("Point"u8))
@@ -378,7 +381,7 @@ internal static class GeoJsonGeometry
     {
         if (line.ValueKind != JsonValueKind.Array)
         {
-            throw Bad($"{LineName(index)} must be an array of positions, not {Describe(line)} at {path}");
+            throw Bad($"{LineName(index)} must be an array of positions, not {JsonKinds.Describe(line)} at {path}");
         }
 
         var count = line.GetArrayLength();
@@ -400,7 +403,7 @@ internal static class GeoJsonGeometry
     {
         if (rings.ValueKind != JsonValueKind.Array)
         {
-            throw Bad($"{PolygonName(index)} must be an array of linear rings, not {Describe(rings)} at {path}");
+            throw Bad($"{PolygonName(index)} must be an array of linear rings, not {JsonKinds.Describe(rings)} at {path}");
         }
 
         var count = rings.GetArrayLength();
@@ -430,7 +433,7 @@ internal static class GeoJsonGeometry
     {
         if (ring.ValueKind != JsonValueKind.Array)
         {
-            throw Bad($"{PolygonName(polygon)} ring {index} must be an array of positions, not {Describe(ring)} at {path}");
+            throw Bad($"{PolygonName(polygon)} ring {index} must be an array of positions, not {JsonKinds.Describe(ring)} at {path}");
         }
 
         var count = ring.GetArrayLength();
@@ -477,8 +480,8 @@ internal static class GeoJsonGeometry
         if (position.ValueKind != JsonValueKind.Array)
         {
             throw Bad(path.IsRoot
-                ? $"coordinates must be an array of numbers, not {Describe(position)}"
-                : $"a position must be an array of numbers, not {Describe(position)} at {path}");
+                ? $"coordinates must be an array of numbers, not {JsonKinds.Describe(position)}"
+                : $"a position must be an array of numbers, not {JsonKinds.Describe(position)} at {path}");
         }
 
         var count = position.GetArrayLength();
@@ -513,8 +516,8 @@ internal static class GeoJsonGeometry
         if (number.ValueKind != JsonValueKind.Number)
         {
             throw Bad(path.IsRoot
-                ? $"coordinates must be an array of numbers: {path}[{index}] is {Describe(number)}"
-                : $"a position must be an array of numbers: {path}[{index}] is {Describe(number)}");
+                ? $"coordinates must be an array of numbers: {path}[{index}] is {JsonKinds.Describe(number)}"
+                : $"a position must be an array of numbers: {path}[{index}] is {JsonKinds.Describe(number)}");
         }
 
         // 1e400 is valid JSON but not a double: it reads as infinity.
@@ -530,7 +533,7 @@ internal static class GeoJsonGeometry
     {
         if (bbox.ValueKind != JsonValueKind.Array)
         {
-            throw Bad($"bbox must be an array of numbers, not {Describe(bbox)}");
+            throw Bad($"bbox must be an array of numbers, not {JsonKinds.Describe(bbox)}");
         }
 
         var count = bbox.GetArrayLength();
@@ -544,7 +547,7 @@ internal static class GeoJsonGeometry
         {
             if (number.ValueKind != JsonValueKind.Number || !number.TryGetDouble(out var value) || !double.IsFinite(value))
             {
-                throw Bad($"bbox[{i}] must be a finite number, not {Describe(number)}");
+                throw Bad($"bbox[{i}] must be a finite number, not {JsonKinds.Describe(number)}");
             }
 
             i++;
@@ -606,17 +609,6 @@ internal static class GeoJsonGeometry
 
         writer.WriteEndArray();
     }
-
-    private static string Describe(JsonElement value) => value.ValueKind switch
-    {
-        JsonValueKind.Object => "an object",
-        JsonValueKind.Array => "an array",
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => "a number",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        JsonValueKind.Null => "null",
-        _ => "nothing",
-    };
 
     private static string Format(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 

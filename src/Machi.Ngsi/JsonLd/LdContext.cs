@@ -127,14 +127,7 @@ public sealed class LdContext
     public string ExpandTerm(string term)
     {
         ArgumentNullException.ThrowIfNull(term);
-        if (_expanded.TryGetValue(term, out var iri))
-        {
-            return iri;
-        }
-
-        iri = Expand(term);
-        Remember(_expanded, term, iri);
-        return iri;
+        return _expanded.TryGetValue(term, out var iri) ? iri : Remember(_expanded, term, Expand(term));
     }
 
     /// <summary>
@@ -145,14 +138,7 @@ public sealed class LdContext
     public string CompactIri(string iri)
     {
         ArgumentNullException.ThrowIfNull(iri);
-        if (_compacted.TryGetValue(iri, out var term))
-        {
-            return term;
-        }
-
-        term = Compact(iri);
-        Remember(_compacted, iri, term);
-        return term;
+        return _compacted.TryGetValue(iri, out var term) ? term : Remember(_compacted, iri, Compact(iri));
     }
 
     /// <summary>The definition of a term, from the core context or the client's.</summary>
@@ -242,12 +228,15 @@ public sealed class LdContext
 
     private bool IsDefined(string term) => _core.Terms.ContainsKey(term) || _user.Terms.ContainsKey(term);
 
-    private void Remember(ConcurrentDictionary<string, string> cache, string key, string value)
+    /// <summary>Memoises a name mapping (at most <see cref="MaxCachedNames"/> are kept) and returns its value.</summary>
+    private string Remember(ConcurrentDictionary<string, string> cache, string key, string value)
     {
         if (Volatile.Read(ref _cachedNames) < MaxCachedNames && cache.TryAdd(key, value))
         {
             Interlocked.Increment(ref _cachedNames);
         }
+
+        return value;
     }
 
     private static LdTermTable WithoutCoreTerms(LdTermTable user, LdTermTable core)

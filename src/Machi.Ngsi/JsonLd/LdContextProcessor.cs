@@ -145,7 +145,7 @@ internal static class LdContextProcessor
                 break;
             default:
                 throw Invalid(
-                    $"An @context must be a URL string, an object, an array or null, not {Describe(context)}",
+                    $"An @context must be a URL string, an object, an array or null, not {JsonKinds.Describe(context)}",
                     source);
         }
     }
@@ -216,7 +216,7 @@ internal static class LdContextProcessor
 
         if (import.ValueKind != JsonValueKind.String)
         {
-            throw Invalid($"@import must be a URL string, not {Describe(import)}", source);
+            throw Invalid($"@import must be a URL string, not {JsonKinds.Describe(import)}", source);
         }
 
         var reference = import.GetString()!;
@@ -243,7 +243,7 @@ internal static class LdContextProcessor
     {
         if (localContext.ValueKind != JsonValueKind.Object)
         {
-            throw Invalid($"A local @context must be an object, not {Describe(localContext)}", source);
+            throw Invalid($"A local @context must be an object, not {JsonKinds.Describe(localContext)}", source);
         }
 
         var members = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
@@ -275,16 +275,6 @@ internal static class LdContextProcessor
     private static NgsiException Invalid(string detail, string? source) =>
         NgsiException.BadData(source is null ? detail : $"{detail} (in the @context at '{source}')");
 
-    private static string Describe(JsonElement element) => element.ValueKind switch
-    {
-        JsonValueKind.Object => "an object",
-        JsonValueKind.Array => "an array",
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => "a number",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        JsonValueKind.Null => "null",
-        _ => "nothing",
-    };
 
     /// <summary>The context being built: everything defined so far over the core context it falls back to.</summary>
     private sealed class ActiveContext(IRemoteContextSource? remote, LdTermTable? fallback)
@@ -346,7 +336,7 @@ internal static class LdContextProcessor
                 {
                     JsonValueKind.Null => null,
                     JsonValueKind.String => ExpandVocab(vocab.GetString()!),
-                    _ => throw Invalid($"@vocab must be an IRI string or null, not {Describe(vocab)}", source),
+                    _ => throw Invalid($"@vocab must be an IRI string or null, not {JsonKinds.Describe(vocab)}", source),
                 };
             }
         }
@@ -478,7 +468,7 @@ internal static class LdContextProcessor
                     break;
                 default:
                     throw Invalid(
-                        $"The term '{term}' must map to an IRI string, an object or null, not {Describe(value)}",
+                        $"The term '{term}' must map to an IRI string, an object or null, not {JsonKinds.Describe(value)}",
                         source);
             }
 

@@ -52,6 +52,28 @@ public sealed class AttributeInstance
         }
     }
 
+    /// <summary>True when the payload is the merge-patch deletion marker "urn:ngsi-ld:null".</summary>
+    public bool IsNullMarker
+    {
+        get
+        {
+            if (_payload is not null || _rawPayload is null)
+            {
+                return _payload is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.String && v.GetValue<string>() == NgsiText.NullUri;
+            }
+
+            var reader = new System.Text.Json.Utf8JsonReader(_rawPayload);
+            return reader.Read() && reader.TokenType == System.Text.Json.JsonTokenType.String && reader.ValueTextEquals(NgsiText.NullUri);
+        }
+    }
+
+    /// <summary>Takes another instance's payload as it is held (stored bytes stay unparsed).</summary>
+    public void TakePayload(AttributeInstance other)
+    {
+        _payload = other._payload;
+        _rawPayload = other._rawPayload;
+    }
+
     /// <summary>True when the payload is a JSON object (checked without parsing it).</summary>
     public bool HasObjectPayload => _payload is null ? _rawPayload is [(byte)'{', ..] : _payload is JsonObject;
 
@@ -195,6 +217,21 @@ public class OrderedDictionaryOfLists : System.Collections.Generic.OrderedDictio
 
 public static class AttributeKinds
 {
+    /// <summary>
+    /// The payload members and the kind each one implies for a concise attribute without "type" (clause 4.5.9),
+    /// in the order they are tried; "value" (Property) comes last.
+    /// </summary>
+    public static readonly IReadOnlyList<(string Member, AttributeKind Kind)> ByPayloadMember =
+    [
+        ("object", AttributeKind.Relationship),
+        ("objectList", AttributeKind.ListRelationship),
+        ("languageMap", AttributeKind.LanguageProperty),
+        ("vocab", AttributeKind.VocabProperty),
+        ("json", AttributeKind.JsonProperty),
+        ("valueList", AttributeKind.ListProperty),
+        ("value", AttributeKind.Property),
+    ];
+
     /// <summary>The JSON member holding the payload of an attribute of this kind.</summary>
     public static string PayloadMember(AttributeKind kind) => kind switch
     {

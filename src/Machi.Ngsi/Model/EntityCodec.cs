@@ -25,35 +25,32 @@ public static class EntityCodec
         buffer.ResetWrittenCount();
         var w = t_writer ??= new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
         w.Reset(buffer);
+        w.WriteStartObject();
+        w.WriteNumber("v", Version);
+        w.WriteString("id", entity.Id);
+        w.WriteStartArray("type");
+        foreach (var t in entity.Types)
         {
-            w.WriteStartObject();
-            w.WriteNumber("v", Version);
-            w.WriteString("id", entity.Id);
-            w.WriteStartArray("type");
-            foreach (var t in entity.Types)
+            w.WriteStringValue(t);
+        }
+
+        w.WriteEndArray();
+        if (entity.Scope is { } scope)
+        {
+            w.WriteStartArray("scope");
+            foreach (var s in scope)
             {
-                w.WriteStringValue(t);
+                w.WriteStringValue(s);
             }
 
             w.WriteEndArray();
-            if (entity.Scope is { } scope)
-            {
-                w.WriteStartArray("scope");
-                foreach (var s in scope)
-                {
-                    w.WriteStringValue(s);
-                }
-
-                w.WriteEndArray();
-            }
-
-            w.WriteNumber("c", Ticks(entity.CreatedAt));
-            w.WriteNumber("m", Ticks(entity.ModifiedAt));
-            w.WritePropertyName("attrs");
-            WriteMap(w, entity.Attributes);
-            w.WriteEndObject();
         }
 
+        w.WriteNumber("c", Ticks(entity.CreatedAt));
+        w.WriteNumber("m", Ticks(entity.ModifiedAt));
+        w.WritePropertyName("attrs");
+        WriteMap(w, entity.Attributes);
+        w.WriteEndObject();
         w.Flush();
         return buffer.WrittenSpan.ToArray();
     }

@@ -1,6 +1,3 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
-
 namespace Machi.Ngsi.Model;
 
 /// <summary>An attribute an update left alone, and why (UpdateResult, clause 5.2.18).</summary>
@@ -24,41 +21,16 @@ public sealed class UpdateResult
 public static class EntityOperations
 {
     /// <summary>Append Entity Attributes (5.6.3): add, or overwrite unless noOverwrite.</summary>
-    public static UpdateResult Append(Entity entity, AttributeMap attributes, bool noOverwrite, DateTimeOffset now)
-    {
-        var result = new UpdateResult();
-        foreach (var (name, instances) in attributes)
-        {
-            var changed = false;
-            foreach (var instance in instances)
-            {
-                var existing = entity.Attributes.Find(name, instance.DatasetId);
-                if (existing is not null && noOverwrite)
-                {
-                    continue;
-                }
-
-                Stamp(instance, existing, now);
-                entity.Attributes.Put(name, instance);
-                changed = true;
-            }
-
-            if (changed)
-            {
-                result.Updated.Add(name);
-            }
-            else
-            {
-                result.NotUpdated.Add(new(name, "Attribute exists and options=noOverwrite was given."));
-            }
-        }
-
-        Touch(entity, result, now);
-        return result;
-    }
+    public static UpdateResult Append(Entity entity, AttributeMap attributes, bool noOverwrite, DateTimeOffset now) =>
+        Put(entity, attributes, now, existing => existing is null || !noOverwrite, "Attribute exists and options=noOverwrite was given.");
 
     /// <summary>Update Entity Attributes (5.6.2): only attributes (and datasetIds) that already exist change.</summary>
-    public static UpdateResult Update(Entity entity, AttributeMap attributes, DateTimeOffset now)
+    public static UpdateResult Update(Entity entity, AttributeMap attributes, DateTimeOffset now) =>
+        Put(entity, attributes, now, existing => existing is not null, "Attribute (with this datasetId) does not exist.");
+
+    /// <summary>Puts every instance the rule accepts (given the instance it would replace); an attribute none of
+    /// whose instances was accepted is reported with <paramref name="refusal"/>.</summary>
+    private static UpdateResult Put(Entity entity, AttributeMap attributes, DateTimeOffset now, Func<AttributeInstance?, bool> accepts, string refusal)
     {
         var result = new UpdateResult();
         foreach (var (name, instances) in attributes)
@@ -67,7 +39,7 @@ public static class EntityOperations
             foreach (var instance in instances)
             {
                 var existing = entity.Attributes.Find(name, instance.DatasetId);
-                if (existing is null)
+                if (!accepts(existing))
                 {
                     continue;
                 }
@@ -83,11 +55,15 @@ public static class EntityOperations
             }
             else
             {
-                result.NotUpdated.Add(new(name, "Attribute (with this datasetId) does not exist."));
+                result.NotUpdated.Add(new(name, refusal));
             }
         }
 
-        Touch(entity, result, now);
+        if (result.Updated.Count > 0)
+        {
+            entity.ModifiedAt = now;
+        }
+
         return result;
     }
 
@@ -95,41 +71,13 @@ public static class EntityOperations
     /// <returns>False when the attribute instance does not exist.</returns>
     public static bool PatchAttribute(Entity entity, string name, AttributeFragment fragment, DateTimeOffset now)
     {
-        var patch = fragment.Instance;
-        var existing = entity.Attributes.Find(name, patch.DatasetId);
+        var existing = entity.Attributes.Find(name, fragment.Instance.DatasetId);
         if (existing is null)
         {
             return false;
         }
 
-        if (fragment.HasKind)
-        {
-            existing.Kind = patch.Kind;
-        }
-
-        if (fragment.HasPayload)
-        {
-            existing.Payload = patch.Payload;
-        }
-
-        existing.ObservedAt = patch.ObservedAt ?? existing.ObservedAt;
-        existing.UnitCode = patch.UnitCode ?? existing.UnitCode;
-        existing.ObjectType = patch.ObjectType ?? existing.ObjectType;
-        existing.ValueType = patch.ValueType ?? existing.ValueType;
-        if (patch.Sub is { } sub)
-        {
-            existing.Sub ??= new AttributeMap();
-            foreach (var (subName, subInstances) in sub)
-            {
-                foreach (var s in subInstances)
-                {
-                    Stamp(s, existing.Sub.Find(subName, s.DatasetId), now);
-                    existing.Sub.Put(subName, s);
-                }
-            }
-        }
-
-        existing.ModifiedAt = now;
+        MergeInto(existing, fragment.Instance, fragment.HasKind, fragment.HasPayload, now);
         entity.ModifiedAt = now;
         return true;
     }
@@ -197,7 +145,7 @@ public static class EntityOperations
         {
             foreach (var patch in instances)
             {
-                if (IsNullMarker(patch.Payload))
+                if (patch.IsNullMarker)
                 {
                     entity.Attributes.RemoveInstance(name, patch.DatasetId, all: false);
                     continue;
@@ -209,44 +157,59 @@ public static class EntityOperations
                     RemoveNullMarkers(patch.Sub);
                     Stamp(patch, null, now);
                     entity.Attributes.Put(name, patch);
-                    continue;
                 }
-
-                existing.Kind = patch.Kind;
-                existing.Payload = patch.Payload;
-                existing.ObservedAt = patch.ObservedAt ?? existing.ObservedAt;
-                existing.UnitCode = patch.UnitCode ?? existing.UnitCode;
-                existing.ObjectType = patch.ObjectType ?? existing.ObjectType;
-                existing.ValueType = patch.ValueType ?? existing.ValueType;
-                if (patch.Sub is { } sub)
+                else
                 {
-                    existing.Sub ??= new AttributeMap();
-                    foreach (var (subName, subInstances) in sub)
-                    {
-                        foreach (var s in subInstances)
-                        {
-                            if (IsNullMarker(s.Payload))
-                            {
-                                existing.Sub.RemoveInstance(subName, s.DatasetId, all: false);
-                            }
-                            else
-                            {
-                                Stamp(s, existing.Sub.Find(subName, s.DatasetId), now);
-                                existing.Sub.Put(subName, s);
-                            }
-                        }
-                    }
+                    MergeInto(existing, patch, hasKind: true, hasPayload: true, now);
                 }
-
-                existing.ModifiedAt = now;
             }
         }
 
         entity.ModifiedAt = now;
     }
 
-    public static bool IsNullMarker(JsonNode? node) =>
-        node is JsonValue v && v.GetValueKind() == JsonValueKind.String && v.GetValue<string>() == NgsiText.NullUri;
+    /// <summary>
+    /// Merges a patch into an existing instance (partial update, merge-patch): payload and type when given, the
+    /// other members given replace theirs, sub-attributes merge and "urn:ngsi-ld:null" removes one.
+    /// </summary>
+    private static void MergeInto(AttributeInstance existing, AttributeInstance patch, bool hasKind, bool hasPayload, DateTimeOffset now)
+    {
+        if (hasKind)
+        {
+            existing.Kind = patch.Kind;
+        }
+
+        if (hasPayload)
+        {
+            existing.TakePayload(patch);
+        }
+
+        existing.ObservedAt = patch.ObservedAt ?? existing.ObservedAt;
+        existing.UnitCode = patch.UnitCode ?? existing.UnitCode;
+        existing.ObjectType = patch.ObjectType ?? existing.ObjectType;
+        existing.ValueType = patch.ValueType ?? existing.ValueType;
+        if (patch.Sub is { } sub)
+        {
+            existing.Sub ??= new AttributeMap();
+            foreach (var (subName, subInstances) in sub)
+            {
+                foreach (var s in subInstances)
+                {
+                    if (s.IsNullMarker)
+                    {
+                        existing.Sub.RemoveInstance(subName, s.DatasetId, all: false);
+                    }
+                    else
+                    {
+                        Stamp(s, existing.Sub.Find(subName, s.DatasetId), now);
+                        existing.Sub.Put(subName, s);
+                    }
+                }
+            }
+        }
+
+        existing.ModifiedAt = now;
+    }
 
     private static void RemoveNullMarkers(AttributeMap? map)
     {
@@ -257,7 +220,7 @@ public static class EntityOperations
 
         foreach (var name in map.Keys.ToList())
         {
-            map[name].RemoveAll(i => IsNullMarker(i.Payload));
+            map[name].RemoveAll(i => i.IsNullMarker);
             if (map[name].Count == 0)
             {
                 map.Remove(name);
@@ -270,13 +233,5 @@ public static class EntityOperations
     {
         instance.CreatedAt = replaced?.CreatedAt ?? now;
         instance.ModifiedAt = now;
-    }
-
-    private static void Touch(Entity entity, UpdateResult result, DateTimeOffset now)
-    {
-        if (result.Updated.Count > 0)
-        {
-            entity.ModifiedAt = now;
-        }
     }
 }

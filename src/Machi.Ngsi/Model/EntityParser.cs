@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Machi.Ngsi.Errors;
+using Machi.Ngsi.Geo;
 using Machi.Ngsi.JsonLd;
 
 namespace Machi.Ngsi.Model;
@@ -31,9 +32,11 @@ public static class EntityParser
         "id", "@id", "type", "@type", "@context", "scope", "createdAt", "modifiedAt", "deletedAt",
     };
 
-    /// <summary>Parses a whole entity (create, replace, batch items).</summary>
-    /// <param name="idFromPath">The id given by the URL (replace); a body id must then agree.</param>
-    public static Entity ParseEntity(JsonElement body, LdContext context, DateTimeOffset now, string? idFromPath = null)
+    /// <summary>Parses an entity (create, replace, batch items) or, with <paramref name="fragment"/>, the
+    /// fragment of one that merge and batch update carry: type optional (no types: an empty list).</summary>
+    /// <param name="idFromPath">The id given by the URL; a body id must then agree.</param>
+    /// <param name="allowNullMarker">Merge-patch: "urn:ngsi-ld:null" marks an attribute for deletion.</param>
+    public static Entity ParseEntity(JsonElement body, LdContext context, DateTimeOffset now, string? idFromPath = null, bool fragment = false, bool allowNullMarker = false)
     {
         if (body.ValueKind != JsonValueKind.Object)
         {
@@ -41,13 +44,13 @@ public static class EntityParser
         }
 
         var id = ReadId(body, idFromPath);
-        var types = ReadTypes(body, context, required: true)!;
+        var types = ReadTypes(body, context, required: !fragment) ?? [];
         return new Entity(id, types)
         {
             CreatedAt = now,
             ModifiedAt = now,
             Scope = ReadScope(body),
-            Attributes = ParseAttributes(body, context, now, allowNullMarker: false),
+            Attributes = ParseAttributes(body, context, now, allowNullMarker),
         };
     }
 
@@ -340,14 +343,13 @@ public static class EntityParser
         return instance;
     }
 
+    /// <summary>An array whose items all look like attribute instances is a multi-attribute, not a value.</summary>
     private static bool AllAttributeObjects(JsonElement array)
     {
         foreach (var item in array.EnumerateArray())
         {
-            if (item.ValueKind != JsonValueKind.Object || !(item.TryGetProperty("type", out _) || item.TryGetProperty("value", out _)
-                || item.TryGetProperty("object", out _) || item.TryGetProperty("languageMap", out _) || item.TryGetProperty("vocab", out _)
-                || item.TryGetProperty("json", out _) || item.TryGetProperty("valueList", out _) || item.TryGetProperty("objectList", out _)
-                || item.TryGetProperty("datasetId", out _)))
+            if (item.ValueKind != JsonValueKind.Object || !(item.TryGetProperty("type", out _) || item.TryGetProperty("datasetId", out _)
+                || AttributeKinds.ByPayloadMember.Any(p => item.TryGetProperty(p.Member, out _))))
             {
                 return false;
             }
@@ -374,7 +376,7 @@ public static class EntityParser
                 return kind;
             }
 
-            if (GeoJson.IsGeometryType(typeName) && obj.TryGetProperty("coordinates", out _))
+            if (GeoJsonGeometry.IsGeometryType(typeName) && obj.TryGetProperty("coordinates", out _))
             {
                 bareGeometry = true;
                 return AttributeKind.GeoProperty;
@@ -383,15 +385,17 @@ public static class EntityParser
             throw NgsiException.BadData($"Attribute '{Truncate(name)}' has unknown type '{Truncate(typeName)}'.");
         }
 
-        if (obj.TryGetProperty("object", out _)) return AttributeKind.Relationship;
-        if (obj.TryGetProperty("objectList", out _)) return AttributeKind.ListRelationship;
-        if (obj.TryGetProperty("languageMap", out _)) return AttributeKind.LanguageProperty;
-        if (obj.TryGetProperty("vocab", out _)) return AttributeKind.VocabProperty;
-        if (obj.TryGetProperty("json", out _)) return AttributeKind.JsonProperty;
-        if (obj.TryGetProperty("valueList", out _)) return AttributeKind.ListProperty;
+        foreach (var (member, implied) in AttributeKinds.ByPayloadMember)
+        {
+            if (implied != AttributeKind.Property && obj.TryGetProperty(member, out _))
+            {
+                return implied;
+            }
+        }
+
         if (TryMember(obj, "value", "@value", out var v) && v.ValueKind == JsonValueKind.Object
             && v.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
-            && GeoJson.IsGeometryType(Text(t)) && v.TryGetProperty("coordinates", out _))
+            && GeoJsonGeometry.IsGeometryType(Text(t)) && v.TryGetProperty("coordinates", out _))
         {
             return AttributeKind.GeoProperty;
         }
@@ -496,10 +500,13 @@ public static class EntityParser
 
     private static void ValidateGeometry(string name, JsonElement geometry)
     {
-        var error = GeoJson.Validate(geometry);
-        if (error is not null)
+        try
         {
-            throw NgsiException.BadData($"GeoProperty '{Truncate(name)}': {error}");
+            GeoJsonGeometry.Parse(geometry);
+        }
+        catch (NgsiException ex)
+        {
+            throw NgsiException.BadData($"GeoProperty '{Truncate(name)}': {ex.Message}");
         }
     }
 

@@ -226,9 +226,10 @@ public static class EntityRenderer
         w.WriteEndObject();
     }
 
-    private static bool LooksLikeAttribute(JsonObject o) => o.ContainsKey("value") || o.ContainsKey("object")
-        || o.ContainsKey("languageMap") || o.ContainsKey("vocab") || o.ContainsKey("json") || o.ContainsKey("valueList")
-        || o.ContainsKey("objectList") || (o["type"] is JsonValue t && t.TryGetValue<string>(out var s) && AttributeKinds.TryParse(s, out _));
+    /// <summary>Whether a Property's object value would read back as an attribute if written bare in concise form.</summary>
+    private static bool LooksLikeAttribute(JsonObject o) =>
+        AttributeKinds.ByPayloadMember.Any(p => o.ContainsKey(p.Member))
+        || (o["type"] is JsonValue t && t.TryGetValue<string>(out var s) && AttributeKinds.TryParse(s, out _));
 
     private static void WritePayload(Utf8JsonWriter w, AttributeInstance a, LdContext ctx)
     {
