@@ -2,6 +2,7 @@ using Machi.Broker.Batch;
 using Machi.Broker.Contexts;
 using Machi.Broker.Entities;
 using Machi.Broker.Http;
+using Machi.Broker.Query;
 using Machi.Broker.Storage;
 using Machi.Ngsi.JsonLd;
 using Microsoft.AspNetCore.Builder;
@@ -72,6 +73,7 @@ public static class BrokerModule
                 return new ProblemResult(problem);
             }
         });
+        api.MapQuery();
         api.MapEntities();
         api.MapBatch();
         api.MapContexts();

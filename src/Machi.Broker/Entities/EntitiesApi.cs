@@ -20,12 +20,6 @@ internal static class EntitiesApi
         var group = api.MapGroup("/entities").WithTags("Entities").WithNgsiHeaders();
         group.MapPost("/", Create).WithName("CreateEntity").WithSummary("Create an entity")
             .WithJsonBody("An entity (normalized or concise), with id and type.").AcceptsEntity().Produces(201);
-        group.MapGet("/", Query).WithName("QueryEntities").WithSummary("Query entities by type, id and attributes")
-            .WithQuery(("type", "Comma list of entity types."), ("id", "Comma list of entity ids."), NgsiOpenApi.Attrs,
-                ("limit", "Page size (default 20, maximum Broker:MaxLimit; 0 with count=true for the count alone)."),
-                ("offset", "Entities to skip."), ("count", "true: total in the NGSILD-Results-Count header."),
-                NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.Lang, NgsiOpenApi.GeometryProperty)
-            .ProducesEntities();
         group.MapGet("/{entityId}", Retrieve).WithName("RetrieveEntity").WithSummary("Retrieve an entity")
             .WithQuery(NgsiOpenApi.Attrs, NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.Lang, NgsiOpenApi.GeometryProperty)
             .ProducesEntities();
@@ -79,55 +73,6 @@ internal static class EntitiesApi
         var entity = await entities.GetAsync(tenant, NgsiRequest.EntityId(entityId), http.RequestAborted);
         var render = options.Render(context, mediaType);
         return new NgsiJsonResult(200, mediaType, context, w => EntityRenderer.WriteEntity(w, entity, render));
-    }
-
-    private static async Task<IResult> Query(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings)
-    {
-        var tenant = NgsiRequest.Tenant(http.Request);
-        var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: true);
-        var options = RequestOptions.Parse(http.Request.Query);
-        foreach (var unsupported in new[] { "q", "georel", "geometry", "coordinates", "geoproperty", "idPattern", "scopeQ", "csf", "pick", "omit", "expandValues", "join" })
-        {
-            if (http.Request.Query.ContainsKey(unsupported))
-            {
-                throw new NgsiException(NgsiErrorType.OperationNotSupported, $"Parameter '{unsupported}' is not supported by this broker version yet.");
-            }
-        }
-
-        if (!options.HasQueryFilter)
-        {
-            throw NgsiException.BadData("A query needs at least one of type, id, attrs, q, geoQ or local=true.");
-        }
-
-        var limit = options.Limit ?? settings.Value.DefaultLimit;
-        if (limit > settings.Value.MaxLimit)
-        {
-            throw new NgsiException(NgsiErrorType.TooManyResults, $"limit={limit} is above this broker's maximum page size of {settings.Value.MaxLimit}.");
-        }
-
-        if (limit == 0 && !options.Count)
-        {
-            throw NgsiException.BadData("limit=0 is only allowed together with count=true.");
-        }
-
-        var context = await NgsiRequest.ContextAsync(http, resolver);
-        var query = new EntityQuery
-        {
-            Types = options.Types?.Select(context.ExpandTerm).ToList(),
-            Ids = options.Ids,
-            Attrs = options.Attrs?.Select(context.ExpandTerm).ToList(),
-            Limit = limit,
-            Offset = options.Offset,
-            Count = options.Count,
-        };
-        var page = await entities.QueryAsync(tenant, query, http.RequestAborted);
-        if (page.TotalCount is { } total)
-        {
-            http.Response.Headers["NGSILD-Results-Count"] = total.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        }
-
-        var render = options.Render(context, mediaType);
-        return new NgsiJsonResult(200, mediaType, context, w => WriteEntities(w, page.Entities, render));
     }
 
     /// <summary>An id as a URL path segment: escaped, but URIs keep their colons.</summary>

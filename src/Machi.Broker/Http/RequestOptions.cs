@@ -30,8 +30,6 @@ internal sealed record RequestOptions
     /// <summary>attrs= as given (short names); expand with the request's context.</summary>
     public IReadOnlyList<string>? Attrs { get; init; }
 
-    public IReadOnlyList<string>? Types { get; init; }
-
     public IReadOnlyList<string>? Ids { get; init; }
 
     public int? Limit { get; init; }
@@ -49,8 +47,6 @@ internal sealed record RequestOptions
     public bool DeleteAll { get; init; }
 
     public bool Local { get; init; }
-
-    public bool HasQueryFilter => Types is not null || Ids is not null || Attrs is not null || Local;
 
     private static readonly RequestOptions Defaults = new();
 
@@ -124,7 +120,6 @@ internal sealed record RequestOptions
             UpsertReplace = words.Contains("replace"),
             UpsertUpdate = words.Contains("update"),
             Attrs = Names(query, "attrs"),
-            Types = Names(query, "type"),
             Ids = ids,
             Limit = Integer(query, "limit", 0),
             Offset = Integer(query, "offset", 0) ?? 0,

@@ -1,4 +1,5 @@
 using Machi.Ngsi.Model;
+using Machi.Ngsi.Query;
 
 namespace Machi.Broker.Storage;
 
@@ -57,16 +58,9 @@ public readonly record struct Mutation(MutationKind Kind, Entity? Entity)
     public static Mutation Put(Entity entity) => new(MutationKind.Put, entity);
 }
 
-/// <summary>Filters of a paged entity query; names and types are expanded IRIs.</summary>
-public sealed record EntityQuery
+/// <summary>A paged entity query: which entities (names and types expanded IRIs) and which page of them.</summary>
+public sealed record EntityQuery(EntityFilter Filter)
 {
-    public IReadOnlyList<string>? Types { get; init; }
-
-    public IReadOnlyList<string>? Ids { get; init; }
-
-    /// <summary>Entities must have at least one of these attributes.</summary>
-    public IReadOnlyList<string>? Attrs { get; init; }
-
     public int Limit { get; init; } = 20;
 
     public int Offset { get; init; }

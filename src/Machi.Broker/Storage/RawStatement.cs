@@ -32,6 +32,21 @@ internal sealed class RawStatement : IDisposable
         return this;
     }
 
+    public RawStatement Bind(int index, double value)
+    {
+        Check(raw.sqlite3_bind_double(_statement, index, value));
+        return this;
+    }
+
+    /// <summary>Binds a long, double or string with its own storage class.</summary>
+    public RawStatement BindValue(int index, object value) => value switch
+    {
+        long n => Bind(index, n),
+        double d => Bind(index, d),
+        string text => Bind(index, text),
+        _ => throw new ArgumentException($"Cannot bind a {value.GetType().Name}.", nameof(value)),
+    };
+
     public RawStatement Bind(int index, ReadOnlySpan<byte> blob)
     {
         Check(raw.sqlite3_bind_blob(_statement, index, blob));

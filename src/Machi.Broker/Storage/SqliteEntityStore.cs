@@ -20,6 +20,9 @@ internal sealed class SqliteEntityStore : IEntityStore
     private const int MaxWritesPerCommit = 512;
     private const int MaxPooledReaders = 16;
 
+    /// <summary>R*Tree ids are rid * this + the ordinal of the GeoProperty name within the entity.</summary>
+    internal const int GeoSlotsPerEntity = 1024;
+
     private readonly string _connectionString;
     private readonly ILogger _logger;
     private readonly Channel<WriteJob> _writes = Channel.CreateUnbounded<WriteJob>(new UnboundedChannelOptions { SingleReader = true });
@@ -57,7 +60,13 @@ internal sealed class SqliteEntityStore : IEntityStore
             PRAGMA cache_size=-16000;
             PRAGMA mmap_size=268435456;
             """);
-        SqliteSchema.Migrate(_writer);
+        SqliteSchema.Migrate(_writer, (version, tx) =>
+        {
+            if (version == SqliteSchema.QueryIndexVersion)
+            {
+                IndexAll(tx);
+            }
+        });
         using (var cmd = _writer.CreateCommand())
         {
             cmd.CommandText = "SELECT name FROM tenants";
@@ -101,41 +110,66 @@ internal sealed class SqliteEntityStore : IEntityStore
         try
         {
             using var cmd = reader.Connection.CreateCommand();
-            var where = new StringBuilder("e.tenant = $tenant");
-            cmd.Parameters.AddWithValue("$tenant", tenant);
-            var types = TermIds(reader, query.Types);
-            var attrs = TermIds(reader, query.Attrs);
-            if (types is [] || attrs is [])
+            var plan = SqliteQueryPlanner.Plan(cmd, tenant, query.Filter, iri => TermId(reader, iri));
+            if (!plan.Satisfiable)
             {
-                // A type or attribute no entity has ever used: nothing can match.
                 return ValueTask.FromResult(new EntityPage([], query.Count ? 0 : null));
             }
 
-            AddInFilter(cmd, where, types, "t", "EXISTS (SELECT 1 FROM entity_types t WHERE t.tenant = e.tenant AND t.rid = e.rid AND t.type IN ({0}))");
-            AddInFilter(cmd, where, query.Ids, "i", "e.id IN ({0})");
-            AddInFilter(cmd, where, attrs, "a", "EXISTS (SELECT 1 FROM entity_attrs a WHERE a.tenant = e.tenant AND a.rid = e.rid AND a.name IN ({0}))");
-
+            var entities = new List<Entity>(Math.Min(query.Limit, 1000));
             long? total = null;
-            if (query.Count)
+            if (plan.Exact)
             {
-                cmd.CommandText = $"SELECT count(*) FROM entities e WHERE {where}";
-                total = (long)cmd.ExecuteScalar()!;
+                if (query.Count)
+                {
+                    cmd.CommandText = $"SELECT count(*) FROM entities e WHERE {plan.Where}";
+                    total = (long)cmd.ExecuteScalar()!;
+                }
+
+                if (query.Limit > 0)
+                {
+                    cmd.CommandText = $"SELECT e.doc FROM entities e WHERE {plan.Where} ORDER BY e.rid LIMIT $limit OFFSET $offset";
+                    cmd.Parameters.AddWithValue("$limit", query.Limit);
+                    cmd.Parameters.AddWithValue("$offset", query.Offset);
+                    using var r = cmd.ExecuteReader();
+                    while (r.Read())
+                    {
+                        entities.Add(Decode(r, 0));
+                    }
+                }
+
+                return ValueTask.FromResult(new EntityPage(entities, total));
             }
 
-            var entities = new List<Entity>(Math.Min(query.Limit, 1000));
-            if (query.Limit > 0)
+            // The evaluator decides on each candidate, in storage order; counting needs every candidate, a page
+            // only enough of them to fill it.
+            cmd.CommandText = $"SELECT e.doc FROM entities e WHERE {plan.Where} ORDER BY e.rid";
+            var matched = 0L;
+            using (var r = cmd.ExecuteReader())
             {
-                cmd.CommandText = $"SELECT e.doc FROM entities e WHERE {where} ORDER BY e.rid LIMIT $limit OFFSET $offset";
-                cmd.Parameters.AddWithValue("$limit", query.Limit);
-                cmd.Parameters.AddWithValue("$offset", query.Offset);
-                using var r = cmd.ExecuteReader();
                 while (r.Read())
                 {
-                    entities.Add(Decode(r, 0));
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var entity = Decode(r, 0);
+                    if (!query.Filter.Matches(entity))
+                    {
+                        continue;
+                    }
+
+                    if (matched >= query.Offset && entities.Count < query.Limit)
+                    {
+                        entities.Add(entity);
+                    }
+
+                    matched++;
+                    if (!query.Count && entities.Count >= query.Limit)
+                    {
+                        break;
+                    }
                 }
             }
 
-            return ValueTask.FromResult(new EntityPage(entities, total));
+            return ValueTask.FromResult(new EntityPage(entities, query.Count ? matched : null));
         }
         finally
         {
@@ -143,50 +177,22 @@ internal sealed class SqliteEntityStore : IEntityStore
         }
     }
 
-    /// <summary>The ids of the terms that exist; null when no filter was asked for.</summary>
-    private List<object>? TermIds(Reader reader, IReadOnlyList<string>? iris)
+    /// <summary>The id of a term, or null when no entity ever used it.</summary>
+    private long? TermId(Reader reader, string iri)
     {
-        if (iris is null || iris.Count == 0)
+        if (_termIds.TryGetValue(iri, out var id))
         {
-            return null;
+            return id;
         }
 
-        var ids = new List<object>(iris.Count);
-        foreach (var iri in iris)
+        reader.GetTerm.Parameters[0].Value = iri;
+        if (reader.GetTerm.ExecuteScalar() is long found)
         {
-            if (_termIds.TryGetValue(iri, out var id))
-            {
-                ids.Add(id);
-                continue;
-            }
-
-            reader.GetTerm.Parameters[0].Value = iri;
-            if (reader.GetTerm.ExecuteScalar() is long found)
-            {
-                _termIds.TryAdd(iri, found);
-                ids.Add(found);
-            }
+            _termIds.TryAdd(iri, found);
+            return found;
         }
 
-        return ids;
-    }
-
-    private static void AddInFilter<T>(SqliteCommand cmd, StringBuilder where, IReadOnlyList<T>? values, string prefix, string template)
-    {
-        if (values is null || values.Count == 0)
-        {
-            return;
-        }
-
-        var names = new StringBuilder();
-        for (var i = 0; i < values.Count; i++)
-        {
-            var p = "$" + prefix + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            names.Append(i == 0 ? p : "," + p);
-            cmd.Parameters.AddWithValue(p, values[i]!);
-        }
-
-        where.Append(" AND ").AppendFormat(System.Globalization.CultureInfo.InvariantCulture, template, names);
+        return null;
     }
 
     public Task<Exception?[]> WriteAsync(string tenant, IReadOnlyList<EntityWrite> writes, CancellationToken cancellationToken)
@@ -355,9 +361,11 @@ internal sealed class SqliteEntityStore : IEntityStore
                 s.Select.Reset();
             }
 
-            // Names the index tables hold now; the mutation may change the entity in place.
+            // Rows the index tables hold now; the mutation may change the entity in place.
             string[]? typesBefore = current is null ? null : [.. current.Types];
             string[]? attrsBefore = current is null ? null : [.. current.Attributes.Keys];
+            var valuesBefore = EntityIndexRows.Values(current);
+            var boxesBefore = EntityIndexRows.Boxes(current);
             var mutation = write.Mutate(current);
             switch (mutation.Kind)
             {
@@ -397,11 +405,13 @@ internal sealed class SqliteEntityStore : IEntityStore
                     s.Index(s.DeleteAttrs, tenant, rid.Value, Except(attrsBefore, entity.Attributes.Keys), TermId);
                     s.Index(s.InsertTypes, tenant, rid.Value, Except(entity.Types, typesBefore), TermId);
                     s.Index(s.InsertAttrs, tenant, rid.Value, Except(entity.Attributes.Keys, attrsBefore), TermId);
+                    UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, entity);
                     break;
                 case MutationKind.Delete when rid is not null:
                     s.Delete.Bind(1, rid.Value).Execute();
                     s.Index(s.DeleteTypes, tenant, rid.Value, typesBefore!, TermId);
                     s.Index(s.DeleteAttrs, tenant, rid.Value, attrsBefore!, TermId);
+                    UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, null);
                     break;
                 default:
                     break;
@@ -417,6 +427,71 @@ internal sealed class SqliteEntityStore : IEntityStore
             }
 
             return ex;
+        }
+    }
+
+    /// <summary>Brings the value and geo index rows of one entity from what they were to what <paramref name="after"/> needs.</summary>
+    private void UpdateQueryIndexes(WriterStatements s, string tenant, long rid, HashSet<IndexedValue> valuesBefore, List<IndexedBox> boxesBefore, Entity? after)
+    {
+        var valuesAfter = EntityIndexRows.Values(after);
+        foreach (var row in valuesBefore)
+        {
+            if (!valuesAfter.Contains(row))
+            {
+                s.DeleteValue.Bind(1, tenant).Bind(2, ValueKey(s, row)).BindValue(3, row.Value).Bind(4, rid).Execute();
+            }
+        }
+
+        foreach (var row in valuesAfter)
+        {
+            if (!valuesBefore.Contains(row))
+            {
+                s.InsertValue.Bind(1, tenant).Bind(2, ValueKey(s, row)).BindValue(3, row.Value).Bind(4, rid).Execute();
+            }
+        }
+
+        var boxesAfter = EntityIndexRows.Boxes(after);
+        if (boxesAfter.SequenceEqual(boxesBefore))
+        {
+            return;
+        }
+
+        if (boxesAfter.Count > GeoSlotsPerEntity)
+        {
+            throw Machi.Ngsi.Errors.NgsiException.BadData($"An entity may have at most {GeoSlotsPerEntity} GeoProperty names.");
+        }
+
+        for (var i = 0; i < boxesBefore.Count; i++)
+        {
+            s.DeleteGeo.Bind(1, (rid * GeoSlotsPerEntity) + i).Execute();
+        }
+
+        for (var i = 0; i < boxesAfter.Count; i++)
+        {
+            var box = boxesAfter[i];
+            s.InsertGeo.Bind(1, (rid * GeoSlotsPerEntity) + i).Bind(2, box.MinLon).Bind(3, box.MaxLon).Bind(4, box.MinLat).Bind(5, box.MaxLat)
+                .Bind(6, TermId(s, box.Attribute)).Execute();
+        }
+    }
+
+    private long ValueKey(WriterStatements s, IndexedValue row)
+    {
+        var term = TermId(s, row.Attribute);
+        return row.Kind == IndexedValueKind.Instant ? -term : term;
+    }
+
+    /// <summary>Indexes every stored entity (run once, when the query index tables are created).</summary>
+    private void IndexAll(SqliteTransaction tx)
+    {
+        using var s = new WriterStatements(_writer!);
+        s.Bind(tx);
+        using var all = _writer!.CreateCommand();
+        all.Transaction = tx;
+        all.CommandText = "SELECT rid, tenant, doc FROM entities";
+        using var r = all.ExecuteReader();
+        while (r.Read())
+        {
+            UpdateQueryIndexes(s, r.GetString(1), r.GetInt64(0), [], [], Decode(r, 2));
         }
     }
 
@@ -563,6 +638,10 @@ internal sealed class SqliteEntityStore : IEntityStore
             DeleteAttrs = Raw(c, "DELETE FROM entity_attrs WHERE tenant = ?1 AND name IN (SELECT value FROM json_each(?2)) AND rid = ?3");
             InsertTypes = Raw(c, "INSERT OR IGNORE INTO entity_types(tenant, type, rid) SELECT ?1, value, ?3 FROM json_each(?2)");
             InsertAttrs = Raw(c, "INSERT OR IGNORE INTO entity_attrs(tenant, name, rid) SELECT ?1, value, ?3 FROM json_each(?2)");
+            InsertValue = Raw(c, "INSERT OR IGNORE INTO entity_values(tenant, attr, value, rid) VALUES (?1, ?2, ?3, ?4)");
+            DeleteValue = Raw(c, "DELETE FROM entity_values WHERE tenant = ?1 AND attr = ?2 AND value = ?3 AND rid = ?4");
+            InsertGeo = Raw(c, "INSERT INTO entity_geo(id, min_lon, max_lon, min_lat, max_lat, attr) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+            DeleteGeo = Raw(c, "DELETE FROM entity_geo WHERE id = ?1");
             SelectTerm = Make(c, "SELECT id FROM terms WHERE iri = $iri", "$iri");
             InsertTerm = Make(c, "INSERT INTO terms(iri) VALUES ($iri) RETURNING id", "$iri");
             InsertTenant = Make(c, "INSERT OR IGNORE INTO tenants(name, created_at) VALUES ($name, $at)", "$name", "$at");
@@ -583,6 +662,14 @@ internal sealed class SqliteEntityStore : IEntityStore
         public RawStatement InsertTypes { get; }
 
         public RawStatement InsertAttrs { get; }
+
+        public RawStatement InsertValue { get; }
+
+        public RawStatement DeleteValue { get; }
+
+        public RawStatement InsertGeo { get; }
+
+        public RawStatement DeleteGeo { get; }
 
         public SqliteCommand InsertTenant { get; }
 

@@ -52,9 +52,27 @@ internal static class SqliteSchema
             created_at TEXT NOT NULL
         ) WITHOUT ROWID;
         """,
+        """
+        -- Attribute values for q comparisons. attr is the attribute's term id for values as written (numbers,
+        -- strings, booleans as 0/1) and its negation for date-times as UTC ticks. Rows only narrow candidates.
+        CREATE TABLE entity_values (
+            tenant TEXT NOT NULL,
+            attr INTEGER NOT NULL,
+            value NOT NULL,
+            rid INTEGER NOT NULL,
+            PRIMARY KEY (tenant, attr, value, rid)
+        ) WITHOUT ROWID;
+
+        -- One box per entity and GeoProperty name for geo-queries; id = rid * 1024 + the name's ordinal.
+        CREATE VIRTUAL TABLE entity_geo USING rtree(id, min_lon, max_lon, min_lat, max_lat, +attr INTEGER);
+        """,
     ];
 
-    public static void Migrate(SqliteConnection connection)
+    /// <summary>The version whose tables hold the query indexes: entities stored before it are indexed when it is applied.</summary>
+    public const int QueryIndexVersion = 2;
+
+    /// <param name="afterStep">Runs inside a step's transaction after its SQL, for data the SQL alone cannot derive.</param>
+    public static void Migrate(SqliteConnection connection, Action<int, SqliteTransaction>? afterStep = null)
     {
         SqliteEntityStore.Execute(connection, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
         for (var version = 1; version <= Steps.Length; version++)
@@ -73,6 +91,7 @@ internal static class SqliteSchema
             step.Transaction = tx;
             step.CommandText = Steps[version - 1];
             step.ExecuteNonQuery();
+            afterStep?.Invoke(version, tx);
             using var mark = connection.CreateCommand();
             mark.Transaction = tx;
             mark.CommandText = "INSERT INTO schema_migrations (version, applied_at) VALUES ($v, $at)";

@@ -67,7 +67,7 @@ internal static class GeoMath
 /// A latitude/longitude box in degrees. As in GeoJSON (RFC 7946 §5.2), West &gt; East means the box crosses the
 /// antimeridian.
 /// </summary>
-internal readonly record struct GeoBox(double South, double West, double North, double East)
+public readonly record struct GeoBox(double South, double West, double North, double East)
 {
     public bool CrossesAntimeridian => West > East;
 

@@ -107,6 +107,26 @@ public sealed class AttributeInstance
         _payload = null;
     }
 
+    /// <summary>The payload as UTF-8 JSON: the stored bytes as they are, or the tree serialised.</summary>
+    public ReadOnlySpan<byte> PayloadUtf8
+    {
+        get
+        {
+            if (_payload is null && _rawPayload is not null)
+            {
+                return _rawPayload;
+            }
+
+            var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+            using (var writer = new System.Text.Json.Utf8JsonWriter(buffer))
+            {
+                Payload.WriteTo(writer);
+            }
+
+            return buffer.WrittenSpan;
+        }
+    }
+
     /// <summary>Writes the payload, copying the stored bytes when the tree was never built.</summary>
     public void WritePayload(System.Text.Json.Utf8JsonWriter writer)
     {

@@ -1,0 +1,256 @@
+using System.Globalization;
+using System.Text.Json;
+using Machi.Broker.Entities;
+using Machi.Broker.Http;
+using Machi.Broker.Storage;
+using Machi.Ngsi.Errors;
+using Machi.Ngsi.JsonLd;
+using Machi.Ngsi.Model;
+using Machi.Ngsi.Query;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Options;
+
+namespace Machi.Broker.Query;
+
+/// <summary>
+/// Query entities (clauses 5.7.2, 6.4.3.2 and 6.23): GET /entities with URL parameters and POST
+/// /entityOperations/query with a Query body. Both build one <see cref="EntityFilter"/> (the evaluator that
+/// subscriptions share) and one page request; the store answers through its indexes.
+/// </summary>
+internal static class QueryApi
+{
+    public static RouteGroupBuilder MapQuery(this RouteGroupBuilder api)
+    {
+        api.MapGet("/entities", QueryByUrl).WithTags("Entities").WithNgsiHeaders().WithName("QueryEntities")
+            .WithSummary("Query entities: type expressions, ids, idPattern, attrs, q, geoQ, scopeQ, pick/omit")
+            .WithQuery(
+                ("type", "Type expression: A,B (any of), (A;B)|C (; is and, | and , are or)."),
+                ("id", "Comma list of entity ids."),
+                ("idPattern", "Regular expression the entity id must match (linear-time engine)."),
+                NgsiOpenApi.Attrs,
+                ("pick", "Comma list of members to return (id, type, scope, createdAt, modifiedAt, attribute names)."),
+                ("omit", "Comma list of members to leave out."),
+                ("q", "Query language expression (clause 4.9), e.g. speed>50;serviceStatus==\"active\"."),
+                ("georel", "near;maxDistance==N, near;minDistance==N, within, contains, intersects, overlaps, disjoint, equals."),
+                ("geometry", "Point, MultiPoint, LineString, MultiLineString, Polygon or MultiPolygon."),
+                ("coordinates", "GeoJSON coordinates of the geometry, e.g. [139.93,37.49]."),
+                ("geoproperty", "The GeoProperty the geo-query applies to (default location)."),
+                ("scopeQ", "Scope query (clause 4.19), e.g. /Aizu/#."),
+                ("local", "true: only this broker's entities, no context sources."),
+                ("limit", "Page size (default 20, maximum Broker:MaxLimit; 0 with count=true for the count alone)."),
+                ("offset", "Entities to skip."), ("count", "true: total in the NGSILD-Results-Count header."),
+                NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.Lang, NgsiOpenApi.GeometryProperty)
+            .ProducesEntities();
+        api.MapPost("/entityOperations/query", QueryByBody).WithTags("Batch operations").WithNgsiHeaders().WithName("QueryEntitiesPost")
+            .WithSummary("Query entities with a Query body (entities, attrs, pick, omit, q, geoQ, scopeQ, lang)")
+            .WithJsonBody("A Query: {\"type\":\"Query\", \"entities\":[{\"type\":\"Vehicle\"}], \"q\":\"speed>50\", \"geoQ\":{…}}.")
+            .WithQuery(("limit", "Page size."), ("offset", "Entities to skip."), ("count", "true: total in the NGSILD-Results-Count header."),
+                ("local", "true: only this broker's entities."), NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.GeometryProperty)
+            .AcceptsEntity().ProducesEntities();
+        return api;
+    }
+
+    private static async Task<IResult> QueryByUrl(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings)
+    {
+        var query = http.Request.Query;
+        var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: true);
+        var options = RequestOptions.Parse(query);
+        RejectUnsupported(query, "csf", "expandValues", "join", "joinLevel", "entityMap", "containedBy", "datasetId");
+        var context = await NgsiRequest.ContextAsync(http, resolver);
+        var expand = context.ExpandTerm;
+
+        var type = Text(query, "type") is { } typeText ? TypeExpression.Parse(typeText).Expand(expand) : null;
+        var pattern = Text(query, "idPattern") is { } patternText ? EntitySelector.CompileIdPattern(patternText) : null;
+        var filter = new EntityFilter
+        {
+            Selectors = type is null && pattern is null && options.Ids is null ? null : [new EntitySelector(options.Ids, pattern, type)],
+            Attrs = options.Attrs?.Select(expand).ToList(),
+            Q = Text(query, "q") is { } q ? QExpressions.Expand(QParser.Parse(q), expand) : null,
+            Geo = Text(query, "georel") is not null || Text(query, "geometry") is not null || Text(query, "coordinates") is not null
+                ? GeoQuery.Parse(Text(query, "georel"), Text(query, "geometry"), Text(query, "coordinates"), Text(query, "geoproperty"), expand)
+                : null,
+            Scope = Text(query, "scopeQ") is { } scope ? ScopeQuery.Parse(scope) : null,
+        };
+        if (filter.Selectors is null && filter.Attrs is null && filter.Q is null && filter.Geo is null && filter.Scope is null && !options.Local)
+        {
+            throw NgsiException.BadData("A query needs at least one of type, id, idPattern, attrs, q, geoQ, scopeQ or local=true.");
+        }
+
+        var (pick, omit) = Projection.Parse(Text(query, "pick"), Text(query, "omit"), expand);
+        var render = options.Render(context, mediaType) with { Pick = pick, Omit = omit };
+        return await AnswerAsync(http, entities, settings.Value, options, filter, mediaType, render);
+    }
+
+    private static async Task<IResult> QueryByBody(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings)
+    {
+        var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: true);
+        var options = RequestOptions.Parse(http.Request.Query);
+        var (body, bodyMediaType) = await NgsiRequest.ReadBodyAsync(http);
+        if (body.ValueKind != JsonValueKind.Object)
+        {
+            throw NgsiException.BadData("A query must be a JSON object of type Query.");
+        }
+
+        var context = await NgsiRequest.BodyContextAsync(http, resolver, body, bodyMediaType);
+        var expand = context.ExpandTerm;
+        if (String(body, "type") is { } type && type != "Query")
+        {
+            throw NgsiException.BadData($"A query body has type \"Query\", not \"{EntityParser.Truncate(type)}\".");
+        }
+
+        foreach (var unsupported in new[] { "csf", "temporalQ", "expandValues", "join", "joinLevel", "datasetId", "containedBy" })
+        {
+            if (body.TryGetProperty(unsupported, out _))
+            {
+                throw new NgsiException(NgsiErrorType.OperationNotSupported, $"Query member '{unsupported}' is not supported by this broker.");
+            }
+        }
+
+        var attrs = Names(body, "attrs");
+        var filter = new EntityFilter
+        {
+            Selectors = Selectors(body, expand),
+            Attrs = attrs?.Select(expand).ToList(),
+            Q = String(body, "q") is { } q ? QExpressions.Expand(QParser.Parse(q), expand) : null,
+            Geo = body.TryGetProperty("geoQ", out var geoQ) ? GeoQuery.FromJson(geoQ, expand) : null,
+            Scope = String(body, "scopeQ") is { } scope ? ScopeQuery.Parse(scope) : null,
+        };
+
+        var pickNames = Names(body, "pick");
+        var omitNames = Names(body, "omit");
+        var (pick, omit) = Projection.Parse(pickNames is null ? null : string.Join(',', pickNames), omitNames is null ? null : string.Join(',', omitNames), expand);
+        var render = options.Render(context, mediaType) with
+        {
+            Attrs = attrs is null ? null : attrs.Select(expand).ToHashSet(StringComparer.Ordinal),
+            Pick = pick,
+            Omit = omit,
+            Lang = String(body, "lang") is { } lang ? LanguagePreference.Parse(lang) : options.Lang,
+        };
+        return await AnswerAsync(http, entities, settings.Value, options, filter, mediaType, render);
+    }
+
+    private static async Task<IResult> AnswerAsync(HttpContext http, EntityService entities, BrokerOptions settings, RequestOptions options, EntityFilter filter, string mediaType, RenderOptions render)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var limit = options.Limit ?? settings.DefaultLimit;
+        if (limit > settings.MaxLimit)
+        {
+            throw new NgsiException(NgsiErrorType.TooManyResults, $"limit={limit} is above this broker's maximum page size of {settings.MaxLimit}.");
+        }
+
+        if (limit == 0 && !options.Count)
+        {
+            throw NgsiException.BadData("limit=0 is only allowed together with count=true.");
+        }
+
+        var page = await entities.QueryAsync(tenant, new EntityQuery(filter) { Limit = limit, Offset = options.Offset, Count = options.Count }, http.RequestAborted);
+        if (page.TotalCount is { } total)
+        {
+            http.Response.Headers["NGSILD-Results-Count"] = total.ToString(CultureInfo.InvariantCulture);
+        }
+
+        return new NgsiJsonResult(200, mediaType, render.Context, w => EntitiesApi.WriteEntities(w, page.Entities, render));
+    }
+
+    /// <summary>The entities member: EntitySelectors {id, idPattern, type}, ORed.</summary>
+    private static List<EntitySelector>? Selectors(JsonElement body, Func<string, string> expand)
+    {
+        if (!body.TryGetProperty("entities", out var list))
+        {
+            return null;
+        }
+
+        if (list.ValueKind != JsonValueKind.Array || list.GetArrayLength() == 0)
+        {
+            throw NgsiException.BadData("entities must be a non-empty array of EntitySelectors ({id, idPattern, type}).");
+        }
+
+        var selectors = new List<EntitySelector>();
+        foreach (var item in list.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.Object)
+            {
+                throw NgsiException.BadData("Every item of entities must be an object with id, idPattern or type.");
+            }
+
+            var id = String(item, "id");
+            if (id is not null && !NgsiText.IsUri(id))
+            {
+                throw NgsiException.BadData($"entities: id '{EntityParser.Truncate(id)}' is not a URI.");
+            }
+
+            var pattern = String(item, "idPattern") is { } p ? EntitySelector.CompileIdPattern(p) : null;
+            var type = String(item, "type") is { } t ? TypeExpression.Parse(t).Expand(expand) : null;
+            if (id is null && pattern is null && type is null)
+            {
+                throw NgsiException.BadData("Every item of entities needs id, idPattern or type.");
+            }
+
+            selectors.Add(new EntitySelector(id is null ? null : [id], pattern, type));
+        }
+
+        return selectors;
+    }
+
+    private static string? String(JsonElement obj, string name)
+    {
+        if (!obj.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        return value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 } text
+            ? text
+            : throw NgsiException.BadData($"{name} must be a non-empty string.");
+    }
+
+    /// <summary>A list of names: a JSON array of strings (or one comma-separated string).</summary>
+    private static List<string>? Names(JsonElement obj, string name)
+    {
+        if (!obj.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        var names = value.ValueKind switch
+        {
+            JsonValueKind.String => value.GetString()!.Split(',', StringSplitOptions.TrimEntries).ToList(),
+            JsonValueKind.Array => value.EnumerateArray().Select(v => v.ValueKind == JsonValueKind.String ? v.GetString()! : string.Empty).ToList(),
+            _ => [],
+        };
+        if (names.Count == 0 || names.Exists(n => !NgsiText.IsName(n)))
+        {
+            throw NgsiException.BadData($"{name} must be a non-empty array of attribute names.");
+        }
+
+        return names;
+    }
+
+    private static string? Text(IQueryCollection query, string name)
+    {
+        if (!query.TryGetValue(name, out var values))
+        {
+            return null;
+        }
+
+        if (values.Count > 1)
+        {
+            throw NgsiException.BadData($"Parameter '{name}' is given more than once.");
+        }
+
+        return string.IsNullOrEmpty(values[0]) ? throw NgsiException.BadData($"Parameter '{name}' is empty.") : values[0];
+    }
+
+    private static void RejectUnsupported(IQueryCollection query, params string[] names)
+    {
+        foreach (var name in names)
+        {
+            if (query.ContainsKey(name))
+            {
+                throw new NgsiException(NgsiErrorType.OperationNotSupported, $"Parameter '{name}' is not supported by this broker.");
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+using System.Text.Json;
+using Machi.Ngsi.Model;
+
+namespace Machi.Broker.Storage;
+
+/// <summary>How an indexed value is compared: as written (numbers, strings, booleans) or as an instant in time.</summary>
+internal enum IndexedValueKind
+{
+    Scalar,
+
+    /// <summary>A date-time, as UTC ticks, so comparisons follow time whatever offset the text was written with.</summary>
+    Instant,
+}
+
+/// <summary>One value an attribute holds, as the value index stores it.</summary>
+/// <param name="Value">A long, double or string (booleans are 0/1).</param>
+internal readonly record struct IndexedValue(string Attribute, IndexedValueKind Kind, object Value);
+
+/// <summary>The bounding box of an attribute's geometries (all its instances), in degrees.</summary>
+internal readonly record struct IndexedBox(string Attribute, double MinLon, double MaxLon, double MinLat, double MaxLat);
+
+/// <summary>
+/// The index rows an entity needs for queries: every comparable value of every top-level attribute (so a q
+/// comparison on an attribute can start from the values instead of scanning entities) and one box per
+/// GeoProperty name (for the R*Tree). The rows only narrow the candidates; the query evaluator decides on the
+/// entity itself, so a row too many costs time, never correctness — a row too few would lose results, which is
+/// why every member a q comparison can match is listed.
+/// </summary>
+internal static class EntityIndexRows
+{
+    public static HashSet<IndexedValue> Values(Entity? entity)
+    {
+        var rows = new HashSet<IndexedValue>();
+        if (entity is null)
+        {
+            return rows;
+        }
+
+        foreach (var (name, instances) in entity.Attributes)
+        {
+            foreach (var instance in instances)
+            {
+                if (instance.Kind is AttributeKind.GeoProperty or AttributeKind.JsonProperty)
+                {
+                    continue;
+                }
+
+                var reader = new Utf8JsonReader(instance.PayloadUtf8);
+                if (reader.Read())
+                {
+                    AddValues(rows, name, ref reader, depth: 0);
+                }
+            }
+        }
+
+        return rows;
+    }
+
+    public static List<IndexedBox> Boxes(Entity? entity)
+    {
+        var boxes = new List<IndexedBox>();
+        if (entity is null)
+        {
+            return boxes;
+        }
+
+        foreach (var (name, instances) in entity.Attributes)
+        {
+            var box = new Box();
+            foreach (var instance in instances)
+            {
+                if (instance.Kind == AttributeKind.GeoProperty)
+                {
+                    AddCoordinates(ref box, instance.PayloadUtf8);
+                }
+            }
+
+            if (box.HasPoints)
+            {
+                boxes.Add(new IndexedBox(name, box.MinLon, box.MaxLon, box.MinLat, box.MaxLat));
+            }
+        }
+
+        return boxes;
+    }
+
+    // Scalars are indexed; arrays contribute each element; objects contribute their members' values (a
+    // languageMap's strings, a ListRelationship item's object, a typed {"@type","@value"} literal), one level deep.
+    private static void AddValues(HashSet<IndexedValue> rows, string name, ref Utf8JsonReader reader, int depth)
+    {
+        switch (reader.TokenType)
+        {
+            case JsonTokenType.Number:
+                rows.Add(new IndexedValue(name, IndexedValueKind.Scalar, Number(ref reader)));
+                break;
+            case JsonTokenType.True:
+                rows.Add(new IndexedValue(name, IndexedValueKind.Scalar, 1L));
+                break;
+            case JsonTokenType.False:
+                rows.Add(new IndexedValue(name, IndexedValueKind.Scalar, 0L));
+                break;
+            case JsonTokenType.String:
+                var text = reader.GetString()!;
+                rows.Add(new IndexedValue(name, IndexedValueKind.Scalar, text));
+                if (NgsiText.TryParseDateTime(text, out var instant))
+                {
+                    rows.Add(new IndexedValue(name, IndexedValueKind.Instant, instant.UtcTicks));
+                }
+
+                break;
+            case JsonTokenType.StartArray or JsonTokenType.StartObject when depth < 2:
+                var end = reader.TokenType == JsonTokenType.StartArray ? JsonTokenType.EndArray : JsonTokenType.EndObject;
+                while (reader.Read() && reader.TokenType != end)
+                {
+                    if (reader.TokenType == JsonTokenType.PropertyName)
+                    {
+                        continue;
+                    }
+
+                    AddValues(rows, name, ref reader, depth + 1);
+                }
+
+                break;
+            case JsonTokenType.StartArray or JsonTokenType.StartObject:
+                reader.Skip();
+                break;
+            default:
+                break;
+        }
+    }
+
+    /// <summary>A number as SQLite will compare it: integral values as long (5 and 5.0 are one row).</summary>
+    private static object Number(ref Utf8JsonReader reader)
+    {
+        if (reader.TryGetInt64(out var l))
+        {
+            return l;
+        }
+
+        var d = reader.GetDouble();
+        return Math.Floor(d) == d && Math.Abs(d) < 9e18 ? (long)d : d;
+    }
+
+    // Every position in a GeoJSON geometry is an innermost array [lon, lat, (alt)] of "coordinates".
+    private static void AddCoordinates(ref Box box, ReadOnlySpan<byte> geometry)
+    {
+        var reader = new Utf8JsonReader(geometry);
+        var inCoordinates = false;
+        var depth = 0;
+        var ordinal = 0;
+        double lon = 0;
+        while (reader.Read())
+        {
+            switch (reader.TokenType)
+            {
+                case JsonTokenType.PropertyName when reader.CurrentDepth == 1:
+                    inCoordinates = reader.ValueTextEquals("coordinates"u8);
+                    break;
+                case JsonTokenType.StartArray when inCoordinates:
+                    depth++;
+                    ordinal = 0;
+                    break;
+                case JsonTokenType.EndArray when inCoordinates:
+                    depth--;
+                    inCoordinates = depth > 0;
+                    break;
+                case JsonTokenType.Number when inCoordinates:
+                    if (ordinal == 0)
+                    {
+                        lon = reader.GetDouble();
+                    }
+                    else if (ordinal == 1)
+                    {
+                        box.Add(lon, reader.GetDouble());
+                    }
+
+                    ordinal++;
+                    break;
+                default:
+                    break;
+            }
+        }
+    }
+
+    private struct Box
+    {
+        public double MinLon;
+        public double MaxLon;
+        public double MinLat;
+        public double MaxLat;
+        public bool HasPoints;
+
+        public void Add(double lon, double lat)
+        {
+            if (!HasPoints)
+            {
+                (MinLon, MaxLon, MinLat, MaxLat, HasPoints) = (lon, lon, lat, lat, true);
+                return;
+            }
+
+            MinLon = Math.Min(MinLon, lon);
+            MaxLon = Math.Max(MaxLon, lon);
+            MinLat = Math.Min(MinLat, lat);
+            MaxLat = Math.Max(MaxLat, lat);
+        }
+    }
+}

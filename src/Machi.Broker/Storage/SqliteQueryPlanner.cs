@@ -1,0 +1,345 @@
+using System.Globalization;
+using System.Text;
+using Machi.Ngsi.Geo;
+using Machi.Ngsi.Model;
+using Machi.Ngsi.Query;
+using Microsoft.Data.Sqlite;
+
+namespace Machi.Broker.Storage;
+
+/// <summary>
+/// Turns an <see cref="EntityFilter"/> into the SQL that finds its candidates through the indexes: ids through the
+/// entities' unique key, types and attribute names through entity_types/entity_attrs, q comparisons on a top-level
+/// attribute through entity_values, and geo-queries through the entity_geo R*Tree. What SQL cannot decide exactly
+/// (idPattern, scopeQ, the geometry itself, the parts of q no index holds) stays with the evaluator, which runs
+/// on every candidate; when nothing is left for it, the database pages and counts on its own.
+/// </summary>
+internal sealed class SqliteQueryPlanner
+{
+    private readonly SqliteCommand _command;
+    private readonly Func<string, long?> _termId;
+    private readonly StringBuilder _where = new("e.tenant = $tenant");
+    private int _parameters;
+
+    private SqliteQueryPlanner(SqliteCommand command, string tenant, Func<string, long?> termId)
+    {
+        _command = command;
+        _termId = termId;
+        command.Parameters.AddWithValue("$tenant", tenant);
+    }
+
+    /// <summary>False when no entity can match (e.g. a type no entity ever had).</summary>
+    public bool Satisfiable { get; private set; } = true;
+
+    /// <summary>True when the SQL alone decides the filter, so the evaluator need not run.</summary>
+    public bool Exact { get; private set; } = true;
+
+    public string Where => _where.ToString();
+
+    /// <summary>Plans <paramref name="filter"/> into <paramref name="command"/>'s parameters; read <see cref="Where"/>.</summary>
+    public static SqliteQueryPlanner Plan(SqliteCommand command, string tenant, EntityFilter filter, Func<string, long?> termId)
+    {
+        var planner = new SqliteQueryPlanner(command, tenant, termId);
+        planner.AddSelectors(filter.Selectors);
+        planner.AddAttrs(filter.Attrs);
+        planner.AddQ(filter.Q);
+        planner.AddGeo(filter.Geo);
+        if (filter.Scope is not null)
+        {
+            planner.Exact = false;
+        }
+
+        return planner;
+    }
+
+    private void AddSelectors(IReadOnlyList<EntitySelector>? selectors)
+    {
+        if (selectors is null || selectors.Count == 0)
+        {
+            return;
+        }
+
+        var alternatives = new List<string>();
+        foreach (var selector in selectors)
+        {
+            var parts = new List<string>();
+            if (selector.Ids is { Count: > 0 } ids)
+            {
+                parts.Add($"e.id IN ({List(ids)})");
+            }
+
+            if (selector.IdPattern is not null)
+            {
+                Exact = false;
+            }
+
+            if (selector.Type is { } type)
+            {
+                if (type.SimpleTypes is null)
+                {
+                    Exact = false;
+                }
+
+                // No type expression matches an entity that has none of the types it names.
+                var terms = Terms(TypeNames(type));
+                if (terms.Count == 0)
+                {
+                    continue;
+                }
+
+                parts.Add($"e.rid IN (SELECT rid FROM entity_types WHERE tenant = $tenant AND type IN ({List(terms)}))");
+            }
+
+            if (parts.Count == 0)
+            {
+                // A selector with only an idPattern: every entity is a candidate.
+                return;
+            }
+
+            alternatives.Add(string.Join(" AND ", parts));
+        }
+
+        if (alternatives.Count == 0)
+        {
+            Satisfiable = false;
+            return;
+        }
+
+        _where.Append(" AND (").AppendJoin(" OR ", alternatives.Select(a => "(" + a + ")")).Append(')');
+    }
+
+    private void AddAttrs(IReadOnlyList<string>? attrs)
+    {
+        if (attrs is null || attrs.Count == 0)
+        {
+            return;
+        }
+
+        var terms = Terms(attrs);
+        if (terms.Count == 0)
+        {
+            Satisfiable = false;
+            return;
+        }
+
+        _where.Append($" AND e.rid IN (SELECT rid FROM entity_attrs WHERE tenant = $tenant AND name IN ({List(terms)}))");
+    }
+
+    // Each term of a top-level conjunction that an index can answer narrows the candidates; the evaluator still
+    // checks the whole expression (an index row says "some instance holds this value", q says more).
+    private void AddQ(QExpression? q)
+    {
+        if (q is null)
+        {
+            return;
+        }
+
+        Exact = false;
+        var terms = q is QLogical { IsAnd: true } and ? and.Terms : [q];
+        foreach (var term in terms)
+        {
+            switch (term)
+            {
+                case QExists { Negated: false, Path: { Names.Count: 1, Members.Count: 0 } path }:
+                    RequireAttribute(path.Attribute);
+                    break;
+                case QComparison { Path: { Names.Count: 1, Members.Count: 0 } path } comparison:
+                    AddComparison(path.Attribute, comparison.Operator, comparison.Value);
+                    break;
+                default:
+                    break;
+            }
+        }
+    }
+
+    private void RequireAttribute(string attribute)
+    {
+        if (_termId(attribute) is not { } term)
+        {
+            Satisfiable = false;
+            return;
+        }
+
+        _where.Append($" AND e.rid IN (SELECT rid FROM entity_attrs WHERE tenant = $tenant AND name = {Parameter(term)})");
+    }
+
+    private void AddComparison(string attribute, QOperator op, QValue value)
+    {
+        if (op == QOperator.NotEqual)
+        {
+            return;
+        }
+
+        if (_termId(attribute) is not { } term)
+        {
+            Satisfiable = false;
+            return;
+        }
+
+        string? condition = (op, value) switch
+        {
+            (QOperator.Equal, QList list) => EqualAny(term, list.Values),
+            (QOperator.Equal, QRange range) => Between(term, range.From, range.To),
+            (QOperator.Equal, _) => EqualAny(term, [value]),
+            _ => Bound(term, op, value),
+        };
+        if (condition is not null)
+        {
+            _where.Append($" AND e.rid IN (SELECT rid FROM entity_values WHERE tenant = $tenant AND {condition})");
+        }
+    }
+
+    /// <summary>Equality with any of the values, when all are of one indexed kind.</summary>
+    private string? EqualAny(long term, IReadOnlyList<QValue> values)
+    {
+        var keys = new List<(long Key, object Value)>();
+        foreach (var v in values)
+        {
+            if (Key(term, v) is not { } key)
+            {
+                return null;
+            }
+
+            keys.Add(key);
+        }
+
+        return string.Join(" OR ", keys.GroupBy(k => k.Key).Select(g => $"(attr = {Parameter(g.Key)} AND value IN ({List(g.Select(k => k.Value).ToList())}))"));
+    }
+
+    private string? Between(long term, QValue from, QValue to)
+    {
+        if (Key(term, from) is not { } low || Key(term, to) is not { } high || low.Key != high.Key || ClassOf(low.Value) != ClassOf(high.Value))
+        {
+            return null;
+        }
+
+        return $"attr = {Parameter(low.Key)} AND value >= {Parameter(low.Value)} AND value <= {Parameter(high.Value)}";
+    }
+
+    // One-sided comparisons get the other side from SQLite's ordering of storage classes (numbers < text < blob),
+    // so a numeric bound never sweeps in strings and the scan stays inside one class.
+    private string? Bound(long term, QOperator op, QValue value)
+    {
+        if (Key(term, value) is not { } key || value is QBoolean)
+        {
+            return null;
+        }
+
+        var isText = key.Value is string;
+        var sign = op switch
+        {
+            QOperator.Greater => ">",
+            QOperator.GreaterOrEqual => ">=",
+            QOperator.Less => "<",
+            _ => "<=",
+        };
+        var upward = op is QOperator.Greater or QOperator.GreaterOrEqual;
+        var fence = (upward, isText) switch
+        {
+            (true, false) => " AND value < ''",
+            (true, true) => " AND value < x''",
+            (false, true) => " AND value >= ''",
+            _ => "", // numbers sort first: the scan starts at the attribute's first value anyway
+        };
+        return $"attr = {Parameter(key.Key)} AND value {sign} {Parameter(key.Value)}{fence}";
+    }
+
+    /// <summary>The index key of a literal: (attribute key, value as stored), or null when no index row holds it.</summary>
+    private static (long Key, object Value)? Key(long term, QValue value) => value switch
+    {
+        QNumber n => (term, Math.Floor(n.Value) == n.Value && Math.Abs(n.Value) < 9e18 ? (long)n.Value : n.Value),
+        QString s => (term, s.Value),
+        QUri u => (term, u.Value),
+        QBoolean b => (term, b.Value ? 1L : 0L),
+        QDateTime d when NgsiText.TryParseDateTime(d.Text, out var instant) => (-term, instant.UtcTicks),
+        _ => null,
+    };
+
+    private static int ClassOf(object value) => value is string ? 1 : 0;
+
+    private void AddGeo(GeoQuery? geo)
+    {
+        if (geo is null)
+        {
+            return;
+        }
+
+        Exact = false;
+        if (geo.Relation == GeoRelation.Disjoint || (geo.Relation == GeoRelation.Near && geo.MaxDistance is null))
+        {
+            // Far from or outside a shape: no box bounds the answer.
+            return;
+        }
+
+        if (_termId(geo.GeoProperty) is not { } term)
+        {
+            Satisfiable = false;
+            return;
+        }
+
+        var envelope = geo.Geometry.EnvelopeInternal;
+        var boxes = new List<GeoBox>();
+        if (geo.Relation == GeoRelation.Near)
+        {
+            // Every corner's distance box; their union holds every point within the distance of the shape.
+            foreach (var (lat, lon) in new[] { (envelope.MinY, envelope.MinX), (envelope.MinY, envelope.MaxX), (envelope.MaxY, envelope.MinX), (envelope.MaxY, envelope.MaxX) })
+            {
+                boxes.Add(GeoMath.BoundingBox(lat, lon, geo.MaxDistance!.Value));
+            }
+        }
+        else
+        {
+            boxes.Add(new GeoBox(envelope.MinY, envelope.MinX, envelope.MaxY, envelope.MaxX));
+        }
+
+        var south = boxes.Min(b => b.South);
+        var north = boxes.Max(b => b.North);
+        var lonRanges = new List<(double West, double East)>();
+        foreach (var b in boxes)
+        {
+            if (b.CrossesAntimeridian)
+            {
+                lonRanges.Add((b.West, 180));
+                lonRanges.Add((-180, b.East));
+            }
+            else
+            {
+                lonRanges.Add((b.West, b.East));
+            }
+        }
+
+        var west = lonRanges.Min(r => r.West);
+        var east = lonRanges.Max(r => r.East);
+        _where.Append(CultureInfo.InvariantCulture, $" AND e.rid IN (SELECT id / {SqliteEntityStore.GeoSlotsPerEntity} FROM entity_geo WHERE max_lat >= {Parameter(south)} AND min_lat <= {Parameter(north)} AND max_lon >= {Parameter(west)} AND min_lon <= {Parameter(east)} AND attr = {Parameter(term)})");
+    }
+
+    private static IEnumerable<string> TypeNames(TypeExpression type) => type switch
+    {
+        TypeName name => [name.Name],
+        TypeLogical logical => logical.Terms.SelectMany(TypeNames),
+        _ => throw new ArgumentException($"Unknown type expression {type.GetType().Name}.", nameof(type)),
+    };
+
+    private List<long> Terms(IEnumerable<string> iris)
+    {
+        var terms = new List<long>();
+        foreach (var iri in iris)
+        {
+            if (_termId(iri) is { } term)
+            {
+                terms.Add(term);
+            }
+        }
+
+        return terms;
+    }
+
+    private string List<T>(IReadOnlyList<T> values) => string.Join(',', values.Select(v => Parameter(v!)));
+
+    private string Parameter(object value)
+    {
+        var name = "$p" + (_parameters++).ToString(CultureInfo.InvariantCulture);
+        _command.Parameters.AddWithValue(name, value);
+        return name;
+    }
+}
