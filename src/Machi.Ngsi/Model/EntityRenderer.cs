@@ -31,6 +31,19 @@ public sealed record RenderOptions(LdContext Context)
 
     /// <summary>Render as GeoJSON Features (application/geo+json) using this expanded GeoProperty name.</summary>
     public string? GeometryProperty { get; init; }
+
+    /// <summary>
+    /// pick= (clause 4.21): the only members to return: expanded attribute names and the core members "id", "type",
+    /// "scope", "createdAt", "modifiedAt" as they are (see <see cref="Projection.Parse"/>). Null returns all.
+    /// </summary>
+    public IReadOnlySet<string>? Pick { get; init; }
+
+    /// <summary>omit= (clause 4.21): members not to return, named as in <see cref="Pick"/>.</summary>
+    public IReadOnlySet<string>? Omit { get; init; }
+
+    /// <summary>Whether pick/omit let a member (core member keyword or expanded attribute name) through.</summary>
+    internal bool Shows(string member) =>
+        (Pick is null || Pick.Contains(member)) && (Omit is null || !Omit.Contains(member));
 }
 
 /// <summary>Renders the model as NGSI-LD JSON, compacting names with the request's @context.</summary>
@@ -52,8 +65,16 @@ public static class EntityRenderer
         }
 
         w.WriteStartObject();
-        w.WriteString("id", entity.Id);
-        WriteTypes(w, "type", entity.Types, options.Context);
+        if (options.Shows(Projection.Id))
+        {
+            w.WriteString("id", entity.Id);
+        }
+
+        if (options.Shows(Projection.Type))
+        {
+            WriteTypes(w, "type", entity.Types, options.Context);
+        }
+
         WriteBody(w, entity, options);
         if (options.IncludeContext)
         {
@@ -67,7 +88,11 @@ public static class EntityRenderer
     private static void WriteFeature(Utf8JsonWriter w, Entity entity, RenderOptions options)
     {
         w.WriteStartObject();
-        w.WriteString("id", entity.Id);
+        if (options.Shows(Projection.Id))
+        {
+            w.WriteString("id", entity.Id);
+        }
+
         w.WriteString("type", "Feature");
         w.WritePropertyName("geometry");
         var geo = entity.Attributes.Find(options.GeometryProperty!, null)
@@ -82,7 +107,11 @@ public static class EntityRenderer
         }
 
         w.WriteStartObject("properties");
-        WriteTypes(w, "type", entity.Types, options.Context);
+        if (options.Shows(Projection.Type))
+        {
+            WriteTypes(w, "type", entity.Types, options.Context);
+        }
+
         WriteBody(w, entity, options);
         w.WriteEndObject();
         if (options.IncludeContext)
@@ -109,20 +138,27 @@ public static class EntityRenderer
     private static void WriteBody(Utf8JsonWriter w, Entity entity, RenderOptions options)
     {
         var keyValues = options.Format == Representation.KeyValues;
-        if (entity.Scope is { } scope)
+        if (entity.Scope is { } scope && options.Shows(Projection.Scope))
         {
             WriteStrings(w, "scope", scope);
         }
 
         if (options.SysAttrs && !keyValues)
         {
-            w.WriteString("createdAt", NgsiText.FormatDateTime(entity.CreatedAt));
-            w.WriteString("modifiedAt", NgsiText.FormatDateTime(entity.ModifiedAt));
+            if (options.Shows(Projection.CreatedAt))
+            {
+                w.WriteString("createdAt", NgsiText.FormatDateTime(entity.CreatedAt));
+            }
+
+            if (options.Shows(Projection.ModifiedAt))
+            {
+                w.WriteString("modifiedAt", NgsiText.FormatDateTime(entity.ModifiedAt));
+            }
         }
 
         foreach (var (name, instances) in entity.Attributes)
         {
-            if (options.Attrs is { } wanted && !wanted.Contains(name))
+            if ((options.Attrs is { } wanted && !wanted.Contains(name)) || !options.Shows(name))
             {
                 continue;
             }
@@ -219,7 +255,7 @@ public static class EntityRenderer
             foreach (var (name, instances) in sub)
             {
                 w.WritePropertyName(ctx.CompactIri(name));
-                WriteInstances(w, instances, options with { Attrs = null });
+                WriteInstances(w, instances, options with { Attrs = null, Pick = null, Omit = null });
             }
         }
 

@@ -138,6 +138,10 @@ public sealed record QNumber(double Value) : QValue
 
 public sealed record QString(string Value) : QValue
 {
+    /// <summary>The value expanded as a term (set by <see cref="QExpressions.Expand"/>): what a VocabProperty,
+    /// whose vocab is held expanded, is compared with.</summary>
+    public string? Expanded { get; init; }
+
     internal override void Print(StringBuilder text) =>
         text.Append('"').Append(Value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal)).Append('"');
 }
@@ -156,6 +160,9 @@ public sealed record QDateTime(string Text) : QValue
 /// <summary>An unquoted URI, e.g. a Relationship target.</summary>
 public sealed record QUri(string Value) : QValue
 {
+    /// <summary>The value expanded as a compact IRI (set by <see cref="QExpressions.Expand"/>), for VocabProperty targets.</summary>
+    public string? Expanded { get; init; }
+
     internal override void Print(StringBuilder text) => text.Append(Value);
 }
 

@@ -1,0 +1,232 @@
+using System.Text;
+using Machi.Ngsi.Errors;
+
+namespace Machi.Ngsi.Query;
+
+/// <summary>
+/// An entity type selection (clause 4.17): type names joined by '|' or ',' (OR) and ';' (AND, binding tighter),
+/// grouped with parentheses, e.g. "Vehicle,Bus" or "(Shelter;Hospital)|Park". An entity matches a name when the
+/// name is one of its types (an entity can have several, clause 4.16). <see cref="ToString"/> prints the
+/// canonical text, with '|' for OR, which parses back to the same expression.
+/// </summary>
+public abstract record TypeExpression
+{
+    private const int MaxLength = 4096;
+    private const int MaxDepth = 32;
+
+    /// <summary>
+    /// The names when the expression is one name or an OR of names ("A,B", "A|B"), so that a store can look them
+    /// up in an index; null when it has an AND.
+    /// </summary>
+    public abstract IReadOnlyList<string>? SimpleTypes { get; }
+
+    public abstract bool Matches(IReadOnlyCollection<string> entityTypes);
+
+    /// <summary>The same expression with every type name expanded to an IRI.</summary>
+    public abstract TypeExpression Expand(Func<string, string> expandTerm);
+
+    internal abstract void Print(StringBuilder text, int parentPrecedence);
+
+    public sealed override string ToString()
+    {
+        var text = new StringBuilder();
+        Print(text, 0);
+        return text.ToString();
+    }
+
+    /// <exception cref="NgsiException">BadRequestData naming the position of the fault.</exception>
+    public static TypeExpression Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        if (text.Length == 0)
+        {
+            throw Error(text, 0, "the type selection is empty");
+        }
+
+        if (text.Length > MaxLength)
+        {
+            throw Error(text, MaxLength, $"the type selection is longer than {MaxLength} characters");
+        }
+
+        var state = new State(text);
+        var expression = state.ParseOr(0);
+        if (state.Position < text.Length)
+        {
+            throw state.Fail($"unexpected '{text[state.Position]}'");
+        }
+
+        return expression;
+    }
+
+    private static NgsiException Error(string text, int position, string message) =>
+        NgsiException.BadData($"type: {message} at position {position} of \"{(text.Length <= 120 ? text : string.Concat(text.AsSpan(0, 117), "..."))}\".");
+
+    private sealed class State(string text)
+    {
+        public int Position { get; private set; }
+
+        private bool AtEnd => Position >= text.Length;
+
+        public NgsiException Fail(string message) => Error(text, Position, message);
+
+        public TypeExpression ParseOr(int depth)
+        {
+            var terms = new List<TypeExpression> { ParseAnd(depth) };
+            while (!AtEnd && text[Position] is '|' or ',')
+            {
+                Position++;
+                terms.Add(ParseAnd(depth));
+            }
+
+            return terms.Count == 1 ? terms[0] : new TypeLogical(false, terms);
+        }
+
+        private TypeExpression ParseAnd(int depth)
+        {
+            var terms = new List<TypeExpression> { ParseTerm(depth) };
+            while (!AtEnd && text[Position] == ';')
+            {
+                Position++;
+                terms.Add(ParseTerm(depth));
+            }
+
+            return terms.Count == 1 ? terms[0] : new TypeLogical(true, terms);
+        }
+
+        private TypeExpression ParseTerm(int depth)
+        {
+            if (AtEnd)
+            {
+                throw Fail("a type name is missing");
+            }
+
+            if (text[Position] == '(')
+            {
+                if (depth >= MaxDepth)
+                {
+                    throw Fail("parentheses are nested too deeply");
+                }
+
+                Position++;
+                var inner = ParseOr(depth + 1);
+                if (AtEnd || text[Position] != ')')
+                {
+                    throw Fail("')' expected");
+                }
+
+                Position++;
+                return inner;
+            }
+
+            var start = Position;
+            while (!AtEnd && IsNameChar(text[Position]))
+            {
+                Position++;
+            }
+
+            if (Position == start)
+            {
+                throw Fail("a type name expected");
+            }
+
+            return new TypeName(text[start..Position]);
+        }
+
+        /// <summary>What a type name or IRI may hold (clause 4.6.2 names, plus the characters of IRIs).</summary>
+        private static bool IsNameChar(char c) =>
+            c > ' ' && c != 0x7f && c is not ('(' or ')' or ';' or '|' or ',' or '"' or '\'' or '<' or '>' or '=' or '\\' or '^' or '`' or '{' or '}' or '[' or ']');
+    }
+}
+
+/// <summary>One type name (or IRI once expanded).</summary>
+public sealed record TypeName(string Name) : TypeExpression
+{
+    public override IReadOnlyList<string>? SimpleTypes => [Name];
+
+    public override bool Matches(IReadOnlyCollection<string> entityTypes)
+    {
+        ArgumentNullException.ThrowIfNull(entityTypes);
+        return entityTypes.Contains(Name);
+    }
+
+    public override TypeExpression Expand(Func<string, string> expandTerm)
+    {
+        ArgumentNullException.ThrowIfNull(expandTerm);
+        return new TypeName(expandTerm(Name));
+    }
+
+    internal override void Print(StringBuilder text, int parentPrecedence) => text.Append(Name);
+}
+
+/// <summary>Terms joined by ';' (AND) or '|' / ',' (OR).</summary>
+public sealed record TypeLogical(bool IsAnd, IReadOnlyList<TypeExpression> Terms) : TypeExpression
+{
+    public override IReadOnlyList<string>? SimpleTypes
+    {
+        get
+        {
+            if (IsAnd)
+            {
+                return null;
+            }
+
+            var names = new List<string>();
+            foreach (var term in Terms)
+            {
+                if (term.SimpleTypes is not { } inner)
+                {
+                    return null;
+                }
+
+                names.AddRange(inner);
+            }
+
+            return names;
+        }
+    }
+
+    public override bool Matches(IReadOnlyCollection<string> entityTypes)
+    {
+        foreach (var term in Terms)
+        {
+            if (term.Matches(entityTypes) != IsAnd)
+            {
+                return !IsAnd;
+            }
+        }
+
+        return IsAnd;
+    }
+
+    public override TypeExpression Expand(Func<string, string> expandTerm) =>
+        this with { Terms = Terms.Select(t => t.Expand(expandTerm)).ToArray() };
+
+    internal override void Print(StringBuilder text, int parentPrecedence)
+    {
+        var precedence = IsAnd ? 2 : 1;
+        var parenthesised = precedence <= parentPrecedence;
+        if (parenthesised)
+        {
+            text.Append('(');
+        }
+
+        for (var i = 0; i < Terms.Count; i++)
+        {
+            if (i > 0)
+            {
+                text.Append(IsAnd ? ';' : '|');
+            }
+
+            Terms[i].Print(text, precedence);
+        }
+
+        if (parenthesised)
+        {
+            text.Append(')');
+        }
+    }
+
+    public bool Equals(TypeLogical? other) => other is not null && IsAnd == other.IsAnd && Terms.SequenceEqual(other.Terms);
+
+    public override int GetHashCode() => HashCode.Combine(IsAnd, Terms.Count);
+}
