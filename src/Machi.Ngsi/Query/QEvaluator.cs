@@ -274,7 +274,7 @@ internal readonly record struct Scalar(ScalarKind Kind, double Number = 0, strin
 
         return value.GetValueKind() switch
         {
-            JsonValueKind.Number => new Scalar(ScalarKind.Number, Number: NumberOf(value)),
+            JsonValueKind.Number => NumberOf(value) is var n && !double.IsNaN(n) ? new Scalar(ScalarKind.Number, Number: n) : new Scalar(ScalarKind.Other),
             JsonValueKind.String => new Scalar(ScalarKind.String, Text: value.GetValue<string>()),
             JsonValueKind.True => new Scalar(ScalarKind.Boolean, Boolean: true),
             JsonValueKind.False => new Scalar(ScalarKind.Boolean, Boolean: false),
