@@ -177,6 +177,30 @@ internal sealed class SqliteEntityStore : IEntityStore
         }
     }
 
+    /// <summary>SQLite's plan for the candidate query of <paramref name="query"/> (EXPLAIN QUERY PLAN details), to show which indexes serve it.</summary>
+    internal IReadOnlyList<string> Explain(string tenant, EntityQuery query)
+    {
+        var reader = RentReader();
+        try
+        {
+            using var cmd = reader.Connection.CreateCommand();
+            var plan = SqliteQueryPlanner.Plan(cmd, tenant, query.Filter, iri => TermId(reader, iri));
+            cmd.CommandText = $"EXPLAIN QUERY PLAN SELECT e.doc FROM entities e WHERE {plan.Where} ORDER BY e.rid";
+            var lines = new List<string>();
+            using var r = cmd.ExecuteReader();
+            while (r.Read())
+            {
+                lines.Add(r.GetString(3));
+            }
+
+            return lines;
+        }
+        finally
+        {
+            ReturnReader(reader);
+        }
+    }
+
     /// <summary>The id of a term, or null when no entity ever used it.</summary>
     private long? TermId(Reader reader, string iri)
     {

@@ -16,9 +16,17 @@ namespace Machi.Broker.Storage;
 /// </summary>
 internal sealed class SqliteQueryPlanner
 {
+    private const int RankIds = 0;
+    private const int RankEquality = 1;
+    private const int RankGeo = 2;
+    private const int RankRange = 3;
+    private const int RankAttributes = 4;
+    private const int RankTypes = 5;
+
     private readonly SqliteCommand _command;
     private readonly Func<string, long?> _termId;
-    private readonly StringBuilder _where = new("e.tenant = $tenant");
+    // Each condition is a subquery of rids with how selective it usually is (lower: fewer rows).
+    private readonly List<(string Rids, int Rank)> _conditions = [];
     private int _parameters;
 
     private SqliteQueryPlanner(SqliteCommand command, string tenant, Func<string, long?> termId)
@@ -34,7 +42,30 @@ internal sealed class SqliteQueryPlanner
     /// <summary>True when the SQL alone decides the filter, so the evaluator need not run.</summary>
     public bool Exact { get; private set; } = true;
 
-    public string Where => _where.ToString();
+    /// <summary>
+    /// The WHERE clause over "entities e". The most selective condition drives (its rids come sorted, so pages
+    /// need no sort); the others are only membership tests (the unary + keeps SQLite from starting from them).
+    /// With no index condition the tenant's rows are scanned in order.
+    /// </summary>
+    public string Where
+    {
+        get
+        {
+            if (_conditions.Count == 0)
+            {
+                return "e.tenant = $tenant";
+            }
+
+            var ordered = _conditions.OrderBy(c => c.Rank).ToList();
+            var where = new StringBuilder("+e.tenant = $tenant AND e.rid IN (").Append(ordered[0].Rids).Append(')');
+            foreach (var (rids, _) in ordered.Skip(1))
+            {
+                where.Append(" AND +e.rid IN (").Append(rids).Append(')');
+            }
+
+            return where.ToString();
+        }
+    }
 
     /// <summary>Plans <paramref name="filter"/> into <paramref name="command"/>'s parameters; read <see cref="Where"/>.</summary>
     public static SqliteQueryPlanner Plan(SqliteCommand command, string tenant, EntityFilter filter, Func<string, long?> termId)
@@ -60,12 +91,13 @@ internal sealed class SqliteQueryPlanner
         }
 
         var alternatives = new List<string>();
+        var rank = 0;
         foreach (var selector in selectors)
         {
-            var parts = new List<string>();
+            var parts = new List<(string Rids, int Rank)>();
             if (selector.Ids is { Count: > 0 } ids)
             {
-                parts.Add($"e.id IN ({List(ids)})");
+                parts.Add(($"SELECT rid FROM entities WHERE tenant = $tenant AND id IN ({List(ids)})", RankIds));
             }
 
             if (selector.IdPattern is not null)
@@ -87,7 +119,7 @@ internal sealed class SqliteQueryPlanner
                     continue;
                 }
 
-                parts.Add($"e.rid IN (SELECT rid FROM entity_types WHERE tenant = $tenant AND type IN ({List(terms)}))");
+                parts.Add(($"SELECT rid FROM entity_types WHERE tenant = $tenant AND type IN ({List(terms)})", RankTypes));
             }
 
             if (parts.Count == 0)
@@ -96,7 +128,8 @@ internal sealed class SqliteQueryPlanner
                 return;
             }
 
-            alternatives.Add(string.Join(" AND ", parts));
+            alternatives.Add(string.Join(" INTERSECT ", parts.Select(p => p.Rids)));
+            rank = Math.Max(rank, parts.Min(p => p.Rank));
         }
 
         if (alternatives.Count == 0)
@@ -105,7 +138,7 @@ internal sealed class SqliteQueryPlanner
             return;
         }
 
-        _where.Append(" AND (").AppendJoin(" OR ", alternatives.Select(a => "(" + a + ")")).Append(')');
+        _conditions.Add((string.Join(" UNION ", alternatives), rank));
     }
 
     private void AddAttrs(IReadOnlyList<string>? attrs)
@@ -122,7 +155,7 @@ internal sealed class SqliteQueryPlanner
             return;
         }
 
-        _where.Append($" AND e.rid IN (SELECT rid FROM entity_attrs WHERE tenant = $tenant AND name IN ({List(terms)}))");
+        _conditions.Add(($"SELECT rid FROM entity_attrs WHERE tenant = $tenant AND name IN ({List(terms)})", RankAttributes));
     }
 
     // Each term of a top-level conjunction that an index can answer narrows the candidates; the evaluator still
@@ -160,7 +193,7 @@ internal sealed class SqliteQueryPlanner
             return;
         }
 
-        _where.Append($" AND e.rid IN (SELECT rid FROM entity_attrs WHERE tenant = $tenant AND name = {Parameter(term)})");
+        _conditions.Add(($"SELECT rid FROM entity_attrs WHERE tenant = $tenant AND name = {Parameter(term)}", RankAttributes));
     }
 
     private void AddComparison(string attribute, QOperator op, QValue value)
@@ -176,16 +209,16 @@ internal sealed class SqliteQueryPlanner
             return;
         }
 
-        string? condition = (op, value) switch
+        var (condition, rank) = (op, value) switch
         {
-            (QOperator.Equal, QList list) => EqualAny(term, list.Values),
-            (QOperator.Equal, QRange range) => Between(term, range.From, range.To),
-            (QOperator.Equal, _) => EqualAny(term, [value]),
-            _ => Bound(term, op, value),
+            (QOperator.Equal, QList list) => (EqualAny(term, list.Values), RankEquality),
+            (QOperator.Equal, QRange range) => (Between(term, range.From, range.To), RankRange),
+            (QOperator.Equal, _) => (EqualAny(term, [value]), RankEquality),
+            _ => (Bound(term, op, value), RankRange),
         };
         if (condition is not null)
         {
-            _where.Append($" AND e.rid IN (SELECT rid FROM entity_values WHERE tenant = $tenant AND {condition})");
+            _conditions.Add(($"SELECT rid FROM entity_values WHERE tenant = $tenant AND ({condition})", rank));
         }
     }
 
@@ -201,6 +234,18 @@ internal sealed class SqliteQueryPlanner
             }
 
             keys.Add(key);
+
+            // A VocabProperty holds the expanded IRI of the word the query wrote.
+            var expanded = v switch
+            {
+                QString s => s.Expanded,
+                QUri u => u.Expanded,
+                _ => null,
+            };
+            if (expanded is not null && expanded != (string)key.Value)
+            {
+                keys.Add((term, expanded));
+            }
         }
 
         return string.Join(" OR ", keys.GroupBy(k => k.Key).Select(g => $"(attr = {Parameter(g.Key)} AND value IN ({List(g.Select(k => k.Value).ToList())}))"));
@@ -208,7 +253,7 @@ internal sealed class SqliteQueryPlanner
 
     private string? Between(long term, QValue from, QValue to)
     {
-        if (Key(term, from) is not { } low || Key(term, to) is not { } high || low.Key != high.Key || ClassOf(low.Value) != ClassOf(high.Value))
+        if (!Orderable(from) || !Orderable(to) || Key(term, from) is not { } low || Key(term, to) is not { } high || low.Key != high.Key || ClassOf(low.Value) != ClassOf(high.Value))
         {
             return null;
         }
@@ -220,7 +265,7 @@ internal sealed class SqliteQueryPlanner
     // so a numeric bound never sweeps in strings and the scan stays inside one class.
     private string? Bound(long term, QOperator op, QValue value)
     {
-        if (Key(term, value) is not { } key || value is QBoolean)
+        if (!Orderable(value) || Key(term, value) is not { } key || value is QBoolean)
         {
             return null;
         }
@@ -243,6 +288,18 @@ internal sealed class SqliteQueryPlanner
         };
         return $"attr = {Parameter(key.Key)} AND value {sign} {Parameter(key.Value)}{fence}";
     }
+
+    /// <summary>
+    /// Whether SQLite orders this bound as the evaluator does. Text is compared by UTF-16 code units there and by
+    /// UTF-8 bytes here; the two orders differ only between U+E000–U+FFFF and characters beyond U+FFFF, so a bound
+    /// holding such a character, or one that expands (vocab), is left to the evaluator alone.
+    /// </summary>
+    private static bool Orderable(QValue value) => value switch
+    {
+        QString s => (s.Expanded is null || s.Expanded == s.Value) && !s.Value.Any(c => c >= '\uE000'),
+        QUri u => (u.Expanded is null || u.Expanded == u.Value) && !u.Value.Any(c => c >= '\uE000'),
+        _ => true,
+    };
 
     /// <summary>The index key of a literal: (attribute key, value as stored), or null when no index row holds it.</summary>
     private static (long Key, object Value)? Key(long term, QValue value) => value switch
@@ -310,7 +367,7 @@ internal sealed class SqliteQueryPlanner
 
         var west = lonRanges.Min(r => r.West);
         var east = lonRanges.Max(r => r.East);
-        _where.Append(CultureInfo.InvariantCulture, $" AND e.rid IN (SELECT id / {SqliteEntityStore.GeoSlotsPerEntity} FROM entity_geo WHERE max_lat >= {Parameter(south)} AND min_lat <= {Parameter(north)} AND max_lon >= {Parameter(west)} AND min_lon <= {Parameter(east)} AND attr = {Parameter(term)})");
+        _conditions.Add((string.Create(CultureInfo.InvariantCulture, $"SELECT id / {SqliteEntityStore.GeoSlotsPerEntity} FROM entity_geo WHERE max_lat >= {Parameter(south)} AND min_lat <= {Parameter(north)} AND max_lon >= {Parameter(west)} AND min_lon <= {Parameter(east)} AND attr = {Parameter(term)}"), RankGeo));
     }
 
     private static IEnumerable<string> TypeNames(TypeExpression type) => type switch

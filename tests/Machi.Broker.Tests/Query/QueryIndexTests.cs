@@ -1,0 +1,264 @@
+using System.Globalization;
+using System.Text.Json;
+using Machi.Broker.Entities;
+using Machi.Broker.Storage;
+using Machi.Broker.Tests.Infrastructure;
+using Machi.Ngsi.JsonLd;
+using Machi.Ngsi.Model;
+using Machi.Ngsi.Query;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Machi.Broker.Tests.Query;
+
+/// <summary>
+/// The SQLite store answers queries through its indexes (values, R*Tree, types, attributes): these tests check that
+/// the indexes never lose an entity the evaluator would match (random entities, random queries, compared with
+/// evaluating every entity), that paging and counting agree, and that indexable queries never scan the table.
+/// </summary>
+public sealed class QueryIndexTests : IAsyncLifetime
+{
+    private static readonly DateTimeOffset Now = new(2026, 11, 25, 9, 0, 0, TimeSpan.Zero);
+    private readonly string _directory = TempDirectory.Create("machi-query-");
+    private readonly List<Entity> _all = [];
+    private SqliteEntityStore _store = null!;
+
+    public async Task InitializeAsync()
+    {
+        _store = new SqliteEntityStore(Path.Combine(_directory, "machi.db"), NullLogger<SqliteEntityStore>.Instance);
+        await _store.InitializeAsync(CancellationToken.None);
+        var random = new Random(7);
+        var writes = new List<EntityWrite>();
+        for (var i = 0; i < 400; i++)
+        {
+            var entity = Parse(RandomEntity(random, i));
+            _all.Add(entity);
+            writes.Add(EntityWrite.Creating(entity, EntityService.Create(entity)));
+        }
+
+        var results = await _store.WriteAsync(string.Empty, writes, CancellationToken.None);
+        Assert.All(results, Assert.Null);
+
+        // Change some entities afterwards so index rows are also removed and replaced, not only added.
+        var updates = new List<EntityWrite>();
+        for (var i = 0; i < 400; i += 7)
+        {
+            var replacement = Parse(RandomEntity(random, i));
+            _all[i] = replacement;
+            updates.Add(new EntityWrite(replacement.Id, _ => Mutation.Put(replacement)));
+        }
+
+        for (var i = 3; i < 400; i += 50)
+        {
+            var id = _all[i].Id;
+            updates.Add(new EntityWrite(id, _ => Mutation.Delete));
+        }
+
+        Assert.All(await _store.WriteAsync(string.Empty, updates, CancellationToken.None), Assert.Null);
+        _all.RemoveAll(e => int.Parse(e.Id[(e.Id.LastIndexOf(':') + 1)..], CultureInfo.InvariantCulture) % 50 == 3);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _store.DisposeAsync();
+        TempDirectory.Delete(_directory);
+    }
+
+    [Fact]
+    public async Task Indexed_queries_find_exactly_what_evaluating_every_entity_finds()
+    {
+        var random = new Random(11);
+        for (var n = 0; n < 400; n++)
+        {
+            var (filter, text) = RandomFilter(random);
+            var expected = _all.Where(filter.Matches).Select(e => e.Id).ToList();
+            var page = await _store.QueryAsync(string.Empty, new EntityQuery(filter) { Limit = 1000, Count = true }, CancellationToken.None);
+            var actual = page.Entities.Select(e => e.Id).ToList();
+            Assert.True(expected.SequenceEqual(actual), $"query {text}: expected [{string.Join(' ', expected)}] but the store answered [{string.Join(' ', actual)}]");
+            Assert.Equal(expected.Count, page.TotalCount);
+
+            // A page in the middle is the same slice of the same order.
+            var offset = expected.Count / 3;
+            var slice = await _store.QueryAsync(string.Empty, new EntityQuery(filter) { Limit = 5, Offset = offset }, CancellationToken.None);
+            Assert.Equal(expected.Skip(offset).Take(5), slice.Entities.Select(e => e.Id));
+        }
+    }
+
+    [Theory]
+    [InlineData("type=T1", "q=num==4")]
+    [InlineData("type=T2", "q=str==\"b\"")]
+    [InlineData(null, "q=num>5;num<9")]
+    [InlineData(null, "q=when>2025-01-03T00:00:00Z")]
+    [InlineData("type=T1,T2", "q=num==2..7")]
+    [InlineData(null, "near")]
+    [InlineData(null, "within")]
+    [InlineData(null, "ids")]
+    [InlineData("type=T3", null)]
+    public void Indexable_queries_do_not_scan_the_entities_table(string? type, string? what)
+    {
+        var filter = new EntityFilter
+        {
+            Selectors = what == "ids"
+                ? [new EntitySelector(["urn:ngsi-ld:T:1", "urn:ngsi-ld:T:2"], null, null)]
+                : type is null ? null : [new EntitySelector(null, null, TypeExpression.Parse(type[5..]).Expand(Expand))],
+            Q = what?.StartsWith("q=", StringComparison.Ordinal) == true ? QExpressions.Expand(QParser.Parse(what[2..]), Expand) : null,
+            Geo = what switch
+            {
+                "near" => GeoQuery.Parse("near;maxDistance==1000", "Point", "[139.93,37.49]", null, Expand),
+                "within" => GeoQuery.Parse("within", "Polygon", "[[[139.92,37.48],[139.94,37.48],[139.94,37.50],[139.92,37.50],[139.92,37.48]]]", null, Expand),
+                _ => null,
+            },
+        };
+        var plan = _store.Explain(string.Empty, new EntityQuery(filter));
+        Assert.DoesNotContain(plan, line => line == "SCAN e" || line.StartsWith("SCAN e ", StringComparison.Ordinal) || line.StartsWith("SCAN entities", StringComparison.Ordinal)
+            || line.StartsWith("SCAN entity_values", StringComparison.Ordinal) || line.Contains("USING INDEX sqlite_autoindex_entities_1 (tenant=?)", StringComparison.Ordinal));
+        Assert.Contains(plan, line => line.Contains("USING INTEGER PRIMARY KEY", StringComparison.Ordinal));
+        if (what is "near" or "within")
+        {
+            Assert.Contains(plan, line => line.StartsWith("SCAN entity_geo VIRTUAL TABLE INDEX", StringComparison.Ordinal));
+        }
+    }
+
+    private static string Expand(string term) => LdContext.Core.ExpandTerm(term);
+
+    private static Entity Parse(string json) => EntityParser.ParseEntity(JsonDocument.Parse(json).RootElement, LdContext.Core, Now);
+
+    private static readonly string[] Strings = ["a", "b", "c", "会津", "b2", "\uFF03", "😀"];
+
+    private static string RandomEntity(Random r, int i)
+    {
+        var attributes = new List<string>();
+        if (r.Next(5) > 0)
+        {
+            var value = r.Next(3) == 0 ? (r.Next(100) / 10.0).ToString("R", CultureInfo.InvariantCulture) : r.Next(10).ToString(CultureInfo.InvariantCulture);
+            attributes.Add($$"""
+                "num": {"type": "Property", "value": {{value}}}
+                """);
+            if (r.Next(4) == 0)
+            {
+                attributes[^1] = $$"""
+                    "num": [{"type": "Property", "value": {{value}}}, {"type": "Property", "value": {{r.Next(10)}}, "datasetId": "urn:ngsi-ld:Dataset:d"}]
+                    """;
+            }
+        }
+
+        if (r.Next(5) > 0)
+        {
+            attributes.Add($$"""
+                "str": {"type": "Property", "value": "{{Strings[r.Next(Strings.Length)]}}"}
+                """);
+        }
+
+        if (r.Next(3) == 0)
+        {
+            attributes.Add($$"""
+                "flag": {"type": "Property", "value": {{(r.Next(2) == 0 ? "true" : "false")}}}
+                """);
+        }
+
+        if (r.Next(3) > 0)
+        {
+            var offset = r.Next(2) == 0 ? "Z" : "+09:00";
+            attributes.Add($$"""
+                "when": {"type": "Property", "value": "2025-01-0{{r.Next(1, 6)}}T0{{r.Next(10)}}:00:00{{offset}}"}
+                """);
+        }
+
+        if (r.Next(3) == 0)
+        {
+            attributes.Add($$"""
+                "rel": {"type": "Relationship", "object": "urn:ngsi-ld:X:{{r.Next(4)}}"}
+                """);
+        }
+
+        if (r.Next(3) == 0)
+        {
+            attributes.Add($$"""
+                "tags": {"type": "Property", "value": ["{{Strings[r.Next(Strings.Length)]}}", "{{Strings[r.Next(Strings.Length)]}}"]}
+                """);
+        }
+
+        if (r.Next(3) == 0)
+        {
+            attributes.Add($$"""
+                "cat": {"type": "VocabProperty", "vocab": "w{{r.Next(3)}}"}
+                """);
+        }
+
+        if (r.Next(4) == 0)
+        {
+            attributes.Add($$$"""
+                "label": {"type": "LanguageProperty", "languageMap": {"ja": "{{{Strings[r.Next(Strings.Length)]}}}", "en": "{{{Strings[r.Next(Strings.Length)]}}}"} }
+                """);
+        }
+
+        if (r.Next(5) > 0)
+        {
+            var lon = 139.90 + (r.NextDouble() * 0.06);
+            var lat = 37.47 + (r.NextDouble() * 0.04);
+            attributes.Add(r.Next(6) == 0
+                ? $$$"""
+                    "location": {"type": "GeoProperty", "value": {"type": "LineString", "coordinates": [[{{{F(lon)}}}, {{{F(lat)}}}], [{{{F(lon + 0.005)}}}, {{{F(lat + 0.003)}}}]]} }
+                    """
+                : $$$"""
+                    "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [{{{F(lon)}}}, {{{F(lat)}}}]} }
+                    """);
+        }
+
+        var types = r.Next(5) == 0 ? $"[\"T{r.Next(1, 4)}\", \"T4\"]" : $"\"T{r.Next(1, 4)}\"";
+        return $$"""
+            {"id": "urn:ngsi-ld:T:{{i}}", "type": {{types}}{{(attributes.Count > 0 ? ", " : "")}}{{string.Join(", ", attributes)}}}
+            """;
+    }
+
+    private static string F(double d) => d.ToString("R", CultureInfo.InvariantCulture);
+
+    private static (EntityFilter Filter, string Text) RandomFilter(Random r)
+    {
+        string[] comparisons =
+        [
+            $"num=={r.Next(10)}", $"num>{r.Next(10)}", $"num<={r.Next(100) / 10.0}", $"num=={r.Next(5)}..{r.Next(5, 10)}", $"num=={r.Next(10)},{r.Next(10)}",
+            $"num!={r.Next(10)}", "num", "!num", $"str==\"{Strings[r.Next(Strings.Length)]}\"", $"str>\"{Strings[r.Next(Strings.Length)]}\"",
+            $"str==\"a\",\"c\"", "str~=b.*", "flag==true", "flag==false", $"when>2025-01-0{r.Next(1, 6)}T03:00:00Z",
+            $"when==2025-01-0{r.Next(1, 6)}T00:00:00Z..2025-01-0{r.Next(1, 6)}T12:00:00Z", $"rel==urn:ngsi-ld:X:{r.Next(4)}",
+            $"tags==\"{Strings[r.Next(Strings.Length)]}\"", $"label==\"{Strings[r.Next(Strings.Length)]}\"", "num.observedAt", "nothere==1", $"cat==\"w{r.Next(3)}\"", $"str<\"{Strings[r.Next(Strings.Length)]}\"",
+        ];
+        var terms = Enumerable.Range(0, r.Next(1, 4)).Select(_ => comparisons[r.Next(comparisons.Length)]).ToList();
+        var q = r.Next(3) == 0 ? string.Join('|', terms) : string.Join(';', terms);
+        var useQ = r.Next(5) > 0;
+        var type = r.Next(3) switch
+        {
+            0 => null,
+            1 => $"T{r.Next(1, 5)}",
+            _ => $"(T{r.Next(1, 5)};T4)|T{r.Next(1, 5)}",
+        };
+        GeoQuery? geo = null;
+        var geoText = string.Empty;
+        if (r.Next(3) == 0)
+        {
+            var lon = F(139.90 + (r.NextDouble() * 0.06));
+            var lat = F(37.47 + (r.NextDouble() * 0.04));
+            (geo, geoText) = r.Next(3) switch
+            {
+                0 => (GeoQuery.Parse($"near;maxDistance=={r.Next(100, 3000)}", "Point", $"[{lon},{lat}]", null, Expand), $"near {lon},{lat}"),
+                1 => (GeoQuery.Parse("within", "Polygon", $"[[[139.9,37.47],[{lon},37.47],[{lon},{lat}],[139.9,{lat}],[139.9,37.47]]]", null, Expand), $"within {lon},{lat}"),
+                _ => (GeoQuery.Parse("intersects", "Polygon", $"[[[{lon},{lat}],[139.96,{lat}],[139.96,37.51],[{lon},37.51],[{lon},{lat}]]]", null, Expand), $"intersects {lon},{lat}"),
+            };
+        }
+
+        var ids = r.Next(6) == 0 ? Enumerable.Range(0, 5).Select(_ => $"urn:ngsi-ld:T:{r.Next(400)}").ToList() : null;
+        var attrs = r.Next(6) == 0 ? new List<string> { Expand(r.Next(2) == 0 ? "tags" : "rel") } : null;
+        if (!useQ && type is null && geo is null && ids is null && attrs is null)
+        {
+            useQ = true;
+        }
+
+        var filter = new EntityFilter
+        {
+            Selectors = type is null && ids is null ? null : [new EntitySelector(ids, null, type is null ? null : TypeExpression.Parse(type).Expand(Expand))],
+            Attrs = attrs,
+            Q = useQ ? QExpressions.Expand(QParser.Parse(q), Expand) : null,
+            Geo = geo,
+        };
+        return (filter, $"type={type} ids={ids?.Count} attrs={attrs?.Count} q={(useQ ? q : null)} geo={geoText}");
+    }
+}
