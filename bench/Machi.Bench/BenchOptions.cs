@@ -12,8 +12,8 @@ internal sealed record BenchOptions
 
         usage: machi bench [options]        (or: dotnet run -c Release --project bench/Machi.Bench -- [options])
 
-          --scenario LIST         create | update | update-attr | read | batch-upsert | all | memory,
-                                  or a comma-separated list (default: all)
+          --scenario LIST         create | update | update-attr | read | batch-upsert | query-q | query-near |
+                                  query-within | queries | all | memory, or a comma-separated list (default: all)
           --url URL               measure a running broker (loopback only) instead of launching one
           --server-pid PID        that broker's process id, to report its memory
           --server-dll PATH       broker to launch (default: src/Machi.Host/bin/Release/net10.0/machi.dll)
@@ -25,6 +25,8 @@ internal sealed record BenchOptions
           --duration SECONDS      recorded time per scenario (default: 10)
           --requests N            record exactly N requests per scenario instead of a duration
           --entities N            entities preloaded for update, update-attr and read (default: 10000)
+          --query-entities N      city entities preloaded for the query scenarios (default: 100000)
+          --query-concurrency N   closed-loop workers of the query scenarios (default: 16)
           --memory-entities N     also measure the broker's RSS holding N entities, on a fresh broker
                                   (default: off; the memory scenario alone uses 100000)
           --settle SECONDS        pause before the second RSS reading (default: 10)
@@ -69,6 +71,12 @@ internal sealed record BenchOptions
     public int Entities { get; init; } = 10_000;
 
     public int MemoryEntities { get; init; }
+
+    /// <summary>City entities preloaded for the query scenarios.</summary>
+    public int QueryEntities { get; init; } = 100_000;
+
+    /// <summary>Closed-loop workers of the query scenarios.</summary>
+    public int QueryConcurrency { get; init; } = 16;
 
     public double SettleSeconds { get; init; } = 10;
 
@@ -193,7 +201,7 @@ internal sealed record BenchOptions
         }
 
         if (name is not ("--concurrency" or "--connections" or "--batch-concurrency" or "--batch-size" or "--requests"
-            or "--entities" or "--memory-entities" or "--server-pid" or "--seed"))
+            or "--entities" or "--memory-entities" or "--server-pid" or "--seed" or "--query-entities" or "--query-concurrency"))
         {
             error = $"unknown option: {name} (see --help)";
             return null;
@@ -222,6 +230,10 @@ internal sealed record BenchOptions
                 return o with { Entities = count };
             case "--memory-entities":
                 return o with { MemoryEntities = count };
+            case "--query-entities":
+                return o with { QueryEntities = count };
+            case "--query-concurrency":
+                return o with { QueryConcurrency = count };
             case "--server-pid":
                 return o with { ServerPid = count };
             default:
@@ -240,6 +252,10 @@ internal sealed record BenchOptions
             {
                 chosen.UnionWith(Scenario.All);
             }
+            else if (part.Equals("queries", StringComparison.OrdinalIgnoreCase))
+            {
+                chosen.UnionWith(Scenario.Queries);
+            }
             else if (part.Equals("memory", StringComparison.OrdinalIgnoreCase))
             {
                 memory = true;
@@ -250,7 +266,7 @@ internal sealed record BenchOptions
             }
             else
             {
-                error = $"--scenario: unknown scenario {part} (create, update, update-attr, read, batch-upsert, all, memory)";
+                error = $"--scenario: unknown scenario {part} (create, update, update-attr, read, batch-upsert, query-q, query-near, query-within, queries, all, memory)";
                 return null;
             }
         }

@@ -49,6 +49,9 @@ internal sealed class SqliteTarget : IScenarioTarget, IDisposable
 
     public string DatabasePath { get; }
 
+    /// <summary>The baseline stores and reads entities; it has no query engine to compare with.</summary>
+    public bool Supports(ScenarioKind kind) => !Scenario.IsQuery(kind) && kind != ScenarioKind.CityPreload;
+
     public IReadOnlyList<ILoadWorker> CreateWorkers(ScenarioKind kind, Workload workload)
     {
         ArgumentNullException.ThrowIfNull(workload);

@@ -114,6 +114,15 @@ internal static class SummaryTable
                 case "batch-upsert":
                     verdicts.Add(Verdict($"batch upsert ≥ 50,000 entities/s ({Count(b.EntitiesPerSecond)})", b.EntitiesPerSecond >= 50_000 && b.Errors == 0));
                     break;
+                case "query-q":
+                    verdicts.Add(Verdict($"type+q p99 < 10 ms ({Milliseconds(b.LatencyMs.P99)} ms)", b.LatencyMs.P99 < 10 && b.Errors == 0));
+                    break;
+                case "query-near":
+                    verdicts.Add(Verdict($"near 1 km p99 < 10 ms ({Milliseconds(b.LatencyMs.P99)} ms)", b.LatencyMs.P99 < 10 && b.Errors == 0));
+                    break;
+                case "query-within":
+                    verdicts.Add(Verdict($"within 1 km² p99 < 15 ms ({Milliseconds(b.LatencyMs.P99)} ms)", b.LatencyMs.P99 < 15 && b.Errors == 0));
+                    break;
             }
         }
 

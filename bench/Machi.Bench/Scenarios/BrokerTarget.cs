@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using Machi.Bench.Load;
 
@@ -86,6 +87,10 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
                 ScenarioKind.Read => () => new HttpRequestMessage(HttpMethod.Get, _entityUris[random.Next(_entityUris.Length)]),
                 ScenarioKind.Preload => BatchRequests(workload, () => workload.Slices!.Take()),
                 ScenarioKind.BatchUpsert => BatchRequests(workload, () => (workload.Ids.Take(workload.BatchSize), workload.BatchSize)),
+                ScenarioKind.CityPreload => CityBatchRequests(workload),
+                ScenarioKind.QueryQ => () => Get(QueryQ(workload.City!, random)),
+                ScenarioKind.QueryNear => () => Get(QueryNear(workload.City!, random)),
+                ScenarioKind.QueryWithin => () => Get(QueryWithin(workload.City!, random)),
                 _ => throw new ArgumentOutOfRangeException(nameof(kind)),
             };
             workers[i] = new HttpWorker(_client, next, expected);
@@ -93,6 +98,8 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
 
         return workers;
     }
+
+    public bool Supports(ScenarioKind kind) => true;
 
     public void ReleaseWorkers(IReadOnlyList<ILoadWorker> workers)
     {
@@ -120,6 +127,43 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
             int length = workload.Documents.WriteBatch(first, count, buffer);
             return WithJson(HttpMethod.Post, _upsertUri, buffer, length);
         };
+    }
+
+    private Func<HttpRequestMessage> CityBatchRequests(Workload workload)
+    {
+        var buffer = new byte[CityDocuments.MaxBatchLength(workload.BatchSize)];
+        return () =>
+        {
+            var (first, count) = workload.Slices!.Take();
+            int length = workload.City!.WriteBatch(first, count, buffer);
+            return WithJson(HttpMethod.Post, _upsertUri, buffer, length);
+        };
+    }
+
+    private HttpRequestMessage Get(string query) => new(HttpMethod.Get, new Uri(_entitiesPath + "?" + query));
+
+    // type + q equality on an indexed attribute: one of the five types in one 町字.
+    private static string QueryQ(CityDocuments city, Random random) =>
+        "type=" + CityDocuments.Types[random.Next(CityDocuments.Types.Length)]
+        + "&q=" + Uri.EscapeDataString("district==\"" + city.Districts[random.Next(city.Districts.Count)] + "\"") + "&limit=100";
+
+    private static string QueryNear(CityDocuments city, Random random)
+    {
+        var (lon, lat) = city.RandomPlace(random);
+        return "georel=" + Uri.EscapeDataString("near;maxDistance==1000") + "&geometry=Point&coordinates="
+            + Uri.EscapeDataString(string.Create(CultureInfo.InvariantCulture, $"[{lon:F6},{lat:F6}]")) + "&limit=100";
+    }
+
+    // A square of 1 km² around a random place.
+    private static string QueryWithin(CityDocuments city, Random random)
+    {
+        var (lon, lat) = city.RandomPlace(random);
+        var dLat = 0.5 / 111.32;
+        var dLon = 0.5 / (111.32 * Math.Cos(lat * Math.PI / 180));
+        var ring = string.Create(
+            CultureInfo.InvariantCulture,
+            $"[[[{lon - dLon:F6},{lat - dLat:F6}],[{lon + dLon:F6},{lat - dLat:F6}],[{lon + dLon:F6},{lat + dLat:F6}],[{lon - dLon:F6},{lat + dLat:F6}],[{lon - dLon:F6},{lat - dLat:F6}]]]");
+        return "georel=within&geometry=Polygon&coordinates=" + Uri.EscapeDataString(ring) + "&limit=100";
     }
 
     private static HttpRequestMessage WithJson(HttpMethod method, Uri uri, byte[] body) =>

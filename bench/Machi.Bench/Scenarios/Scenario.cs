@@ -11,6 +11,12 @@ internal enum ScenarioKind
     Read,
     Create,
     BatchUpsert,
+
+    /// <summary>Batch-upserts the city entities the query scenarios search; run once, before them.</summary>
+    CityPreload,
+    QueryQ,
+    QueryNear,
+    QueryWithin,
 }
 
 internal static class Scenario
@@ -18,7 +24,11 @@ internal static class Scenario
     /// <summary>The order <c>all</c> runs them in: the ones that work on the preloaded entities first, then the
     /// ones that grow the store.</summary>
     public static readonly IReadOnlyList<ScenarioKind> All =
-        [ScenarioKind.Update, ScenarioKind.UpdateAttr, ScenarioKind.Read, ScenarioKind.Create, ScenarioKind.BatchUpsert];
+        [ScenarioKind.Update, ScenarioKind.UpdateAttr, ScenarioKind.Read, ScenarioKind.Create, ScenarioKind.BatchUpsert,
+         ScenarioKind.QueryQ, ScenarioKind.QueryNear, ScenarioKind.QueryWithin];
+
+    /// <summary>What <c>queries</c> runs.</summary>
+    public static readonly IReadOnlyList<ScenarioKind> Queries = [ScenarioKind.QueryQ, ScenarioKind.QueryNear, ScenarioKind.QueryWithin];
 
     public static string Name(ScenarioKind kind) => kind switch
     {
@@ -28,6 +38,10 @@ internal static class Scenario
         ScenarioKind.Read => "read",
         ScenarioKind.Create => "create",
         ScenarioKind.BatchUpsert => "batch-upsert",
+        ScenarioKind.CityPreload => "city-preload",
+        ScenarioKind.QueryQ => "query-q",
+        ScenarioKind.QueryNear => "query-near",
+        ScenarioKind.QueryWithin => "query-within",
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
@@ -54,6 +68,10 @@ internal static class Scenario
         ScenarioKind.Read => "GET /entities/{id}, random preloaded id",
         ScenarioKind.Create => "POST /entities, new unique id each request",
         ScenarioKind.BatchUpsert => "POST /entityOperations/upsert, batches of new entities",
+        ScenarioKind.CityPreload => "POST /entityOperations/upsert of the city entities (5 types around Aizuwakamatsu's places)",
+        ScenarioKind.QueryQ => "GET /entities?type=T&q=district==\"町字\"&limit=100, random type and 町字",
+        ScenarioKind.QueryNear => "GET /entities?georel=near;maxDistance==1000&geometry=Point&limit=100, random place",
+        ScenarioKind.QueryWithin => "GET /entities?georel=within&geometry=Polygon (1 km²)&limit=100, random place",
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
@@ -61,16 +79,18 @@ internal static class Scenario
     {
         ScenarioKind.Create => new(201),
         ScenarioKind.Update or ScenarioKind.UpdateAttr => new(204),
-        ScenarioKind.Read => new(200),
+        ScenarioKind.Read or ScenarioKind.QueryQ or ScenarioKind.QueryNear or ScenarioKind.QueryWithin => new(200),
         // 201 when it created entities, 204 when it only updated; 207 (some failed) is an error here.
-        ScenarioKind.Preload or ScenarioKind.BatchUpsert => new(201, 204),
+        ScenarioKind.Preload or ScenarioKind.BatchUpsert or ScenarioKind.CityPreload => new(201, 204),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
     public static bool UsesPreloadedEntities(ScenarioKind kind) =>
         kind is ScenarioKind.Update or ScenarioKind.UpdateAttr or ScenarioKind.Read;
 
-    public static bool IsBatch(ScenarioKind kind) => kind is ScenarioKind.Preload or ScenarioKind.BatchUpsert;
+    public static bool IsBatch(ScenarioKind kind) => kind is ScenarioKind.Preload or ScenarioKind.BatchUpsert or ScenarioKind.CityPreload;
+
+    public static bool IsQuery(ScenarioKind kind) => kind is ScenarioKind.QueryQ or ScenarioKind.QueryNear or ScenarioKind.QueryWithin;
 }
 
 /// <summary>Hands out entity numbers so that every created entity gets an id never used before in the run.</summary>

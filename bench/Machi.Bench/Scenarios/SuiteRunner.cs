@@ -28,7 +28,10 @@ internal static class SuiteRunner
 
         var maxDuration = TimeSpan.FromSeconds(options.MaxDurationSeconds);
         var workload = new Workload(
-            documents, options.Concurrency, options.BatchConcurrency, options.BatchSize, 0, new IdAllocator(firstNewId), null, options.Seed);
+            documents, options.Concurrency, options.BatchConcurrency, options.BatchSize, 0, new IdAllocator(firstNewId), null, options.Seed)
+        {
+            QueryConcurrency = options.QueryConcurrency,
+        };
 
         bool needsPreload = false;
         foreach (var kind in options.Scenarios)
@@ -52,9 +55,21 @@ internal static class SuiteRunner
             workload = workload with { Preloaded = options.Entities, Ids = new IdAllocator(Math.Max(firstNewId, options.Entities)) };
         }
 
+        if (options.Scenarios.Any(k => Scenario.IsQuery(k) && target.Supports(k)))
+        {
+            var city = new CityDocuments(options.Seed);
+            var slices = new PreloadSlices(options.QueryEntities, options.BatchSize);
+            var preload = await RunOneAsync(
+                target, ScenarioKind.CityPreload, workload with { Slices = slices, City = city }, RunPlan.Count(slices.BatchCount, maxDuration), progress, cancellationToken)
+                .ConfigureAwait(false);
+            runs.Add(preload);
+            target.EnsureAlive();
+            workload = workload with { City = city };
+        }
+
         var plan = new RunPlan(
             TimeSpan.FromSeconds(options.WarmupSeconds), TimeSpan.FromSeconds(options.DurationSeconds), options.Requests, maxDuration);
-        foreach (var kind in options.Scenarios)
+        foreach (var kind in options.Scenarios.Where(target.Supports))
         {
             // Kept even when the target died during it: its errors show what happened.
             runs.Add(await RunOneAsync(target, kind, workload, plan, progress, cancellationToken).ConfigureAwait(false));

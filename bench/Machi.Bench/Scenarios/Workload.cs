@@ -13,7 +13,12 @@ internal sealed record Workload(
     PreloadSlices? Slices,
     int Seed)
 {
-    public int WorkersFor(ScenarioKind kind) => Scenario.IsBatch(kind) ? BatchConcurrency : Concurrency;
+    /// <summary>The query scenarios' entities (null until a query scenario needs them).</summary>
+    public CityDocuments? City { get; init; }
+
+    public int QueryConcurrency { get; init; } = 16;
+
+    public int WorkersFor(ScenarioKind kind) => Scenario.IsBatch(kind) ? BatchConcurrency : Scenario.IsQuery(kind) ? QueryConcurrency : Concurrency;
 
     public int EntitiesPerRequest(ScenarioKind kind) => Scenario.IsBatch(kind) ? BatchSize : 1;
 
@@ -31,6 +36,9 @@ internal interface IScenarioTarget
     bool BlockingWorkers { get; }
 
     IReadOnlyList<ILoadWorker> CreateWorkers(ScenarioKind kind, Workload workload);
+
+    /// <summary>Whether this target can run the scenario (the raw baseline has no query engine).</summary>
+    bool Supports(ScenarioKind kind);
 
     /// <summary>Called after each scenario with the workers it used.</summary>
     void ReleaseWorkers(IReadOnlyList<ILoadWorker> workers);

@@ -122,13 +122,13 @@ internal sealed class SqliteEntityStore : IEntityStore
             {
                 if (query.Count)
                 {
-                    cmd.CommandText = $"SELECT count(*) FROM entities e WHERE {plan.Where}";
+                    cmd.CommandText = $"SELECT count(*) {plan.Sql.FromWhere}";
                     total = (long)cmd.ExecuteScalar()!;
                 }
 
                 if (query.Limit > 0)
                 {
-                    cmd.CommandText = $"SELECT e.doc FROM entities e WHERE {plan.Where} ORDER BY e.rid LIMIT $limit OFFSET $offset";
+                    cmd.CommandText = $"SELECT e.doc {plan.Sql.FromWhere} ORDER BY {plan.Sql.OrderBy} LIMIT $limit OFFSET $offset";
                     cmd.Parameters.AddWithValue("$limit", query.Limit);
                     cmd.Parameters.AddWithValue("$offset", query.Offset);
                     using var r = cmd.ExecuteReader();
@@ -143,7 +143,7 @@ internal sealed class SqliteEntityStore : IEntityStore
 
             // The evaluator decides on each candidate, in storage order; counting needs every candidate, a page
             // only enough of them to fill it.
-            cmd.CommandText = $"SELECT e.doc FROM entities e WHERE {plan.Where} ORDER BY e.rid";
+            cmd.CommandText = $"SELECT e.doc {plan.Sql.FromWhere} ORDER BY {plan.Sql.OrderBy}";
             var matched = 0L;
             using (var r = cmd.ExecuteReader())
             {
@@ -185,7 +185,7 @@ internal sealed class SqliteEntityStore : IEntityStore
         {
             using var cmd = reader.Connection.CreateCommand();
             var plan = SqliteQueryPlanner.Plan(cmd, tenant, query.Filter, iri => TermId(reader, iri));
-            cmd.CommandText = $"EXPLAIN QUERY PLAN SELECT e.doc FROM entities e WHERE {plan.Where} ORDER BY e.rid";
+            cmd.CommandText = $"EXPLAIN QUERY PLAN SELECT e.doc {plan.Sql.FromWhere} ORDER BY {plan.Sql.OrderBy}";
             var lines = new List<string>();
             using var r = cmd.ExecuteReader();
             while (r.Read())
@@ -493,8 +493,7 @@ internal sealed class SqliteEntityStore : IEntityStore
         for (var i = 0; i < boxesAfter.Count; i++)
         {
             var box = boxesAfter[i];
-            s.InsertGeo.Bind(1, (rid * GeoSlotsPerEntity) + i).Bind(2, box.MinLon).Bind(3, box.MaxLon).Bind(4, box.MinLat).Bind(5, box.MaxLat)
-                .Bind(6, TermId(s, box.Attribute)).Execute();
+            s.InsertGeo.Bind(1, (rid * GeoSlotsPerEntity) + i).Bind(2, box.MinLon).Bind(3, box.MaxLon).Bind(4, box.MinLat).Bind(5, box.MaxLat).Execute();
         }
     }
 
@@ -664,7 +663,7 @@ internal sealed class SqliteEntityStore : IEntityStore
             InsertAttrs = Raw(c, "INSERT OR IGNORE INTO entity_attrs(tenant, name, rid) SELECT ?1, value, ?3 FROM json_each(?2)");
             InsertValue = Raw(c, "INSERT OR IGNORE INTO entity_values(tenant, attr, value, rid) VALUES (?1, ?2, ?3, ?4)");
             DeleteValue = Raw(c, "DELETE FROM entity_values WHERE tenant = ?1 AND attr = ?2 AND value = ?3 AND rid = ?4");
-            InsertGeo = Raw(c, "INSERT INTO entity_geo(id, min_lon, max_lon, min_lat, max_lat, attr) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+            InsertGeo = Raw(c, "INSERT INTO entity_geo(id, min_lon, max_lon, min_lat, max_lat) VALUES (?1, ?2, ?3, ?4, ?5)");
             DeleteGeo = Raw(c, "DELETE FROM entity_geo WHERE id = ?1");
             SelectTerm = Make(c, "SELECT id FROM terms WHERE iri = $iri", "$iri");
             InsertTerm = Make(c, "INSERT INTO terms(iri) VALUES ($iri) RETURNING id", "$iri");

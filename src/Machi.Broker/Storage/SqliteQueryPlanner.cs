@@ -25,8 +25,7 @@ internal sealed class SqliteQueryPlanner
 
     private readonly SqliteCommand _command;
     private readonly Func<string, long?> _termId;
-    // Each condition is a subquery of rids with how selective it usually is (lower: fewer rows).
-    private readonly List<(string Rids, int Rank)> _conditions = [];
+    private readonly List<Condition> _conditions = [];
     private int _parameters;
 
     private SqliteQueryPlanner(SqliteCommand command, string tenant, Func<string, long?> termId)
@@ -43,31 +42,30 @@ internal sealed class SqliteQueryPlanner
     public bool Exact { get; private set; } = true;
 
     /// <summary>
-    /// The WHERE clause over "entities e". The most selective condition drives (its rids come sorted, so pages
-    /// need no sort); the others are only membership tests (the unary + keeps SQLite from starting from them).
-    /// With no index condition the tenant's rows are scanned in order.
+    /// "FROM … WHERE …" selecting the candidate entities as e, and the column that orders them (storage order).
+    /// The most selective condition drives: read in rid order straight from its index when it is one key, or
+    /// gathered (and sorted) first when it is a union, a range or a box. The others are checked per candidate by
+    /// point lookups, or left to the evaluator when no lookup can answer them (ranges, boxes).
     /// </summary>
-    public string Where
+    public (string FromWhere, string OrderBy) Sql
     {
         get
         {
             if (_conditions.Count == 0)
             {
-                return "e.tenant = $tenant";
+                return ("FROM entities e WHERE e.tenant = $tenant", "e.rid");
             }
 
             var ordered = _conditions.OrderBy(c => c.Rank).ToList();
-            var where = new StringBuilder("+e.tenant = $tenant AND e.rid IN (").Append(ordered[0].Rids).Append(')');
-            foreach (var (rids, _) in ordered.Skip(1))
-            {
-                where.Append(" AND +e.rid IN (").Append(rids).Append(')');
-            }
-
-            return where.ToString();
+            var driver = ordered[0];
+            var filters = string.Concat(ordered.Skip(1).Where(c => c.Filter is not null).Select(c => " AND " + c.Filter));
+            return driver.Stream is { } stream
+                ? ($"FROM {stream.Table} d JOIN entities e ON e.rid = d.rid WHERE {stream.Where} AND +e.tenant = $tenant{filters}", "d.rid")
+                : ($"FROM entities e WHERE +e.tenant = $tenant AND e.rid IN ({driver.Rids}){filters}", "e.rid");
         }
     }
 
-    /// <summary>Plans <paramref name="filter"/> into <paramref name="command"/>'s parameters; read <see cref="Where"/>.</summary>
+    /// <summary>Plans <paramref name="filter"/> into <paramref name="command"/>'s parameters; read <see cref="Sql"/>.</summary>
     public static SqliteQueryPlanner Plan(SqliteCommand command, string tenant, EntityFilter filter, Func<string, long?> termId)
     {
         var planner = new SqliteQueryPlanner(command, tenant, termId);
@@ -90,14 +88,14 @@ internal sealed class SqliteQueryPlanner
             return;
         }
 
-        var alternatives = new List<string>();
-        var rank = 0;
+        var alternatives = new List<Condition>();
         foreach (var selector in selectors)
         {
-            var parts = new List<(string Rids, int Rank)>();
+            var parts = new List<Condition>();
             if (selector.Ids is { Count: > 0 } ids)
             {
-                parts.Add(($"SELECT rid FROM entities WHERE tenant = $tenant AND id IN ({List(ids)})", RankIds));
+                var list = List(ids);
+                parts.Add(new Condition(RankIds, $"SELECT rid FROM entities WHERE tenant = $tenant AND id IN ({list})", $"e.id IN ({list})"));
             }
 
             if (selector.IdPattern is not null)
@@ -119,7 +117,7 @@ internal sealed class SqliteQueryPlanner
                     continue;
                 }
 
-                parts.Add(($"SELECT rid FROM entity_types WHERE tenant = $tenant AND type IN ({List(terms)})", RankTypes));
+                parts.Add(KeyCondition(RankTypes, "entity_types", "type", terms));
             }
 
             if (parts.Count == 0)
@@ -128,8 +126,10 @@ internal sealed class SqliteQueryPlanner
                 return;
             }
 
-            alternatives.Add(string.Join(" INTERSECT ", parts.Select(p => p.Rids)));
-            rank = Math.Max(rank, parts.Min(p => p.Rank));
+            alternatives.Add(parts.Count == 1 ? parts[0] : new Condition(
+                parts.Min(p => p.Rank),
+                string.Join(" INTERSECT ", parts.Select(p => p.Rids)),
+                "(" + string.Join(" AND ", parts.Select(p => p.Filter)) + ")"));
         }
 
         if (alternatives.Count == 0)
@@ -138,7 +138,10 @@ internal sealed class SqliteQueryPlanner
             return;
         }
 
-        _conditions.Add((string.Join(" UNION ", alternatives), rank));
+        _conditions.Add(alternatives.Count == 1 ? alternatives[0] : new Condition(
+            alternatives.Max(a => a.Rank),
+            string.Join(" UNION ", alternatives.Select(a => a.Rids)),
+            "(" + string.Join(" OR ", alternatives.Select(a => a.Filter)) + ")"));
     }
 
     private void AddAttrs(IReadOnlyList<string>? attrs)
@@ -155,7 +158,21 @@ internal sealed class SqliteQueryPlanner
             return;
         }
 
-        _conditions.Add(($"SELECT rid FROM entity_attrs WHERE tenant = $tenant AND name IN ({List(terms)})", RankAttributes));
+        _conditions.Add(KeyCondition(RankAttributes, "entity_attrs", "name", terms));
+    }
+
+    /// <summary>
+    /// Entities with any of <paramref name="keys"/> in an index table keyed (tenant, column, rid): streamed in rid
+    /// order from the index when there is one key, checked by point lookups when it does not drive.
+    /// </summary>
+    private Condition KeyCondition(int rank, string table, string column, List<long> keys)
+    {
+        var list = List(keys);
+        return new Condition(
+            rank,
+            $"SELECT rid FROM {table} WHERE tenant = $tenant AND {column} IN ({list})",
+            $"EXISTS (SELECT 1 FROM {table} x WHERE x.tenant = $tenant AND x.{column} IN ({list}) AND x.rid = e.rid)",
+            keys.Count == 1 ? (table, $"d.tenant = $tenant AND d.{column} = {list}") : null);
     }
 
     // Each term of a top-level conjunction that an index can answer narrows the candidates; the evaluator still
@@ -193,7 +210,7 @@ internal sealed class SqliteQueryPlanner
             return;
         }
 
-        _conditions.Add(($"SELECT rid FROM entity_attrs WHERE tenant = $tenant AND name = {Parameter(term)}", RankAttributes));
+        _conditions.Add(KeyCondition(RankAttributes, "entity_attrs", "name", [term]));
     }
 
     private void AddComparison(string attribute, QOperator op, QValue value)
@@ -209,21 +226,39 @@ internal sealed class SqliteQueryPlanner
             return;
         }
 
-        var (condition, rank) = (op, value) switch
+        if (op == QOperator.Equal && value is not QRange)
         {
-            (QOperator.Equal, QList list) => (EqualAny(term, list.Values), RankEquality),
-            (QOperator.Equal, QRange range) => (Between(term, range.From, range.To), RankRange),
-            (QOperator.Equal, _) => (EqualAny(term, [value]), RankEquality),
-            _ => (Bound(term, op, value), RankRange),
-        };
-        if (condition is not null)
+            if (Keys(term, value is QList list ? list.Values : [value]) is { } keys)
+            {
+                _conditions.Add(EqualAny(keys));
+            }
+
+            return;
+        }
+
+        var range = op == QOperator.Equal ? Between(term, ((QRange)value).From, ((QRange)value).To) : Bound(term, op, value);
+        if (range is not null)
         {
-            _conditions.Add(($"SELECT rid FROM entity_values WHERE tenant = $tenant AND ({condition})", rank));
+            // A range is gathered whole when it drives and left to the evaluator otherwise (no point lookup answers it).
+            _conditions.Add(new Condition(RankRange, $"SELECT rid FROM entity_values WHERE tenant = $tenant AND {range}", null));
         }
     }
 
-    /// <summary>Equality with any of the values, when all are of one indexed kind.</summary>
-    private string? EqualAny(long term, IReadOnlyList<QValue> values)
+    private Condition EqualAny(List<(long Key, object Value)> keys)
+    {
+        var groups = string.Join(" OR ", keys.GroupBy(k => k.Key).Select(g => $"(attr = {Parameter(g.Key)} AND value IN ({List(g.Select(k => k.Value).ToList())}))"));
+        (string, string)? stream = keys.Count == 1
+            ? ("entity_values", $"d.tenant = $tenant AND d.attr = {Parameter(keys[0].Key)} AND d.value = {Parameter(keys[0].Value)}")
+            : null;
+        return new Condition(
+            RankEquality,
+            $"SELECT rid FROM entity_values WHERE tenant = $tenant AND ({groups})",
+            $"EXISTS (SELECT 1 FROM entity_values x WHERE x.tenant = $tenant AND ({groups}) AND x.rid = e.rid)",
+            stream);
+    }
+
+    /// <summary>The index keys of values compared for equality, or null when one of them is not indexed.</summary>
+    private static List<(long Key, object Value)>? Keys(long term, IReadOnlyList<QValue> values)
     {
         var keys = new List<(long Key, object Value)>();
         foreach (var v in values)
@@ -248,7 +283,7 @@ internal sealed class SqliteQueryPlanner
             }
         }
 
-        return string.Join(" OR ", keys.GroupBy(k => k.Key).Select(g => $"(attr = {Parameter(g.Key)} AND value IN ({List(g.Select(k => k.Value).ToList())}))"));
+        return keys;
     }
 
     private string? Between(long term, QValue from, QValue to)
@@ -328,7 +363,7 @@ internal sealed class SqliteQueryPlanner
             return;
         }
 
-        if (_termId(geo.GeoProperty) is not { } term)
+        if (_termId(geo.GeoProperty) is null)
         {
             Satisfiable = false;
             return;
@@ -367,7 +402,10 @@ internal sealed class SqliteQueryPlanner
 
         var west = lonRanges.Min(r => r.West);
         var east = lonRanges.Max(r => r.East);
-        _conditions.Add((string.Create(CultureInfo.InvariantCulture, $"SELECT id / {SqliteEntityStore.GeoSlotsPerEntity} FROM entity_geo WHERE max_lat >= {Parameter(south)} AND min_lat <= {Parameter(north)} AND max_lon >= {Parameter(west)} AND min_lon <= {Parameter(east)} AND attr = {Parameter(term)}"), RankGeo));
+        _conditions.Add(new Condition(
+            RankGeo,
+            string.Create(CultureInfo.InvariantCulture, $"SELECT id / {SqliteEntityStore.GeoSlotsPerEntity} FROM entity_geo WHERE max_lat >= {Parameter(south)} AND min_lat <= {Parameter(north)} AND max_lon >= {Parameter(west)} AND min_lon <= {Parameter(east)}"),
+            null));
     }
 
     private static IEnumerable<string> TypeNames(TypeExpression type) => type switch
@@ -399,4 +437,9 @@ internal sealed class SqliteQueryPlanner
         _command.Parameters.AddWithValue(name, value);
         return name;
     }
+
+    /// <param name="Rids">A query of the rids that satisfy it.</param>
+    /// <param name="Filter">A test of one candidate e by point lookups, or null when only the evaluator can tell.</param>
+    /// <param name="Stream">An index table (as d) and condition that yield the rids in order, when it is one key.</param>
+    private sealed record Condition(int Rank, string Rids, string? Filter, (string Table, string Where)? Stream = null);
 }

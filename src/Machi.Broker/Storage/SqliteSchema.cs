@@ -63,8 +63,9 @@ internal static class SqliteSchema
             PRIMARY KEY (tenant, attr, value, rid)
         ) WITHOUT ROWID;
 
-        -- One box per entity and GeoProperty name for geo-queries; id = rid * 1024 + the name's ordinal.
-        CREATE VIRTUAL TABLE entity_geo USING rtree(id, min_lon, max_lon, min_lat, max_lat, +attr INTEGER);
+        -- One box per entity and GeoProperty name for geo-queries; id = rid * 1024 + the name's ordinal. Which
+        -- GeoProperty a box belongs to is left to the evaluator: an auxiliary column costs a lookup per row.
+        CREATE VIRTUAL TABLE entity_geo USING rtree(id, min_lon, max_lon, min_lat, max_lat);
         """,
     ];
 
