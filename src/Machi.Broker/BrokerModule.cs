@@ -1,5 +1,6 @@
 using Machi.Broker.Batch;
 using Machi.Broker.Contexts;
+using Machi.Broker.Discovery;
 using Machi.Broker.Entities;
 using Machi.Broker.Http;
 using Machi.Broker.Storage;
@@ -75,6 +76,7 @@ public static class BrokerModule
         api.MapEntities();
         api.MapBatch();
         api.MapContexts();
+        api.MapDiscovery();
         api.Map("/{**path}", (HttpContext http) => new ProblemResult(Ngsi.Errors.NgsiException.Invalid(
             $"{http.Request.Method} {http.Request.Path} is not an operation of this NGSI-LD API."))).ExcludeFromDescription();
         return app;
