@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Machi.Broker.Http;
+using Machi.Broker.Registrations;
 using Machi.Broker.Storage;
 using Machi.Ngsi.Errors;
 using Machi.Ngsi.JsonLd;
@@ -70,18 +71,21 @@ internal static class EntitiesApi
         return Results.Created("/ngsi-ld/v1/entities/" + PathSegment(entity.Id), null);
     }
 
-    private static async Task<IResult> Retrieve(HttpContext http, string entityId, EntityService entities, IContextResolver resolver)
+    private static async Task<IResult> Retrieve(HttpContext http, string entityId, EntityService entities, IContextResolver resolver, DistributedQuery distributed)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: true);
         var options = RequestOptions.Parse(http.Request.Query);
         var context = await NgsiRequest.ContextAsync(http, resolver);
-        var entity = await entities.GetAsync(tenant, NgsiRequest.EntityId(entityId), http.RequestAborted);
+        // Distributed operations (clause 4.3.6): registered context sources may hold (parts of) this entity.
+        var id = NgsiRequest.EntityId(entityId);
+        var entity = await distributed.RetrieveAsync(http, tenant, id, options.Attrs?.Select(context.ExpandTerm).ToList(), context,
+            ct => entities.GetAsync(tenant, id, ct));
         var render = options.Render(context, mediaType);
         return new NgsiJsonResult(200, mediaType, context, w => EntityRenderer.WriteEntity(w, entity, render));
     }
 
-    private static async Task<IResult> Query(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings)
+    private static async Task<IResult> Query(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings, DistributedQuery distributed)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: true);
@@ -120,7 +124,8 @@ internal static class EntitiesApi
             Offset = options.Offset,
             Count = options.Count,
         };
-        var page = await entities.QueryAsync(tenant, query, http.RequestAborted);
+        // Distributed operations (clause 4.3.6): matching registrations add entities from context sources.
+        var page = await distributed.QueryAsync(http, tenant, query, context, (q, ct) => entities.QueryAsync(tenant, q, ct));
         if (page.TotalCount is { } total)
         {
             http.Response.Headers["NGSILD-Results-Count"] = total.ToString(System.Globalization.CultureInfo.InvariantCulture);

@@ -52,6 +52,17 @@ internal static class SqliteSchema
             created_at TEXT NOT NULL
         ) WITHOUT ROWID;
         """,
+        """
+        -- Context source registrations (clause 5.2.9) per tenant; doc is the registration with names expanded.
+        CREATE TABLE csource_registrations (
+            tenant TEXT NOT NULL,
+            id TEXT NOT NULL,
+            doc TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            modified_at TEXT NOT NULL,
+            PRIMARY KEY (tenant, id)
+        ) WITHOUT ROWID;
+        """,
     ];
 
     public static void Migrate(SqliteConnection connection)
