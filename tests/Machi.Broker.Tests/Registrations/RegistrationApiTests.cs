@@ -151,7 +151,8 @@ public sealed class RegistrationApiTests : IAsyncLifetime
         Assert.Equal(["q2"], await Ids("?type=Vehicle&id=urn:ngsi-ld:Vehicle:kitakata-7"));
         Assert.Equal(["q2", "q3"], await Ids("?id=urn:ngsi-ld:Vehicle:kitakata-7")); // q3 names no ids: any may be there
         Assert.Equal(["q1"], await Ids("?type=Vehicle&attrs=speed&id=urn:ngsi-ld:Vehicle:plow-1"));
-        Assert.Equal(["q1", "q2"], await Ids("?idPattern=urn:ngsi-ld:Vehicle:.*"));
+        Assert.Equal(["q1", "q2"], await Ids("?idPattern=urn:ngsi-ld:Vehicle:plow-.*&attrs=speed"));
+        Assert.Equal(["q2"], await Ids("?idPattern=urn:ngsi-ld:Vehicle:snow-.*&type=Vehicle"));
         Assert.Equal(["q1", "q2", "q3"], await Ids(""));
 
         var page = await Client.GetAsync(Path + "?limit=1&offset=1&count=true");
