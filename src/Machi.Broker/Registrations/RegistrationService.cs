@@ -108,7 +108,12 @@ internal sealed class RegistrationService(IRegistrationStore store, TimeProvider
 
         var stored = await store.ListAsync(tenant, ct).ConfigureAwait(false);
         var list = stored.Select(s => RegistrationParser.Build(JsonNode.Parse(s.Json)!.AsObject(), s.CreatedAt, s.ModifiedAt)).ToList();
-        _cache[tenant] = list;
+        // Any tenant header reaches here; "none" is remembered only for a bounded number of them.
+        if (list.Count > 0 || _cache.Count < 1024)
+        {
+            _cache[tenant] = list;
+        }
+
         return list;
     }
 
