@@ -1,8 +1,10 @@
 using Machi.Broker.Batch;
 using Machi.Broker.Contexts;
+using Machi.Broker.Discovery;
 using Machi.Broker.Entities;
 using Machi.Broker.Http;
 using Machi.Broker.Query;
+using Machi.Broker.Registrations;
 using Machi.Broker.Storage;
 using Machi.Ngsi.JsonLd;
 using Microsoft.AspNetCore.Builder;
@@ -46,6 +48,7 @@ public static class BrokerModule
         services.AddSingleton<ContextRegistry>();
         services.AddSingleton<IContextResolver, ContextResolver>();
         services.AddSingleton<IBrokerHealth, StoreHealth>();
+        services.AddMachiFederation(configuration);
         return services;
     }
 
@@ -77,6 +80,8 @@ public static class BrokerModule
         api.MapEntities();
         api.MapBatch();
         api.MapContexts();
+        api.MapDiscovery();
+        api.MapRegistrations();
         api.Map("/{**path}", (HttpContext http) => new ProblemResult(Ngsi.Errors.NgsiException.Invalid(
             $"{http.Request.Method} {http.Request.Path} is not an operation of this NGSI-LD API."))).ExcludeFromDescription();
         return app;

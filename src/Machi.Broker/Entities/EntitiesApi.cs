@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Machi.Broker.Http;
+using Machi.Broker.Registrations;
 using Machi.Broker.Storage;
 using Machi.Ngsi.Errors;
 using Machi.Ngsi.JsonLd;
@@ -64,13 +65,16 @@ internal static class EntitiesApi
         return Results.Created("/ngsi-ld/v1/entities/" + PathSegment(entity.Id), null);
     }
 
-    private static async Task<IResult> Retrieve(HttpContext http, string entityId, EntityService entities, IContextResolver resolver)
+    private static async Task<IResult> Retrieve(HttpContext http, string entityId, EntityService entities, IContextResolver resolver, DistributedQuery distributed)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: true);
         var options = RequestOptions.Parse(http.Request.Query);
         var context = await NgsiRequest.ContextAsync(http, resolver);
-        var entity = await entities.GetAsync(tenant, NgsiRequest.EntityId(entityId), http.RequestAborted);
+        // Distributed operations (clause 4.3.6): registered context sources may hold (parts of) this entity.
+        var id = NgsiRequest.EntityId(entityId);
+        var entity = await distributed.RetrieveAsync(http, tenant, id, options.Attrs?.Select(context.ExpandTerm).ToList(), context,
+            ct => entities.GetAsync(tenant, id, ct));
         var render = options.Render(context, mediaType);
         return new NgsiJsonResult(200, mediaType, context, w => EntityRenderer.WriteEntity(w, entity, render));
     }

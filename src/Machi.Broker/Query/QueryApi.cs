@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Machi.Broker.Entities;
 using Machi.Broker.Http;
+using Machi.Broker.Registrations;
 using Machi.Broker.Storage;
 using Machi.Ngsi.Errors;
 using Machi.Ngsi.JsonLd;
@@ -52,7 +53,7 @@ internal static class QueryApi
         return api;
     }
 
-    private static async Task<IResult> QueryByUrl(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings)
+    private static async Task<IResult> QueryByUrl(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings, DistributedQuery distributed)
     {
         var query = http.Request.Query;
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: true);
@@ -80,10 +81,10 @@ internal static class QueryApi
 
         var (pick, omit) = Projection.Parse(Text(query, "pick"), Text(query, "omit"), expand);
         var render = options.Render(context, mediaType) with { Pick = pick, Omit = omit };
-        return await AnswerAsync(http, entities, settings.Value, options, filter, mediaType, render);
+        return await AnswerAsync(http, entities, distributed, settings.Value, options, filter, mediaType, render);
     }
 
-    private static async Task<IResult> QueryByBody(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings)
+    private static async Task<IResult> QueryByBody(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings, DistributedQuery distributed)
     {
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: true);
         var options = RequestOptions.Parse(http.Request.Query);
@@ -128,10 +129,10 @@ internal static class QueryApi
             Omit = omit,
             Lang = String(body, "lang") is { } lang ? LanguagePreference.Parse(lang) : options.Lang,
         };
-        return await AnswerAsync(http, entities, settings.Value, options, filter, mediaType, render);
+        return await AnswerAsync(http, entities, distributed, settings.Value, options, filter, mediaType, render);
     }
 
-    private static async Task<IResult> AnswerAsync(HttpContext http, EntityService entities, BrokerOptions settings, RequestOptions options, EntityFilter filter, string mediaType, RenderOptions render)
+    private static async Task<IResult> AnswerAsync(HttpContext http, EntityService entities, DistributedQuery distributed, BrokerOptions settings, RequestOptions options, EntityFilter filter, string mediaType, RenderOptions render)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
         var limit = options.Limit ?? settings.DefaultLimit;
@@ -145,7 +146,9 @@ internal static class QueryApi
             throw NgsiException.BadData("limit=0 is only allowed together with count=true.");
         }
 
-        var page = await entities.QueryAsync(tenant, new EntityQuery(filter) { Limit = limit, Offset = options.Offset, Count = options.Count }, http.RequestAborted);
+        // Distributed operations (clause 4.3.6): matching registrations add entities from context sources.
+        var query = new EntityQuery(filter) { Limit = limit, Offset = options.Offset, Count = options.Count };
+        var page = await distributed.QueryAsync(http, tenant, query, render.Context, (q, ct) => entities.QueryAsync(tenant, q, ct));
         if (page.TotalCount is { } total)
         {
             http.Response.Headers["NGSILD-Results-Count"] = total.ToString(CultureInfo.InvariantCulture);

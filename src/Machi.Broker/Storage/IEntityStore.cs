@@ -19,6 +19,9 @@ public interface IEntityStore : IAsyncDisposable
 
     ValueTask<EntityPage> QueryAsync(string tenant, EntityQuery query, CancellationToken cancellationToken);
 
+    /// <summary>The entity types and attribute names in use in a tenant, with counts (discovery, clauses 5.7.5–5.7.10).</summary>
+    ValueTask<EntityCatalog> DescribeAsync(string tenant, CatalogQuery query, CancellationToken cancellationToken);
+
     /// <summary>Runs each mutation (in order) in one transaction; each succeeds or fails on its own.</summary>
     /// <returns>Per item: null on success, else the exception the mutation threw (nothing of it was kept).</returns>
     Task<Exception?[]> WriteAsync(string tenant, IReadOnlyList<EntityWrite> writes, CancellationToken cancellationToken);

@@ -15,7 +15,7 @@ namespace Machi.Broker.Storage;
 /// memory map of the file, so pages come from the OS page cache without a system call each (measured: 2–4× on
 /// batch writes against a 16 MB page cache alone).
 /// </summary>
-internal sealed class SqliteEntityStore : IEntityStore
+internal sealed partial class SqliteEntityStore : IEntityStore
 {
     private const int MaxWritesPerCommit = 512;
     private const int MaxPooledReaders = 16;

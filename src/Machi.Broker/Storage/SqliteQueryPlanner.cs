@@ -111,7 +111,7 @@ internal sealed class SqliteQueryPlanner
                 }
 
                 // No type expression matches an entity that has none of the types it names.
-                var terms = Terms(TypeNames(type));
+                var terms = Terms(type.Names);
                 if (terms.Count == 0)
                 {
                     continue;
@@ -407,13 +407,6 @@ internal sealed class SqliteQueryPlanner
             string.Create(CultureInfo.InvariantCulture, $"SELECT id / {SqliteEntityStore.GeoSlotsPerEntity} FROM entity_geo WHERE max_lat >= {Parameter(south)} AND min_lat <= {Parameter(north)} AND max_lon >= {Parameter(west)} AND min_lon <= {Parameter(east)}"),
             null));
     }
-
-    private static IEnumerable<string> TypeNames(TypeExpression type) => type switch
-    {
-        TypeName name => [name.Name],
-        TypeLogical logical => logical.Terms.SelectMany(TypeNames),
-        _ => throw new ArgumentException($"Unknown type expression {type.GetType().Name}.", nameof(type)),
-    };
 
     private List<long> Terms(IEnumerable<string> iris)
     {

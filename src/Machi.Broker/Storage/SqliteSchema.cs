@@ -66,6 +66,16 @@ internal static class SqliteSchema
         -- One box per entity and GeoProperty name for geo-queries; id = rid * 1024 + the name's ordinal. Which
         -- GeoProperty a box belongs to is left to the evaluator: an auxiliary column costs a lookup per row.
         CREATE VIRTUAL TABLE entity_geo USING rtree(id, min_lon, max_lon, min_lat, max_lat);
+
+        -- Context source registrations (clause 5.2.9) per tenant; doc is the registration with names expanded.
+        CREATE TABLE csource_registrations (
+            tenant TEXT NOT NULL,
+            id TEXT NOT NULL,
+            doc TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            modified_at TEXT NOT NULL,
+            PRIMARY KEY (tenant, id)
+        ) WITHOUT ROWID;
         """,
     ];
 

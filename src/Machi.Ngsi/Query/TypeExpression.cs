@@ -20,6 +20,14 @@ public abstract record TypeExpression
     /// </summary>
     public abstract IReadOnlyList<string>? SimpleTypes { get; }
 
+    /// <summary>Every name the expression mentions: an entity with none of them cannot match (there is no NOT).</summary>
+    public IEnumerable<string> Names => this switch
+    {
+        TypeName name => [name.Name],
+        TypeLogical logical => logical.Terms.SelectMany(t => t.Names),
+        _ => [],
+    };
+
     public abstract bool Matches(IReadOnlyCollection<string> entityTypes);
 
     /// <summary>The same expression with every type name expanded to an IRI.</summary>

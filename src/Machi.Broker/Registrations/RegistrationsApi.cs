@@ -1,0 +1,176 @@
+using System.Globalization;
+using System.Text.Json;
+using Machi.Broker.Entities;
+using Machi.Broker.Http;
+using Machi.Ngsi.Errors;
+using Machi.Ngsi.JsonLd;
+using Machi.Ngsi.Model;
+using Machi.Ngsi.Query;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Options;
+
+namespace Machi.Broker.Registrations;
+
+/// <summary>The context source registration endpoints (clauses 5.9–5.10, HTTP 6.8–6.9).</summary>
+internal static class RegistrationsApi
+{
+    public const string Path = "/ngsi-ld/v1/csourceRegistrations/";
+
+    /// <summary>Query parameters of clause 6.8.3.2 that this broker does not evaluate on registrations yet.</summary>
+    private static readonly string[] Unsupported =
+        ["q", "csf", "georel", "geometry", "coordinates", "geoproperty", "timeproperty", "timerel", "timeAt", "endTimeAt", "scopeQ"];
+
+    public static RouteGroupBuilder MapRegistrations(this RouteGroupBuilder api)
+    {
+        var group = api.MapGroup("/csourceRegistrations").WithTags("Context source registrations").WithNgsiHeaders();
+        group.MapPost("/", Create).WithName("RegisterContextSource").WithSummary("Register a context source")
+            .WithJsonBody("A CSourceRegistration: information (entities, propertyNames, relationshipNames), endpoint, mode, operations, management …")
+            .EntitiesApiProblems().ProducesProblem(409).Produces(201);
+        group.MapGet("/", Query).WithName("QueryContextSourceRegistrations").WithSummary("Query registrations by the entities and attributes they cover")
+            .WithQuery(("id", "Comma list of entity ids."), ("type", "Comma list of entity types."), ("idPattern", "Regular expression over entity ids."),
+                NgsiOpenApi.Attrs, ("limit", "Page size."), ("offset", "Registrations to skip."), ("count", "true: total in NGSILD-Results-Count."),
+                ("options", "sysAttrs: include createdAt and modifiedAt."))
+            .Produces<object>(200, MediaTypes.Json, MediaTypes.JsonLd).ProducesProblem(400);
+        group.MapGet("/{registrationId}", Retrieve).WithName("RetrieveContextSourceRegistration").WithSummary("Retrieve a registration")
+            .WithQuery(("options", "sysAttrs: include createdAt and modifiedAt."))
+            .Produces<object>(200, MediaTypes.Json, MediaTypes.JsonLd).ProducesProblem(400).ProducesProblem(404);
+        group.MapPatch("/{registrationId}", Update).WithName("UpdateContextSourceRegistration").WithSummary("Update members of a registration")
+            .WithJsonBody("The members to replace.").EntitiesApiProblems().ProducesProblem(409).Produces(204);
+        group.MapDelete("/{registrationId}", Delete).WithName("DeleteContextSourceRegistration").WithSummary("Delete a registration")
+            .Produces(204).ProducesProblem(404);
+        return group;
+    }
+
+    private static RouteHandlerBuilder EntitiesApiProblems(this RouteHandlerBuilder builder) =>
+        builder.ProducesProblem(400).ProducesProblem(404).ProducesProblem(415);
+
+    private static async Task<IResult> Create(HttpContext http, RegistrationService registrations, IContextResolver resolver)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http);
+        if (body.ValueKind != JsonValueKind.Object)
+        {
+            throw NgsiException.BadData("A context source registration must be a JSON object.");
+        }
+
+        var context = await NgsiRequest.BodyContextAsync(http, resolver, body, mediaType);
+        var registration = await registrations.CreateAsync(tenant, RegistrationParser.ParseMembers(body, context, fragment: false), http.RequestAborted);
+        return Results.Created(Path + EntitiesApi.PathSegment(registration.Id), null);
+    }
+
+    private static async Task<IResult> Retrieve(HttpContext http, string registrationId, RegistrationService registrations, IContextResolver resolver)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: false);
+        var options = RequestOptions.Parse(http.Request.Query);
+        var context = await NgsiRequest.ContextAsync(http, resolver);
+        var registration = await registrations.GetAsync(tenant, Id(registrationId), http.RequestAborted);
+        return new NgsiJsonResult(200, mediaType, context, w => RegistrationParser.Write(
+            w, registration, context, registrations.Status(tenant, registration.Id), options.SysAttrs, mediaType == MediaTypes.JsonLd));
+    }
+
+    private static async Task<IResult> Query(HttpContext http, RegistrationService registrations, IContextResolver resolver, IOptions<BrokerOptions> settings)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: false);
+        var options = RequestOptions.Parse(http.Request.Query);
+        foreach (var name in Unsupported)
+        {
+            if (http.Request.Query.ContainsKey(name))
+            {
+                throw new NgsiException(NgsiErrorType.OperationNotSupported, $"Parameter '{name}' is not supported on registrations by this broker version yet.");
+            }
+        }
+
+        var limit = options.Limit ?? settings.Value.DefaultLimit;
+        if (limit > settings.Value.MaxLimit)
+        {
+            throw new NgsiException(NgsiErrorType.TooManyResults, $"limit={limit} is above this broker's maximum page size of {settings.Value.MaxLimit}.");
+        }
+
+        if (limit == 0 && !options.Count)
+        {
+            throw NgsiException.BadData("limit=0 is only allowed together with count=true.");
+        }
+
+        var context = await NgsiRequest.ContextAsync(http, resolver);
+        var selection = new EntitySelection(
+            options.Ids,
+            IdPattern(http.Request.Query),
+            http.Request.Query["type"] is [{ Length: > 0 } type] ? TypeExpression.Parse(type).Expand(context.ExpandTerm).Names.ToList() : null,
+            options.Attrs?.Select(a => EntityParser.ExpandAttributeName(a, context)).ToHashSet(StringComparer.Ordinal));
+        var matching = (await registrations.ListAsync(tenant, http.RequestAborted)).Where(r => RegistrationMatch.Matches(r, selection)).ToList();
+        if (options.Count)
+        {
+            http.Response.Headers["NGSILD-Results-Count"] = matching.Count.ToString(CultureInfo.InvariantCulture);
+        }
+
+        var page = matching.Skip(options.Offset).Take(limit).ToList();
+        return new NgsiJsonResult(200, mediaType, context, w =>
+        {
+            w.WriteStartArray();
+            foreach (var registration in page)
+            {
+                RegistrationParser.Write(w, registration, context, registrations.Status(tenant, registration.Id), options.SysAttrs, mediaType == MediaTypes.JsonLd);
+            }
+
+            w.WriteEndArray();
+        });
+    }
+
+    private static async Task<IResult> Update(HttpContext http, string registrationId, RegistrationService registrations, IContextResolver resolver)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        var id = Id(registrationId);
+        var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http, allowMergePatch: true);
+        if (body.ValueKind != JsonValueKind.Object)
+        {
+            throw NgsiException.BadData("The body must be a JSON object with the members to change.");
+        }
+
+        var context = await NgsiRequest.BodyContextAsync(http, resolver, body, mediaType == MediaTypes.MergePatch ? MediaTypes.Json : mediaType);
+        var fragment = RegistrationParser.ParseMembers(body, context, fragment: true);
+        if (fragment.Count == 0)
+        {
+            throw NgsiException.BadData("The body names no member to update.");
+        }
+
+        await registrations.UpdateAsync(tenant, id, fragment, http.RequestAborted);
+        return Results.NoContent();
+    }
+
+    private static async Task<IResult> Delete(HttpContext http, string registrationId, RegistrationService registrations)
+    {
+        var tenant = NgsiRequest.Tenant(http.Request);
+        await registrations.DeleteAsync(tenant, Id(registrationId), http.RequestAborted);
+        return Results.NoContent();
+    }
+
+    /// <summary>The idPattern= parameter as a regular expression; BadRequestData when it is not one.</summary>
+    internal static System.Text.RegularExpressions.Regex? IdPattern(IQueryCollection query)
+    {
+        if (!query.TryGetValue("idPattern", out var values))
+        {
+            return null;
+        }
+
+        if (values.Count != 1 || string.IsNullOrEmpty(values[0]))
+        {
+            throw NgsiException.BadData("Parameter 'idPattern' must be given once, not empty.");
+        }
+
+        try
+        {
+            return RegistrationParser.CompilePattern(values[0]!);
+        }
+        catch (Exception ex) when (ex is ArgumentException or NotSupportedException)
+        {
+            throw NgsiException.BadData($"idPattern is not a usable regular expression: {ex.Message}");
+        }
+    }
+
+    private static string Id(string id) =>
+        NgsiText.IsUri(id) ? id : throw NgsiException.BadData($"'{EntityParser.Truncate(id)}' is not a valid registration id (a URI is required).");
+}
