@@ -12,6 +12,6 @@ public sealed class BrokerOptions
     /// <summary>Largest page size a query may ask for with limit=; more is TooManyResults.</summary>
     public int MaxLimit { get; set; } = 1000;
 
-    /// <summary>Page size when a query gives no limit=.</summary>
+    /// <summary>Page size when a query gives no limit= (cut to <see cref="MaxLimit"/> when larger).</summary>
     public int DefaultLimit { get; set; } = 20;
 }

@@ -74,10 +74,7 @@ internal static class QueryApi
                 : null,
             Scope = Text(query, "scopeQ") is { } scope ? ScopeQuery.Parse(scope) : null,
         };
-        if (filter.Selectors is null && filter.Attrs is null && filter.Q is null && filter.Geo is null && filter.Scope is null && !options.Local)
-        {
-            throw NgsiException.BadData("A query needs at least one of type, id, idPattern, attrs, q, geoQ, scopeQ or local=true.");
-        }
+        RequireRestriction(filter, options, "type, id, idPattern, attrs, q, geoQ, scopeQ or local=true");
 
         var (pick, omit) = Projection.Parse(Text(query, "pick"), Text(query, "omit"), expand);
         var render = options.Render(context, mediaType) with { Pick = pick, Omit = omit };
@@ -118,6 +115,7 @@ internal static class QueryApi
             Geo = body.TryGetProperty("geoQ", out var geoQ) ? GeoQuery.FromJson(geoQ, expand) : null,
             Scope = String(body, "scopeQ") is { } scope ? ScopeQuery.Parse(scope) : null,
         };
+        RequireRestriction(filter, options, "entities, attrs, q, geoQ, scopeQ or local=true in the URL");
 
         var pickNames = Names(body, "pick");
         var omitNames = Names(body, "omit");
@@ -135,7 +133,8 @@ internal static class QueryApi
     private static async Task<IResult> AnswerAsync(HttpContext http, EntityService entities, DistributedQuery distributed, BrokerOptions settings, RequestOptions options, EntityFilter filter, string mediaType, RenderOptions render)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
-        var limit = options.Limit ?? settings.DefaultLimit;
+        // A default page larger than the configured maximum is cut to it: only an explicit limit= is refused.
+        var limit = options.Limit ?? Math.Min(settings.DefaultLimit, settings.MaxLimit);
         if (limit > settings.MaxLimit)
         {
             throw new NgsiException(NgsiErrorType.TooManyResults, $"limit={limit} is above this broker's maximum page size of {settings.MaxLimit}.");
@@ -155,6 +154,18 @@ internal static class QueryApi
         }
 
         return new NgsiJsonResult(200, mediaType, render.Context, w => EntitiesApi.WriteEntities(w, page.Entities, render));
+    }
+
+    /// <summary>
+    /// Clause 5.7.2.4: a query with no entity selector, attrs, q, geo-query or scope query (and not local) is an
+    /// error, whichever way it arrives, rather than a request for every entity.
+    /// </summary>
+    private static void RequireRestriction(EntityFilter filter, RequestOptions options, string members)
+    {
+        if (filter.Selectors is null && filter.Attrs is null && filter.Q is null && filter.Geo is null && filter.Scope is null && !options.Local)
+        {
+            throw NgsiException.BadData($"A query needs at least one of {members}.");
+        }
     }
 
     /// <summary>The entities member: EntitySelectors {id, idPattern, type}, ORed.</summary>
