@@ -28,6 +28,22 @@ public interface IEntityStore : IAsyncDisposable
 
     ValueTask<long> CountAsync(CancellationToken cancellationToken);
 
+    /// <summary>
+    /// The change log: every committed entity change, in commit order, after <paramref name="afterSeq"/> (at most
+    /// <paramref name="max"/>). It is written in the same transaction as the change, so a consumer that keeps its
+    /// own position misses nothing across crashes. Changes stay until <see cref="PruneChangesAsync"/> drops them.
+    /// </summary>
+    ValueTask<IReadOnlyList<EntityChange>> ReadChangesAsync(long afterSeq, int max, CancellationToken cancellationToken);
+
+    /// <summary>The sequence number of the last committed change (0 when none).</summary>
+    long LastChangeSeq { get; }
+
+    /// <summary>Completes when a change after <paramref name="afterSeq"/> is committed (at once if one already is).</summary>
+    Task WaitForChangeAsync(long afterSeq, CancellationToken cancellationToken);
+
+    /// <summary>Drops the changes up to and including <paramref name="throughSeq"/>.</summary>
+    ValueTask PruneChangesAsync(long throughSeq, CancellationToken cancellationToken);
+
     ValueTask<bool> PingAsync(CancellationToken cancellationToken);
 }
 
@@ -69,6 +85,21 @@ public sealed record EntityQuery(EntityFilter Filter)
     public int Offset { get; init; }
 
     public bool Count { get; init; }
+}
+
+public enum ChangeKind
+{
+    Created = 1,
+    Updated = 2,
+    Deleted = 3,
+}
+
+/// <summary>One committed change of one entity; the states are in <see cref="EntityCodec"/>'s form.</summary>
+public sealed record EntityChange(long Seq, string Tenant, string EntityId, ChangeKind Kind, byte[]? Before, byte[]? After, DateTimeOffset At)
+{
+    public Entity? BeforeEntity() => Before is null ? null : EntityCodec.Decode(Before);
+
+    public Entity? AfterEntity() => After is null ? null : EntityCodec.Decode(After);
 }
 
 public sealed record EntityPage(IReadOnlyList<Entity> Entities, long? TotalCount);

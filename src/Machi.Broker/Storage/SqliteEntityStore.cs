@@ -33,6 +33,11 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     // Terms numbered by the write being applied: forgotten again if that write rolls back (writer thread only).
     private readonly List<string> _termsOfCurrentWrite = [];
     private SqliteConnection? _writer;
+
+    // The change log's last committed seq, and the one the transaction in progress will publish (writer only).
+    private long _lastChangeSeq;
+    private long _pendingLastSeq;
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task? _writerLoop;
     private int _disposed;
 
@@ -75,6 +80,12 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             {
                 _knownTenants[r.GetString(0)] = true;
             }
+        }
+
+        using (var cmd = _writer.CreateCommand())
+        {
+            cmd.CommandText = "SELECT coalesce(max(seq), 0) FROM entity_changes";
+            _lastChangeSeq = _pendingLastSeq = (long)cmd.ExecuteScalar()!;
         }
 
         _writerLoop = Task.Factory.StartNew(WriterLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
@@ -338,6 +349,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         }
         catch (Exception ex)
         {
+            _pendingLastSeq = Volatile.Read(ref _lastChangeSeq);
+
             // The commit itself failed (disk full, I/O error): nothing in this batch was kept.
             _logger.LogError(ex, "Commit of {Count} write requests failed", batch.Count);
             foreach (var t in newTenants)
@@ -356,6 +369,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             return;
         }
 
+        PublishChanges(_pendingLastSeq);
         foreach (var job in batch)
         {
             job.Completion.TrySetResult(job.Results);
@@ -371,13 +385,15 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         {
             long? rid = null;
             Entity? current = null;
+            byte[]? before = null;
             s.Select.Bind(1, tenant).Bind(2, write.Id);
             try
             {
                 if (s.Select.Step())
                 {
                     rid = s.Select.Int64(0);
-                    current = EntityCodec.Decode(s.Select.Blob(1));
+                    before = s.Select.Blob(1).ToArray();
+                    current = EntityCodec.Decode(before);
                 }
             }
             finally
@@ -430,12 +446,14 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     s.Index(s.InsertTypes, tenant, rid.Value, Except(entity.Types, typesBefore), TermId);
                     s.Index(s.InsertAttrs, tenant, rid.Value, Except(entity.Attributes.Keys, attrsBefore), TermId);
                     UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, entity);
+                    LogChange(s, tenant, entity.Id, before is null ? ChangeKind.Created : ChangeKind.Updated, before, doc);
                     break;
                 case MutationKind.Delete when rid is not null:
                     s.Delete.Bind(1, rid.Value).Execute();
                     s.Index(s.DeleteTypes, tenant, rid.Value, typesBefore!, TermId);
                     s.Index(s.DeleteAttrs, tenant, rid.Value, attrsBefore!, TermId);
                     UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, null);
+                    LogChange(s, tenant, write.Id, ChangeKind.Deleted, before, null);
                     break;
                 default:
                     break;
@@ -451,6 +469,30 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             }
 
             return ex;
+        }
+    }
+
+    private void LogChange(WriterStatements s, string tenant, string id, ChangeKind kind, byte[]? before, byte[]? after)
+    {
+        s.InsertChange.Bind(1, tenant).Bind(2, id).Bind(3, (long)kind).Bind(6, DateTimeOffset.UtcNow.UtcTicks);
+        if (before is not null)
+        {
+            s.InsertChange.Bind(4, before);
+        }
+
+        if (after is not null)
+        {
+            s.InsertChange.Bind(5, after);
+        }
+
+        try
+        {
+            s.InsertChange.Step();
+            _pendingLastSeq = s.InsertChange.Int64(0);
+        }
+        finally
+        {
+            s.InsertChange.Reset();
         }
     }
 
@@ -665,6 +707,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             DeleteValue = Raw(c, "DELETE FROM entity_values WHERE tenant = ?1 AND attr = ?2 AND value = ?3 AND rid = ?4");
             InsertGeo = Raw(c, "INSERT INTO entity_geo(id, min_lon, max_lon, min_lat, max_lat) VALUES (?1, ?2, ?3, ?4, ?5)");
             DeleteGeo = Raw(c, "DELETE FROM entity_geo WHERE id = ?1");
+            InsertChange = Raw(c, "INSERT INTO entity_changes(tenant, entity_id, kind, before, after, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING seq");
             SelectTerm = Make(c, "SELECT id FROM terms WHERE iri = $iri", "$iri");
             InsertTerm = Make(c, "INSERT INTO terms(iri) VALUES ($iri) RETURNING id", "$iri");
             InsertTenant = Make(c, "INSERT OR IGNORE INTO tenants(name, created_at) VALUES ($name, $at)", "$name", "$at");
@@ -693,6 +736,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         public RawStatement InsertGeo { get; }
 
         public RawStatement DeleteGeo { get; }
+
+        public RawStatement InsertChange { get; }
 
         public SqliteCommand InsertTenant { get; }
 

@@ -67,6 +67,19 @@ internal static class SqliteSchema
         -- GeoProperty a box belongs to is left to the evaluator: an auxiliary column costs a lookup per row.
         CREATE VIRTUAL TABLE entity_geo USING rtree(id, min_lon, max_lon, min_lat, max_lat);
 
+        -- Every committed entity change, in commit order, written in the transaction of the change itself: the
+        -- durable source that subscriptions, server-sent events and the temporal history read from (an outbox).
+        -- before/after are the entity in EntityCodec's form (null when it did not exist / no longer exists).
+        CREATE TABLE entity_changes (
+            seq INTEGER PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            entity_id TEXT NOT NULL,
+            kind INTEGER NOT NULL,
+            before BLOB,
+            after BLOB,
+            at INTEGER NOT NULL
+        );
+
         -- Context source registrations (clause 5.2.9) per tenant; doc is the registration with names expanded.
         CREATE TABLE csource_registrations (
             tenant TEXT NOT NULL,
