@@ -154,14 +154,20 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
             // The evaluator decides on each candidate, in storage order; counting needs every candidate, a page
             // only enough of them to fill it.
-            cmd.CommandText = $"SELECT e.doc {plan.Sql.FromWhere} ORDER BY {plan.Sql.OrderBy}";
+            cmd.CommandText = plan.Streamed;
             var matched = 0L;
+            var seen = new HashSet<long>();
             using (var r = cmd.ExecuteReader())
             {
                 while (r.Read())
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    var entity = Decode(r, 0);
+                    if (!seen.Add(r.GetInt64(0)))
+                    {
+                        continue;
+                    }
+
+                    var entity = Decode(r, 1);
                     if (!query.Filter.Matches(entity))
                     {
                         continue;
@@ -196,7 +202,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         {
             using var cmd = reader.Connection.CreateCommand();
             var plan = SqliteQueryPlanner.Plan(cmd, tenant, query.Filter, iri => TermId(reader, iri));
-            cmd.CommandText = $"EXPLAIN QUERY PLAN SELECT e.doc {plan.Sql.FromWhere} ORDER BY {plan.Sql.OrderBy}";
+            cmd.CommandText = "EXPLAIN QUERY PLAN " + (plan.Exact ? $"SELECT e.doc {plan.Sql.FromWhere} ORDER BY {plan.Sql.OrderBy}" : plan.Streamed);
             var lines = new List<string>();
             using var r = cmd.ExecuteReader();
             while (r.Read())

@@ -47,6 +47,31 @@ internal sealed class SqliteQueryPlanner
     /// gathered (and sorted) first when it is a union, a range or a box. The others are checked per candidate by
     /// point lookups, or left to the evaluator when no lookup can answer them (ranges, boxes).
     /// </summary>
+    /// <summary>
+    /// "SELECT e.rid, e.doc …" of the candidates for the evaluator, in the driving index's own order (rid order
+    /// for one key, value order for a range, R*Tree order for a box): no candidate set is gathered and sorted
+    /// first, so a page costs the candidates it reads, however many there are. The order is the same for the
+    /// same data, so pages follow each other; a candidate may come twice (a box per GeoProperty), so the reader
+    /// skips rids it has seen.
+    /// </summary>
+    public string Streamed
+    {
+        get
+        {
+            if (_conditions.Count == 0)
+            {
+                return "SELECT e.rid, e.doc FROM entities e WHERE e.tenant = $tenant ORDER BY e.rid";
+            }
+
+            var ordered = _conditions.OrderBy(c => c.Rank).ToList();
+            var driver = ordered[0];
+            var filters = string.Concat(ordered.Skip(1).Where(c => c.Filter is not null).Select(c => " AND " + c.Filter));
+            return driver.Stream is { } stream
+                ? $"SELECT e.rid, e.doc FROM {stream.Table} d JOIN entities e ON e.rid = d.rid WHERE {stream.Where} AND +e.tenant = $tenant{filters} ORDER BY d.rid"
+                : $"SELECT e.rid, e.doc FROM ({driver.Rids}) d CROSS JOIN entities e ON e.rid = d.rid WHERE +e.tenant = $tenant{filters}";
+        }
+    }
+
     public (string FromWhere, string OrderBy) Sql
     {
         get
@@ -404,7 +429,7 @@ internal sealed class SqliteQueryPlanner
         var east = lonRanges.Max(r => r.East);
         _conditions.Add(new Condition(
             RankGeo,
-            string.Create(CultureInfo.InvariantCulture, $"SELECT id / {SqliteEntityStore.GeoSlotsPerEntity} FROM entity_geo WHERE max_lat >= {Parameter(south)} AND min_lat <= {Parameter(north)} AND max_lon >= {Parameter(west)} AND min_lon <= {Parameter(east)}"),
+            string.Create(CultureInfo.InvariantCulture, $"SELECT id / {SqliteEntityStore.GeoSlotsPerEntity} AS rid FROM entity_geo WHERE max_lat >= {Parameter(south)} AND min_lat <= {Parameter(north)} AND max_lon >= {Parameter(west)} AND min_lon <= {Parameter(east)}"),
             null));
     }
 
