@@ -145,13 +145,13 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
     // type + q equality on an indexed attribute: one of the five types in one 町字.
     private static string QueryQ(CityDocuments city, Random random) =>
         "type=" + CityDocuments.Types[random.Next(CityDocuments.Types.Length)]
-        + "&q=" + Uri.EscapeDataString("district==\"" + city.Districts[random.Next(city.Districts.Count)] + "\"") + "&limit=100";
+        + "&q=" + Uri.EscapeDataString("district==\"" + city.Districts[random.Next(city.Districts.Count)] + "\"");
 
     private static string QueryNear(CityDocuments city, Random random)
     {
         var (lon, lat) = city.RandomPlace(random);
         return "georel=" + Uri.EscapeDataString("near;maxDistance==1000") + "&geometry=Point&coordinates="
-            + Uri.EscapeDataString(string.Create(CultureInfo.InvariantCulture, $"[{lon:F6},{lat:F6}]")) + "&limit=100";
+            + Uri.EscapeDataString(string.Create(CultureInfo.InvariantCulture, $"[{lon:F6},{lat:F6}]"));
     }
 
     // A square of 1 km² around a random place.
@@ -163,7 +163,7 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
         var ring = string.Create(
             CultureInfo.InvariantCulture,
             $"[[[{lon - dLon:F6},{lat - dLat:F6}],[{lon + dLon:F6},{lat - dLat:F6}],[{lon + dLon:F6},{lat + dLat:F6}],[{lon - dLon:F6},{lat + dLat:F6}],[{lon - dLon:F6},{lat - dLat:F6}]]]");
-        return "georel=within&geometry=Polygon&coordinates=" + Uri.EscapeDataString(ring) + "&limit=100";
+        return "georel=within&geometry=Polygon&coordinates=" + Uri.EscapeDataString(ring);
     }
 
     private static HttpRequestMessage WithJson(HttpMethod method, Uri uri, byte[] body) =>

@@ -69,9 +69,9 @@ internal static class Scenario
         ScenarioKind.Create => "POST /entities, new unique id each request",
         ScenarioKind.BatchUpsert => "POST /entityOperations/upsert, batches of new entities",
         ScenarioKind.CityPreload => "POST /entityOperations/upsert of the city entities (5 types around Aizuwakamatsu's places)",
-        ScenarioKind.QueryQ => "GET /entities?type=T&q=district==\"町字\"&limit=100, random type and 町字",
-        ScenarioKind.QueryNear => "GET /entities?georel=near;maxDistance==1000&geometry=Point&limit=100, random place",
-        ScenarioKind.QueryWithin => "GET /entities?georel=within&geometry=Polygon (1 km²)&limit=100, random place",
+        ScenarioKind.QueryQ => "GET /entities?type=T&q=district==\"町字\" (default page: 20), random type and 町字",
+        ScenarioKind.QueryNear => "GET /entities?georel=near;maxDistance==1000&geometry=Point (default page: 20), random place",
+        ScenarioKind.QueryWithin => "GET /entities?georel=within&geometry=Polygon (1 km²) (default page: 20), random place",
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 

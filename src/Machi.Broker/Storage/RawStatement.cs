@@ -47,6 +47,18 @@ internal sealed class RawStatement : IDisposable
         _ => throw new ArgumentException($"Cannot bind a {value.GetType().Name}.", nameof(value)),
     };
 
+    /// <summary>Binds a named parameter ("$name"); a name the statement does not use is ignored.</summary>
+    public RawStatement BindNamed(string name, object value)
+    {
+        var index = raw.sqlite3_bind_parameter_index(_statement, name);
+        return index == 0 ? this : BindValue(index, value switch
+        {
+            int i => (long)i,
+            bool b => b ? 1L : 0L,
+            _ => value,
+        });
+    }
+
     public RawStatement Bind(int index, ReadOnlySpan<byte> blob)
     {
         Check(raw.sqlite3_bind_blob(_statement, index, blob));

@@ -139,35 +139,41 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
                 if (query.Limit > 0)
                 {
-                    cmd.CommandText = $"SELECT e.doc {plan.Sql.FromWhere} ORDER BY {plan.Sql.OrderBy} LIMIT $limit OFFSET $offset";
-                    cmd.Parameters.AddWithValue("$limit", query.Limit);
-                    cmd.Parameters.AddWithValue("$offset", query.Offset);
-                    using var r = cmd.ExecuteReader();
-                    while (r.Read())
+                    var page = Prepare(reader, cmd, $"SELECT e.doc {plan.Sql.FromWhere} ORDER BY {plan.Sql.OrderBy} LIMIT $limit OFFSET $offset")
+                        .BindNamed("$limit", (long)query.Limit).BindNamed("$offset", (long)query.Offset);
+                    try
                     {
-                        entities.Add(Decode(r, 0));
+                        while (page.Step())
+                        {
+                            entities.Add(EntityCodec.Decode(page.Blob(0)));
+                        }
+                    }
+                    finally
+                    {
+                        page.Reset();
                     }
                 }
 
                 return ValueTask.FromResult(new EntityPage(entities, total));
             }
 
-            // The evaluator decides on each candidate, in storage order; counting needs every candidate, a page
-            // only enough of them to fill it.
-            cmd.CommandText = plan.Streamed;
+            // The evaluator decides on each candidate, in the driving index's order; counting needs every
+            // candidate, a page only enough of them to fill it.
+            var statement = Prepare(reader, cmd, plan.Streamed);
+
             var matched = 0L;
             var seen = new HashSet<long>();
-            using (var r = cmd.ExecuteReader())
+            try
             {
-                while (r.Read())
+                while (statement.Step())
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    if (!seen.Add(r.GetInt64(0)))
+                    if (!seen.Add(statement.Int64(0)))
                     {
                         continue;
                     }
 
-                    var entity = Decode(r, 1);
+                    var entity = EntityCodec.Decode(statement.Blob(1));
                     if (!query.Filter.Matches(entity))
                     {
                         continue;
@@ -184,6 +190,10 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                         break;
                     }
                 }
+            }
+            finally
+            {
+                statement.Reset();
             }
 
             return ValueTask.FromResult(new EntityPage(entities, query.Count ? matched : null));
@@ -216,6 +226,18 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         {
             ReturnReader(reader);
         }
+    }
+
+    /// <summary>The reader's prepared statement for <paramref name="sql"/>, bound to the planner's parameters.</summary>
+    private static RawStatement Prepare(Reader reader, SqliteCommand planned, string sql)
+    {
+        var statement = reader.Prepared(sql);
+        foreach (SqliteParameter parameter in planned.Parameters)
+        {
+            statement.BindNamed(parameter.ParameterName, parameter.Value!);
+        }
+
+        return statement;
     }
 
     /// <summary>The id of a term, or null when no entity ever used it.</summary>
@@ -606,22 +628,9 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         return result;
     }
 
-    /// <summary>Decodes the document in column <paramref name="ordinal"/>, copied once into a pooled buffer
-    /// (GetStream would open SQLite incremental blob I/O for every row).</summary>
-    private static Entity Decode(SqliteDataReader r, int ordinal)
-    {
-        var length = (int)r.GetBytes(ordinal, 0, null, 0, 0);
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(length);
-        try
-        {
-            r.GetBytes(ordinal, 0, buffer, 0, length);
-            return EntityCodec.Decode(buffer.AsSpan(0, length));
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
+    /// <summary>Decodes the document in column <paramref name="ordinal"/> (GetFieldValue reads the column's bytes
+    /// directly; GetBytes and GetStream would open SQLite incremental blob I/O for every row).</summary>
+    private static Entity Decode(SqliteDataReader r, int ordinal) => EntityCodec.Decode(r.GetFieldValue<byte[]>(ordinal));
 
     private Reader RentReader()
     {
@@ -677,14 +686,42 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             GetTerm.Parameters.Add("$iri", SqliteType.Text);
         }
 
+        private readonly Dictionary<string, RawStatement> _prepared = new(StringComparer.Ordinal);
+
         public SqliteCommand GetTerm { get; }
 
         public SqliteConnection Connection { get; }
 
         public RawStatement GetEntity { get; }
 
+        /// <summary>A statement for <paramref name="sql"/>, prepared on first use and kept (query shapes repeat).</summary>
+        public RawStatement Prepared(string sql)
+        {
+            if (_prepared.TryGetValue(sql, out var statement))
+            {
+                return statement;
+            }
+
+            if (_prepared.Count >= 256)
+            {
+                foreach (var old in _prepared.Values)
+                {
+                    old.Dispose();
+                }
+
+                _prepared.Clear();
+            }
+
+            return _prepared[sql] = new RawStatement(Connection, sql);
+        }
+
         public void Dispose()
         {
+            foreach (var statement in _prepared.Values)
+            {
+                statement.Dispose();
+            }
+
             GetEntity.Dispose();
             GetTerm.Dispose();
             Connection.Dispose();
