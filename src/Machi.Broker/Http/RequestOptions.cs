@@ -156,7 +156,8 @@ internal sealed record RequestOptions
         };
     }
 
-    private static string? Single(IQueryCollection query, string name)
+    /// <summary>A parameter given at most once, non-empty when given; null when absent.</summary>
+    public static string? Single(IQueryCollection query, string name)
     {
         if (!query.TryGetValue(name, out var values))
         {

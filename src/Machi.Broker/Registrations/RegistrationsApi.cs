@@ -19,8 +19,7 @@ internal static class RegistrationsApi
     public const string Path = "/ngsi-ld/v1/csourceRegistrations/";
 
     /// <summary>Query parameters of clause 6.8.3.2 that this broker does not evaluate on registrations yet.</summary>
-    private static readonly string[] Unsupported =
-        ["q", "csf", "georel", "geometry", "coordinates", "geoproperty", "timeproperty", "timerel", "timeAt", "endTimeAt", "scopeQ"];
+    private static readonly string[] Unsupported = ["q", "timeproperty", "timerel", "timeAt", "endTimeAt"];
 
     public static RouteGroupBuilder MapRegistrations(this RouteGroupBuilder api)
     {
@@ -101,7 +100,10 @@ internal static class RegistrationsApi
             IdPattern(http.Request.Query),
             http.Request.Query["type"] is [{ Length: > 0 } type] ? TypeExpression.Parse(type).Expand(context.ExpandTerm).Names.ToList() : null,
             options.Attrs?.Select(a => EntityParser.ExpandAttributeName(a, context)).ToHashSet(StringComparer.Ordinal));
-        var matching = (await registrations.ListAsync(tenant, http.RequestAborted)).Where(r => RegistrationMatch.Matches(r, selection)).ToList();
+        var filter = RegistrationFilter(http.Request.Query, context);
+        var matching = (await registrations.ListAsync(tenant, http.RequestAborted))
+            .Where(r => RegistrationMatch.Matches(r, selection) && (filter is null || filter.Matches(RegistrationView.Of(r))))
+            .ToList();
         if (options.Count)
         {
             http.Response.Headers["NGSILD-Results-Count"] = matching.Count.ToString(CultureInfo.InvariantCulture);
@@ -118,6 +120,30 @@ internal static class RegistrationsApi
 
             w.WriteEndArray();
         });
+    }
+
+    /// <summary>csf (a q expression over the registration's members), geoQ (on location by default) and scopeQ,
+    /// evaluated by the entity evaluator on <see cref="RegistrationView"/>; null when none is given.</summary>
+    private static EntityFilter? RegistrationFilter(IQueryCollection query, LdContext context)
+    {
+        var csf = RequestOptions.Single(query, "csf");
+        var georel = RequestOptions.Single(query, "georel");
+        var geometry = RequestOptions.Single(query, "geometry");
+        var coordinates = RequestOptions.Single(query, "coordinates");
+        var scopeQ = RequestOptions.Single(query, "scopeQ");
+        if (csf is null && georel is null && geometry is null && coordinates is null && scopeQ is null)
+        {
+            return null;
+        }
+
+        return new EntityFilter
+        {
+            Q = csf is null ? null : QExpressions.Expand(QParser.Parse(csf), context.ExpandTerm),
+            Geo = georel is null && geometry is null && coordinates is null
+                ? null
+                : GeoQuery.Parse(georel, geometry, coordinates, RequestOptions.Single(query, "geoproperty"), context.ExpandTerm),
+            Scope = scopeQ is null ? null : ScopeQuery.Parse(scopeQ),
+        };
     }
 
     private static async Task<IResult> Update(HttpContext http, string registrationId, RegistrationService registrations, IContextResolver resolver)

@@ -161,7 +161,32 @@ public sealed class RegistrationApiTests : IAsyncLifetime
 
         await (await Client.GetAsync(Path + "?idPattern=(")).AssertProblem(400, "BadRequestData");
         await (await Client.GetAsync(Path + "?limit=-1")).AssertProblem(400, "BadRequestData");
-        await (await Client.GetAsync(Path + "?csf=a==1")).AssertProblem(422, "OperationNotSupported");
+        await (await Client.GetAsync(Path + "?q=a==1")).AssertProblem(422, "OperationNotSupported");
+    }
+
+    [Fact]
+    public async Task Csf_geoQ_and_scopeQ_select_registrations_by_their_own_members()
+    {
+        const string Info = """[{"entities":[{"type":"Vehicle"}]}]""";
+        Assert.Equal(HttpStatusCode.Created, (await Client.PostJson(Path, Registration("urn:ngsi-ld:ContextSourceRegistration:c1", Info,
+            """, "mode":"inclusive","contextSourceInfo":[{"key":"city","value":"喜多方"}],"scope":"/Fukushima/Kitakata","location":{"type":"Point","coordinates":[139.8747,37.6508]},"operator":{"type":"Property","value":"Kitakata City"}, "level": 2 """))).StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await Client.PostJson(Path, Registration("urn:ngsi-ld:ContextSourceRegistration:c2", Info,
+            """, "mode":"auxiliary","operations":["retrieveOps"],"contextSourceInfo":[{"key":"city","value":"会津若松"}],"scope":"/Fukushima/Aizuwakamatsu/Kita","location":{"type":"Point","coordinates":[139.9298,37.4877]}, "level": 5 """))).StatusCode);
+
+        async Task<string[]> Ids(string query) =>
+            [.. (await (await Client.GetAsync(Path + query)).ReadJson()).AsArray().Select(r => r!["id"]!.GetValue<string>()[^2..]).Order()];
+
+        Assert.Equal(["c1"], await Ids("?csf=" + Uri.EscapeDataString("mode==\"inclusive\"")));
+        Assert.Equal(["c2"], await Ids("?csf=" + Uri.EscapeDataString("contextSourceInfo[city]==\"会津若松\"")));
+        Assert.Equal(["c1"], await Ids("?csf=" + Uri.EscapeDataString("operator==\"Kitakata City\"")));
+        Assert.Equal(["c1", "c2"], await Ids("?csf=" + Uri.EscapeDataString("level>=2")));
+        Assert.Equal(["c2"], await Ids("?csf=" + Uri.EscapeDataString("level>2;mode==\"auxiliary\"")));
+        Assert.Equal(["c2"], await Ids("?georel=" + Uri.EscapeDataString("near;maxDistance==2000") + "&geometry=Point&coordinates=" + Uri.EscapeDataString("[139.93,37.49]")));
+        Assert.Equal(["c1"], await Ids("?scopeQ=" + Uri.EscapeDataString("/Fukushima/Kitakata")));
+        Assert.Equal(["c1", "c2"], await Ids("?scopeQ=" + Uri.EscapeDataString("/Fukushima/#")));
+        Assert.Equal(["c2"], await Ids("?scopeQ=" + Uri.EscapeDataString("/Fukushima/+/Kita")));
+        await (await Client.GetAsync(Path + "?csf=" + Uri.EscapeDataString("mode=="))).AssertProblem(400, "BadRequestData");
+        await (await Client.GetAsync(Path + "?georel=near&geometry=Point&coordinates=[1,2]")).AssertProblem(400, "BadRequestData");
     }
 
     [Fact]
