@@ -42,12 +42,6 @@ internal sealed class SqliteQueryPlanner
     public bool Exact { get; private set; } = true;
 
     /// <summary>
-    /// "FROM … WHERE …" selecting the candidate entities as e, and the column that orders them (storage order).
-    /// The most selective condition drives: read in rid order straight from its index when it is one key, or
-    /// gathered (and sorted) first when it is a union, a range or a box. The others are checked per candidate by
-    /// point lookups, or left to the evaluator when no lookup can answer them (ranges, boxes).
-    /// </summary>
-    /// <summary>
     /// "SELECT e.rid, e.doc …" of the candidates for the evaluator, in the driving index's own order (rid order
     /// for one key, value order for a range, R*Tree order for a box): no candidate set is gathered and sorted
     /// first, so a page costs the candidates it reads, however many there are. The order is the same for the
@@ -58,36 +52,52 @@ internal sealed class SqliteQueryPlanner
     {
         get
         {
-            if (_conditions.Count == 0)
+            if (Driver() is not { } plan)
             {
                 return "SELECT e.rid, e.doc FROM entities e WHERE e.tenant = $tenant ORDER BY e.rid";
             }
 
-            var ordered = _conditions.OrderBy(c => c.Rank).ToList();
-            var driver = ordered[0];
-            var filters = string.Concat(ordered.Skip(1).Where(c => c.Filter is not null).Select(c => " AND " + c.Filter));
+            var (driver, filters) = plan;
             return driver.Stream is { } stream
                 ? $"SELECT e.rid, e.doc FROM {stream.Table} d JOIN entities e ON e.rid = d.rid WHERE {stream.Where} AND +e.tenant = $tenant{filters} ORDER BY d.rid"
                 : $"SELECT e.rid, e.doc FROM ({driver.Rids}) d CROSS JOIN entities e ON e.rid = d.rid WHERE +e.tenant = $tenant{filters}";
         }
     }
 
+    /// <summary>
+    /// "FROM … WHERE …" of the matching entities as e in storage (rid) order, for a filter SQL decides alone
+    /// (<see cref="Exact"/>), so the database pages and counts: streamed from the driving index when it is one key,
+    /// gathered and sorted when it is a union.
+    /// </summary>
     public (string FromWhere, string OrderBy) Sql
     {
         get
         {
-            if (_conditions.Count == 0)
+            if (Driver() is not { } plan)
             {
                 return ("FROM entities e WHERE e.tenant = $tenant", "e.rid");
             }
 
-            var ordered = _conditions.OrderBy(c => c.Rank).ToList();
-            var driver = ordered[0];
-            var filters = string.Concat(ordered.Skip(1).Where(c => c.Filter is not null).Select(c => " AND " + c.Filter));
+            var (driver, filters) = plan;
             return driver.Stream is { } stream
                 ? ($"FROM {stream.Table} d JOIN entities e ON e.rid = d.rid WHERE {stream.Where} AND +e.tenant = $tenant{filters}", "d.rid")
                 : ($"FROM entities e WHERE +e.tenant = $tenant AND e.rid IN ({driver.Rids}){filters}", "e.rid");
         }
+    }
+
+    /// <summary>
+    /// The most selective condition, which drives, and the others as per-candidate point lookups (" AND …"); those
+    /// no lookup can answer (ranges, boxes) are left to the evaluator. Null when there is no condition.
+    /// </summary>
+    private (Condition Driver, string Filters)? Driver()
+    {
+        if (_conditions.Count == 0)
+        {
+            return null;
+        }
+
+        var ordered = _conditions.OrderBy(c => c.Rank).ToList();
+        return (ordered[0], string.Concat(ordered.Skip(1).Where(c => c.Filter is not null).Select(c => " AND " + c.Filter)));
     }
 
     /// <summary>Plans <paramref name="filter"/> into <paramref name="command"/>'s parameters; read <see cref="Sql"/>.</summary>
