@@ -6,6 +6,7 @@ using Machi.Broker.Http;
 using Machi.Broker.Query;
 using Machi.Broker.Registrations;
 using Machi.Broker.Storage;
+using Machi.Broker.Subscriptions;
 using Machi.Ngsi.JsonLd;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -49,6 +50,7 @@ public static class BrokerModule
         services.AddSingleton<IContextResolver, ContextResolver>();
         services.AddSingleton<IBrokerHealth, StoreHealth>();
         services.AddMachiFederation(configuration);
+        services.AddMachiSubscriptions(configuration);
         return services;
     }
 
@@ -82,6 +84,7 @@ public static class BrokerModule
         api.MapContexts();
         api.MapDiscovery();
         api.MapRegistrations();
+        api.MapSubscriptions();
         api.Map("/{**path}", (HttpContext http) => new ProblemResult(Ngsi.Errors.NgsiException.Invalid(
             $"{http.Request.Method} {http.Request.Path} is not an operation of this NGSI-LD API."))).ExcludeFromDescription();
         return app;

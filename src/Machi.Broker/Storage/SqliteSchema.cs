@@ -90,6 +90,47 @@ internal static class SqliteSchema
             PRIMARY KEY (tenant, id)
         ) WITHOUT ROWID;
         """,
+        """
+        -- Subscriptions (clause 5.2.12) per tenant: doc is the subscription as its client wrote it (names in its own
+        -- @context, kept in doc); the delivery counters live in columns so that an update never resets them.
+        CREATE TABLE subscriptions (
+            tenant TEXT NOT NULL,
+            id TEXT NOT NULL,
+            doc TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            modified_at TEXT NOT NULL,
+            times_sent INTEGER NOT NULL DEFAULT 0,
+            times_failed INTEGER NOT NULL DEFAULT 0,
+            last_notification TEXT,
+            last_success TEXT,
+            last_failure TEXT,
+            PRIMARY KEY (tenant, id)
+        ) WITHOUT ROWID;
+
+        -- Notifications matched but not yet delivered, written with the change-log cursor in one transaction and
+        -- deleted once the receiver has acknowledged them. dead = 1: given up after the configured attempts.
+        CREATE TABLE notification_outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            tenant TEXT NOT NULL,
+            subscription_id TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            entity_id TEXT NOT NULL,
+            notification_id TEXT NOT NULL,
+            notified_at TEXT NOT NULL,
+            data TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at INTEGER NOT NULL DEFAULT 0,
+            dead INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        );
+        CREATE INDEX notification_outbox_pending ON notification_outbox (endpoint, dead, seq);
+
+        -- How far each consumer of entity_changes has read (the log may be pruned up to the smallest seq).
+        CREATE TABLE change_cursors (
+            consumer TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """,
     ];
 
     /// <summary>The version whose tables hold the query indexes: entities stored before it are indexed when it is applied.</summary>

@@ -42,6 +42,8 @@ public sealed partial class ApiDocsTests
         }
 
         Assert.True(paths.TryGetProperty("/ngsi-ld/v1/jsonldContexts", out _));
+        Assert.True(paths.GetProperty("/ngsi-ld/v1/subscriptions").TryGetProperty("post", out _));
+        Assert.True(paths.GetProperty("/ngsi-ld/v1/subscriptions/{subscriptionId}").TryGetProperty("patch", out _));
         Assert.False(paths.TryGetProperty("/ngsi-ld/v1/{path}", out _), "the catch-all is not an operation");
     }
 

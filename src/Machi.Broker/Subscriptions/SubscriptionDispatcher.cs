@@ -1,0 +1,214 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using Machi.Broker.Storage;
+using Machi.Ngsi.Model;
+using Machi.Ngsi.Query;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Machi.Broker.Subscriptions;
+
+/// <summary>
+/// Reads the change log from its durable cursor, matches every change against the subscriptions and writes the
+/// notifications into the outbox together with the cursor advance (one transaction: after a crash nothing is
+/// matched twice and nothing is lost). Also produces periodic (timeInterval) notifications. Never sends anything
+/// itself: <see cref="NotificationDelivery"/> does, so no endpoint can slow matching or writes.
+/// </summary>
+internal sealed class SubscriptionDispatcher(
+    IEntityStore entities,
+    SubscriptionService subscriptions,
+    NotificationDelivery delivery,
+    IOptions<SubscriptionOptions> options,
+    TimeProvider time,
+    ILogger<SubscriptionDispatcher> logger) : BackgroundService
+{
+    /// <summary>When each subscription last produced a notification (throttling, timeInterval); survives via lastNotification.</summary>
+    private readonly ConcurrentDictionary<(string Tenant, string Id), DateTimeOffset> _lastNotified = new();
+    private bool _seeded;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var cursor = -1L;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                if (cursor < 0)
+                {
+                    cursor = await subscriptions.Store.ReadCursorAsync(stoppingToken);
+                }
+
+                if (!_seeded)
+                {
+                    await SeedAsync(stoppingToken);
+                }
+
+                var changes = await entities.ReadChangesAsync(cursor, options.Value.MatchBatchSize, stoppingToken);
+                if (changes.Count > 0)
+                {
+                    cursor = await MatchAsync(changes, stoppingToken);
+                    continue;
+                }
+
+                var periodicDue = await PeriodicAsync(stoppingToken);
+                var wait = periodicDue is { } due ? Max(due - time.GetUtcNow(), TimeSpan.FromMilliseconds(10)) : TimeSpan.FromSeconds(5);
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                timeout.CancelAfter(wait);
+                var changed = subscriptions.Changed;
+                try
+                {
+                    await Task.WhenAny(entities.WaitForChangeAsync(cursor, timeout.Token), changed.WaitAsync(timeout.Token));
+                }
+                finally
+                {
+                    await timeout.CancelAsync();
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // The cursor did not move: the same changes are matched again after a pause.
+                logger.LogError(ex, "Matching changes against subscriptions failed; retrying");
+                cursor = -1;
+                await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task SeedAsync(CancellationToken ct)
+    {
+        foreach (var stored in await subscriptions.Store.ListAsync(ct))
+        {
+            if (stored.Counters.LastNotification is { } at)
+            {
+                _lastNotified.TryAdd((stored.Tenant, stored.Id), at);
+            }
+        }
+
+        _seeded = true;
+    }
+
+    private async Task<long> MatchAsync(IReadOnlyList<EntityChange> changes, CancellationToken ct)
+    {
+        var all = await subscriptions.AllAsync(ct);
+        var byTenant = all.GroupBy(s => s.Tenant).ToDictionary(g => g.Key, g => g.ToList(), StringComparer.Ordinal);
+        var items = new List<OutboxItem>();
+        foreach (var change in changes)
+        {
+            if (!byTenant.TryGetValue(change.Tenant, out var candidates))
+            {
+                continue;
+            }
+
+            Entity? before = null;
+            Entity? after = null;
+            var decoded = false;
+            foreach (var subscription in candidates)
+            {
+                if (!subscription.IsActive || subscription.IsExpired(change.At) || subscription.TimeInterval is not null)
+                {
+                    continue;
+                }
+
+                if (!decoded)
+                {
+                    before = change.BeforeEntity();
+                    after = change.AfterEntity();
+                    decoded = true;
+                }
+
+                var matched = NotificationMatcher.Match(subscription, change.Kind, before, after);
+                if (matched is null)
+                {
+                    continue;
+                }
+
+                var now = time.GetUtcNow();
+                var key = (subscription.Tenant, subscription.Id);
+                if (subscription.Throttling is { } throttling && _lastNotified.TryGetValue(key, out var last) && now - last < throttling)
+                {
+                    continue;
+                }
+
+                _lastNotified[key] = now;
+                var data = change.Kind == ChangeKind.Deleted
+                    ? NotificationMatcher.RenderDeleted(subscription, before!, change.At)
+                    : NotificationMatcher.Render(subscription, after!, before, matched);
+                items.Add(Item(subscription, change.EntityId, now, new JsonArray(data)));
+            }
+        }
+
+        var cursor = changes[^1].Seq;
+        await subscriptions.Store.AppendAsync(items, cursor, ct);
+        if (items.Count > 0)
+        {
+            delivery.Signal();
+        }
+
+        return cursor;
+    }
+
+    /// <summary>Sends the periodic notifications that are due; returns when the next one is.</summary>
+    private async Task<DateTimeOffset?> PeriodicAsync(CancellationToken ct)
+    {
+        DateTimeOffset? next = null;
+        var items = new List<OutboxItem>();
+        foreach (var subscription in await subscriptions.AllAsync(ct))
+        {
+            if (subscription.TimeInterval is not { } interval)
+            {
+                continue;
+            }
+
+            var now = time.GetUtcNow();
+            if (!subscription.IsActive || subscription.IsExpired(now))
+            {
+                continue;
+            }
+
+            var key = (subscription.Tenant, subscription.Id);
+            var due = _lastNotified.TryGetValue(key, out var last) ? last + interval : now;
+            if (due > now)
+            {
+                next = next is null || due < next ? due : next;
+                continue;
+            }
+
+            _lastNotified[key] = now;
+            next = next is null || now + interval < next ? now + interval : next;
+            var page = await entities.QueryAsync(subscription.Tenant, new EntityQuery(subscription.Filter) { Limit = options.Value.MaxPeriodicEntities }, ct);
+            if (page.Entities.Count == 0)
+            {
+                continue;
+            }
+
+            var data = new JsonArray();
+            foreach (var entity in page.Entities)
+            {
+                data.Add(NotificationMatcher.Render(subscription, entity, null, null));
+            }
+
+            items.Add(Item(subscription, string.Empty, now, data));
+        }
+
+        if (items.Count > 0)
+        {
+            await subscriptions.Store.AppendAsync(items, cursor: null, ct);
+            delivery.Signal();
+        }
+
+        return next;
+    }
+
+    private static OutboxItem Item(Subscription subscription, string entityId, DateTimeOffset now, JsonArray data) => new(
+        subscription.Tenant, subscription.Id, subscription.Notification.Endpoint.AbsoluteUri, entityId,
+        "urn:ngsi-ld:Notification:" + Guid.NewGuid().ToString("N"), now, data.ToJsonString(JsonOptions));
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    private static readonly System.Text.Json.JsonSerializerOptions JsonOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+}

@@ -1,0 +1,202 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Machi.Ngsi.Errors;
+using Machi.Ngsi.JsonLd;
+using Microsoft.Extensions.Logging;
+
+namespace Machi.Broker.Subscriptions;
+
+/// <summary>
+/// Subscriptions (clause 5.8): create, read, update, delete, list; and, for the dispatcher, every subscription of
+/// every tenant held in memory (read on every committed change, written rarely).
+/// </summary>
+/// <remarks>The cache is per process: with several nodes on one database, a subscription made on another node is
+/// seen here after a restart. Delivery is meant to be owned by one node at a time anyway.</remarks>
+internal sealed class SubscriptionService(SqliteSubscriptionStore store, IContextResolver resolver, TimeProvider time, ILogger<SubscriptionService> logger) : IDisposable
+{
+    private static readonly JsonSerializerOptions JsonOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>Members that carry names or expressions read with the subscription's @context.</summary>
+    private static readonly string[] ContextBoundMembers = ["entities", "watchedAttributes", "q", "geoQ", "notification"];
+
+    private readonly ConcurrentDictionary<(string Tenant, string Id), Subscription> _all = new();
+    private readonly SemaphoreSlim _loadGate = new(1, 1);
+    private volatile bool _loaded;
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public SqliteSubscriptionStore Store => store;
+
+    public DateTimeOffset Now() => time.GetUtcNow();
+
+    /// <summary>Completes when a subscription is created, changed or deleted after this call.</summary>
+    public Task Changed => Volatile.Read(ref _changed).Task;
+
+    public async Task<Subscription> CreateAsync(string tenant, JsonObject document, LdContext context, string contextUrl, CancellationToken ct)
+    {
+        await EnsureLoadedAsync(ct).ConfigureAwait(false);
+        if (document["id"] is null)
+        {
+            var withId = new JsonObject { ["id"] = SubscriptionParser.IdPrefix + Guid.NewGuid().ToString("N") };
+            foreach (var (name, value) in document)
+            {
+                withId[name] = value?.DeepClone();
+            }
+
+            document = withId;
+        }
+
+        var now = Now();
+        var subscription = SubscriptionParser.Build(tenant, document, context, contextUrl, now, now);
+        if (subscription.IsExpired(now))
+        {
+            throw NgsiException.BadData("expiresAt must be in the future.");
+        }
+
+        if (!await store.AddAsync(Stored(subscription, DeliveryCounters.None), ct).ConfigureAwait(false))
+        {
+            throw new NgsiException(NgsiErrorType.AlreadyExists, $"Subscription '{subscription.Id}' already exists.");
+        }
+
+        _all[(tenant, subscription.Id)] = subscription;
+        Signal();
+        return subscription;
+    }
+
+    public async Task<Subscription> GetAsync(string tenant, string id, CancellationToken ct)
+    {
+        await EnsureLoadedAsync(ct).ConfigureAwait(false);
+        return _all.TryGetValue((tenant, id), out var subscription) ? subscription : throw Missing(id);
+    }
+
+    /// <summary>The subscriptions of a tenant, oldest first.</summary>
+    public async Task<List<Subscription>> ListAsync(string tenant, CancellationToken ct)
+    {
+        await EnsureLoadedAsync(ct).ConfigureAwait(false);
+        return [.. _all.Values.Where(s => s.Tenant == tenant).OrderBy(s => s.CreatedAt).ThenBy(s => s.Id, StringComparer.Ordinal)];
+    }
+
+    /// <summary>Every subscription of every tenant (for matching).</summary>
+    public async Task<ICollection<Subscription>> AllAsync(CancellationToken ct)
+    {
+        await EnsureLoadedAsync(ct).ConfigureAwait(false);
+        return _all.Values;
+    }
+
+    public Task<DeliveryCounters> CountersAsync(string tenant, string id, CancellationToken ct) => store.CountersAsync(tenant, id, ct);
+
+    /// <summary>Update (5.8.2): the members of the fragment replace those of the subscription (notification is merged
+    /// member by member), and the result must be a valid subscription.</summary>
+    public async Task UpdateAsync(string tenant, string id, JsonObject fragment, LdContext context, CancellationToken ct)
+    {
+        var current = await GetAsync(tenant, id, ct).ConfigureAwait(false);
+        if (fragment["id"] is { } newId && newId.GetValue<string>() != id)
+        {
+            throw NgsiException.BadData("The id of a subscription cannot be changed.");
+        }
+
+        if (context.ValueJson != current.Context.ValueJson && ContextBoundMembers.Any(fragment.ContainsKey))
+        {
+            throw NgsiException.BadData("Members with attribute or type names (entities, watchedAttributes, q, geoQ, notification) must be updated with the @context the subscription was created with.");
+        }
+
+        var document = (JsonObject)current.Document.DeepClone();
+        foreach (var (name, value) in fragment)
+        {
+            if (name == "notification" && document["notification"] is JsonObject notification && value is JsonObject changes)
+            {
+                foreach (var (member, memberValue) in changes)
+                {
+                    notification[member] = memberValue?.DeepClone();
+                }
+            }
+            else
+            {
+                document[name] = value?.DeepClone();
+            }
+        }
+
+        var now = Now();
+        var updated = SubscriptionParser.Build(tenant, document, current.Context, current.ContextUrl, current.CreatedAt, now);
+        if (fragment.ContainsKey("expiresAt") && updated.IsExpired(now))
+        {
+            throw NgsiException.BadData("expiresAt must be in the future.");
+        }
+
+        if (!await store.ReplaceAsync(Stored(updated, DeliveryCounters.None), ct).ConfigureAwait(false))
+        {
+            throw Missing(id);
+        }
+
+        _all[(tenant, id)] = updated;
+        Signal();
+    }
+
+    public async Task DeleteAsync(string tenant, string id, CancellationToken ct)
+    {
+        await EnsureLoadedAsync(ct).ConfigureAwait(false);
+        if (!await store.DeleteAsync(tenant, id, ct).ConfigureAwait(false))
+        {
+            throw Missing(id);
+        }
+
+        _all.TryRemove((tenant, id), out _);
+        Signal();
+    }
+
+    public void Dispose() => _loadGate.Dispose();
+
+    private void Signal() => Interlocked.Exchange(ref _changed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+
+    private async Task EnsureLoadedAsync(CancellationToken ct)
+    {
+        if (_loaded)
+        {
+            return;
+        }
+
+        await _loadGate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            if (_loaded)
+            {
+                return;
+            }
+
+            foreach (var stored in await store.ListAsync(ct).ConfigureAwait(false))
+            {
+                try
+                {
+                    var wrapper = JsonNode.Parse(stored.Json)!.AsObject();
+                    var context = await resolver.ResolveAsync(wrapper["context"]?.DeepClone(), ct).ConfigureAwait(false);
+                    _all[(stored.Tenant, stored.Id)] = SubscriptionParser.Build(
+                        stored.Tenant, wrapper["doc"]!.AsObject(), context, wrapper["contextUrl"]!.GetValue<string>(), stored.CreatedAt, stored.ModifiedAt);
+                }
+                catch (NgsiException ex)
+                {
+                    logger.LogError(ex, "Subscription {Id} of tenant '{Tenant}' could not be loaded", stored.Id, stored.Tenant);
+                }
+            }
+
+            _loaded = true;
+        }
+        finally
+        {
+            _loadGate.Release();
+        }
+    }
+
+    /// <summary>The row for a subscription: its document with the @context it is read with.</summary>
+    private static StoredSubscription Stored(Subscription s, DeliveryCounters counters)
+    {
+        var wrapper = new JsonObject
+        {
+            ["doc"] = s.Document.DeepClone(),
+            ["context"] = s.Context.ValueJson is { } json ? JsonNode.Parse(json) : null,
+            ["contextUrl"] = s.ContextUrl,
+        };
+        return new StoredSubscription(s.Tenant, s.Id, wrapper.ToJsonString(JsonOptions), s.CreatedAt, s.ModifiedAt, counters);
+    }
+
+    private static NgsiException Missing(string id) => NgsiException.NotFound($"Subscription '{id}' does not exist.");
+}

@@ -1,0 +1,27 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Machi.Broker.Subscriptions;
+
+internal static class SubscriptionsModule
+{
+    /// <summary>Subscriptions: store, service, matching (change log → outbox) and delivery (outbox → endpoints).</summary>
+    public static IServiceCollection AddMachiSubscriptions(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.Configure<SubscriptionOptions>(configuration.GetSection("Broker:Subscriptions"));
+        services.AddSingleton<SqliteSubscriptionStore>();
+        services.AddSingleton<SubscriptionService>();
+        services.AddSingleton<NotificationDelivery>();
+        services.AddHostedService(sp => sp.GetRequiredService<NotificationDelivery>());
+        services.AddHostedService<SubscriptionDispatcher>();
+        services.AddSingleton<INotificationChannel, HttpNotificationChannel>();
+        services.AddHttpClient(HttpNotificationChannel.HttpClientName, client => client.Timeout = Timeout.InfiniteTimeSpan)
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
+            {
+                AllowAutoRedirect = false,
+                PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+                ConnectTimeout = TimeSpan.FromSeconds(5),
+            });
+        return services;
+    }
+}
