@@ -6,6 +6,8 @@ using Machi.Broker.Http;
 using Machi.Broker.Query;
 using Machi.Broker.Registrations;
 using Machi.Broker.Storage;
+using Machi.Broker.Stream;
+using Machi.Broker.Temporal;
 using Machi.Ngsi.JsonLd;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -49,6 +51,13 @@ public static class BrokerModule
         services.AddSingleton<IContextResolver, ContextResolver>();
         services.AddSingleton<IBrokerHealth, StoreHealth>();
         services.AddMachiFederation(configuration);
+
+        // One reader of the change log feeds every event-stream client; the log is pruned behind its consumers.
+        services.AddSingleton<ChangeFeed>();
+        services.AddHostedService(sp => sp.GetRequiredService<ChangeFeed>());
+        services.AddSingleton<ChangeLogRetention>();
+        services.AddHostedService(sp => sp.GetRequiredService<ChangeLogRetention>());
+        services.AddMachiTemporal();
         return services;
     }
 
@@ -82,6 +91,8 @@ public static class BrokerModule
         api.MapContexts();
         api.MapDiscovery();
         api.MapRegistrations();
+        api.MapStream();
+        api.MapTemporal();
         api.Map("/{**path}", (HttpContext http) => new ProblemResult(Ngsi.Errors.NgsiException.Invalid(
             $"{http.Request.Method} {http.Request.Path} is not an operation of this NGSI-LD API."))).ExcludeFromDescription();
         return app;
