@@ -61,7 +61,7 @@ internal static class StreamApi
                 ("pick", "Members to return."), ("omit", "Members to leave out."),
                 ("lastEventId", "Resume after this event id (instead of the Last-Event-ID header)."),
                 NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.Lang)
-            .Produces(200, contentType: EventStream);
+            .Produces<string>(200, EventStream).ProducesProblem(400).ProducesProblem(404);
         return api;
     }
 

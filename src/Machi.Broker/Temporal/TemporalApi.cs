@@ -46,11 +46,20 @@ internal static class TemporalApi
                 ("q", "Query over the current state."), ("georel", "Geo-query over the current state."), ("geometry", "Geo-query geometry."),
                 ("coordinates", "Geo-query coordinates."), ("geoproperty", "Geo-query GeoProperty."), ("scopeQ", "Scope query."),
                 ("limit", "Page size (entities)."), ("offset", "Entities to skip."), ("count", "true: total in NGSILD-Results-Count.")])
-            .Produces(200, contentType: MediaTypes.Json);
+            .Produces<System.Text.Json.Nodes.JsonObject>(200, MediaTypes.Json, MediaTypes.JsonLd).ProducesProblem(400).ProducesProblem(404);
         temporal.MapGet("/{entityId}", Retrieve).WithNgsiHeaders().WithName("RetrieveTemporalEntity")
             .WithSummary("Retrieve the history of one entity")
             .WithQuery(TemporalParameters)
-            .Produces(200, contentType: MediaTypes.Json);
+            .Produces<System.Text.Json.Nodes.JsonObject>(200, MediaTypes.Json, MediaTypes.JsonLd).ProducesProblem(400).ProducesProblem(404);
+        temporal.MapPost("/", Create).WithNgsiHeaders().WithName("CreateOrUpdateTemporalEntity")
+            .WithSummary("Add attribute instances to an entity's history (201 when it had none, else 204); the current state is not changed")
+            .WithJsonBody("A temporal entity: {\"id\", \"type\", \"speed\": [{\"type\":\"Property\",\"value\":10,\"observedAt\":\"…\"}, …]}.")
+            .Produces(201).Produces(204);
+        temporal.MapPost("/{entityId}/attrs", AddAttributes).WithNgsiHeaders().WithName("AddTemporalAttributes")
+            .WithSummary("Add attribute instances to an existing history")
+            .WithJsonBody("Attributes, each an instance or an array of instances.").Produces(204);
+        temporal.MapPatch("/{entityId}/attrs/{attrId}/{instanceId}", PatchInstance).WithNgsiHeaders().WithName("ModifyTemporalAttributeInstance")
+            .WithSummary("Replace one recorded attribute instance").WithJsonBody("The instance: {\"type\", \"value\", \"observedAt\", …}.").Produces(204);
         temporal.MapDelete("/{entityId}", Delete).WithNgsiHeaders().WithName("DeleteTemporalEntity")
             .WithSummary("Delete the whole history of an entity (its current state is kept)");
         temporal.MapDelete("/{entityId}/attrs/{attrId}", DeleteAttribute).WithNgsiHeaders().WithName("DeleteTemporalAttribute")
@@ -73,9 +82,10 @@ internal static class TemporalApi
         await entities.RequireTenantAsync(tenant, http.RequestAborted);
         await history.CatchUpAsync(http.RequestAborted);
 
-        var row = history.Entity(tenant, entityId) ?? throw new NgsiException(NgsiErrorType.ResourceNotFound, $"Entity '{entityId}' has no history.");
+        using var reader = history.OpenReader();
+        var row = reader.Entity(tenant, entityId) ?? throw new NgsiException(NgsiErrorType.ResourceNotFound, $"Entity '{entityId}' has no history.");
         var attrs = options.Attrs?.Select(context.ExpandTerm).ToList();
-        var result = new TemporalEntity(row, Rows(history, tenant, entityId, attrs, temporal));
+        var result = new TemporalEntity(row, Rows(reader, tenant, entityId, attrs, temporal));
         var render = options.Render(context, mediaType);
         return new NgsiJsonResult(200, mediaType, context, w => TemporalRenderer.WriteEntity(w, result, temporal, render));
     }
@@ -105,7 +115,8 @@ internal static class TemporalApi
         var selection = filter with { Attrs = null };
         var matched = new List<TemporalEntity>();
         var total = 0;
-        foreach (var row in history.Entities(tenant, options.Ids))
+        using var reader = history.OpenReader();
+        foreach (var row in reader.Entities(tenant, options.Ids))
         {
             http.RequestAborted.ThrowIfCancellationRequested();
             Entity? subject;
@@ -123,7 +134,7 @@ internal static class TemporalApi
                 continue;
             }
 
-            var rows = Rows(history, tenant, row.Id, filter.Attrs, temporal);
+            var rows = Rows(reader, tenant, row.Id, filter.Attrs, temporal);
             if (filter.Attrs is not null && rows.Count == 0)
             {
                 continue;
@@ -201,10 +212,114 @@ internal static class TemporalApi
         return removed > 0 ? TypedResults.NoContent() : throw new NgsiException(NgsiErrorType.ResourceNotFound, $"No instance '{EntityParser.Truncate(instanceId)}' of attribute '{attrId}' of '{entityId}'.");
     }
 
-    /// <summary>The history rows of one entity in the query's range, cut to the last N per attribute and datasetId.</summary>
-    private static List<HistoryRow> Rows(TemporalHistory history, string tenant, string entityId, IReadOnlyCollection<string>? attrs, TemporalQuery temporal)
+    private static async Task<IResult> Create(HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
     {
-        var rows = history.History(tenant, entityId, attrs, temporal);
+        var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http);
+        if (body.ValueKind != System.Text.Json.JsonValueKind.Object)
+        {
+            throw NgsiException.BadData("A temporal entity must be a JSON object.");
+        }
+
+        var context = await NgsiRequest.BodyContextAsync(http, resolver, body, mediaType);
+        var id = body.TryGetProperty("id", out var idValue) && idValue.ValueKind == System.Text.Json.JsonValueKind.String
+            ? NgsiRequest.EntityId(idValue.GetString()!)
+            : throw NgsiException.BadData("A temporal entity needs an id (a URI).");
+        var types = Types(body, context);
+        var tenant = NgsiRequest.Tenant(http.Request);
+        await entities.RequireTenantAsync(tenant, http.RequestAborted);
+        var created = await history.AppendAsync(tenant, id, types, Instances(body, context, entities.Now()), entities.Now(), http.RequestAborted);
+        return created
+            ? TypedResults.Created($"/ngsi-ld/v1/temporal/entities/{Uri.EscapeDataString(id)}")
+            : TypedResults.NoContent();
+    }
+
+    private static async Task<NoContent> AddAttributes(string entityId, HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
+    {
+        NgsiRequest.EntityId(entityId);
+        var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http);
+        if (body.ValueKind != System.Text.Json.JsonValueKind.Object)
+        {
+            throw NgsiException.BadData("The body must be a JSON object of attributes.");
+        }
+
+        var context = await NgsiRequest.BodyContextAsync(http, resolver, body, mediaType);
+        var tenant = NgsiRequest.Tenant(http.Request);
+        await entities.RequireTenantAsync(tenant, http.RequestAborted);
+        await history.AppendAsync(tenant, entityId, null, Instances(body, context, entities.Now()), entities.Now(), http.RequestAborted);
+        return TypedResults.NoContent();
+    }
+
+    private static async Task<NoContent> PatchInstance(string entityId, string attrId, string instanceId, HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
+    {
+        NgsiRequest.EntityId(entityId);
+        var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http);
+        var context = await NgsiRequest.BodyContextAsync(http, resolver, body, mediaType);
+        var attr = EntityParser.ExpandAttributeName(attrId, context);
+        var replacement = EntityParser.ParseInstance(attrId, body, context, entities.Now(), allowNullMarker: false, depth: 0);
+        var tenant = NgsiRequest.Tenant(http.Request);
+        await entities.RequireTenantAsync(tenant, http.RequestAborted);
+        var found = await history.ReplaceInstanceAsync(tenant, entityId, attr, instanceId, _ => replacement, entities.Now(), http.RequestAborted);
+        return found ? TypedResults.NoContent() : throw new NgsiException(NgsiErrorType.ResourceNotFound, $"No instance '{EntityParser.Truncate(instanceId)}' of attribute '{attrId}' of '{entityId}'.");
+    }
+
+    private static List<string> Types(System.Text.Json.JsonElement body, LdContext context)
+    {
+        if (!body.TryGetProperty("type", out var type))
+        {
+            throw NgsiException.BadData("A temporal entity needs a type.");
+        }
+
+        var names = type.ValueKind switch
+        {
+            System.Text.Json.JsonValueKind.String => [type.GetString()!],
+            System.Text.Json.JsonValueKind.Array => type.EnumerateArray().Select(t => t.ValueKind == System.Text.Json.JsonValueKind.String ? t.GetString()! : string.Empty).ToList(),
+            _ => [],
+        };
+        if (names.Count == 0 || names.Exists(n => !NgsiText.IsName(n)))
+        {
+            throw NgsiException.BadData("type must be a name or a non-empty array of names.");
+        }
+
+        return names.ConvertAll(context.ExpandTerm);
+    }
+
+    /// <summary>The attribute members of a temporal entity: each one instance or an array of instances (any datasetIds).</summary>
+    private static List<(string Attr, AttributeInstance Instance)> Instances(System.Text.Json.JsonElement body, LdContext context, DateTimeOffset now)
+    {
+        var instances = new List<(string, AttributeInstance)>();
+        foreach (var member in body.EnumerateObject())
+        {
+            if (member.Name is "id" or "type" or "@context" or "scope" or "createdAt" or "modifiedAt")
+            {
+                continue;
+            }
+
+            var attr = EntityParser.ExpandAttributeName(member.Name, context);
+            if (member.Value.ValueKind == System.Text.Json.JsonValueKind.Array)
+            {
+                foreach (var item in member.Value.EnumerateArray())
+                {
+                    instances.Add((attr, EntityParser.ParseInstance(member.Name, item, context, now, allowNullMarker: false, depth: 0)));
+                }
+            }
+            else
+            {
+                instances.Add((attr, EntityParser.ParseInstance(member.Name, member.Value, context, now, allowNullMarker: false, depth: 0)));
+            }
+        }
+
+        if (instances.Count == 0)
+        {
+            throw NgsiException.BadData("A temporal entity needs at least one attribute instance.");
+        }
+
+        return instances;
+    }
+
+    /// <summary>The history rows of one entity in the query's range, cut to the last N per attribute and datasetId.</summary>
+    private static List<HistoryRow> Rows(HistoryReader reader, string tenant, string entityId, IReadOnlyCollection<string>? attrs, TemporalQuery temporal)
+    {
+        var rows = reader.History(tenant, entityId, attrs, temporal);
         if (temporal.LastN is not { } n)
         {
             return rows;

@@ -138,109 +138,164 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
         }
     }
 
-    public TemporalEntityRow? Entity(string tenant, string id)
+    /// <summary>A read-only view of the history for one request (one connection, however many entities it reads).</summary>
+    public HistoryReader OpenReader()
     {
-        using var connection = OpenReader();
-        using var cmd = connection.CreateCommand();
-        cmd.CommandText = "SELECT id, types, created_at, modified_at, deleted_at FROM temporal_entities WHERE tenant = $t AND id = $id";
-        cmd.Parameters.AddWithValue("$t", tenant);
-        cmd.Parameters.AddWithValue("$id", id);
-        using var r = cmd.ExecuteReader();
-        return r.Read() ? EntityRow(r) : null;
+        var connection = new SqliteConnection(store.ConnectionString);
+        connection.Open();
+        return new HistoryReader(connection);
     }
 
-    /// <summary>The entities with a history in a tenant, by id (only <paramref name="ids"/> when given).</summary>
-    public List<TemporalEntityRow> Entities(string tenant, IReadOnlyList<string>? ids)
+    /// <summary>
+    /// Adds instances to an entity's history without touching its current state (POST /temporal/entities and
+    /// /temporal/entities/{id}/attrs); instance ids are numbered after the last row. True when the entity had no history.
+    /// </summary>
+    public async Task<bool> AppendAsync(string tenant, string entityId, List<string>? types, IReadOnlyList<(string Attr, AttributeInstance Instance)> instances, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        using var connection = OpenReader();
-        using var cmd = connection.CreateCommand();
-        var sql = new StringBuilder("SELECT id, types, created_at, modified_at, deleted_at FROM temporal_entities WHERE tenant = $t");
-        cmd.Parameters.AddWithValue("$t", tenant);
-        if (ids is not null)
+        await CatchUpAsync(cancellationToken).ConfigureAwait(false);
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
         {
-            sql.Append(" AND id IN (");
-            for (var i = 0; i < ids.Count; i++)
+            var writer = Open();
+            using var tx = writer.BeginTransaction(deferred: false);
+            using var find = writer.CreateCommand();
+            find.Transaction = tx;
+            find.CommandText = "SELECT types FROM temporal_entities WHERE tenant = $t AND id = $id";
+            find.Parameters.AddWithValue("$t", tenant);
+            find.Parameters.AddWithValue("$id", entityId);
+            var existing = find.ExecuteScalar() as string;
+            if (existing is null && types is null)
             {
-                sql.Append(i == 0 ? "$id" : ", $id").Append(i);
-                cmd.Parameters.AddWithValue("$id" + i, ids[i]);
+                throw Machi.Ngsi.Errors.NgsiException.NotFound($"Entity '{entityId}' has no history.");
             }
 
-            sql.Append(')');
-        }
+            using (var entity = writer.CreateCommand())
+            {
+                entity.Transaction = tx;
+                entity.CommandText = """
+                    INSERT INTO temporal_entities (tenant, id, types, created_at, modified_at, deleted_at) VALUES ($t, $id, $types, $now, $now, NULL)
+                    ON CONFLICT (tenant, id) DO UPDATE SET types = coalesce($newTypes, types), modified_at = $now
+                    """;
+                entity.Parameters.AddWithValue("$t", tenant);
+                entity.Parameters.AddWithValue("$id", entityId);
+                entity.Parameters.AddWithValue("$types", types is null ? existing! : JsonSerializer.Serialize(types));
+                entity.Parameters.AddWithValue("$newTypes", types is null ? DBNull.Value : JsonSerializer.Serialize(types));
+                entity.Parameters.AddWithValue("$now", now.UtcTicks);
+                entity.ExecuteNonQuery();
+            }
 
-        cmd.CommandText = sql.Append(" ORDER BY id").ToString();
-        var rows = new List<TemporalEntityRow>();
-        using var r = cmd.ExecuteReader();
-        while (r.Read())
+            using var next = writer.CreateCommand();
+            next.Transaction = tx;
+            next.CommandText = "SELECT coalesce(max(id), 0) FROM attribute_history";
+            var number = (long)next.ExecuteScalar()!;
+            using var insert = InsertCommand(writer, tx);
+            var carrierTypes = types ?? JsonSerializer.Deserialize<List<string>>(existing!) ?? [];
+            foreach (var (attr, instance) in instances)
+            {
+                instance.CreatedAt = instance.ModifiedAt = now;
+                Insert(insert, tenant, entityId, attr, instance, $"urn:ngsi-ld:attribute:instance:h{++number}", now, carrierTypes);
+            }
+
+            tx.Commit();
+            return existing is null;
+        }
+        finally
         {
-            rows.Add(EntityRow(r));
+            _gate.Release();
         }
-
-        return rows;
     }
 
-    /// <summary>The recorded instances of an entity's attributes (all, or the given expanded names) inside the query's time range, oldest first.</summary>
-    public List<HistoryRow> History(string tenant, string entityId, IReadOnlyCollection<string>? attrs, TemporalQuery query)
+    /// <summary>Replaces the value (and metadata) of one recorded instance; false when there is no such instance.</summary>
+    public async Task<bool> ReplaceInstanceAsync(string tenant, string entityId, string attr, string instanceId, Func<AttributeKind, AttributeInstance> replacement, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        using var connection = OpenReader();
-        using var cmd = connection.CreateCommand();
-        var time = query.Property switch
+        await CatchUpAsync(cancellationToken).ConfigureAwait(false);
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
         {
-            TimeProperty.CreatedAt => "created_at",
-            TimeProperty.ModifiedAt => "modified_at",
-            _ => "coalesce(observed_at, modified_at)",
-        };
-        var sql = new StringBuilder("SELECT attr, dataset_id, instance_id, kind, observed_at, created_at, modified_at, value, instance, deleted FROM attribute_history WHERE tenant = $t AND entity_id = $e");
-        cmd.Parameters.AddWithValue("$t", tenant);
-        cmd.Parameters.AddWithValue("$e", entityId);
-        if (attrs is not null)
-        {
-            sql.Append(" AND attr IN (");
-            var i = 0;
-            foreach (var attr in attrs)
+            var writer = Open();
+            using var tx = writer.BeginTransaction(deferred: false);
+            using var find = writer.CreateCommand();
+            find.Transaction = tx;
+            find.CommandText = "SELECT kind, dataset_id, created_at FROM attribute_history WHERE tenant = $t AND entity_id = $e AND attr = $a AND instance_id = $i AND deleted = 0";
+            find.Parameters.AddWithValue("$t", tenant);
+            find.Parameters.AddWithValue("$e", entityId);
+            find.Parameters.AddWithValue("$a", attr);
+            find.Parameters.AddWithValue("$i", instanceId);
+            AttributeKind kind;
+            string? datasetId;
+            long createdAt;
+            using (var r = find.ExecuteReader())
             {
-                sql.Append(i == 0 ? "$a" : ", $a").Append(i);
-                cmd.Parameters.AddWithValue("$a" + i, attr);
-                i++;
+                if (!r.Read())
+                {
+                    return false;
+                }
+
+                kind = (AttributeKind)r.GetInt64(0);
+                datasetId = r.IsDBNull(1) ? null : r.GetString(1);
+                createdAt = r.GetInt64(2);
             }
 
-            sql.Append(')');
+            var instance = replacement(kind);
+            instance.DatasetId = datasetId;
+            var carrier = new Entity(entityId, ["urn:x"]);
+            carrier.Attributes[attr] = [instance];
+            using var update = writer.CreateCommand();
+            update.Transaction = tx;
+            update.CommandText = "UPDATE attribute_history SET kind = $k, observed_at = $o, modified_at = $m, value = $v, instance = $b WHERE instance_id = $i";
+            update.Parameters.AddWithValue("$k", (long)instance.Kind);
+            update.Parameters.AddWithValue("$o", ObservedTicks(instance) is { } o ? o : DBNull.Value);
+            update.Parameters.AddWithValue("$m", Math.Max(now.UtcTicks, createdAt));
+            update.Parameters.AddWithValue("$v", Encoding.UTF8.GetString(instance.PayloadUtf8));
+            update.Parameters.AddWithValue("$b", EntityCodec.Encode(carrier));
+            update.Parameters.AddWithValue("$i", instanceId);
+            update.ExecuteNonQuery();
+            tx.Commit();
+            return true;
         }
-
-        switch (query.Relation)
+        finally
         {
-            case TimeRelation.Before:
-                sql.Append(" AND ").Append(time).Append(" < $at");
-                break;
-            case TimeRelation.After:
-                sql.Append(" AND ").Append(time).Append(" > $at");
-                break;
-            case TimeRelation.Between:
-                sql.Append(" AND ").Append(time).Append(" >= $at AND ").Append(time).Append(" < $end");
-                cmd.Parameters.AddWithValue("$end", query.EndTimeAt.UtcTicks);
-                break;
+            _gate.Release();
         }
+    }
 
-        cmd.Parameters.AddWithValue("$at", query.TimeAt.UtcTicks);
-        cmd.CommandText = sql.Append(" ORDER BY attr, ").Append(time).Append(", id").ToString();
-        var rows = new List<HistoryRow>();
-        using var r = cmd.ExecuteReader();
-        while (r.Read())
+    private static long? ObservedTicks(AttributeInstance instance) =>
+        NgsiText.TryParseDateTime(instance.ObservedAt, out var o) ? o.UtcTicks : null;
+
+    private static SqliteCommand InsertCommand(SqliteConnection writer, SqliteTransaction tx)
+    {
+        var insert = writer.CreateCommand();
+        insert.Transaction = tx;
+        insert.CommandText = """
+            INSERT INTO attribute_history (tenant, entity_id, attr, dataset_id, instance_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
+            VALUES ($t, $e, $a, $d, $i, $k, $o, $c, $m, $v, $b, $x)
+            """;
+        foreach (var name in new[] { "$t", "$e", "$a", "$d", "$i", "$k", "$o", "$c", "$m", "$v", "$b", "$x" })
         {
-            rows.Add(new HistoryRow(
-                r.GetString(0),
-                r.IsDBNull(1) ? null : r.GetString(1),
-                r.GetString(2),
-                (AttributeKind)r.GetInt64(3),
-                r.IsDBNull(4) ? null : new DateTimeOffset(r.GetInt64(4), TimeSpan.Zero),
-                new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero),
-                new DateTimeOffset(r.GetInt64(6), TimeSpan.Zero),
-                r.GetString(7),
-                r.IsDBNull(8) ? null : (byte[])r.GetValue(8),
-                r.GetInt64(9) != 0));
+            insert.Parameters.Add(new SqliteParameter { ParameterName = name });
         }
 
-        return rows;
+        return insert;
+    }
+
+    private static void Insert(SqliteCommand insert, string tenant, string entityId, string attr, AttributeInstance instance, string instanceId, DateTimeOffset at, List<string> types)
+    {
+        var carrier = new Entity(entityId, [.. types]);
+        carrier.Attributes[attr] = [instance];
+        var p = insert.Parameters;
+        p["$t"].Value = tenant;
+        p["$e"].Value = entityId;
+        p["$a"].Value = attr;
+        p["$d"].Value = (object?)instance.DatasetId ?? DBNull.Value;
+        p["$i"].Value = instanceId;
+        p["$k"].Value = (long)instance.Kind;
+        p["$o"].Value = ObservedTicks(instance) is { } o ? o : DBNull.Value;
+        p["$c"].Value = at.UtcTicks;
+        p["$m"].Value = at.UtcTicks;
+        p["$v"].Value = Encoding.UTF8.GetString(instance.PayloadUtf8);
+        p["$b"].Value = EntityCodec.Encode(carrier);
+        p["$x"].Value = 0L;
+        insert.ExecuteNonQuery();
     }
 
     public override void Dispose()
@@ -248,20 +303,6 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
         _writer?.Dispose();
         _gate.Dispose();
         base.Dispose();
-    }
-
-    private static TemporalEntityRow EntityRow(SqliteDataReader r) => new(
-        r.GetString(0),
-        JsonSerializer.Deserialize<List<string>>(r.GetString(1)) ?? [],
-        new DateTimeOffset(r.GetInt64(2), TimeSpan.Zero),
-        new DateTimeOffset(r.GetInt64(3), TimeSpan.Zero),
-        r.IsDBNull(4) ? null : new DateTimeOffset(r.GetInt64(4), TimeSpan.Zero));
-
-    private SqliteConnection OpenReader()
-    {
-        var connection = new SqliteConnection(store.ConnectionString);
-        connection.Open();
-        return connection;
     }
 
     private SqliteConnection Open()
@@ -288,17 +329,7 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
     private void Record(SqliteConnection writer, IReadOnlyList<EntityChange> changes)
     {
         using var tx = writer.BeginTransaction(deferred: false);
-        using var insert = writer.CreateCommand();
-        insert.Transaction = tx;
-        insert.CommandText = """
-            INSERT INTO attribute_history (tenant, entity_id, attr, dataset_id, instance_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
-            VALUES ($t, $e, $a, $d, $i, $k, $o, $c, $m, $v, $b, $x)
-            """;
-        foreach (var name in new[] { "$t", "$e", "$a", "$d", "$i", "$k", "$o", "$c", "$m", "$v", "$b", "$x" })
-        {
-            insert.Parameters.Add(new SqliteParameter { ParameterName = name });
-        }
-
+        using var insert = InsertCommand(writer, tx);
         using var entity = writer.CreateCommand();
         entity.Transaction = tx;
         entity.CommandText = """
@@ -405,6 +436,121 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
         p["$x"].Value = instance is null ? 1L : 0L;
         insert.ExecuteNonQuery();
     }
+}
+
+/// <summary>Reads of the history for one request, on one read-only connection.</summary>
+internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
+{
+    public TemporalEntityRow? Entity(string tenant, string id)
+    {
+        using var cmd = connection.CreateCommand();
+        cmd.CommandText = "SELECT id, types, created_at, modified_at, deleted_at FROM temporal_entities WHERE tenant = $t AND id = $id";
+        cmd.Parameters.AddWithValue("$t", tenant);
+        cmd.Parameters.AddWithValue("$id", id);
+        using var r = cmd.ExecuteReader();
+        return r.Read() ? EntityRow(r) : null;
+    }
+
+    /// <summary>The entities with a history in a tenant, by id (only <paramref name="ids"/> when given).</summary>
+    public List<TemporalEntityRow> Entities(string tenant, IReadOnlyList<string>? ids)
+    {
+        using var cmd = connection.CreateCommand();
+        var sql = new StringBuilder("SELECT id, types, created_at, modified_at, deleted_at FROM temporal_entities WHERE tenant = $t");
+        cmd.Parameters.AddWithValue("$t", tenant);
+        if (ids is not null)
+        {
+            sql.Append(" AND id IN (");
+            for (var i = 0; i < ids.Count; i++)
+            {
+                sql.Append(i == 0 ? "$id" : ", $id").Append(i);
+                cmd.Parameters.AddWithValue("$id" + i, ids[i]);
+            }
+
+            sql.Append(')');
+        }
+
+        cmd.CommandText = sql.Append(" ORDER BY id").ToString();
+        var rows = new List<TemporalEntityRow>();
+        using var r = cmd.ExecuteReader();
+        while (r.Read())
+        {
+            rows.Add(EntityRow(r));
+        }
+
+        return rows;
+    }
+
+    /// <summary>The recorded instances of an entity's attributes (all, or the given expanded names) inside the query's time range, oldest first.</summary>
+    public List<HistoryRow> History(string tenant, string entityId, IReadOnlyCollection<string>? attrs, TemporalQuery query)
+    {
+        using var cmd = connection.CreateCommand();
+        var time = query.Property switch
+        {
+            TimeProperty.CreatedAt => "created_at",
+            TimeProperty.ModifiedAt => "modified_at",
+            _ => "coalesce(observed_at, modified_at)",
+        };
+        var sql = new StringBuilder("SELECT attr, dataset_id, instance_id, kind, observed_at, created_at, modified_at, value, instance, deleted FROM attribute_history WHERE tenant = $t AND entity_id = $e");
+        cmd.Parameters.AddWithValue("$t", tenant);
+        cmd.Parameters.AddWithValue("$e", entityId);
+        if (attrs is not null)
+        {
+            sql.Append(" AND attr IN (");
+            var i = 0;
+            foreach (var attr in attrs)
+            {
+                sql.Append(i == 0 ? "$a" : ", $a").Append(i);
+                cmd.Parameters.AddWithValue("$a" + i, attr);
+                i++;
+            }
+
+            sql.Append(')');
+        }
+
+        switch (query.Relation)
+        {
+            case TimeRelation.Before:
+                sql.Append(" AND ").Append(time).Append(" < $at");
+                break;
+            case TimeRelation.After:
+                sql.Append(" AND ").Append(time).Append(" > $at");
+                break;
+            case TimeRelation.Between:
+                sql.Append(" AND ").Append(time).Append(" >= $at AND ").Append(time).Append(" < $end");
+                cmd.Parameters.AddWithValue("$end", query.EndTimeAt.UtcTicks);
+                break;
+        }
+
+        cmd.Parameters.AddWithValue("$at", query.TimeAt.UtcTicks);
+        cmd.CommandText = sql.Append(" ORDER BY attr, ").Append(time).Append(", id").ToString();
+        var rows = new List<HistoryRow>();
+        using var r = cmd.ExecuteReader();
+        while (r.Read())
+        {
+            rows.Add(new HistoryRow(
+                r.GetString(0),
+                r.IsDBNull(1) ? null : r.GetString(1),
+                r.GetString(2),
+                (AttributeKind)r.GetInt64(3),
+                r.IsDBNull(4) ? null : new DateTimeOffset(r.GetInt64(4), TimeSpan.Zero),
+                new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero),
+                new DateTimeOffset(r.GetInt64(6), TimeSpan.Zero),
+                r.GetString(7),
+                r.IsDBNull(8) ? null : (byte[])r.GetValue(8),
+                r.GetInt64(9) != 0));
+        }
+
+        return rows;
+    }
+
+    private static TemporalEntityRow EntityRow(SqliteDataReader r) => new(
+        r.GetString(0),
+        JsonSerializer.Deserialize<List<string>>(r.GetString(1)) ?? [],
+        new DateTimeOffset(r.GetInt64(2), TimeSpan.Zero),
+        new DateTimeOffset(r.GetInt64(3), TimeSpan.Zero),
+        r.IsDBNull(4) ? null : new DateTimeOffset(r.GetInt64(4), TimeSpan.Zero));
+
+    public void Dispose() => connection.Dispose();
 }
 
 public static class TemporalModule

@@ -179,6 +179,21 @@ public sealed class StreamApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_stream_sees_only_its_own_tenant()
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, NgsiHttp.Entities) { Content = NgsiHttp.Json(NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:t0", 1)) };
+        request.Headers.Add("NGSILD-Tenant", "aizu");
+        Assert.Equal(HttpStatusCode.Created, (await Client.SendAsync(request)).StatusCode);
+
+        await using var aizu = await EventStreamClient.OpenAsync(Client, $"{Stream}?type=Vehicle", tenant: "aizu");
+        await Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:default-tenant", 1));
+        var inAizu = new HttpRequestMessage(HttpMethod.Post, NgsiHttp.Entities) { Content = NgsiHttp.Json(NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:aizu", 1)) };
+        inAizu.Headers.Add("NGSILD-Tenant", "aizu");
+        await Client.SendAsync(inAizu);
+        Assert.Equal(("create", "urn:ngsi-ld:Vehicle:aizu"), Summary(await aizu.NextAsync()));
+    }
+
+    [Fact]
     public async Task Bad_parameters_are_ProblemDetails_before_the_stream_starts()
     {
         await (await Client.GetAsync($"{Stream}?q=speed>>")).AssertProblem(400, "BadRequestData");
@@ -186,6 +201,16 @@ public sealed class StreamApiTests : IAsyncLifetime
         using var request = new HttpRequestMessage(HttpMethod.Get, Stream);
         request.Headers.Add("NGSILD-Tenant", "nowhere");
         await (await Client.SendAsync(request)).AssertProblem(404, "NonexistentTenant");
+    }
+
+    [Fact]
+    public async Task The_stream_and_the_temporal_API_are_in_the_OpenAPI_document()
+    {
+        var paths = (await (await Client.GetAsync("/openapi/v1.json")).ReadJson())["paths"]!.AsObject();
+        Assert.Contains("text/event-stream", paths["/ngsi-ld/v1/x-machi/stream"]!["get"]!["responses"]!["200"]!["content"]!.AsObject().Select(c => c.Key));
+        Assert.NotNull(paths["/ngsi-ld/v1/temporal/entities"]?["get"]);
+        Assert.NotNull(paths["/ngsi-ld/v1/temporal/entities/{entityId}"]?["get"]);
+        Assert.NotNull(paths["/ngsi-ld/v1/temporal/entities/{entityId}/attrs/{attrId}/{instanceId}"]?["patch"]);
     }
 
     private static (string, string) Summary(ServerEvent e) => (e.Event, e.Json["id"]!.GetValue<string>());

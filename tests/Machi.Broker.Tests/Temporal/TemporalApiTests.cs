@@ -214,6 +214,39 @@ public sealed class TemporalApiTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await Client.GetAsync($"{NgsiHttp.Entities}/{id}")).StatusCode);
     }
 
+    [Fact]
+    public async Task History_can_be_written_directly_added_to_and_corrected_without_changing_the_current_state()
+    {
+        const string id = "urn:ngsi-ld:WaterMeter:m1";
+        var created = await Client.PostJson(Temporal, """
+            {"id":"urn:ngsi-ld:WaterMeter:m1","type":"WaterMeter","volume":[
+              {"type":"Property","value":100,"observedAt":"2026-11-01T00:00:00Z"},
+              {"type":"Property","value":130,"observedAt":"2026-11-02T00:00:00Z"}]}
+            """);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        Assert.Equal("/ngsi-ld/v1/temporal/entities/" + Uri.EscapeDataString(id), created.Headers.Location!.OriginalString);
+
+        var again = await Client.PostJson(Temporal, """{"id":"urn:ngsi-ld:WaterMeter:m1","type":"WaterMeter","volume":{"type":"Property","value":170,"observedAt":"2026-11-03T00:00:00Z"}}""");
+        Assert.Equal(HttpStatusCode.NoContent, again.StatusCode);
+        var added = await Client.PostJson($"{Temporal}/{id}/attrs", """{"volume":[{"type":"Property","value":190,"observedAt":"2026-11-04T00:00:00Z"}]}""");
+        Assert.Equal(HttpStatusCode.NoContent, added.StatusCode);
+
+        var volume = (await Get($"{Temporal}/{id}"))["volume"]!.AsArray();
+        Assert.Equal([100.0, 130, 170, 190], volume.Select(i => i!["value"]!.GetValue<double>()));
+
+        var second = volume[1]!["instanceId"]!.GetValue<string>();
+        var patched = await Client.PatchJson($"{Temporal}/{id}/attrs/volume/{Uri.EscapeDataString(second)}", """{"type":"Property","value":131,"observedAt":"2026-11-02T00:00:00Z"}""");
+        Assert.Equal(HttpStatusCode.NoContent, patched.StatusCode);
+        var sum = await Get($"{Temporal}/{id}?options=aggregatedValues&aggrMethods=sum,max&timerel=before&timeAt=2026-11-03T00:00:00Z");
+        Assert.Equal(231, sum["volume"]!["sum"]![0]![0]!.GetValue<double>());
+
+        // The current state is untouched: there is no such entity.
+        Assert.Equal(HttpStatusCode.NotFound, (await Client.GetAsync($"{NgsiHttp.Entities}/{id}")).StatusCode);
+        await (await Client.PostJson($"{Temporal}/urn:ngsi-ld:WaterMeter:none/attrs", """{"volume":{"type":"Property","value":1}}""")).AssertProblem(404, "ResourceNotFound");
+        await (await Client.PatchJson($"{Temporal}/{id}/attrs/volume/urn:ngsi-ld:attribute:instance:nope", """{"type":"Property","value":1}""")).AssertProblem(404, "ResourceNotFound");
+        await (await Client.PostJson(Temporal, """{"type":"WaterMeter","volume":{"type":"Property","value":1}}""")).AssertProblem(400, "BadRequestData");
+    }
+
     private async Task Create(string id, double speed, string observedAt)
     {
         var body = NgsiHttp.Vehicle(id, speed).Replace("2026-11-25T08:00:00Z", observedAt, StringComparison.Ordinal);
