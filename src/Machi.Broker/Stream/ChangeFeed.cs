@@ -139,7 +139,10 @@ internal sealed class FeedSubscriber(int capacity, long startSeq)
     }
 }
 
-/// <summary>A change shared by every client; its states are decoded once, by whichever client needs them first.</summary>
+/// <summary>
+/// A change shared by every client; its states are decoded once, by whichever client needs them first. The decoded
+/// entities parse payloads on demand, which is not thread-safe: read them while holding a lock on this object.
+/// </summary>
 internal sealed class FeedChange(EntityChange change)
 {
     private readonly Lazy<Entity?> _before = new(change.BeforeEntity);

@@ -229,7 +229,11 @@ internal static class StreamApi
 
                 while (reader.TryRead(out var item))
                 {
-                    Write(buffer, item.Change, item.Before, item.After);
+                    // Clients share the decoded states; parts of the model parse lazily, so one client reads at a time.
+                    lock (item)
+                    {
+                        Write(buffer, item.Change, item.Before, item.After);
+                    }
                 }
 
                 await FlushAsync(response, buffer, ct).ConfigureAwait(false);

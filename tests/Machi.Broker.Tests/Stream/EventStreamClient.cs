@@ -28,13 +28,18 @@ public sealed class EventStreamClient : IAsyncDisposable
     public HttpResponseMessage Response => _response;
 
     /// <summary>Opens the stream; once this returns the server is following changes for this client.</summary>
-    public static async Task<EventStreamClient> OpenAsync(HttpClient client, string pathAndQuery, string? lastEventId = null, string? tenant = null)
+    public static async Task<EventStreamClient> OpenAsync(HttpClient client, string pathAndQuery, string? lastEventId = null, string? tenant = null, string? contextUrl = null)
     {
         var request = new HttpRequestMessage(HttpMethod.Get, pathAndQuery);
         request.Headers.Accept.ParseAdd("text/event-stream");
         if (lastEventId is not null)
         {
             request.Headers.Add("Last-Event-ID", lastEventId);
+        }
+
+        if (contextUrl is not null)
+        {
+            request.Headers.TryAddWithoutValidation("Link", $"<{contextUrl}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"");
         }
 
         if (tenant is not null)

@@ -194,6 +194,28 @@ public sealed class StreamApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_Link_context_expands_the_filter_and_compacts_the_events()
+    {
+        var hosted = await Client.PostJson("/ngsi-ld/v1/jsonldContexts", """
+            {"@context":{"EvacuationSite":"https://aizu.example.org/ns#EvacuationSite","occupants":"https://aizu.example.org/ns#occupants"}}
+            """);
+        var contextUrl = hosted.Headers.Location!.OriginalString;
+        await using var stream = await EventStreamClient.OpenAsync(Client, $"{Stream}?type=EvacuationSite&q=occupants>10&options=keyValues", contextUrl: contextUrl);
+        await Client.PostJson(NgsiHttp.Entities, """{"id":"urn:ngsi-ld:EvacuationSite:x","type":"https://aizu.example.org/ns#EvacuationSite","https://aizu.example.org/ns#occupants":{"type":"Property","value":50}}""");
+        var created = await stream.NextAsync();
+        Assert.Equal("""{"id":"urn:ngsi-ld:EvacuationSite:x","type":"EvacuationSite","occupants":50}""", created.Data);
+    }
+
+    [Fact]
+    public async Task Open_streams_do_not_hold_up_a_graceful_shutdown()
+    {
+        await using var stream = await EventStreamClient.OpenAsync(Client, $"{Stream}?type=Vehicle");
+        var clock = Stopwatch.StartNew();
+        await _server.StopAsync();
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"stopping took {clock.Elapsed}");
+    }
+
+    [Fact]
     public async Task Bad_parameters_are_ProblemDetails_before_the_stream_starts()
     {
         await (await Client.GetAsync($"{Stream}?q=speed>>")).AssertProblem(400, "BadRequestData");

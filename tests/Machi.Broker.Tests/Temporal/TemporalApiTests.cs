@@ -247,6 +247,27 @@ public sealed class TemporalApiTests : IAsyncLifetime
         await (await Client.PostJson(Temporal, """{"type":"WaterMeter","volume":{"type":"Property","value":1}}""")).AssertProblem(400, "BadRequestData");
     }
 
+    [Fact]
+    public async Task Names_are_expanded_and_compacted_with_the_Link_context()
+    {
+        var hosted = await Client.PostJson("/ngsi-ld/v1/jsonldContexts", """
+            {"@context":{"EvacuationSite":"https://aizu.example.org/ns#EvacuationSite","occupants":"https://aizu.example.org/ns#occupants"}}
+            """);
+        var contextUrl = hosted.Headers.Location!.OriginalString;
+        await Client.PostJson(NgsiHttp.Entities, """{"id":"urn:ngsi-ld:EvacuationSite:x","type":"https://aizu.example.org/ns#EvacuationSite","https://aizu.example.org/ns#occupants":{"type":"Property","value":50}}""");
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"{Temporal}?type=EvacuationSite&attrs=occupants&options=temporalValues");
+        request.Headers.TryAddWithoutValidation("Link", $"<{contextUrl}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"");
+        var response = await Client.SendAsync(request);
+        var site = Assert.Single((await response.ReadJson()).AsArray())!;
+        Assert.Equal("EvacuationSite", site["type"]!.GetValue<string>());
+        Assert.Equal(50, site["occupants"]!["values"]![0]![0]!.GetValue<double>());
+        Assert.Contains(contextUrl, response.Headers.GetValues("Link").Single(), StringComparison.Ordinal);
+
+        var plain = await Get($"{Temporal}/urn:ngsi-ld:EvacuationSite:x");
+        Assert.NotNull(plain["https://aizu.example.org/ns#occupants"]);
+    }
+
     private async Task Create(string id, double speed, string observedAt)
     {
         var body = NgsiHttp.Vehicle(id, speed).Replace("2026-11-25T08:00:00Z", observedAt, StringComparison.Ordinal);
