@@ -6,7 +6,9 @@ using Machi.Broker.Http;
 using Machi.Broker.Query;
 using Machi.Broker.Registrations;
 using Machi.Broker.Storage;
+using Machi.Broker.Stream;
 using Machi.Broker.Subscriptions;
+using Machi.Broker.Temporal;
 using Machi.Ngsi.JsonLd;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -51,6 +53,13 @@ public static class BrokerModule
         services.AddSingleton<IBrokerHealth, StoreHealth>();
         services.AddMachiFederation(configuration);
         services.AddMachiSubscriptions(configuration);
+
+        // One reader of the change log feeds every event-stream client; the log is pruned behind its consumers.
+        services.AddSingleton<ChangeFeed>();
+        services.AddHostedService(sp => sp.GetRequiredService<ChangeFeed>());
+        services.AddSingleton<ChangeLogRetention>();
+        services.AddHostedService(sp => sp.GetRequiredService<ChangeLogRetention>());
+        services.AddMachiTemporal();
         return services;
     }
 
@@ -85,6 +94,8 @@ public static class BrokerModule
         api.MapDiscovery();
         api.MapRegistrations();
         api.MapSubscriptions();
+        api.MapStream();
+        api.MapTemporal();
         api.Map("/{**path}", (HttpContext http) => new ProblemResult(Ngsi.Errors.NgsiException.Invalid(
             $"{http.Request.Method} {http.Request.Path} is not an operation of this NGSI-LD API."))).ExcludeFromDescription();
         return app;

@@ -14,4 +14,19 @@ public sealed class BrokerOptions
 
     /// <summary>Page size when a query gives no limit= (cut to <see cref="MaxLimit"/> when larger).</summary>
     public int DefaultLimit { get; set; } = 20;
+
+    /// <summary>
+    /// How long committed changes stay in the change log for stream clients to resume from (Last-Event-ID). Changes a
+    /// consumer (temporal history, subscriptions) has not processed are kept however old they are.
+    /// </summary>
+    public TimeSpan ChangeRetention { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>How often the change log is pruned.</summary>
+    public TimeSpan ChangePruneInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Comment line sent on an idle event stream so proxies and browsers keep it open.</summary>
+    public TimeSpan StreamHeartbeat { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Changes buffered per stream client; a client that falls further behind is disconnected (it resumes with Last-Event-ID).</summary>
+    public int StreamClientBuffer { get; set; } = 1024;
 }

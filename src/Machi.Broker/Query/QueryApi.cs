@@ -58,25 +58,10 @@ internal static class QueryApi
         var query = http.Request.Query;
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: true);
         var options = RequestOptions.Parse(query);
-        RejectUnsupported(query, "csf", "expandValues", "join", "joinLevel", "entityMap", "containedBy", "datasetId");
+        QueryParameters.RejectUnsupported(query, "csf", "expandValues", "join", "joinLevel", "entityMap", "containedBy", "datasetId");
         var context = await NgsiRequest.ContextAsync(http, resolver);
-        var expand = context.ExpandTerm;
-
-        var type = Text(query, "type") is { } typeText ? TypeExpression.Parse(typeText).Expand(expand) : null;
-        var pattern = Text(query, "idPattern") is { } patternText ? EntitySelector.CompileIdPattern(patternText) : null;
-        var filter = new EntityFilter
-        {
-            Selectors = type is null && pattern is null && options.Ids is null ? null : [new EntitySelector(options.Ids, pattern, type)],
-            Attrs = options.Attrs?.Select(expand).ToList(),
-            Q = Text(query, "q") is { } q ? QExpressions.Expand(QParser.Parse(q), expand) : null,
-            Geo = Text(query, "georel") is not null || Text(query, "geometry") is not null || Text(query, "coordinates") is not null
-                ? GeoQuery.Parse(Text(query, "georel"), Text(query, "geometry"), Text(query, "coordinates"), Text(query, "geoproperty"), expand)
-                : null,
-            Scope = Text(query, "scopeQ") is { } scope ? ScopeQuery.Parse(scope) : null,
-        };
-        RequireRestriction(filter, options, "type, id, idPattern, attrs, q, geoQ, scopeQ or local=true");
-
-        var (pick, omit) = Projection.Parse(Text(query, "pick"), Text(query, "omit"), expand);
+        var (filter, pick, omit) = QueryParameters.FromUrl(query, options, context.ExpandTerm);
+        QueryParameters.RequireRestriction(filter, options, "type, id, idPattern, attrs, q, geoQ, scopeQ or local=true");
         var render = options.Render(context, mediaType) with { Pick = pick, Omit = omit };
         return await AnswerAsync(http, entities, distributed, settings.Value, options, filter, mediaType, render);
     }
@@ -115,7 +100,7 @@ internal static class QueryApi
             Geo = body.TryGetProperty("geoQ", out var geoQ) ? GeoQuery.FromJson(geoQ, expand) : null,
             Scope = String(body, "scopeQ") is { } scope ? ScopeQuery.Parse(scope) : null,
         };
-        RequireRestriction(filter, options, "entities, attrs, q, geoQ, scopeQ or local=true in the URL");
+        QueryParameters.RequireRestriction(filter, options, "entities, attrs, q, geoQ, scopeQ or local=true in the URL");
 
         var pickNames = Names(body, "pick");
         var omitNames = Names(body, "omit");
@@ -154,18 +139,6 @@ internal static class QueryApi
         }
 
         return new NgsiJsonResult(200, mediaType, render.Context, w => EntitiesApi.WriteEntities(w, page.Entities, render));
-    }
-
-    /// <summary>
-    /// Clause 5.7.2.4: a query with no entity selector, attrs, q, geo-query or scope query (and not local) is an
-    /// error, whichever way it arrives, rather than a request for every entity.
-    /// </summary>
-    private static void RequireRestriction(EntityFilter filter, RequestOptions options, string members)
-    {
-        if (filter.Selectors is null && filter.Attrs is null && filter.Q is null && filter.Geo is null && filter.Scope is null && !options.Local)
-        {
-            throw NgsiException.BadData($"A query needs at least one of {members}.");
-        }
     }
 
     /// <summary>The entities member: EntitySelectors {id, idPattern, type}, ORed.</summary>
@@ -240,31 +213,5 @@ internal static class QueryApi
         }
 
         return names;
-    }
-
-    private static string? Text(IQueryCollection query, string name)
-    {
-        if (!query.TryGetValue(name, out var values))
-        {
-            return null;
-        }
-
-        if (values.Count > 1)
-        {
-            throw NgsiException.BadData($"Parameter '{name}' is given more than once.");
-        }
-
-        return string.IsNullOrEmpty(values[0]) ? throw NgsiException.BadData($"Parameter '{name}' is empty.") : values[0];
-    }
-
-    private static void RejectUnsupported(IQueryCollection query, params string[] names)
-    {
-        foreach (var name in names)
-        {
-            if (query.ContainsKey(name))
-            {
-                throw new NgsiException(NgsiErrorType.OperationNotSupported, $"Parameter '{name}' is not supported by this broker.");
-            }
-        }
     }
 }

@@ -70,8 +70,9 @@ internal static class SqliteSchema
         -- Every committed entity change, in commit order, written in the transaction of the change itself: the
         -- durable source that subscriptions, server-sent events and the temporal history read from (an outbox).
         -- before/after are the entity in EntityCodec's form (null when it did not exist / no longer exists).
+        -- AUTOINCREMENT: a seq is never reused, even after the log has been pruned empty (consumers hold cursors).
         CREATE TABLE entity_changes (
-            seq INTEGER PRIMARY KEY,
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
             tenant TEXT NOT NULL,
             entity_id TEXT NOT NULL,
             kind INTEGER NOT NULL,
@@ -125,10 +126,45 @@ internal static class SqliteSchema
         );
         CREATE INDEX notification_outbox_pending ON notification_outbox (endpoint, dead, seq);
 
-        -- How far each consumer of entity_changes has read (the log may be pruned up to the smallest seq).
-        CREATE TABLE change_cursors (
+        -- Where each consumer of the change log (temporal history, subscriptions, …) has got to: the seq of the last
+        -- change it has fully processed. The log is never pruned past the smallest of these.
+        CREATE TABLE IF NOT EXISTS change_cursors (
             consumer TEXT PRIMARY KEY,
             seq INTEGER NOT NULL
+        );
+        INSERT OR IGNORE INTO change_cursors (consumer, seq) VALUES ('temporal', 0);
+
+        -- Temporal history (clause 4.5.7): one row per attribute instance as it was written, derived from the
+        -- change log by the "temporal" consumer. Times are UTC ticks; observed_at is null when the instance had
+        -- none. value is the payload as JSON; instance the whole instance (metadata, sub-attributes) in
+        -- EntityCodec's form, null for a deletion (deleted = 1, value "urn:ngsi-ld:null").
+        CREATE TABLE attribute_history (
+            id INTEGER PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            entity_id TEXT NOT NULL,
+            attr TEXT NOT NULL,
+            dataset_id TEXT,
+            instance_id TEXT NOT NULL UNIQUE,
+            kind INTEGER NOT NULL,
+            observed_at INTEGER,
+            created_at INTEGER NOT NULL,
+            modified_at INTEGER NOT NULL,
+            value TEXT NOT NULL,
+            instance BLOB,
+            deleted INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX attribute_history_observed ON attribute_history (tenant, entity_id, attr, coalesce(observed_at, modified_at));
+        CREATE INDEX attribute_history_modified ON attribute_history (tenant, entity_id, attr, modified_at);
+
+        -- The entities that have a history, with their types, so that history outlives the entity.
+        CREATE TABLE temporal_entities (
+            tenant TEXT NOT NULL,
+            id TEXT NOT NULL,
+            types TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            modified_at INTEGER NOT NULL,
+            deleted_at INTEGER,
+            PRIMARY KEY (tenant, id)
         ) WITHOUT ROWID;
         """,
     ];

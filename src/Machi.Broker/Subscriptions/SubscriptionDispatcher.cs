@@ -29,6 +29,7 @@ internal sealed class SubscriptionDispatcher(
 
     private bool _seeded;
     private DateTimeOffset _cursorSavedAt;
+    private long _cursorSaved = -1;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -59,6 +60,13 @@ internal sealed class SubscriptionDispatcher(
                 {
                     cursor = await MatchAsync(changes, stoppingToken);
                     continue;
+                }
+
+                // Caught up: the cursor on disk catches up too, so the change log can be pruned behind it.
+                if (cursor > _cursorSaved)
+                {
+                    await subscriptions.Store.AppendAsync([], cursor, stoppingToken);
+                    (_cursorSaved, _cursorSavedAt) = (cursor, time.GetUtcNow());
                 }
 
                 var periodicDue = await PeriodicAsync(stoppingToken);
@@ -158,14 +166,15 @@ internal sealed class SubscriptionDispatcher(
     /// <summary>Records the notifications and the cursor past the changes they came from, in one transaction.</summary>
     private async Task<long> AdvanceAsync(List<OutboxItem> items, long cursor, CancellationToken ct)
     {
-        // Changes that notify nobody only move the cursor, which may lag on disk: redoing them after a crash sends
+        // Changes that notify nobody only move the cursor, which may lag on disk while changes keep coming (it is
+        // saved at least once a second, and whenever the dispatcher has caught up): redoing them after a crash sends
         // nothing (a subscription never sees changes from before it existed), and skipping a commit per batch
         // keeps the dispatcher from taking the write lock and an fsync away from the writer under load.
         var now = time.GetUtcNow();
         if (items.Count > 0 || now - _cursorSavedAt >= CursorSaveInterval)
         {
             await subscriptions.Store.AppendAsync(items, cursor, ct);
-            _cursorSavedAt = now;
+            (_cursorSaved, _cursorSavedAt) = (cursor, now);
         }
 
         if (items.Count > 0)

@@ -185,7 +185,8 @@ public static class EntityRenderer
         w.WriteEndArray();
     }
 
-    private static void WriteInstance(Utf8JsonWriter w, AttributeInstance a, RenderOptions options)
+    /// <summary>One attribute instance; <paramref name="extra"/> adds members to its object (the temporal API's instanceId).</summary>
+    internal static void WriteInstance(Utf8JsonWriter w, AttributeInstance a, RenderOptions options, Action<Utf8JsonWriter>? extra = null)
     {
         var ctx = options.Context;
         var languageValue = a.Kind == AttributeKind.LanguageProperty && options.Lang is { } lang
@@ -259,6 +260,7 @@ public static class EntityRenderer
             }
         }
 
+        extra?.Invoke(w);
         w.WriteEndObject();
     }
 
@@ -267,7 +269,7 @@ public static class EntityRenderer
         AttributeKinds.ByPayloadMember.Any(p => o.ContainsKey(p.Member))
         || (o["type"] is JsonValue t && t.TryGetValue<string>(out var s) && AttributeKinds.TryParse(s, out _));
 
-    private static void WritePayload(Utf8JsonWriter w, AttributeInstance a, LdContext ctx)
+    internal static void WritePayload(Utf8JsonWriter w, AttributeInstance a, LdContext ctx)
     {
         if (a.Kind == AttributeKind.VocabProperty)
         {
@@ -295,7 +297,7 @@ public static class EntityRenderer
         w.WriteStringValue(ctx.CompactIri(node.GetValue<string>()));
     }
 
-    private static void WriteTypes(Utf8JsonWriter w, string member, List<string> types, LdContext ctx)
+    internal static void WriteTypes(Utf8JsonWriter w, string member, List<string> types, LdContext ctx)
     {
         if (types.Count == 1)
         {

@@ -20,6 +20,7 @@ public sealed class FuzzTests : IAsyncLifetime
         "/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:fz/attrs/speed", "/ngsi-ld/v1/entityOperations/create", "/ngsi-ld/v1/entityOperations/upsert",
         "/ngsi-ld/v1/entityOperations/update", "/ngsi-ld/v1/entityOperations/delete", "/ngsi-ld/v1/entityOperations/merge",
         "/ngsi-ld/v1/jsonldContexts", "/ngsi-ld/v1/jsonldContexts/x", "/ngsi-ld/v1/entities/%00", "/ngsi-ld/v1/entities/urn:a:%2F..%2F",
+        "/ngsi-ld/v1/temporal/entities", "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Vehicle:fz", "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Vehicle:fz/attrs/speed",
     ];
 
     private static readonly string[] Queries =
@@ -27,6 +28,8 @@ public sealed class FuzzTests : IAsyncLifetime
         "", "?type=Vehicle", "?options=keyValues,sysAttrs", "?limit=abc", "?limit=99999999999", "?offset=-3", "?count=maybe",
         "?lang=ja,en;q=x", "?attrs=,,", "?format=weird", "?id=not%20uri", "?datasetId=urn:d:1&deleteAll=true", "?options=noOverwrite",
         "?type=Vehicle&geometryProperty=location", "?type=((", "?q=speed>1",
+        "?type=Vehicle&timerel=between&timeAt=2026-01-01T00:00:00Z&endTimeAt=2027-01-01T00:00:00Z&options=aggregatedValues&aggrMethods=sum,avg,stddev&aggrPeriodDuration=P1M",
+        "?type=Vehicle&lastN=2&options=temporalValues", "?type=Vehicle&aggrPeriodDuration=PT0.0000001S&options=aggregatedValues&aggrMethods=totalCount",
     ];
 
     private static readonly string[] Fragments =
