@@ -7,7 +7,8 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"
 # Debian packages the tests need. Later suites add theirs here, one word each
 # (postgresql-15-postgis-3, mosquitto, chromium, fonts-ipafont-gothic).
 DEBIAN_PACKAGES=(
-  procps # kill(1): the host tests send SIGTERM to a real machi process
+  procps    # kill(1): the host tests send SIGTERM to a real machi process (and to mosquitto)
+  mosquitto # MQTT notification tests run their own broker (/usr/sbin/mosquitto) on a free loopback port
 )
 
 ensure_packages() {

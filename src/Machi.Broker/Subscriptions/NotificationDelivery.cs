@@ -8,7 +8,7 @@ namespace Machi.Broker.Subscriptions;
 /// <summary>One notification to send: the subscription it belongs to and the outbox row holding its data.</summary>
 internal sealed record NotificationMessage(Subscription Subscription, OutboxRow Row);
 
-/// <summary>A way to deliver notifications (HTTP today; MQTT plugs in here), chosen by the endpoint's URI scheme.</summary>
+/// <summary>A way to deliver notifications (HTTP or MQTT), chosen by the endpoint's URI scheme.</summary>
 internal interface INotificationChannel
 {
     bool CanSend(Uri endpoint);

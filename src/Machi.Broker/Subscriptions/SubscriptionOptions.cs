@@ -11,7 +11,7 @@ public sealed class SubscriptionOptions
 
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromMinutes(5);
 
-    /// <summary>How long one HTTP notification may take before it counts as failed.</summary>
+    /// <summary>How long one notification (an HTTP request, an MQTT publish) may take before it counts as failed.</summary>
     public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Notifications in flight to one endpoint at once (never two for the same entity).</summary>

@@ -481,16 +481,23 @@ internal static class SubscriptionParser
             throw Bad("notification.showChanges cannot be true with format keyValues.");
         }
 
+        var uri = new Uri(endpoint["uri"]!.GetValue<string>());
+        var notifierInfo = Pairs(endpoint["notifierInfo"]);
+        if (MqttEndpoint.IsMqtt(uri) && !MqttEndpoint.TryParse(uri, notifierInfo, out _, out var mqttError))
+        {
+            throw Bad("notification.endpoint: " + mqttError);
+        }
+
         return new NotificationSettings
         {
             Attributes = (doc["attributes"] as JsonArray)?.Select(a => EntityParser.ExpandAttributeName(a!.GetValue<string>(), context)).ToHashSet(StringComparer.Ordinal),
             Format = format,
             ShowChanges = showChanges,
             SysAttrs = doc["sysAttrs"]?.GetValue<bool>() ?? false,
-            Endpoint = new Uri(endpoint["uri"]!.GetValue<string>()),
+            Endpoint = uri,
             Accept = endpoint["accept"]?.GetValue<string>() ?? "application/json",
             ReceiverInfo = Pairs(endpoint["receiverInfo"]),
-            NotifierInfo = Pairs(endpoint["notifierInfo"]),
+            NotifierInfo = notifierInfo,
             Lang = LanguagePreference.Parse(lang),
         };
     }

@@ -5,7 +5,7 @@ namespace Machi.Broker.Subscriptions;
 
 internal static class SubscriptionsModule
 {
-    /// <summary>Subscriptions: store, service, matching (change log → outbox) and delivery (outbox → endpoints).</summary>
+    /// <summary>Subscriptions: store, service, matching (change log → outbox) and delivery (outbox → HTTP and MQTT endpoints).</summary>
     public static IServiceCollection AddMachiSubscriptions(this IServiceCollection services, IConfiguration configuration)
     {
         services.Configure<SubscriptionOptions>(configuration.GetSection("Broker:Subscriptions"));
@@ -15,6 +15,7 @@ internal static class SubscriptionsModule
         services.AddHostedService(sp => sp.GetRequiredService<NotificationDelivery>());
         services.AddHostedService<SubscriptionDispatcher>();
         services.AddSingleton<INotificationChannel, HttpNotificationChannel>();
+        services.AddSingleton<INotificationChannel, MqttNotificationChannel>();
         services.AddHttpClient(HttpNotificationChannel.HttpClientName, client => client.Timeout = Timeout.InfiniteTimeSpan)
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
             {
