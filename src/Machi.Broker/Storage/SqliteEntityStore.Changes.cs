@@ -52,18 +52,17 @@ internal sealed partial class SqliteEntityStore
         }
     }
 
-    public ValueTask PruneChangesAsync(long throughSeq, CancellationToken cancellationToken)
-    {
-        // A plain delete on its own connection would wait for the writer's lock; a short transaction is enough here.
-        using var connection = new SqliteConnection(ConnectionString);
-        connection.Open();
-        Execute(connection, "PRAGMA busy_timeout=5000;");
-        using var cmd = connection.CreateCommand();
-        cmd.CommandText = "DELETE FROM entity_changes WHERE seq <= $through";
-        cmd.Parameters.AddWithValue("$through", throughSeq);
-        cmd.ExecuteNonQuery();
-        return ValueTask.CompletedTask;
-    }
+    public async ValueTask PruneChangesAsync(long throughSeq, CancellationToken cancellationToken) =>
+        await RunInWriterAsync(
+            (connection, tx) =>
+            {
+                using var cmd = connection.CreateCommand();
+                cmd.Transaction = tx;
+                cmd.CommandText = "DELETE FROM entity_changes WHERE seq <= $through";
+                cmd.Parameters.AddWithValue("$through", throughSeq);
+                cmd.ExecuteNonQuery();
+            },
+            cancellationToken).ConfigureAwait(false);
 
     /// <summary>Makes the changes of the transaction just committed visible to waiting consumers.</summary>
     private void PublishChanges(long lastSeq)

@@ -269,6 +269,54 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         return job.Completion.Task;
     }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> inside the single writer's next transaction, committed (durably) with the entity
+    /// writes around it: the database's other writers (temporal history, notification outbox, change-log cursors and
+    /// pruning) never take the write lock themselves, so they never make the entity writer wait or sleep on a busy
+    /// lock. The work runs on the writer's thread: prepare what can be prepared before. It succeeds or fails alone.
+    /// </summary>
+    public async Task RunInWriterAsync(Action<SqliteConnection, SqliteTransaction> work, CancellationToken cancellationToken)
+    {
+        var job = new WriteJob(string.Empty, [default], work);
+        if (!_writes.Writer.TryWrite(job))
+        {
+            throw new ObjectDisposedException(nameof(SqliteEntityStore), "The store is shutting down.");
+        }
+
+        var results = await job.Completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        if (results[0] is { } error)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+        }
+    }
+
+    /// <summary>One piece of work inside a savepoint, so that its failure undoes only itself.</summary>
+    private static Exception? RunWork(SqliteTransaction tx, Action<SqliteConnection, SqliteTransaction> work)
+    {
+        var connection = tx.Connection!;
+        Execute(connection, tx, "SAVEPOINT work");
+        try
+        {
+            work(connection, tx);
+            Execute(connection, tx, "RELEASE work");
+            return null;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            Execute(connection, tx, "ROLLBACK TO work");
+            Execute(connection, tx, "RELEASE work");
+            return ex;
+        }
+    }
+
+    private static void Execute(SqliteConnection connection, SqliteTransaction tx, string sql)
+    {
+        using var cmd = connection.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = sql;
+        cmd.ExecuteNonQuery();
+    }
+
     public ValueTask<long> CountAsync(CancellationToken cancellationToken)
     {
         var reader = RentReader();
@@ -367,6 +415,12 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             writer.Bind(tx);
             foreach (var job in batch)
             {
+                if (job.Work is { } work)
+                {
+                    job.Results[0] = RunWork(tx, work);
+                    continue;
+                }
+
                 for (var i = 0; i < job.Writes.Count; i++)
                 {
                     job.Results[i] = ApplyOne(writer, job.Tenant, job.Writes[i], newTenants);
@@ -661,11 +715,14 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         cmd.ExecuteNonQuery();
     }
 
-    private sealed class WriteJob(string tenant, IReadOnlyList<EntityWrite> writes)
+    private sealed class WriteJob(string tenant, IReadOnlyList<EntityWrite> writes, Action<SqliteConnection, SqliteTransaction>? work = null)
     {
         public string Tenant { get; } = tenant;
 
         public IReadOnlyList<EntityWrite> Writes { get; } = writes;
+
+        /// <summary>Other work for the writer's transaction (history, outbox, cursors), instead of entity writes.</summary>
+        public Action<SqliteConnection, SqliteTransaction>? Work { get; } = work;
 
         public Exception?[] Results { get; } = new Exception?[writes.Count];
 

@@ -22,9 +22,10 @@ internal sealed class SqliteSubscriptionStore(SqliteEntityStore entities)
 {
     public const string Consumer = "subscriptions";
 
-    public Task<bool> AddAsync(StoredSubscription s, CancellationToken ct) => RunAsync(c =>
+    public Task<bool> AddAsync(StoredSubscription s, CancellationToken ct) => WriteAsync((c, tx) =>
     {
         using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
         cmd.CommandText = """
             INSERT INTO subscriptions (tenant, id, doc, created_at, modified_at) VALUES ($tenant, $id, $doc, $created, $modified)
             ON CONFLICT (tenant, id) DO NOTHING
@@ -33,18 +34,18 @@ internal sealed class SqliteSubscriptionStore(SqliteEntityStore entities)
         return cmd.ExecuteNonQuery() > 0;
     }, ct);
 
-    public Task<bool> ReplaceAsync(StoredSubscription s, CancellationToken ct) => RunAsync(c =>
+    public Task<bool> ReplaceAsync(StoredSubscription s, CancellationToken ct) => WriteAsync((c, tx) =>
     {
         using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
         cmd.CommandText = "UPDATE subscriptions SET doc = $doc, modified_at = $modified WHERE tenant = $tenant AND id = $id";
         Bind(cmd, s);
         return cmd.ExecuteNonQuery() > 0;
     }, ct);
 
     /// <summary>Deletes a subscription and the notifications still waiting for it.</summary>
-    public Task<bool> DeleteAsync(string tenant, string id, CancellationToken ct) => RunAsync(c =>
+    public Task<bool> DeleteAsync(string tenant, string id, CancellationToken ct) => WriteAsync((c, tx) =>
     {
-        using var tx = c.BeginTransaction(deferred: false);
         using var cmd = c.CreateCommand();
         cmd.Transaction = tx;
         cmd.CommandText = "DELETE FROM subscriptions WHERE tenant = $tenant AND id = $id";
@@ -53,7 +54,6 @@ internal sealed class SqliteSubscriptionStore(SqliteEntityStore entities)
         var deleted = cmd.ExecuteNonQuery() > 0;
         cmd.CommandText = "DELETE FROM notification_outbox WHERE tenant = $tenant AND subscription_id = $id";
         cmd.ExecuteNonQuery();
-        tx.Commit();
         return deleted;
     }, ct);
 
@@ -97,9 +97,8 @@ internal sealed class SqliteSubscriptionStore(SqliteEntityStore entities)
     }, ct);
 
     /// <summary>Writes matched notifications and, when given, moves the cursor, in one transaction: a crash keeps both or neither.</summary>
-    public Task AppendAsync(IReadOnlyList<OutboxItem> items, long? cursor, CancellationToken ct) => RunAsync(c =>
+    public Task AppendAsync(IReadOnlyList<OutboxItem> items, long? cursor, CancellationToken ct) => WriteAsync((c, tx) =>
     {
-        using var tx = c.BeginTransaction(deferred: false);
         using (var insert = c.CreateCommand())
         {
             insert.Transaction = tx;
@@ -154,7 +153,6 @@ internal sealed class SqliteSubscriptionStore(SqliteEntityStore entities)
             move.ExecuteNonQuery();
         }
 
-        tx.Commit();
         return true;
     }, ct);
 
@@ -195,9 +193,8 @@ internal sealed class SqliteSubscriptionStore(SqliteEntityStore entities)
     }, ct);
 
     /// <summary>A notification was acknowledged: it leaves the outbox and the subscription counts it.</summary>
-    public Task RecordSuccessAsync(OutboxRow row, DateTimeOffset at, CancellationToken ct) => RunAsync(c =>
+    public Task RecordSuccessAsync(OutboxRow row, DateTimeOffset at, CancellationToken ct) => WriteAsync((c, tx) =>
     {
-        using var tx = c.BeginTransaction(deferred: false);
         using var cmd = c.CreateCommand();
         cmd.Transaction = tx;
         cmd.CommandText = "DELETE FROM notification_outbox WHERE seq = $seq";
@@ -208,14 +205,12 @@ internal sealed class SqliteSubscriptionStore(SqliteEntityStore entities)
         cmd.Parameters.AddWithValue("$tenant", row.Tenant);
         cmd.Parameters.AddWithValue("$id", row.SubscriptionId);
         cmd.ExecuteNonQuery();
-        tx.Commit();
         return true;
     }, ct);
 
     /// <summary>An attempt failed: retry at <paramref name="nextAttemptAt"/>, or, with <paramref name="dead"/>, give up on it.</summary>
-    public Task RecordFailureAsync(OutboxRow row, DateTimeOffset at, DateTimeOffset nextAttemptAt, bool dead, string error, CancellationToken ct) => RunAsync(c =>
+    public Task RecordFailureAsync(OutboxRow row, DateTimeOffset at, DateTimeOffset nextAttemptAt, bool dead, string error, CancellationToken ct) => WriteAsync((c, tx) =>
     {
-        using var tx = c.BeginTransaction(deferred: false);
         using var cmd = c.CreateCommand();
         cmd.Transaction = tx;
         cmd.CommandText = "UPDATE notification_outbox SET attempts = attempts + 1, next_attempt_at = $next, dead = $dead, last_error = $error WHERE seq = $seq";
@@ -229,7 +224,6 @@ internal sealed class SqliteSubscriptionStore(SqliteEntityStore entities)
         cmd.Parameters.AddWithValue("$tenant", row.Tenant);
         cmd.Parameters.AddWithValue("$id", row.SubscriptionId);
         cmd.ExecuteNonQuery();
-        tx.Commit();
         return true;
     }, ct);
 
@@ -255,6 +249,15 @@ internal sealed class SqliteSubscriptionStore(SqliteEntityStore entities)
     private static DateTimeOffset Instant(string text) => DateTimeOffset.Parse(text, CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal);
 
     private static DateTimeOffset? OptionalInstant(SqliteDataReader r, int column) => r.IsDBNull(column) ? null : Instant(r.GetString(column));
+
+    /// <summary>Runs a change in the entity store's writer transaction: durable once the task completes, and never
+    /// competing with entity writes for SQLite's write lock.</summary>
+    private async Task<T> WriteAsync<T>(Func<SqliteConnection, SqliteTransaction, T> work, CancellationToken ct)
+    {
+        T result = default!;
+        await entities.RunInWriterAsync((c, tx) => result = work(c, tx), ct).ConfigureAwait(false);
+        return result;
+    }
 
     private async Task<T> RunAsync<T>(Func<SqliteConnection, T> work, CancellationToken ct)
     {

@@ -26,6 +26,7 @@ internal sealed class SubscriptionDispatcher(
     /// <summary>When each subscription last produced a notification (throttling, timeInterval); survives via lastNotification.</summary>
     private readonly ConcurrentDictionary<(string Tenant, string Id), DateTimeOffset> _lastNotified = new();
     private static readonly TimeSpan CursorSaveInterval = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan QuietBeforeSave = TimeSpan.FromMilliseconds(200);
 
     private bool _seeded;
     private DateTimeOffset _cursorSavedAt;
@@ -62,9 +63,16 @@ internal sealed class SubscriptionDispatcher(
                     continue;
                 }
 
-                // Caught up: the cursor on disk catches up too, so the change log can be pruned behind it.
+                // Caught up. Once no change has come for a moment, the cursor on disk catches up too (so the change
+                // log can be pruned behind it); under load it is saved by AdvanceAsync, at most once a second.
                 if (cursor > _cursorSaved)
                 {
+                    var next = entities.WaitForChangeAsync(cursor, stoppingToken);
+                    if (await Task.WhenAny(next, Task.Delay(QuietBeforeSave, time, stoppingToken)) == next)
+                    {
+                        continue;
+                    }
+
                     await subscriptions.Store.AppendAsync([], cursor, stoppingToken);
                     (_cursorSaved, _cursorSavedAt) = (cursor, time.GetUtcNow());
                 }
@@ -167,7 +175,7 @@ internal sealed class SubscriptionDispatcher(
     private async Task<long> AdvanceAsync(List<OutboxItem> items, long cursor, CancellationToken ct)
     {
         // Changes that notify nobody only move the cursor, which may lag on disk while changes keep coming (it is
-        // saved at least once a second, and whenever the dispatcher has caught up): redoing them after a crash sends
+        // saved at least once a second, and when changes have stopped coming): redoing them after a crash sends
         // nothing (a subscription never sees changes from before it existed), and skipping a commit per batch
         // keeps the dispatcher from taking the write lock and an fsync away from the writer under load.
         var now = time.GetUtcNow();

@@ -55,7 +55,8 @@ internal sealed record TemporalEntityRow(string Id, List<string> Types, DateTime
 internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalHistory> logger) : BackgroundService
 {
     public const string Consumer = "temporal";
-    private const int BatchSize = 256;
+    private const int BatchSize = 2048;
+    private static readonly TimeSpan RecordInterval = TimeSpan.FromMilliseconds(250);
 
     private readonly SemaphoreSlim _gate = new(1, 1);
     private SqliteConnection? _writer;
@@ -71,6 +72,11 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
             try
             {
                 await CatchUpAsync(stoppingToken).ConfigureAwait(false);
+
+                // Changes are recorded in batches at most every RecordInterval: each batch is a transaction of its
+                // own (the write lock and an fsync), which must not compete with the entity writer change by change.
+                // A temporal read never waits for this: it catches up first.
+                await Task.Delay(RecordInterval, stoppingToken).ConfigureAwait(false);
                 await store.WaitForChangeAsync(Math.Max(0, Cursor), stoppingToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -97,7 +103,7 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var writer = Open();
+            _ = Open(); // reads the cursor the first time
             while (_cursor < target)
             {
                 var changes = await store.ReadChangesAsync(_cursor, BatchSize, cancellationToken).ConfigureAwait(false);
@@ -106,7 +112,9 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
                     break;
                 }
 
-                Record(writer, changes);
+                // In the entity writer's own transaction: history never competes with entity writes for the lock.
+                await store.RunInWriterAsync((connection, tx) => Record(connection, tx, changes), cancellationToken).ConfigureAwait(false);
+                Volatile.Write(ref _cursor, changes[^1].Seq);
             }
         }
         finally
@@ -326,9 +334,8 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
         return writer;
     }
 
-    private void Record(SqliteConnection writer, IReadOnlyList<EntityChange> changes)
+    private static void Record(SqliteConnection writer, SqliteTransaction tx, IReadOnlyList<EntityChange> changes)
     {
-        using var tx = writer.BeginTransaction(deferred: false);
         using var insert = InsertCommand(writer, tx);
         using var entity = writer.CreateCommand();
         entity.Transaction = tx;
@@ -354,9 +361,6 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
             cursor.Parameters.AddWithValue("$s", changes[^1].Seq);
             cursor.ExecuteNonQuery();
         }
-
-        tx.Commit();
-        Volatile.Write(ref _cursor, changes[^1].Seq);
     }
 
     private static void RecordOne(SqliteCommand insert, SqliteCommand entity, EntityChange change)
