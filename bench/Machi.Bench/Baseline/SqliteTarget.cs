@@ -49,6 +49,8 @@ internal sealed class SqliteTarget : IScenarioTarget, IDisposable
 
     public string DatabasePath { get; }
 
+    public Task SettleAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
     /// <summary>The baseline stores and reads entities; it has no query engine to compare with.</summary>
     public bool Supports(ScenarioKind kind) => !Scenario.IsQuery(kind) && kind != ScenarioKind.CityPreload;
 

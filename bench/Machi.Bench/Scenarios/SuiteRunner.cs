@@ -64,6 +64,7 @@ internal static class SuiteRunner
                 .ConfigureAwait(false);
             runs.Add(preload);
             target.EnsureAlive();
+            await target.SettleAsync(cancellationToken).ConfigureAwait(false);
             workload = workload with { City = city };
         }
 

@@ -37,6 +37,9 @@ internal interface IScenarioTarget
 
     IReadOnlyList<ILoadWorker> CreateWorkers(ScenarioKind kind, Workload workload);
 
+    /// <summary>Waits until work the preload left behind (e.g. the broker recording history) is done.</summary>
+    Task SettleAsync(CancellationToken cancellationToken);
+
     /// <summary>Whether this target can run the scenario (the raw baseline has no query engine).</summary>
     bool Supports(ScenarioKind kind);
 

@@ -63,6 +63,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             PRAGMA busy_timeout=5000;
             PRAGMA foreign_keys=ON;
             PRAGMA cache_size=-16000;
+            PRAGMA wal_autocheckpoint=8000;
             PRAGMA mmap_size=268435456;
             """);
         SqliteSchema.Migrate(_writer, (version, tx) =>

@@ -144,7 +144,7 @@ internal static class SqliteSchema
             entity_id TEXT NOT NULL,
             attr TEXT NOT NULL,
             dataset_id TEXT,
-            instance_id TEXT NOT NULL UNIQUE,
+            instance_id TEXT NOT NULL,
             kind INTEGER NOT NULL,
             observed_at INTEGER,
             created_at INTEGER NOT NULL,
@@ -153,8 +153,10 @@ internal static class SqliteSchema
             instance BLOB,
             deleted INTEGER NOT NULL DEFAULT 0
         );
+        -- One index: every read names the entity (and usually the attribute); modifiedAt/createdAt orders and
+        -- instanceId lookups are resolved within that range. Each extra index would be one more random page write
+        -- per recorded instance, on the path of every entity write.
         CREATE INDEX attribute_history_observed ON attribute_history (tenant, entity_id, attr, coalesce(observed_at, modified_at));
-        CREATE INDEX attribute_history_modified ON attribute_history (tenant, entity_id, attr, modified_at);
 
         -- The entities that have a history, with their types, so that history outlives the entity.
         CREATE TABLE temporal_entities (

@@ -250,13 +250,16 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
             carrier.Attributes[attr] = [instance];
             using var update = writer.CreateCommand();
             update.Transaction = tx;
-            update.CommandText = "UPDATE attribute_history SET kind = $k, observed_at = $o, modified_at = $m, value = $v, instance = $b WHERE instance_id = $i";
+            update.CommandText = "UPDATE attribute_history SET kind = $k, observed_at = $o, modified_at = $m, value = $v, instance = $b WHERE tenant = $t AND entity_id = $e AND attr = $a AND instance_id = $i";
             update.Parameters.AddWithValue("$k", (long)instance.Kind);
             update.Parameters.AddWithValue("$o", ObservedTicks(instance) is { } o ? o : DBNull.Value);
             update.Parameters.AddWithValue("$m", Math.Max(now.UtcTicks, createdAt));
             update.Parameters.AddWithValue("$v", Encoding.UTF8.GetString(instance.PayloadUtf8));
             update.Parameters.AddWithValue("$b", EntityCodec.Encode(carrier));
             update.Parameters.AddWithValue("$i", instanceId);
+            update.Parameters.AddWithValue("$t", tenant);
+            update.Parameters.AddWithValue("$e", entityId);
+            update.Parameters.AddWithValue("$a", attr);
             update.ExecuteNonQuery();
             tx.Commit();
             return true;
