@@ -138,12 +138,25 @@ internal static class RegistrationsApi
 
         return new EntityFilter
         {
-            Q = csf is null ? null : QExpressions.Expand(QParser.Parse(csf), context.ExpandTerm),
+            Q = csf is null ? null : QExpressions.Expand(ParseCsf(csf), context.ExpandTerm),
             Geo = georel is null && geometry is null && coordinates is null
                 ? null
                 : GeoQuery.Parse(georel, geometry, coordinates, RequestOptions.Single(query, "geoproperty"), context.ExpandTerm),
             Scope = scopeQ is null ? null : ScopeQuery.Parse(scopeQ),
         };
+    }
+
+    /// <summary>csf is written in the q language; its errors name csf, not q.</summary>
+    private static QExpression ParseCsf(string csf)
+    {
+        try
+        {
+            return QParser.Parse(csf);
+        }
+        catch (NgsiException ex) when (ex.Message.StartsWith("q: ", StringComparison.Ordinal))
+        {
+            throw NgsiException.BadData("csf: " + ex.Message[3..]);
+        }
     }
 
     private static async Task<IResult> Update(HttpContext http, string registrationId, RegistrationService registrations, IContextResolver resolver)

@@ -185,7 +185,8 @@ public sealed class RegistrationApiTests : IAsyncLifetime
         Assert.Equal(["c1"], await Ids("?scopeQ=" + Uri.EscapeDataString("/Fukushima/Kitakata")));
         Assert.Equal(["c1", "c2"], await Ids("?scopeQ=" + Uri.EscapeDataString("/Fukushima/#")));
         Assert.Equal(["c2"], await Ids("?scopeQ=" + Uri.EscapeDataString("/Fukushima/+/Kita")));
-        await (await Client.GetAsync(Path + "?csf=" + Uri.EscapeDataString("mode=="))).AssertProblem(400, "BadRequestData");
+        var badCsf = await (await Client.GetAsync(Path + "?csf=" + Uri.EscapeDataString("mode=="))).AssertProblem(400, "BadRequestData");
+        Assert.StartsWith("csf: ", badCsf, StringComparison.Ordinal);
         await (await Client.GetAsync(Path + "?georel=near&geometry=Point&coordinates=[1,2]")).AssertProblem(400, "BadRequestData");
     }
 
