@@ -497,7 +497,9 @@ internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
             TimeProperty.ModifiedAt => "modified_at",
             _ => "coalesce(observed_at, modified_at)",
         };
-        var sql = new StringBuilder("SELECT attr, dataset_id, instance_id, kind, observed_at, created_at, modified_at, value, instance, deleted FROM attribute_history WHERE tenant = $t AND entity_id = $e");
+        // Aggregation reads values and times only: the stored instances (metadata, sub-attributes) stay on disk.
+        var instance = query.Format == TemporalFormat.Aggregated ? "NULL" : "instance";
+        var sql = new StringBuilder($"SELECT attr, dataset_id, instance_id, kind, observed_at, created_at, modified_at, value, {instance}, deleted FROM attribute_history WHERE tenant = $t AND entity_id = $e");
         cmd.Parameters.AddWithValue("$t", tenant);
         cmd.Parameters.AddWithValue("$e", entityId);
         if (attrs is not null)
