@@ -13,7 +13,8 @@ internal sealed record BenchOptions
         usage: machi bench [options]        (or: dotnet run -c Release --project bench/Machi.Bench -- [options])
 
           --scenario LIST         create | update | update-attr | read | batch-upsert | query-q | query-near |
-                                  query-within | queries | all | memory, or a comma-separated list (default: all)
+                                  query-within | queries | temporal-one | temporal-many | temporal | all | memory,
+                                  or a comma-separated list (default: all; temporal is not part of all)
           --url URL               measure a running broker (loopback only) instead of launching one
           --server-pid PID        that broker's process id, to report its memory
           --server-dll PATH       broker to launch (default: src/Machi.Host/bin/Release/net10.0/machi.dll)
@@ -256,6 +257,10 @@ internal sealed record BenchOptions
             {
                 chosen.UnionWith(Scenario.Queries);
             }
+            else if (part.Equals("temporal", StringComparison.OrdinalIgnoreCase))
+            {
+                chosen.UnionWith(Scenario.Temporal);
+            }
             else if (part.Equals("memory", StringComparison.OrdinalIgnoreCase))
             {
                 memory = true;
@@ -266,7 +271,7 @@ internal sealed record BenchOptions
             }
             else
             {
-                error = $"--scenario: unknown scenario {part} (create, update, update-attr, read, batch-upsert, query-q, query-near, query-within, queries, all, memory)";
+                error = $"--scenario: unknown scenario {part} (create, update, update-attr, read, batch-upsert, query-q, query-near, query-within, queries, temporal-one, temporal-many, temporal, all, memory)";
                 return null;
             }
         }
@@ -279,7 +284,7 @@ internal sealed record BenchOptions
 
         // Keep the canonical order whatever order they were named in.
         var ordered = new List<ScenarioKind>();
-        foreach (var kind in Scenario.All)
+        foreach (var kind in Scenario.Named)
         {
             if (chosen.Contains(kind))
             {

@@ -51,8 +51,9 @@ internal sealed class SqliteTarget : IScenarioTarget, IDisposable
 
     public Task SettleAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    /// <summary>The baseline stores and reads entities; it has no query engine to compare with.</summary>
-    public bool Supports(ScenarioKind kind) => !Scenario.IsQuery(kind) && kind != ScenarioKind.CityPreload;
+    /// <summary>The baseline stores and reads entities; it has no query engine or history to compare with.</summary>
+    public bool Supports(ScenarioKind kind) =>
+        !Scenario.IsQuery(kind) && !Scenario.IsTemporal(kind) && kind is not (ScenarioKind.CityPreload or ScenarioKind.HistoryPreload);
 
     public IReadOnlyList<ILoadWorker> CreateWorkers(ScenarioKind kind, Workload workload)
     {

@@ -120,6 +120,12 @@ internal static class SummaryTable
                 case "query-near":
                     verdicts.Add(Verdict($"near 1 km p99 < 10 ms ({Milliseconds(b.LatencyMs.P99)} ms)", b.LatencyMs.P99 < 10 && b.Errors == 0));
                     break;
+                case "temporal-one":
+                    verdicts.Add(Verdict($"avg per hour over 100,000 instances < 200 ms ({Milliseconds(b.LatencyMs.P99)} ms p99)", b.LatencyMs.P99 < 200 && b.Errors == 0));
+                    break;
+                case "temporal-many":
+                    verdicts.Add(Verdict($"avg per hour over 1,000 × 1,000 instances < 2 s ({Milliseconds(b.LatencyMs.P99)} ms p99)", b.LatencyMs.P99 < 2_000 && b.Errors == 0));
+                    break;
                 case "query-within":
                     verdicts.Add(Verdict($"within 1 km² p99 < 15 ms ({Milliseconds(b.LatencyMs.P99)} ms)", b.LatencyMs.P99 < 15 && b.Errors == 0));
                     break;

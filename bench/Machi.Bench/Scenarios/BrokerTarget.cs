@@ -91,6 +91,11 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
                 ScenarioKind.QueryQ => () => Get(QueryQ(workload.City!, random)),
                 ScenarioKind.QueryNear => () => Get(QueryNear(workload.City!, random)),
                 ScenarioKind.QueryWithin => () => Get(QueryWithin(workload.City!, random)),
+                ScenarioKind.HistoryPreload => HistoryRequests(workload),
+                ScenarioKind.TemporalOne => () => new HttpRequestMessage(HttpMethod.Get, new Uri(
+                    TemporalPath + "/" + HistoryId(-1) + "?" + Aggregation)),
+                ScenarioKind.TemporalMany => () => new HttpRequestMessage(HttpMethod.Get, new Uri(
+                    TemporalPath + "?type=" + HistoryManyType + "&limit=1000&" + Aggregation)),
                 _ => throw new ArgumentOutOfRangeException(nameof(kind)),
             };
             workers[i] = new HttpWorker(_client, next, expected);
@@ -158,6 +163,56 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
             var (first, count) = workload.Slices!.Take();
             int length = workload.City!.WriteBatch(first, count, buffer);
             return WithJson(HttpMethod.Post, _upsertUri, buffer, length);
+        };
+    }
+
+    private const string HistoryOneType = "HistoryBenchOne";
+    private const string HistoryManyType = "HistoryBenchMany";
+    private static readonly DateTimeOffset HistoryStart = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
+    // Average per hour of everything after the start: the aggregation.
+    private static readonly string Aggregation =
+        "options=aggregatedValues&aggrMethods=avg&aggrPeriodDuration=PT1H&timerel=after&timeAt=" + Uri.EscapeDataString("2025-12-31T00:00:00Z");
+
+    private string TemporalPath => _entitiesPath.Replace("/ngsi-ld/v1/entities", "/ngsi-ld/v1/temporal/entities", StringComparison.Ordinal);
+
+    /// <summary>The entity of history batch n: -1 or a batch below 100 is the one big entity, others one each.</summary>
+    private static string HistoryId(long entity) =>
+        entity < 0 ? "urn:ngsi-ld:Vehicle:history-one" : "urn:ngsi-ld:Vehicle:history-" + entity.ToString(CultureInfo.InvariantCulture);
+
+    // Batch b of 1,000 instances: the first 100 build one entity's 100,000 instances (every 30 s), the next 1,000 one
+    // entity each (1,000 instances every minute).
+    private Func<HttpRequestMessage> HistoryRequests(Workload workload)
+    {
+        var uri = new Uri(TemporalPath);
+        return () =>
+        {
+            var (first, count) = workload.Slices!.Take();
+            var batch = first / Scenario.ManyEntityInstances;
+            var one = batch < Scenario.OneEntityInstances / Scenario.ManyEntityInstances;
+            var buffer = new System.Buffers.ArrayBufferWriter<byte>(count * 80);
+            using (var w = new System.Text.Json.Utf8JsonWriter(buffer))
+            {
+                w.WriteStartObject();
+                w.WriteString("id", HistoryId(one ? -1 : batch - (Scenario.OneEntityInstances / Scenario.ManyEntityInstances)));
+                w.WriteString("type", one ? HistoryOneType : HistoryManyType);
+                w.WriteStartArray("speed");
+                for (var i = 0; i < count; i++)
+                {
+                    var n = one ? first + i : i;
+                    w.WriteStartObject();
+                    w.WriteString("type", "Property");
+                    w.WriteNumber("value", (n * 7) % 61);
+                    w.WriteString("observedAt", HistoryStart.AddSeconds(n * (one ? 30 : 60)).ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture));
+                    w.WriteEndObject();
+                }
+
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+
+            var body = buffer.WrittenSpan.ToArray();
+            return WithJson(HttpMethod.Post, uri, body);
         };
     }
 

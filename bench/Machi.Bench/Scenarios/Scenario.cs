@@ -17,6 +17,11 @@ internal enum ScenarioKind
     QueryQ,
     QueryNear,
     QueryWithin,
+
+    /// <summary>POST /temporal/entities of the history the temporal scenarios aggregate; run once, before them.</summary>
+    HistoryPreload,
+    TemporalOne,
+    TemporalMany,
 }
 
 internal static class Scenario
@@ -30,6 +35,20 @@ internal static class Scenario
     /// <summary>What <c>queries</c> runs.</summary>
     public static readonly IReadOnlyList<ScenarioKind> Queries = [ScenarioKind.QueryQ, ScenarioKind.QueryNear, ScenarioKind.QueryWithin];
 
+    /// <summary>What <c>temporal</c> runs (not part of <c>all</c>: its preload writes 1.1 million instances).</summary>
+    public static readonly IReadOnlyList<ScenarioKind> Temporal = [ScenarioKind.TemporalOne, ScenarioKind.TemporalMany];
+
+    /// <summary>Every scenario that can be named, in the order they run.</summary>
+    public static readonly IReadOnlyList<ScenarioKind> Named = [.. All, .. Temporal];
+
+    /// <summary>History preload: one entity with <see cref="OneEntityInstances"/> instances, then
+    /// <see cref="ManyEntities"/> entities with <see cref="ManyEntityInstances"/> each.</summary>
+    public const int OneEntityInstances = 100_000;
+
+    public const int ManyEntities = 1_000;
+
+    public const int ManyEntityInstances = 1_000;
+
     public static string Name(ScenarioKind kind) => kind switch
     {
         ScenarioKind.Preload => "preload",
@@ -42,12 +61,15 @@ internal static class Scenario
         ScenarioKind.QueryQ => "query-q",
         ScenarioKind.QueryNear => "query-near",
         ScenarioKind.QueryWithin => "query-within",
+        ScenarioKind.HistoryPreload => "history-preload",
+        ScenarioKind.TemporalOne => "temporal-one",
+        ScenarioKind.TemporalMany => "temporal-many",
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
     public static bool TryParse(string name, out ScenarioKind kind)
     {
-        foreach (var candidate in All)
+        foreach (var candidate in Named)
         {
             if (string.Equals(Name(candidate), name, StringComparison.OrdinalIgnoreCase))
             {
@@ -72,6 +94,9 @@ internal static class Scenario
         ScenarioKind.QueryQ => "GET /entities?type=T&q=district==\"町字\" (default page: 20), random type and 町字",
         ScenarioKind.QueryNear => "GET /entities?georel=near;maxDistance==1000&geometry=Point (default page: 20), random place",
         ScenarioKind.QueryWithin => "GET /entities?georel=within&geometry=Polygon (1 km²) (default page: 20), random place",
+        ScenarioKind.HistoryPreload => "POST /temporal/entities, 1,000 instances a request (1 entity × 100,000, then 1,000 × 1,000)",
+        ScenarioKind.TemporalOne => "GET /temporal/entities/{id}?options=aggregatedValues&aggrMethods=avg&aggrPeriodDuration=PT1H, 100,000 instances",
+        ScenarioKind.TemporalMany => "GET /temporal/entities?type=…&aggrMethods=avg&aggrPeriodDuration=PT1H&limit=1000, 1,000 entities × 1,000 instances",
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
@@ -79,16 +104,18 @@ internal static class Scenario
     {
         ScenarioKind.Create => new(201),
         ScenarioKind.Update or ScenarioKind.UpdateAttr => new(204),
-        ScenarioKind.Read or ScenarioKind.QueryQ or ScenarioKind.QueryNear or ScenarioKind.QueryWithin => new(200),
+        ScenarioKind.Read or ScenarioKind.QueryQ or ScenarioKind.QueryNear or ScenarioKind.QueryWithin or ScenarioKind.TemporalOne or ScenarioKind.TemporalMany => new(200),
         // 201 when it created entities, 204 when it only updated; 207 (some failed) is an error here.
-        ScenarioKind.Preload or ScenarioKind.BatchUpsert or ScenarioKind.CityPreload => new(201, 204),
+        ScenarioKind.Preload or ScenarioKind.BatchUpsert or ScenarioKind.CityPreload or ScenarioKind.HistoryPreload => new(201, 204),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
     public static bool UsesPreloadedEntities(ScenarioKind kind) =>
         kind is ScenarioKind.Update or ScenarioKind.UpdateAttr or ScenarioKind.Read;
 
-    public static bool IsBatch(ScenarioKind kind) => kind is ScenarioKind.Preload or ScenarioKind.BatchUpsert or ScenarioKind.CityPreload;
+    public static bool IsBatch(ScenarioKind kind) => kind is ScenarioKind.Preload or ScenarioKind.BatchUpsert or ScenarioKind.CityPreload or ScenarioKind.HistoryPreload;
+
+    public static bool IsTemporal(ScenarioKind kind) => kind is ScenarioKind.TemporalOne or ScenarioKind.TemporalMany;
 
     public static bool IsQuery(ScenarioKind kind) => kind is ScenarioKind.QueryQ or ScenarioKind.QueryNear or ScenarioKind.QueryWithin;
 }

@@ -68,6 +68,16 @@ internal static class SuiteRunner
             workload = workload with { City = city };
         }
 
+        if (options.Scenarios.Any(k => Scenario.IsTemporal(k) && target.Supports(k)))
+        {
+            var total = (long)Scenario.OneEntityInstances + ((long)Scenario.ManyEntities * Scenario.ManyEntityInstances);
+            var slices = new PreloadSlices(total, Scenario.ManyEntityInstances);
+            runs.Add(await RunOneAsync(
+                target, ScenarioKind.HistoryPreload, workload with { Slices = slices, BatchSize = Scenario.ManyEntityInstances },
+                RunPlan.Count(slices.BatchCount, maxDuration), progress, cancellationToken).ConfigureAwait(false));
+            target.EnsureAlive();
+        }
+
         var plan = new RunPlan(
             TimeSpan.FromSeconds(options.WarmupSeconds), TimeSpan.FromSeconds(options.DurationSeconds), options.Requests, maxDuration);
         foreach (var kind in options.Scenarios.Where(target.Supports))

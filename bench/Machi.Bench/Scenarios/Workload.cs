@@ -18,7 +18,9 @@ internal sealed record Workload(
 
     public int QueryConcurrency { get; init; } = 16;
 
-    public int WorkersFor(ScenarioKind kind) => Scenario.IsBatch(kind) ? BatchConcurrency : Scenario.IsQuery(kind) ? QueryConcurrency : Concurrency;
+    // The temporal scenarios measure one user's aggregation: one worker.
+    public int WorkersFor(ScenarioKind kind) =>
+        Scenario.IsBatch(kind) ? BatchConcurrency : Scenario.IsQuery(kind) ? QueryConcurrency : Scenario.IsTemporal(kind) ? 1 : Concurrency;
 
     public int EntitiesPerRequest(ScenarioKind kind) => Scenario.IsBatch(kind) ? BatchSize : 1;
 
