@@ -50,6 +50,26 @@ internal sealed record RequestOptions
 
     private static readonly RequestOptions Defaults = new();
 
+    /// <summary>
+    /// The page size of a list or query (clause 6.3.10): limit=, or the default page cut to the maximum (only an
+    /// explicit limit above Broker:MaxLimit is TooManyResults); limit=0 only asks for the count.
+    /// </summary>
+    public int PageLimit(BrokerOptions settings)
+    {
+        var limit = Limit ?? Math.Min(settings.DefaultLimit, settings.MaxLimit);
+        if (limit > settings.MaxLimit)
+        {
+            throw new NgsiException(NgsiErrorType.TooManyResults, $"limit={limit} is above this broker's maximum page size of {settings.MaxLimit}.");
+        }
+
+        if (limit == 0 && !Count)
+        {
+            throw NgsiException.BadData("limit=0 is only allowed together with count=true.");
+        }
+
+        return limit;
+    }
+
     public static RequestOptions Parse(IQueryCollection query)
     {
         if (query.Count == 0)

@@ -118,17 +118,7 @@ internal static class QueryApi
     private static async Task<IResult> AnswerAsync(HttpContext http, EntityService entities, DistributedQuery distributed, BrokerOptions settings, RequestOptions options, EntityFilter filter, string mediaType, RenderOptions render)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
-        // A default page larger than the configured maximum is cut to it: only an explicit limit= is refused.
-        var limit = options.Limit ?? Math.Min(settings.DefaultLimit, settings.MaxLimit);
-        if (limit > settings.MaxLimit)
-        {
-            throw new NgsiException(NgsiErrorType.TooManyResults, $"limit={limit} is above this broker's maximum page size of {settings.MaxLimit}.");
-        }
-
-        if (limit == 0 && !options.Count)
-        {
-            throw NgsiException.BadData("limit=0 is only allowed together with count=true.");
-        }
+        var limit = options.PageLimit(settings);
 
         // Distributed operations (clause 4.3.6): matching registrations add entities from context sources.
         var query = new EntityQuery(filter) { Limit = limit, Offset = options.Offset, Count = options.Count };

@@ -47,20 +47,7 @@ internal static class QueryParameters
     }
 
     /// <summary>A single, non-empty parameter; null when absent.</summary>
-    public static string? Text(IQueryCollection query, string name)
-    {
-        if (!query.TryGetValue(name, out var values))
-        {
-            return null;
-        }
-
-        if (values.Count > 1)
-        {
-            throw NgsiException.BadData($"Parameter '{name}' is given more than once.");
-        }
-
-        return string.IsNullOrEmpty(values[0]) ? throw NgsiException.BadData($"Parameter '{name}' is empty.") : values[0];
-    }
+    public static string? Text(IQueryCollection query, string name) => RequestOptions.Single(query, name);
 
     public static void RejectUnsupported(IQueryCollection query, params string[] names)
     {

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Machi.Broker.Entities;
 using Machi.Broker.Http;
+using Machi.Broker.Query;
 using Machi.Ngsi.Errors;
 using Machi.Ngsi.JsonLd;
 using Machi.Ngsi.Model;
@@ -75,24 +76,9 @@ internal static class RegistrationsApi
         var tenant = NgsiRequest.Tenant(http.Request);
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: false);
         var options = RequestOptions.Parse(http.Request.Query);
-        foreach (var name in Unsupported)
-        {
-            if (http.Request.Query.ContainsKey(name))
-            {
-                throw new NgsiException(NgsiErrorType.OperationNotSupported, $"Parameter '{name}' is not supported on registrations by this broker version yet.");
-            }
-        }
+        QueryParameters.RejectUnsupported(http.Request.Query, Unsupported);
 
-        var limit = options.Limit ?? settings.Value.DefaultLimit;
-        if (limit > settings.Value.MaxLimit)
-        {
-            throw new NgsiException(NgsiErrorType.TooManyResults, $"limit={limit} is above this broker's maximum page size of {settings.Value.MaxLimit}.");
-        }
-
-        if (limit == 0 && !options.Count)
-        {
-            throw NgsiException.BadData("limit=0 is only allowed together with count=true.");
-        }
+        var limit = options.PageLimit(settings.Value);
 
         var context = await NgsiRequest.ContextAsync(http, resolver);
         var selection = new EntitySelection(

@@ -297,27 +297,19 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     private static Exception? RunWork(SqliteTransaction tx, Action<SqliteConnection, SqliteTransaction> work)
     {
         var connection = tx.Connection!;
-        Execute(connection, tx, "SAVEPOINT work");
+        Execute(connection, "SAVEPOINT work", tx);
         try
         {
             work(connection, tx);
-            Execute(connection, tx, "RELEASE work");
+            Execute(connection, "RELEASE work", tx);
             return null;
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            Execute(connection, tx, "ROLLBACK TO work");
-            Execute(connection, tx, "RELEASE work");
+            Execute(connection, "ROLLBACK TO work", tx);
+            Execute(connection, "RELEASE work", tx);
             return ex;
         }
-    }
-
-    private static void Execute(SqliteConnection connection, SqliteTransaction tx, string sql)
-    {
-        using var cmd = connection.CreateCommand();
-        cmd.Transaction = tx;
-        cmd.CommandText = sql;
-        cmd.ExecuteNonQuery();
     }
 
     public ValueTask<long> CountAsync(CancellationToken cancellationToken)
@@ -711,9 +703,10 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         }
     }
 
-    internal static void Execute(SqliteConnection connection, string sql)
+    internal static void Execute(SqliteConnection connection, string sql, SqliteTransaction? tx = null)
     {
         using var cmd = connection.CreateCommand();
+        cmd.Transaction = tx;
         cmd.CommandText = sql;
         cmd.ExecuteNonQuery();
     }

@@ -73,16 +73,7 @@ internal static class SubscriptionsApi
         var tenant = NgsiRequest.Tenant(http.Request);
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: false);
         var options = RequestOptions.Parse(http.Request.Query);
-        var limit = options.Limit ?? Math.Min(settings.Value.DefaultLimit, settings.Value.MaxLimit);
-        if (limit > settings.Value.MaxLimit)
-        {
-            throw new NgsiException(NgsiErrorType.TooManyResults, $"limit={limit} is above this broker's maximum page size of {settings.Value.MaxLimit}.");
-        }
-
-        if (limit == 0 && !options.Count)
-        {
-            throw NgsiException.BadData("limit=0 is only allowed together with count=true.");
-        }
+        var limit = options.PageLimit(settings.Value);
 
         var context = await NgsiRequest.ContextAsync(http, resolver);
         var all = await subscriptions.ListAsync(tenant, http.RequestAborted);

@@ -100,11 +100,7 @@ internal static class TemporalApi
         var context = await NgsiRequest.ContextAsync(http, resolver);
         var (filter, pick, omit) = QueryParameters.FromUrl(query, options, context.ExpandTerm);
         QueryParameters.RequireRestriction(filter, options, "type, id, idPattern, attrs, q, geoQ or scopeQ");
-        var limit = options.Limit ?? Math.Min(settings.Value.DefaultLimit, settings.Value.MaxLimit);
-        if (limit > settings.Value.MaxLimit)
-        {
-            throw new NgsiException(NgsiErrorType.TooManyResults, $"limit={limit} is above this broker's maximum page size of {settings.Value.MaxLimit}.");
-        }
+        var limit = options.PageLimit(settings.Value);
 
         var tenant = NgsiRequest.Tenant(http.Request);
         await entities.RequireTenantAsync(tenant, http.RequestAborted);

@@ -59,7 +59,6 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
     private static readonly TimeSpan RecordInterval = TimeSpan.FromMilliseconds(250);
 
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private SqliteConnection? _writer;
     private long _cursor = -1;
 
     /// <summary>The seq of the last change recorded (-1 before the first catch-up).</summary>
@@ -103,7 +102,7 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            _ = Open(); // reads the cursor the first time
+            LoadCursor();
             while (_cursor < target)
             {
                 var changes = await store.ReadChangesAsync(_cursor, BatchSize, cancellationToken).ConfigureAwait(false);
@@ -124,27 +123,17 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
     }
 
     /// <summary>Runs a change to the history itself (temporal DELETE operations) after catching up with the log.</summary>
-    public async Task<int> ExecuteAsync(string sql, Action<SqliteCommand> bind, CancellationToken cancellationToken)
-    {
-        await CatchUpAsync(cancellationToken).ConfigureAwait(false);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            var writer = Open();
-            using var tx = writer.BeginTransaction(deferred: false);
-            using var cmd = writer.CreateCommand();
-            cmd.Transaction = tx;
-            cmd.CommandText = sql;
-            bind(cmd);
-            var rows = cmd.ExecuteNonQuery();
-            tx.Commit();
-            return rows;
-        }
-        finally
-        {
-            _gate.Release();
-        }
-    }
+    public Task<int> ExecuteAsync(string sql, Action<SqliteCommand> bind, CancellationToken cancellationToken) =>
+        WriteAsync(
+            (writer, tx) =>
+            {
+                using var cmd = writer.CreateCommand();
+                cmd.Transaction = tx;
+                cmd.CommandText = sql;
+                bind(cmd);
+                return cmd.ExecuteNonQuery();
+            },
+            cancellationToken);
 
     /// <summary>A read-only view of the history for one request (one connection, however many entities it reads).</summary>
     public HistoryReader OpenReader()
@@ -158,117 +147,99 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
     /// Adds instances to an entity's history without touching its current state (POST /temporal/entities and
     /// /temporal/entities/{id}/attrs); instance ids are numbered after the last row. True when the entity had no history.
     /// </summary>
-    public async Task<bool> AppendAsync(string tenant, string entityId, List<string>? types, IReadOnlyList<(string Attr, AttributeInstance Instance)> instances, DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        await CatchUpAsync(cancellationToken).ConfigureAwait(false);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            var writer = Open();
-            using var tx = writer.BeginTransaction(deferred: false);
-            using var find = writer.CreateCommand();
-            find.Transaction = tx;
-            find.CommandText = "SELECT types FROM temporal_entities WHERE tenant = $t AND id = $id";
-            find.Parameters.AddWithValue("$t", tenant);
-            find.Parameters.AddWithValue("$id", entityId);
-            var existing = find.ExecuteScalar() as string;
-            if (existing is null && types is null)
+    public Task<bool> AppendAsync(string tenant, string entityId, List<string>? types, IReadOnlyList<(string Attr, AttributeInstance Instance)> instances, DateTimeOffset now, CancellationToken cancellationToken) =>
+        WriteAsync(
+            (writer, tx) =>
             {
-                throw Machi.Ngsi.Errors.NgsiException.NotFound($"Entity '{entityId}' has no history.");
-            }
-
-            using (var entity = writer.CreateCommand())
-            {
-                entity.Transaction = tx;
-                entity.CommandText = """
-                    INSERT INTO temporal_entities (tenant, id, types, created_at, modified_at, deleted_at) VALUES ($t, $id, $types, $now, $now, NULL)
-                    ON CONFLICT (tenant, id) DO UPDATE SET types = coalesce($newTypes, types), modified_at = $now
-                    """;
-                entity.Parameters.AddWithValue("$t", tenant);
-                entity.Parameters.AddWithValue("$id", entityId);
-                entity.Parameters.AddWithValue("$types", types is null ? existing! : JsonSerializer.Serialize(types));
-                entity.Parameters.AddWithValue("$newTypes", types is null ? DBNull.Value : JsonSerializer.Serialize(types));
-                entity.Parameters.AddWithValue("$now", now.UtcTicks);
-                entity.ExecuteNonQuery();
-            }
-
-            using var next = writer.CreateCommand();
-            next.Transaction = tx;
-            next.CommandText = "SELECT coalesce(max(id), 0) FROM attribute_history";
-            var number = (long)next.ExecuteScalar()!;
-            using var insert = InsertCommand(writer, tx);
-            var carrierTypes = types ?? JsonSerializer.Deserialize<List<string>>(existing!) ?? [];
-            foreach (var (attr, instance) in instances)
-            {
-                instance.CreatedAt = instance.ModifiedAt = now;
-                Insert(insert, tenant, entityId, attr, instance, $"urn:ngsi-ld:attribute:instance:h{++number}", now, carrierTypes);
-            }
-
-            tx.Commit();
-            return existing is null;
-        }
-        finally
-        {
-            _gate.Release();
-        }
-    }
-
-    /// <summary>Replaces the value (and metadata) of one recorded instance; false when there is no such instance.</summary>
-    public async Task<bool> ReplaceInstanceAsync(string tenant, string entityId, string attr, string instanceId, Func<AttributeKind, AttributeInstance> replacement, DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        await CatchUpAsync(cancellationToken).ConfigureAwait(false);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            var writer = Open();
-            using var tx = writer.BeginTransaction(deferred: false);
-            using var find = writer.CreateCommand();
-            find.Transaction = tx;
-            find.CommandText = "SELECT kind, dataset_id, created_at FROM attribute_history WHERE tenant = $t AND entity_id = $e AND attr = $a AND instance_id = $i AND deleted = 0";
-            find.Parameters.AddWithValue("$t", tenant);
-            find.Parameters.AddWithValue("$e", entityId);
-            find.Parameters.AddWithValue("$a", attr);
-            find.Parameters.AddWithValue("$i", instanceId);
-            AttributeKind kind;
-            string? datasetId;
-            long createdAt;
-            using (var r = find.ExecuteReader())
-            {
-                if (!r.Read())
+                using var find = writer.CreateCommand();
+                find.Transaction = tx;
+                find.CommandText = "SELECT types FROM temporal_entities WHERE tenant = $t AND id = $id";
+                find.Parameters.AddWithValue("$t", tenant);
+                find.Parameters.AddWithValue("$id", entityId);
+                var existing = find.ExecuteScalar() as string;
+                if (existing is null && types is null)
                 {
-                    return false;
+                    throw Machi.Ngsi.Errors.NgsiException.NotFound($"Entity '{entityId}' has no history.");
                 }
 
-                kind = (AttributeKind)r.GetInt64(0);
-                datasetId = r.IsDBNull(1) ? null : r.GetString(1);
-                createdAt = r.GetInt64(2);
-            }
+                using (var entity = writer.CreateCommand())
+                {
+                    entity.Transaction = tx;
+                    entity.CommandText = """
+                        INSERT INTO temporal_entities (tenant, id, types, created_at, modified_at, deleted_at) VALUES ($t, $id, $types, $now, $now, NULL)
+                        ON CONFLICT (tenant, id) DO UPDATE SET types = coalesce($newTypes, types), modified_at = $now
+                        """;
+                    entity.Parameters.AddWithValue("$t", tenant);
+                    entity.Parameters.AddWithValue("$id", entityId);
+                    entity.Parameters.AddWithValue("$types", types is null ? existing! : JsonSerializer.Serialize(types));
+                    entity.Parameters.AddWithValue("$newTypes", types is null ? DBNull.Value : JsonSerializer.Serialize(types));
+                    entity.Parameters.AddWithValue("$now", now.UtcTicks);
+                    entity.ExecuteNonQuery();
+                }
 
-            var instance = replacement(kind);
-            instance.DatasetId = datasetId;
-            var carrier = new Entity(entityId, ["urn:x"]);
-            carrier.Attributes[attr] = [instance];
-            using var update = writer.CreateCommand();
-            update.Transaction = tx;
-            update.CommandText = "UPDATE attribute_history SET kind = $k, observed_at = $o, modified_at = $m, value = $v, instance = $b WHERE tenant = $t AND entity_id = $e AND attr = $a AND instance_id = $i";
-            update.Parameters.AddWithValue("$k", (long)instance.Kind);
-            update.Parameters.AddWithValue("$o", ObservedTicks(instance) is { } o ? o : DBNull.Value);
-            update.Parameters.AddWithValue("$m", Math.Max(now.UtcTicks, createdAt));
-            update.Parameters.AddWithValue("$v", Encoding.UTF8.GetString(instance.PayloadUtf8));
-            update.Parameters.AddWithValue("$b", EntityCodec.Encode(carrier));
-            update.Parameters.AddWithValue("$i", instanceId);
-            update.Parameters.AddWithValue("$t", tenant);
-            update.Parameters.AddWithValue("$e", entityId);
-            update.Parameters.AddWithValue("$a", attr);
-            update.ExecuteNonQuery();
-            tx.Commit();
-            return true;
-        }
-        finally
-        {
-            _gate.Release();
-        }
-    }
+                using var next = writer.CreateCommand();
+                next.Transaction = tx;
+                next.CommandText = "SELECT coalesce(max(id), 0) FROM attribute_history";
+                var number = (long)next.ExecuteScalar()!;
+                using var insert = InsertCommand(writer, tx);
+                var carrierTypes = types ?? JsonSerializer.Deserialize<List<string>>(existing!) ?? [];
+                foreach (var (attr, instance) in instances)
+                {
+                    instance.CreatedAt = instance.ModifiedAt = now;
+                    Insert(insert, tenant, entityId, attr, instance, $"urn:ngsi-ld:attribute:instance:h{++number}", now, carrierTypes);
+                }
+
+                return existing is null;
+            },
+            cancellationToken);
+
+    /// <summary>Replaces the value (and metadata) of one recorded instance; false when there is no such instance.</summary>
+    public Task<bool> ReplaceInstanceAsync(string tenant, string entityId, string attr, string instanceId, Func<AttributeKind, AttributeInstance> replacement, DateTimeOffset now, CancellationToken cancellationToken) =>
+        WriteAsync(
+            (writer, tx) =>
+            {
+                using var find = writer.CreateCommand();
+                find.Transaction = tx;
+                find.CommandText = "SELECT kind, dataset_id, created_at FROM attribute_history WHERE tenant = $t AND entity_id = $e AND attr = $a AND instance_id = $i AND deleted = 0";
+                find.Parameters.AddWithValue("$t", tenant);
+                find.Parameters.AddWithValue("$e", entityId);
+                find.Parameters.AddWithValue("$a", attr);
+                find.Parameters.AddWithValue("$i", instanceId);
+                AttributeKind kind;
+                string? datasetId;
+                long createdAt;
+                using (var r = find.ExecuteReader())
+                {
+                    if (!r.Read())
+                    {
+                        return false;
+                    }
+
+                    kind = (AttributeKind)r.GetInt64(0);
+                    datasetId = r.IsDBNull(1) ? null : r.GetString(1);
+                    createdAt = r.GetInt64(2);
+                }
+
+                var instance = replacement(kind);
+                instance.DatasetId = datasetId;
+                var carrier = new Entity(entityId, ["urn:x"]);
+                carrier.Attributes[attr] = [instance];
+                using var update = writer.CreateCommand();
+                update.Transaction = tx;
+                update.CommandText = "UPDATE attribute_history SET kind = $k, observed_at = $o, modified_at = $m, value = $v, instance = $b WHERE tenant = $t AND entity_id = $e AND attr = $a AND instance_id = $i";
+                update.Parameters.AddWithValue("$k", (long)instance.Kind);
+                update.Parameters.AddWithValue("$o", ObservedTicks(instance) is { } o ? o : DBNull.Value);
+                update.Parameters.AddWithValue("$m", Math.Max(now.UtcTicks, createdAt));
+                update.Parameters.AddWithValue("$v", Encoding.UTF8.GetString(instance.PayloadUtf8));
+                update.Parameters.AddWithValue("$b", EntityCodec.Encode(carrier));
+                update.Parameters.AddWithValue("$i", instanceId);
+                update.Parameters.AddWithValue("$t", tenant);
+                update.Parameters.AddWithValue("$e", entityId);
+                update.Parameters.AddWithValue("$a", attr);
+                update.ExecuteNonQuery();
+                return true;
+            },
+            cancellationToken);
 
     private static long? ObservedTicks(AttributeInstance instance) =>
         NgsiText.TryParseDateTime(instance.ObservedAt, out var o) ? o.UtcTicks : null;
@@ -311,30 +282,44 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
 
     public override void Dispose()
     {
-        _writer?.Dispose();
         _gate.Dispose();
         base.Dispose();
     }
 
-    private SqliteConnection Open()
+    /// <summary>Reads the consumer's cursor the first time it is needed.</summary>
+    private void LoadCursor()
     {
-        if (_writer is not null)
+        if (_cursor >= 0)
         {
-            return _writer;
+            return;
         }
 
-        var writer = new SqliteConnection(store.ConnectionString);
-        writer.Open();
-        SqliteEntityStore.Execute(writer, "PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
-        using (var cmd = writer.CreateCommand())
-        {
-            cmd.CommandText = "SELECT seq FROM change_cursors WHERE consumer = $c";
-            cmd.Parameters.AddWithValue("$c", Consumer);
-            _cursor = cmd.ExecuteScalar() is long seq ? seq : 0;
-        }
+        using var connection = new SqliteConnection(store.ConnectionString);
+        connection.Open();
+        using var cmd = connection.CreateCommand();
+        cmd.CommandText = "SELECT seq FROM change_cursors WHERE consumer = $c";
+        cmd.Parameters.AddWithValue("$c", Consumer);
+        _cursor = cmd.ExecuteScalar() is long seq ? seq : 0;
+    }
 
-        _writer = writer;
-        return writer;
+    /// <summary>
+    /// Changes the history itself (temporal POST, PATCH, DELETE) after catching up with the change log, in the entity
+    /// writer's transaction like the recording: one writer for the whole database.
+    /// </summary>
+    private async Task<T> WriteAsync<T>(Func<SqliteConnection, SqliteTransaction, T> work, CancellationToken cancellationToken)
+    {
+        await CatchUpAsync(cancellationToken).ConfigureAwait(false);
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            T result = default!;
+            await store.RunInWriterAsync((writer, tx) => result = work(writer, tx), cancellationToken).ConfigureAwait(false);
+            return result;
+        }
+        finally
+        {
+            _gate.Release();
+        }
     }
 
     private static void Record(SqliteConnection writer, SqliteTransaction tx, IReadOnlyList<EntityChange> changes)
