@@ -22,30 +22,8 @@ public abstract record QExpression
 /// <summary>Terms joined by ';' (AND, binds tighter) or '|' (OR).</summary>
 public sealed record QLogical(bool IsAnd, IReadOnlyList<QExpression> Terms) : QExpression
 {
-    internal override void Print(StringBuilder text, int parentPrecedence)
-    {
-        var precedence = IsAnd ? 2 : 1;
-        var parenthesised = precedence <= parentPrecedence;
-        if (parenthesised)
-        {
-            text.Append('(');
-        }
-
-        for (var i = 0; i < Terms.Count; i++)
-        {
-            if (i > 0)
-            {
-                text.Append(IsAnd ? ';' : '|');
-            }
-
-            Terms[i].Print(text, precedence);
-        }
-
-        if (parenthesised)
-        {
-            text.Append(')');
-        }
-    }
+    internal override void Print(StringBuilder text, int parentPrecedence) =>
+        LogicalGrammar.Print(text, IsAnd, Terms, parentPrecedence, (term, t, precedence) => term.Print(t, precedence));
 
     public bool Equals(QLogical? other) => other is not null && IsAnd == other.IsAnd && Terms.SequenceEqual(other.Terms);
 

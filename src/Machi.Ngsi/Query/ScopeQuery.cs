@@ -12,9 +12,6 @@ namespace Machi.Ngsi.Query;
 /// </summary>
 public abstract record ScopeQuery
 {
-    private const int MaxLength = 4096;
-    private const int MaxDepth = 32;
-
     public abstract bool Matches(IReadOnlyList<string>? entityScopes);
 
     internal abstract void Print(StringBuilder text, int parentPrecedence);
@@ -27,130 +24,51 @@ public abstract record ScopeQuery
     }
 
     /// <exception cref="NgsiException">BadRequestData naming the position of the fault.</exception>
-    public static ScopeQuery Parse(string text)
+    public static ScopeQuery Parse(string text) =>
+        LogicalGrammar.Parse<ScopeQuery>(text, "scopeQ", "scope query", "a scope pattern", ParsePattern, (isAnd, terms) => new ScopeLogical(isAnd, terms));
+
+    private static ScopePattern ParsePattern(LogicalGrammar.Cursor c)
     {
-        ArgumentNullException.ThrowIfNull(text);
-        if (text.Length == 0)
+        if (c.Current != '/')
         {
-            throw Error(text, 0, "the scope query is empty");
+            throw c.Fail("a scope pattern starts with '/'");
         }
 
-        if (text.Length > MaxLength)
+        var levels = new List<string>();
+        while (!c.AtEnd && c.Current == '/')
         {
-            throw Error(text, MaxLength, $"the scope query is longer than {MaxLength} characters");
+            if (levels is [.., "#"])
+            {
+                throw c.Fail("'#' may only be the last level");
+            }
+
+            c.Position++;
+            var start = c.Position;
+            while (!c.AtEnd && IsLevelChar(c.Current))
+            {
+                c.Position++;
+            }
+
+            var level = c.Text[start..c.Position];
+            if (level.Length == 0)
+            {
+                throw c.Fail("an empty scope level");
+            }
+
+            if (level.Length > 1 && (level.Contains('#', StringComparison.Ordinal) || level.Contains('+', StringComparison.Ordinal)))
+            {
+                throw c.Fail(start, "'#' and '+' must be a whole level");
+            }
+
+            levels.Add(level);
         }
 
-        var state = new State(text);
-        var query = state.ParseOr(0);
-        if (state.Position < text.Length)
-        {
-            throw state.Fail($"unexpected '{text[state.Position]}'");
-        }
-
-        return query;
+        return new ScopePattern(levels);
     }
 
-    private static NgsiException Error(string text, int position, string message) =>
-        NgsiException.BadData($"scopeQ: {message} at position {position} of \"{(text.Length <= 120 ? text : string.Concat(text.AsSpan(0, 117), "..."))}\".");
-
-    private sealed class State(string text)
-    {
-        public int Position { get; private set; }
-
-        private bool AtEnd => Position >= text.Length;
-
-        public NgsiException Fail(string message) => Error(text, Position, message);
-
-        public ScopeQuery ParseOr(int depth)
-        {
-            var terms = new List<ScopeQuery> { ParseAnd(depth) };
-            while (!AtEnd && text[Position] is '|' or ',')
-            {
-                Position++;
-                terms.Add(ParseAnd(depth));
-            }
-
-            return terms.Count == 1 ? terms[0] : new ScopeLogical(false, terms);
-        }
-
-        private ScopeQuery ParseAnd(int depth)
-        {
-            var terms = new List<ScopeQuery> { ParseTerm(depth) };
-            while (!AtEnd && text[Position] == ';')
-            {
-                Position++;
-                terms.Add(ParseTerm(depth));
-            }
-
-            return terms.Count == 1 ? terms[0] : new ScopeLogical(true, terms);
-        }
-
-        private ScopeQuery ParseTerm(int depth)
-        {
-            if (AtEnd)
-            {
-                throw Fail("a scope pattern is missing");
-            }
-
-            if (text[Position] == '(')
-            {
-                if (depth >= MaxDepth)
-                {
-                    throw Fail("parentheses are nested too deeply");
-                }
-
-                Position++;
-                var inner = ParseOr(depth + 1);
-                if (AtEnd || text[Position] != ')')
-                {
-                    throw Fail("')' expected");
-                }
-
-                Position++;
-                return inner;
-            }
-
-            if (text[Position] != '/')
-            {
-                throw Fail("a scope pattern starts with '/'");
-            }
-
-            var levels = new List<string>();
-            while (!AtEnd && text[Position] == '/')
-            {
-                if (levels is [.., "#"])
-                {
-                    throw Fail("'#' may only be the last level");
-                }
-
-                Position++;
-                var start = Position;
-                while (!AtEnd && IsLevelChar(text[Position]))
-                {
-                    Position++;
-                }
-
-                var level = text[start..Position];
-                if (level.Length == 0)
-                {
-                    throw Fail("an empty scope level");
-                }
-
-                if (level.Length > 1 && (level.Contains('#', StringComparison.Ordinal) || level.Contains('+', StringComparison.Ordinal)))
-                {
-                    throw Error(text, start, "'#' and '+' must be a whole level");
-                }
-
-                levels.Add(level);
-            }
-
-            return new ScopePattern(levels);
-        }
-
-        /// <summary>What a scope level may hold (as <see cref="NgsiText.IsScope"/> accepts), plus the wildcards.</summary>
-        private static bool IsLevelChar(char c) =>
-            c > ' ' && c != 0x7f && c is not ('/' or '(' or ')' or ';' or '|' or ',' or '<' or '>' or '"' or '\'' or '=' or '?' or '&');
-    }
+    /// <summary>What a scope level may hold (as <see cref="NgsiText.IsScope"/> accepts), plus the wildcards.</summary>
+    private static bool IsLevelChar(char c) =>
+        c > ' ' && c != 0x7f && c is not ('/' or '(' or ')' or ';' or '|' or ',' or '<' or '>' or '"' or '\'' or '=' or '?' or '&');
 }
 
 /// <summary>One scope pattern, as its levels ("+" one level, "#" the rest, "#" only last).</summary>
@@ -244,30 +162,8 @@ public sealed record ScopeLogical(bool IsAnd, IReadOnlyList<ScopeQuery> Terms) :
         return IsAnd;
     }
 
-    internal override void Print(StringBuilder text, int parentPrecedence)
-    {
-        var precedence = IsAnd ? 2 : 1;
-        var parenthesised = precedence <= parentPrecedence;
-        if (parenthesised)
-        {
-            text.Append('(');
-        }
-
-        for (var i = 0; i < Terms.Count; i++)
-        {
-            if (i > 0)
-            {
-                text.Append(IsAnd ? ';' : '|');
-            }
-
-            Terms[i].Print(text, precedence);
-        }
-
-        if (parenthesised)
-        {
-            text.Append(')');
-        }
-    }
+    internal override void Print(StringBuilder text, int parentPrecedence) =>
+        LogicalGrammar.Print(text, IsAnd, Terms, parentPrecedence, (term, t, precedence) => term.Print(t, precedence));
 
     public bool Equals(ScopeLogical? other) => other is not null && IsAnd == other.IsAnd && Terms.SequenceEqual(other.Terms);
 

@@ -11,9 +11,6 @@ namespace Machi.Ngsi.Query;
 /// </summary>
 public abstract record TypeExpression
 {
-    private const int MaxLength = 4096;
-    private const int MaxDepth = 32;
-
     /// <summary>
     /// The names when the expression is one name or an OR of names ("A,B", "A|B"), so that a store can look them
     /// up in an index; null when it has an AND.
@@ -43,107 +40,28 @@ public abstract record TypeExpression
     }
 
     /// <exception cref="NgsiException">BadRequestData naming the position of the fault.</exception>
-    public static TypeExpression Parse(string text)
+    public static TypeExpression Parse(string text) =>
+        LogicalGrammar.Parse<TypeExpression>(text, "type", "type selection", "a type name", ParseName, (isAnd, terms) => new TypeLogical(isAnd, terms));
+
+    private static TypeName ParseName(LogicalGrammar.Cursor c)
     {
-        ArgumentNullException.ThrowIfNull(text);
-        if (text.Length == 0)
+        var start = c.Position;
+        while (!c.AtEnd && IsNameChar(c.Current))
         {
-            throw Error(text, 0, "the type selection is empty");
+            c.Position++;
         }
 
-        if (text.Length > MaxLength)
+        if (c.Position == start)
         {
-            throw Error(text, MaxLength, $"the type selection is longer than {MaxLength} characters");
+            throw c.Fail("a type name expected");
         }
 
-        var state = new State(text);
-        var expression = state.ParseOr(0);
-        if (state.Position < text.Length)
-        {
-            throw state.Fail($"unexpected '{text[state.Position]}'");
-        }
-
-        return expression;
+        return new TypeName(c.Text[start..c.Position]);
     }
 
-    private static NgsiException Error(string text, int position, string message) =>
-        NgsiException.BadData($"type: {message} at position {position} of \"{(text.Length <= 120 ? text : string.Concat(text.AsSpan(0, 117), "..."))}\".");
-
-    private sealed class State(string text)
-    {
-        public int Position { get; private set; }
-
-        private bool AtEnd => Position >= text.Length;
-
-        public NgsiException Fail(string message) => Error(text, Position, message);
-
-        public TypeExpression ParseOr(int depth)
-        {
-            var terms = new List<TypeExpression> { ParseAnd(depth) };
-            while (!AtEnd && text[Position] is '|' or ',')
-            {
-                Position++;
-                terms.Add(ParseAnd(depth));
-            }
-
-            return terms.Count == 1 ? terms[0] : new TypeLogical(false, terms);
-        }
-
-        private TypeExpression ParseAnd(int depth)
-        {
-            var terms = new List<TypeExpression> { ParseTerm(depth) };
-            while (!AtEnd && text[Position] == ';')
-            {
-                Position++;
-                terms.Add(ParseTerm(depth));
-            }
-
-            return terms.Count == 1 ? terms[0] : new TypeLogical(true, terms);
-        }
-
-        private TypeExpression ParseTerm(int depth)
-        {
-            if (AtEnd)
-            {
-                throw Fail("a type name is missing");
-            }
-
-            if (text[Position] == '(')
-            {
-                if (depth >= MaxDepth)
-                {
-                    throw Fail("parentheses are nested too deeply");
-                }
-
-                Position++;
-                var inner = ParseOr(depth + 1);
-                if (AtEnd || text[Position] != ')')
-                {
-                    throw Fail("')' expected");
-                }
-
-                Position++;
-                return inner;
-            }
-
-            var start = Position;
-            while (!AtEnd && IsNameChar(text[Position]))
-            {
-                Position++;
-            }
-
-            if (Position == start)
-            {
-                throw Fail("a type name expected");
-            }
-
-            return new TypeName(text[start..Position]);
-        }
-
-        /// <summary>What a type name or IRI may hold (clause 4.6.2 names, plus the characters of IRIs).</summary>
-        private static bool IsNameChar(char c) =>
-            c > ' ' && c != 0x7f && c is not ('(' or ')' or ';' or '|' or ',' or '"' or '\'' or '<' or '>' or '=' or '\\' or '^' or '`' or '{' or '}' or '[' or ']');
-    }
+    /// <summary>What a type name or IRI may hold (clause 4.6.2 names, plus the characters of IRIs).</summary>
+    private static bool IsNameChar(char c) =>
+        c > ' ' && c != 0x7f && c is not ('(' or ')' or ';' or '|' or ',' or '"' or '\'' or '<' or '>' or '=' or '\\' or '^' or '`' or '{' or '}' or '[' or ']');
 }
 
 /// <summary>One type name (or IRI once expanded).</summary>
@@ -209,30 +127,8 @@ public sealed record TypeLogical(bool IsAnd, IReadOnlyList<TypeExpression> Terms
     public override TypeExpression Expand(Func<string, string> expandTerm) =>
         this with { Terms = Terms.Select(t => t.Expand(expandTerm)).ToArray() };
 
-    internal override void Print(StringBuilder text, int parentPrecedence)
-    {
-        var precedence = IsAnd ? 2 : 1;
-        var parenthesised = precedence <= parentPrecedence;
-        if (parenthesised)
-        {
-            text.Append('(');
-        }
-
-        for (var i = 0; i < Terms.Count; i++)
-        {
-            if (i > 0)
-            {
-                text.Append(IsAnd ? ';' : '|');
-            }
-
-            Terms[i].Print(text, precedence);
-        }
-
-        if (parenthesised)
-        {
-            text.Append(')');
-        }
-    }
+    internal override void Print(StringBuilder text, int parentPrecedence) =>
+        LogicalGrammar.Print(text, IsAnd, Terms, parentPrecedence, (term, t, precedence) => term.Print(t, precedence));
 
     public bool Equals(TypeLogical? other) => other is not null && IsAnd == other.IsAnd && Terms.SequenceEqual(other.Terms);
 
