@@ -6,14 +6,12 @@ using Microsoft.Data.Sqlite;
 namespace Machi.Broker.Registrations;
 
 /// <summary>Registrations in the embedded database (table csource_registrations).</summary>
-internal sealed class SqliteRegistrationStore(SqliteEntityStore entities) : IRegistrationStore, IDisposable
+internal sealed class SqliteRegistrationStore(SqliteEntityStore entities) : IRegistrationStore
 {
-    // Registration writes are rare and reads are cached by the service: one connection at a time is plenty.
-    private readonly SemaphoreSlim _gate = new(1, 1);
-
-    public Task<bool> AddAsync(string tenant, StoredRegistration registration, CancellationToken cancellationToken) => RunAsync(c =>
+    public Task<bool> AddAsync(string tenant, StoredRegistration registration, CancellationToken cancellationToken) => WriteAsync((c, tx) =>
     {
         using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
         cmd.CommandText = """
             INSERT INTO csource_registrations (tenant, id, doc, created_at, modified_at) VALUES ($tenant, $id, $doc, $created, $modified)
             ON CONFLICT (tenant, id) DO NOTHING
@@ -22,24 +20,26 @@ internal sealed class SqliteRegistrationStore(SqliteEntityStore entities) : IReg
         return cmd.ExecuteNonQuery() > 0;
     }, cancellationToken);
 
-    public Task<bool> ReplaceAsync(string tenant, StoredRegistration registration, CancellationToken cancellationToken) => RunAsync(c =>
+    public Task<bool> ReplaceAsync(string tenant, StoredRegistration registration, CancellationToken cancellationToken) => WriteAsync((c, tx) =>
     {
         using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
         cmd.CommandText = "UPDATE csource_registrations SET doc = $doc, modified_at = $modified WHERE tenant = $tenant AND id = $id";
         Bind(cmd, tenant, registration);
         return cmd.ExecuteNonQuery() > 0;
     }, cancellationToken);
 
-    public Task<bool> DeleteAsync(string tenant, string id, CancellationToken cancellationToken) => RunAsync(c =>
+    public Task<bool> DeleteAsync(string tenant, string id, CancellationToken cancellationToken) => WriteAsync((c, tx) =>
     {
         using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
         cmd.CommandText = "DELETE FROM csource_registrations WHERE tenant = $tenant AND id = $id";
         cmd.Parameters.AddWithValue("$tenant", tenant);
         cmd.Parameters.AddWithValue("$id", id);
         return cmd.ExecuteNonQuery() > 0;
     }, cancellationToken);
 
-    public Task<IReadOnlyList<StoredRegistration>> ListAsync(string tenant, CancellationToken cancellationToken) => RunAsync(c =>
+    public Task<IReadOnlyList<StoredRegistration>> ListAsync(string tenant, CancellationToken cancellationToken) => ReadAsync(c =>
     {
         using var cmd = c.CreateCommand();
         cmd.CommandText = "SELECT id, doc, created_at, modified_at FROM csource_registrations WHERE tenant = $tenant ORDER BY created_at, id";
@@ -54,8 +54,6 @@ internal sealed class SqliteRegistrationStore(SqliteEntityStore entities) : IReg
         return (IReadOnlyList<StoredRegistration>)list;
     }, cancellationToken);
 
-    public void Dispose() => _gate.Dispose();
-
     private static void Bind(SqliteCommand cmd, string tenant, StoredRegistration registration)
     {
         cmd.Parameters.AddWithValue("$tenant", tenant);
@@ -67,19 +65,13 @@ internal sealed class SqliteRegistrationStore(SqliteEntityStore entities) : IReg
 
     private static DateTimeOffset Instant(string text) => DateTimeOffset.Parse(text, CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal);
 
-    private async Task<T> RunAsync<T>(Func<SqliteConnection, T> work, CancellationToken cancellationToken)
+    private Task<T> ReadAsync<T>(Func<SqliteConnection, T> read, CancellationToken cancellationToken)
     {
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            using var connection = new SqliteConnection(entities.ConnectionString);
-            connection.Open();
-            SqliteEntityStore.Execute(connection, "PRAGMA busy_timeout=5000; PRAGMA synchronous=FULL;");
-            return work(connection);
-        }
-        finally
-        {
-            _gate.Release();
-        }
+        cancellationToken.ThrowIfCancellationRequested();
+        return Task.FromResult(entities.Read(read));
     }
+
+    /// <summary>Writes in the entity store's writer transaction: one writer for the whole database.</summary>
+    private Task<T> WriteAsync<T>(Func<SqliteConnection, SqliteTransaction, T> work, CancellationToken cancellationToken) =>
+        entities.RunInWriterAsync(work, cancellationToken);
 }

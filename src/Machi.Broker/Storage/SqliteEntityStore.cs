@@ -293,6 +293,29 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         }
     }
 
+    /// <summary>Like <see cref="RunInWriterAsync(Action{SqliteConnection, SqliteTransaction}, CancellationToken)"/>, with a result.</summary>
+    public async Task<T> RunInWriterAsync<T>(Func<SqliteConnection, SqliteTransaction, T> work, CancellationToken cancellationToken)
+    {
+        T result = default!;
+        // A statement lambda: an expression one would return T and pick this overload again.
+        await RunInWriterAsync((connection, tx) => { result = work(connection, tx); }, cancellationToken).ConfigureAwait(false);
+        return result;
+    }
+
+    /// <summary>Runs <paramref name="read"/> on one of the pooled read-only connections (WAL: never waits for the writer).</summary>
+    public T Read<T>(Func<SqliteConnection, T> read)
+    {
+        var reader = RentReader();
+        try
+        {
+            return read(reader.Connection);
+        }
+        finally
+        {
+            ReturnReader(reader);
+        }
+    }
+
     /// <summary>One piece of work inside a savepoint, so that its failure undoes only itself.</summary>
     private static Exception? RunWork(SqliteTransaction tx, Action<SqliteConnection, SqliteTransaction> work)
     {

@@ -6,14 +6,11 @@ using Microsoft.Data.Sqlite;
 namespace Machi.Broker.Storage;
 
 /// <summary>Hosted and implicitly created @contexts in the embedded database (table jsonld_contexts).</summary>
-internal sealed class SqliteHostedContextStore(SqliteEntityStore entities) : IHostedContextStore, IDisposable
+internal sealed class SqliteHostedContextStore(SqliteEntityStore entities) : IHostedContextStore
 {
-    // Context writes are rare (a client posts a context, or sends a new inline one): one connection, serialised.
-    private readonly SemaphoreSlim _gate = new(1, 1);
-
     public async Task<IReadOnlyList<HostedContextRecord>> ListAsync(CancellationToken cancellationToken)
     {
-        return await RunAsync(c =>
+        return await ReadAsync(c =>
         {
             using var cmd = c.CreateCommand();
             cmd.CommandText = "SELECT local_id, body, kind, created_at FROM jsonld_contexts ORDER BY created_at, local_id";
@@ -30,7 +27,7 @@ internal sealed class SqliteHostedContextStore(SqliteEntityStore entities) : IHo
 
     public async Task<HostedContextRecord?> GetAsync(string localId, CancellationToken cancellationToken)
     {
-        return await RunAsync(c =>
+        return await ReadAsync(c =>
         {
             using var cmd = c.CreateCommand();
             cmd.CommandText = "SELECT local_id, body, kind, created_at FROM jsonld_contexts WHERE local_id = $id";
@@ -40,9 +37,10 @@ internal sealed class SqliteHostedContextStore(SqliteEntityStore entities) : IHo
         }, cancellationToken).ConfigureAwait(false);
     }
 
-    public Task PutAsync(HostedContextRecord record, CancellationToken cancellationToken) => RunAsync(c =>
+    public Task PutAsync(HostedContextRecord record, CancellationToken cancellationToken) => WriteAsync((c, tx) =>
     {
         using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
         cmd.CommandText = """
             INSERT INTO jsonld_contexts (local_id, kind, body, created_at) VALUES ($id, $kind, $body, $at)
             ON CONFLICT (local_id) DO UPDATE SET kind = excluded.kind, body = excluded.body, created_at = excluded.created_at
@@ -56,16 +54,15 @@ internal sealed class SqliteHostedContextStore(SqliteEntityStore entities) : IHo
 
     public async Task<bool> DeleteAsync(string localId, CancellationToken cancellationToken)
     {
-        return await RunAsync(c =>
+        return await WriteAsync((c, tx) =>
         {
             using var cmd = c.CreateCommand();
+            cmd.Transaction = tx;
             cmd.CommandText = "DELETE FROM jsonld_contexts WHERE local_id = $id";
             cmd.Parameters.AddWithValue("$id", localId);
             return cmd.ExecuteNonQuery() > 0;
         }, cancellationToken).ConfigureAwait(false);
     }
-
-    public void Dispose() => _gate.Dispose();
 
     private static HostedContextRecord Read(SqliteDataReader r) => new(
         r.GetString(0),
@@ -73,19 +70,13 @@ internal sealed class SqliteHostedContextStore(SqliteEntityStore entities) : IHo
         Enum.TryParse<ContextKind>(r.GetString(2), out var kind) ? kind : ContextKind.Hosted,
         DateTimeOffset.Parse(r.GetString(3), CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal));
 
-    private async Task<T> RunAsync<T>(Func<SqliteConnection, T> work, CancellationToken cancellationToken)
+    private Task<T> ReadAsync<T>(Func<SqliteConnection, T> read, CancellationToken cancellationToken)
     {
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            using var connection = new SqliteConnection(entities.ConnectionString);
-            connection.Open();
-            SqliteEntityStore.Execute(connection, "PRAGMA busy_timeout=5000; PRAGMA synchronous=FULL;");
-            return work(connection);
-        }
-        finally
-        {
-            _gate.Release();
-        }
+        cancellationToken.ThrowIfCancellationRequested();
+        return Task.FromResult(entities.Read(read));
     }
+
+    /// <summary>Writes in the entity store's writer transaction: one writer for the whole database.</summary>
+    private Task<T> WriteAsync<T>(Func<SqliteConnection, SqliteTransaction, T> work, CancellationToken cancellationToken) =>
+        entities.RunInWriterAsync(work, cancellationToken);
 }

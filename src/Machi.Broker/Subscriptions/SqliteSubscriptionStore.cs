@@ -252,22 +252,12 @@ internal sealed class SqliteSubscriptionStore(SqliteEntityStore entities)
 
     /// <summary>Runs a change in the entity store's writer transaction: durable once the task completes, and never
     /// competing with entity writes for SQLite's write lock.</summary>
-    private async Task<T> WriteAsync<T>(Func<SqliteConnection, SqliteTransaction, T> work, CancellationToken ct)
-    {
-        T result = default!;
-        await entities.RunInWriterAsync((c, tx) => result = work(c, tx), ct).ConfigureAwait(false);
-        return result;
-    }
+    private Task<T> WriteAsync<T>(Func<SqliteConnection, SqliteTransaction, T> work, CancellationToken ct) =>
+        entities.RunInWriterAsync(work, ct);
 
-    private async Task<T> RunAsync<T>(Func<SqliteConnection, T> work, CancellationToken ct)
+    private Task<T> RunAsync<T>(Func<SqliteConnection, T> read, CancellationToken ct)
     {
-        // The database work is short and synchronous; run it off the caller's thread so a busy wait never blocks a request thread.
-        return await Task.Run(() =>
-        {
-            using var connection = new SqliteConnection(entities.ConnectionString);
-            connection.Open();
-            SqliteEntityStore.Execute(connection, "PRAGMA busy_timeout=10000; PRAGMA synchronous=FULL;");
-            return work(connection);
-        }, ct).ConfigureAwait(false);
+        ct.ThrowIfCancellationRequested();
+        return Task.FromResult(entities.Read(read));
     }
 }

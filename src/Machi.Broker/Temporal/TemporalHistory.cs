@@ -312,9 +312,7 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            T result = default!;
-            await store.RunInWriterAsync((writer, tx) => result = work(writer, tx), cancellationToken).ConfigureAwait(false);
-            return result;
+            return await store.RunInWriterAsync(work, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
