@@ -26,6 +26,13 @@ internal sealed class RawStatement : IDisposable
         return this;
     }
 
+    /// <summary>Binds UTF-8 bytes as TEXT.</summary>
+    public RawStatement BindText(int index, ReadOnlySpan<byte> utf8)
+    {
+        Check(raw.sqlite3_bind_text(_statement, index, utf8));
+        return this;
+    }
+
     public RawStatement Bind(int index, long value)
     {
         Check(raw.sqlite3_bind_int64(_statement, index, value));

@@ -41,6 +41,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     private long _pendingLastSeq;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task? _writerLoop;
+    private WalCheckpointer? _checkpointer;
     private int _disposed;
 
     public SqliteEntityStore(string path, ILogger<SqliteEntityStore> logger)
@@ -65,7 +66,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             PRAGMA busy_timeout=5000;
             PRAGMA foreign_keys=ON;
             PRAGMA cache_size=-16000;
-            PRAGMA wal_autocheckpoint=8000;
+            PRAGMA wal_autocheckpoint=0;
             PRAGMA mmap_size=67108864;
             """);
         SqliteSchema.Migrate(_writer, (version, tx) =>
@@ -73,6 +74,10 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             if (version == SqliteSchema.QueryIndexVersion)
             {
                 IndexAll(tx);
+            }
+            else if (version == SqliteSchema.HistoryVersion)
+            {
+                MigrateHistory(tx);
             }
         });
         using (var cmd = _writer.CreateCommand())
@@ -91,6 +96,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             _lastChangeSeq = _pendingLastSeq = (long)cmd.ExecuteScalar()!;
         }
 
+        _checkpointer = new WalCheckpointer(_connectionString, _logger);
         _writerLoop = Task.Factory.StartNew(WriterLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
@@ -387,6 +393,11 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             await _writerLoop.ConfigureAwait(false);
         }
 
+        if (_checkpointer is not null)
+        {
+            await _checkpointer.DisposeAsync().ConfigureAwait(false);
+        }
+
         while (_readers.TryTake(out var reader))
         {
             reader.Dispose();
@@ -416,11 +427,28 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                 }
 
                 Commit(writer, batch);
+                if (_checkpointer!.TakeTailRequest())
+                {
+                    CheckpointTail();
+                }
             }
         }
         finally
         {
             writer.Dispose();
+        }
+    }
+
+    /// <summary>Copies the end of the write-ahead log the background checkpoint did not reach (between transactions).</summary>
+    private void CheckpointTail()
+    {
+        try
+        {
+            Execute(_writer!, "PRAGMA wal_checkpoint(PASSIVE);");
+        }
+        catch (SqliteException ex)
+        {
+            _logger.LogWarning(ex, "Checkpoint of the write-ahead log failed");
         }
     }
 
@@ -446,6 +474,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             }
 
             tx.Commit();
+            _checkpointer!.Committed();
         }
         catch (Exception ex)
         {
@@ -506,11 +535,13 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             string[]? attrsBefore = current is null ? null : [.. current.Attributes.Keys];
             var valuesBefore = EntityIndexRows.Values(current);
             var boxesBefore = EntityIndexRows.Boxes(current);
+            var stampsBefore = Stamps(current);
             var mutation = write.Mutate(current);
             switch (mutation.Kind)
             {
                 case MutationKind.Put:
                     var entity = mutation.Entity!;
+                    CheckHistoryLimit(entity);
                     var doc = current is null && ReferenceEquals(entity, write.NewEntity) && write.NewEntityEncoded is { } encoded
                         ? encoded
                         : EntityCodec.Encode(entity);
@@ -546,14 +577,18 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     s.Index(s.InsertTypes, tenant, rid.Value, Except(entity.Types, typesBefore), TermId);
                     s.Index(s.InsertAttrs, tenant, rid.Value, Except(entity.Attributes.Keys, attrsBefore), TermId);
                     UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, entity);
-                    LogChange(s, tenant, entity.Id, before is null ? ChangeKind.Created : ChangeKind.Updated, before, doc);
+                    var at = DateTimeOffset.UtcNow;
+                    var seq = LogChange(s, tenant, entity.Id, before is null ? ChangeKind.Created : ChangeKind.Updated, before, doc, at);
+                    RecordHistory(s, tenant, entity.Id, seq, at, stampsBefore, typesBefore, entity);
                     break;
                 case MutationKind.Delete when rid is not null:
                     s.Delete.Bind(1, rid.Value).Execute();
                     s.Index(s.DeleteTypes, tenant, rid.Value, typesBefore!, TermId);
                     s.Index(s.DeleteAttrs, tenant, rid.Value, attrsBefore!, TermId);
                     UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, null);
-                    LogChange(s, tenant, write.Id, ChangeKind.Deleted, before, null);
+                    var deletedAt = DateTimeOffset.UtcNow;
+                    var deletion = LogChange(s, tenant, write.Id, ChangeKind.Deleted, before, null, deletedAt);
+                    RecordHistory(s, tenant, write.Id, deletion, deletedAt, stampsBefore, typesBefore, null);
                     break;
                 default:
                     break;
@@ -572,9 +607,10 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         }
     }
 
-    private void LogChange(WriterStatements s, string tenant, string id, ChangeKind kind, byte[]? before, byte[]? after)
+    /// <summary>Appends a change to the log; its seq.</summary>
+    private long LogChange(WriterStatements s, string tenant, string id, ChangeKind kind, byte[]? before, byte[]? after, DateTimeOffset at)
     {
-        s.InsertChange.Bind(1, tenant).Bind(2, id).Bind(3, (long)kind).Bind(6, DateTimeOffset.UtcNow.UtcTicks);
+        s.InsertChange.Bind(1, tenant).Bind(2, id).Bind(3, (long)kind).Bind(6, at.UtcTicks);
         if (before is not null)
         {
             s.InsertChange.Bind(4, before);
@@ -589,6 +625,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         {
             s.InsertChange.Step();
             _pendingLastSeq = s.InsertChange.Int64(0);
+            return _pendingLastSeq;
         }
         finally
         {
@@ -809,6 +846,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     {
         private readonly List<SqliteCommand> _all = [];
         private readonly List<RawStatement> _raw = [];
+        private readonly SqliteConnection _connection;
 
         public WriterStatements(SqliteConnection c)
         {
@@ -830,7 +868,22 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             SelectTerm = Make(c, "SELECT id FROM terms WHERE iri = $iri", "$iri");
             InsertTerm = Make(c, "INSERT INTO terms(iri) VALUES ($iri) RETURNING id", "$iri");
             InsertTenant = Make(c, "INSERT OR IGNORE INTO tenants(name, created_at) VALUES ($name, $at)", "$name", "$at");
+            _connection = c;
         }
+
+        // The history statements are prepared on first use: earlier schema steps (re-indexing) run before their tables exist.
+        public RawStatement InsertHistory => field ??= Raw(_connection, """
+            INSERT INTO history (hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+            """);
+
+        public RawStatement SelectHistoryEntity => field ??= Raw(_connection, "SELECT hid FROM history_entities WHERE tenant = ?1 AND id = ?2");
+
+        public RawStatement UpsertHistoryEntity => field ??= Raw(_connection, """
+            INSERT INTO history_entities (tenant, id, types, created_at, modified_at, deleted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            ON CONFLICT (tenant, id) DO UPDATE SET types = excluded.types, modified_at = excluded.modified_at, deleted_at = excluded.deleted_at
+            RETURNING hid
+            """);
 
         public RawStatement Select { get; }
 

@@ -169,16 +169,64 @@ internal static class SqliteSchema
             PRIMARY KEY (tenant, id)
         ) WITHOUT ROWID;
         """,
+        """
+        -- The temporal history, recorded by the entity writer in the transaction of the write itself (no longer by a
+        -- consumer of the change log: that read every change back, decoded it twice and held the writer for whole
+        -- batches). Rows are clustered by entity, attribute and time, so one attribute's history is one contiguous
+        -- range of pages, read in order without a lookup per row; keys are integers (entity number, term id), so the
+        -- tree stays small and its pages stay in the cache.
+        CREATE TABLE history_entities (
+            hid INTEGER PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            id TEXT NOT NULL,
+            types TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            modified_at INTEGER NOT NULL,
+            deleted_at INTEGER,
+            UNIQUE (tenant, id)
+        );
+
+        -- t: coalesce(observed_at, modified_at) in UTC ticks. n: the instance number, unique in the database —
+        -- (change seq << 16) | ordinal for an instance recorded from a write (instanceId "…:{seq}-{ordinal}"),
+        -- -k for the k-th instance added through the temporal API (instanceId "…:h{k}"). value is the payload as
+        -- JSON; instance the whole instance (metadata, sub-attributes) in EntityCodec's form, null for a deletion
+        -- (deleted = 1, value "urn:ngsi-ld:null").
+        CREATE TABLE history (
+            hid INTEGER NOT NULL,
+            attr INTEGER NOT NULL,
+            t INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            dataset_id TEXT,
+            kind INTEGER NOT NULL,
+            observed_at INTEGER,
+            created_at INTEGER NOT NULL,
+            modified_at INTEGER NOT NULL,
+            value TEXT NOT NULL,
+            instance BLOB,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (hid, attr, t, n)
+        ) WITHOUT ROWID;
+
+        -- Named counters (the number of the last instance added through the temporal API).
+        CREATE TABLE counters (
+            name TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """,
     ];
+
+    /// <summary>The version that moved the temporal history into the entity writer: old history is copied over when it is applied.</summary>
+    public const int HistoryVersion = 4;
 
     /// <summary>The version whose tables hold the query indexes: entities stored before it are indexed when it is applied.</summary>
     public const int QueryIndexVersion = 2;
 
     /// <param name="afterStep">Runs inside a step's transaction after its SQL, for data the SQL alone cannot derive.</param>
-    public static void Migrate(SqliteConnection connection, Action<int, SqliteTransaction>? afterStep = null)
+    /// <param name="upTo">The last step to apply (tests build databases of earlier versions with it).</param>
+    public static void Migrate(SqliteConnection connection, Action<int, SqliteTransaction>? afterStep = null, int upTo = int.MaxValue)
     {
         SqliteEntityStore.Execute(connection, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
-        for (var version = 1; version <= Steps.Length; version++)
+        for (var version = 1; version <= Math.Min(Steps.Length, upTo); version++)
         {
             using var tx = connection.BeginTransaction(deferred: false);
             using var check = connection.CreateCommand();

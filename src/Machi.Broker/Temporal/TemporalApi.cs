@@ -80,12 +80,11 @@ internal static class TemporalApi
         var context = await NgsiRequest.ContextAsync(http, resolver);
         var tenant = NgsiRequest.Tenant(http.Request);
         await entities.RequireTenantAsync(tenant, http.RequestAborted);
-        await history.CatchUpAsync(http.RequestAborted);
 
         using var reader = history.OpenReader();
         var row = reader.Entity(tenant, entityId) ?? throw new NgsiException(NgsiErrorType.ResourceNotFound, $"Entity '{entityId}' has no history.");
         var attrs = options.Attrs?.Select(context.ExpandTerm).ToList();
-        var result = new TemporalEntity(row, Rows(reader, tenant, entityId, attrs, temporal));
+        var result = new TemporalEntity(options.SysAttrs ? reader.WithLastModified(row) : row, Rows(reader, row, attrs, temporal));
         var render = options.Render(context, mediaType);
         return new NgsiJsonResult(200, mediaType, context, w => TemporalRenderer.WriteEntity(w, result, temporal, render));
     }
@@ -104,7 +103,6 @@ internal static class TemporalApi
 
         var tenant = NgsiRequest.Tenant(http.Request);
         await entities.RequireTenantAsync(tenant, http.RequestAborted);
-        await history.CatchUpAsync(http.RequestAborted);
 
         // Selectors judge the recorded id and types; q, geoQ and scopeQ the current state; attrs the history itself.
         var onState = filter.Q is not null || filter.Geo is not null || filter.Scope is not null;
@@ -130,7 +128,7 @@ internal static class TemporalApi
                 continue;
             }
 
-            var rows = Rows(reader, tenant, row.Id, filter.Attrs, temporal);
+            var rows = Rows(reader, row, filter.Attrs, temporal);
             if (filter.Attrs is not null && rows.Count == 0)
             {
                 continue;
@@ -138,7 +136,7 @@ internal static class TemporalApi
 
             if (total >= options.Offset && matched.Count < limit)
             {
-                matched.Add(new TemporalEntity(row, rows));
+                matched.Add(new TemporalEntity(options.SysAttrs ? reader.WithLastModified(row) : row, rows));
             }
 
             total++;
@@ -158,15 +156,8 @@ internal static class TemporalApi
         NgsiRequest.EntityId(entityId);
         var tenant = NgsiRequest.Tenant(http.Request);
         await entities.RequireTenantAsync(tenant, http.RequestAborted);
-        var removed = await history.ExecuteAsync(
-            "DELETE FROM attribute_history WHERE tenant = $t AND entity_id = $e; DELETE FROM temporal_entities WHERE tenant = $t AND id = $e",
-            cmd =>
-            {
-                cmd.Parameters.AddWithValue("$t", tenant);
-                cmd.Parameters.AddWithValue("$e", entityId);
-            },
-            http.RequestAborted);
-        return removed > 0 ? TypedResults.NoContent() : throw new NgsiException(NgsiErrorType.ResourceNotFound, $"Entity '{entityId}' has no history.");
+        var removed = await history.DeleteEntityAsync(tenant, entityId, http.RequestAborted);
+        return removed ? TypedResults.NoContent() : throw new NgsiException(NgsiErrorType.ResourceNotFound, $"Entity '{entityId}' has no history.");
     }
 
     private static async Task<NoContent> DeleteAttribute(string entityId, string attrId, HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
@@ -177,16 +168,8 @@ internal static class TemporalApi
         var tenant = NgsiRequest.Tenant(http.Request);
         await entities.RequireTenantAsync(tenant, http.RequestAborted);
         var attr = context.ExpandTerm(attrId);
-        var sql = "DELETE FROM attribute_history WHERE tenant = $t AND entity_id = $e AND attr = $a"
-            + (options.DeleteAll ? string.Empty : options.DatasetId is null ? " AND dataset_id IS NULL" : " AND dataset_id = $d");
-        var removed = await history.ExecuteAsync(sql, cmd =>
-        {
-            cmd.Parameters.AddWithValue("$t", tenant);
-            cmd.Parameters.AddWithValue("$e", entityId);
-            cmd.Parameters.AddWithValue("$a", attr);
-            cmd.Parameters.AddWithValue("$d", (object?)options.DatasetId ?? DBNull.Value);
-        }, http.RequestAborted);
-        return removed > 0 ? TypedResults.NoContent() : throw new NgsiException(NgsiErrorType.ResourceNotFound, $"Entity '{entityId}' has no history of attribute '{attrId}'.");
+        var removed = await history.DeleteAttributeAsync(tenant, entityId, attr, options.DatasetId, options.DeleteAll, http.RequestAborted);
+        return removed ? TypedResults.NoContent() : throw new NgsiException(NgsiErrorType.ResourceNotFound, $"Entity '{entityId}' has no history of attribute '{attrId}'.");
     }
 
     private static async Task<NoContent> DeleteInstance(string entityId, string attrId, string instanceId, HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
@@ -195,17 +178,8 @@ internal static class TemporalApi
         var context = await NgsiRequest.ContextAsync(http, resolver);
         var tenant = NgsiRequest.Tenant(http.Request);
         await entities.RequireTenantAsync(tenant, http.RequestAborted);
-        var removed = await history.ExecuteAsync(
-            "DELETE FROM attribute_history WHERE tenant = $t AND entity_id = $e AND attr = $a AND instance_id = $i",
-            cmd =>
-            {
-                cmd.Parameters.AddWithValue("$t", tenant);
-                cmd.Parameters.AddWithValue("$e", entityId);
-                cmd.Parameters.AddWithValue("$a", context.ExpandTerm(attrId));
-                cmd.Parameters.AddWithValue("$i", instanceId);
-            },
-            http.RequestAborted);
-        return removed > 0 ? TypedResults.NoContent() : throw new NgsiException(NgsiErrorType.ResourceNotFound, $"No instance '{EntityParser.Truncate(instanceId)}' of attribute '{attrId}' of '{entityId}'.");
+        var removed = await history.DeleteInstanceAsync(tenant, entityId, context.ExpandTerm(attrId), instanceId, http.RequestAborted);
+        return removed ? TypedResults.NoContent() : throw new NgsiException(NgsiErrorType.ResourceNotFound, $"No instance '{EntityParser.Truncate(instanceId)}' of attribute '{attrId}' of '{entityId}'.");
     }
 
     private static async Task<IResult> Create(HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
@@ -313,9 +287,9 @@ internal static class TemporalApi
     }
 
     /// <summary>The history rows of one entity in the query's range, cut to the last N per attribute and datasetId.</summary>
-    private static List<HistoryRow> Rows(HistoryReader reader, string tenant, string entityId, IReadOnlyCollection<string>? attrs, TemporalQuery temporal)
+    private static List<HistoryRow> Rows(HistoryReader reader, TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery temporal)
     {
-        var rows = reader.History(tenant, entityId, attrs, temporal);
+        var rows = reader.History(entity, attrs, temporal);
         if (temporal.LastN is not { } n)
         {
             return rows;

@@ -1,11 +1,11 @@
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Machi.Broker.Storage;
+using Machi.Ngsi.Errors;
 using Machi.Ngsi.Model;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 
 namespace Machi.Broker.Temporal;
 
@@ -43,150 +43,140 @@ internal sealed record HistoryRow(
     }
 }
 
-/// <summary>An entity that has a history (a row of temporal_entities).</summary>
-internal sealed record TemporalEntityRow(string Id, List<string> Types, DateTimeOffset CreatedAt, DateTimeOffset ModifiedAt, DateTimeOffset? DeletedAt);
+/// <summary>An entity that has a history (a row of history_entities).</summary>
+internal sealed record TemporalEntityRow(long Hid, string Id, List<string> Types, DateTimeOffset CreatedAt, DateTimeOffset ModifiedAt, DateTimeOffset? DeletedAt);
 
 /// <summary>
-/// The temporal history (consumer "temporal" of the change log): every change becomes one row per attribute
-/// instance it wrote (and one deletion row per instance it removed), in a transaction that also moves the
-/// consumer's cursor, so a crash at any point neither loses nor repeats a change. Reads catch up with the log
-/// first, so a write is in the history as soon as its 2xx is sent.
+/// The temporal API's view of the history the entity writer records (SqliteEntityStore.History): reads on a
+/// connection of their own, and the temporal API's own changes to the history (append, replace, delete), which run
+/// in the entity writer's transactions like every other write.
 /// </summary>
-internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalHistory> logger) : BackgroundService
+internal sealed class TemporalHistory(SqliteEntityStore store)
 {
-    public const string Consumer = "temporal";
-    private const int BatchSize = 2048;
-    private static readonly TimeSpan RecordInterval = TimeSpan.FromMilliseconds(250);
+    private const string InstancePrefix = "urn:ngsi-ld:attribute:instance:";
 
-    private readonly SemaphoreSlim _gate = new(1, 1);
-    private long _cursor = -1;
+    /// <summary>The instanceId of instance number <paramref name="n"/> (see the history table).</summary>
+    public static string InstanceId(long n) => n >= 0
+        ? string.Create(CultureInfo.InvariantCulture, $"{InstancePrefix}{n >> 16}-{n & 0xFFFF}")
+        : string.Create(CultureInfo.InvariantCulture, $"{InstancePrefix}h{-n}");
 
-    /// <summary>The seq of the last change recorded (-1 before the first catch-up).</summary>
-    public long Cursor => Volatile.Read(ref _cursor);
-
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>The instance number an instanceId names; false for an id this broker never gave out.</summary>
+    public static bool TryParseInstanceId(string instanceId, out long n)
     {
-        while (!stoppingToken.IsCancellationRequested)
+        n = 0;
+        if (!instanceId.StartsWith(InstancePrefix, StringComparison.Ordinal))
         {
-            try
-            {
-                await CatchUpAsync(stoppingToken).ConfigureAwait(false);
-
-                // Changes are recorded in batches at most every RecordInterval: each batch is a transaction of its
-                // own (the write lock and an fsync), which must not compete with the entity writer change by change.
-                // A temporal read never waits for this: it catches up first.
-                await Task.Delay(RecordInterval, stoppingToken).ConfigureAwait(false);
-                await store.WaitForChangeAsync(Math.Max(0, Cursor), stoppingToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                break;
-            }
-            catch (Exception ex)
-            {
-                logger.LogError(ex, "Recording the temporal history failed; retrying");
-                await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken).ConfigureAwait(false);
-            }
+            return false;
         }
+
+        var rest = instanceId.AsSpan(InstancePrefix.Length);
+        if (rest.Length > 1 && rest[0] == 'h')
+        {
+            if (long.TryParse(rest[1..], NumberStyles.None, CultureInfo.InvariantCulture, out var k) && k > 0)
+            {
+                n = -k;
+                return true;
+            }
+
+            return false;
+        }
+
+        var dash = rest.IndexOf('-');
+        if (dash > 0
+            && long.TryParse(rest[..dash], NumberStyles.None, CultureInfo.InvariantCulture, out var seq) && seq < (1L << 47)
+            && int.TryParse(rest[(dash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var ordinal) && ordinal < SqliteEntityStore.MaxInstancesPerWrite)
+        {
+            n = (seq << 16) | (long)ordinal;
+            return true;
+        }
+
+        return false;
     }
-
-    /// <summary>Records every change committed so far.</summary>
-    public async Task CatchUpAsync(CancellationToken cancellationToken)
-    {
-        var target = store.LastChangeSeq;
-        if (Cursor >= target && Cursor >= 0)
-        {
-            return;
-        }
-
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            LoadCursor();
-            while (_cursor < target)
-            {
-                var changes = await store.ReadChangesAsync(_cursor, BatchSize, cancellationToken).ConfigureAwait(false);
-                if (changes.Count == 0)
-                {
-                    break;
-                }
-
-                // In the entity writer's own transaction: history never competes with entity writes for the lock.
-                await store.RunInWriterAsync((connection, tx) => Record(connection, tx, changes), cancellationToken).ConfigureAwait(false);
-                Volatile.Write(ref _cursor, changes[^1].Seq);
-            }
-        }
-        finally
-        {
-            _gate.Release();
-        }
-    }
-
-    /// <summary>Runs a change to the history itself (temporal DELETE operations) after catching up with the log.</summary>
-    public Task<int> ExecuteAsync(string sql, Action<SqliteCommand> bind, CancellationToken cancellationToken) =>
-        WriteAsync(
-            (writer, tx) =>
-            {
-                using var cmd = writer.CreateCommand();
-                cmd.Transaction = tx;
-                cmd.CommandText = sql;
-                bind(cmd);
-                return cmd.ExecuteNonQuery();
-            },
-            cancellationToken);
 
     /// <summary>A read-only view of the history for one request (one connection, however many entities it reads).</summary>
     public HistoryReader OpenReader()
     {
         var connection = new SqliteConnection(store.ConnectionString);
         connection.Open();
+        SqliteEntityStore.Execute(connection, "PRAGMA query_only=1; PRAGMA mmap_size=67108864;");
         return new HistoryReader(connection);
     }
 
     /// <summary>
     /// Adds instances to an entity's history without touching its current state (POST /temporal/entities and
-    /// /temporal/entities/{id}/attrs); instance ids are numbered after the last row. True when the entity had no history.
+    /// /temporal/entities/{id}/attrs), numbered after the last instance added this way. True when the entity had no history.
     /// </summary>
     public Task<bool> AppendAsync(string tenant, string entityId, List<string>? types, IReadOnlyList<(string Attr, AttributeInstance Instance)> instances, DateTimeOffset now, CancellationToken cancellationToken) =>
-        WriteAsync(
+        store.RunInWriterAsync(
             (writer, tx) =>
             {
-                using var find = writer.CreateCommand();
-                find.Transaction = tx;
-                find.CommandText = "SELECT types FROM temporal_entities WHERE tenant = $t AND id = $id";
-                find.Parameters.AddWithValue("$t", tenant);
-                find.Parameters.AddWithValue("$id", entityId);
-                var existing = find.ExecuteScalar() as string;
-                if (existing is null && types is null)
+                string? existing;
+                using (var find = Command(writer, tx, "SELECT types FROM history_entities WHERE tenant = $t AND id = $id"))
                 {
-                    throw Machi.Ngsi.Errors.NgsiException.NotFound($"Entity '{entityId}' has no history.");
+                    find.Parameters.AddWithValue("$t", tenant);
+                    find.Parameters.AddWithValue("$id", entityId);
+                    existing = find.ExecuteScalar() as string;
                 }
 
-                using (var entity = writer.CreateCommand())
+                if (existing is null && types is null)
                 {
-                    entity.Transaction = tx;
-                    entity.CommandText = """
-                        INSERT INTO temporal_entities (tenant, id, types, created_at, modified_at, deleted_at) VALUES ($t, $id, $types, $now, $now, NULL)
-                        ON CONFLICT (tenant, id) DO UPDATE SET types = coalesce($newTypes, types), modified_at = $now
-                        """;
+                    throw NgsiException.NotFound($"Entity '{entityId}' has no history.");
+                }
+
+                long hid;
+                using (var entity = Command(writer, tx, """
+                    INSERT INTO history_entities (tenant, id, types, created_at, modified_at, deleted_at) VALUES ($t, $id, $types, $now, $now, NULL)
+                    ON CONFLICT (tenant, id) DO UPDATE SET types = coalesce($newTypes, types), modified_at = $now
+                    RETURNING hid
+                    """))
+                {
                     entity.Parameters.AddWithValue("$t", tenant);
                     entity.Parameters.AddWithValue("$id", entityId);
                     entity.Parameters.AddWithValue("$types", types is null ? existing! : JsonSerializer.Serialize(types));
                     entity.Parameters.AddWithValue("$newTypes", types is null ? DBNull.Value : JsonSerializer.Serialize(types));
                     entity.Parameters.AddWithValue("$now", now.UtcTicks);
-                    entity.ExecuteNonQuery();
+                    hid = (long)entity.ExecuteScalar()!;
                 }
 
-                using var next = writer.CreateCommand();
-                next.Transaction = tx;
-                next.CommandText = "SELECT coalesce(max(id), 0) FROM attribute_history";
-                var number = (long)next.ExecuteScalar()!;
-                using var insert = InsertCommand(writer, tx);
-                var carrierTypes = types ?? JsonSerializer.Deserialize<List<string>>(existing!) ?? [];
+                long number;
+                using (var counter = Command(writer, tx, """
+                    INSERT INTO counters (name, value) VALUES ('history', $count) ON CONFLICT (name) DO UPDATE SET value = value + $count
+                    RETURNING value
+                    """))
+                {
+                    counter.Parameters.AddWithValue("$count", (long)instances.Count);
+                    number = (long)counter.ExecuteScalar()! - instances.Count;
+                }
+
+                using var term = Command(writer, tx, "INSERT INTO terms (iri) VALUES ($iri) ON CONFLICT (iri) DO UPDATE SET iri = iri RETURNING id");
+                using var insert = Command(writer, tx, """
+                    INSERT INTO history (hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
+                    VALUES ($h, $a, $time, $n, $d, $k, $o, $now, $now, $v, $b, 0)
+                    """);
+                var terms = new Dictionary<string, long>(StringComparer.Ordinal);
                 foreach (var (attr, instance) in instances)
                 {
+                    if (!terms.TryGetValue(attr, out var attrId))
+                    {
+                        term.Parameters.Clear();
+                        term.Parameters.AddWithValue("$iri", attr);
+                        terms[attr] = attrId = (long)term.ExecuteScalar()!;
+                    }
+
                     instance.CreatedAt = instance.ModifiedAt = now;
-                    Insert(insert, tenant, entityId, attr, instance, $"urn:ngsi-ld:attribute:instance:h{++number}", now, carrierTypes);
+                    var observed = ObservedTicks(instance);
+                    insert.Parameters.Clear();
+                    insert.Parameters.AddWithValue("$h", hid);
+                    insert.Parameters.AddWithValue("$a", attrId);
+                    insert.Parameters.AddWithValue("$time", observed ?? now.UtcTicks);
+                    insert.Parameters.AddWithValue("$n", -(++number));
+                    insert.Parameters.AddWithValue("$d", (object?)instance.DatasetId ?? DBNull.Value);
+                    insert.Parameters.AddWithValue("$k", (long)instance.Kind);
+                    insert.Parameters.AddWithValue("$o", observed is { } o ? o : DBNull.Value);
+                    insert.Parameters.AddWithValue("$now", now.UtcTicks);
+                    insert.Parameters.AddWithValue("$v", Encoding.UTF8.GetString(instance.PayloadUtf8));
+                    insert.Parameters.AddWithValue("$b", SqliteEntityStore.EncodeInstance(instance));
+                    insert.ExecuteNonQuery();
                 }
 
                 return existing is null;
@@ -194,20 +184,20 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
             cancellationToken);
 
     /// <summary>Replaces the value (and metadata) of one recorded instance; false when there is no such instance.</summary>
-    public Task<bool> ReplaceInstanceAsync(string tenant, string entityId, string attr, string instanceId, Func<AttributeKind, AttributeInstance> replacement, DateTimeOffset now, CancellationToken cancellationToken) =>
-        WriteAsync(
+    public Task<bool> ReplaceInstanceAsync(string tenant, string entityId, string attr, string instanceId, Func<AttributeKind, AttributeInstance> replacement, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (!TryParseInstanceId(instanceId, out var n))
+        {
+            return Task.FromResult(false);
+        }
+
+        return store.RunInWriterAsync(
             (writer, tx) =>
             {
-                using var find = writer.CreateCommand();
-                find.Transaction = tx;
-                find.CommandText = "SELECT kind, dataset_id, created_at FROM attribute_history WHERE tenant = $t AND entity_id = $e AND attr = $a AND instance_id = $i AND deleted = 0";
-                find.Parameters.AddWithValue("$t", tenant);
-                find.Parameters.AddWithValue("$e", entityId);
-                find.Parameters.AddWithValue("$a", attr);
-                find.Parameters.AddWithValue("$i", instanceId);
+                using var find = InstanceCommand(writer, tx, "SELECT h.hid, h.attr, h.t, h.kind, h.dataset_id, h.created_at", tenant, entityId, attr, n);
+                long hid, attrId, t, createdAt;
                 AttributeKind kind;
                 string? datasetId;
-                long createdAt;
                 using (var r = find.ExecuteReader())
                 {
                     if (!r.Read())
@@ -215,226 +205,122 @@ internal sealed class TemporalHistory(SqliteEntityStore store, ILogger<TemporalH
                         return false;
                     }
 
-                    kind = (AttributeKind)r.GetInt64(0);
-                    datasetId = r.IsDBNull(1) ? null : r.GetString(1);
-                    createdAt = r.GetInt64(2);
+                    (hid, attrId, t, kind) = (r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), (AttributeKind)r.GetInt64(3));
+                    datasetId = r.IsDBNull(4) ? null : r.GetString(4);
+                    createdAt = r.GetInt64(5);
                 }
 
                 var instance = replacement(kind);
                 instance.DatasetId = datasetId;
-                var carrier = new Entity(entityId, ["urn:x"]);
-                carrier.Attributes[attr] = [instance];
-                using var update = writer.CreateCommand();
-                update.Transaction = tx;
-                update.CommandText = "UPDATE attribute_history SET kind = $k, observed_at = $o, modified_at = $m, value = $v, instance = $b WHERE tenant = $t AND entity_id = $e AND attr = $a AND instance_id = $i";
+                var modified = Math.Max(now.UtcTicks, createdAt);
+                var observed = ObservedTicks(instance);
+
+                // The time is part of the key: a new observedAt moves the row.
+                using var update = Command(writer, tx, """
+                    UPDATE history SET t = $time, kind = $k, observed_at = $o, modified_at = $m, value = $v, instance = $b
+                    WHERE hid = $h AND attr = $a AND t = $oldTime AND n = $n
+                    """);
+                update.Parameters.AddWithValue("$time", observed ?? modified);
                 update.Parameters.AddWithValue("$k", (long)instance.Kind);
-                update.Parameters.AddWithValue("$o", ObservedTicks(instance) is { } o ? o : DBNull.Value);
-                update.Parameters.AddWithValue("$m", Math.Max(now.UtcTicks, createdAt));
+                update.Parameters.AddWithValue("$o", observed is { } o ? o : DBNull.Value);
+                update.Parameters.AddWithValue("$m", modified);
                 update.Parameters.AddWithValue("$v", Encoding.UTF8.GetString(instance.PayloadUtf8));
-                update.Parameters.AddWithValue("$b", EntityCodec.Encode(carrier));
-                update.Parameters.AddWithValue("$i", instanceId);
-                update.Parameters.AddWithValue("$t", tenant);
-                update.Parameters.AddWithValue("$e", entityId);
-                update.Parameters.AddWithValue("$a", attr);
+                update.Parameters.AddWithValue("$b", SqliteEntityStore.EncodeInstance(instance));
+                update.Parameters.AddWithValue("$h", hid);
+                update.Parameters.AddWithValue("$a", attrId);
+                update.Parameters.AddWithValue("$oldTime", t);
+                update.Parameters.AddWithValue("$n", n);
                 update.ExecuteNonQuery();
                 return true;
             },
             cancellationToken);
+    }
+
+    /// <summary>Deletes the whole history of an entity; false when it had none.</summary>
+    public Task<bool> DeleteEntityAsync(string tenant, string entityId, CancellationToken cancellationToken) =>
+        store.RunInWriterAsync(
+            (writer, tx) =>
+            {
+                using var cmd = Command(writer, tx, """
+                    DELETE FROM history WHERE hid = (SELECT hid FROM history_entities WHERE tenant = $t AND id = $e);
+                    DELETE FROM history_entities WHERE tenant = $t AND id = $e;
+                    """);
+                cmd.Parameters.AddWithValue("$t", tenant);
+                cmd.Parameters.AddWithValue("$e", entityId);
+                return cmd.ExecuteNonQuery() > 0;
+            },
+            cancellationToken);
+
+    /// <summary>Deletes the history of one attribute: the default instance's, one datasetId's, or all; false when there was none.</summary>
+    public Task<bool> DeleteAttributeAsync(string tenant, string entityId, string attr, string? datasetId, bool all, CancellationToken cancellationToken) =>
+        store.RunInWriterAsync(
+            (writer, tx) =>
+            {
+                using var cmd = Command(writer, tx, """
+                    DELETE FROM history WHERE hid = (SELECT hid FROM history_entities WHERE tenant = $t AND id = $e)
+                    AND attr = (SELECT id FROM terms WHERE iri = $a)
+                    """ + (all ? string.Empty : datasetId is null ? " AND dataset_id IS NULL" : " AND dataset_id = $d"));
+                cmd.Parameters.AddWithValue("$t", tenant);
+                cmd.Parameters.AddWithValue("$e", entityId);
+                cmd.Parameters.AddWithValue("$a", attr);
+                cmd.Parameters.AddWithValue("$d", (object?)datasetId ?? DBNull.Value);
+                return cmd.ExecuteNonQuery() > 0;
+            },
+            cancellationToken);
+
+    /// <summary>Deletes one recorded instance; false when there is no such instance.</summary>
+    public Task<bool> DeleteInstanceAsync(string tenant, string entityId, string attr, string instanceId, CancellationToken cancellationToken)
+    {
+        if (!TryParseInstanceId(instanceId, out var n))
+        {
+            return Task.FromResult(false);
+        }
+
+        return store.RunInWriterAsync(
+            (writer, tx) =>
+            {
+                using var cmd = InstanceCommand(writer, tx, "DELETE FROM history WHERE (hid, attr, t, n) IN (SELECT h.hid, h.attr, h.t, h.n", tenant, entityId, attr, n, close: ")");
+                return cmd.ExecuteNonQuery() > 0;
+            },
+            cancellationToken);
+    }
+
+    /// <summary>A statement over one instance, found by its number within the entity's history of the attribute.</summary>
+    private static SqliteCommand InstanceCommand(SqliteConnection writer, SqliteTransaction tx, string select, string tenant, string entityId, string attr, long n, string close = "")
+    {
+        var cmd = Command(writer, tx, select + """
+             FROM history h
+            WHERE h.hid = (SELECT hid FROM history_entities WHERE tenant = $t AND id = $e)
+              AND h.attr = (SELECT id FROM terms WHERE iri = $a) AND h.n = $n AND h.deleted = 0
+            """ + close);
+        cmd.Parameters.AddWithValue("$t", tenant);
+        cmd.Parameters.AddWithValue("$e", entityId);
+        cmd.Parameters.AddWithValue("$a", attr);
+        cmd.Parameters.AddWithValue("$n", n);
+        return cmd;
+    }
+
+    private static SqliteCommand Command(SqliteConnection connection, SqliteTransaction tx, string sql)
+    {
+        var cmd = connection.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = sql;
+        return cmd;
+    }
 
     private static long? ObservedTicks(AttributeInstance instance) =>
         NgsiText.TryParseDateTime(instance.ObservedAt, out var o) ? o.UtcTicks : null;
-
-    private static SqliteCommand InsertCommand(SqliteConnection writer, SqliteTransaction tx)
-    {
-        var insert = writer.CreateCommand();
-        insert.Transaction = tx;
-        insert.CommandText = """
-            INSERT INTO attribute_history (tenant, entity_id, attr, dataset_id, instance_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
-            VALUES ($t, $e, $a, $d, $i, $k, $o, $c, $m, $v, $b, $x)
-            """;
-        foreach (var name in new[] { "$t", "$e", "$a", "$d", "$i", "$k", "$o", "$c", "$m", "$v", "$b", "$x" })
-        {
-            insert.Parameters.Add(new SqliteParameter { ParameterName = name });
-        }
-
-        return insert;
-    }
-
-    private static void Insert(SqliteCommand insert, string tenant, string entityId, string attr, AttributeInstance instance, string instanceId, DateTimeOffset at, List<string> types)
-    {
-        var carrier = new Entity(entityId, [.. types]);
-        carrier.Attributes[attr] = [instance];
-        var p = insert.Parameters;
-        p["$t"].Value = tenant;
-        p["$e"].Value = entityId;
-        p["$a"].Value = attr;
-        p["$d"].Value = (object?)instance.DatasetId ?? DBNull.Value;
-        p["$i"].Value = instanceId;
-        p["$k"].Value = (long)instance.Kind;
-        p["$o"].Value = ObservedTicks(instance) is { } o ? o : DBNull.Value;
-        p["$c"].Value = at.UtcTicks;
-        p["$m"].Value = at.UtcTicks;
-        p["$v"].Value = Encoding.UTF8.GetString(instance.PayloadUtf8);
-        p["$b"].Value = EntityCodec.Encode(carrier);
-        p["$x"].Value = 0L;
-        insert.ExecuteNonQuery();
-    }
-
-    public override void Dispose()
-    {
-        _gate.Dispose();
-        base.Dispose();
-    }
-
-    /// <summary>Reads the consumer's cursor the first time it is needed.</summary>
-    private void LoadCursor()
-    {
-        if (_cursor >= 0)
-        {
-            return;
-        }
-
-        using var connection = new SqliteConnection(store.ConnectionString);
-        connection.Open();
-        using var cmd = connection.CreateCommand();
-        cmd.CommandText = "SELECT seq FROM change_cursors WHERE consumer = $c";
-        cmd.Parameters.AddWithValue("$c", Consumer);
-        _cursor = cmd.ExecuteScalar() is long seq ? seq : 0;
-    }
-
-    /// <summary>
-    /// Changes the history itself (temporal POST, PATCH, DELETE) after catching up with the change log, in the entity
-    /// writer's transaction like the recording: one writer for the whole database.
-    /// </summary>
-    private async Task<T> WriteAsync<T>(Func<SqliteConnection, SqliteTransaction, T> work, CancellationToken cancellationToken)
-    {
-        await CatchUpAsync(cancellationToken).ConfigureAwait(false);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            return await store.RunInWriterAsync(work, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            _gate.Release();
-        }
-    }
-
-    private static void Record(SqliteConnection writer, SqliteTransaction tx, IReadOnlyList<EntityChange> changes)
-    {
-        using var insert = InsertCommand(writer, tx);
-        using var entity = writer.CreateCommand();
-        entity.Transaction = tx;
-        entity.CommandText = """
-            INSERT INTO temporal_entities (tenant, id, types, created_at, modified_at, deleted_at) VALUES ($t, $id, $types, $c, $m, $del)
-            ON CONFLICT (tenant, id) DO UPDATE SET types = excluded.types, modified_at = excluded.modified_at, deleted_at = excluded.deleted_at
-            """;
-        foreach (var name in new[] { "$t", "$id", "$types", "$c", "$m", "$del" })
-        {
-            entity.Parameters.Add(new SqliteParameter { ParameterName = name });
-        }
-
-        foreach (var change in changes)
-        {
-            RecordOne(insert, entity, change);
-        }
-
-        using (var cursor = writer.CreateCommand())
-        {
-            cursor.Transaction = tx;
-            cursor.CommandText = "INSERT INTO change_cursors (consumer, seq) VALUES ($c, $s) ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq";
-            cursor.Parameters.AddWithValue("$c", Consumer);
-            cursor.Parameters.AddWithValue("$s", changes[^1].Seq);
-            cursor.ExecuteNonQuery();
-        }
-    }
-
-    private static void RecordOne(SqliteCommand insert, SqliteCommand entity, EntityChange change)
-    {
-        var before = change.BeforeEntity();
-        var after = change.AfterEntity();
-        var state = after ?? before;
-        if (state is null)
-        {
-            return;
-        }
-
-        var p = entity.Parameters;
-        p["$t"].Value = change.Tenant;
-        p["$id"].Value = change.EntityId;
-        p["$types"].Value = JsonSerializer.Serialize(state.Types);
-        p["$c"].Value = state.CreatedAt.UtcTicks;
-        p["$m"].Value = after is null ? change.At.UtcTicks : after.ModifiedAt.UtcTicks;
-        p["$del"].Value = after is null ? change.At.UtcTicks : DBNull.Value;
-        entity.ExecuteNonQuery();
-
-        var n = 0;
-        if (after is not null)
-        {
-            foreach (var (name, instances) in after.Attributes)
-            {
-                foreach (var instance in instances)
-                {
-                    var previous = before?.Attributes.Find(name, instance.DatasetId);
-                    if (previous is not null && previous.ModifiedAt == instance.ModifiedAt && previous.ObservedAt == instance.ObservedAt)
-                    {
-                        continue;
-                    }
-
-                    var carrier = new Entity(change.EntityId, [.. after.Types]);
-                    carrier.Attributes[name] = [instance];
-                    DateTimeOffset? observed = NgsiText.TryParseDateTime(instance.ObservedAt, out var o) ? o : null;
-                    Insert(insert, change, name, instance.DatasetId, n++, instance.Kind, observed,
-                        instance.ModifiedAt, Encoding.UTF8.GetString(instance.PayloadUtf8), EntityCodec.Encode(carrier));
-                }
-            }
-        }
-
-        if (before is not null)
-        {
-            foreach (var (name, instances) in before.Attributes)
-            {
-                foreach (var instance in instances)
-                {
-                    if (after?.Attributes.Find(name, instance.DatasetId) is not null)
-                    {
-                        continue;
-                    }
-
-                    var nullValue = instance.Kind == AttributeKind.LanguageProperty ? $"{{\"@none\":\"{NgsiText.NullUri}\"}}" : $"\"{NgsiText.NullUri}\"";
-                    Insert(insert, change, name, instance.DatasetId, n++, instance.Kind, null, change.At, nullValue, null);
-                }
-            }
-        }
-    }
-
-    private static void Insert(SqliteCommand insert, EntityChange change, string attr, string? datasetId, int ordinal, AttributeKind kind,
-        DateTimeOffset? observedAt, DateTimeOffset at, string value, byte[]? instance)
-    {
-        var p = insert.Parameters;
-        p["$t"].Value = change.Tenant;
-        p["$e"].Value = change.EntityId;
-        p["$a"].Value = attr;
-        p["$d"].Value = (object?)datasetId ?? DBNull.Value;
-        p["$i"].Value = $"urn:ngsi-ld:attribute:instance:{change.Seq}-{ordinal}";
-        p["$k"].Value = (long)kind;
-        p["$o"].Value = observedAt is { } o ? o.UtcTicks : DBNull.Value;
-        p["$c"].Value = at.UtcTicks;
-        p["$m"].Value = at.UtcTicks;
-        p["$v"].Value = value;
-        p["$b"].Value = (object?)instance ?? DBNull.Value;
-        p["$x"].Value = instance is null ? 1L : 0L;
-        insert.ExecuteNonQuery();
-    }
 }
 
 /// <summary>Reads of the history for one request, on one read-only connection.</summary>
 internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
 {
+    private const string EntityColumns = "hid, id, types, created_at, modified_at, deleted_at";
+
     public TemporalEntityRow? Entity(string tenant, string id)
     {
         using var cmd = connection.CreateCommand();
-        cmd.CommandText = "SELECT id, types, created_at, modified_at, deleted_at FROM temporal_entities WHERE tenant = $t AND id = $id";
+        cmd.CommandText = $"SELECT {EntityColumns} FROM history_entities WHERE tenant = $t AND id = $id";
         cmd.Parameters.AddWithValue("$t", tenant);
         cmd.Parameters.AddWithValue("$id", id);
         using var r = cmd.ExecuteReader();
@@ -445,7 +331,7 @@ internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
     public List<TemporalEntityRow> Entities(string tenant, IReadOnlyList<string>? ids)
     {
         using var cmd = connection.CreateCommand();
-        var sql = new StringBuilder("SELECT id, types, created_at, modified_at, deleted_at FROM temporal_entities WHERE tenant = $t");
+        var sql = new StringBuilder($"SELECT {EntityColumns} FROM history_entities WHERE tenant = $t");
         cmd.Parameters.AddWithValue("$t", tenant);
         if (ids is not null)
         {
@@ -470,24 +356,37 @@ internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
         return rows;
     }
 
-    /// <summary>The recorded instances of an entity's attributes (all, or the given expanded names) inside the query's time range, oldest first.</summary>
-    public List<HistoryRow> History(string tenant, string entityId, IReadOnlyCollection<string>? attrs, TemporalQuery query)
+    /// <summary>The entity's last change to its history (rendered as its modifiedAt): a write or an instance added or replaced.</summary>
+    public TemporalEntityRow WithLastModified(TemporalEntityRow row)
+    {
+        using var cmd = connection.CreateCommand();
+        cmd.CommandText = "SELECT coalesce(max(modified_at), 0) FROM history WHERE hid = $h";
+        cmd.Parameters.AddWithValue("$h", row.Hid);
+        var last = new DateTimeOffset((long)cmd.ExecuteScalar()!, TimeSpan.Zero);
+        return last > row.ModifiedAt ? row with { ModifiedAt = last } : row;
+    }
+
+    /// <summary>
+    /// The recorded instances of an entity's attributes (all, or the given expanded names) inside the query's time
+    /// range: each attribute's instances oldest first, in the order of the history's own key (no sort).
+    /// </summary>
+    public List<HistoryRow> History(TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query)
     {
         using var cmd = connection.CreateCommand();
         var time = query.Property switch
         {
-            TimeProperty.CreatedAt => "created_at",
-            TimeProperty.ModifiedAt => "modified_at",
-            _ => "coalesce(observed_at, modified_at)",
+            TimeProperty.CreatedAt => "h.created_at",
+            TimeProperty.ModifiedAt => "h.modified_at",
+            _ => "h.t",
         };
+
         // Aggregation reads values and times only: the stored instances (metadata, sub-attributes) stay on disk.
-        var instance = query.Format == TemporalFormat.Aggregated ? "NULL" : "instance";
-        var sql = new StringBuilder($"SELECT attr, dataset_id, instance_id, kind, observed_at, created_at, modified_at, value, {instance}, deleted FROM attribute_history WHERE tenant = $t AND entity_id = $e");
-        cmd.Parameters.AddWithValue("$t", tenant);
-        cmd.Parameters.AddWithValue("$e", entityId);
+        var instance = query.Format == TemporalFormat.Aggregated ? "NULL" : "h.instance";
+        var sql = new StringBuilder($"SELECT tm.iri, h.dataset_id, h.n, h.kind, h.observed_at, h.created_at, h.modified_at, h.value, {instance}, h.deleted FROM history h JOIN terms tm ON tm.id = h.attr WHERE h.hid = $h");
+        cmd.Parameters.AddWithValue("$h", entity.Hid);
         if (attrs is not null)
         {
-            sql.Append(" AND attr IN (");
+            sql.Append(" AND h.attr IN (SELECT id FROM terms WHERE iri IN (");
             var i = 0;
             foreach (var attr in attrs)
             {
@@ -496,7 +395,7 @@ internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
                 i++;
             }
 
-            sql.Append(')');
+            sql.Append("))");
         }
 
         switch (query.Relation)
@@ -514,15 +413,23 @@ internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
         }
 
         cmd.Parameters.AddWithValue("$at", query.TimeAt.UtcTicks);
-        cmd.CommandText = sql.Append(" ORDER BY attr, ").Append(time).Append(", id").ToString();
+        cmd.CommandText = sql.Append(" ORDER BY h.attr, ").Append(time).Append(", h.n").ToString();
         var rows = new List<HistoryRow>();
         using var r = cmd.ExecuteReader();
+        string? attrName = null;
         while (r.Read())
         {
+            // One string per attribute, not per row.
+            var name = r.GetString(0);
+            if (name != attrName)
+            {
+                attrName = name;
+            }
+
             rows.Add(new HistoryRow(
-                r.GetString(0),
+                attrName,
                 r.IsDBNull(1) ? null : r.GetString(1),
-                r.GetString(2),
+                TemporalHistory.InstanceId(r.GetInt64(2)),
                 (AttributeKind)r.GetInt64(3),
                 r.IsDBNull(4) ? null : new DateTimeOffset(r.GetInt64(4), TimeSpan.Zero),
                 new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero),
@@ -536,22 +443,22 @@ internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
     }
 
     private static TemporalEntityRow EntityRow(SqliteDataReader r) => new(
-        r.GetString(0),
-        JsonSerializer.Deserialize<List<string>>(r.GetString(1)) ?? [],
-        new DateTimeOffset(r.GetInt64(2), TimeSpan.Zero),
+        r.GetInt64(0),
+        r.GetString(1),
+        JsonSerializer.Deserialize<List<string>>(r.GetString(2)) ?? [],
         new DateTimeOffset(r.GetInt64(3), TimeSpan.Zero),
-        r.IsDBNull(4) ? null : new DateTimeOffset(r.GetInt64(4), TimeSpan.Zero));
+        new DateTimeOffset(r.GetInt64(4), TimeSpan.Zero),
+        r.IsDBNull(5) ? null : new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero));
 
     public void Dispose() => connection.Dispose();
 }
 
 public static class TemporalModule
 {
-    /// <summary>The temporal history: recorded from the change log in the background, read by the temporal API.</summary>
+    /// <summary>The temporal history: recorded by the entity writer, read and amended by the temporal API.</summary>
     public static IServiceCollection AddMachiTemporal(this IServiceCollection services)
     {
         services.AddSingleton<TemporalHistory>();
-        services.AddHostedService(sp => sp.GetRequiredService<TemporalHistory>());
         return services;
     }
 }

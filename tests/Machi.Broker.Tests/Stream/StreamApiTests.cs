@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Net;
 using Machi.Broker.Storage;
 using Machi.Broker.Stream;
-using Machi.Broker.Temporal;
 using Machi.Broker.Tests.Infrastructure;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
@@ -103,7 +102,6 @@ public sealed class StreamApiTests : IAsyncLifetime
         await Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:a", 10));
         await Client.PatchJson($"{NgsiHttp.Entities}/urn:ngsi-ld:Vehicle:a/attrs/speed", """{"value":11}""");
         await Client.PatchJson($"{NgsiHttp.Entities}/urn:ngsi-ld:Vehicle:a/attrs/speed", """{"value":12}""");
-        await _server.Services.GetRequiredService<TemporalHistory>().CatchUpAsync(CancellationToken.None);
 
         // The other consumer (subscriptions) saves its cursor once it has caught up, shortly after the writes.
         var pruned = 0L;
@@ -145,7 +143,6 @@ public sealed class StreamApiTests : IAsyncLifetime
         var keptFrom = store.LastChangeSeq;
         await Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:a", 10));
         await Client.PatchJson($"{NgsiHttp.Entities}/urn:ngsi-ld:Vehicle:a/attrs/speed", """{"value":11}""");
-        await _server.Services.GetRequiredService<TemporalHistory>().CatchUpAsync(CancellationToken.None);
         await _server.Services.GetRequiredService<ChangeLogRetention>().PruneAsync(CancellationToken.None);
 
         var changes = await store.ReadChangesAsync(keptFrom, 10, CancellationToken.None);

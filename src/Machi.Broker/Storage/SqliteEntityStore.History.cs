@@ -1,0 +1,237 @@
+using System.Text;
+using System.Text.Json;
+using Machi.Ngsi.Errors;
+using Machi.Ngsi.Model;
+using Microsoft.Data.Sqlite;
+
+namespace Machi.Broker.Storage;
+
+/// <summary>
+/// The temporal history (clause 4.5.7), recorded by the writer in the transaction of each entity write: one row per
+/// attribute instance the write created or changed, one deletion row per instance it removed. A write is in the
+/// history exactly when it is in the entity table; nothing reads the change log back to derive it.
+/// </summary>
+internal sealed partial class SqliteEntityStore
+{
+    /// <summary>Instances a single write may record (the ordinal is the low 16 bits of the instance number).</summary>
+    internal const int MaxInstancesPerWrite = 1 << 16;
+
+    /// <summary>What an entity's instances were before a write: enough to tell which instances the write touched.</summary>
+    private readonly record struct InstanceStamp(string Name, string? DatasetId, DateTimeOffset ModifiedAt, string? ObservedAt, AttributeKind Kind);
+
+    private static List<InstanceStamp>? Stamps(Entity? entity)
+    {
+        if (entity is null)
+        {
+            return null;
+        }
+
+        var stamps = new List<InstanceStamp>();
+        foreach (var (name, instances) in entity.Attributes)
+        {
+            foreach (var instance in instances)
+            {
+                stamps.Add(new InstanceStamp(name, instance.DatasetId, instance.ModifiedAt, instance.ObservedAt, instance.Kind));
+            }
+        }
+
+        return stamps;
+    }
+
+    /// <summary>Refuses, before anything is written, an entity whose instances could not all be numbered.</summary>
+    private static void CheckHistoryLimit(Entity entity)
+    {
+        var count = 0;
+        foreach (var (_, instances) in entity.Attributes)
+        {
+            count += instances.Count;
+        }
+
+        if (count >= MaxInstancesPerWrite)
+        {
+            throw NgsiException.BadData($"An entity may have at most {MaxInstancesPerWrite - 1} attribute instances.");
+        }
+    }
+
+    /// <summary>Records what one write did to an entity's attribute instances (writer thread, inside its transaction).</summary>
+    private void RecordHistory(WriterStatements s, string tenant, string entityId, long changeSeq, DateTimeOffset at,
+        List<InstanceStamp>? before, IReadOnlyList<string>? typesBefore, Entity? after)
+    {
+        var hid = HistoryEntity(s, tenant, entityId, at, typesBefore, after);
+        var ordinal = 0L;
+        if (after is not null)
+        {
+            foreach (var (name, instances) in after.Attributes)
+            {
+                foreach (var instance in instances)
+                {
+                    if (before is not null && Unchanged(before, name, instance))
+                    {
+                        continue;
+                    }
+
+                    var observed = NgsiText.TryParseDateTime(instance.ObservedAt, out var o) ? o.UtcTicks : (long?)null;
+                    var stamp = instance.ModifiedAt.UtcTicks;
+                    s.InsertHistory.Bind(1, hid).Bind(2, TermId(s, name)).Bind(3, observed ?? stamp).Bind(4, (changeSeq << 16) | ordinal++)
+                        .Bind(6, (long)instance.Kind).Bind(8, stamp).Bind(9, stamp).BindText(10, instance.PayloadUtf8)
+                        .Bind(11, EncodeInstance(instance)).Bind(12, 0L);
+                    if (instance.DatasetId is { } datasetId)
+                    {
+                        s.InsertHistory.Bind(5, datasetId);
+                    }
+
+                    if (observed is { } observedTicks)
+                    {
+                        s.InsertHistory.Bind(7, observedTicks);
+                    }
+
+                    s.InsertHistory.Execute();
+                }
+            }
+        }
+
+        if (before is null)
+        {
+            return;
+        }
+
+        foreach (var gone in before)
+        {
+            if (after?.Attributes.Find(gone.Name, gone.DatasetId) is not null)
+            {
+                continue;
+            }
+
+            var nullValue = gone.Kind == AttributeKind.LanguageProperty ? $"{{\"@none\":\"{NgsiText.NullUri}\"}}" : $"\"{NgsiText.NullUri}\"";
+            s.InsertHistory.Bind(1, hid).Bind(2, TermId(s, gone.Name)).Bind(3, at.UtcTicks).Bind(4, (changeSeq << 16) | ordinal++)
+                .Bind(6, (long)gone.Kind).Bind(8, at.UtcTicks).Bind(9, at.UtcTicks).Bind(10, nullValue).Bind(12, 1L);
+            if (gone.DatasetId is { } datasetId)
+            {
+                s.InsertHistory.Bind(5, datasetId);
+            }
+
+            s.InsertHistory.Execute();
+        }
+    }
+
+    private static bool Unchanged(List<InstanceStamp> before, string name, AttributeInstance instance)
+    {
+        foreach (var stamp in before)
+        {
+            if (stamp.Name == name && stamp.DatasetId == instance.DatasetId)
+            {
+                return stamp.ModifiedAt == instance.ModifiedAt && stamp.ObservedAt == instance.ObservedAt;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// The number of the entity's history, written when the write creates or deletes the entity or changes its
+    /// types (an update of attributes only reads it).
+    /// </summary>
+    private static long HistoryEntity(WriterStatements s, string tenant, string entityId, DateTimeOffset at, IReadOnlyList<string>? typesBefore, Entity? after)
+    {
+        if (typesBefore is not null && after is not null && typesBefore.SequenceEqual(after.Types))
+        {
+            s.SelectHistoryEntity.Bind(1, tenant).Bind(2, entityId);
+            try
+            {
+                if (s.SelectHistoryEntity.Step())
+                {
+                    return s.SelectHistoryEntity.Int64(0);
+                }
+            }
+            finally
+            {
+                s.SelectHistoryEntity.Reset();
+            }
+        }
+
+        var types = after?.Types ?? typesBefore ?? [];
+        s.UpsertHistoryEntity.Bind(1, tenant).Bind(2, entityId).Bind(3, JsonSerializer.Serialize(types))
+            .Bind(4, after?.CreatedAt.UtcTicks ?? at.UtcTicks).Bind(5, after?.ModifiedAt.UtcTicks ?? at.UtcTicks);
+        if (after is null)
+        {
+            s.UpsertHistoryEntity.Bind(6, at.UtcTicks);
+        }
+
+        try
+        {
+            s.UpsertHistoryEntity.Step();
+            return s.UpsertHistoryEntity.Int64(0);
+        }
+        finally
+        {
+            s.UpsertHistoryEntity.Reset();
+        }
+    }
+
+    /// <summary>One instance in EntityCodec's form, inside a nameless carrier (the row already names entity and attribute).</summary>
+    internal static byte[] EncodeInstance(AttributeInstance instance)
+    {
+        var carrier = new Entity(string.Empty, []);
+        carrier.Attributes[string.Empty] = [instance];
+        return EntityCodec.Encode(carrier);
+    }
+
+    /// <summary>
+    /// Moves the history of a database from before <see cref="SqliteSchema.HistoryVersion"/> into the new tables: the
+    /// rows recorded so far, then the changes the old recorder had not reached yet (replayed like a write records
+    /// them), and retires the old recorder's cursor so the change log can be pruned.
+    /// </summary>
+    private void MigrateHistory(SqliteTransaction tx)
+    {
+        Execute(_writer!, """
+            INSERT INTO history_entities (tenant, id, types, created_at, modified_at, deleted_at)
+                SELECT tenant, id, types, created_at, modified_at, deleted_at FROM temporal_entities;
+            INSERT OR IGNORE INTO terms (iri) SELECT DISTINCT attr FROM attribute_history;
+            INSERT INTO history (hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
+                SELECT e.hid, tm.id, coalesce(h.observed_at, h.modified_at),
+                       CASE WHEN substr(h.instance_id, 32, 1) = 'h'
+                            THEN -CAST(substr(h.instance_id, 33) AS INTEGER)
+                            ELSE (CAST(substr(h.instance_id, 32, instr(substr(h.instance_id, 32), '-') - 1) AS INTEGER) << 16)
+                                 | CAST(substr(h.instance_id, 32 + instr(substr(h.instance_id, 32), '-')) AS INTEGER)
+                       END,
+                       h.dataset_id, h.kind, h.observed_at, h.created_at, h.modified_at, h.value, h.instance, h.deleted
+                FROM attribute_history h
+                JOIN history_entities e ON e.tenant = h.tenant AND e.id = h.entity_id
+                JOIN terms tm ON tm.iri = h.attr
+                WHERE true
+                ON CONFLICT DO NOTHING;
+            INSERT INTO counters (name, value) SELECT 'history', coalesce(max(-n), 0) FROM history WHERE n < 0;
+            """, tx);
+
+        long cursor;
+        using (var read = _writer!.CreateCommand())
+        {
+            read.Transaction = tx;
+            read.CommandText = "SELECT coalesce((SELECT seq FROM change_cursors WHERE consumer = 'temporal'), 9223372036854775807)";
+            cursor = (long)read.ExecuteScalar()!;
+        }
+
+        using var s = new WriterStatements(_writer!);
+        s.Bind(tx);
+        using (var changes = _writer!.CreateCommand())
+        {
+            changes.Transaction = tx;
+            changes.CommandText = "SELECT seq, tenant, entity_id, kind, before, after, at FROM entity_changes WHERE seq > $after ORDER BY seq";
+            changes.Parameters.AddWithValue("$after", cursor);
+            using var r = changes.ExecuteReader();
+            while (r.Read())
+            {
+                var before = r.IsDBNull(4) ? null : EntityCodec.Decode(r.GetFieldValue<byte[]>(4));
+                var after = r.IsDBNull(5) ? null : EntityCodec.Decode(r.GetFieldValue<byte[]>(5));
+                RecordHistory(s, r.GetString(1), r.GetString(2), r.GetInt64(0), new DateTimeOffset(r.GetInt64(6), TimeSpan.Zero),
+                    Stamps(before), before?.Types, after);
+            }
+        }
+
+        Execute(_writer!, """
+            DELETE FROM change_cursors WHERE consumer = 'temporal';
+            DROP TABLE attribute_history;
+            DROP TABLE temporal_entities;
+            """, tx);
+    }
+}
