@@ -92,7 +92,11 @@ internal sealed class RawStatement : IDisposable
 
     public long Int64(int column) => raw.sqlite3_column_int64(_statement, column);
 
-    /// <summary>A blob column, valid until the next Step or Reset.</summary>
+    public bool IsNull(int column) => raw.sqlite3_column_type(_statement, column) == raw.SQLITE_NULL;
+
+    public string Text(int column) => raw.sqlite3_column_text(_statement, column).utf8_to_string();
+
+    /// <summary>A blob column (or a text column's UTF-8 bytes), valid until the next Step or Reset.</summary>
     public ReadOnlySpan<byte> Blob(int column) => raw.sqlite3_column_blob(_statement, column);
 
     /// <summary>Runs a statement that returns no rows (or ignores them) and makes it ready for the next use.</summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text;
 using Machi.Broker.Entities;
 using Machi.Broker.Http;
 using Machi.Broker.Query;
@@ -84,7 +85,7 @@ internal static class TemporalApi
         using var reader = history.OpenReader();
         var row = reader.Entity(tenant, entityId) ?? throw new NgsiException(NgsiErrorType.ResourceNotFound, $"Entity '{entityId}' has no history.");
         var attrs = options.Attrs?.Select(context.ExpandTerm).ToList();
-        var result = new TemporalEntity(options.SysAttrs ? reader.WithLastModified(row) : row, Rows(reader, row, attrs, temporal));
+        var result = Read(reader, options.SysAttrs ? reader.WithLastModified(row) : row, attrs, temporal);
         var render = options.Render(context, mediaType);
         return new NgsiJsonResult(200, mediaType, context, w => TemporalRenderer.WriteEntity(w, result, temporal, render));
     }
@@ -128,15 +129,15 @@ internal static class TemporalApi
                 continue;
             }
 
-            var rows = Rows(reader, row, filter.Attrs, temporal);
-            if (filter.Attrs is not null && rows.Count == 0)
+            var recorded = Read(reader, options.SysAttrs ? reader.WithLastModified(row) : row, filter.Attrs, temporal);
+            if (filter.Attrs is not null && recorded.IsEmpty)
             {
                 continue;
             }
 
             if (total >= options.Offset && matched.Count < limit)
             {
-                matched.Add(new TemporalEntity(options.SysAttrs ? reader.WithLastModified(row) : row, rows));
+                matched.Add(recorded);
             }
 
             total++;
@@ -286,17 +287,36 @@ internal static class TemporalApi
         return instances;
     }
 
-    /// <summary>The history rows of one entity in the query's range, cut to the last N per attribute and datasetId.</summary>
-    private static List<HistoryRow> Rows(HistoryReader reader, TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery temporal)
+    /// <summary>
+    /// One entity's history in the query's range: its instances (cut to the last N per attribute and datasetId), or
+    /// their aggregation — computed while reading, unless lastN first needs the whole range.
+    /// </summary>
+    private static TemporalEntity Read(HistoryReader reader, TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery temporal)
     {
-        var rows = reader.History(entity, attrs, temporal);
-        if (temporal.LastN is not { } n)
+        if (temporal.Format == TemporalFormat.Aggregated && temporal.LastN is null)
         {
-            return rows;
+            return new TemporalEntity(entity, [], reader.Aggregate(entity, attrs, temporal));
         }
 
-        return rows.GroupBy(r => (r.Attr, r.DatasetId))
-            .SelectMany(g => g.OrderBy(r => r.Time(temporal.Property)).TakeLast(n))
-            .ToList();
+        var rows = reader.History(entity, attrs, temporal);
+        if (temporal.LastN is { } n)
+        {
+            rows = rows.GroupBy(r => (r.Attr, r.DatasetId))
+                .SelectMany(g => g.OrderBy(r => r.Time(temporal.Property)).TakeLast(n))
+                .ToList();
+        }
+
+        if (temporal.Format != TemporalFormat.Aggregated)
+        {
+            return new TemporalEntity(entity, rows, null);
+        }
+
+        var builder = new AggregationBuilder(temporal);
+        foreach (var row in rows)
+        {
+            builder.Add(row.Attr, row.DatasetId, row.Kind, row.Time(temporal.Property), Encoding.UTF8.GetBytes(row.Value), row.Deleted);
+        }
+
+        return new TemporalEntity(entity, [], builder.Series);
     }
 }

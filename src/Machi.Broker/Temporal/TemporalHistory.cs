@@ -315,6 +315,8 @@ internal sealed class TemporalHistory(SqliteEntityStore store)
 /// <summary>Reads of the history for one request, on one read-only connection.</summary>
 internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
 {
+    private readonly Dictionary<long, string> _terms = [];
+
     private const string EntityColumns = "hid, id, types, created_at, modified_at, deleted_at";
 
     public TemporalEntityRow? Entity(string tenant, string id)
@@ -373,17 +375,80 @@ internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
     public List<HistoryRow> History(TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query)
     {
         using var cmd = connection.CreateCommand();
+        cmd.CommandText = Select("h.attr, h.dataset_id, h.n, h.kind, h.observed_at, h.created_at, h.modified_at, h.value, h.instance, h.deleted", entity, attrs, query, (name, value) => cmd.Parameters.AddWithValue(name, value));
+        var rows = new List<HistoryRow>();
+        using var r = cmd.ExecuteReader();
+        while (r.Read())
+        {
+            rows.Add(new HistoryRow(
+                TermIri(r.GetInt64(0)),
+                r.IsDBNull(1) ? null : r.GetString(1),
+                TemporalHistory.InstanceId(r.GetInt64(2)),
+                (AttributeKind)r.GetInt64(3),
+                r.IsDBNull(4) ? null : new DateTimeOffset(r.GetInt64(4), TimeSpan.Zero),
+                new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero),
+                new DateTimeOffset(r.GetInt64(6), TimeSpan.Zero),
+                r.GetString(7),
+                r.IsDBNull(8) ? null : (byte[])r.GetValue(8),
+                r.GetInt64(9) != 0));
+        }
+
+        return rows;
+    }
+
+    /// <summary>
+    /// The same range aggregated while it is read (aggregatedValues): values and times only, straight from SQLite's
+    /// buffers, one pass, nothing kept per instance.
+    /// </summary>
+    public List<AggregatedSeries> Aggregate(TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query)
+    {
         var time = query.Property switch
         {
             TimeProperty.CreatedAt => "h.created_at",
             TimeProperty.ModifiedAt => "h.modified_at",
             _ => "h.t",
         };
+        var bindings = new List<(string Name, object Value)>();
+        var sql = Select($"h.attr, h.dataset_id, h.kind, {time}, h.value, h.deleted", entity, attrs, query, (name, value) => bindings.Add((name, value)));
+        using var statement = new RawStatement(connection, sql);
+        foreach (var (name, value) in bindings)
+        {
+            statement.BindNamed(name, value);
+        }
 
-        // Aggregation reads values and times only: the stored instances (metadata, sub-attributes) stay on disk.
-        var instance = query.Format == TemporalFormat.Aggregated ? "NULL" : "h.instance";
-        var sql = new StringBuilder($"SELECT tm.iri, h.dataset_id, h.n, h.kind, h.observed_at, h.created_at, h.modified_at, h.value, {instance}, h.deleted FROM history h JOIN terms tm ON tm.id = h.attr WHERE h.hid = $h");
-        cmd.Parameters.AddWithValue("$h", entity.Hid);
+        var builder = new AggregationBuilder(query);
+        try
+        {
+            while (statement.Step())
+            {
+                builder.Add(
+                    TermIri(statement.Int64(0)),
+                    statement.IsNull(1) ? null : statement.Text(1),
+                    (AttributeKind)statement.Int64(2),
+                    new DateTimeOffset(statement.Int64(3), TimeSpan.Zero),
+                    statement.Blob(4),
+                    statement.Int64(5) != 0);
+            }
+        }
+        finally
+        {
+            statement.Reset();
+        }
+
+        return builder.Series;
+    }
+
+    /// <summary>The SQL of a read of one entity's history in the query's range, in the order of the history's key.</summary>
+    private static string Select(string columns, TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query, Action<string, object> bind)
+    {
+        var time = query.Property switch
+        {
+            TimeProperty.CreatedAt => "h.created_at",
+            TimeProperty.ModifiedAt => "h.modified_at",
+            _ => "h.t",
+        };
+        var sql = new StringBuilder($"SELECT {columns} FROM history h WHERE h.hid = $h");
+        bind("$h", entity.Hid);
         if (attrs is not null)
         {
             sql.Append(" AND h.attr IN (SELECT id FROM terms WHERE iri IN (");
@@ -391,7 +456,7 @@ internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
             foreach (var attr in attrs)
             {
                 sql.Append(i == 0 ? "$a" : ", $a").Append(i);
-                cmd.Parameters.AddWithValue("$a" + i, attr);
+                bind("$a" + i, attr);
                 i++;
             }
 
@@ -408,38 +473,30 @@ internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
                 break;
             case TimeRelation.Between:
                 sql.Append(" AND ").Append(time).Append(" >= $at AND ").Append(time).Append(" < $end");
-                cmd.Parameters.AddWithValue("$end", query.EndTimeAt.UtcTicks);
+                bind("$end", query.EndTimeAt.UtcTicks);
                 break;
         }
 
-        cmd.Parameters.AddWithValue("$at", query.TimeAt.UtcTicks);
-        cmd.CommandText = sql.Append(" ORDER BY h.attr, ").Append(time).Append(", h.n").ToString();
-        var rows = new List<HistoryRow>();
-        using var r = cmd.ExecuteReader();
-        string? attrName = null;
-        while (r.Read())
+        if (query.Relation is not null)
         {
-            // One string per attribute, not per row.
-            var name = r.GetString(0);
-            if (name != attrName)
-            {
-                attrName = name;
-            }
-
-            rows.Add(new HistoryRow(
-                attrName,
-                r.IsDBNull(1) ? null : r.GetString(1),
-                TemporalHistory.InstanceId(r.GetInt64(2)),
-                (AttributeKind)r.GetInt64(3),
-                r.IsDBNull(4) ? null : new DateTimeOffset(r.GetInt64(4), TimeSpan.Zero),
-                new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero),
-                new DateTimeOffset(r.GetInt64(6), TimeSpan.Zero),
-                r.GetString(7),
-                r.IsDBNull(8) ? null : (byte[])r.GetValue(8),
-                r.GetInt64(9) != 0));
+            bind("$at", query.TimeAt.UtcTicks);
         }
 
-        return rows;
+        return sql.Append(" ORDER BY h.attr, ").Append(time).Append(", h.n").ToString();
+    }
+
+    /// <summary>The attribute name of a term id (one string per name for the whole request).</summary>
+    private string TermIri(long id)
+    {
+        if (_terms.TryGetValue(id, out var iri))
+        {
+            return iri;
+        }
+
+        using var cmd = connection.CreateCommand();
+        cmd.CommandText = "SELECT iri FROM terms WHERE id = $id";
+        cmd.Parameters.AddWithValue("$id", id);
+        return _terms[id] = (string)cmd.ExecuteScalar()!;
     }
 
     private static TemporalEntityRow EntityRow(SqliteDataReader r) => new(

@@ -3,8 +3,11 @@ using Machi.Ngsi.Model;
 
 namespace Machi.Broker.Temporal;
 
-/// <summary>One entity's history as the temporal API returns it.</summary>
-internal sealed record TemporalEntity(TemporalEntityRow Entity, List<HistoryRow> Rows);
+/// <summary>One entity's history as the temporal API returns it: instances, or (aggregatedValues) their aggregation.</summary>
+internal sealed record TemporalEntity(TemporalEntityRow Entity, List<HistoryRow> Rows, List<AggregatedSeries>? Aggregated)
+{
+    public bool IsEmpty => Aggregated is { } aggregated ? aggregated.Count == 0 : Rows.Count == 0;
+}
 
 /// <summary>
 /// Writes temporal entities (clause 4.5.7 normalized, 4.5.9 temporalValues, 4.5.19 aggregated), compacting names
@@ -48,6 +51,18 @@ internal static class TemporalRenderer
             }
         }
 
+        if (temporal.Aggregated is { } aggregated)
+        {
+            foreach (var attribute in aggregated.GroupBy(s => s.Attr, StringComparer.Ordinal))
+            {
+                if (render.Shows(attribute.Key))
+                {
+                    w.WritePropertyName(ctx.CompactIri(attribute.Key));
+                    WriteSeries(w, attribute.ToList(), s => WriteAggregated(w, s, query));
+                }
+            }
+        }
+
         foreach (var attribute in temporal.Rows.GroupBy(r => r.Attr, StringComparer.Ordinal))
         {
             if (!render.Shows(attribute.Key))
@@ -68,11 +83,8 @@ internal static class TemporalRenderer
 
                     w.WriteEndArray();
                     break;
-                case TemporalFormat.TemporalValues:
-                    WriteSeries(w, series, s => WriteValues(w, s, query, render));
-                    break;
                 default:
-                    WriteSeries(w, series, s => WriteAggregated(w, s, query));
+                    WriteSeries(w, series, s => WriteValues(w, s, query, render));
                     break;
             }
         }
@@ -86,7 +98,7 @@ internal static class TemporalRenderer
     }
 
     /// <summary>One object per datasetId: alone when there is one, else an array of them.</summary>
-    private static void WriteSeries(Utf8JsonWriter w, List<List<HistoryRow>> series, Action<List<HistoryRow>> write)
+    private static void WriteSeries<T>(Utf8JsonWriter w, List<T> series, Action<T> write)
     {
         if (series.Count == 1)
         {
@@ -152,19 +164,17 @@ internal static class TemporalRenderer
     };
 
     /// <summary>Aggregated (clause 4.5.19): per method, [[result, startAt, endAt], …] over the periods that hold instances.</summary>
-    private static void WriteAggregated(Utf8JsonWriter w, List<HistoryRow> series, TemporalQuery query)
+    private static void WriteAggregated(Utf8JsonWriter w, AggregatedSeries series, TemporalQuery query)
     {
-        var first = series[0];
-        var periods = Aggregation.Periods(series.Where(r => !r.Deleted).ToList(), query);
         w.WriteStartObject();
-        w.WriteString("type", AttributeKinds.Name(first.Kind));
+        w.WriteString("type", AttributeKinds.Name(series.Kind));
         foreach (var method in query.Methods)
         {
             w.WriteStartArray(Aggregation.Name(method));
-            foreach (var period in periods)
+            foreach (var period in series.Periods)
             {
                 w.WriteStartArray();
-                Aggregation.Write(w, method, period.Values);
+                Aggregation.Write(w, method, period);
                 w.WriteStringValue(NgsiText.FormatDateTime(period.Start));
                 w.WriteStringValue(NgsiText.FormatDateTime(period.End));
                 w.WriteEndArray();
@@ -173,7 +183,7 @@ internal static class TemporalRenderer
             w.WriteEndArray();
         }
 
-        if (first.DatasetId is { } datasetId)
+        if (series.DatasetId is { } datasetId)
         {
             w.WriteString("datasetId", datasetId);
         }

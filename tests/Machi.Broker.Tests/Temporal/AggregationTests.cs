@@ -53,10 +53,11 @@ public sealed class AggregationTests
         var query = new TemporalQuery { Relation = TimeRelation.After, TimeAt = new DateTimeOffset(2026, 2, 1, 0, 0, 0, TimeSpan.Zero), Period = IsoDuration.Parse("P1M") };
 
         // 1 Feb 01:00, 27 Feb and 28 Feb are in February (which ends at 1 March); 1 April starts the April period.
-        var periods = Aggregation.Periods(rows.Where(r => query.Contains(r.Time(query.Property))).ToList(), query);
+        var periods = Periods(rows.Where(r => query.Contains(r.Time(query.Property))).ToList(), query);
         Assert.Equal(["2026-02-01", "2026-04-01"], periods.Select(p => p.Start.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture)));
         Assert.Equal(new DateTimeOffset(2026, 3, 1, 0, 0, 0, TimeSpan.Zero), periods[0].End);
-        Assert.Equal(3, periods[0].Values.Count);
+        Assert.Equal(3, periods[0].Count);
+        Assert.Equal(1, periods[0].Min);
     }
 
     [Fact]
@@ -74,12 +75,14 @@ public sealed class AggregationTests
                 EndTimeAt = origin.AddDays(30),
                 Period = calendar ? IsoDuration.Parse("P1M") : IsoDuration.Parse($"PT{periodSeconds}S"),
             };
-            var periods = Aggregation.Periods(rows, query);
-            Assert.Equal(rows.Count, periods.Sum(p => p.Values.Count));
-            foreach (var row in rows)
+            var periods = Periods(rows, query);
+            Assert.Equal(rows.Count, periods.Sum(p => p.Count));
+            foreach (var period in periods)
             {
-                var holder = Assert.Single(periods, p => p.Values.Contains(row.Value));
-                Assert.InRange(row.ObservedAt!.Value, holder.Start, holder.End.AddTicks(-1));
+                // Each period holds exactly the instances whose time it contains (their values are distinct ordinals).
+                var inside = rows.Where(r => r.ObservedAt >= period.Start && r.ObservedAt < period.End).Select(r => double.Parse(r.Value, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+                Assert.Equal(inside.Count, period.Count);
+                Assert.Equal(inside.Sum(), period.Sum);
             }
 
             Assert.True(periods.Zip(periods.Skip(1)).All(p => p.First.End <= p.Second.Start), "periods are ordered and disjoint");
@@ -96,9 +99,38 @@ public sealed class AggregationTests
     public void Numeric_methods_use_numbers_only_and_counts_use_every_value(string method, string expected)
     {
         // 1, 2, 3 are numbers; "a" twice is text (counted, never summed).
-        List<string> values = ["1", "2", "3", "\"a\"", "\"a\""];
-        Assert.Equal(expected, Write(w => Aggregation.Write(w, Enum.Parse<AggregationMethod>(method), values)));
-        Assert.Equal("null", Write(w => Aggregation.Write(w, AggregationMethod.Avg, ["\"a\"", "true"])));
+        Assert.Equal(expected, Write(w => Aggregation.Write(w, Enum.Parse<AggregationMethod>(method), Period(["1", "2", "3", "\"a\"", "\"a\""]))));
+        Assert.Equal("null", Write(w => Aggregation.Write(w, AggregationMethod.Avg, Period(["\"a\"", "true"]))));
+    }
+
+    [Fact]
+    public void The_standard_deviation_is_the_sample_one_and_exact_for_large_values_with_a_small_spread()
+    {
+        Assert.Equal("0", Write(w => Aggregation.Write(w, AggregationMethod.Stddev, Period(["5"]))));
+        Assert.Equal(1.0, double.Parse(Write(w => Aggregation.Write(w, AggregationMethod.Stddev, Period(["1e9", "1000000001", "1000000002"]))), System.Globalization.CultureInfo.InvariantCulture), 9);
+    }
+
+    /// <summary>The periods of one series fed to the builder oldest first, as the history is read.</summary>
+    private static List<AggregationPeriod> Periods(List<HistoryRow> rows, TemporalQuery query)
+    {
+        var builder = new AggregationBuilder(query with { Methods = [AggregationMethod.TotalCount] });
+        foreach (var row in rows.OrderBy(r => r.Time(query.Property)))
+        {
+            builder.Add(row.Attr, row.DatasetId, row.Kind, row.Time(query.Property), Encoding.UTF8.GetBytes(row.Value), row.Deleted);
+        }
+
+        return builder.Series.SingleOrDefault()?.Periods ?? [];
+    }
+
+    private static AggregationPeriod Period(string[] values)
+    {
+        var period = new AggregationPeriod(DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch.AddDays(1), distinct: true);
+        foreach (var value in values)
+        {
+            period.Add(Encoding.UTF8.GetBytes(value));
+        }
+
+        return period;
     }
 
     private static HistoryRow Row(DateTimeOffset at, int value) =>
