@@ -17,7 +17,7 @@ public sealed class BrokerOptions
 
     /// <summary>
     /// How long committed changes stay in the change log for stream clients to resume from (Last-Event-ID). Changes a
-    /// consumer (temporal history, subscriptions) has not processed are kept however old they are.
+    /// consumer (subscriptions) has not processed are kept however old they are.
     /// </summary>
     public TimeSpan ChangeRetention { get; set; } = TimeSpan.FromHours(1);
 
@@ -29,4 +29,27 @@ public sealed class BrokerOptions
 
     /// <summary>Changes buffered per stream client; a client that falls further behind is disconnected (it resumes with Last-Event-ID).</summary>
     public int StreamClientBuffer { get; set; } = 1024;
+
+    /// <summary>
+    /// How long the temporal history keeps instances, per tenant and entity type (e.g. snowplow positions 30 days).
+    /// Without a rule that matches, history is kept for ever; a rule for a tenant beats one for every tenant; an
+    /// entity with several types keeps the longest (and everything when one of its types has no rule).
+    /// </summary>
+    public List<HistoryRetentionRule> HistoryRetention { get; set; } = [];
+
+    /// <summary>How often instances past their retention are deleted from the history.</summary>
+    public TimeSpan HistoryCompactionInterval { get; set; } = TimeSpan.FromHours(1);
+}
+
+/// <summary>One retention rule of the temporal history (Broker:HistoryRetention:N).</summary>
+public sealed class HistoryRetentionRule
+{
+    /// <summary>The entity type: a short name (expanded with the core @context) or a full IRI.</summary>
+    public string Type { get; set; } = string.Empty;
+
+    /// <summary>The tenant (NGSILD-Tenant) the rule is for; null: every tenant.</summary>
+    public string? Tenant { get; set; }
+
+    /// <summary>How long instances are kept, counted from their observedAt (or modifiedAt when they have none).</summary>
+    public TimeSpan Keep { get; set; }
 }

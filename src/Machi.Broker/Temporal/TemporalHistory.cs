@@ -512,10 +512,12 @@ internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
 
 public static class TemporalModule
 {
-    /// <summary>The temporal history: recorded by the entity writer, read and amended by the temporal API.</summary>
+    /// <summary>The temporal history: recorded by the entity writer, read and amended by the temporal API, pruned by its retention rules.</summary>
     public static IServiceCollection AddMachiTemporal(this IServiceCollection services)
     {
         services.AddSingleton<TemporalHistory>();
+        services.AddSingleton<HistoryRetention>();
+        services.AddHostedService(sp => sp.GetRequiredService<HistoryRetention>());
         return services;
     }
 }
