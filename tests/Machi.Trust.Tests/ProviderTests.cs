@@ -177,6 +177,31 @@ public sealed class ProviderTests
     }
 
     [Fact]
+    public async Task Token_writes_wait_for_the_broker_writer_on_the_shared_database_instead_of_failing()
+    {
+        await using var server = await MachiServer.StartAsync();
+        var (id, secret) = await AddClientAsync(server.DataDirectory, "--name", "Busy gateway", "--scope", "ngsi:write");
+
+        var entities = Enumerable.Range(0, 40).Select(async i =>
+        {
+            using var content = new StringContent(
+                $$$"""{"id":"urn:ngsi-ld:Vehicle:plow-{{{i}}}","type":"Vehicle","speed":{"type":"Property","value":{{{i}}}}}""",
+                System.Text.Encoding.UTF8, "application/json");
+            using var response = await server.Client.PostAsync(new Uri("ngsi-ld/v1/entities", UriKind.Relative), content);
+            return (int)response.StatusCode;
+        });
+        var tokens = Enumerable.Range(0, 20).Select(async _ =>
+        {
+            await ClientCredentialsTokenAsync(server.Client, id, secret!);
+            return 201;
+        });
+
+        var statuses = await Task.WhenAll(entities.Concat(tokens));
+
+        Assert.All(statuses, s => Assert.Equal(201, s));
+    }
+
+    [Fact]
     public async Task Broker_endpoints_still_need_no_token()
     {
         await using var server = await MachiServer.StartAsync();
