@@ -5,6 +5,7 @@ using Machi.Host.Cli;
 using Machi.Host.Health;
 using Machi.Host.Home;
 using Machi.Host.Telemetry;
+using Machi.Trust;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -88,6 +89,7 @@ public static class MachiHost
             handler.SuppressDiagnosticsCallback = context => context.Exception is BadHttpRequestException;
         });
         builder.Services.AddMachiBroker(builder.Configuration);
+        builder.Services.AddMachiTrust(builder.Configuration);
         builder.Services.AddMachiTelemetry();
         builder.Services.AddMachiApiDocs();
         return builder;
@@ -105,9 +107,19 @@ public static class MachiHost
         app.MapMetrics();
         app.MapApiDocs();
         app.MapMachiBroker();
+        app.MapMachiTrust();
 
         app.Lifetime.ApplicationStarted.Register(() => LogStarted(app));
         return app;
+    }
+
+    /// <summary>The configuration <c>machi serve</c> would see, for commands that work on the data without serving.</summary>
+    internal static IConfiguration LoadConfiguration(string? dataDirectory)
+    {
+        var configuration = new ConfigurationManager();
+        configuration.AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true, reloadOnChange: false);
+        AddConfiguration(configuration, new ServeOptions { DataDirectory = dataDirectory });
+        return configuration;
     }
 
     private static void AddConfiguration(ConfigurationManager configuration, ServeOptions options)

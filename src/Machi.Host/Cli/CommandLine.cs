@@ -13,6 +13,13 @@ internal sealed record VersionCommand : CliCommand;
 /// <summary>A subcommand that is planned but not in this build.</summary>
 internal sealed record UnavailableCommand(string Name) : CliCommand;
 
+/// <summary><c>machi user add</c>: an account made by staff, e-mail taken as verified.</summary>
+internal sealed record UserAddCommand(string Role, string Email, string Password, string? DataDirectory) : CliCommand;
+
+/// <summary><c>machi client add</c>: an OAuth client for a service, device, app or another city OS.</summary>
+internal sealed record ClientAddCommand(
+    string Name, IReadOnlyList<string> Scopes, bool Admin, IReadOnlyList<Uri> RedirectUris, bool Public, string? DataDirectory) : CliCommand;
+
 /// <summary>The arguments make no sense; <see cref="Message"/> says why (exit code 2).</summary>
 internal sealed record UsageError(string Message) : CliCommand;
 
@@ -32,8 +39,8 @@ internal static class CommandLine
         new("export", "Write broker entities out as NGSI-LD or GeoJSON files", Available: false),
         new("simulate", "Run the device simulators (snowplows, meters, vitals)", Available: false),
         new("bench", "Run load benchmarks (the ./machi launcher runs bench/Machi.Bench)", Available: false),
-        new("user", "Manage resident and staff accounts", Available: false),
-        new("client", "Register and manage API clients", Available: false),
+        new("user", "Add an account: machi user add --role staff --email E --password P", Available: true),
+        new("client", "Register an API client: machi client add --name NAME [--scope S …] [--admin]", Available: true),
     ];
 
     public static CliCommand Parse(IReadOnlyList<string> args)
@@ -61,6 +68,12 @@ internal static class CommandLine
                 return args.Count == 1 ? new VersionCommand() : new UsageError($"unexpected argument '{args[1]}' after {first}");
             case "serve":
                 return ParseServe(args, start: 1);
+            case "user" or "client" when args.Count > 1 && args[1] is "-h" or "--help":
+                return new HelpCommand(first);
+            case "user":
+                return args.Count > 1 && args[1] == "add" ? ParseUserAdd(args) : new UsageError("'machi user' takes 'add' (machi help user)");
+            case "client":
+                return args.Count > 1 && args[1] == "add" ? ParseClientAdd(args) : new UsageError("'machi client' takes 'add' (machi help client)");
         }
 
         if (first.StartsWith('-'))
@@ -138,6 +151,103 @@ internal static class CommandLine
         }
 
         return new ServeCommand(new ServeOptions { Urls = urls, DataDirectory = data });
+    }
+
+    private static CliCommand ParseUserAdd(IReadOnlyList<string> args)
+    {
+        if (ParseOptions(args, 2, ["--role", "--email", "--password", "--data"], [], out var values, out _) is { } error)
+        {
+            return error;
+        }
+
+        foreach (var required in (string[])["--role", "--email", "--password"])
+        {
+            if (!values.ContainsKey(required))
+            {
+                return new UsageError($"'machi user add' needs {required}");
+            }
+        }
+
+        return new UserAddCommand(values["--role"][0], values["--email"][0], values["--password"][0], values.GetValueOrDefault("--data")?[0]);
+    }
+
+    private static CliCommand ParseClientAdd(IReadOnlyList<string> args)
+    {
+        if (ParseOptions(args, 2, ["--name", "--scope", "--redirect-uri", "--data"], ["--admin", "--public"], out var values, out var flags) is { } error)
+        {
+            return error;
+        }
+
+        if (!values.TryGetValue("--name", out var name))
+        {
+            return new UsageError("'machi client add' needs --name");
+        }
+
+        var redirects = new List<Uri>();
+        foreach (var uri in values.GetValueOrDefault("--redirect-uri") ?? [])
+        {
+            if (!Uri.TryCreate(uri, UriKind.Absolute, out var parsed))
+            {
+                return new UsageError($"'{uri}' is not an absolute URI (--redirect-uri)");
+            }
+
+            redirects.Add(parsed);
+        }
+
+        // --scope takes one scope or several separated by spaces or commas.
+        var scopes = (values.GetValueOrDefault("--scope") ?? [])
+            .SelectMany(s => s.Split([' ', ','], StringSplitOptions.RemoveEmptyEntries))
+            .ToList();
+        return new ClientAddCommand(name[^1], scopes, flags.Contains("--admin"), redirects, flags.Contains("--public"),
+            values.GetValueOrDefault("--data")?[^1]);
+    }
+
+    /// <summary>Reads <c>--name value</c>, <c>--name=value</c> (repeatable) and flags from <paramref name="start"/> on.</summary>
+    private static UsageError? ParseOptions(
+        IReadOnlyList<string> args, int start, string[] withValue, string[] flagNames,
+        out Dictionary<string, List<string>> values, out HashSet<string> flags)
+    {
+        values = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        flags = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = start; i < args.Count; i++)
+        {
+            var arg = args[i];
+            var equals = arg.IndexOf('=', StringComparison.Ordinal);
+            var name = arg.StartsWith("--", StringComparison.Ordinal) && equals > 0 ? arg[..equals] : arg;
+            if (flagNames.Contains(name))
+            {
+                flags.Add(name);
+                continue;
+            }
+
+            if (!withValue.Contains(name))
+            {
+                return arg.StartsWith('-') ? new UsageError($"unknown option '{name}'") : new UsageError($"unexpected argument '{arg}'");
+            }
+
+            string value;
+            if (!ReferenceEquals(name, arg))
+            {
+                value = arg[(equals + 1)..];
+            }
+            else if (i + 1 < args.Count && !args[i + 1].StartsWith("--", StringComparison.Ordinal))
+            {
+                value = args[++i];
+            }
+            else
+            {
+                return new UsageError($"option '{name}' needs a value");
+            }
+
+            if (string.IsNullOrWhiteSpace(value))
+            {
+                return new UsageError($"option '{name}' needs a value");
+            }
+
+            (values.TryGetValue(name, out var list) ? list : values[name] = []).Add(value);
+        }
+
+        return null;
     }
 
     private static string? BadUrl(string urls)

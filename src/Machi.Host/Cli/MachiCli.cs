@@ -1,4 +1,8 @@
 using System.Text;
+using System.Text.Json;
+using Machi.Trust;
+using Machi.Trust.Clients;
+using Microsoft.Data.Sqlite;
 
 namespace Machi.Host.Cli;
 
@@ -16,7 +20,13 @@ internal static class MachiCli
         switch (CommandLine.Parse(args))
         {
             case HelpCommand help:
-                await stdout.WriteAsync(help.Topic == "serve" ? ServeHelp() : Help());
+                await stdout.WriteAsync(help.Topic switch
+                {
+                    "serve" => ServeHelp(),
+                    "user" => UserHelp(),
+                    "client" => ClientHelp(),
+                    _ => Help(),
+                });
                 return Success;
             case VersionCommand:
                 await stdout.WriteLineAsync($"machi {MachiVersion.Current}");
@@ -31,6 +41,26 @@ internal static class MachiCli
                 return Usage;
             case ServeCommand serve:
                 return await ServeAsync(serve.Options, stderr);
+            case UserAddCommand user:
+                return await AdministerAsync(stdout, stderr, async () =>
+                {
+                    var subject = await TrustAdmin.AddUserAsync(
+                        MachiHost.LoadConfiguration(user.DataDirectory), user.Role, user.Email, user.Password, CancellationToken.None);
+                    await stdout.WriteLineAsync(subject);
+                });
+            case ClientAddCommand client:
+                return await AdministerAsync(stdout, stderr, async () =>
+                {
+                    var credentials = await TrustAdmin.AddClientAsync(
+                        MachiHost.LoadConfiguration(client.DataDirectory),
+                        new ClientRequest(client.Name, client.Scopes, client.Admin, client.RedirectUris, client.Public),
+                        CancellationToken.None);
+                    await stdout.WriteLineAsync(JsonSerializer.Serialize(new Dictionary<string, string?>
+                    {
+                        ["client_id"] = credentials.ClientId,
+                        ["client_secret"] = credentials.ClientSecret,
+                    }));
+                });
             default:
                 throw new InvalidOperationException("Unhandled command.");
         }
@@ -51,6 +81,48 @@ internal static class MachiCli
             return Failure;
         }
     }
+
+    private static async Task<int> AdministerAsync(TextWriter stdout, TextWriter stderr, Func<Task> work)
+    {
+        try
+        {
+            await work();
+            await stdout.FlushAsync();
+            return Success;
+        }
+        catch (ArgumentException e)
+        {
+            await stderr.WriteLineAsync($"machi: {e.Message}");
+            return Failure;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SqliteException or InvalidOperationException)
+        {
+            await stderr.WriteLineAsync($"machi: could not open the database: {e.Message}");
+            return Failure;
+        }
+    }
+
+    internal static string UserHelp() =>
+        """
+        Usage: machi user add --role resident|staff|clinician|merchant|producer --email E --password P [--data DIR]
+
+        Creates an account (its e-mail taken as verified) and prints its subject id. Works with the server stopped.
+
+        """;
+
+    internal static string ClientHelp() =>
+        """
+        Usage: machi client add --name NAME [--scope S …] [--admin] [--redirect-uri URI …] [--public] [--data DIR]
+
+        Registers an OAuth client and prints {"client_id": …, "client_secret": …} (the secret is shown only once).
+          --scope S          a scope the client may ask for (repeat, or separate with spaces): openid profile email
+                             offline_access ngsi:read ngsi:write ngsi:admin
+          --admin            every scope
+          --redirect-uri URI sign people in with authorization code + PKCE, returning to URI (repeatable)
+          --public           an app that cannot keep a secret (no client_secret; needs --redirect-uri)
+        Without --redirect-uri the client uses client credentials (services, devices, other city OSs).
+
+        """;
 
     internal static string Help()
     {

@@ -1,0 +1,74 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Machi.Trust.Storage;
+
+/// <summary>
+/// Where Trust's tables live: the same machi.db the broker uses. The SQLite-specific parts (connection settings, WAL)
+/// stay here so a PostgreSQL provider can replace this one file and the migrations folder.
+/// </summary>
+internal static class TrustDatabase
+{
+    public static string SqliteConnectionString(string dataDirectory) => new SqliteConnectionStringBuilder
+    {
+        DataSource = Path.Combine(dataDirectory, "machi.db"),
+        Pooling = true,
+
+        // Seconds a command retries while the broker's writer holds the lock (Microsoft.Data.Sqlite retries SQLITE_BUSY).
+        DefaultTimeout = 30,
+    }.ToString();
+
+    public static void UseMachiSqlite(this DbContextOptionsBuilder options, string dataDirectory)
+    {
+        options.UseSqlite(SqliteConnectionString(dataDirectory), sqlite =>
+        {
+            sqlite.MigrationsHistoryTable(TrustDbContext.MigrationsHistoryTable);
+            sqlite.MigrationsAssembly(typeof(TrustDatabase).Assembly.GetName().Name);
+        });
+        options.AddInterceptors(SqlitePragmas.Instance);
+    }
+
+    /// <summary>Creates or upgrades Trust's tables (idempotent; safe while the broker has the file open).</summary>
+    public static async Task MigrateAsync(IServiceProvider services, CancellationToken cancellationToken)
+    {
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<TrustDbContext>();
+        if (db.Database.IsSqlite())
+        {
+            var path = new SqliteConnectionStringBuilder(db.Database.GetConnectionString()).DataSource;
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+
+            // The broker opens the same file in WAL mode; whoever comes first sets it (it is a property of the file).
+            await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken).ConfigureAwait(false);
+        }
+
+        await db.Database.MigrateAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Each connection waits for the broker's single writer instead of failing with "database is locked", and commits
+    /// durably like the broker does (an acknowledged sign-up or token is kept across a crash).
+    /// </summary>
+    private sealed class SqlitePragmas : DbConnectionInterceptor
+    {
+        public static readonly SqlitePragmas Instance = new();
+
+        public override void ConnectionOpened(DbConnection connection, ConnectionEndEventData eventData) => Apply(connection);
+
+        public override Task ConnectionOpenedAsync(DbConnection connection, ConnectionEndEventData eventData, CancellationToken cancellationToken = default)
+        {
+            Apply(connection);
+            return Task.CompletedTask;
+        }
+
+        private static void Apply(DbConnection connection)
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA busy_timeout=10000; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
+            command.ExecuteNonQuery();
+        }
+    }
+}

@@ -1,0 +1,133 @@
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Machi.Host.Cli;
+using Microsoft.AspNetCore.WebUtilities;
+
+namespace Machi.Trust.Tests.Infrastructure;
+
+/// <summary>What a client application does against Machi's OpenID Connect endpoints.</summary>
+public static class Oidc
+{
+    public static readonly Uri RedirectUri = new("http://127.0.0.1:1/callback");
+
+    /// <summary>Runs <c>machi …</c> in-process and returns its stdout (fails the test on a non-zero exit).</summary>
+    public static async Task<string> MachiAsync(params string[] args)
+    {
+        using var output = new StringWriter();
+        using var errors = new StringWriter();
+        var code = await MachiCli.RunAsync(args, output, errors);
+        Assert.True(code == 0, $"machi {string.Join(' ', args)} exited {code}: {errors}");
+        return output.ToString().Trim();
+    }
+
+    public static async Task<(string Id, string? Secret)> AddClientAsync(string data, params string[] options)
+    {
+        var json = JsonNode.Parse(await MachiAsync(["client", "add", "--data", data, .. options]))!;
+        return (json["client_id"]!.GetValue<string>(), json["client_secret"]?.GetValue<string>());
+    }
+
+    public static async Task<string> AddUserAsync(string data, string role, string email, string password) =>
+        await MachiAsync("user", "add", "--role", role, "--email", email, "--password", password, "--data", data);
+
+    public static async Task<(int Status, JsonObject Body)> PostAsync(HttpClient http, string path, IDictionary<string, string> form)
+    {
+        using var response = await http.PostAsync(new Uri(path, UriKind.Relative), new FormUrlEncodedContent(form));
+        var text = await response.Content.ReadAsStringAsync();
+        return ((int)response.StatusCode, text.Length == 0 ? [] : JsonNode.Parse(text)!.AsObject());
+    }
+
+    public static async Task<string> ClientCredentialsTokenAsync(HttpClient http, string clientId, string secret, string? scope = null)
+    {
+        var form = new Dictionary<string, string> { ["grant_type"] = "client_credentials", ["client_id"] = clientId, ["client_secret"] = secret };
+        if (scope is not null)
+        {
+            form["scope"] = scope;
+        }
+
+        var (status, body) = await PostAsync(http, "connect/token", form);
+        Assert.True(status == 200, body.ToJsonString());
+        return body["access_token"]!.GetValue<string>();
+    }
+
+    public static async Task<(int Status, string Body)> GetWithTokenAsync(HttpClient http, string path, string? token)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
+        if (token is not null)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        }
+
+        using var response = await http.SendAsync(request);
+        return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
+    }
+
+    public static (string Verifier, string Challenge) Pkce()
+    {
+        var verifier = WebEncoders.Base64UrlEncode(RandomNumberGenerator.GetBytes(32));
+        return (verifier, WebEncoders.Base64UrlEncode(SHA256.HashData(Encoding.ASCII.GetBytes(verifier))));
+    }
+
+    public static string AuthorizeUrl(string clientId, string scope, string challenge, string state = "s1") =>
+        QueryHelpers.AddQueryString("/connect/authorize", new Dictionary<string, string?>
+        {
+            ["response_type"] = "code",
+            ["client_id"] = clientId,
+            ["redirect_uri"] = RedirectUri.AbsoluteUri,
+            ["scope"] = scope,
+            ["state"] = state,
+            ["code_challenge"] = challenge,
+            ["code_challenge_method"] = "S256",
+        });
+
+    /// <summary>
+    /// The whole authorization code + PKCE flow as a browser and a client do it: authorize, sign in on the login
+    /// page, come back with a code, exchange it. Returns the token response.
+    /// </summary>
+    public static async Task<JsonObject> SignInAsync(
+        MachiServer server, string clientId, string? secret, string email, string password, string scope = "openid profile email offline_access ngsi:read")
+    {
+        using var browser = new Browser(server.BaseAddress);
+        var (verifier, challenge) = Pkce();
+        await browser.GetAsync(AuthorizeUrl(clientId, scope, challenge));
+        Assert.Equal("/account/login", browser.Address!.AbsolutePath);
+        await browser.SubmitAsync("/account/login", new Dictionary<string, string> { ["email"] = email, ["password"] = password });
+        var code = CodeFrom(browser);
+        return await ExchangeAsync(server.Client, clientId, secret, code, verifier);
+    }
+
+    public static string CodeFrom(Browser browser)
+    {
+        Assert.True(browser.LeftTo is not null, $"no redirect to the client; page {browser.Address} said {browser.Error}:\n{browser.Html}");
+        Assert.StartsWith(RedirectUri.AbsoluteUri, browser.LeftTo!.AbsoluteUri, StringComparison.Ordinal);
+        var query = QueryHelpers.ParseQuery(browser.LeftTo.Query);
+        Assert.Equal("s1", query["state"].ToString());
+        return query["code"].ToString();
+    }
+
+    public static async Task<JsonObject> ExchangeAsync(HttpClient http, string clientId, string? secret, string code, string verifier)
+    {
+        var form = new Dictionary<string, string>
+        {
+            ["grant_type"] = "authorization_code", ["client_id"] = clientId, ["code"] = code,
+            ["redirect_uri"] = RedirectUri.AbsoluteUri, ["code_verifier"] = verifier,
+        };
+        if (secret is not null)
+        {
+            form["client_secret"] = secret;
+        }
+
+        var (status, body) = await PostAsync(http, "connect/token", form);
+        Assert.True(status == 200, body.ToJsonString());
+        return body;
+    }
+
+    /// <summary>The JSON payload of a JWT (no validation).</summary>
+    public static JsonObject Payload(string jwt) =>
+        JsonNode.Parse(WebEncoders.Base64UrlDecode(jwt.Split('.')[1]))!.AsObject();
+
+    public static JsonElement Json(string text) => JsonDocument.Parse(text).RootElement.Clone();
+}
+
