@@ -13,8 +13,9 @@ internal sealed record BenchOptions
         usage: machi bench [options]        (or: dotnet run -c Release --project bench/Machi.Bench -- [options])
 
           --scenario LIST         create | update | update-attr | read | batch-upsert | query-q | query-near |
-                                  query-within | queries | temporal-one | temporal-many | temporal | all | memory,
-                                  or a comma-separated list (default: all; temporal is not part of all)
+                                  query-within | queries | temporal-one | temporal-many | temporal | notify | sse |
+                                  push | all | memory, or a comma-separated list (default: all; temporal and
+                                  push are not part of all)
           --url URL               measure a running broker (loopback only) instead of launching one
           --server-pid PID        that broker's process id, to report its memory
           --server-dll PATH       broker to launch (default: src/Machi.Host/bin/Release/net10.0/machi.dll)
@@ -28,6 +29,14 @@ internal sealed record BenchOptions
           --entities N            entities preloaded for update, update-attr and read (default: 10000)
           --query-entities N      city entities preloaded for the query scenarios (default: 100000)
           --query-concurrency N   closed-loop workers of the query scenarios (default: 16)
+          --rate N                push scenarios: changes per second sent on schedule (open loop)
+                                  (default: notify 1000, sse 50)
+          --subscriptions N       notify: subscriptions, each with its own endpoint (default: 100)
+          --fanout N              notify: subscriptions each update matches (default: 1)
+          --shared-endpoint       notify: all subscriptions notify one endpoint URL instead of one each
+          --sse-clients N         sse: concurrent event-stream clients (default: 5000)
+          --drain SECONDS         push: wait at most this long after the last change for what is still
+                                  due to arrive (default: 10)
           --memory-entities N     also measure the broker's RSS holding N entities, on a fresh broker
                                   (default: off; the memory scenario alone uses 100000)
           --settle SECONDS        pause before the second RSS reading (default: 10)
@@ -99,6 +108,24 @@ internal sealed record BenchOptions
 
     public bool Help { get; init; }
 
+    /// <summary>--rate: changes per second of the push scenarios (null: each scenario's default).</summary>
+    public double? Rate { get; init; }
+
+    public double NotifyRate => Rate ?? 1000;
+
+    public double SseRate => Rate ?? 50;
+
+    public int Subscriptions { get; init; } = 100;
+
+    /// <summary>How many of the subscriptions each update matches.</summary>
+    public int Fanout { get; init; } = 1;
+
+    public bool SharedEndpoint { get; init; }
+
+    public int SseClients { get; init; } = 5000;
+
+    public double DrainSeconds { get; init; } = 10;
+
     public int EffectiveConnections => Connections ?? Concurrency;
 
     /// <summary>Parses <paramref name="args"/>; on a mistake returns null and says what is wrong.</summary>
@@ -132,6 +159,9 @@ internal sealed record BenchOptions
                     continue;
                 case "--no-broker":
                     options = options with { Broker = false };
+                    continue;
+                case "--shared-endpoint":
+                    options = options with { SharedEndpoint = true };
                     continue;
             }
 
@@ -180,9 +210,17 @@ internal sealed record BenchOptions
                 }
 
                 return o with { BaselineSynchronous = value.ToUpperInvariant() };
+            case "--rate":
+                if (!double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double rate) || rate <= 0 || rate > 1_000_000)
+                {
+                    error = $"--rate: not a rate per second: {value}";
+                    return null;
+                }
+
+                return o with { Rate = rate };
         }
 
-        if (name is "--warmup" or "--duration" or "--settle" or "--timeout" or "--max-duration" or "--startup-timeout")
+        if (name is "--warmup" or "--duration" or "--settle" or "--drain" or "--timeout" or "--max-duration" or "--startup-timeout")
         {
             if (!double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds) || seconds < 0 || seconds > 86_400)
             {
@@ -197,12 +235,14 @@ internal sealed record BenchOptions
                 "--settle" => o with { SettleSeconds = seconds },
                 "--timeout" => o with { TimeoutSeconds = seconds },
                 "--max-duration" => o with { MaxDurationSeconds = seconds },
+                "--drain" => o with { DrainSeconds = seconds },
                 _ => o with { StartupTimeoutSeconds = seconds },
             };
         }
 
         if (name is not ("--concurrency" or "--connections" or "--batch-concurrency" or "--batch-size" or "--requests"
-            or "--entities" or "--memory-entities" or "--server-pid" or "--seed" or "--query-entities" or "--query-concurrency"))
+            or "--entities" or "--memory-entities" or "--server-pid" or "--seed" or "--query-entities" or "--query-concurrency"
+            or "--subscriptions" or "--fanout" or "--sse-clients"))
         {
             error = $"unknown option: {name} (see --help)";
             return null;
@@ -237,6 +277,12 @@ internal sealed record BenchOptions
                 return o with { QueryConcurrency = count };
             case "--server-pid":
                 return o with { ServerPid = count };
+            case "--subscriptions":
+                return o with { Subscriptions = count };
+            case "--fanout":
+                return o with { Fanout = count };
+            case "--sse-clients":
+                return o with { SseClients = count };
             default:
                 return o with { Seed = count };
         }
@@ -261,6 +307,10 @@ internal sealed record BenchOptions
             {
                 chosen.UnionWith(Scenario.Temporal);
             }
+            else if (part.Equals("push", StringComparison.OrdinalIgnoreCase))
+            {
+                chosen.UnionWith(Scenario.Push);
+            }
             else if (part.Equals("memory", StringComparison.OrdinalIgnoreCase))
             {
                 memory = true;
@@ -271,7 +321,7 @@ internal sealed record BenchOptions
             }
             else
             {
-                error = $"--scenario: unknown scenario {part} (create, update, update-attr, read, batch-upsert, query-q, query-near, query-within, queries, temporal-one, temporal-many, temporal, all, memory)";
+                error = $"--scenario: unknown scenario {part} (create, update, update-attr, read, batch-upsert, query-q, query-near, query-within, queries, temporal-one, temporal-many, temporal, notify, sse, push, all, memory)";
                 return null;
             }
         }
@@ -325,6 +375,16 @@ internal sealed record BenchOptions
         if (o.Requests is 0 || (o.Requests is null && o.DurationSeconds <= 0))
         {
             return "--duration and --requests must be positive";
+        }
+
+        if (o.Subscriptions < 1 || o.Fanout < 1 || o.Fanout > o.Subscriptions || o.Subscriptions % o.Fanout != 0)
+        {
+            return "--subscriptions must be at least 1 and a multiple of --fanout (at least 1)";
+        }
+
+        if (o.SseClients < 1)
+        {
+            return "--sse-clients must be at least 1";
         }
 
         if (o.Url is { } url && !IsLoopback(url))

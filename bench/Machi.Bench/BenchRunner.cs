@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Machi.Bench.Baseline;
 using Machi.Bench.Load;
+using Machi.Bench.Push;
 using Machi.Bench.Reporting;
 using Machi.Bench.Scenarios;
 using Machi.Bench.Server;
@@ -112,6 +113,17 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
                 long firstNewId = server.Launched ? 0 : DateTimeOffset.UtcNow.ToUnixTimeSeconds() * 1_000_000;
                 await SuiteRunner.RunAsync(target, options, documents, firstNewId, runs, progress.WriteLine, cancellationToken)
                     .ConfigureAwait(false);
+                if (options.Scenarios.Contains(ScenarioKind.Notify))
+                {
+                    runs.Add(await NotifyScenario.RunAsync(server, options, progress.WriteLine, cancellationToken).ConfigureAwait(false));
+                    target.EnsureAlive();
+                }
+
+                if (options.Scenarios.Contains(ScenarioKind.Sse))
+                {
+                    runs.Add(await SseScenario.RunAsync(server, options, progress.WriteLine, cancellationToken).ConfigureAwait(false));
+                    target.EnsureAlive();
+                }
             }
             catch (BenchFailure e)
             {
@@ -242,7 +254,8 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
                 b?.Result.EntitiesPerRequest ?? r!.Result.EntitiesPerRequest,
                 b is null ? null : LoadReport.From(b.Result, b.Note),
                 r is null ? null : LoadReport.From(r.Result, r.Note),
-                ratio));
+                ratio,
+                b?.Push));
         }
 
         return reports;
@@ -275,7 +288,11 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
         options.SettleSeconds,
         options.Broker,
         options.Baseline,
-        options.Seed);
+        options.Seed,
+        options.Scenarios.Any(Scenario.IsPush)
+            ? new PushParametersReport(
+                options.NotifyRate, options.SseRate, options.Subscriptions, options.Fanout, options.SharedEndpoint, options.SseClients, options.Concurrency, options.DrainSeconds)
+            : null);
 
     private string WriteResults(BenchReport report, string root, DateTimeOffset started)
     {

@@ -53,7 +53,7 @@ internal sealed class SqliteTarget : IScenarioTarget, IDisposable
 
     /// <summary>The baseline stores and reads entities; it has no query engine or history to compare with.</summary>
     public bool Supports(ScenarioKind kind) =>
-        !Scenario.IsQuery(kind) && !Scenario.IsTemporal(kind) && kind is not (ScenarioKind.CityPreload or ScenarioKind.HistoryPreload);
+        !Scenario.IsQuery(kind) && !Scenario.IsTemporal(kind) && !Scenario.IsPush(kind) && kind is not (ScenarioKind.CityPreload or ScenarioKind.HistoryPreload);
 
     public IReadOnlyList<ILoadWorker> CreateWorkers(ScenarioKind kind, Workload workload)
     {

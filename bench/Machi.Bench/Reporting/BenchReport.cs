@@ -40,7 +40,11 @@ internal sealed record ParametersReport(
     double SettleSeconds,
     bool Broker,
     bool Baseline,
-    int Seed);
+    int Seed,
+    PushParametersReport? Push = null);
+
+internal sealed record PushParametersReport(
+    double NotifyRate, double SseRate, int Subscriptions, int Fanout, bool SharedEndpoint, int SseClients, int Senders, double DrainSeconds);
 
 internal sealed record ServerReport(string Url, bool Launched, string? Dll, long? RssBytesAtEnd, long? PeakRssBytes, string? Log);
 
@@ -52,7 +56,47 @@ internal sealed record ScenarioReport(
     int EntitiesPerRequest,
     LoadReport? Broker,
     LoadReport? Baseline,
-    double? BrokerOverRaw);
+    double? BrokerOverRaw,
+    PushReport? Push = null);
+
+/// <summary>
+/// What a push scenario measured besides its update requests (which are <see cref="ScenarioReport.Broker"/>, their
+/// latency counted from the time each was due): the delivery of every change to every receiver it should reach.
+/// Delivery latency is the time a receiver had the change minus the time the update's 2xx reached the client, on
+/// the bench's one clock; a delivery that beat the 2xx counts as 0 (and in <see cref="BeforeResponse"/>).
+/// </summary>
+internal sealed record PushReport(
+    string Setup,
+    double OfferedRate,
+    long Expected,
+    long Received,
+    long Missing,
+    long Duplicates,
+    long BeforeResponse,
+    LatencyReport DeliveryMs,
+    LatencyReport SendLagMs,
+    double DrainSeconds,
+    long? RssBeforeBytes,
+    long? RssAtEndBytes,
+    long? PeakRssBytes,
+    CpuReport Cpu,
+    NotifyReport? Notify,
+    StreamReport? Stream);
+
+/// <summary>CPU used from the first update to the end of the drain, in % of one core (200 % = both of two cores).</summary>
+internal sealed record CpuReport(double Seconds, double? BrokerPercent, double? BenchPercent);
+
+internal sealed record NotifyReport(int Subscriptions, int Fanout, int Endpoints, long Unexpected, long? BrokerTimesSent, long? BrokerTimesFailed);
+
+internal sealed record StreamReport(
+    int Clients,
+    int Connected,
+    double ConnectSeconds,
+    int ClientsWithMisses,
+    long MostMissedByOneClient,
+    int Dropped,
+    int Closed,
+    IReadOnlyDictionary<string, long> ConnectFailures);
 
 internal sealed record LoadReport(
     long Requests,

@@ -14,8 +14,11 @@ internal static class SummaryTable
         var p = report.Parameters;
         var m = report.Machine;
         var text = new StringBuilder();
+        bool pushOnly = report.Scenarios.Count > 0 && report.Scenarios.All(s => s.Push is not null);
         Line(text, $"Machi bench · {p.Scenario}" + (report.Scenarios.Count == 0 ? "" :
-            $" · {p.Concurrency} workers over ≤{p.Connections} connections (batches: {p.BatchConcurrency} × {p.BatchSize}) · "
+            (pushOnly
+                ? $" · open loop, ≤{p.Concurrency} updates in flight · "
+                : $" · {p.Concurrency} workers over ≤{p.Connections} connections (batches: {p.BatchConcurrency} × {p.BatchSize}) · ")
             + (p.Requests is { } requests ? $"{p.WarmupSeconds:0.#} s warm-up + {requests:N0} requests" : $"{p.WarmupSeconds:0.#} s warm-up + {p.DurationSeconds:0.#} s")));
         Line(text, $"{m.Cores} cores · {m.CpuModel ?? m.Architecture} · {m.Os} · {m.Dotnet}" + (m.GitCommit is { } c ? $" · {c[..Math.Min(10, c.Length)]}{(m.GitDirty == true ? "+dirty" : "")}" : ""));
         if (m.LoadAverageAtStart is { } load && load > m.Cores * 0.25)
@@ -73,6 +76,7 @@ internal static class SummaryTable
             }
         }
 
+        AppendPush(text, report);
         if (report.Memory is { } memory)
         {
             text.AppendLine();
@@ -89,6 +93,44 @@ internal static class SummaryTable
         }
 
         return text.ToString();
+    }
+
+    /// <summary>The push scenarios' rows show their updates; what reached the receivers is said here.</summary>
+    private static void AppendPush(StringBuilder text, BenchReport report)
+    {
+        foreach (var s in report.Scenarios)
+        {
+            if (s is not { Push: { } push, Broker: { } updates })
+            {
+                continue;
+            }
+
+            var d = push.DeliveryMs;
+            string rates = $"{Count(push.OfferedRate)} updates/s offered, {Count(updates.RequestsPerSecond)} achieved (send lag p99 {Milliseconds(push.SendLagMs.P99)} ms)";
+            string latency = $"p50 {Milliseconds(d.P50)} ms, p90 {Milliseconds(d.P90)} ms, p99 {Milliseconds(d.P99)} ms, max {Milliseconds(d.Max)} ms";
+            string cpu = $"; CPU over the {push.Cpu.Seconds:0.0} s of load and drain: broker {Percent(push.Cpu.BrokerPercent)}, bench {Percent(push.Cpu.BenchPercent)} of one core";
+            string rss = $"broker RSS {Megabytes(push.RssBeforeBytes)} before, {Megabytes(push.RssAtEndBytes)} at end (peak {Megabytes(push.PeakRssBytes)})" + cpu;
+            text.AppendLine();
+            if (push.Notify is { } n)
+            {
+                Line(text, $"notify: {rates}; {n.Subscriptions} subscriptions, each update matching {n.Fanout}, {n.Endpoints} endpoint URL(s)");
+                Line(text, $"  notifications {latency} after the update's 2xx; {push.Received:N0} of {push.Expected:N0} received, "
+                    + $"{push.Missing:N0} missing after {push.DrainSeconds:0.0} s, {push.Duplicates:N0} duplicates, {push.BeforeResponse:N0} before the 2xx"
+                    + (n.Unexpected > 0 ? $", {n.Unexpected:N0} unexpected" : "")
+                    + (n.BrokerTimesSent is { } sent ? $"; broker counted {sent:N0} sent, {n.BrokerTimesFailed:N0} failed" : ""));
+                Line(text, "  " + rss);
+            }
+
+            if (push.Stream is { } c)
+            {
+                Line(text, $"sse: {c.Connected:N0} of {c.Clients:N0} streams open in {c.ConnectSeconds:0.0} s; {rates}"
+                    + (c.ConnectFailures.Count > 0 ? "; not open: " + string.Join(", ", c.ConnectFailures.Select(f => $"{f.Key} × {f.Value:N0}")) : ""));
+                Line(text, $"  events {latency} after the update's 2xx; {push.Received:N0} of {push.Expected:N0} received, {push.Missing:N0} missed after "
+                    + $"{push.DrainSeconds:0.0} s ({c.ClientsWithMisses:N0} clients missed some, at most {c.MostMissedByOneClient:N0} each), "
+                    + $"{c.Dropped:N0} dropped, {c.Closed:N0} closed, {push.Duplicates:N0} duplicates");
+                Line(text, $"  broker RSS {Megabytes(push.RssBeforeBytes)} with the streams open, {Megabytes(push.RssAtEndBytes)} at end (peak {Megabytes(push.PeakRssBytes)})" + cpu);
+            }
+        }
     }
 
     private static void AppendTargets(StringBuilder text, BenchReport report)
@@ -125,6 +167,20 @@ internal static class SummaryTable
                     break;
                 case "temporal-many":
                     verdicts.Add(Verdict($"avg per hour over 1,000 × 1,000 instances < 2 s ({Milliseconds(b.LatencyMs.P99)} ms p99)", b.LatencyMs.P99 < 2_000 && b.Errors == 0));
+                    break;
+                case "notify" when s.Push is { Notify: { } n } push:
+                    verdicts.Add(push.OfferedRate >= 1_000 && n.Subscriptions >= 100
+                        ? Verdict(
+                            $"notifications p50 < 20 ms, p99 < 100 ms at 1,000 updates/s × 100 subscriptions ({Milliseconds(push.DeliveryMs.P50)}, {Milliseconds(push.DeliveryMs.P99)} ms, {push.Missing:N0} missing)",
+                            push.DeliveryMs.P50 < 20 && push.DeliveryMs.P99 < 100 && push.Missing == 0 && b.Errors == 0 && b.RequestsPerSecond >= 0.95 * push.OfferedRate)
+                        : "notifications at 1,000 updates/s × 100 subscriptions: not judged at this size");
+                    break;
+                case "sse" when s.Push is { Stream: { } c } push:
+                    verdicts.Add(push.OfferedRate >= 50 && c.Clients >= 5_000
+                        ? Verdict(
+                            $"5,000 streams get each of 50 changes/s within p99 < 1 s ({Milliseconds(push.DeliveryMs.P99)} ms, {c.Connected:N0} open, {push.Missing:N0} missed)",
+                            push.DeliveryMs.P99 < 1_000 && push.Missing == 0 && c.Connected == c.Clients && b.Errors == 0 && b.RequestsPerSecond >= 0.95 * push.OfferedRate)
+                        : "5,000 streams at 50 changes/s: not judged at this size");
                     break;
                 case "query-within":
                     verdicts.Add(Verdict($"within 1 km² p99 < 15 ms ({Milliseconds(b.LatencyMs.P99)} ms)", b.LatencyMs.P99 < 15 && b.Errors == 0));
@@ -188,6 +244,8 @@ internal static class SummaryTable
         < 1000 => value.ToString("0.0", CultureInfo.InvariantCulture),
         _ => value.ToString("N0", CultureInfo.InvariantCulture),
     };
+
+    private static string Percent(double? value) => value is { } v ? v.ToString("0", CultureInfo.InvariantCulture) + " %" : "n/a";
 
     private static string Megabytes(long? bytes) =>
         bytes is { } b ? (b / (1024.0 * 1024)).ToString("0.0", CultureInfo.InvariantCulture) + " MB" : "n/a";

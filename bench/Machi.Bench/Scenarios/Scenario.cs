@@ -22,6 +22,12 @@ internal enum ScenarioKind
     HistoryPreload,
     TemporalOne,
     TemporalMany,
+
+    /// <summary>Open-loop updates, each matching subscriptions whose notifications a receiver in the bench times.</summary>
+    Notify,
+
+    /// <summary>Open-loop updates watched by many event-stream clients.</summary>
+    Sse,
 }
 
 internal static class Scenario
@@ -38,8 +44,11 @@ internal static class Scenario
     /// <summary>What <c>temporal</c> runs (not part of <c>all</c>: its preload writes 1.1 million instances).</summary>
     public static readonly IReadOnlyList<ScenarioKind> Temporal = [ScenarioKind.TemporalOne, ScenarioKind.TemporalMany];
 
+    /// <summary>What <c>push</c> runs (not part of <c>all</c>: they measure delivery, not request throughput).</summary>
+    public static readonly IReadOnlyList<ScenarioKind> Push = [ScenarioKind.Notify, ScenarioKind.Sse];
+
     /// <summary>Every scenario that can be named, in the order they run.</summary>
-    public static readonly IReadOnlyList<ScenarioKind> Named = [.. All, .. Temporal];
+    public static readonly IReadOnlyList<ScenarioKind> Named = [.. All, .. Temporal, .. Push];
 
     /// <summary>History preload: one entity with <see cref="OneEntityInstances"/> instances, then
     /// <see cref="ManyEntities"/> entities with <see cref="ManyEntityInstances"/> each.</summary>
@@ -64,6 +73,8 @@ internal static class Scenario
         ScenarioKind.HistoryPreload => "history-preload",
         ScenarioKind.TemporalOne => "temporal-one",
         ScenarioKind.TemporalMany => "temporal-many",
+        ScenarioKind.Notify => "notify",
+        ScenarioKind.Sse => "sse",
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
@@ -97,13 +108,15 @@ internal static class Scenario
         ScenarioKind.HistoryPreload => "POST /temporal/entities, 1,000 instances a request (1 entity × 100,000, then 1,000 × 1,000)",
         ScenarioKind.TemporalOne => "GET /temporal/entities/{id}?options=aggregatedValues&aggrMethods=avg&aggrPeriodDuration=PT1H, 100,000 instances",
         ScenarioKind.TemporalMany => "GET /temporal/entities?type=…&aggrMethods=avg&aggrPeriodDuration=PT1H&limit=1000, 1,000 entities × 1,000 instances",
+        ScenarioKind.Notify => "PATCH /entities/{id}/attrs on schedule; each matches subscriptions notifying a local HTTP receiver",
+        ScenarioKind.Sse => "PATCH /entities/{id}/attrs on schedule, watched by clients of GET /x-machi/stream",
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
     public static ExpectedStatus Expected(ScenarioKind kind) => kind switch
     {
         ScenarioKind.Create => new(201),
-        ScenarioKind.Update or ScenarioKind.UpdateAttr => new(204),
+        ScenarioKind.Update or ScenarioKind.UpdateAttr or ScenarioKind.Notify or ScenarioKind.Sse => new(204),
         ScenarioKind.Read or ScenarioKind.QueryQ or ScenarioKind.QueryNear or ScenarioKind.QueryWithin or ScenarioKind.TemporalOne or ScenarioKind.TemporalMany => new(200),
         // 201 when it created entities, 204 when it only updated; 207 (some failed) is an error here.
         ScenarioKind.Preload or ScenarioKind.BatchUpsert or ScenarioKind.CityPreload or ScenarioKind.HistoryPreload => new(201, 204),
@@ -116,6 +129,9 @@ internal static class Scenario
     public static bool IsBatch(ScenarioKind kind) => kind is ScenarioKind.Preload or ScenarioKind.BatchUpsert or ScenarioKind.CityPreload or ScenarioKind.HistoryPreload;
 
     public static bool IsTemporal(ScenarioKind kind) => kind is ScenarioKind.TemporalOne or ScenarioKind.TemporalMany;
+
+    /// <summary>Push scenarios run their own open-loop load and receivers, on the broker only.</summary>
+    public static bool IsPush(ScenarioKind kind) => kind is ScenarioKind.Notify or ScenarioKind.Sse;
 
     public static bool IsQuery(ScenarioKind kind) => kind is ScenarioKind.QueryQ or ScenarioKind.QueryNear or ScenarioKind.QueryWithin;
 }

@@ -1,9 +1,14 @@
 using Machi.Bench.Load;
+using Machi.Bench.Reporting;
 
 namespace Machi.Bench.Scenarios;
 
 /// <summary>One scenario's measurements on one target.</summary>
-internal sealed record ScenarioRun(ScenarioKind Kind, LoadResult Result, string? Note);
+internal sealed record ScenarioRun(ScenarioKind Kind, LoadResult Result, string? Note)
+{
+    /// <summary>Delivery measurements of a push scenario.</summary>
+    public PushReport? Push { get; init; }
+}
 
 /// <summary>Runs the chosen scenarios against one target: the preload first when any scenario needs it, then each
 /// scenario in turn, with fresh workers each time.</summary>
@@ -80,7 +85,8 @@ internal static class SuiteRunner
 
         var plan = new RunPlan(
             TimeSpan.FromSeconds(options.WarmupSeconds), TimeSpan.FromSeconds(options.DurationSeconds), options.Requests, maxDuration);
-        foreach (var kind in options.Scenarios.Where(target.Supports))
+        // The push scenarios run beside this suite (BenchRunner), with their own open-loop load and receivers.
+        foreach (var kind in options.Scenarios.Where(k => !Scenario.IsPush(k) && target.Supports(k)))
         {
             // Kept even when the target died during it: its errors show what happened.
             runs.Add(await RunOneAsync(target, kind, workload, plan, progress, cancellationToken).ConfigureAwait(false));
