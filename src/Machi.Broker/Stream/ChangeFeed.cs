@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Machi.Broker.Storage;
 using Machi.Ngsi.Model;
@@ -140,17 +141,31 @@ internal sealed class FeedSubscriber(int capacity, long startSeq)
 }
 
 /// <summary>
-/// A change shared by every client; its states are decoded once, by whichever client needs them first. The decoded
-/// entities parse payloads on demand, which is not thread-safe: read them while holding a lock on this object.
+/// A change shared by every client; its states are decoded once, by whichever client needs them first, and the
+/// event it makes in a view (a stream's tenant, filter and rendering) is written once per view: clients that asked
+/// the same thing (a map page open in a thousand browsers) share the bytes. The decoded entities parse payloads on
+/// demand, which is not thread-safe, so an event is written holding a lock on this object; the lock is taken once
+/// per view and change, never once per client.
 /// </summary>
 internal sealed class FeedChange(EntityChange change)
 {
     private readonly Lazy<Entity?> _before = new(change.BeforeEntity);
     private readonly Lazy<Entity?> _after = new(change.AfterEntity);
+    private readonly ConcurrentDictionary<string, Lazy<byte[]>> _events = new(StringComparer.Ordinal);
 
     public EntityChange Change { get; } = change;
 
     public Entity? Before => _before.Value;
 
     public Entity? After => _after.Value;
+
+    /// <summary>The event (empty: none) this change makes in the view named <paramref name="view"/>, written by <paramref name="write"/> once.</summary>
+    public byte[] EventFor(string view, Func<FeedChange, byte[]> write) =>
+        _events.GetOrAdd(view, _ => new Lazy<byte[]>(() =>
+        {
+            lock (this)
+            {
+                return write(this);
+            }
+        })).Value;
 }

@@ -76,7 +76,25 @@ internal static class StreamApi
         var render = options.Render(context, MediaTypes.Json) with { Pick = pick, Omit = omit };
         var tenant = NgsiRequest.Tenant(request);
         await entities.RequireTenantAsync(tenant, http.RequestAborted);
-        return new EventStreamResult(tenant, filter, render, LastEventId(request));
+        return new EventStreamResult(tenant, filter, render, LastEventId(request), View(request, tenant));
+    }
+
+    /// <summary>
+    /// What decides a stream's events: its tenant, query parameters (but the resume position) and @context. Streams
+    /// with the same view share each change's rendered event.
+    /// </summary>
+    private static string View(HttpRequest request, string tenant)
+    {
+        var view = new StringBuilder(tenant).Append('\n');
+        foreach (var (key, values) in request.Query.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            if (key != "lastEventId")
+            {
+                view.Append(key).Append('=').Append(values.ToString()).Append('&');
+            }
+        }
+
+        return view.Append('\n').Append(request.Headers.Link.ToString()).ToString();
     }
 
     private static void AcceptEventStream(HttpRequest request)
@@ -110,7 +128,7 @@ internal static class StreamApi
     }
 
     /// <summary>Writes the stream: replay from the log after Last-Event-ID, then the live feed, until the client goes.</summary>
-    private sealed class EventStreamResult(string tenant, EntityFilter filter, RenderOptions render, long? lastEventId) : IResult
+    private sealed class EventStreamResult(string tenant, EntityFilter filter, RenderOptions render, long? lastEventId, string view) : IResult
     {
         private const int RetryMilliseconds = 2000;
 
@@ -229,11 +247,14 @@ internal static class StreamApi
 
                 while (reader.TryRead(out var item))
                 {
-                    // Clients share the decoded states; parts of the model parse lazily, so one client reads at a time.
-                    lock (item)
+                    // Written once per view and change; every client of the same view copies the same bytes.
+                    var bytes = item.EventFor(view, shared =>
                     {
-                        Write(buffer, item.Change, item.Before, item.After);
-                    }
+                        var own = new ArrayBufferWriter<byte>(1024);
+                        Write(own, shared.Change, shared.Before, shared.After);
+                        return own.WrittenSpan.ToArray();
+                    });
+                    buffer.Write(bytes);
                 }
 
                 await FlushAsync(response, buffer, ct).ConfigureAwait(false);

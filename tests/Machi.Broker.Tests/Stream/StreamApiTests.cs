@@ -27,6 +27,34 @@ public sealed class StreamApiTests : IAsyncLifetime
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
     [Fact]
+    public async Task Streams_that_ask_the_same_share_events_and_streams_that_ask_otherwise_get_their_own()
+    {
+        await using var a = await EventStreamClient.OpenAsync(Client, $"{Stream}?type=Vehicle&options=keyValues");
+        await using var b = await EventStreamClient.OpenAsync(Client, $"{Stream}?type=Vehicle&options=keyValues");
+        await using var speedOnly = await EventStreamClient.OpenAsync(Client, $"{Stream}?type=Vehicle&attrs=speed");
+        await using var fast = await EventStreamClient.OpenAsync(Client, $"{Stream}?type=Vehicle&q=speed>50");
+
+        await Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:shared", 10));
+        await Client.PatchJson($"{NgsiHttp.Entities}/urn:ngsi-ld:Vehicle:shared/attrs/speed", """{"value":60}""");
+
+        foreach (var same in new[] { a, b })
+        {
+            var events = await same.TakeAsync(2);
+            Assert.Equal(["create", "update"], events.Select(e => e.Event));
+            Assert.Equal(60, events[1].Json["speed"]!.GetValue<double>());
+        }
+
+        var normalized = await speedOnly.TakeAsync(2);
+        Assert.Equal(60, normalized[1].Json["speed"]!["value"]!.GetValue<double>());
+        Assert.Null(normalized[1].Json["location"]);
+
+        // The first write does not match speed>50: the entity enters that view with the update.
+        var entered = await fast.NextAsync();
+        Assert.Equal("create", entered.Event);
+        Assert.Equal(normalized[1].Id, entered.Id);
+    }
+
+    [Fact]
     public async Task A_client_receives_create_update_leave_and_delete_of_matching_entities_within_a_second()
     {
         await using var stream = await EventStreamClient.OpenAsync(Client, $"{Stream}?type=Vehicle&q=speed>5&options=keyValues");
