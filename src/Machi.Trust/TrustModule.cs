@@ -160,12 +160,23 @@ public static class TrustModule
         TrustDatabase.MigrateAsync(app.Services, CancellationToken.None).GetAwaiter().GetResult();
         app.Services.GetRequiredService<KeyRing>().RotateIfDueAsync(CancellationToken.None).GetAwaiter().GetResult();
 
-        app.UseAuthentication();
+        // Authentication runs only under Trust's own paths: OpenIddict's server is an authentication *request*
+        // handler, which inspects every request the middleware sees (measured on broker reads: its dispatcher on every
+        // GET). Endpoints elsewhere that require a token name the bearer scheme in their policy, and the authorization
+        // middleware authenticates that scheme itself.
+        app.UseWhen(context => IsTrustPath(context.Request.Path), branch => branch.UseAuthentication());
         app.UseAuthorization();
+
+        // WebApplication adds UseAuthentication() in front of everything unless the app has called it itself; the call
+        // in the branch above does not count, so mark it (the key is the one WebApplicationBuilder checks).
+        ((IApplicationBuilder)app).Properties["__AuthenticationMiddlewareSet"] = true;
         app.MapConnect();
         app.MapAccountPages();
         return app;
     }
+
+    private static bool IsTrustPath(PathString path) =>
+        path.StartsWithSegments("/connect") || path.StartsWithSegments("/.well-known") || path.StartsWithSegments("/account");
 
     /// <summary>Requires a valid Machi access token on these endpoints, with every scope in <paramref name="scopes"/> (else 403).</summary>
     public static TBuilder RequireMachiToken<TBuilder>(this TBuilder builder, params string[] scopes)
