@@ -160,11 +160,10 @@ public static class TrustModule
         TrustDatabase.MigrateAsync(app.Services, CancellationToken.None).GetAwaiter().GetResult();
         app.Services.GetRequiredService<KeyRing>().RotateIfDueAsync(CancellationToken.None).GetAwaiter().GetResult();
 
-        // Authentication runs only under Trust's own paths: OpenIddict's server is an authentication *request*
-        // handler, which inspects every request the middleware sees (measured on broker reads: its dispatcher on every
-        // GET). Endpoints elsewhere that require a token name the bearer scheme in their policy, and the authorization
-        // middleware authenticates that scheme itself.
-        app.UseWhen(context => IsTrustPath(context.Request.Path), branch => branch.UseAuthentication());
+        // Authentication runs only where it is needed: under Trust's own paths and on endpoints that require
+        // authorization. OpenIddict's server and validation are authentication *request* handlers, which inspect every
+        // request the middleware sees (measured on broker reads: two dispatcher pipelines on every GET).
+        app.UseWhen(NeedsAuthentication, branch => branch.UseAuthentication());
         app.UseAuthorization();
 
         // WebApplication adds UseAuthentication() in front of everything unless the app has called it itself; the call
@@ -175,8 +174,17 @@ public static class TrustModule
         return app;
     }
 
-    private static bool IsTrustPath(PathString path) =>
-        path.StartsWithSegments("/connect") || path.StartsWithSegments("/.well-known") || path.StartsWithSegments("/account");
+    private static bool NeedsAuthentication(HttpContext context)
+    {
+        var path = context.Request.Path;
+        if (path.StartsWithSegments("/connect") || path.StartsWithSegments("/.well-known") || path.StartsWithSegments("/account"))
+        {
+            return true;
+        }
+
+        var metadata = context.GetEndpoint()?.Metadata;
+        return metadata?.GetMetadata<IAuthorizeData>() is not null || metadata?.GetMetadata<AuthorizationPolicy>() is not null;
+    }
 
     /// <summary>Requires a valid Machi access token on these endpoints, with every scope in <paramref name="scopes"/> (else 403).</summary>
     public static TBuilder RequireMachiToken<TBuilder>(this TBuilder builder, params string[] scopes)
