@@ -24,7 +24,7 @@ namespace Machi.Broker.Subscriptions;
 /// publish (QoS 1 and 2) or it was written to the socket (QoS 0), and throws otherwise, so that the delivery's
 /// retries, backoff and dead letters apply as for HTTP.
 /// </summary>
-internal sealed class MqttNotificationChannel(IOptions<SubscriptionOptions> options, ILogger<MqttNotificationChannel> logger)
+internal sealed class MqttNotificationChannel(IOptions<SubscriptionOptions> options, EndpointCertificates certificates, ILogger<MqttNotificationChannel> logger)
     : INotificationChannel, IAsyncDisposable
 {
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(5);
@@ -33,6 +33,7 @@ internal sealed class MqttNotificationChannel(IOptions<SubscriptionOptions> opti
     private readonly MqttClientFactory _factory = new();
     private readonly TimeSpan _requestTimeout = options.Value.RequestTimeout;
     private readonly ILogger _logger = logger;
+    private readonly EndpointCertificates _certificates = certificates;
     private volatile bool _disposed;
 
     public bool CanSend(Uri endpoint) => MqttEndpoint.IsMqtt(endpoint);
@@ -173,7 +174,8 @@ internal sealed class MqttNotificationChannel(IOptions<SubscriptionOptions> opti
 
             if (broker.Secure)
             {
-                builder.WithTlsOptions(tls => tls.UseTls().WithTargetHost(broker.Host));
+                builder.WithTlsOptions(tls => tls.UseTls().WithTargetHost(broker.Host)
+                    .WithCertificateValidationHandler(e => owner._certificates.Validate(e.Certificate, e.Chain, e.SslPolicyErrors)));
             }
 
             var client = owner._factory.CreateMqttClient();

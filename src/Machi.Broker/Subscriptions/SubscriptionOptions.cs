@@ -22,4 +22,10 @@ public sealed class SubscriptionOptions
 
     /// <summary>Most entities in one periodic (timeInterval) notification.</summary>
     public int MaxPeriodicEntities { get; set; } = 1000;
+
+    /// <summary>
+    /// A PEM file of certificate authorities trusted for https and mqtts notification endpoints besides the system's
+    /// (e.g. the city's own CA for its MQTT broker); host names are always checked.
+    /// </summary>
+    public string? TrustedCertificateAuthorities { get; set; }
 }

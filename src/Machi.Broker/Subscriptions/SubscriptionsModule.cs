@@ -14,14 +14,16 @@ internal static class SubscriptionsModule
         services.AddSingleton<NotificationDelivery>();
         services.AddHostedService(sp => sp.GetRequiredService<NotificationDelivery>());
         services.AddHostedService<SubscriptionDispatcher>();
+        services.AddSingleton<EndpointCertificates>();
         services.AddSingleton<INotificationChannel, HttpNotificationChannel>();
         services.AddSingleton<INotificationChannel, MqttNotificationChannel>();
         services.AddHttpClient(HttpNotificationChannel.HttpClientName, client => client.Timeout = Timeout.InfiniteTimeSpan)
-            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
+            .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
             {
                 AllowAutoRedirect = false,
                 PooledConnectionLifetime = TimeSpan.FromMinutes(5),
                 ConnectTimeout = TimeSpan.FromSeconds(5),
+                SslOptions = { RemoteCertificateValidationCallback = (_, certificate, chain, errors) => sp.GetRequiredService<EndpointCertificates>().Validate(certificate, chain, errors) },
             });
         return services;
     }

@@ -19,7 +19,7 @@ public sealed class MosquittoBroker : IAsyncDisposable
     private readonly StringBuilder _output = new();
     private Process? _process;
 
-    private MosquittoBroker(int port, bool persistent)
+    private MosquittoBroker(int port, bool persistent, TestCertificates? tls)
     {
         Port = port;
         _directory = TempDirectory.Create("machi-mosquitto-");
@@ -36,10 +36,22 @@ public sealed class MosquittoBroker : IAsyncDisposable
             config.AppendLine(CultureInfo.InvariantCulture, $"persistence_location {_directory}/");
         }
 
+        if (tls is not null)
+        {
+            // A second listener speaking MQTT over TLS with a certificate for 127.0.0.1 issued by the test's own CA.
+            TlsPort = FreePort.Next();
+            config.AppendLine(CultureInfo.InvariantCulture, $"listener {TlsPort} 127.0.0.1")
+                .AppendLine(CultureInfo.InvariantCulture, $"certfile {tls.WriteServerCertificate(_directory)}")
+                .AppendLine(CultureInfo.InvariantCulture, $"keyfile {tls.WriteServerKey(_directory)}");
+        }
+
         File.WriteAllText(_configFile, config.ToString());
     }
 
     public int Port { get; }
+
+    /// <summary>The port of the TLS listener (0 without one).</summary>
+    public int TlsPort { get; }
 
     /// <summary>What mosquitto printed, for failure messages.</summary>
     public string Output
@@ -56,10 +68,13 @@ public sealed class MosquittoBroker : IAsyncDisposable
     /// <summary>An NGSI-LD MQTT endpoint uri for <paramref name="topic"/> on this broker.</summary>
     public Uri Endpoint(string topic) => new($"mqtt://127.0.0.1:{Port}/{topic}");
 
-    public static async Task<MosquittoBroker> StartAsync(bool persistent = false)
+    /// <summary>An mqtts endpoint uri for <paramref name="topic"/> on the TLS listener.</summary>
+    public Uri SecureEndpoint(string topic) => new($"mqtts://127.0.0.1:{TlsPort}/{topic}");
+
+    public static async Task<MosquittoBroker> StartAsync(bool persistent = false, TestCertificates? tls = null)
     {
         Assert.True(File.Exists(Binary), $"{Binary} is missing: install the Debian package mosquitto (./test.sh does).");
-        var broker = new MosquittoBroker(FreePort.Next(), persistent);
+        var broker = new MosquittoBroker(FreePort.Next(), persistent, tls);
         try
         {
             await broker.StartAgainAsync();

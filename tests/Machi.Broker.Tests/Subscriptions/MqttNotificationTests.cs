@@ -68,6 +68,42 @@ public sealed class MqttNotificationTests
     }
 
     [Fact]
+    public async Task Mqtts_endpoint_is_reached_over_TLS_when_its_certificate_chains_to_a_trusted_authority_and_refused_otherwise()
+    {
+        using var certificates = new TestCertificates();
+        await using var broker = await MosquittoBroker.StartAsync(tls: certificates);
+        await using var subscriber = await MqttSubscriber.ConnectAsync(broker, Topic);
+        var directory = TempDirectory.Create("machi-ca-");
+        try
+        {
+            // Trusting the city's CA: notifications go out over TLS (the subscriber reads them on the plain listener).
+            await using (var trusting = await MachiServer.StartAsync(settings: new Dictionary<string, string?>
+            {
+                ["Broker:Subscriptions:TrustedCertificateAuthorities"] = certificates.WriteAuthority(directory),
+            }))
+            {
+                var location = await SubscriptionApiTests.SubscribeAsync(trusting.Client, Subscription(broker.SecureEndpoint(Topic), null, "1"));
+                await trusting.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:tls", 33));
+                var message = (await subscriber.WaitForAsync(1))[0];
+                Assert.Equal(33, message.Entity["speed"]!["value"]!.GetValue<double>());
+                await WaitForSubscriptionAsync(trusting.Client, location, s => s["notification"]!["timesSent"]!.GetValue<int>() >= 1);
+            }
+
+            // Without it the certificate is not trusted: the notification fails, nothing is sent in clear.
+            await using var doubting = await MachiServer.StartAsync(settings: SubscriptionApiTests.FastRetries);
+            var refused = await SubscriptionApiTests.SubscribeAsync(doubting.Client, Subscription(broker.SecureEndpoint(Topic), null, "1"));
+            await doubting.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:untrusted", 44));
+            var failed = await WaitForSubscriptionAsync(doubting.Client, refused, s => s["notification"]!["timesFailed"]?.GetValue<int>() >= 1);
+            Assert.Equal("failed", failed["notification"]!["status"]!.GetValue<string>());
+            Assert.Single(subscriber.Received);
+        }
+        finally
+        {
+            TempDirectory.Delete(directory);
+        }
+    }
+
+    [Fact]
     public async Task Json_ld_notification_over_mqtt_carries_its_context_in_the_body_and_the_tenant_in_metadata()
     {
         await using var broker = await MosquittoBroker.StartAsync();
