@@ -31,6 +31,9 @@ internal sealed class NotificationDelivery(
     TimeProvider time,
     ILogger<NotificationDelivery> logger) : BackgroundService
 {
+    /// <summary>Outbox rows an endpoint's worker looks at each time (the oldest): enough to find work beside busy entities.</summary>
+    private const int PendingWindow = 128;
+
     private readonly ConcurrentDictionary<string, EndpointWorker> _workers = new(StringComparer.Ordinal);
     private readonly SubscriptionService _subscriptions = subscriptions;
     private readonly SubscriptionOptions _settings = options.Value;
@@ -81,7 +84,8 @@ internal sealed class NotificationDelivery(
         return delay > settings.MaxRetryDelay ? settings.MaxRetryDelay : delay;
     }
 
-    private async Task SendAsync(OutboxRow row, CancellationToken stoppingToken)
+    /// <param name="sent">Called once the attempt is over (answered, failed or timed out), before it is recorded.</param>
+    private async Task SendAsync(OutboxRow row, Action sent, CancellationToken stoppingToken)
     {
         var store = _subscriptions.Store;
         Subscription subscription;
@@ -125,6 +129,7 @@ internal sealed class NotificationDelivery(
             }
         }
 
+        sent();
         var now = _time.GetUtcNow();
         if (error is null)
         {
@@ -161,16 +166,23 @@ internal sealed class NotificationDelivery(
 
         public void Signal() => Interlocked.Exchange(ref _signal, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
+        /// <summary>
+        /// A notification being delivered: <see cref="Sent"/> when the endpoint has answered (it no longer counts
+        /// against the endpoint's concurrency), <see cref="Done"/> when the outcome is also recorded (only then may the
+        /// entity's next notification go, so a crash can never reorder them).
+        /// </summary>
+        private sealed record Delivery(string Tenant, string Entity, TaskCompletionSource Sent, Task Done);
+
         private async Task RunAsync(CancellationToken stoppingToken)
         {
             var settings = _owner._settings;
-            var inFlight = new Dictionary<long, (string Tenant, string Entity, Task Send)>();
+            var inFlight = new Dictionary<long, Delivery>();
             try
             {
                 while (!stoppingToken.IsCancellationRequested)
                 {
                     var signal = Volatile.Read(ref _signal).Task;
-                    var rows = await _owner._subscriptions.Store.PendingAsync(_endpoint, 512, stoppingToken).ConfigureAwait(false);
+                    var rows = await _owner._subscriptions.Store.PendingAsync(_endpoint, PendingWindow, stoppingToken).ConfigureAwait(false);
                     if (rows.Count == 0 && inFlight.Count == 0)
                     {
                         return;
@@ -178,6 +190,7 @@ internal sealed class NotificationDelivery(
 
                     var now = _owner._time.GetUtcNow();
                     var busy = inFlight.Values.Select(f => (f.Tenant, f.Entity)).ToHashSet();
+                    var sending = inFlight.Values.Count(f => !f.Sent.Task.IsCompleted);
                     DateTimeOffset? nextDue = null;
                     foreach (var row in rows)
                     {
@@ -192,18 +205,22 @@ internal sealed class NotificationDelivery(
                             continue;
                         }
 
-                        if (inFlight.Count >= Math.Max(1, settings.ConcurrencyPerEndpoint))
+                        if (sending >= Math.Max(1, settings.ConcurrencyPerEndpoint))
                         {
                             break;
                         }
 
-                        inFlight[row.Seq] = (row.Tenant, row.EntityId, SendSafelyAsync(row, stoppingToken));
+                        var sent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                        inFlight[row.Seq] = new Delivery(row.Tenant, row.EntityId, sent, SendSafelyAsync(row, sent, stoppingToken));
+                        sending++;
                     }
 
                     var wait = nextDue is { } due ? due - now : TimeSpan.FromSeconds(5);
-                    var waits = inFlight.Values.Select(f => f.Send).Append(signal).Append(Task.Delay(wait < TimeSpan.Zero ? TimeSpan.Zero : wait, _owner._time, stoppingToken));
+                    var waits = inFlight.Values.Select(f => f.Done)
+                        .Concat(inFlight.Values.Where(f => !f.Sent.Task.IsCompleted).Select(f => f.Sent.Task))
+                        .Append(signal).Append(Task.Delay(wait < TimeSpan.Zero ? TimeSpan.Zero : wait, _owner._time, stoppingToken));
                     await Task.WhenAny(waits).ConfigureAwait(false);
-                    foreach (var seq in inFlight.Where(f => f.Value.Send.IsCompleted).Select(f => f.Key).ToList())
+                    foreach (var seq in inFlight.Where(f => f.Value.Done.IsCompleted).Select(f => f.Key).ToList())
                     {
                         inFlight.Remove(seq);
                     }
@@ -219,21 +236,25 @@ internal sealed class NotificationDelivery(
             }
             finally
             {
-                await Task.WhenAll(inFlight.Values.Select(f => f.Send)).ConfigureAwait(false);
+                await Task.WhenAll(inFlight.Values.Select(f => f.Done)).ConfigureAwait(false);
                 _owner._workers.TryRemove(new KeyValuePair<string, EndpointWorker>(_endpoint, this));
             }
         }
 
-        private async Task SendSafelyAsync(OutboxRow row, CancellationToken stoppingToken)
+        private async Task SendSafelyAsync(OutboxRow row, TaskCompletionSource sent, CancellationToken stoppingToken)
         {
             try
             {
-                await _owner.SendAsync(row, stoppingToken).ConfigureAwait(false);
+                await _owner.SendAsync(row, () => sent.TrySetResult(), stoppingToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
                 // The row stays in the outbox and is tried again.
                 _owner._logger.LogError(ex, "Recording the delivery of notification {Notification} failed", row.NotificationId);
+            }
+            finally
+            {
+                sent.TrySetResult();
             }
         }
     }
