@@ -84,8 +84,24 @@ internal sealed class NotificationDelivery(
         return delay > settings.MaxRetryDelay ? settings.MaxRetryDelay : delay;
     }
 
+    /// <summary>What became of one attempt, as recorded in the outbox.</summary>
+    private enum Outcome
+    {
+        /// <summary>Acknowledged: the row left the outbox.</summary>
+        Delivered,
+
+        /// <summary>Failed: the row waits for its next attempt.</summary>
+        Retry,
+
+        /// <summary>Given up (or its subscription is gone): the row is dead or deleted.</summary>
+        Dead,
+
+        /// <summary>Not attempted or not recorded (shutting down, or recording failed): the outbox decides.</summary>
+        Unknown,
+    }
+
     /// <param name="sent">Called once the attempt is over (answered, failed or timed out), before it is recorded.</param>
-    private async Task SendAsync(OutboxRow row, Action sent, CancellationToken stoppingToken)
+    private async Task<(Outcome Outcome, OutboxRow Row)> SendAsync(OutboxRow row, Action sent, CancellationToken stoppingToken)
     {
         var store = _subscriptions.Store;
         Subscription subscription;
@@ -97,7 +113,7 @@ internal sealed class NotificationDelivery(
         {
             // Deleted meanwhile (its rows go with it); nothing to deliver.
             await store.RecordFailureAsync(row, _time.GetUtcNow(), _time.GetUtcNow(), dead: true, "subscription deleted", stoppingToken).ConfigureAwait(false);
-            return;
+            return (Outcome.Dead, row);
         }
 
         var endpoint = subscription.Notification.Endpoint;
@@ -117,7 +133,7 @@ internal sealed class NotificationDelivery(
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
-                return; // shutting down: the row stays and is sent after the restart
+                return (Outcome.Unknown, row); // shutting down: the row stays and is sent after the restart
             }
             catch (OperationCanceledException)
             {
@@ -134,7 +150,7 @@ internal sealed class NotificationDelivery(
         if (error is null)
         {
             await store.RecordSuccessAsync(row, now, CancellationToken.None).ConfigureAwait(false);
-            return;
+            return (Outcome.Delivered, row);
         }
 
         var attempts = row.Attempts + 1;
@@ -145,10 +161,17 @@ internal sealed class NotificationDelivery(
                 row.NotificationId, row.SubscriptionId, row.Endpoint, attempts, error);
         }
 
-        await store.RecordFailureAsync(row, now, now + Backoff(attempts), dead, error, CancellationToken.None).ConfigureAwait(false);
+        var next = now + Backoff(attempts);
+        await store.RecordFailureAsync(row, now, next, dead, error, CancellationToken.None).ConfigureAwait(false);
+        return dead ? (Outcome.Dead, row) : (Outcome.Retry, row with { Attempts = attempts, NextAttemptAt = next });
     }
 
-    /// <summary>Delivers the outbox rows of one endpoint; ends when none is left (a new one starts when needed).</summary>
+    /// <summary>
+    /// Delivers the outbox rows of one endpoint; ends when none is left (a new one starts when needed). It keeps a
+    /// window of the endpoint's oldest rows in memory, adds the rows committed since it last looked (the outbox's seqs
+    /// only grow: one writer commits them in order) and updates the window from each attempt's recorded outcome, so a
+    /// busy endpoint costs one small read per new batch of notifications, not a re-read of the window per attempt.
+    /// </summary>
     private sealed class EndpointWorker
     {
         private readonly NotificationDelivery _owner;
@@ -171,19 +194,28 @@ internal sealed class NotificationDelivery(
         /// against the endpoint's concurrency), <see cref="Done"/> when the outcome is also recorded (only then may the
         /// entity's next notification go, so a crash can never reorder them).
         /// </summary>
-        private sealed record Delivery(string Tenant, string Entity, TaskCompletionSource Sent, Task Done);
+        private sealed record Delivery(string Tenant, string Entity, TaskCompletionSource Sent, Task<(Outcome Outcome, OutboxRow Row)> Done);
 
         private async Task RunAsync(CancellationToken stoppingToken)
         {
             var settings = _owner._settings;
+            var store = _owner._subscriptions.Store;
             var inFlight = new Dictionary<long, Delivery>();
+            var window = new List<OutboxRow>();
+            var readThrough = 0L;
             try
             {
                 while (!stoppingToken.IsCancellationRequested)
                 {
                     var signal = Volatile.Read(ref _signal).Task;
-                    var rows = await _owner._subscriptions.Store.PendingAsync(_endpoint, PendingWindow, stoppingToken).ConfigureAwait(false);
-                    if (rows.Count == 0 && inFlight.Count == 0)
+                    if (window.Count < PendingWindow)
+                    {
+                        var fresh = await store.PendingAsync(_endpoint, readThrough, PendingWindow - window.Count, stoppingToken).ConfigureAwait(false);
+                        window.AddRange(fresh);
+                        readThrough = fresh.Count > 0 ? fresh[^1].Seq : readThrough;
+                    }
+
+                    if (window.Count == 0 && inFlight.Count == 0)
                     {
                         return;
                     }
@@ -192,7 +224,7 @@ internal sealed class NotificationDelivery(
                     var busy = inFlight.Values.Select(f => (f.Tenant, f.Entity)).ToHashSet();
                     var sending = inFlight.Values.Count(f => !f.Sent.Task.IsCompleted);
                     DateTimeOffset? nextDue = null;
-                    foreach (var row in rows)
+                    foreach (var row in window)
                     {
                         if (inFlight.ContainsKey(row.Seq) || !busy.Add((row.Tenant, row.EntityId)))
                         {
@@ -216,13 +248,30 @@ internal sealed class NotificationDelivery(
                     }
 
                     var wait = nextDue is { } due ? due - now : TimeSpan.FromSeconds(5);
-                    var waits = inFlight.Values.Select(f => f.Done)
+                    var waits = inFlight.Values.Select(f => (Task)f.Done)
                         .Concat(inFlight.Values.Where(f => !f.Sent.Task.IsCompleted).Select(f => f.Sent.Task))
                         .Append(signal).Append(Task.Delay(wait < TimeSpan.Zero ? TimeSpan.Zero : wait, _owner._time, stoppingToken));
                     await Task.WhenAny(waits).ConfigureAwait(false);
-                    foreach (var seq in inFlight.Where(f => f.Value.Done.IsCompleted).Select(f => f.Key).ToList())
+                    foreach (var (seq, delivery) in inFlight.Where(f => f.Value.Done.IsCompleted).ToList())
                     {
                         inFlight.Remove(seq);
+                        var (outcome, row) = await delivery.Done.ConfigureAwait(false);
+                        var index = window.FindIndex(r => r.Seq == seq);
+                        switch (outcome)
+                        {
+                            case Outcome.Delivered or Outcome.Dead when index >= 0:
+                                window.RemoveAt(index);
+                                break;
+                            case Outcome.Retry when index >= 0:
+                                window[index] = row;
+                                break;
+                            case Outcome.Unknown:
+                                // What the outbox holds for this row is not known here: read the window again (rows
+                                // still in flight are skipped when they come back).
+                                window.Clear();
+                                readThrough = 0;
+                                break;
+                        }
                     }
                 }
             }
@@ -241,16 +290,17 @@ internal sealed class NotificationDelivery(
             }
         }
 
-        private async Task SendSafelyAsync(OutboxRow row, TaskCompletionSource sent, CancellationToken stoppingToken)
+        private async Task<(Outcome Outcome, OutboxRow Row)> SendSafelyAsync(OutboxRow row, TaskCompletionSource sent, CancellationToken stoppingToken)
         {
             try
             {
-                await _owner.SendAsync(row, () => sent.TrySetResult(), stoppingToken).ConfigureAwait(false);
+                return await _owner.SendAsync(row, () => sent.TrySetResult(), stoppingToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
                 // The row stays in the outbox and is tried again.
                 _owner._logger.LogError(ex, "Recording the delivery of notification {Notification} failed", row.NotificationId);
+                return (Outcome.Unknown, row);
             }
             finally
             {

@@ -171,15 +171,16 @@ internal sealed class SqliteSubscriptionStore(SqliteEntityStore entities)
         return list;
     }, ct);
 
-    /// <summary>The oldest notifications waiting for one endpoint, in outbox order.</summary>
-    public Task<List<OutboxRow>> PendingAsync(string endpoint, int max, CancellationToken ct) => RunAsync(c =>
+    /// <summary>The oldest notifications waiting for one endpoint after <paramref name="afterSeq"/>, in outbox order.</summary>
+    public Task<List<OutboxRow>> PendingAsync(string endpoint, long afterSeq, int max, CancellationToken ct) => RunAsync(c =>
     {
         using var cmd = c.CreateCommand();
         cmd.CommandText = """
             SELECT seq, tenant, subscription_id, endpoint, entity_id, notification_id, notified_at, data, attempts, next_attempt_at
-            FROM notification_outbox WHERE endpoint = $endpoint AND dead = 0 ORDER BY seq LIMIT $max
+            FROM notification_outbox WHERE endpoint = $endpoint AND dead = 0 AND seq > $after ORDER BY seq LIMIT $max
             """;
         cmd.Parameters.AddWithValue("$endpoint", endpoint);
+        cmd.Parameters.AddWithValue("$after", afterSeq);
         cmd.Parameters.AddWithValue("$max", max);
         using var r = cmd.ExecuteReader();
         var list = new List<OutboxRow>();
