@@ -21,6 +21,8 @@ internal sealed class ChangeFeed : BackgroundService
     private readonly IEntityStore _store;
     private readonly ILogger<ChangeFeed> _logger;
     private readonly int _capacity;
+    private readonly TimeSpan _coalesce;
+    private readonly int _coalesceClients;
     private readonly Lock _gate = new();
     private readonly List<FeedSubscriber> _subscribers = [];
     private long _position;
@@ -30,6 +32,8 @@ internal sealed class ChangeFeed : BackgroundService
         _store = store;
         _logger = logger;
         _capacity = Math.Max(1, options.Value.StreamClientBuffer);
+        _coalesce = options.Value.StreamCoalesce;
+        _coalesceClients = Math.Max(1, options.Value.StreamCoalesceClients);
         _position = store.LastChangeSeq;
     }
 
@@ -72,6 +76,18 @@ internal sealed class ChangeFeed : BackgroundService
                 }
 
                 Publish(changes);
+
+                // Many clients: let changes gather for a moment, so each client handles them in one wake-up and write.
+                int clients;
+                lock (_gate)
+                {
+                    clients = _subscribers.Count;
+                }
+
+                if (clients >= _coalesceClients && _coalesce > TimeSpan.Zero)
+                {
+                    await Task.Delay(_coalesce, stoppingToken).ConfigureAwait(false);
+                }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {

@@ -27,6 +27,31 @@ public sealed class StreamApiTests : IAsyncLifetime
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
     [Fact]
+    public async Task With_many_clients_changes_are_handed_on_together_after_the_coalescing_interval_and_none_is_lost()
+    {
+        // "Many" is one client here; the interval is long enough that its effect cannot be timing noise.
+        await using var server = await MachiServer.StartAsync(settings: new Dictionary<string, string?>
+        {
+            ["Broker:StreamCoalesceClients"] = "1",
+            ["Broker:StreamCoalesce"] = "00:00:02",
+        });
+        await using var stream = await EventStreamClient.OpenAsync(server.Client, $"{Stream}?type=Vehicle");
+        await server.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:c", 1));
+        Assert.Equal("create", (await stream.NextAsync(TimeSpan.FromSeconds(5))).Event);
+
+        // The feed just handed on the create: changes made now wait for the rest of the interval, then go together.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (var speed = 2; speed <= 4; speed++)
+        {
+            await server.Client.PatchJson($"{NgsiHttp.Entities}/urn:ngsi-ld:Vehicle:c/attrs/speed", $$"""{"value":{{speed}}}""");
+        }
+
+        var updates = await stream.TakeAsync(3, TimeSpan.FromSeconds(10));
+        Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(1), $"arrived after {clock.Elapsed.TotalMilliseconds} ms");
+        Assert.Equal([2.0, 3.0, 4.0], updates.Select(u => u.Json["speed"]!["value"]!.GetValue<double>()));
+    }
+
+    [Fact]
     public async Task Streams_that_ask_the_same_share_events_and_streams_that_ask_otherwise_get_their_own()
     {
         await using var a = await EventStreamClient.OpenAsync(Client, $"{Stream}?type=Vehicle&options=keyValues");
