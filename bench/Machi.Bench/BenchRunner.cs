@@ -75,7 +75,7 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
             server,
             rawRuns.Count > 0
                 ? options.BaselinePostgres is not null
-                    ? new BaselineReport("PostgreSQL (Npgsql)", "synchronous_commit=on, fsync=on", PostgresTarget.Description)
+                    ? new BaselineReport("PostgreSQL (Npgsql)", "on", PostgresTarget.Description)
                     : new BaselineReport(
                         "SQLite (Microsoft.Data.Sqlite)",
                         options.BaselineSynchronous,
