@@ -27,7 +27,13 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
         _store = await OpenAsync();
     }
 
-    public async Task DisposeAsync() => await _store.DisposeAsync();
+    public async Task DisposeAsync()
+    {
+        if (_store is not null)
+        {
+            await _store.DisposeAsync();
+        }
+    }
 
     [Fact]
     public async Task Creates_updates_and_deletes_are_logged_in_commit_order_with_both_states_and_survive_a_restart()
