@@ -5,6 +5,7 @@ using Machi.Broker.Storage.Postgres;
 using Machi.Broker.Tests.Infrastructure;
 using Machi.Ngsi.JsonLd;
 using Machi.Ngsi.Model;
+using Machi.Ngsi.Query;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 
@@ -99,6 +100,38 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
         var type = Assert.Single(catalog.Types);
         Assert.Equal(2, type.EntityCount);
         Assert.Contains(catalog.Attributes, attr => attr.Name == LdContext.Core.ExpandTerm("speed") && attr.EntityCount == 2);
+    }
+
+    [Fact]
+    public async Task Values_postgresql_cannot_index_exactly_are_stored_and_still_found()
+    {
+        var longText = new string('x', 300);
+        var json = """
+            {"id": "urn:ngsi-ld:T:odd", "type": "T",
+             "long": {"type": "Property", "value": "LONG"},
+             "nul": {"type": "Property", "value": "a\u0000b"},
+             "far": {"type": "GeoProperty", "value": {"type": "LineString", "coordinates": [[170, 10], [-170, 10]]}}}
+            """.Replace("LONG", longText + "b", StringComparison.Ordinal);
+        var entity = EntityParser.ParseEntity(JsonDocument.Parse(json).RootElement, LdContext.Core, DateTimeOffset.UtcNow);
+        await _store.WriteOneAsync("", EntityWrite.Creating(entity, EntityService.Create(entity)), CancellationToken.None);
+
+        async Task<int> CountAsync(string q, GeoQuery? geo = null)
+        {
+            var filter = new EntityFilter { Q = q.Length == 0 ? null : QExpressions.Expand(QParser.Parse(q), LdContext.Core.ExpandTerm), Geo = geo };
+            var page = await _store.QueryAsync("", new EntityQuery(filter) { Count = true }, CancellationToken.None);
+            Assert.Equal(page.Entities.Count, (int)page.TotalCount!);
+            return page.Entities.Count;
+        }
+
+        Assert.Equal(1, await CountAsync($"long==\"{longText}b\""));
+        Assert.Equal(0, await CountAsync($"long==\"{longText}a\""));
+        Assert.Equal(1, await CountAsync($"long>\"{longText}a\""));
+        Assert.Equal(0, await CountAsync($"long<\"{longText}a\""));
+        Assert.Equal(1, await CountAsync("nul>\"a\""));
+
+        // A line across the antimeridian is, to the evaluator, the straight line the long way round (through 0°).
+        var crossing = GeoQuery.Parse("intersects", "Polygon", "[[[-1,9],[1,9],[1,11],[-1,11],[-1,9]]]", "far", LdContext.Core.ExpandTerm);
+        Assert.Equal(1, await CountAsync("", crossing));
     }
 
     [Fact]
