@@ -16,6 +16,7 @@ public sealed class PostgresServer : IAsyncLifetime
 {
     public const string BinDirectory = "/usr/lib/postgresql/15/bin";
     private const string Template = "machi_template";
+    private const string OwnerFile = "owner.pid";
 
     private readonly string _directory = TempDirectory.Create("machi-pg-");
     private int _databases;
@@ -48,6 +49,9 @@ public sealed class PostgresServer : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Assert.True(File.Exists(Path.Combine(BinDirectory, "initdb")), $"{BinDirectory}/initdb is missing: install postgresql-15 (./test.sh does).");
+        Assert.True(File.Exists("/usr/share/postgresql/15/extension/postgis.control"), "PostGIS is missing: install postgresql-15-postgis-3 (./test.sh does).");
+        await StopAbandonedAsync();
+        await File.WriteAllTextAsync(Path.Combine(_directory, OwnerFile), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
         if (IsRoot)
         {
             await RunAsync("chown", "postgres:postgres", _directory);
@@ -90,6 +94,39 @@ public sealed class PostgresServer : IAsyncLifetime
 
     /// <summary>What the server logged, for failure messages.</summary>
     public string Log => File.Exists(Path.Combine(_directory, "server.log")) ? File.ReadAllText(Path.Combine(_directory, "server.log")) : string.Empty;
+
+    /// <summary>
+    /// Stops and deletes the clusters of test runs that died without their cleanup (killed, timed out): a server left
+    /// running would hold memory and a port on a shared machine for good. A cluster is abandoned when the process
+    /// that started it (its owner file) no longer exists.
+    /// </summary>
+    private static async Task StopAbandonedAsync()
+    {
+        foreach (var directory in Directory.EnumerateDirectories(Path.GetTempPath(), "machi-pg-*"))
+        {
+            var owner = Path.Combine(directory, OwnerFile);
+            if (!File.Exists(owner) || !int.TryParse((await File.ReadAllTextAsync(owner)).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var pid)
+                || Directory.Exists($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}"))
+            {
+                continue;
+            }
+
+            var data = Path.Combine(directory, "data");
+            if (File.Exists(Path.Combine(data, "postmaster.pid")))
+            {
+                try
+                {
+                    await RunPostgresToolAsync("pg_ctl", "-D", data, "-m", "immediate", "-w", "-t", "30", "stop");
+                }
+                catch (Xunit.Sdk.XunitException)
+                {
+                    // Already stopped: only the directory is left.
+                }
+            }
+
+            TempDirectory.Delete(directory);
+        }
+    }
 
     private static async Task ExecuteAsync(string connectionString, string sql)
     {
