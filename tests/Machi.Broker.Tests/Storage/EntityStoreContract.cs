@@ -147,6 +147,35 @@ public abstract class EntityStoreContract : IAsyncLifetime
     }
 
 
+    [Fact]
+    public async Task One_batch_may_create_update_delete_and_recreate_an_entity_and_the_indexes_follow()
+    {
+        var first = Vehicle("urn:ngsi-ld:Vehicle:r", 10);
+        var faster = Vehicle("urn:ngsi-ld:Vehicle:r", 20);
+        var again = Vehicle("urn:ngsi-ld:Vehicle:r", 30);
+        var after = Store.LastChangeSeq;
+        var results = await Store.WriteAsync("", [
+            EntityWrite.Creating(first, EntityService.Create(first)),
+            new EntityWrite(first.Id, _ => Mutation.Put(faster)),
+            new EntityWrite(first.Id, _ => Mutation.Delete),
+            EntityWrite.Creating(again, EntityService.Create(again)),
+        ], CancellationToken.None);
+
+        Assert.All(results, Assert.Null);
+        Assert.Equal(30, Speed((await Store.GetAsync("", first.Id, CancellationToken.None))!));
+        var changes = await Store.ReadChangesAsync(after, 10, CancellationToken.None);
+        Assert.Equal([ChangeKind.Created, ChangeKind.Updated, ChangeKind.Deleted, ChangeKind.Created], changes.Select(c => c.Kind));
+        foreach (var q in new[] { "speed==30", "speed>25", "speed" })
+        {
+            var filter = new EntityFilter { Q = QExpressions.Expand(QParser.Parse(q), LdContext.Core.ExpandTerm) };
+            var page = await Store.QueryAsync("", new EntityQuery(filter) { Count = true }, CancellationToken.None);
+            Assert.Equal(1, page.TotalCount);
+        }
+
+        var old = new EntityFilter { Q = QExpressions.Expand(QParser.Parse("speed==20"), LdContext.Core.ExpandTerm) };
+        Assert.Empty((await Store.QueryAsync("", new EntityQuery(old), CancellationToken.None)).Entities);
+    }
+
     private static double Speed(Entity entity) => entity.Attributes[LdContext.Core.ExpandTerm("speed")][0].Payload.GetValue<double>();
 
     private static Entity Vehicle(string id, double speed) => EntityParser.ParseEntity(

@@ -9,32 +9,29 @@ using NpgsqlTypes;
 namespace Machi.Broker.Storage.Postgres;
 
 /// <summary>
-/// One entity write inside the writer's transaction: read the current state, run the mutation (before anything is
-/// written, so a mutation that throws leaves nothing to undo), then send every statement of the write in one batch
-/// (one round trip): the entity row, the index rows that changed, the change-log row and the history rows, as
-/// <see cref="SqliteEntityStore"/> records them (SqliteEntityStore.History.cs).
+/// One entity write inside the writer's transaction: take the entity's current state from the group's prefetched
+/// rows, run the mutation (before anything is written, so a mutation that throws leaves nothing to undo), then add
+/// the write's statements to the group's batch: the entity row, the index rows that changed, the change-log row and
+/// the history rows, as <see cref="SqliteEntityStore"/> records them (SqliteEntityStore.History.cs). The whole group
+/// goes to the server as one batch (one round trip) after the prefetch (another), then commits.
 /// </summary>
 internal sealed partial class PostgresEntityStore
 {
     private readonly record struct InstanceStamp(string Name, string? DatasetId, DateTimeOffset ModifiedAt, string? ObservedAt, AttributeKind Kind);
 
-    private async Task<(Exception? Error, long Seq)> ApplyOneAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string tenant, EntityWrite write, List<string> newTenants)
+    /// <returns>The mutation's failure, or null (its statements are in <paramref name="batch"/>).</returns>
+    private async Task<Exception?> PlanOneAsync(NpgsqlBatch batch, GroupRows rows, string tenant, EntityWrite write, List<string> newTenants)
     {
+        var key = (tenant, write.Id);
         long? rid = null;
         byte[]? before = null;
-        await using (var select = new NpgsqlCommand("SELECT rid, doc FROM entities WHERE tenant = $1 AND id = $2", connection, tx))
+        if (rows.Current.TryGetValue(key, out var existing) && existing.Doc is not null)
         {
-            select.Parameters.Add(new NpgsqlParameter { Value = tenant });
-            select.Parameters.Add(new NpgsqlParameter { Value = write.Id });
-            await using var r = await select.ExecuteReaderAsync().ConfigureAwait(false);
-            if (await r.ReadAsync().ConfigureAwait(false))
-            {
-                rid = r.GetInt64(0);
-                before = r.GetFieldValue<byte[]>(1);
-            }
+            (rid, before) = (existing.Rid, existing.Doc);
         }
 
-        NpgsqlBatch batch;
+        var added = batch.BatchCommands.Count;
+        var addedTenant = false;
         try
         {
             var current = before is null ? null : EntityCodec.Decode(before);
@@ -48,7 +45,7 @@ internal sealed partial class PostgresEntityStore
             var mutation = write.Mutate(current);
             if (mutation.Kind == MutationKind.None || (mutation.Kind == MutationKind.Delete && rid is null))
             {
-                return (null, 0);
+                return null;
             }
 
             var after = mutation.Kind == MutationKind.Put ? mutation.Entity! : null;
@@ -74,8 +71,8 @@ internal sealed partial class PostgresEntityStore
                 .Concat(geoGone.Select(g => g.Attribute)).Concat(geoNew.Select(g => g.Attribute))
                 .Concat(after is null ? [] : after.Attributes.Keys).Concat(stampsBefore?.Select(s => s.Name) ?? [])).ConfigureAwait(false);
 
-            batch = new NpgsqlBatch(connection, tx);
-            var ridSql = rid is { } known ? known.ToString(CultureInfo.InvariantCulture) : "currval('entity_rid_seq')";
+            var newRid = rid ?? (rows.Current.TryGetValue(key, out var gone) ? gone.Rid : rows.FreeRids.Pop());
+            var ridSql = newRid.ToString(CultureInfo.InvariantCulture);
             var at = _time.GetUtcNow();
             if (after is not null)
             {
@@ -84,10 +81,11 @@ internal sealed partial class PostgresEntityStore
                     if (tenant.Length > 0 && _knownTenants.TryAdd(tenant, true))
                     {
                         newTenants.Add(tenant);
+                        addedTenant = true;
                         Add(batch, "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", tenant, NgsiText.FormatDateTime(at));
                     }
 
-                    Add(batch, "INSERT INTO entities (tenant, id, doc) VALUES ($1, $2, $3)", tenant, after.Id, doc!);
+                    Add(batch, $"INSERT INTO entities (tenant, id, rid, doc) VALUES ($1, $2, {ridSql}, $3)", tenant, after.Id, doc!);
                 }
                 else
                 {
@@ -128,25 +126,25 @@ internal sealed partial class PostgresEntityStore
             change.Parameters[3].NpgsqlDbType = NpgsqlDbType.Bytea;
             change.Parameters[4].NpgsqlDbType = NpgsqlDbType.Bytea;
             AddHistory(batch, tenant, entityId, at, stampsBefore, typesBefore, after, terms);
+            rows.Changes++;
+            rows.Current[key] = (newRid, doc);
+            return null;
         }
         catch (Exception ex) when (ex is not NpgsqlException)
         {
-            return (ex, 0);
-        }
-
-        await using (batch)
-        {
-            long seq = 0;
-            await using var r = await batch.ExecuteReaderAsync().ConfigureAwait(false);
-            do
+            // Nothing of a failed write goes to the database.
+            if (addedTenant)
             {
-                if (r.FieldCount == 1 && await r.ReadAsync().ConfigureAwait(false))
-                {
-                    seq = r.GetInt64(0);
-                }
+                newTenants.Remove(tenant);
+                _knownTenants.TryRemove(tenant, out _);
             }
-            while (await r.NextResultAsync().ConfigureAwait(false));
-            return (null, seq);
+
+            while (batch.BatchCommands.Count > added)
+            {
+                batch.BatchCommands.RemoveAt(batch.BatchCommands.Count - 1);
+            }
+
+            return ex;
         }
     }
 

@@ -11,7 +11,8 @@ namespace Machi.Broker.Storage.Postgres;
 /// The PostgreSQL (+ PostGIS) backend. Writes go through one writer per node that groups the writes waiting at the
 /// same moment into one transaction, as <see cref="SqliteEntityStore"/> does: the entity row, its index rows, the
 /// change-log row and the history rows of each write are in that transaction, and a write is acknowledged once the
-/// commit is flushed (synchronous_commit). Each transaction takes one advisory lock first, so writers on every node
+/// commit is flushed (synchronous_commit). A group costs three round trips whatever its size: read the current rows
+/// of all its entities, send all its statements as one batch, commit. Each transaction takes one advisory lock first, so writers on every node
 /// take turns: the change log's seqs then commit in order (a consumer reading "after seq" never skips a change that
 /// commits late) and two nodes never lose each other's update of one entity. Reads use the data source's pool.
 /// Waits for changes LISTEN on a channel each writer NOTIFYs in its transaction (delivered at commit, on every
@@ -361,25 +362,33 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         try
         {
             await using var tx = await connection.BeginTransactionAsync().ConfigureAwait(false);
-            await using (var lockCmd = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({WriterLock})", connection, tx))
-            {
-                await lockCmd.ExecuteNonQueryAsync().ConfigureAwait(false);
-            }
-
+            var rows = await PrefetchAsync(connection, tx, batch).ConfigureAwait(false);
+            await using var statements = new NpgsqlBatch(connection, tx);
             foreach (var job in batch)
             {
                 for (var i = 0; i < job.Writes.Count; i++)
                 {
-                    (job.Results[i], var seq) = await ApplyOneAsync(connection, tx, job.Tenant, job.Writes[i], newTenants).ConfigureAwait(false);
-                    lastSeq = Math.Max(lastSeq, seq);
+                    job.Results[i] = await PlanOneAsync(statements, rows, job.Tenant, job.Writes[i], newTenants).ConfigureAwait(false);
                 }
             }
 
-            if (lastSeq > 0)
+            if (statements.BatchCommands.Count > 0)
             {
-                await using var notify = new NpgsqlCommand($"SELECT pg_notify('{ChangeChannel}', $1)", connection, tx);
-                notify.Parameters.Add(new NpgsqlParameter { Value = lastSeq.ToString(System.Globalization.CultureInfo.InvariantCulture) });
-                await notify.ExecuteNonQueryAsync().ConfigureAwait(false);
+                // Announced at commit, to the listeners of every node: the seq of the last change (a hint; they read the log).
+                if (rows.Changes > 0)
+                {
+                    statements.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_notify('{ChangeChannel}', currval('entity_change_seq')::text)"));
+                }
+
+                await using var r = await statements.ExecuteReaderAsync().ConfigureAwait(false);
+                do
+                {
+                    while (r.FieldCount == 1 && r.GetFieldType(0) == typeof(long) && await r.ReadAsync().ConfigureAwait(false))
+                    {
+                        lastSeq = Math.Max(lastSeq, r.GetInt64(0));
+                    }
+                }
+                while (await r.NextResultAsync().ConfigureAwait(false));
             }
 
             await tx.CommitAsync().ConfigureAwait(false);
@@ -406,6 +415,59 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         {
             job.Completion.TrySetResult(job.Results);
         }
+    }
+
+    /// <summary>
+    /// One round trip at the start of a group's transaction: takes the writers' lock, reads the current rows of
+    /// every entity the group writes, and numbers the ones that do not exist yet, so that the whole group's
+    /// statements can then go in one batch with every rid known.
+    /// </summary>
+    private static async Task<GroupRows> PrefetchAsync(NpgsqlConnection connection, NpgsqlTransaction tx, List<WriteJob> batch)
+    {
+        var keys = new HashSet<(string Tenant, string Id)>();
+        foreach (var job in batch)
+        {
+            foreach (var write in job.Writes)
+            {
+                keys.Add((job.Tenant, write.Id));
+            }
+        }
+
+        var rows = new GroupRows();
+        await using var prefetch = new NpgsqlBatch(connection, tx);
+        prefetch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_advisory_xact_lock({WriterLock})"));
+        var select = new NpgsqlBatchCommand("SELECT e.tenant, e.id, e.rid, e.doc FROM unnest($1::text[], $2::text[]) k(tenant, id) JOIN entities e ON e.tenant = k.tenant AND e.id = k.id");
+        select.Parameters.Add(new NpgsqlParameter { Value = keys.Select(k => k.Tenant).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        select.Parameters.Add(new NpgsqlParameter { Value = keys.Select(k => k.Id).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        prefetch.BatchCommands.Add(select);
+        var numbers = new NpgsqlBatchCommand("SELECT nextval('entity_rid_seq') FROM generate_series(1, $1)");
+        numbers.Parameters.Add(new NpgsqlParameter { Value = keys.Count, NpgsqlDbType = NpgsqlDbType.Integer });
+        prefetch.BatchCommands.Add(numbers);
+        await using var r = await prefetch.ExecuteReaderAsync().ConfigureAwait(false);
+        await r.NextResultAsync().ConfigureAwait(false);
+        while (await r.ReadAsync().ConfigureAwait(false))
+        {
+            rows.Current[(r.GetString(0), r.GetString(1))] = (r.GetInt64(2), r.GetFieldValue<byte[]>(3));
+        }
+
+        await r.NextResultAsync().ConfigureAwait(false);
+        while (await r.ReadAsync().ConfigureAwait(false))
+        {
+            rows.FreeRids.Push(r.GetInt64(0));
+        }
+
+        return rows;
+    }
+
+    /// <summary>The rows of a group as its writes so far leave them (null doc: no entity), and rids for new entities.</summary>
+    private sealed class GroupRows
+    {
+        public Dictionary<(string Tenant, string Id), (long Rid, byte[]? Doc)> Current { get; } = [];
+
+        public Stack<long> FreeRids { get; } = new();
+
+        /// <summary>Changes logged by the group's statements.</summary>
+        public int Changes { get; set; }
     }
 
     /// <summary>Creates the history partitions of this month and the next two when the month has turned.</summary>
