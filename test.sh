@@ -9,6 +9,7 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"
 DEBIAN_PACKAGES=(
   procps    # kill(1): the host tests send SIGTERM to a real machi process (and to mosquitto)
   mosquitto # MQTT notification tests run their own broker (/usr/sbin/mosquitto) on a free loopback port
+  postgresql-15-postgis-3 # PostgreSQL storage tests start their own cluster (initdb, pg_ctl) with the PostGIS extension
 )
 
 ensure_packages() {

@@ -44,6 +44,9 @@ internal sealed record BenchOptions
                                   run the same scenarios on raw SQLite too (default: on)
           --no-broker             run only the raw SQLite baseline
           --baseline-sync MODE    normal | full: the baseline's PRAGMA synchronous (default: full, as the broker)
+          --baseline-postgres CONNSTRING
+                                  run the raw baseline on PostgreSQL (Npgsql) instead of SQLite, in the
+                                  schema machi_bench of that database (dropped and created at the start)
           --timeout SECONDS       per request (default: 30)
           --max-duration SECONDS  cap on a --requests run or a preload (default: 600)
           --startup-timeout SECONDS
@@ -95,6 +98,9 @@ internal sealed record BenchOptions
     public bool Broker { get; init; } = true;
 
     public string BaselineSynchronous { get; init; } = "FULL";
+
+    /// <summary>When set, the raw baseline writes to this PostgreSQL database instead of a SQLite file.</summary>
+    public string? BaselinePostgres { get; init; }
 
     public double TimeoutSeconds { get; init; } = 30;
 
@@ -202,6 +208,8 @@ internal sealed record BenchOptions
                 return o with { ServerDll = Path.GetFullPath(value) };
             case "--results":
                 return o with { ResultsDirectory = Path.GetFullPath(value) };
+            case "--baseline-postgres":
+                return o with { BaselinePostgres = value };
             case "--baseline-sync":
                 if (!value.Equals("normal", StringComparison.OrdinalIgnoreCase) && !value.Equals("full", StringComparison.OrdinalIgnoreCase))
                 {

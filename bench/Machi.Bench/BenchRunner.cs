@@ -74,12 +74,14 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
             Parameters(),
             server,
             rawRuns.Count > 0
-                ? new BaselineReport(
-                    "SQLite (Microsoft.Data.Sqlite)",
-                    options.BaselineSynchronous,
-                    "WAL; mmap 256 MiB; reads: one connection and prepared SELECT per worker; writes: one writer thread, "
-                    + $"group commit of up to {GroupCommitWriter.MaxGroup} queued operations per IMMEDIATE transaction, prepared "
-                    + "INSERT / INSERT … ON CONFLICT DO UPDATE / UPDATE … json_patch")
+                ? options.BaselinePostgres is not null
+                    ? new BaselineReport("PostgreSQL (Npgsql)", "on", PostgresTarget.Description)
+                    : new BaselineReport(
+                        "SQLite (Microsoft.Data.Sqlite)",
+                        options.BaselineSynchronous,
+                        "WAL; mmap 256 MiB; reads: one connection and prepared SELECT per worker; writes: one writer thread, "
+                        + $"group commit of up to {GroupCommitWriter.MaxGroup} queued operations per IMMEDIATE transaction, prepared "
+                        + "INSERT / INSERT … ON CONFLICT DO UPDATE / UPDATE … json_patch")
                 : null,
             Combine(brokerRuns, rawRuns),
             memory,
@@ -196,6 +198,13 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
     private async Task RunBaselineAsync(
         VehicleDocuments documents, List<ScenarioRun> runs, Action<string> report, CancellationToken cancellationToken)
     {
+        if (options.BaselinePostgres is { } connectionString)
+        {
+            using var postgres = new PostgresTarget(connectionString, documents);
+            await SuiteRunner.RunAsync(postgres, options, documents, 0, runs, report, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         var directory = Directory.CreateTempSubdirectory("machi-bench-raw-");
         try
         {

@@ -127,13 +127,13 @@ public sealed class QueryIndexTests : IAsyncLifetime
         }
     }
 
-    private static string Expand(string term) => LdContext.Core.ExpandTerm(term);
+    internal static string Expand(string term) => LdContext.Core.ExpandTerm(term);
 
-    private static Entity Parse(string json) => EntityParser.ParseEntity(JsonDocument.Parse(json).RootElement, LdContext.Core, Now);
+    internal static Entity Parse(string json) => EntityParser.ParseEntity(JsonDocument.Parse(json).RootElement, LdContext.Core, Now);
 
     private static readonly string[] Strings = ["a", "b", "c", "会津", "b2", "\uFF03", "😀"];
 
-    private static string RandomEntity(Random r, int i)
+    internal static string RandomEntity(Random r, int i)
     {
         var attributes = new List<string>();
         if (r.Next(5) > 0)
@@ -221,7 +221,7 @@ public sealed class QueryIndexTests : IAsyncLifetime
 
     private static string F(double d) => d.ToString("R", CultureInfo.InvariantCulture);
 
-    private static (EntityFilter Filter, string Text) RandomFilter(Random r)
+    internal static (EntityFilter Filter, string Text) RandomFilter(Random r)
     {
         string[] comparisons =
         [

@@ -1,0 +1,370 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Machi.Ngsi.Errors;
+using Machi.Ngsi.Model;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Machi.Broker.Storage.Postgres;
+
+/// <summary>
+/// One entity write inside the writer's transaction: take the entity's current state from the group's prefetched
+/// rows, run the mutation (before anything is written, so a mutation that throws leaves nothing to undo), then add
+/// the write's statements to the group's batch: the entity row, the index rows that changed, the change-log row and
+/// the history rows, as <see cref="SqliteEntityStore"/> records them (SqliteEntityStore.History.cs). The whole group
+/// goes to the server as one batch (one round trip) after the prefetch (another), then commits.
+/// </summary>
+internal sealed partial class PostgresEntityStore
+{
+    private readonly record struct InstanceStamp(string Name, string? DatasetId, DateTimeOffset ModifiedAt, string? ObservedAt, AttributeKind Kind);
+
+    /// <returns>The mutation's failure, or null (its statements are in <paramref name="batch"/>).</returns>
+    private async Task<Exception?> PlanOneAsync(NpgsqlBatch batch, GroupRows rows, string tenant, EntityWrite write, List<string> newTenants)
+    {
+        var key = (tenant, write.Id);
+        long? rid = null;
+        byte[]? before = null;
+        if (rows.Current.TryGetValue(key, out var existing) && existing.Doc is not null)
+        {
+            (rid, before) = (existing.Rid, existing.Doc);
+        }
+
+        var added = batch.BatchCommands.Count;
+        var addedTenant = false;
+        try
+        {
+            var current = before is null ? null : EntityCodec.Decode(before);
+
+            // Rows the index tables hold now; the mutation may change the entity in place.
+            string[]? typesBefore = current is null ? null : [.. current.Types];
+            string[]? attrsBefore = current is null ? null : [.. current.Attributes.Keys];
+            var valuesBefore = PostgresValueRows.Rows(current);
+            var geoBefore = PostgresGeo.Rows(current);
+            var stampsBefore = Stamps(current);
+            var mutation = write.Mutate(current);
+            if (mutation.Kind == MutationKind.None || (mutation.Kind == MutationKind.Delete && rid is null))
+            {
+                return null;
+            }
+
+            var after = mutation.Kind == MutationKind.Put ? mutation.Entity! : null;
+            byte[]? doc = null;
+            if (after is not null)
+            {
+                CheckHistoryLimit(after);
+                doc = current is null && ReferenceEquals(after, write.NewEntity) && write.NewEntityEncoded is { } encoded ? encoded : EntityCodec.Encode(after);
+            }
+
+            var valuesAfter = PostgresValueRows.Rows(after);
+            var geoAfter = PostgresGeo.Rows(after);
+            var typesGone = Except(typesBefore, after?.Types);
+            var typesNew = Except(after?.Types, typesBefore);
+            var attrsGone = Except(attrsBefore, after?.Attributes.Keys);
+            var attrsNew = Except(after?.Attributes.Keys, attrsBefore);
+            var valuesGone = valuesBefore.Where(v => !valuesAfter.Contains(v)).ToList();
+            var valuesNew = valuesAfter.Where(v => !valuesBefore.Contains(v)).ToList();
+            var geoGone = geoBefore.Where(g => !geoAfter.Exists(a => a.Attribute == g.Attribute)).ToList();
+            var geoNew = geoAfter.Where(g => !geoBefore.Contains(g)).ToList();
+            var terms = await TermIdsAsync(typesGone.Concat(typesNew).Concat(attrsGone).Concat(attrsNew)
+                .Concat(valuesGone.Select(v => v.Attribute)).Concat(valuesNew.Select(v => v.Attribute))
+                .Concat(geoGone.Select(g => g.Attribute)).Concat(geoNew.Select(g => g.Attribute))
+                .Concat(after is null ? [] : after.Attributes.Keys).Concat(stampsBefore?.Select(s => s.Name) ?? [])).ConfigureAwait(false);
+
+            var newRid = rid ?? (rows.Current.TryGetValue(key, out var gone) ? gone.Rid : rows.FreeRids.Pop());
+            var ridSql = newRid.ToString(CultureInfo.InvariantCulture);
+            var at = _time.GetUtcNow();
+            if (after is not null)
+            {
+                if (rid is null)
+                {
+                    if (tenant.Length > 0 && _knownTenants.TryAdd(tenant, true))
+                    {
+                        newTenants.Add(tenant);
+                        addedTenant = true;
+                        Add(batch, "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", tenant, NgsiText.FormatDateTime(at));
+                    }
+
+                    Add(batch, $"INSERT INTO entities (tenant, id, rid, doc) VALUES ($1, $2, {ridSql}, $3)", tenant, after.Id, doc!);
+                }
+                else
+                {
+                    Add(batch, $"UPDATE entities SET doc = $2 WHERE tenant = $1 AND rid = {ridSql}", tenant, doc!);
+                }
+            }
+            else
+            {
+                Add(batch, $"DELETE FROM entities WHERE tenant = $1 AND rid = {ridSql}", tenant);
+                Add(batch, $"DELETE FROM entity_geo WHERE tenant = $1 AND rid = {ridSql}", tenant);
+                geoGone.Clear();
+            }
+
+            AddKeys(batch, $"DELETE FROM entity_types WHERE tenant = $1 AND type = ANY($2) AND rid = {ridSql}", tenant, typesGone, terms);
+            AddKeys(batch, $"INSERT INTO entity_types (tenant, type, rid) SELECT $1, unnest($2::bigint[]), {ridSql} ON CONFLICT DO NOTHING", tenant, typesNew, terms);
+            AddKeys(batch, $"DELETE FROM entity_attrs WHERE tenant = $1 AND name = ANY($2) AND rid = {ridSql}", tenant, attrsGone, terms);
+            AddKeys(batch, $"INSERT INTO entity_attrs (tenant, name, rid) SELECT $1, unnest($2::bigint[]), {ridSql} ON CONFLICT DO NOTHING", tenant, attrsNew, terms);
+            AddValues(batch, tenant, ridSql, valuesGone, terms, delete: true);
+            AddValues(batch, tenant, ridSql, valuesNew, terms, delete: false);
+            AddKeys(batch, $"DELETE FROM entity_geo WHERE tenant = $1 AND attr = ANY($2) AND rid = {ridSql}", tenant, [.. geoGone.Select(g => g.Attribute)], terms);
+            foreach (var row in geoNew)
+            {
+                var geography = row.Wkb is null ? "NULL" : PostgresGeo.Geography("$3");
+                var command = Add(batch, $"""
+                    INSERT INTO entity_geo (tenant, rid, attr, geog) VALUES ($1, {ridSql}, $2, {geography})
+                    ON CONFLICT (tenant, rid, attr) DO UPDATE SET geog = excluded.geog
+                    """, tenant, terms[row.Attribute]);
+                if (row.Wkb is not null)
+                {
+                    command.Parameters.Add(new NpgsqlParameter { Value = row.Wkb, NpgsqlDbType = NpgsqlDbType.Bytea });
+                }
+            }
+
+            var entityId = after?.Id ?? write.Id;
+            var kind = after is null ? ChangeKind.Deleted : before is null ? ChangeKind.Created : ChangeKind.Updated;
+            var change = Add(batch, "INSERT INTO entity_changes (tenant, entity_id, kind, before, after, at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+                tenant, entityId, (short)kind, (object?)before ?? DBNull.Value, (object?)doc ?? DBNull.Value, at.UtcTicks);
+            change.Parameters[3].NpgsqlDbType = NpgsqlDbType.Bytea;
+            change.Parameters[4].NpgsqlDbType = NpgsqlDbType.Bytea;
+            AddHistory(batch, tenant, entityId, at, stampsBefore, typesBefore, after, terms);
+            rows.Changes++;
+            rows.Current[key] = (newRid, doc);
+            return null;
+        }
+        catch (Exception ex) when (ex is not NpgsqlException)
+        {
+            // Nothing of a failed write goes to the database.
+            if (addedTenant)
+            {
+                newTenants.Remove(tenant);
+                _knownTenants.TryRemove(tenant, out _);
+            }
+
+            while (batch.BatchCommands.Count > added)
+            {
+                batch.BatchCommands.RemoveAt(batch.BatchCommands.Count - 1);
+            }
+
+            return ex;
+        }
+    }
+
+    private static NpgsqlBatchCommand Add(NpgsqlBatch batch, string sql, params object[] values)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        foreach (var value in values)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = value });
+        }
+
+        batch.BatchCommands.Add(command);
+        return command;
+    }
+
+    private static void AddKeys(NpgsqlBatch batch, string sql, string tenant, List<string> names, Dictionary<string, long> terms)
+    {
+        if (names.Count > 0)
+        {
+            Add(batch, sql, tenant, names.Select(n => terms[n]).ToArray());
+        }
+    }
+
+    private static void AddValues(NpgsqlBatch batch, string tenant, string ridSql, List<ValueRow> rows, Dictionary<string, long> terms, bool delete)
+    {
+        var numbers = rows.Where(r => r.Text is null).ToList();
+        var strings = rows.Where(r => r.Text is not null).ToList();
+        if (numbers.Count > 0)
+        {
+            var keys = numbers.Select(r => r.Instant ? -terms[r.Attribute] : terms[r.Attribute]).ToArray();
+            var values = numbers.Select(r => r.Number).ToArray();
+            Add(batch, delete
+                ? $"DELETE FROM entity_numbers n USING unnest($2::bigint[], $3::float8[]) u(a, v) WHERE n.tenant = $1 AND n.attr = u.a AND n.value = u.v AND n.rid = {ridSql}"
+                : $"INSERT INTO entity_numbers (tenant, attr, value, rid) SELECT $1, a, v, {ridSql} FROM unnest($2::bigint[], $3::float8[]) u(a, v) ON CONFLICT DO NOTHING",
+                tenant, keys, values);
+        }
+
+        if (strings.Count > 0)
+        {
+            var keys = strings.Select(r => terms[r.Attribute]).ToArray();
+            var values = strings.Select(r => r.Text!).ToArray();
+            Add(batch, delete
+                ? $"DELETE FROM entity_strings n USING unnest($2::bigint[], $3::text[]) u(a, v) WHERE n.tenant = $1 AND n.attr = u.a AND n.value = u.v AND n.rid = {ridSql}"
+                : $"INSERT INTO entity_strings (tenant, attr, value, rid) SELECT $1, a, v, {ridSql} FROM unnest($2::bigint[], $3::text[]) u(a, v) ON CONFLICT DO NOTHING",
+                tenant, keys, values);
+        }
+    }
+
+    /// <summary>
+    /// The history of one write: a row per instance it created or changed, a deletion row per instance it removed,
+    /// numbered (change seq &lt;&lt; 16) | ordinal as in SQLite; and the entity's history row when it is created or
+    /// deleted or its types change.
+    /// </summary>
+    private static void AddHistory(NpgsqlBatch batch, string tenant, string entityId, DateTimeOffset at, List<InstanceStamp>? before,
+        IReadOnlyList<string>? typesBefore, Entity? after, Dictionary<string, long> terms)
+    {
+        var types = JsonSerializer.Serialize(after?.Types ?? typesBefore ?? []);
+        var created = after?.CreatedAt.UtcTicks ?? at.UtcTicks;
+        var modified = after?.ModifiedAt.UtcTicks ?? at.UtcTicks;
+        if (typesBefore is not null && after is not null && typesBefore.SequenceEqual(after.Types))
+        {
+            Add(batch, "INSERT INTO history_entities (tenant, id, types, created_at, modified_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, id) DO NOTHING",
+                tenant, entityId, types, created, modified);
+        }
+        else
+        {
+            var upsert = Add(batch, """
+                INSERT INTO history_entities (tenant, id, types, created_at, modified_at, deleted_at) VALUES ($1, $2, $3, $4, $5, $6)
+                ON CONFLICT (tenant, id) DO UPDATE SET types = excluded.types, modified_at = excluded.modified_at, deleted_at = excluded.deleted_at
+                """, tenant, entityId, types, created, modified, after is null ? at.UtcTicks : DBNull.Value);
+            upsert.Parameters[5].NpgsqlDbType = NpgsqlDbType.Bigint;
+        }
+
+        var rows = new HistoryRows();
+        if (after is not null)
+        {
+            foreach (var (name, instances) in after.Attributes)
+            {
+                foreach (var instance in instances)
+                {
+                    if (before is not null && Unchanged(before, name, instance))
+                    {
+                        continue;
+                    }
+
+                    var observed = NgsiText.TryParseDateTime(instance.ObservedAt, out var o) ? o.UtcTicks : (long?)null;
+                    var stamp = instance.ModifiedAt.UtcTicks;
+                    rows.Add(terms[name], observed ?? stamp, instance.DatasetId, (short)instance.Kind, observed, stamp, stamp,
+                        Encoding.UTF8.GetString(instance.PayloadUtf8), SqliteEntityStore.EncodeInstance(instance), false);
+                }
+            }
+        }
+
+        foreach (var gone in before ?? [])
+        {
+            if (after?.Attributes.Find(gone.Name, gone.DatasetId) is not null)
+            {
+                continue;
+            }
+
+            var nullValue = gone.Kind == AttributeKind.LanguageProperty ? $"{{\"@none\":\"{NgsiText.NullUri}\"}}" : $"\"{NgsiText.NullUri}\"";
+            rows.Add(terms[gone.Name], at.UtcTicks, gone.DatasetId, (short)gone.Kind, null, at.UtcTicks, at.UtcTicks, nullValue, null, true);
+        }
+
+        if (rows.Attr.Count == 0)
+        {
+            return;
+        }
+
+        var insert = Add(batch, """
+            INSERT INTO history (tenant, hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
+            SELECT $1, h.hid, v.attr, v.t, (currval('entity_change_seq') << 16) | (v.ordinality - 1), v.dataset_id, v.kind, v.observed_at,
+                   v.created_at, v.modified_at, v.value, v.instance, v.deleted
+            FROM history_entities h
+            CROSS JOIN unnest($3::bigint[], $4::bigint[], $5::text[], $6::smallint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::bytea[], $12::boolean[])
+                WITH ORDINALITY AS v(attr, t, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted, ordinality)
+            WHERE h.tenant = $1 AND h.id = $2
+            """, tenant, entityId, rows.Attr.ToArray(), rows.T.ToArray(), rows.DatasetId.ToArray(), rows.Kind.ToArray(), rows.ObservedAt.ToArray(),
+            rows.CreatedAt.ToArray(), rows.ModifiedAt.ToArray(), rows.Value.ToArray(), rows.Instance.ToArray(), rows.Deleted.ToArray());
+        insert.Parameters[4].NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text;
+        insert.Parameters[10].NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bytea;
+    }
+
+    private static bool Unchanged(List<InstanceStamp> before, string name, AttributeInstance instance)
+    {
+        foreach (var stamp in before)
+        {
+            if (stamp.Name == name && stamp.DatasetId == instance.DatasetId)
+            {
+                return stamp.ModifiedAt == instance.ModifiedAt && stamp.ObservedAt == instance.ObservedAt;
+            }
+        }
+
+        return false;
+    }
+
+    private static List<InstanceStamp>? Stamps(Entity? entity)
+    {
+        if (entity is null)
+        {
+            return null;
+        }
+
+        var stamps = new List<InstanceStamp>();
+        foreach (var (name, instances) in entity.Attributes)
+        {
+            foreach (var instance in instances)
+            {
+                stamps.Add(new InstanceStamp(name, instance.DatasetId, instance.ModifiedAt, instance.ObservedAt, instance.Kind));
+            }
+        }
+
+        return stamps;
+    }
+
+    /// <summary>Refuses, before anything is written, an entity whose instances could not all be numbered.</summary>
+    private static void CheckHistoryLimit(Entity entity)
+    {
+        var count = 0;
+        foreach (var (_, instances) in entity.Attributes)
+        {
+            count += instances.Count;
+        }
+
+        if (count >= SqliteEntityStore.MaxInstancesPerWrite)
+        {
+            throw NgsiException.BadData($"An entity may have at most {SqliteEntityStore.MaxInstancesPerWrite - 1} attribute instances.");
+        }
+    }
+
+    /// <summary>The names in <paramref name="names"/> that are not in <paramref name="other"/> (lists are short).</summary>
+    private static List<string> Except(IEnumerable<string>? names, IEnumerable<string>? other)
+    {
+        var result = new List<string>();
+        foreach (var name in names ?? [])
+        {
+            if (other is null || !other.Contains(name))
+            {
+                result.Add(name);
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>The history rows of one write, column by column (sent as arrays, unnested by the INSERT).</summary>
+    private sealed class HistoryRows
+    {
+        public List<long> Attr { get; } = [];
+
+        public List<long> T { get; } = [];
+
+        public List<string?> DatasetId { get; } = [];
+
+        public List<short> Kind { get; } = [];
+
+        public List<long?> ObservedAt { get; } = [];
+
+        public List<long> CreatedAt { get; } = [];
+
+        public List<long> ModifiedAt { get; } = [];
+
+        public List<string> Value { get; } = [];
+
+        public List<byte[]?> Instance { get; } = [];
+
+        public List<bool> Deleted { get; } = [];
+
+        public void Add(long attr, long t, string? datasetId, short kind, long? observedAt, long createdAt, long modifiedAt, string value, byte[]? instance, bool deleted)
+        {
+            Attr.Add(attr);
+            T.Add(t);
+            DatasetId.Add(datasetId);
+            Kind.Add(kind);
+            ObservedAt.Add(observedAt);
+            CreatedAt.Add(createdAt);
+            ModifiedAt.Add(modifiedAt);
+            Value.Add(value);
+            Instance.Add(instance);
+            Deleted.Add(deleted);
+        }
+    }
+}

@@ -1,0 +1,554 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Machi.Ngsi.Model;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Machi.Broker.Storage.Postgres;
+
+/// <summary>
+/// The PostgreSQL (+ PostGIS) backend. Writes go through one writer per node that groups the writes waiting at the
+/// same moment into one transaction, as <see cref="SqliteEntityStore"/> does: the entity row, its index rows, the
+/// change-log row and the history rows of each write are in that transaction, and a write is acknowledged once the
+/// commit is flushed (synchronous_commit). A group costs three round trips whatever its size: read the current rows
+/// of all its entities, send all its statements as one batch, commit. Each transaction takes one advisory lock first, so writers on every node
+/// take turns: the change log's seqs then commit in order (a consumer reading "after seq" never skips a change that
+/// commits late) and two nodes never lose each other's update of one entity. Reads use the data source's pool.
+/// Waits for changes LISTEN on a channel each writer NOTIFYs in its transaction (delivered at commit, on every
+/// node), with a poll every few seconds as a backstop for a listener connection that was lost.
+/// </summary>
+internal sealed partial class PostgresEntityStore : IEntityStore
+{
+    /// <summary>The advisory lock every writing transaction holds (any constant shared by the nodes).</summary>
+    internal const long WriterLock = 0x6D61636869_02;
+
+    internal const string ChangeChannel = "machi_changes";
+
+    private const int MaxWritesPerCommit = 512;
+    private const int CandidateChunk = 256;
+    private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(5);
+
+    private readonly string _connectionString;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly Channel<WriteJob> _writes = Channel.CreateUnbounded<WriteJob>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly ConcurrentDictionary<string, bool> _knownTenants = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> _termIds = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stopping = new();
+    private NpgsqlDataSource? _dataSource;
+    private Task? _writerLoop;
+    private Task? _listenerLoop;
+    private long _lastChangeSeq;
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    // The first month without history partitions created ahead (writer only).
+    private DateTime _partitionedUntil;
+    private int _disposed;
+
+    public PostgresEntityStore(string connectionString, ILogger<PostgresEntityStore> logger, TimeProvider? time = null)
+    {
+        _connectionString = connectionString;
+        _logger = logger;
+        _time = time ?? TimeProvider.System;
+    }
+
+    internal NpgsqlDataSource DataSource => _dataSource ?? throw new InvalidOperationException("The store is not initialized.");
+
+    public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        _dataSource = NpgsqlDataSource.Create(_connectionString);
+        await PostgresSchema.MigrateAsync(_dataSource, cancellationToken).ConfigureAwait(false);
+        await EnsurePartitionsAsync(cancellationToken).ConfigureAwait(false);
+        await using (var cmd = _dataSource.CreateCommand("SELECT name FROM tenants"))
+        await using (var r = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                _knownTenants[r.GetString(0)] = true;
+            }
+        }
+
+        _lastChangeSeq = await MaxSeqAsync(cancellationToken).ConfigureAwait(false);
+        _writerLoop = Task.Run(WriterLoop, CancellationToken.None);
+        _listenerLoop = Task.Run(() => ListenLoop(_stopping.Token), CancellationToken.None);
+    }
+
+    public async ValueTask<Entity?> GetAsync(string tenant, string id, CancellationToken cancellationToken)
+    {
+        await using var cmd = DataSource.CreateCommand("SELECT doc FROM entities WHERE tenant = $1 AND id = $2");
+        cmd.Parameters.Add(new NpgsqlParameter { Value = tenant });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = id });
+        return await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is byte[] doc ? EntityCodec.Decode(doc) : null;
+    }
+
+    public async ValueTask<bool> TenantExistsAsync(string tenant, CancellationToken cancellationToken)
+    {
+        if (tenant.Length == 0 || _knownTenants.ContainsKey(tenant))
+        {
+            return true;
+        }
+
+        // Another node may have created it.
+        await using var cmd = DataSource.CreateCommand("SELECT 1 FROM tenants WHERE name = $1");
+        cmd.Parameters.Add(new NpgsqlParameter { Value = tenant });
+        if (await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null)
+        {
+            return false;
+        }
+
+        _knownTenants[tenant] = true;
+        return true;
+    }
+
+    public async ValueTask<EntityPage> QueryAsync(string tenant, EntityQuery query, CancellationToken cancellationToken)
+    {
+        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var terms = await TermResolverAsync(connection, query.Filter, cancellationToken).ConfigureAwait(false);
+        await using var cmd = connection.CreateCommand();
+        var plan = PostgresQueryPlanner.Plan(cmd, tenant, query.Filter, terms);
+        if (!plan.Satisfiable)
+        {
+            return new EntityPage([], query.Count ? 0 : null);
+        }
+
+        var entities = new List<Entity>(Math.Min(query.Limit, 1000));
+        if (plan.Exact)
+        {
+            long? total = null;
+            if (query.Count)
+            {
+                cmd.CommandText = $"SELECT count(*) {plan.FromWhere}";
+                total = (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+            }
+
+            if (query.Limit > 0)
+            {
+                cmd.CommandText = $"SELECT e.doc {plan.FromWhere} ORDER BY e.rid LIMIT @limit OFFSET @offset";
+                cmd.Parameters.Add(new NpgsqlParameter("limit", NpgsqlDbType.Bigint) { Value = (long)query.Limit });
+                cmd.Parameters.Add(new NpgsqlParameter("offset", NpgsqlDbType.Bigint) { Value = (long)query.Offset });
+                await using var r = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    entities.Add(EntityCodec.Decode(r.GetFieldValue<byte[]>(0)));
+                }
+            }
+
+            return new EntityPage(entities, total);
+        }
+
+        // The evaluator decides on each candidate, in rid order, fetched in chunks (keyset) so a page reads only the
+        // candidates it needs; counting needs every candidate.
+        cmd.CommandText = $"SELECT e.rid, e.doc {plan.FromWhere} AND e.rid > @after ORDER BY e.rid LIMIT {CandidateChunk}";
+        var after = new NpgsqlParameter("after", NpgsqlDbType.Bigint) { Value = long.MinValue };
+        cmd.Parameters.Add(after);
+        var matched = 0L;
+        while (true)
+        {
+            var read = 0;
+            await using (var r = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    read++;
+                    after.Value = r.GetInt64(0);
+                    var entity = EntityCodec.Decode(r.GetFieldValue<byte[]>(1));
+                    if (!query.Filter.Matches(entity))
+                    {
+                        continue;
+                    }
+
+                    if (matched >= query.Offset && entities.Count < query.Limit)
+                    {
+                        entities.Add(entity);
+                    }
+
+                    matched++;
+                }
+            }
+
+            if (read < CandidateChunk || (!query.Count && entities.Count >= query.Limit))
+            {
+                break;
+            }
+        }
+
+        return new EntityPage(entities, query.Count ? matched : null);
+    }
+
+    /// <summary>PostgreSQL's plan (EXPLAIN) for the candidate query of <paramref name="query"/>, to show which indexes serve it.</summary>
+    internal async Task<string> ExplainAsync(string tenant, EntityQuery query, CancellationToken cancellationToken)
+    {
+        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var terms = await TermResolverAsync(connection, query.Filter, cancellationToken).ConfigureAwait(false);
+        await using var cmd = connection.CreateCommand();
+        var plan = PostgresQueryPlanner.Plan(cmd, tenant, query.Filter, terms);
+        cmd.CommandText = $"EXPLAIN SELECT e.rid, e.doc {plan.FromWhere} ORDER BY e.rid LIMIT 20";
+        var lines = new List<string>();
+        await using var r = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            lines.Add(r.GetString(0));
+        }
+
+        return string.Join('\n', lines);
+    }
+
+    /// <summary>Looks up (one round trip) the term ids a filter names that are not cached yet; the planner then resolves them synchronously.</summary>
+    private async Task<Func<string, long?>> TermResolverAsync(NpgsqlConnection connection, Ngsi.Query.EntityFilter filter, CancellationToken cancellationToken)
+    {
+        var wanted = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var selector in filter.Selectors ?? [])
+        {
+            if (selector.Type is { } type)
+            {
+                wanted.UnionWith(type.Names);
+            }
+        }
+
+        wanted.UnionWith(filter.Attrs ?? []);
+        if (filter.Geo is { } geo)
+        {
+            wanted.Add(geo.GeoProperty);
+        }
+
+        if (filter.Q is { } q)
+        {
+            var terms = q is Ngsi.Query.QLogical { IsAnd: true } and ? and.Terms : [q];
+            foreach (var term in terms)
+            {
+                switch (term)
+                {
+                    case Ngsi.Query.QExists { Path.Names.Count: 1 } e:
+                        wanted.Add(e.Path.Attribute);
+                        break;
+                    case Ngsi.Query.QComparison { Path.Names.Count: 1 } c:
+                        wanted.Add(c.Path.Attribute);
+                        break;
+                    default:
+                        break;
+                }
+            }
+        }
+
+        wanted.RemoveWhere(_termIds.ContainsKey);
+        if (wanted.Count > 0)
+        {
+            await using var cmd = new NpgsqlCommand("SELECT iri, id FROM terms WHERE iri = ANY($1)", connection);
+            cmd.Parameters.Add(new NpgsqlParameter { Value = wanted.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+            await using var r = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                _termIds.TryAdd(r.GetString(0), r.GetInt64(1));
+            }
+        }
+
+        return iri => _termIds.TryGetValue(iri, out var id) ? id : null;
+    }
+
+    public Task<Exception?[]> WriteAsync(string tenant, IReadOnlyList<EntityWrite> writes, CancellationToken cancellationToken)
+    {
+        var job = new WriteJob(tenant, writes);
+        if (!_writes.Writer.TryWrite(job))
+        {
+            throw new ObjectDisposedException(nameof(PostgresEntityStore), "The store is shutting down.");
+        }
+
+        return job.Completion.Task;
+    }
+
+    public async ValueTask<long> CountAsync(CancellationToken cancellationToken)
+    {
+        await using var cmd = DataSource.CreateCommand("SELECT count(*) FROM entities");
+        return (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    public async ValueTask<bool> PingAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var cmd = DataSource.CreateCommand("SELECT 1");
+            return (int)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))! == 1;
+        }
+        catch (NpgsqlException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Stops taking writes, commits everything already queued, and closes the connections.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
+        _writes.Writer.TryComplete();
+        if (_writerLoop is not null)
+        {
+            await _writerLoop.ConfigureAwait(false);
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        if (_listenerLoop is not null)
+        {
+            await _listenerLoop.ConfigureAwait(false);
+        }
+
+        _stopping.Dispose();
+        if (_dataSource is not null)
+        {
+            await _dataSource.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task WriterLoop()
+    {
+        var batch = new List<WriteJob>();
+        NpgsqlConnection? connection = null;
+        try
+        {
+            while (await _writes.Reader.WaitToReadAsync().ConfigureAwait(false))
+            {
+                batch.Clear();
+                var items = 0;
+                while (items < MaxWritesPerCommit && _writes.Reader.TryRead(out var job))
+                {
+                    batch.Add(job);
+                    items += job.Writes.Count;
+                }
+
+                try
+                {
+                    await EnsurePartitionsAsync(CancellationToken.None).ConfigureAwait(false);
+                    if (connection is not { State: System.Data.ConnectionState.Open })
+                    {
+                        if (connection is not null)
+                        {
+                            await connection.DisposeAsync().ConfigureAwait(false);
+                        }
+
+                        connection = await DataSource.OpenConnectionAsync().ConfigureAwait(false);
+                    }
+                }
+                catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+                {
+                    _logger.LogError(ex, "The writer could not reach the database");
+                    foreach (var job in batch)
+                    {
+                        job.Completion.TrySetException(ex);
+                    }
+
+                    continue;
+                }
+
+                await CommitAsync(connection, batch).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            if (connection is not null)
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task CommitAsync(NpgsqlConnection connection, List<WriteJob> batch)
+    {
+        var newTenants = new List<string>();
+        long lastSeq = 0;
+        try
+        {
+            await using var tx = await connection.BeginTransactionAsync().ConfigureAwait(false);
+            var rows = await PrefetchAsync(connection, tx, batch).ConfigureAwait(false);
+            await using var statements = new NpgsqlBatch(connection, tx);
+            foreach (var job in batch)
+            {
+                for (var i = 0; i < job.Writes.Count; i++)
+                {
+                    job.Results[i] = await PlanOneAsync(statements, rows, job.Tenant, job.Writes[i], newTenants).ConfigureAwait(false);
+                }
+            }
+
+            if (statements.BatchCommands.Count > 0)
+            {
+                // Announced at commit, to the listeners of every node: the seq of the last change (a hint; they read the log).
+                if (rows.Changes > 0)
+                {
+                    statements.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_notify('{ChangeChannel}', currval('entity_change_seq')::text)"));
+                }
+
+                await using var r = await statements.ExecuteReaderAsync().ConfigureAwait(false);
+                do
+                {
+                    while (r.FieldCount == 1 && r.GetFieldType(0) == typeof(long) && await r.ReadAsync().ConfigureAwait(false))
+                    {
+                        lastSeq = Math.Max(lastSeq, r.GetInt64(0));
+                    }
+                }
+                while (await r.NextResultAsync().ConfigureAwait(false));
+            }
+
+            await tx.CommitAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // A statement or the commit itself failed: nothing in this batch was kept.
+            _logger.LogError(ex, "Commit of {Count} write requests failed", batch.Count);
+            foreach (var t in newTenants)
+            {
+                _knownTenants.TryRemove(t, out _);
+            }
+
+            foreach (var job in batch)
+            {
+                job.Completion.TrySetException(ex);
+            }
+
+            return;
+        }
+
+        PublishChanges(lastSeq);
+        foreach (var job in batch)
+        {
+            job.Completion.TrySetResult(job.Results);
+        }
+    }
+
+    /// <summary>
+    /// One round trip at the start of a group's transaction: takes the writers' lock, reads the current rows of
+    /// every entity the group writes, and numbers the ones that do not exist yet, so that the whole group's
+    /// statements can then go in one batch with every rid known.
+    /// </summary>
+    private static async Task<GroupRows> PrefetchAsync(NpgsqlConnection connection, NpgsqlTransaction tx, List<WriteJob> batch)
+    {
+        var keys = new HashSet<(string Tenant, string Id)>();
+        foreach (var job in batch)
+        {
+            foreach (var write in job.Writes)
+            {
+                keys.Add((job.Tenant, write.Id));
+            }
+        }
+
+        var rows = new GroupRows();
+        await using var prefetch = new NpgsqlBatch(connection, tx);
+        prefetch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_advisory_xact_lock({WriterLock})"));
+        var select = new NpgsqlBatchCommand("SELECT e.tenant, e.id, e.rid, e.doc FROM unnest($1::text[], $2::text[]) k(tenant, id) JOIN entities e ON e.tenant = k.tenant AND e.id = k.id");
+        select.Parameters.Add(new NpgsqlParameter { Value = keys.Select(k => k.Tenant).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        select.Parameters.Add(new NpgsqlParameter { Value = keys.Select(k => k.Id).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        prefetch.BatchCommands.Add(select);
+        var numbers = new NpgsqlBatchCommand("SELECT nextval('entity_rid_seq') FROM generate_series(1, $1)");
+        numbers.Parameters.Add(new NpgsqlParameter { Value = keys.Count, NpgsqlDbType = NpgsqlDbType.Integer });
+        prefetch.BatchCommands.Add(numbers);
+        await using var r = await prefetch.ExecuteReaderAsync().ConfigureAwait(false);
+        await r.NextResultAsync().ConfigureAwait(false);
+        while (await r.ReadAsync().ConfigureAwait(false))
+        {
+            rows.Current[(r.GetString(0), r.GetString(1))] = (r.GetInt64(2), r.GetFieldValue<byte[]>(3));
+        }
+
+        await r.NextResultAsync().ConfigureAwait(false);
+        while (await r.ReadAsync().ConfigureAwait(false))
+        {
+            rows.FreeRids.Push(r.GetInt64(0));
+        }
+
+        return rows;
+    }
+
+    /// <summary>The rows of a group as its writes so far leave them (null doc: no entity), and rids for new entities.</summary>
+    private sealed class GroupRows
+    {
+        public Dictionary<(string Tenant, string Id), (long Rid, byte[]? Doc)> Current { get; } = [];
+
+        public Stack<long> FreeRids { get; } = new();
+
+        /// <summary>Changes logged by the group's statements.</summary>
+        public int Changes { get; set; }
+    }
+
+    /// <summary>Creates the history partitions of this month and the next two when the month has turned.</summary>
+    private async Task EnsurePartitionsAsync(CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        if (_partitionedUntil != default && now.UtcDateTime < _partitionedUntil.AddMonths(-2))
+        {
+            return;
+        }
+
+        var start = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero).AddMonths(-1);
+        try
+        {
+            await PostgresSchema.EnsureHistoryPartitionsAsync(DataSource, start, 4, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.CheckViolation)
+        {
+            // Rows of that month already sit in the default partition; they stay there.
+            _logger.LogWarning(ex, "A history partition could not be created ahead");
+        }
+
+        _partitionedUntil = start.UtcDateTime.AddMonths(4);
+    }
+
+    private async Task<long> MaxSeqAsync(CancellationToken cancellationToken)
+    {
+        await using var cmd = DataSource.CreateCommand("SELECT coalesce(max(seq), 0) FROM entity_changes");
+        return (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    /// <summary>The ids of terms, numbering the new ones in their own committed statement (a term without entities is harmless, so ids never roll back).</summary>
+    private async Task<Dictionary<string, long>> TermIdsAsync(IEnumerable<string> iris)
+    {
+        var result = new Dictionary<string, long>(StringComparer.Ordinal);
+        var missing = new List<string>();
+        foreach (var iri in iris)
+        {
+            if (_termIds.TryGetValue(iri, out var id))
+            {
+                result[iri] = id;
+            }
+            else if (!missing.Contains(iri))
+            {
+                missing.Add(iri);
+            }
+        }
+
+        if (missing.Count == 0)
+        {
+            return result;
+        }
+
+        await using var batch = DataSource.CreateBatch();
+        var insert = new NpgsqlBatchCommand("INSERT INTO terms (iri) SELECT unnest($1::text[]) ON CONFLICT (iri) DO NOTHING");
+        insert.Parameters.Add(new NpgsqlParameter { Value = missing.ToArray() });
+        var select = new NpgsqlBatchCommand("SELECT iri, id FROM terms WHERE iri = ANY($1::text[])");
+        select.Parameters.Add(new NpgsqlParameter { Value = missing.ToArray() });
+        batch.BatchCommands.Add(insert);
+        batch.BatchCommands.Add(select);
+        await using var r = await batch.ExecuteReaderAsync().ConfigureAwait(false);
+        do
+        {
+            while (r.FieldCount == 2 && await r.ReadAsync().ConfigureAwait(false))
+            {
+                _termIds[r.GetString(0)] = r.GetInt64(1);
+                result[r.GetString(0)] = r.GetInt64(1);
+            }
+        }
+        while (await r.NextResultAsync().ConfigureAwait(false));
+        return result;
+    }
+
+    private sealed class WriteJob(string tenant, IReadOnlyList<EntityWrite> writes)
+    {
+        public string Tenant { get; } = tenant;
+
+        public IReadOnlyList<EntityWrite> Writes { get; } = writes;
+
+        public Exception?[] Results { get; } = new Exception?[writes.Count];
+
+        public TaskCompletionSource<Exception?[]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}

@@ -1,0 +1,140 @@
+using System.Globalization;
+using Machi.Broker.Entities;
+using Machi.Broker.Storage;
+using Machi.Broker.Storage.Postgres;
+using Machi.Broker.Tests.Infrastructure;
+using Machi.Ngsi.Model;
+using Machi.Ngsi.Query;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Machi.Broker.Tests.Query;
+
+/// <summary>
+/// The PostgreSQL store answers queries through its index tables (numbers, strings, PostGIS geography, types,
+/// attributes): random entities and random filters (QueryIndexTests' generators), compared with evaluating every
+/// entity; paging and counting agree; discovery answers as the SQLite store does on the same data.
+/// </summary>
+[Collection(PostgresGroup.Name)]
+public sealed class PostgresQueryIndexTests(PostgresServer server) : IAsyncLifetime
+{
+    private readonly List<Entity> _all = [];
+    private readonly string _directory = TempDirectory.Create("machi-pgquery-");
+    private PostgresEntityStore _store = null!;
+    private SqliteEntityStore _sqlite = null!;
+
+    public async Task InitializeAsync()
+    {
+        _store = new PostgresEntityStore(await server.CreateDatabaseAsync("query"), NullLogger<PostgresEntityStore>.Instance);
+        await _store.InitializeAsync(CancellationToken.None);
+        _sqlite = new SqliteEntityStore(Path.Combine(_directory, "machi.db"), NullLogger<SqliteEntityStore>.Instance);
+        await _sqlite.InitializeAsync(CancellationToken.None);
+
+        // The same data as QueryIndexTests: created, then some replaced and some deleted.
+        var random = new Random(7);
+        var writes = new List<EntityWrite>();
+        for (var i = 0; i < 400; i++)
+        {
+            var entity = QueryIndexTests.Parse(QueryIndexTests.RandomEntity(random, i));
+            _all.Add(entity);
+            writes.Add(EntityWrite.Creating(entity, EntityService.Create(entity)));
+        }
+
+        var updates = new List<EntityWrite>();
+        for (var i = 0; i < 400; i += 7)
+        {
+            var replacement = QueryIndexTests.Parse(QueryIndexTests.RandomEntity(random, i));
+            _all[i] = replacement;
+            updates.Add(new EntityWrite(replacement.Id, _ => Mutation.Put(replacement)));
+        }
+
+        for (var i = 3; i < 400; i += 50)
+        {
+            var id = _all[i].Id;
+            updates.Add(new EntityWrite(id, _ => Mutation.Delete));
+        }
+
+        foreach (var store in new IEntityStore[] { _store, _sqlite })
+        {
+            Assert.All(await store.WriteAsync(string.Empty, writes, CancellationToken.None), Assert.Null);
+            Assert.All(await store.WriteAsync(string.Empty, updates, CancellationToken.None), Assert.Null);
+        }
+
+        _all.RemoveAll(e => int.Parse(e.Id[(e.Id.LastIndexOf(':') + 1)..], CultureInfo.InvariantCulture) % 50 == 3);
+    }
+
+    public async Task DisposeAsync()
+    {
+        try
+        {
+            if (_store is not null)
+            {
+                await _store.DisposeAsync();
+            }
+
+            if (_sqlite is not null)
+            {
+                await _sqlite.DisposeAsync();
+            }
+        }
+        finally
+        {
+            TempDirectory.Delete(_directory);
+        }
+    }
+
+    [Fact]
+    public async Task Indexed_queries_find_exactly_what_evaluating_every_entity_finds()
+    {
+        var random = new Random(11);
+        for (var n = 0; n < 400; n++)
+        {
+            var (filter, text) = QueryIndexTests.RandomFilter(random);
+            var expected = _all.Where(filter.Matches).Select(e => e.Id).ToList();
+            var page = await _store.QueryAsync(string.Empty, new EntityQuery(filter) { Limit = 1000, Count = true }, CancellationToken.None);
+            var actual = page.Entities.Select(e => e.Id).ToList();
+            Assert.True(
+                expected.Order(StringComparer.Ordinal).SequenceEqual(actual.Order(StringComparer.Ordinal)),
+                $"query {text}: expected [{string.Join(' ', expected)}] but the store answered [{string.Join(' ', actual)}]");
+            Assert.Equal(expected.Count, page.TotalCount);
+
+            // Pages walk that order without gaps or repeats.
+            var walked = new List<string>();
+            for (var offset = 0; offset < expected.Count + 5; offset += 5)
+            {
+                var slice = await _store.QueryAsync(string.Empty, new EntityQuery(filter) { Limit = 5, Offset = offset }, CancellationToken.None);
+                walked.AddRange(slice.Entities.Select(e => e.Id));
+            }
+
+            Assert.Equal(actual, walked);
+        }
+    }
+
+    [Fact]
+    public async Task Geo_queries_use_the_gist_index_and_value_queries_the_value_tables()
+    {
+        var near = new EntityFilter { Geo = GeoQuery.Parse("near;maxDistance==1000", "Point", "[139.93,37.49]", null, QueryIndexTests.Expand) };
+        var plan = await _store.ExplainAsync(string.Empty, new EntityQuery(near), CancellationToken.None);
+        Assert.Contains("entity_geo_geog", plan, StringComparison.Ordinal);
+
+        var value = new EntityFilter { Q = QExpressions.Expand(QParser.Parse("num==4"), QueryIndexTests.Expand) };
+        plan = await _store.ExplainAsync(string.Empty, new EntityQuery(value), CancellationToken.None);
+        Assert.Contains("entity_numbers", plan, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Discovery_answers_as_the_sqlite_store_does()
+    {
+        foreach (var (type, attribute, kinds) in new (string?, string?, bool)[] { (null, null, false), (null, null, true), ("T1", null, true), (null, "num", false), ("T4", "str", true), ("T9", null, false) })
+        {
+            var query = new CatalogQuery
+            {
+                Type = type is null ? null : QueryIndexTests.Expand(type),
+                Attribute = attribute is null ? null : QueryIndexTests.Expand(attribute),
+                AttributeKinds = kinds,
+            };
+            var expected = await _sqlite.DescribeAsync(string.Empty, query, CancellationToken.None);
+            var actual = await _store.DescribeAsync(string.Empty, query, CancellationToken.None);
+            Assert.Equal(System.Text.Json.JsonSerializer.Serialize(expected), System.Text.Json.JsonSerializer.Serialize(actual));
+        }
+    }
+}

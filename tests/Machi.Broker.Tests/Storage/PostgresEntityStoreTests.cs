@@ -1,0 +1,135 @@
+using System.Text.Json;
+using Machi.Broker.Entities;
+using Machi.Broker.Storage;
+using Machi.Broker.Storage.Postgres;
+using Machi.Broker.Tests.Infrastructure;
+using Machi.Ngsi.JsonLd;
+using Machi.Ngsi.Model;
+using Machi.Ngsi.Query;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+
+namespace Machi.Broker.Tests.Storage;
+
+/// <summary>
+/// The PostgreSQL store against a real PostgreSQL 15 + PostGIS (<see cref="PostgresServer"/>): entities, the change
+/// log and the history are written in one transaction per batch, and a second store on the same database (a second
+/// node) sees them and is woken by them.
+/// </summary>
+[Collection(PostgresGroup.Name)]
+public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLifetime
+{
+    private string _connectionString = null!;
+    private PostgresEntityStore _store = null!;
+
+    public async Task InitializeAsync()
+    {
+        _connectionString = await server.CreateDatabaseAsync("store");
+        _store = await OpenAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_store is not null)
+        {
+            await _store.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Every_write_records_its_history_in_the_same_transaction_in_the_month_partition()
+    {
+        var vehicle = Vehicle("urn:ngsi-ld:Vehicle:h", 10);
+        await _store.WriteOneAsync("", EntityWrite.Creating(vehicle, EntityService.Create(vehicle)), CancellationToken.None);
+        var faster = Vehicle("urn:ngsi-ld:Vehicle:h", 20);
+        await _store.WriteOneAsync("", "urn:ngsi-ld:Vehicle:h", _ => Mutation.Put(faster), CancellationToken.None);
+        await _store.WriteOneAsync("", "urn:ngsi-ld:Vehicle:h", _ => Mutation.Delete, CancellationToken.None);
+
+        var changes = await _store.ReadChangesAsync(0, 10, CancellationToken.None);
+        await using var data = NpgsqlDataSource.Create(_connectionString);
+        await using var cmd = data.CreateCommand("""
+            SELECT h.n >> 16, h.value, h.deleted, h.tableoid::regclass::text FROM history h JOIN terms t ON t.id = h.attr
+            WHERE t.iri = $1 ORDER BY h.n
+            """);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = LdContext.Core.ExpandTerm("speed") });
+        var rows = new List<(long Seq, string Value, bool Deleted, string Partition)>();
+        await using (var r = await cmd.ExecuteReaderAsync())
+        {
+            while (await r.ReadAsync())
+            {
+                rows.Add((r.GetInt64(0), r.GetString(1), r.GetBoolean(2), r.GetString(3)));
+            }
+        }
+
+        Assert.Equal(changes.Select(c => c.Seq), rows.Select(r => r.Seq));
+        Assert.Equal(["10", "20", "\"urn:ngsi-ld:null\""], rows.Select(r => r.Value));
+        Assert.Equal([false, false, true], rows.Select(r => r.Deleted));
+        Assert.All(rows, r => Assert.StartsWith("history_y", r.Partition, StringComparison.Ordinal));
+        Assert.Equal(PostgresSchema.HistoryPartition(DateTime.UtcNow), rows[^1].Partition);
+
+        await using var entity = data.CreateCommand("SELECT deleted_at IS NOT NULL FROM history_entities WHERE id = 'urn:ngsi-ld:Vehicle:h'");
+        Assert.True((bool)(await entity.ExecuteScalarAsync())!);
+    }
+
+    [Fact]
+    public async Task A_second_node_on_the_same_database_sees_the_writes_and_is_woken_by_them()
+    {
+        await using var other = await OpenAsync();
+        var waiting = other.WaitForChangeAsync(other.LastChangeSeq, CancellationToken.None);
+        var vehicle = Vehicle("urn:ngsi-ld:Vehicle:n", 10);
+        await _store.WriteOneAsync("", EntityWrite.Creating(vehicle, EntityService.Create(vehicle)), CancellationToken.None);
+
+        // Woken by NOTIFY, well before the backstop poll.
+        await waiting.WaitAsync(TimeSpan.FromSeconds(3));
+        Assert.Equal(_store.LastChangeSeq, other.LastChangeSeq);
+        Assert.NotNull(await other.GetAsync("", "urn:ngsi-ld:Vehicle:n", CancellationToken.None));
+
+        // Both nodes write the same entity at once: no update is lost.
+        var writes = new List<Task>();
+        for (var i = 0; i < 20; i++)
+        {
+            foreach (var store in new[] { _store, other })
+            {
+                writes.Add(store.WriteOneAsync("", "urn:ngsi-ld:Vehicle:n", current =>
+                {
+                    var next = current!.Clone();
+                    var speed = next.Attributes[LdContext.Core.ExpandTerm("speed")][0];
+                    speed.Payload = JsonSerializer.SerializeToNode(speed.Payload.GetValue<double>() + 1)!;
+                    return Mutation.Put(next);
+                }, CancellationToken.None));
+            }
+        }
+
+        await Task.WhenAll(writes);
+        Assert.Equal(50, Speed((await _store.GetAsync("", "urn:ngsi-ld:Vehicle:n", CancellationToken.None))!));
+        var changes = await other.ReadChangesAsync(0, 100, CancellationToken.None);
+        Assert.Equal(41, changes.Count);
+        Assert.True(changes.Zip(changes.Skip(1)).All(p => p.First.Seq < p.Second.Seq));
+    }
+
+    [Fact]
+    public async Task Migrations_are_idempotent_and_two_nodes_migrating_at_once_apply_each_step_once()
+    {
+        var fresh = await server.CreateDatabaseAsync("migrate");
+        await using var data = NpgsqlDataSource.Create(fresh);
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => PostgresSchema.MigrateAsync(data, CancellationToken.None))));
+        await PostgresSchema.MigrateAsync(data, CancellationToken.None);
+        Assert.Equal(Enumerable.Range(1, PostgresSchema.LatestVersion), await PostgresSchema.AppliedAsync(data, CancellationToken.None));
+
+        await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => Task.Run(() => PostgresSchema.EnsureHistoryPartitionsAsync(data, DateTimeOffset.UtcNow, 3, CancellationToken.None))));
+        await using var cmd = data.CreateCommand("SELECT count(*) FROM pg_inherits WHERE inhparent = 'history'::regclass");
+        Assert.Equal(4L, await cmd.ExecuteScalarAsync());
+    }
+
+    private async Task<PostgresEntityStore> OpenAsync()
+    {
+        var store = new PostgresEntityStore(_connectionString, NullLogger<PostgresEntityStore>.Instance);
+        await store.InitializeAsync(CancellationToken.None);
+        return store;
+    }
+
+    private static double Speed(Entity entity) => entity.Attributes[LdContext.Core.ExpandTerm("speed")][0].Payload.GetValue<double>();
+
+    private static Entity Vehicle(string id, double speed) => EntityParser.ParseEntity(
+        JsonDocument.Parse(NgsiHttp.Vehicle(id, speed)).RootElement, LdContext.Core, DateTimeOffset.UtcNow);
+}
