@@ -9,14 +9,17 @@ namespace Machi.Broker.Storage;
 /// then copies and fsyncs tens of megabytes while every waiting write stalls behind it (measured: p99 of partial
 /// updates 200–250 ms). Here PASSIVE checkpoints run beside the writer and the readers without blocking either. Under
 /// a steady stream of writes such a pass never catches up with the end of the log, and SQLite starts the log again
-/// from its beginning only after a pass that did; so after each background pass the writer is asked to copy the
-/// short tail written meanwhile itself, between two transactions (<see cref="TakeTailRequest"/>), and its next
-/// transaction restarts the log: the file stays the size of what accumulates between two passes.
+/// from its beginning only after a pass that did; so once the log has grown past a size the writer is asked to copy
+/// the short tail written since the last pass itself, between two transactions (<see cref="TakeTailRequest"/>), and
+/// its next transaction restarts the log: the file stays about that size.
 /// </summary>
 internal sealed class WalCheckpointer : IAsyncDisposable
 {
     /// <summary>How often the log is copied back while writes keep coming.</summary>
     private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Frames (pages) in the log past which the writer restarts it: 64 MB with 4 KB pages.</summary>
+    private const long RestartFrames = 16_384;
 
     private readonly SqliteConnection _connection;
     private readonly ILogger _logger;
@@ -70,9 +73,14 @@ internal sealed class WalCheckpointer : IAsyncDisposable
             try
             {
                 // Twice: the second pass copies what the writer added during the first, so the tail left is short.
+                // The writer is asked to restart the log only once it has grown past RestartFrames: its copy of the
+                // tail holds every write for a few milliseconds, a pause better taken every few seconds under heavy
+                // load (and never under light load) than five times a second.
                 SqliteEntityStore.Execute(_connection, "PRAGMA wal_checkpoint(PASSIVE);");
-                SqliteEntityStore.Execute(_connection, "PRAGMA wal_checkpoint(PASSIVE);");
-                Volatile.Write(ref _tailRequested, 1);
+                if (LogFrames() >= RestartFrames)
+                {
+                    Volatile.Write(ref _tailRequested, 1);
+                }
             }
             catch (SqliteException ex)
             {
@@ -80,6 +88,15 @@ internal sealed class WalCheckpointer : IAsyncDisposable
                 _logger.LogWarning(ex, "Checkpoint of the write-ahead log failed");
             }
         }
+    }
+
+    /// <summary>Runs a PASSIVE checkpoint and returns the number of frames the log holds.</summary>
+    private long LogFrames()
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
+        using var r = cmd.ExecuteReader();
+        return r.Read() ? r.GetInt64(1) : 0;
     }
 
     public async ValueTask DisposeAsync()
