@@ -28,6 +28,21 @@ internal readonly record struct IndexedBox(string Attribute, double MinLon, doub
 /// </summary>
 internal static class EntityIndexRows
 {
+    /// <summary>The names in <paramref name="names"/> that are not in <paramref name="other"/> (lists are short).</summary>
+    public static List<string> Except(IEnumerable<string>? names, IEnumerable<string>? other)
+    {
+        var result = new List<string>();
+        foreach (var name in names ?? [])
+        {
+            if (other is null || !other.Contains(name))
+            {
+                result.Add(name);
+            }
+        }
+
+        return result;
+    }
+
     public static HashSet<IndexedValue> Values(Entity? entity)
     {
         var rows = new HashSet<IndexedValue>();

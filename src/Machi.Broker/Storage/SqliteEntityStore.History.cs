@@ -13,118 +13,33 @@ namespace Machi.Broker.Storage;
 /// </summary>
 internal sealed partial class SqliteEntityStore
 {
-    /// <summary>Instances a single write may record (the ordinal is the low 16 bits of the instance number).</summary>
-    internal const int MaxInstancesPerWrite = 1 << 16;
-
-    /// <summary>What an entity's instances were before a write: enough to tell which instances the write touched.</summary>
-    private readonly record struct InstanceStamp(string Name, string? DatasetId, DateTimeOffset ModifiedAt, string? ObservedAt, AttributeKind Kind);
-
-    private static List<InstanceStamp>? Stamps(Entity? entity)
-    {
-        if (entity is null)
-        {
-            return null;
-        }
-
-        var stamps = new List<InstanceStamp>();
-        foreach (var (name, instances) in entity.Attributes)
-        {
-            foreach (var instance in instances)
-            {
-                stamps.Add(new InstanceStamp(name, instance.DatasetId, instance.ModifiedAt, instance.ObservedAt, instance.Kind));
-            }
-        }
-
-        return stamps;
-    }
-
-    /// <summary>Refuses, before anything is written, an entity whose instances could not all be numbered.</summary>
-    private static void CheckHistoryLimit(Entity entity)
-    {
-        var count = 0;
-        foreach (var (_, instances) in entity.Attributes)
-        {
-            count += instances.Count;
-        }
-
-        if (count >= MaxInstancesPerWrite)
-        {
-            throw NgsiException.BadData($"An entity may have at most {MaxInstancesPerWrite - 1} attribute instances.");
-        }
-    }
-
     /// <summary>Records what one write did to an entity's attribute instances (writer thread, inside its transaction).</summary>
     private void RecordHistory(WriterStatements s, string tenant, string entityId, long changeSeq, DateTimeOffset at,
-        List<InstanceStamp>? before, IReadOnlyList<string>? typesBefore, Entity? after)
+        List<HistoryDiff.InstanceStamp>? before, IReadOnlyList<string>? typesBefore, Entity? after)
     {
         var hid = HistoryEntity(s, tenant, entityId, at, typesBefore, after);
         var ordinal = 0L;
-        if (after is not null)
+        foreach (var row in HistoryDiff.Rows(before, after, at))
         {
-            foreach (var (name, instances) in after.Attributes)
-            {
-                foreach (var instance in instances)
-                {
-                    if (before is not null && Unchanged(before, name, instance))
-                    {
-                        continue;
-                    }
-
-                    var observed = NgsiText.TryParseDateTime(instance.ObservedAt, out var o) ? o.UtcTicks : (long?)null;
-                    var stamp = instance.ModifiedAt.UtcTicks;
-                    s.InsertHistory.Bind(1, hid).Bind(2, TermId(s, name)).Bind(3, observed ?? stamp).Bind(4, (changeSeq << 16) | ordinal++)
-                        .Bind(6, (long)instance.Kind).Bind(8, stamp).Bind(9, stamp).BindText(10, instance.PayloadUtf8)
-                        .Bind(11, EncodeInstance(instance)).Bind(12, 0L);
-                    if (instance.DatasetId is { } datasetId)
-                    {
-                        s.InsertHistory.Bind(5, datasetId);
-                    }
-
-                    if (observed is { } observedTicks)
-                    {
-                        s.InsertHistory.Bind(7, observedTicks);
-                    }
-
-                    s.InsertHistory.Execute();
-                }
-            }
-        }
-
-        if (before is null)
-        {
-            return;
-        }
-
-        foreach (var gone in before)
-        {
-            if (after?.Attributes.Find(gone.Name, gone.DatasetId) is not null)
-            {
-                continue;
-            }
-
-            var nullValue = gone.Kind == AttributeKind.LanguageProperty ? $"{{\"@none\":\"{NgsiText.NullUri}\"}}" : $"\"{NgsiText.NullUri}\"";
-            s.InsertHistory.Bind(1, hid).Bind(2, TermId(s, gone.Name)).Bind(3, at.UtcTicks).Bind(4, (changeSeq << 16) | ordinal++)
-                .Bind(6, (long)gone.Kind).Bind(8, at.UtcTicks).Bind(9, at.UtcTicks).Bind(10, nullValue).Bind(12, 1L);
-            if (gone.DatasetId is { } datasetId)
+            s.InsertHistory.Bind(1, hid).Bind(2, TermId(s, row.Attr)).Bind(3, row.Time).Bind(4, (changeSeq << 16) | ordinal++)
+                .Bind(6, (long)row.Kind).Bind(8, row.At).Bind(9, row.At).Bind(10, row.Value).Bind(12, row.Deleted ? 1L : 0L);
+            if (row.DatasetId is { } datasetId)
             {
                 s.InsertHistory.Bind(5, datasetId);
             }
 
+            if (row.ObservedAt is { } observed)
+            {
+                s.InsertHistory.Bind(7, observed);
+            }
+
+            if (row.Instance is { } instance)
+            {
+                s.InsertHistory.Bind(11, HistoryDiff.EncodeInstance(instance));
+            }
+
             s.InsertHistory.Execute();
         }
-    }
-
-    private static bool Unchanged(List<InstanceStamp> before, string name, AttributeInstance instance)
-    {
-        foreach (var stamp in before)
-        {
-            if (stamp.Name == name && stamp.DatasetId == instance.DatasetId)
-            {
-                return stamp.ModifiedAt == instance.ModifiedAt && stamp.ObservedAt == instance.ObservedAt;
-            }
-        }
-
-        return false;
     }
 
     /// <summary>
@@ -166,14 +81,6 @@ internal sealed partial class SqliteEntityStore
         {
             s.UpsertHistoryEntity.Reset();
         }
-    }
-
-    /// <summary>One instance in EntityCodec's form, inside a nameless carrier (the row already names entity and attribute).</summary>
-    internal static byte[] EncodeInstance(AttributeInstance instance)
-    {
-        var carrier = new Entity(string.Empty, []);
-        carrier.Attributes[string.Empty] = [instance];
-        return EntityCodec.Encode(carrier);
     }
 
     /// <summary>
@@ -224,7 +131,7 @@ internal sealed partial class SqliteEntityStore
                 var before = r.IsDBNull(4) ? null : EntityCodec.Decode(r.GetFieldValue<byte[]>(4));
                 var after = r.IsDBNull(5) ? null : EntityCodec.Decode(r.GetFieldValue<byte[]>(5));
                 RecordHistory(s, r.GetString(1), r.GetString(2), r.GetInt64(0), new DateTimeOffset(r.GetInt64(6), TimeSpan.Zero),
-                    Stamps(before), before?.Types, after);
+                    HistoryDiff.Stamps(before), before?.Types, after);
             }
         }
 

@@ -563,13 +563,13 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             string[]? attrsBefore = current is null ? null : [.. current.Attributes.Keys];
             var valuesBefore = EntityIndexRows.Values(current);
             var boxesBefore = EntityIndexRows.Boxes(current);
-            var stampsBefore = Stamps(current);
+            var stampsBefore = HistoryDiff.Stamps(current);
             var mutation = write.Mutate(current);
             switch (mutation.Kind)
             {
                 case MutationKind.Put:
                     var entity = mutation.Entity!;
-                    CheckHistoryLimit(entity);
+                    HistoryDiff.CheckLimit(entity);
                     var doc = current is null && ReferenceEquals(entity, write.NewEntity) && write.NewEntityEncoded is { } encoded
                         ? encoded
                         : EntityCodec.Encode(entity);
@@ -600,10 +600,10 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     }
 
                     // Index rows change only by the names that came or went (usually none on an update).
-                    s.Index(s.DeleteTypes, tenant, rid.Value, Except(typesBefore, entity.Types), TermId);
-                    s.Index(s.DeleteAttrs, tenant, rid.Value, Except(attrsBefore, entity.Attributes.Keys), TermId);
-                    s.Index(s.InsertTypes, tenant, rid.Value, Except(entity.Types, typesBefore), TermId);
-                    s.Index(s.InsertAttrs, tenant, rid.Value, Except(entity.Attributes.Keys, attrsBefore), TermId);
+                    s.Index(s.DeleteTypes, tenant, rid.Value, EntityIndexRows.Except(typesBefore, entity.Types), TermId);
+                    s.Index(s.DeleteAttrs, tenant, rid.Value, EntityIndexRows.Except(attrsBefore, entity.Attributes.Keys), TermId);
+                    s.Index(s.InsertTypes, tenant, rid.Value, EntityIndexRows.Except(entity.Types, typesBefore), TermId);
+                    s.Index(s.InsertAttrs, tenant, rid.Value, EntityIndexRows.Except(entity.Attributes.Keys, attrsBefore), TermId);
                     UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, entity);
                     var at = DateTimeOffset.UtcNow;
                     var seq = LogChange(s, tenant, entity.Id, before is null ? ChangeKind.Created : ChangeKind.Updated, before, doc, at);
@@ -743,26 +743,6 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
         _termIds[iri] = existing;
         return existing;
-    }
-
-    /// <summary>The names in <paramref name="names"/> that are not in <paramref name="other"/> (lists are short).</summary>
-    private static List<string> Except(IEnumerable<string>? names, IEnumerable<string>? other)
-    {
-        var result = new List<string>();
-        if (names is null)
-        {
-            return result;
-        }
-
-        foreach (var name in names)
-        {
-            if (other is null || !other.Contains(name))
-            {
-                result.Add(name);
-            }
-        }
-
-        return result;
     }
 
     /// <summary>Decodes the document in column <paramref name="ordinal"/> (GetFieldValue reads the column's bytes

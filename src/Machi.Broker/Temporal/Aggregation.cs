@@ -86,24 +86,22 @@ internal sealed class AggregationBuilder(TemporalQuery query)
     private readonly bool _distinct = query.Methods.Contains(AggregationMethod.DistinctCount);
     private AggregatedSeries? _current;
 
-    public List<AggregatedSeries> Series
+    /// <summary>The series, once every instance has been added.</summary>
+    public List<AggregatedSeries> Finish()
     {
-        get
+        if (query.Period.IsZero && query.Relation is not (TimeRelation.Between or TimeRelation.Before))
         {
-            if (query.Period.IsZero)
+            foreach (var series in _series)
             {
-                foreach (var series in _series)
+                if (series.Periods.Count == 1)
                 {
-                    if (series.Periods.Count == 1 && query.Relation is not (TimeRelation.Between or TimeRelation.Before))
-                    {
-                        // The single period ends just after the last instance, known only now.
-                        series.Periods[0].End = series.Last.AddTicks(1);
-                    }
+                    // The single period ends just after the last instance, known only now.
+                    series.Periods[0].End = series.Last.AddTicks(1);
                 }
             }
-
-            return _series;
         }
+
+        return _series;
     }
 
     /// <param name="deleted">A deletion names the series (and its kind) but adds no value.</param>

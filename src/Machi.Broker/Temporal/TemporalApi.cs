@@ -317,6 +317,6 @@ internal static class TemporalApi
             builder.Add(row.Attr, row.DatasetId, row.Kind, row.Time(temporal.Property), Encoding.UTF8.GetBytes(row.Value), row.Deleted);
         }
 
-        return new TemporalEntity(entity, [], builder.Series);
+        return new TemporalEntity(entity, [], builder.Finish());
     }
 }

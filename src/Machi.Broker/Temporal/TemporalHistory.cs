@@ -84,7 +84,7 @@ internal sealed class TemporalHistory(SqliteEntityStore store)
         var dash = rest.IndexOf('-');
         if (dash > 0
             && long.TryParse(rest[..dash], NumberStyles.None, CultureInfo.InvariantCulture, out var seq) && seq < (1L << 47)
-            && int.TryParse(rest[(dash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var ordinal) && ordinal < SqliteEntityStore.MaxInstancesPerWrite)
+            && int.TryParse(rest[(dash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var ordinal) && ordinal < HistoryDiff.MaxInstancesPerWrite)
         {
             n = (seq << 16) | (long)ordinal;
             return true;
@@ -175,7 +175,7 @@ internal sealed class TemporalHistory(SqliteEntityStore store)
                     insert.Parameters.AddWithValue("$o", observed is { } o ? o : DBNull.Value);
                     insert.Parameters.AddWithValue("$now", now.UtcTicks);
                     insert.Parameters.AddWithValue("$v", Encoding.UTF8.GetString(instance.PayloadUtf8));
-                    insert.Parameters.AddWithValue("$b", SqliteEntityStore.EncodeInstance(instance));
+                    insert.Parameters.AddWithValue("$b", HistoryDiff.EncodeInstance(instance));
                     insert.ExecuteNonQuery();
                 }
 
@@ -225,7 +225,7 @@ internal sealed class TemporalHistory(SqliteEntityStore store)
                 update.Parameters.AddWithValue("$o", observed is { } o ? o : DBNull.Value);
                 update.Parameters.AddWithValue("$m", modified);
                 update.Parameters.AddWithValue("$v", Encoding.UTF8.GetString(instance.PayloadUtf8));
-                update.Parameters.AddWithValue("$b", SqliteEntityStore.EncodeInstance(instance));
+                update.Parameters.AddWithValue("$b", HistoryDiff.EncodeInstance(instance));
                 update.Parameters.AddWithValue("$h", hid);
                 update.Parameters.AddWithValue("$a", attrId);
                 update.Parameters.AddWithValue("$oldTime", t);
@@ -402,12 +402,7 @@ internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
     /// </summary>
     public List<AggregatedSeries> Aggregate(TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query)
     {
-        var time = query.Property switch
-        {
-            TimeProperty.CreatedAt => "h.created_at",
-            TimeProperty.ModifiedAt => "h.modified_at",
-            _ => "h.t",
-        };
+        var time = TimeColumn(query);
         var bindings = new List<(string Name, object Value)>();
         var sql = Select($"h.attr, h.dataset_id, h.kind, {time}, h.value, h.deleted", entity, attrs, query, (name, value) => bindings.Add((name, value)));
         using var statement = new RawStatement(connection, sql);
@@ -435,18 +430,13 @@ internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
             statement.Reset();
         }
 
-        return builder.Series;
+        return builder.Finish();
     }
 
     /// <summary>The SQL of a read of one entity's history in the query's range, in the order of the history's key.</summary>
     private static string Select(string columns, TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query, Action<string, object> bind)
     {
-        var time = query.Property switch
-        {
-            TimeProperty.CreatedAt => "h.created_at",
-            TimeProperty.ModifiedAt => "h.modified_at",
-            _ => "h.t",
-        };
+        var time = TimeColumn(query);
         var sql = new StringBuilder($"SELECT {columns} FROM history h WHERE h.hid = $h");
         bind("$h", entity.Hid);
         if (attrs is not null)
@@ -484,6 +474,14 @@ internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
 
         return sql.Append(" ORDER BY h.attr, ").Append(time).Append(", h.n").ToString();
     }
+
+    /// <summary>The column the query's time property reads (observedAt: t, the instance's observedAt or modifiedAt).</summary>
+    private static string TimeColumn(TemporalQuery query) => query.Property switch
+    {
+        TimeProperty.CreatedAt => "h.created_at",
+        TimeProperty.ModifiedAt => "h.modified_at",
+        _ => "h.t",
+    };
 
     /// <summary>The attribute name of a term id (one string per name for the whole request).</summary>
     private string TermIri(long id)

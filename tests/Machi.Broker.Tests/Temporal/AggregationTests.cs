@@ -119,7 +119,7 @@ public sealed class AggregationTests
             builder.Add(row.Attr, row.DatasetId, row.Kind, row.Time(query.Property), Encoding.UTF8.GetBytes(row.Value), row.Deleted);
         }
 
-        return builder.Series.SingleOrDefault()?.Periods ?? [];
+        return builder.Finish().SingleOrDefault()?.Periods ?? [];
     }
 
     private static AggregationPeriod Period(string[] values)

@@ -12,13 +12,11 @@ namespace Machi.Broker.Storage.Postgres;
 /// One entity write inside the writer's transaction: take the entity's current state from the group's prefetched
 /// rows, run the mutation (before anything is written, so a mutation that throws leaves nothing to undo), then add
 /// the write's statements to the group's batch: the entity row, the index rows that changed, the change-log row and
-/// the history rows, as <see cref="SqliteEntityStore"/> records them (SqliteEntityStore.History.cs). The whole group
+/// the history rows <see cref="HistoryDiff"/> gives, as SQLite records them. The whole group
 /// goes to the server as one batch (one round trip) after the prefetch (another), then commits.
 /// </summary>
 internal sealed partial class PostgresEntityStore
 {
-    private readonly record struct InstanceStamp(string Name, string? DatasetId, DateTimeOffset ModifiedAt, string? ObservedAt, AttributeKind Kind);
-
     /// <returns>The mutation's failure, or null (its statements are in <paramref name="batch"/>).</returns>
     private async Task<Exception?> PlanOneAsync(NpgsqlBatch batch, GroupRows rows, string tenant, EntityWrite write, List<string> newTenants)
     {
@@ -41,7 +39,7 @@ internal sealed partial class PostgresEntityStore
             string[]? attrsBefore = current is null ? null : [.. current.Attributes.Keys];
             var valuesBefore = PostgresValueRows.Rows(current);
             var geoBefore = PostgresGeo.Rows(current);
-            var stampsBefore = Stamps(current);
+            var stampsBefore = HistoryDiff.Stamps(current);
             var mutation = write.Mutate(current);
             if (mutation.Kind == MutationKind.None || (mutation.Kind == MutationKind.Delete && rid is null))
             {
@@ -52,16 +50,16 @@ internal sealed partial class PostgresEntityStore
             byte[]? doc = null;
             if (after is not null)
             {
-                CheckHistoryLimit(after);
+                HistoryDiff.CheckLimit(after);
                 doc = current is null && ReferenceEquals(after, write.NewEntity) && write.NewEntityEncoded is { } encoded ? encoded : EntityCodec.Encode(after);
             }
 
             var valuesAfter = PostgresValueRows.Rows(after);
             var geoAfter = PostgresGeo.Rows(after);
-            var typesGone = Except(typesBefore, after?.Types);
-            var typesNew = Except(after?.Types, typesBefore);
-            var attrsGone = Except(attrsBefore, after?.Attributes.Keys);
-            var attrsNew = Except(after?.Attributes.Keys, attrsBefore);
+            var typesGone = EntityIndexRows.Except(typesBefore, after?.Types);
+            var typesNew = EntityIndexRows.Except(after?.Types, typesBefore);
+            var attrsGone = EntityIndexRows.Except(attrsBefore, after?.Attributes.Keys);
+            var attrsNew = EntityIndexRows.Except(after?.Attributes.Keys, attrsBefore);
             var valuesGone = valuesBefore.Where(v => !valuesAfter.Contains(v)).ToList();
             var valuesNew = valuesAfter.Where(v => !valuesBefore.Contains(v)).ToList();
             var geoGone = geoBefore.Where(g => !geoAfter.Exists(a => a.Attribute == g.Attribute)).ToList();
@@ -198,7 +196,7 @@ internal sealed partial class PostgresEntityStore
     /// numbered (change seq &lt;&lt; 16) | ordinal as in SQLite; and the entity's history row when it is created or
     /// deleted or its types change.
     /// </summary>
-    private static void AddHistory(NpgsqlBatch batch, string tenant, string entityId, DateTimeOffset at, List<InstanceStamp>? before,
+    private static void AddHistory(NpgsqlBatch batch, string tenant, string entityId, DateTimeOffset at, List<HistoryDiff.InstanceStamp>? before,
         IReadOnlyList<string>? typesBefore, Entity? after, Dictionary<string, long> terms)
     {
         var types = JsonSerializer.Serialize(after?.Types ?? typesBefore ?? []);
@@ -219,34 +217,10 @@ internal sealed partial class PostgresEntityStore
         }
 
         var rows = new HistoryRows();
-        if (after is not null)
+        foreach (var row in HistoryDiff.Rows(before, after, at))
         {
-            foreach (var (name, instances) in after.Attributes)
-            {
-                foreach (var instance in instances)
-                {
-                    if (before is not null && Unchanged(before, name, instance))
-                    {
-                        continue;
-                    }
-
-                    var observed = NgsiText.TryParseDateTime(instance.ObservedAt, out var o) ? o.UtcTicks : (long?)null;
-                    var stamp = instance.ModifiedAt.UtcTicks;
-                    rows.Add(terms[name], observed ?? stamp, instance.DatasetId, (short)instance.Kind, observed, stamp, stamp,
-                        Encoding.UTF8.GetString(instance.PayloadUtf8), SqliteEntityStore.EncodeInstance(instance), false);
-                }
-            }
-        }
-
-        foreach (var gone in before ?? [])
-        {
-            if (after?.Attributes.Find(gone.Name, gone.DatasetId) is not null)
-            {
-                continue;
-            }
-
-            var nullValue = gone.Kind == AttributeKind.LanguageProperty ? $"{{\"@none\":\"{NgsiText.NullUri}\"}}" : $"\"{NgsiText.NullUri}\"";
-            rows.Add(terms[gone.Name], at.UtcTicks, gone.DatasetId, (short)gone.Kind, null, at.UtcTicks, at.UtcTicks, nullValue, null, true);
+            rows.Add(terms[row.Attr], row.Time, row.DatasetId, (short)row.Kind, row.ObservedAt, row.At, row.At, row.Value,
+                row.Instance is { } instance ? HistoryDiff.EncodeInstance(instance) : null, row.Deleted);
         }
 
         if (rows.Attr.Count == 0)
@@ -266,68 +240,6 @@ internal sealed partial class PostgresEntityStore
             rows.CreatedAt.ToArray(), rows.ModifiedAt.ToArray(), rows.Value.ToArray(), rows.Instance.ToArray(), rows.Deleted.ToArray());
         insert.Parameters[4].NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text;
         insert.Parameters[10].NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bytea;
-    }
-
-    private static bool Unchanged(List<InstanceStamp> before, string name, AttributeInstance instance)
-    {
-        foreach (var stamp in before)
-        {
-            if (stamp.Name == name && stamp.DatasetId == instance.DatasetId)
-            {
-                return stamp.ModifiedAt == instance.ModifiedAt && stamp.ObservedAt == instance.ObservedAt;
-            }
-        }
-
-        return false;
-    }
-
-    private static List<InstanceStamp>? Stamps(Entity? entity)
-    {
-        if (entity is null)
-        {
-            return null;
-        }
-
-        var stamps = new List<InstanceStamp>();
-        foreach (var (name, instances) in entity.Attributes)
-        {
-            foreach (var instance in instances)
-            {
-                stamps.Add(new InstanceStamp(name, instance.DatasetId, instance.ModifiedAt, instance.ObservedAt, instance.Kind));
-            }
-        }
-
-        return stamps;
-    }
-
-    /// <summary>Refuses, before anything is written, an entity whose instances could not all be numbered.</summary>
-    private static void CheckHistoryLimit(Entity entity)
-    {
-        var count = 0;
-        foreach (var (_, instances) in entity.Attributes)
-        {
-            count += instances.Count;
-        }
-
-        if (count >= SqliteEntityStore.MaxInstancesPerWrite)
-        {
-            throw NgsiException.BadData($"An entity may have at most {SqliteEntityStore.MaxInstancesPerWrite - 1} attribute instances.");
-        }
-    }
-
-    /// <summary>The names in <paramref name="names"/> that are not in <paramref name="other"/> (lists are short).</summary>
-    private static List<string> Except(IEnumerable<string>? names, IEnumerable<string>? other)
-    {
-        var result = new List<string>();
-        foreach (var name in names ?? [])
-        {
-            if (other is null || !other.Contains(name))
-            {
-                result.Add(name);
-            }
-        }
-
-        return result;
     }
 
     /// <summary>The history rows of one write, column by column (sent as arrays, unnested by the INSERT).</summary>
