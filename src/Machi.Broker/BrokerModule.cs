@@ -1,3 +1,4 @@
+using Machi.Broker.Access;
 using Machi.Broker.Batch;
 using Machi.Broker.Contexts;
 using Machi.Broker.Discovery;
@@ -40,6 +41,8 @@ public static class BrokerModule
         });
         services.AddSingleton(sp => (SqliteEntityStore)sp.GetRequiredService<IEntityStore>());
         services.AddSingleton<EntityService>();
+        services.AddSingleton<IConsentStore, SqliteConsentStore>();
+        services.AddSingleton<AccessPolicy>();
 
         // JSON-LD: the core context is built in; user contexts are fetched (bounded, cached) or hosted here.
         services.Configure<LdContextOptions>(configuration.GetSection("Broker:JsonLd"));
@@ -73,11 +76,19 @@ public static class BrokerModule
         {
             try
             {
+                await Callers.AuthorizeAsync(context.HttpContext).ConfigureAwait(false);
                 return await next(context).ConfigureAwait(false);
             }
             catch (Exception ex) when (!context.HttpContext.Response.HasStarted)
             {
                 var problem = ErrorHandling.ToNgsi(ex);
+                if (problem.Type == Ngsi.Errors.NgsiErrorType.Unauthorized)
+                {
+                    context.HttpContext.Response.Headers.WWWAuthenticate = context.HttpContext.Request.Headers.Authorization.Count > 0
+                        ? "Bearer realm=\"machi\", error=\"invalid_token\""
+                        : "Bearer realm=\"machi\"";
+                }
+
                 if (problem.Type == Ngsi.Errors.NgsiErrorType.InternalError)
                 {
                     context.HttpContext.RequestServices.GetRequiredService<ILogger<EntityService>>()

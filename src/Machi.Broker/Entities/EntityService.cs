@@ -1,3 +1,4 @@
+using Machi.Broker.Access;
 using Machi.Broker.Storage;
 using Machi.Ngsi.Errors;
 using Machi.Ngsi.Model;
@@ -8,7 +9,7 @@ namespace Machi.Broker.Entities;
 /// The entity operations of clause 5.6 over a store: each is a mutation run in the store's write transaction,
 /// so checks ("does it exist?") and changes are atomic.
 /// </summary>
-internal sealed class EntityService(IEntityStore store, TimeProvider time)
+internal sealed class EntityService(IEntityStore store, AccessPolicy access, TimeProvider time)
 {
     public DateTimeOffset Now() => time.GetUtcNow();
 
@@ -20,72 +21,75 @@ internal sealed class EntityService(IEntityStore store, TimeProvider time)
         }
     }
 
-    public async Task<Entity> GetAsync(string tenant, string id, CancellationToken ct)
+    /// <summary>An entity the caller may see; one it may not see is as missing as one that does not exist.</summary>
+    public async Task<Entity> GetAsync(string tenant, string id, Caller caller, CancellationToken ct)
     {
         await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
-        return await store.GetAsync(tenant, id, ct).ConfigureAwait(false) ?? throw Missing(id);
+        var entity = await store.GetAsync(tenant, id, ct).ConfigureAwait(false);
+        return entity is not null && access.CanRead(caller, EntityAccess.Of(entity)) ? entity : throw Missing(id);
     }
 
-    public async Task<EntityPage> QueryAsync(string tenant, EntityQuery query, CancellationToken ct)
+    /// <summary>A page of the entities the caller may see, decided in the store's query (counts and pages stay right).</summary>
+    public async Task<EntityPage> QueryAsync(string tenant, EntityQuery query, Caller caller, CancellationToken ct)
     {
         await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
-        return await store.QueryAsync(tenant, query, ct).ConfigureAwait(false);
+        return await store.QueryAsync(tenant, query with { Access = access.FilterFor(caller) }, ct).ConfigureAwait(false);
     }
 
-    public Task CreateAsync(string tenant, Entity entity, CancellationToken ct) =>
-        store.WriteOneAsync(tenant, EntityWrite.Creating(entity, Create(entity)), ct);
+    public Task CreateAsync(string tenant, Entity entity, Caller caller, CancellationToken ct) =>
+        store.WriteOneAsync(tenant, Guard(caller, EntityWrite.Creating(entity, Create(entity)), creates: true), ct);
 
-    public Task DeleteAsync(string tenant, string id, CancellationToken ct) =>
-        WriteAsync(tenant, id, Delete(id), ct);
+    public Task DeleteAsync(string tenant, string id, Caller caller, CancellationToken ct) =>
+        WriteAsync(tenant, id, caller, Delete(id), ct);
 
-    public Task ReplaceAsync(string tenant, Entity replacement, CancellationToken ct) =>
-        WriteAsync(tenant, replacement.Id, Replace(replacement), ct);
+    public Task ReplaceAsync(string tenant, Entity replacement, Caller caller, CancellationToken ct) =>
+        WriteAsync(tenant, replacement.Id, caller, Replace(replacement), ct);
 
-    public Task MergeAsync(string tenant, Entity patch, CancellationToken ct) =>
-        WriteAsync(tenant, patch.Id, Merge(patch), ct);
+    public Task MergeAsync(string tenant, Entity patch, Caller caller, CancellationToken ct) =>
+        WriteAsync(tenant, patch.Id, caller, Merge(patch), ct);
 
-    public Task<UpdateResult> AppendAsync(string tenant, string id, AttributeMap attributes, bool noOverwrite, CancellationToken ct)
+    public Task<UpdateResult> AppendAsync(string tenant, string id, AttributeMap attributes, bool noOverwrite, Caller caller, CancellationToken ct)
     {
         var now = Now();
-        return ChangeAttributesAsync(tenant, id, entity => EntityOperations.Append(entity, attributes, noOverwrite, now), ct);
+        return ChangeAttributesAsync(tenant, id, caller, entity => EntityOperations.Append(entity, attributes, noOverwrite, now), ct);
     }
 
-    public Task<UpdateResult> UpdateAsync(string tenant, string id, AttributeMap attributes, CancellationToken ct)
+    public Task<UpdateResult> UpdateAsync(string tenant, string id, AttributeMap attributes, Caller caller, CancellationToken ct)
     {
         var now = Now();
-        return ChangeAttributesAsync(tenant, id, entity => EntityOperations.Update(entity, attributes, now), ct);
+        return ChangeAttributesAsync(tenant, id, caller, entity => EntityOperations.Update(entity, attributes, now), ct);
     }
 
-    public Task PatchAttributeAsync(string tenant, string id, string name, AttributeFragment fragment, CancellationToken ct)
+    public Task PatchAttributeAsync(string tenant, string id, string name, AttributeFragment fragment, Caller caller, CancellationToken ct)
     {
         var now = Now();
-        return ChangeAttributeAsync(tenant, id, name, fragment.Instance.DatasetId, entity => EntityOperations.PatchAttribute(entity, name, fragment, now), ct);
+        return ChangeAttributeAsync(tenant, id, name, fragment.Instance.DatasetId, caller, entity => EntityOperations.PatchAttribute(entity, name, fragment, now), ct);
     }
 
-    public Task ReplaceAttributeAsync(string tenant, string id, string name, AttributeInstance replacement, CancellationToken ct)
+    public Task ReplaceAttributeAsync(string tenant, string id, string name, AttributeInstance replacement, Caller caller, CancellationToken ct)
     {
         var now = Now();
-        return ChangeAttributeAsync(tenant, id, name, replacement.DatasetId, entity => EntityOperations.ReplaceAttribute(entity, name, replacement, now), ct);
+        return ChangeAttributeAsync(tenant, id, name, replacement.DatasetId, caller, entity => EntityOperations.ReplaceAttribute(entity, name, replacement, now), ct);
     }
 
-    public Task DeleteAttributeAsync(string tenant, string id, string name, string? datasetId, bool deleteAll, CancellationToken ct)
+    public Task DeleteAttributeAsync(string tenant, string id, string name, string? datasetId, bool deleteAll, Caller caller, CancellationToken ct)
     {
         var now = Now();
-        return ChangeAttributeAsync(tenant, id, name, datasetId, entity => EntityOperations.DeleteAttribute(entity, name, datasetId, deleteAll, now), ct);
+        return ChangeAttributeAsync(tenant, id, name, datasetId, caller, entity => EntityOperations.DeleteAttribute(entity, name, datasetId, deleteAll, now), ct);
     }
 
     /// <summary>Runs one mutation in an existing tenant.</summary>
-    private async Task WriteAsync(string tenant, string id, EntityMutation mutate, CancellationToken ct)
+    private async Task WriteAsync(string tenant, string id, Caller caller, EntityMutation mutate, CancellationToken ct)
     {
         await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
-        await store.WriteOneAsync(tenant, id, mutate, ct).ConfigureAwait(false);
+        await store.WriteOneAsync(tenant, Guard(caller, new EntityWrite(id, mutate), creates: false), ct).ConfigureAwait(false);
     }
 
     /// <summary>An attribute-level change of an existing entity, stored only when something changed.</summary>
-    private async Task<UpdateResult> ChangeAttributesAsync(string tenant, string id, Func<Entity, UpdateResult> change, CancellationToken ct)
+    private async Task<UpdateResult> ChangeAttributesAsync(string tenant, string id, Caller caller, Func<Entity, UpdateResult> change, CancellationToken ct)
     {
         UpdateResult? result = null;
-        await WriteAsync(tenant, id, Existing(id, entity =>
+        await WriteAsync(tenant, id, caller, Existing(id, entity =>
         {
             result = change(entity);
             return result.Updated.Count > 0 ? Mutation.Put(entity) : Mutation.None;
@@ -94,8 +98,39 @@ internal sealed class EntityService(IEntityStore store, TimeProvider time)
     }
 
     /// <summary>A change of one attribute instance of an existing entity; false from the change means it is missing.</summary>
-    private Task ChangeAttributeAsync(string tenant, string id, string name, string? datasetId, Func<Entity, bool> change, CancellationToken ct) =>
-        WriteAsync(tenant, id, Existing(id, entity => change(entity) ? Mutation.Put(entity) : throw MissingAttribute(id, name, datasetId)), ct);
+    private Task ChangeAttributeAsync(string tenant, string id, string name, string? datasetId, Caller caller, Func<Entity, bool> change, CancellationToken ct) =>
+        WriteAsync(tenant, id, caller, Existing(id, entity => change(entity) ? Mutation.Put(entity) : throw MissingAttribute(id, name, datasetId)), ct);
+
+    /// <summary>
+    /// The write, run only on entities the caller may see and change, and stored only when the caller may hold what it
+    /// stores: an entity it may not see is missing (or, for a creation, already there); personal data of a resident
+    /// who gave the caller no consent is refused.
+    /// </summary>
+    public EntityWrite Guard(Caller caller, EntityWrite write, bool creates) => write with
+    {
+        Mutate = current =>
+        {
+            if (current is not null)
+            {
+                var before = EntityAccess.Of(current);
+                if (!access.CanRead(caller, before) || !access.CanWrite(caller, before))
+                {
+                    throw creates
+                        ? new NgsiException(NgsiErrorType.AlreadyExists, $"Entity '{write.Id}' already exists.")
+                        : Missing(write.Id);
+                }
+            }
+
+            var mutation = write.Mutate(current);
+            if (mutation.Kind == MutationKind.Put && !access.CanWrite(caller, EntityAccess.Of(mutation.Entity)))
+            {
+                throw new NgsiException(NgsiErrorType.Forbidden,
+                    $"Entity '{write.Id}' would be personal data of a resident who has not consented to this service storing it.");
+            }
+
+            return mutation;
+        },
+    };
 
     /// <summary>A mutation of an entity that must exist (ResourceNotFound otherwise).</summary>
     private static EntityMutation Existing(string id, Func<Entity, Mutation> change) => current => change(current ?? throw Missing(id));

@@ -1,3 +1,4 @@
+using Machi.Broker.Access;
 using System.Globalization;
 using System.Text.Json;
 using Machi.Broker.Contexts;
@@ -20,7 +21,7 @@ internal static class SubscriptionsApi
 
     public static RouteGroupBuilder MapSubscriptions(this RouteGroupBuilder api)
     {
-        var group = api.MapGroup("/subscriptions").WithTags("Subscriptions").WithNgsiHeaders();
+        var group = api.MapGroup("/subscriptions").WithTags("Subscriptions").WithNgsiHeaders().RequiresScope(Caller.ReadScope);
         group.MapPost("/", Create).WithName("CreateSubscription").WithSummary("Subscribe to entity changes (notifications by HTTP POST)")
             .WithJsonBody("A Subscription: entities, watchedAttributes, notificationTrigger, q, geoQ, scopeQ, throttling or timeInterval, expiresAt, isActive, notification {attributes, format, showChanges, sysAttrs, endpoint {uri, accept, receiverInfo}}.")
             .ProducesProblem(400).ProducesProblem(409).ProducesProblem(415).Produces(201);

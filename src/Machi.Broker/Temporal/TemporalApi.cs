@@ -1,3 +1,4 @@
+using Machi.Broker.Access;
 using System.Globalization;
 using System.Text;
 using Machi.Broker.Entities;
@@ -40,7 +41,7 @@ internal static class TemporalApi
     public static RouteGroupBuilder MapTemporal(this RouteGroupBuilder api)
     {
         var temporal = api.MapGroup("/temporal/entities").WithTags("Temporal");
-        temporal.MapGet("/", Query).WithNgsiHeaders().WithName("QueryTemporalEntities")
+        temporal.MapGet("/", Query).WithNgsiHeaders().RequiresScope(Caller.ReadScope).WithName("QueryTemporalEntities")
             .WithSummary("Query the history of entities (type, id, idPattern, attrs, q, geoQ, scopeQ with a temporal query)")
             .WithQuery([.. TemporalParameters,
                 ("type", "Type expression."), ("id", "Comma list of entity ids."), ("idPattern", "Regular expression over entity ids."),
@@ -48,7 +49,7 @@ internal static class TemporalApi
                 ("coordinates", "Geo-query coordinates."), ("geoproperty", "Geo-query GeoProperty."), ("scopeQ", "Scope query."),
                 ("limit", "Page size (entities)."), ("offset", "Entities to skip."), ("count", "true: total in NGSILD-Results-Count.")])
             .Produces<System.Text.Json.Nodes.JsonObject>(200, MediaTypes.Json, MediaTypes.JsonLd).ProducesProblem(400).ProducesProblem(404);
-        temporal.MapGet("/{entityId}", Retrieve).WithNgsiHeaders().WithName("RetrieveTemporalEntity")
+        temporal.MapGet("/{entityId}", Retrieve).WithNgsiHeaders().RequiresScope(Caller.ReadScope).WithName("RetrieveTemporalEntity")
             .WithSummary("Retrieve the history of one entity")
             .WithQuery(TemporalParameters)
             .Produces<System.Text.Json.Nodes.JsonObject>(200, MediaTypes.Json, MediaTypes.JsonLd).ProducesProblem(400).ProducesProblem(404);
