@@ -43,6 +43,12 @@ public static class BrokerModule
         services.AddSingleton<EntityService>();
         services.AddSingleton<IConsentStore, SqliteConsentStore>();
         services.AddSingleton<AccessPolicy>();
+        services.AddSingleton<ConsentService>();
+        services.AddSingleton(sp => new AccessLog(Path.Combine(sp.GetRequiredService<IOptions<BrokerOptions>>().Value.DataDirectory, "access-log.db")));
+        services.AddSingleton(sp => new AccessAudit(sp.GetRequiredService<AccessLog>(), sp.GetRequiredService<TimeProvider>())
+        {
+            Node = configuration["Broker:NodeName"] is { Length: > 0 } node ? node : Environment.MachineName,
+        });
 
         // JSON-LD: the core context is built in; user contexts are fetched (bounded, cached) or hosted here.
         services.Configure<LdContextOptions>(configuration.GetSection("Broker:JsonLd"));
@@ -82,13 +88,6 @@ public static class BrokerModule
             catch (Exception ex) when (!context.HttpContext.Response.HasStarted)
             {
                 var problem = ErrorHandling.ToNgsi(ex);
-                if (problem.Type == Ngsi.Errors.NgsiErrorType.Unauthorized)
-                {
-                    context.HttpContext.Response.Headers.WWWAuthenticate = context.HttpContext.Request.Headers.Authorization.Count > 0
-                        ? "Bearer realm=\"machi\", error=\"invalid_token\""
-                        : "Bearer realm=\"machi\"";
-                }
-
                 if (problem.Type == Ngsi.Errors.NgsiErrorType.InternalError)
                 {
                     context.HttpContext.RequestServices.GetRequiredService<ILogger<EntityService>>()
@@ -107,6 +106,8 @@ public static class BrokerModule
         api.MapSubscriptions();
         api.MapStream();
         api.MapTemporal();
+        app.MapAccess();
+        app.MapConsentPages();
         api.Map("/{**path}", (HttpContext http) => new ProblemResult(Ngsi.Errors.NgsiException.Invalid(
             $"{http.Request.Method} {http.Request.Path} is not an operation of this NGSI-LD API."))).ExcludeFromDescription();
         return app;

@@ -155,7 +155,9 @@ internal static class BatchApi
                 return;
             }
 
-            var results = await entities.BatchAsync(tenant, pending.ConvertAll(i => entities.Guard(caller, write(i), creates)), ct);
+            var touched = new List<(string, EntityAccess)>();
+            var results = await entities.BatchAsync(tenant, pending.ConvertAll(i => entities.Guard(caller, write(i), creates, touched)), ct);
+            await entities.LogWritesAsync(caller, tenant, touched);
             for (var i = 0; i < pending.Count; i++)
             {
                 pending[i].Failure = results[i];

@@ -9,7 +9,7 @@ namespace Machi.Broker.Entities;
 /// The entity operations of clause 5.6 over a store: each is a mutation run in the store's write transaction,
 /// so checks ("does it exist?") and changes are atomic.
 /// </summary>
-internal sealed class EntityService(IEntityStore store, AccessPolicy access, TimeProvider time)
+internal sealed class EntityService(IEntityStore store, AccessPolicy access, AccessAudit audit, TimeProvider time)
 {
     public DateTimeOffset Now() => time.GetUtcNow();
 
@@ -26,18 +26,30 @@ internal sealed class EntityService(IEntityStore store, AccessPolicy access, Tim
     {
         await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
         var entity = await store.GetAsync(tenant, id, ct).ConfigureAwait(false);
-        return entity is not null && access.CanRead(caller, EntityAccess.Of(entity)) ? entity : throw Missing(id);
+        if (entity is null || !access.CanRead(caller, EntityAccess.Of(entity)))
+        {
+            throw Missing(id);
+        }
+
+        await audit.RecordAsync(caller, tenant, [entity], "read").ConfigureAwait(false);
+        return entity;
     }
 
     /// <summary>A page of the entities the caller may see, decided in the store's query (counts and pages stay right).</summary>
     public async Task<EntityPage> QueryAsync(string tenant, EntityQuery query, Caller caller, CancellationToken ct)
     {
         await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
-        return await store.QueryAsync(tenant, query with { Access = access.FilterFor(caller) }, ct).ConfigureAwait(false);
+        var page = await store.QueryAsync(tenant, query with { Access = access.FilterFor(caller) }, ct).ConfigureAwait(false);
+        await audit.RecordAsync(caller, tenant, page.Entities, "query").ConfigureAwait(false);
+        return page;
     }
 
-    public Task CreateAsync(string tenant, Entity entity, Caller caller, CancellationToken ct) =>
-        store.WriteOneAsync(tenant, Guard(caller, EntityWrite.Creating(entity, Create(entity)), creates: true), ct);
+    public async Task CreateAsync(string tenant, Entity entity, Caller caller, CancellationToken ct)
+    {
+        var touched = new List<(string, EntityAccess)>();
+        await store.WriteOneAsync(tenant, Guard(caller, EntityWrite.Creating(entity, Create(entity)), creates: true, touched), ct).ConfigureAwait(false);
+        await LogWritesAsync(caller, tenant, touched).ConfigureAwait(false);
+    }
 
     public Task DeleteAsync(string tenant, string id, Caller caller, CancellationToken ct) =>
         WriteAsync(tenant, id, caller, Delete(id), ct);
@@ -82,8 +94,16 @@ internal sealed class EntityService(IEntityStore store, AccessPolicy access, Tim
     private async Task WriteAsync(string tenant, string id, Caller caller, EntityMutation mutate, CancellationToken ct)
     {
         await RequireTenantAsync(tenant, ct).ConfigureAwait(false);
-        await store.WriteOneAsync(tenant, Guard(caller, new EntityWrite(id, mutate), creates: false), ct).ConfigureAwait(false);
+        var touched = new List<(string, EntityAccess)>();
+        await store.WriteOneAsync(tenant, Guard(caller, new EntityWrite(id, mutate), creates: false, touched), ct).ConfigureAwait(false);
+        await LogWritesAsync(caller, tenant, touched).ConfigureAwait(false);
     }
+
+    /// <summary>Logs writes to residents' personal data by others than the resident (collected by <see cref="Guard"/>).</summary>
+    public Task LogWritesAsync(Caller caller, string tenant, List<(string Id, EntityAccess Access)> touched) =>
+        touched.Count == 0
+            ? Task.CompletedTask
+            : audit.LogAsync([.. touched.Select(t => audit.Record(caller, tenant, t.Id, t.Access.Owner!, "write"))]);
 
     /// <summary>An attribute-level change of an existing entity, stored only when something changed.</summary>
     private async Task<UpdateResult> ChangeAttributesAsync(string tenant, string id, Caller caller, Func<Entity, UpdateResult> change, CancellationToken ct)
@@ -106,7 +126,7 @@ internal sealed class EntityService(IEntityStore store, AccessPolicy access, Tim
     /// stores: an entity it may not see is missing (or, for a creation, already there); personal data of a resident
     /// who gave the caller no consent is refused.
     /// </summary>
-    public EntityWrite Guard(Caller caller, EntityWrite write, bool creates) => write with
+    public EntityWrite Guard(Caller caller, EntityWrite write, bool creates, List<(string Id, EntityAccess Access)>? touched = null) => write with
     {
         Mutate = current =>
         {
@@ -122,10 +142,19 @@ internal sealed class EntityService(IEntityStore store, AccessPolicy access, Tim
             }
 
             var mutation = write.Mutate(current);
-            if (mutation.Kind == MutationKind.Put && !access.CanWrite(caller, EntityAccess.Of(mutation.Entity)))
+            var after = mutation.Kind == MutationKind.Put ? EntityAccess.Of(mutation.Entity) : EntityAccess.Of(current);
+            if (mutation.Kind == MutationKind.Put && !access.CanWrite(caller, after))
             {
                 throw new NgsiException(NgsiErrorType.Forbidden,
                     $"Entity '{write.Id}' would be personal data of a resident who has not consented to this service storing it.");
+            }
+
+            if (touched is not null && mutation.Kind != MutationKind.None && AccessPolicy.IsThirdParty(caller, after))
+            {
+                lock (touched)
+                {
+                    touched.Add((write.Id, after));
+                }
             }
 
             return mutation;

@@ -20,6 +20,9 @@ internal sealed record UserAddCommand(string Role, string Email, string Password
 internal sealed record ClientAddCommand(
     string Name, IReadOnlyList<string> Scopes, bool Admin, IReadOnlyList<Uri> RedirectUris, bool Public, string? DataDirectory) : CliCommand;
 
+/// <summary><c>machi audit verify</c>: checks the hash chain of the access log.</summary>
+internal sealed record AuditVerifyCommand(string? DataDirectory) : CliCommand;
+
 /// <summary>The arguments make no sense; <see cref="Message"/> says why (exit code 2).</summary>
 internal sealed record UsageError(string Message) : CliCommand;
 
@@ -41,6 +44,7 @@ internal static class CommandLine
         new("bench", "Run load benchmarks (the ./machi launcher runs bench/Machi.Bench)", Available: false),
         new("user", "Add an account: machi user add --role staff --email E --password P", Available: true),
         new("client", "Register an API client: machi client add --name NAME [--scope S …] [--admin]", Available: true),
+        new("audit", "Check the access log's hash chain: machi audit verify [--data DIR]", Available: true),
     ];
 
     public static CliCommand Parse(IReadOnlyList<string> args)
@@ -74,6 +78,8 @@ internal static class CommandLine
                 return args.Count > 1 && args[1] == "add" ? ParseUserAdd(args) : new UsageError("'machi user' takes 'add' (machi help user)");
             case "client":
                 return args.Count > 1 && args[1] == "add" ? ParseClientAdd(args) : new UsageError("'machi client' takes 'add' (machi help client)");
+            case "audit":
+                return args.Count > 1 && args[1] == "verify" ? ParseAuditVerify(args) : new UsageError("'machi audit' takes 'verify'");
         }
 
         if (first.StartsWith('-'))
@@ -170,6 +176,11 @@ internal static class CommandLine
 
         return new UserAddCommand(values["--role"][0], values["--email"][0], values["--password"][0], values.GetValueOrDefault("--data")?[0]);
     }
+
+    private static CliCommand ParseAuditVerify(IReadOnlyList<string> args) =>
+        ParseOptions(args, 2, ["--data"], [], out var values, out _) is { } error
+            ? error
+            : new AuditVerifyCommand(values.GetValueOrDefault("--data")?[^1]);
 
     private static CliCommand ParseClientAdd(IReadOnlyList<string> args)
     {

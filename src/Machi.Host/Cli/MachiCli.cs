@@ -61,6 +61,8 @@ internal static class MachiCli
                         ["client_secret"] = credentials.ClientSecret,
                     }));
                 });
+            case AuditVerifyCommand audit:
+                return await VerifyAccessLogAsync(audit, stdout, stderr);
             default:
                 throw new InvalidOperationException("Unhandled command.");
         }
@@ -80,6 +82,22 @@ internal static class MachiCli
             await stderr.WriteLineAsync($"machi: could not serve: {e.Message}");
             return Failure;
         }
+    }
+
+    /// <summary>Exit 0 when every record of the access log is in place and unaltered; 1 (and where) otherwise.</summary>
+    private static async Task<int> VerifyAccessLogAsync(AuditVerifyCommand audit, TextWriter stdout, TextWriter stderr)
+    {
+        var data = Path.GetFullPath(MachiHost.LoadConfiguration(audit.DataDirectory)["Broker:DataDirectory"] is { Length: > 0 } d ? d : "data");
+        await using var log = new Machi.Broker.Access.AccessLog(Path.Combine(data, "access-log.db"));
+        var result = log.Verify();
+        if (result.Intact)
+        {
+            await stdout.WriteLineAsync($"access log intact: {result.Records} records ({result.Redacted} redacted at residents' request)");
+            return Success;
+        }
+
+        await stderr.WriteLineAsync($"machi: access log TAMPERED at record {result.FirstBrokenSeq}: {result.Problem}");
+        return Failure;
     }
 
     private static async Task<int> AdministerAsync(TextWriter stdout, TextWriter stderr, Func<Task> work)

@@ -1,9 +1,9 @@
 using System.Collections.Concurrent;
 using System.Security.Claims;
-using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Http;
 using OpenIddict.Abstractions;
 using OpenIddict.Server;
+using OpenIddict.Validation;
 using static OpenIddict.Abstractions.OpenIddictConstants;
 
 namespace Machi.Trust.Connect;
@@ -31,7 +31,7 @@ public sealed record TokenIdentity(string? Subject, string ClientId, IReadOnlySe
 /// <see cref="RecheckInterval"/> (and never past its expiry). A revocation on this node forgets every remembered token at
 /// once; one on another node takes effect within <see cref="RecheckInterval"/>.
 /// </summary>
-public sealed class AccessTokens(TimeProvider time)
+public sealed class AccessTokens(OpenIddictValidationService validation, TimeProvider time)
 {
     public static readonly TimeSpan RecheckInterval = TimeSpan.FromSeconds(30);
     private const int MaxRemembered = 50_000;
@@ -60,8 +60,12 @@ public sealed class AccessTokens(TimeProvider time)
             return (TokenState.Valid, known.Identity);
         }
 
-        var result = await http.AuthenticateAsync(TrustModule.BearerScheme).ConfigureAwait(false);
-        if (!result.Succeeded || result.Principal is not { } principal)
+        ClaimsPrincipal principal;
+        try
+        {
+            principal = await validation.ValidateAccessTokenAsync(token, http.RequestAborted).ConfigureAwait(false);
+        }
+        catch (OpenIddictExceptions.ProtocolException)
         {
             _remembered.TryRemove(token, out _);
             return (TokenState.Invalid, null);
