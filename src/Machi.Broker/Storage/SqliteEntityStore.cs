@@ -569,6 +569,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             var valuesBefore = EntityIndexRows.Values(current);
             var boxesBefore = EntityIndexRows.Boxes(current);
             var stampsBefore = HistoryDiff.Stamps(current);
+            var accessBefore = EntityAccess.Of(current);
             var mutation = write.Mutate(current);
             switch (mutation.Kind)
             {
@@ -615,7 +616,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, entity);
                     var at = DateTimeOffset.UtcNow;
                     var seq = LogChange(s, tenant, entity.Id, before is null ? ChangeKind.Created : ChangeKind.Updated, before, doc, at);
-                    RecordHistory(s, tenant, entity.Id, seq, at, stampsBefore, typesBefore, entity);
+                    RecordHistory(s, tenant, entity.Id, seq, at, stampsBefore, typesBefore, entity, accessBefore);
                     break;
                 case MutationKind.Delete when rid is not null:
                     s.Delete.Bind(1, rid.Value).Execute();
@@ -752,6 +753,10 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         using var update = _writer.CreateCommand();
         update.Transaction = tx;
         update.CommandText = "UPDATE entities SET access = $access, owner = $owner, category = $category WHERE rid = $rid";
+        Execute(_writer, """
+            UPDATE history_entities SET access = e.access, owner = e.owner, category = e.category
+            FROM entities e WHERE e.tenant = history_entities.tenant AND e.id = history_entities.id AND e.access <> 0
+            """, tx);
         foreach (var (rid, access) in marks)
         {
             update.Parameters.Clear();
@@ -926,6 +931,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             "INSERT INTO entities(tenant, id, doc, access, owner, category) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING rid");
 
         public RawStatement Update => field ??= Raw(_connection, "UPDATE entities SET doc = ?2, access = ?3, owner = ?4, category = ?5 WHERE rid = ?1");
+
+        public RawStatement UpdateHistoryAccess => field ??= Raw(_connection, "UPDATE history_entities SET access = ?2, owner = ?3, category = ?4 WHERE hid = ?1");
 
         public RawStatement SelectHistoryEntity => field ??= Raw(_connection, "SELECT hid FROM history_entities WHERE tenant = ?1 AND id = ?2");
 

@@ -220,6 +220,9 @@ internal static class SqliteSchema
         ALTER TABLE entities ADD COLUMN owner TEXT;
         ALTER TABLE entities ADD COLUMN category TEXT;
         CREATE INDEX entities_owner ON entities (tenant, owner) WHERE owner IS NOT NULL;
+        ALTER TABLE history_entities ADD COLUMN access INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE history_entities ADD COLUMN owner TEXT;
+        ALTER TABLE history_entities ADD COLUMN category TEXT;
 
         -- Residents' consents (Access.Consent) with their receipts (JSON), times in UTC ticks.
         CREATE TABLE consents (
