@@ -87,10 +87,11 @@ internal static class ProcedurePages
             return await page.NotFoundAsync();
         }
 
-        // Room for every slot at the limit plus the text fields; a bigger body is refused before it is read.
+        // Room for every slot at twice the limit plus the text fields, so a file somewhat too large is read and refused
+        // with a message next to its field; a body beyond that is cut off by the server (413) before it is stored.
         if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
         {
-            limit.MaxRequestBodySize = (files.MaxBytes * Math.Max(1, definition.Files.Count)) + (1024 * 1024);
+            limit.MaxRequestBodySize = (2 * files.MaxBytes * Math.Max(1, definition.Files.Count)) + (1024 * 1024);
         }
 
         IFormCollection? form;
