@@ -203,6 +203,41 @@ public sealed class ProcedureTests(PortalServer portal) : IClassFixture<PortalSe
     }
 
     [Fact]
+    public async Task An_acknowledged_application_survives_kill_9_of_the_server_process()
+    {
+        var data = TempDirectory.Create("machi-portal-kill-");
+        try
+        {
+            string application;
+            await using (var process = await MachiProcess.StartAsync(data))
+            {
+                await PortalClient.AddUserAsync(data, "resident", "kill9@aizu.example");
+                using var resident = new PortalClient(process.BaseAddress);
+                await resident.SignInAsync("kill9@aizu.example");
+                var (status, _, location) = await resident.PostMultipartAsync("/portal/procedures/juminhyo", "/portal/procedures/juminhyo", GoodJuminhyo(),
+                    [("id_document", "license.jpg", "image/jpeg", [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4])]);
+                Assert.Equal(HttpStatusCode.Redirect, status);
+                application = location!.OriginalString.Split('?')[0];
+
+                // No warning, no shutdown: the acknowledgement is all the resident had.
+                process.Kill();
+            }
+
+            await using var after = await MachiServer.StartAsync(data);
+            using var again = new PortalClient(after.BaseAddress);
+            await again.SignInAsync("kill9@aizu.example");
+            var (pageStatus, page, _) = await again.GetAsync(application);
+            Assert.Equal(HttpStatusCode.OK, pageStatus);
+            Assert.Contains("data-status=\"submitted\"", page, StringComparison.Ordinal);
+            Assert.Contains("license.jpg", page, StringComparison.Ordinal);
+        }
+        finally
+        {
+            TempDirectory.Delete(data);
+        }
+    }
+
+    [Fact]
     public async Task Anonymous_people_can_read_a_procedure_but_are_sent_to_sign_in_to_apply()
     {
         using var anonymous = new PortalClient(portal.Server.BaseAddress);
