@@ -26,6 +26,7 @@ public static class PortalModule
         services.TryAddSingleton<IPortalStore>(sp => new SqlitePortalStore(Path.Combine(dataDirectory, "machi.db")));
         services.AddSingleton<AttachmentStore>();
         services.AddSingleton<AlertBroadcaster>();
+        services.AddHostedService<AlertWatcher>();
         return services;
     }
 

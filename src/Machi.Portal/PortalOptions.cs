@@ -12,6 +12,12 @@ public sealed class PortalOptions
     /// <summary>E-mail residents when an application's status changes (through Trust's mail sender).</summary>
     public bool MailStatusChanges { get; set; } = true;
 
+    /// <summary>
+    /// How often a node looks for alerts issued or cancelled on another node sharing the database, while some page is
+    /// listening; alerts issued on this node are pushed at once.
+    /// </summary>
+    public TimeSpan AlertPollInterval { get; set; } = TimeSpan.FromSeconds(2);
+
     /// <summary>Set from Broker:DataDirectory; the database and attachments live there.</summary>
     public string DataDirectory { get; set; } = "";
 

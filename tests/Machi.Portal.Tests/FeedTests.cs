@@ -91,6 +91,33 @@ public sealed class FeedTests(PortalServer portal) : IClassFixture<PortalServer>
     }
 
     [Fact]
+    public async Task An_alert_issued_on_another_node_sharing_the_database_reaches_this_nodes_open_pages()
+    {
+        using var listener = new HttpClient { BaseAddress = portal.Server.BaseAddress, Timeout = Timeout.InfiniteTimeSpan };
+        using var response = await listener.SendAsync(new HttpRequestMessage(HttpMethod.Get, "/portal/events"), HttpCompletionOption.ResponseHeadersRead);
+        await using var stream = await response.Content.ReadAsStreamAsync();
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        Assert.Equal("retry: 3000", await reader.ReadLineAsync(timeout.Token));
+        await Task.Delay(2500, timeout.Token); // let the watcher see the current state first
+
+        // "Another node": a second store on the same database file, which this node's broadcaster never hears from.
+        var other = new Machi.Portal.Storage.SqlitePortalStore(Path.Combine(portal.Server.DataDirectory, "machi.db"));
+        await other.AddAlertAsync(new Machi.Portal.Storage.Alert(0, "info", new("別ノードからの試験情報", "From another node"), new("試験", "Test"), [],
+            DateTimeOffset.UtcNow, "test", null), CancellationToken.None);
+
+        var seen = false;
+        while (!seen && await reader.ReadLineAsync(timeout.Token) is { } line)
+        {
+            seen = line.Contains("別ノードからの試験情報", StringComparison.Ordinal);
+        }
+
+        Assert.True(seen, "an alert from another node did not reach the event stream");
+        var id = (await other.ActiveAlertsAsync(CancellationToken.None)).Single(a => a.Title.Ja == "別ノードからの試験情報").Id;
+        await other.CancelAlertAsync(id, DateTimeOffset.UtcNow, CancellationToken.None);
+    }
+
+    [Fact]
     public async Task An_emergency_alert_reaches_an_open_event_stream_within_seconds_and_shows_on_every_page()
     {
         using var staff = await portal.StaffAsync();

@@ -33,7 +33,7 @@ internal static class SeedProcedures
                 new("ticket", "checkbox", new("処理券を購入して品目に貼ります", "I will buy disposal tickets and stick them on the items"), Required: true),
             ],
             [
-                new("photo", new("品目の写真（任意）", "Photo of the items (optional)"), new("JPEG または PNG、10 MB まで", "JPEG or PNG, up to 10 MB"), Types: Images),
+                new("photo", new("品目の写真（任意）", "Photo of the items (optional)"), Types: Images),
             ]),
         new(
             "juminhyo",
@@ -68,7 +68,7 @@ internal static class SeedProcedures
             ],
             [
                 new("id_document", new("本人確認書類（マイナンバーカード、運転免許証など）", "Identity document (My Number card, driving licence, …)"),
-                    new("PDF・JPEG・PNG、10 MB まで", "PDF, JPEG or PNG, up to 10 MB"), Required: true),
+                    new("表面を撮影した画像、またはPDF", "A photo of the front, or a PDF"), Required: true),
             ]),
     ];
 

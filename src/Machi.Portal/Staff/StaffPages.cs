@@ -411,7 +411,8 @@ internal static class StaffPages
         var next = SubmissionStatus.Next(submission.Status);
         if (next.Count > 0)
         {
-            var fields = Fields.Select(page, "status", page.T("f_new_status"), next.Select(s => (s, page.T("status_" + s))), null, required: true)
+            var fields = Fields.Select(page, "status", page.T("f_new_status"), next.Select(s => (s, page.T("status_" + s))), null, required: true,
+                    emptyText: page.T("choose"))
                 + Fields.TextArea(page, "comment", page.T("f_comment"), null, help: page.T("f_comment_help"), maxLength: 2000)
                 + $"<input type=\"hidden\" name=\"expected\" value=\"{PortalPage.E(submission.Status)}\">";
             body.Append("<h2>").Append(PortalPage.E(page.T("act"))).Append("</h2>").Append(page.Form($"/portal/staff/applications/{id}/status", fields, "change_status"));

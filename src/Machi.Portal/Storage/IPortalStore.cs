@@ -36,6 +36,9 @@ internal interface IPortalStore
 
     Task<IReadOnlyList<Alert>> ActiveAlertsAsync(CancellationToken cancellationToken);
 
+    /// <summary>A value that changes whenever an alert is issued or cancelled (by any node sharing the database).</summary>
+    Task<string> AlertsVersionAsync(CancellationToken cancellationToken);
+
     Task<IReadOnlyList<Alert>> RecentAlertsAsync(int limit, CancellationToken cancellationToken);
 
     Task<IReadOnlyList<StoredProcedure>> ProceduresAsync(bool activeOnly, CancellationToken cancellationToken);

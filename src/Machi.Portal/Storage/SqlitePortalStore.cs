@@ -197,6 +197,14 @@ internal sealed class SqlitePortalStore(string databasePath) : IPortalStore
     public Task<IReadOnlyList<Alert>> ActiveAlertsAsync(CancellationToken cancellationToken) =>
         QueryAsync($"SELECT {AlertColumns} FROM portal_alerts WHERE cancelled_at IS NULL ORDER BY id DESC", ReadAlert, cancellationToken);
 
+    public async Task<string> AlertsVersionAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection,
+            "SELECT COUNT(*) || ':' || COALESCE(MAX(id), 0) || ':' || COUNT(cancelled_at) FROM portal_alerts");
+        return Convert.ToString(await command.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture) ?? "";
+    }
+
     public Task<IReadOnlyList<Alert>> RecentAlertsAsync(int limit, CancellationToken cancellationToken) =>
         QueryAsync($"SELECT {AlertColumns} FROM portal_alerts ORDER BY id DESC LIMIT $n", ReadAlert, cancellationToken, ("$n", limit));
 
