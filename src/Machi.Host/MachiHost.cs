@@ -3,8 +3,8 @@ using Machi.Broker;
 using Machi.Host.ApiDocs;
 using Machi.Host.Cli;
 using Machi.Host.Health;
-using Machi.Host.Home;
 using Machi.Host.Telemetry;
+using Machi.Portal;
 using Machi.Trust;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -90,6 +90,7 @@ public static class MachiHost
         });
         builder.Services.AddMachiBroker(builder.Configuration);
         builder.Services.AddMachiTrust(builder.Configuration);
+        builder.Services.AddMachiPortal(builder.Configuration);
         builder.Services.AddMachiTelemetry();
         builder.Services.AddMachiApiDocs();
         return builder;
@@ -102,12 +103,12 @@ public static class MachiHost
         Directory.CreateDirectory(app.Services.GetRequiredService<IOptions<BrokerOptions>>().Value.DataDirectory);
 
         app.UseExceptionHandler();
-        app.MapHome();
         app.MapHealth();
         app.MapMetrics();
         app.MapApiDocs();
         app.MapMachiBroker();
         app.MapMachiTrust();
+        app.MapMachiPortal();
 
         app.Lifetime.ApplicationStarted.Register(() => LogStarted(app));
         return app;
