@@ -40,6 +40,7 @@ public static class BrokerModule
         });
         services.AddSingleton(sp => (SqliteEntityStore)sp.GetRequiredService<IEntityStore>());
         services.AddSingleton<EntityService>();
+        services.AddSingleton(sp => new LocalBroker(sp.GetRequiredService<EntityService>()));
 
         // JSON-LD: the core context is built in; user contexts are fetched (bounded, cached) or hosted here.
         services.Configure<LdContextOptions>(configuration.GetSection("Broker:JsonLd"));

@@ -5,6 +5,7 @@ using Machi.Host.Cli;
 using Machi.Host.Health;
 using Machi.Host.Home;
 using Machi.Host.Telemetry;
+using Machi.Snow;
 using Machi.Trust;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -90,6 +91,7 @@ public static class MachiHost
         });
         builder.Services.AddMachiBroker(builder.Configuration);
         builder.Services.AddMachiTrust(builder.Configuration);
+        builder.Services.AddMachiSnow(builder.Configuration);
         builder.Services.AddMachiTelemetry();
         builder.Services.AddMachiApiDocs();
         return builder;
@@ -108,6 +110,7 @@ public static class MachiHost
         app.MapApiDocs();
         app.MapMachiBroker();
         app.MapMachiTrust();
+        app.MapMachiSnow();
 
         app.Lifetime.ApplicationStarted.Register(() => LogStarted(app));
         return app;
