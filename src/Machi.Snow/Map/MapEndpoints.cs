@@ -198,12 +198,19 @@ internal static class MapEndpoints
             json.WriteStartArray();
             string? current = null;
             TrackFix? kept = null;
+            TrackFix? seen = null;
             await foreach (var fix in store.TrackAsync(now.AddHours(-h), now.AddMinutes(1), http.RequestAborted))
             {
                 if (fix.DeviceId != current)
                 {
                     if (current is not null)
                     {
+                        // A unit's trail always ends where it is now.
+                        if (seen != kept)
+                        {
+                            WritePoint(json, seen!);
+                        }
+
                         json.WriteEndArray();
                         json.WriteEndObject();
                     }
@@ -215,22 +222,23 @@ internal static class MapEndpoints
                     json.WriteStartArray("points");
                 }
 
+                seen = fix;
                 if (kept is not null && fix.State == kept.State && fix.Time - kept.Time < spacing)
                 {
                     continue;
                 }
 
                 kept = fix;
-                json.WriteStartArray();
-                json.WriteNumberValue(Math.Round(fix.Lon, 6));
-                json.WriteNumberValue(Math.Round(fix.Lat, 6));
-                json.WriteNumberValue((int)fix.State);
-                json.WriteNumberValue(fix.Time.ToUnixTimeMilliseconds());
-                json.WriteEndArray();
+                WritePoint(json, fix);
             }
 
             if (current is not null)
             {
+                if (seen != kept)
+                {
+                    WritePoint(json, seen!);
+                }
+
                 json.WriteEndArray();
                 json.WriteEndObject();
             }
@@ -239,6 +247,16 @@ internal static class MapEndpoints
         }
 
         return Results.Bytes(stream.ToArray(), "application/json");
+    }
+
+    private static void WritePoint(Utf8JsonWriter json, TrackFix fix)
+    {
+        json.WriteStartArray();
+        json.WriteNumberValue(Math.Round(fix.Lon, 6));
+        json.WriteNumberValue(Math.Round(fix.Lat, 6));
+        json.WriteNumberValue((int)fix.State);
+        json.WriteNumberValue(fix.Time.ToUnixTimeMilliseconds());
+        json.WriteEndArray();
     }
 
     private static async Task<IResult> LastPlowed(HttpContext http, ISnowStore store, IOptions<SnowOptions> options, string? q, string? lat, string? lon)
