@@ -203,7 +203,7 @@ document.getElementById('search-form').addEventListener('submit', async e => {
   if (!q) return;
   const answer = await (await fetch(`/snow/api/last-plowed?q=${encodeURIComponent(q)}`)).json();
   showAnswers(answer.results ?? []);
-  if (answer.results?.length) { const a = answer.results[0]; pick = [a.lon, a.lat]; [view.x, view.y] = project(a.lon, a.lat); if (view.z < 15) view.z = 15; redraw(); }
+  if (answer.results?.length) { const a = answer.results[0]; pick = [a.lon, a.lat]; if (view.z < 15) view.z = 15; [view.x, view.y] = project(a.lon, a.lat); redraw(); }
 });
 async function askPoint(lon, lat) {
   pick = [lon, lat];
