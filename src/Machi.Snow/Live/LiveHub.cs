@@ -84,8 +84,12 @@ internal sealed class LiveHub(IOptions<SnowOptions> options, TimeProvider time) 
 
     public byte[] Snapshot() => Render("snapshot", Interlocked.Read(ref _frame), _latest.Values);
 
+    private static readonly byte[] KeepAlive = ": keep-alive\n\n"u8.ToArray();
+    private long _lastFrameAt;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        var heartbeat = HeartbeatAsync(stoppingToken);
         var pending = new List<LivePosition>();
         try
         {
@@ -109,18 +113,47 @@ internal sealed class LiveHub(IOptions<SnowOptions> options, TimeProvider time) 
                     continue;
                 }
 
-                var frame = Render("positions", Interlocked.Increment(ref _frame), pending);
-                foreach (var viewer in _viewers.Keys)
-                {
-                    if (!viewer.Offer(frame))
-                    {
-                        Leave(viewer);
-                    }
-                }
+                OfferAll(Render("positions", Interlocked.Increment(ref _frame), pending));
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
+        }
+
+        await heartbeat.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    private void OfferAll(byte[] frame)
+    {
+        Interlocked.Exchange(ref _lastFrameAt, time.GetTimestamp());
+        foreach (var viewer in _viewers.Keys)
+        {
+            if (!viewer.Offer(frame))
+            {
+                Leave(viewer);
+            }
+        }
+    }
+
+    /// <summary>
+    /// One timer for every viewer: when nothing was sent for a heartbeat interval, a comment line goes to all of them
+    /// (a timer per viewer would mean thousands of timers).
+    /// </summary>
+    private async Task HeartbeatAsync(CancellationToken stoppingToken)
+    {
+        var interval = options.Value.LiveHeartbeat;
+        if (interval <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        using var timer = new PeriodicTimer(interval, time);
+        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+        {
+            if (time.GetElapsedTime(Interlocked.Read(ref _lastFrameAt)) >= interval && !_viewers.IsEmpty)
+            {
+                OfferAll(KeepAlive);
+            }
         }
     }
 

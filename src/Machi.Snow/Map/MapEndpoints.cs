@@ -131,7 +131,7 @@ internal static class MapEndpoints
     }
 
     /// <summary>Server-sent events: a <c>snapshot</c> of every plow, then <c>positions</c> frames as they are ingested.</summary>
-    private static async Task Live(HttpContext http, LiveHub hub, IOptions<SnowOptions> options)
+    private static async Task Live(HttpContext http, LiveHub hub)
     {
         http.Response.Headers.ContentType = "text/event-stream";
         http.Response.Headers.CacheControl = "no-cache";
@@ -143,22 +143,10 @@ internal static class MapEndpoints
             await body.WriteAsync("retry: 2000\n\n"u8.ToArray(), http.RequestAborted);
             await body.WriteAsync(hub.Snapshot(), http.RequestAborted);
             await body.FlushAsync(http.RequestAborted);
-            var heartbeat = options.Value.LiveHeartbeat;
-            while (!http.RequestAborted.IsCancellationRequested)
+            // The hub's frames (positions, and a comment line when idle) until the viewer leaves or is dropped for
+            // falling too far behind (the channel then completes).
+            while (await viewer.Frames.WaitToReadAsync(http.RequestAborted))
             {
-                var wait = viewer.Frames.WaitToReadAsync(http.RequestAborted).AsTask();
-                if (await Task.WhenAny(wait, Task.Delay(heartbeat, http.RequestAborted)) != wait)
-                {
-                    await body.WriteAsync(": keep-alive\n\n"u8.ToArray(), http.RequestAborted);
-                    await body.FlushAsync(http.RequestAborted);
-                    continue;
-                }
-
-                if (!await wait)
-                {
-                    return; // dropped: too far behind
-                }
-
                 while (viewer.Frames.TryRead(out var frame))
                 {
                     await body.WriteAsync(frame, http.RequestAborted);
