@@ -27,6 +27,12 @@ public sealed class SnowOptions
     /// <summary>Live map: positions are handed to viewers at most once per interval, all at once (one render, one write per viewer).</summary>
     public TimeSpan LiveCoalesce { get; set; } = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>With at least <see cref="LiveBusyViewers"/> viewers, positions leave at most once per this interval instead:
+    /// fewer, larger frames (one socket write per viewer per interval), still well inside the 2 s promise.</summary>
+    public TimeSpan LiveBusyCoalesce { get; set; } = TimeSpan.FromSeconds(1);
+
+    public int LiveBusyViewers { get; set; } = 1000;
+
     /// <summary>Live map: frames buffered per viewer before a slow viewer is dropped (its browser reconnects).</summary>
     public int LiveClientBuffer { get; set; } = 64;
 

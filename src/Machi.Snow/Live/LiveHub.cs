@@ -96,7 +96,7 @@ internal sealed class LiveHub(IOptions<SnowOptions> options, TimeProvider time) 
             while (await _incoming.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
             {
                 // Wait a little so positions arriving together leave together, then take everything waiting.
-                var coalesce = options.Value.LiveCoalesce;
+                var coalesce = _viewers.Count >= options.Value.LiveBusyViewers ? options.Value.LiveBusyCoalesce : options.Value.LiveCoalesce;
                 if (coalesce > TimeSpan.Zero && !_viewers.IsEmpty)
                 {
                     await Task.Delay(coalesce, time, stoppingToken).ConfigureAwait(false);
