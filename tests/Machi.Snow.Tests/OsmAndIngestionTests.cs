@@ -130,6 +130,22 @@ public sealed class OsmAndIngestionTests
     }
 
     [Fact]
+    public async Task A_late_position_joins_the_track_but_does_not_move_the_vehicle_back()
+    {
+        await using var server = await MachiServer.StartAsync();
+        var token = await Plows.RegisterAsync(server, "plow-late");
+        var t0 = DateTimeOffset.UtcNow.AddMinutes(-5);
+        await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("plow-late", token, 37.50, 139.93, t0.AddSeconds(60), plow: "plowing"));
+
+        var late = await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("plow-late", token, 37.499, 139.93, t0, plow: "plowing"));
+
+        Assert.Equal(200, late.Status);
+        Assert.Equal(37.50, (await Plows.VehicleAsync(server.Client, "plow-late"))!["location"]!["coordinates"]![1]!.GetValue<double>(), 6);
+        var answer = JsonNode.Parse(await server.Client.GetStringAsync(new Uri("snow/api/last-plowed?lat=37.499&lon=139.93", UriKind.Relative)))!;
+        Assert.NotNull(answer["results"]![0]!["lastPlowed"]);
+    }
+
+    [Fact]
     public async Task Last_plowed_is_the_last_plowing_pass_within_30_m_of_a_point_or_a_town()
     {
         await using var server = await MachiServer.StartAsync();

@@ -89,9 +89,12 @@ internal sealed class SnowIngestion(
                 report.Altitude, report.Accuracy, report.Battery, report.Source);
             var joinable = previous is not null && fix.Time >= previous.Time && fix.Time - previous.Time <= options.Value.MaxSegmentGap;
             fix = await store.AppendAsync(fix, joinable ? previous : null, ct).ConfigureAwait(false);
-            await WriteVehicleAsync(fix, device!, ct).ConfigureAwait(false);
+
+            // A late fix (older than the unit's newest, e.g. sent again after a dead spot) joins the track and so the
+            // "last plowed" answers, but does not move the vehicle back on the map or in its entity.
             if (previous is null || fix.Time >= previous.Time)
             {
+                await WriteVehicleAsync(fix, device!, ct).ConfigureAwait(false);
                 _last[fix.DeviceId] = fix;
                 live.Publish(LivePosition.From(fix, device));
             }
