@@ -211,7 +211,7 @@ public sealed class OsmAndIngestionTests
 
             var t0 = DateTimeOffset.UtcNow.AddMinutes(-5);
             double lastLat = 0;
-            await using (var machi = await MachiProcess.StartAsync(data))
+            await using (var machi = await MachiProcess.StartAsync(data, startupTimeout: TimeSpan.FromMinutes(3)))
             {
                 for (var i = 0; i < 40; i++)
                 {
@@ -223,7 +223,7 @@ public sealed class OsmAndIngestionTests
                 machi.Kill();
             }
 
-            await using var again = await MachiProcess.StartAsync(data);
+            await using var again = await MachiProcess.StartAsync(data, startupTimeout: TimeSpan.FromMinutes(3));
             var vehicles = JsonNode.Parse(await again.Client.GetStringAsync(new Uri("snow/api/vehicles", UriKind.Relative)))!.AsArray();
             Assert.Equal(lastLat, vehicles.Single()!["lat"]!.GetValue<double>(), 6);
             var entity = await Plows.VehicleAsync(again.Client, "crash-1");

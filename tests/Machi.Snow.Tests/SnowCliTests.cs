@@ -62,7 +62,7 @@ public sealed class SnowCliTests
         using var errors = new StringWriter();
 
         var code = await MachiCli.RunAsync(
-            ["simulate", "snowplows", "--count", "5", "--url", server.BaseAddress.AbsoluteUri, "--data", server.DataDirectory, "--interval", "0.5", "--duration", "3"],
+            ["simulate", "snowplows", "--count", "5", "--url", server.BaseAddress.AbsoluteUri, "--data", server.DataDirectory, "--interval", "0.5", "--duration", "10"],
             output, errors);
 
         Assert.True(code == 0, errors.ToString());
