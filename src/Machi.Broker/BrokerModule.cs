@@ -49,6 +49,7 @@ public static class BrokerModule
         {
             Node = configuration["Broker:NodeName"] is { Length: > 0 } node ? node : Environment.MachineName,
         });
+        services.AddSingleton(sp => new LocalBroker(sp.GetRequiredService<EntityService>()));
 
         // JSON-LD: the core context is built in; user contexts are fetched (bounded, cached) or hosted here.
         services.Configure<LdContextOptions>(configuration.GetSection("Broker:JsonLd"));

@@ -5,6 +5,7 @@ using Machi.Host.Cli;
 using Machi.Host.Health;
 using Machi.Host.Telemetry;
 using Machi.Portal;
+using Machi.Snow;
 using Machi.Trust;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -91,6 +92,7 @@ public static class MachiHost
         builder.Services.AddMachiBroker(builder.Configuration);
         builder.Services.AddMachiTrust(builder.Configuration);
         builder.Services.AddMachiPortal(builder.Configuration);
+        builder.Services.AddMachiSnow(builder.Configuration);
         builder.Services.AddMachiTelemetry();
         builder.Services.AddMachiApiDocs();
         return builder;
@@ -109,6 +111,7 @@ public static class MachiHost
         app.MapMachiBroker();
         app.MapMachiTrust();
         app.MapMachiPortal();
+        app.MapMachiSnow();
 
         app.Lifetime.ApplicationStarted.Register(() => LogStarted(app));
         return app;

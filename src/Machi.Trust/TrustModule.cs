@@ -131,7 +131,8 @@ public static class TrustModule
 
         var identity = services.AddIdentityCore<MachiUser>()
             .AddEntityFrameworkStores<TrustDbContext>()
-            .AddDefaultTokenProviders();
+            .AddDefaultTokenProviders()
+            .AddClaimsPrincipalFactory<RoleClaimsPrincipalFactory>();
         services.AddOptions<IdentityOptions>().Configure<IOptions<TrustOptions>>((options, trust) =>
         {
             options.User.RequireUniqueEmail = true;
