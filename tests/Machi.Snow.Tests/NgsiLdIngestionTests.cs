@@ -30,7 +30,7 @@ public sealed class NgsiLdIngestionTests
                 request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", bearer);
             }
 
-            return await server.Client.SendAsync(request);
+            return await server.Anonymous.SendAsync(request);
         }
 
         using var ok = await PatchAsync("ngsi-1", token, body);

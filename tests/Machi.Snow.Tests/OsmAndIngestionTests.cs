@@ -19,8 +19,8 @@ public sealed class OsmAndIngestionTests
         var token = await Plows.RegisterAsync(server, "plow-01", "除雪車1号");
         var t0 = DateTimeOffset.UtcNow.AddSeconds(-20);
 
-        var first = await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("plow-01", token, Plows.CastleLat, Plows.CastleLon, t0, knots: 10, bearing: 90, plow: "plowing"));
-        var second = await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("plow-01", token, Plows.CastleLat + 0.0005, Plows.CastleLon, t0.AddSeconds(10), knots: 5, bearing: 0, plow: "salting"));
+        var first = await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("plow-01", token, Plows.CastleLat, Plows.CastleLon, t0, knots: 10, bearing: 90, plow: "plowing"));
+        var second = await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("plow-01", token, Plows.CastleLat + 0.0005, Plows.CastleLon, t0.AddSeconds(10), knots: 5, bearing: 0, plow: "salting"));
 
         Assert.Equal(200, first.Status);
         Assert.Equal(200, second.Status);
@@ -60,7 +60,7 @@ public sealed class OsmAndIngestionTests
         };
         request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
 
-        using var response = await server.Client.SendAsync(request);
+        using var response = await server.Anonymous.SendAsync(request);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("plowing", (await Plows.VehicleAsync(server.Client, "plow-02"))!["plowState"]!.GetValue<string>());
@@ -89,7 +89,7 @@ public sealed class OsmAndIngestionTests
 
         foreach (var (query, status, reason) in cases)
         {
-            var answer = await Plows.ReportAsync(server.Client, query);
+            var answer = await Plows.ReportAsync(server.Anonymous, query);
             Assert.True(answer.Status == status && answer.Reason == reason, $"{query}: expected {status} {reason}, got {answer.Status} {answer.Body}");
             var problem = JsonNode.Parse(answer.Body)!;
             Assert.False(string.IsNullOrWhiteSpace(problem["detail"]?.GetValue<string>()), answer.Body);
@@ -119,11 +119,11 @@ public sealed class OsmAndIngestionTests
         await using var server = await MachiServer.StartAsync();
         var token = await Plows.RegisterAsync(server, "plow-04");
         var t0 = DateTimeOffset.UtcNow.AddMinutes(-1);
-        Assert.Equal(200, (await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("plow-04", token, 37.45, 139.90, t0))).Status);
+        Assert.Equal(200, (await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("plow-04", token, 37.45, 139.90, t0))).Status);
 
         // 11 km in 10 s.
-        var jump = await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("plow-04", token, 37.55, 139.90, t0.AddSeconds(10)));
-        var drive = await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("plow-04", token, 37.451, 139.90, t0.AddSeconds(20)));
+        var jump = await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("plow-04", token, 37.55, 139.90, t0.AddSeconds(10)));
+        var drive = await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("plow-04", token, 37.451, 139.90, t0.AddSeconds(20)));
 
         Assert.Equal((422, "too_fast"), (jump.Status, jump.Reason));
         Assert.Equal(200, drive.Status);
@@ -135,9 +135,9 @@ public sealed class OsmAndIngestionTests
         await using var server = await MachiServer.StartAsync();
         var token = await Plows.RegisterAsync(server, "plow-late");
         var t0 = DateTimeOffset.UtcNow.AddMinutes(-5);
-        await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("plow-late", token, 37.50, 139.93, t0.AddSeconds(60), plow: "plowing"));
+        await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("plow-late", token, 37.50, 139.93, t0.AddSeconds(60), plow: "plowing"));
 
-        var late = await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("plow-late", token, 37.499, 139.93, t0, plow: "plowing"));
+        var late = await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("plow-late", token, 37.499, 139.93, t0, plow: "plowing"));
 
         Assert.Equal(200, late.Status);
         Assert.Equal(37.50, (await Plows.VehicleAsync(server.Client, "plow-late"))!["location"]!["coordinates"]![1]!.GetValue<double>(), 6);
@@ -153,9 +153,9 @@ public sealed class OsmAndIngestionTests
         var t0 = DateTimeOffset.UtcNow.AddMinutes(-10);
 
         // Plowing due north 660 m in 60 s along lon 139.93; then travelling (not plowing) due east along lat 37.50.
-        await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("plow-05", token, 37.490, 139.930, t0, plow: "plowing"));
-        await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("plow-05", token, 37.496, 139.930, t0.AddSeconds(60), plow: "plowing"));
-        await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("plow-05", token, 37.496, 139.936, t0.AddSeconds(120), plow: "travelling"));
+        await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("plow-05", token, 37.490, 139.930, t0, plow: "plowing"));
+        await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("plow-05", token, 37.496, 139.930, t0.AddSeconds(60), plow: "plowing"));
+        await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("plow-05", token, 37.496, 139.936, t0.AddSeconds(120), plow: "travelling"));
 
         var metre = 1 / (111_320 * Math.Cos(37.493 * Math.PI / 180));
         var beside = await LastPlowedAsync(server, 37.493, 139.930 + (25 * metre)); // mid-segment, 25 m off
@@ -169,7 +169,7 @@ public sealed class OsmAndIngestionTests
         // By town: the 栄町 point (37.496157, 139.930875) is 75 m from the segment's end, so not yet; then a pass through it.
         var before = JsonNode.Parse(await server.Client.GetStringAsync(new Uri("snow/api/last-plowed?q=" + Uri.EscapeDataString("栄町"), UriKind.Relative)))!;
         Assert.Null(before["results"]![0]!["lastPlowed"]);
-        await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("plow-05", token, 37.4962, 139.9309, t0.AddSeconds(180), plow: "plowing"));
+        await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("plow-05", token, 37.4962, 139.9309, t0.AddSeconds(180), plow: "plowing"));
         var after = JsonNode.Parse(await server.Client.GetStringAsync(new Uri("snow/api/last-plowed?q=" + Uri.EscapeDataString("栄町"), UriKind.Relative)))!;
         Assert.Equal("栄町", after["results"]![0]!["name"]!.GetValue<string>());
         Assert.NotNull(after["results"]![0]!["lastPlowed"]);
@@ -193,7 +193,7 @@ public sealed class OsmAndIngestionTests
         await Gen.Select(keys, values).Array[0, 10].SampleAsync(async pairs =>
         {
             var query = string.Join('&', pairs.Select(p => Uri.EscapeDataString(p.Item1) + "=" + Uri.EscapeDataString(p.Item2)));
-            var (status, _, body) = await Plows.ReportAsync(server.Client, query);
+            var (status, _, body) = await Plows.ReportAsync(server.Anonymous, query);
             Assert.True(status is 200 or (>= 400 and < 500), $"{query}: {status} {body}");
         }, iter: 300, threads: 1);
     }

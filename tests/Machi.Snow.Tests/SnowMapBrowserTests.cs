@@ -19,7 +19,7 @@ public sealed class SnowMapBrowserTests(Chromium chromium) : IClassFixture<Chrom
         await using var server = await MachiServer.StartAsync(settings: NoTiles);
         var token = await Plows.RegisterAsync(server, "live-1", "除雪車テスト");
         var t0 = DateTimeOffset.UtcNow.AddSeconds(-30);
-        Assert.Equal(200, (await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("live-1", token, Plows.CastleLat, Plows.CastleLon, t0, plow: "plowing"))).Status);
+        Assert.Equal(200, (await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("live-1", token, Plows.CastleLat, Plows.CastleLon, t0, plow: "plowing"))).Status);
         await using var context = await chromium.NewContextAsync(server.BaseAddress);
         var page = await context.NewPageAsync();
         await page.GotoAsync("/snow");
@@ -30,7 +30,7 @@ public sealed class SnowMapBrowserTests(Chromium chromium) : IClassFixture<Chrom
         // Move it: the marker must follow within 2 s of the position's acknowledgement.
         const double lat = 37.4887;
         var stopwatch = Stopwatch.StartNew();
-        Assert.Equal(200, (await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("live-1", token, lat, Plows.CastleLon, t0.AddSeconds(15), bearing: 0, plow: "salting"))).Status);
+        Assert.Equal(200, (await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("live-1", token, lat, Plows.CastleLon, t0.AddSeconds(15), bearing: 0, plow: "salting"))).Status);
         await Assertions.Expect(plow).ToHaveAttributeAsync("data-lat", lat.ToString("R", CultureInfo.InvariantCulture), new() { Timeout = 2000 });
         stopwatch.Stop();
 
@@ -47,8 +47,8 @@ public sealed class SnowMapBrowserTests(Chromium chromium) : IClassFixture<Chrom
         var token = await Plows.RegisterAsync(server, "search-1");
         var t0 = DateTimeOffset.UtcNow.AddMinutes(-30);
         // Through the 栄町 point (37.496157, 139.930875), plowing.
-        await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("search-1", token, 37.4950, 139.9309, t0, plow: "plowing"));
-        await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("search-1", token, 37.4972, 139.9309, t0.AddSeconds(30), plow: "plowing"));
+        await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("search-1", token, 37.4950, 139.9309, t0, plow: "plowing"));
+        await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("search-1", token, 37.4972, 139.9309, t0.AddSeconds(30), plow: "plowing"));
         await using var context = await chromium.NewContextAsync(server.BaseAddress);
         var page = await context.NewPageAsync();
         await page.GotoAsync("/snow");
@@ -114,8 +114,8 @@ public sealed class SnowMapBrowserTests(Chromium chromium) : IClassFixture<Chrom
         var token = await Plows.RegisterAsync(server, "op-1", "除雪車 運行中");
         await Plows.RegisterAsync(server, "op-silent", "除雪車 無線不通");
         var now = DateTimeOffset.UtcNow;
-        await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("op-1", token, 37.4950, 139.9309, now.AddSeconds(-40), plow: "plowing"));
-        await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("op-1", token, 37.4972, 139.9309, now.AddSeconds(-10), plow: "plowing"));
+        await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("op-1", token, 37.4950, 139.9309, now.AddSeconds(-40), plow: "plowing"));
+        await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("op-1", token, 37.4972, 139.9309, now.AddSeconds(-10), plow: "plowing"));
 
         // A resident is not let in.
         await using (var resident = await chromium.NewContextAsync(server.BaseAddress))
@@ -149,7 +149,7 @@ public sealed class SnowMapBrowserTests(Chromium chromium) : IClassFixture<Chrom
         await staff.GetByLabel("端末ID").FillAsync("op-new");
         await staff.GetByRole(AriaRole.Button, new() { Name = "登録（トークン発行）" }).ClickAsync();
         var newToken = await staff.Locator("[data-token]").TextContentAsync();
-        Assert.Equal(200, (await Plows.ReportAsync(server.Client, Plows.OsmAndQuery("op-new", newToken, 37.5, 139.93))).Status);
+        Assert.Equal(200, (await Plows.ReportAsync(server.Anonymous, Plows.OsmAndQuery("op-new", newToken, 37.5, 139.93))).Status);
         await Chromium.ScreenshotAsync(staff, "snow-operator-registered");
     }
 
