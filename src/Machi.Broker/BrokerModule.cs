@@ -78,6 +78,9 @@ public static class BrokerModule
     {
         // Open the database at start-up, not on the first request.
         _ = app.ServiceProvider.GetRequiredService<IEntityStore>();
+
+        // Active consents are read once here, not by the first request that meets personal data (possibly the writer).
+        app.ServiceProvider.GetRequiredService<AccessPolicy>().LoadAsync(CancellationToken.None).GetAwaiter().GetResult();
         var api = app.MapGroup("/ngsi-ld/v1");
         api.AddEndpointFilter(async (context, next) =>
         {

@@ -43,7 +43,7 @@ internal static class AccessApi
         var (state, identity) = await http.RequestServices.GetRequiredService<AccessTokens>().AuthenticateAsync(http);
         if (state == TokenState.Valid)
         {
-            return identity!.Subject is { } subject ? new Caller(subject, identity.ClientId, identity.Scopes, identity.Roles) : null;
+            return identity!.Subject is not null ? Callers.From(identity) : null;
         }
 
         if (state == TokenState.Invalid)

@@ -47,7 +47,7 @@ internal static class Callers
         var (state, identity) = await http.RequestServices.GetRequiredService<AccessTokens>().AuthenticateAsync(http).ConfigureAwait(false);
         var caller = state switch
         {
-            TokenState.Valid => new Caller(identity!.Subject, identity.ClientId, identity.Scopes, identity.Roles)
+            TokenState.Valid => From(identity!) with
             {
                 Purpose = Header(http, PurposeHeader, 128),
                 EmergencyReason = Header(http, EmergencyHeader, 500),
@@ -58,6 +58,9 @@ internal static class Callers
         http.Items[Key] = caller;
         return caller;
     }
+
+    /// <summary>The caller a valid access token speaks for (before any declared purpose).</summary>
+    public static Caller From(TokenIdentity identity) => new(identity.Subject, identity.ClientId, identity.Scopes, identity.Roles);
 
     private static string? Header(HttpContext http, string name, int maxLength)
     {
