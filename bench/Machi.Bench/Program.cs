@@ -1,24 +1,23 @@
 using System.Runtime.InteropServices;
 using Machi.Bench;
+using Machi.Bench.Consent;
 using Machi.Bench.Snow;
 
+// Scenarios with their own options and reports.
 if (SnowScenario.IsSnow(args))
 {
     var snow = SnowScenario.Parse(args, out var snowError);
-    if (snow is null)
-    {
-        await Console.Error.WriteLineAsync(snowError);
-        await Console.Error.WriteLineAsync(SnowScenario.Usage);
-        return 2;
-    }
+    return snow is null
+        ? await UsageAsync(snowError, SnowScenario.Usage)
+        : await StandaloneAsync(ct => SnowScenario.RunAsync(snow, BenchRunner.RepositoryRoot(), Console.Out, ct));
+}
 
-    using var stopSnow = new CancellationTokenSource();
-    Console.CancelKeyPress += (_, e) =>
-    {
-        e.Cancel = true;
-        stopSnow.Cancel();
-    };
-    return await SnowScenario.RunAsync(snow, BenchRunner.RepositoryRoot(), Console.Out, stopSnow.Token);
+if (ConsentScenario.IsConsent(args))
+{
+    var consent = ConsentScenario.Parse(args, out var consentError);
+    return consent is null
+        ? await UsageAsync(consentError, ConsentScenario.Usage)
+        : await StandaloneAsync(ct => ConsentScenario.RunAsync(consent, BenchRunner.RepositoryRoot(), Console.Out, ct));
 }
 
 var options = BenchOptions.Parse(args, out string? error);
@@ -48,3 +47,29 @@ using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Inter
 using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Interrupt);
 
 return await new BenchRunner(options, Console.Out, Console.Error).RunAsync(interrupt.Token);
+
+static async Task<int> UsageAsync(string? error, string usage)
+{
+    await Console.Error.WriteLineAsync(error);
+    await Console.Error.WriteLineAsync(usage);
+    return 2;
+}
+
+static async Task<int> StandaloneAsync(Func<CancellationToken, Task<int>> run)
+{
+    using var stop = new CancellationTokenSource();
+    Console.CancelKeyPress += (_, e) =>
+    {
+        e.Cancel = true;
+        stop.Cancel();
+    };
+    try
+    {
+        return await run(stop.Token);
+    }
+    catch (BenchFailure failure)
+    {
+        await Console.Error.WriteLineAsync("bench: " + failure.Message);
+        return 1;
+    }
+}

@@ -44,7 +44,8 @@ public static class BrokerModule
         services.AddSingleton<IConsentStore, SqliteConsentStore>();
         services.AddSingleton<AccessPolicy>();
         services.AddSingleton<ConsentService>();
-        services.AddSingleton(sp => new AccessLog(Path.Combine(sp.GetRequiredService<IOptions<BrokerOptions>>().Value.DataDirectory, "access-log.db")));
+        services.AddSingleton(sp => new AccessLog(Path.Combine(sp.GetRequiredService<IOptions<BrokerOptions>>().Value.DataDirectory, "access-log.db"),
+            sp.GetRequiredService<ILogger<AccessLog>>()));
         services.AddSingleton(sp => new AccessAudit(sp.GetRequiredService<AccessLog>(), sp.GetRequiredService<TimeProvider>())
         {
             Node = configuration["Broker:NodeName"] is { Length: > 0 } node ? node : Environment.MachineName,

@@ -122,3 +122,12 @@ internal sealed class LatencyHistogram
         return ((subBucket + 1) << shift) - 1;
     }
 }
+
+/// <summary>A histogram's figures in milliseconds (one decimal), as the scenarios with their own reports write them.</summary>
+internal sealed record LatencySummary(double P50, double P90, double P99, double Max, double Mean, long Count)
+{
+    public static LatencySummary Of(LatencyHistogram h) => new(
+        Ms(h.ValueAtPercentile(50)), Ms(h.ValueAtPercentile(90)), Ms(h.ValueAtPercentile(99)), Ms(h.Count == 0 ? 0 : h.Max), Math.Round(h.Mean / 1e6, 2), h.Count);
+
+    private static double Ms(long nanoseconds) => Math.Round(nanoseconds / 1e6, 1);
+}

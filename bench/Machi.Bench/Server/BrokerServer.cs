@@ -44,7 +44,10 @@ internal sealed class BrokerServer : IAsyncDisposable
     public static BrokerServer External(Uri baseUri, int? processId) =>
         new(baseUri, processId, null, null, null, null, null);
 
-    public static async Task<BrokerServer> LaunchAsync(string dll, string workingDirectory, TimeSpan startupTimeout, CancellationToken cancellationToken)
+    /// <param name="prepare">Called with the new data directory before the broker starts (to write what it should
+    /// find there at start-up).</param>
+    public static async Task<BrokerServer> LaunchAsync(string dll, string workingDirectory, TimeSpan startupTimeout, CancellationToken cancellationToken,
+        Func<string, CancellationToken, Task>? prepare = null)
     {
         if (!File.Exists(dll))
         {
@@ -56,6 +59,19 @@ internal sealed class BrokerServer : IAsyncDisposable
         int port = FreeLoopbackPort();
         var baseUri = new Uri(string.Create(CultureInfo.InvariantCulture, $"http://127.0.0.1:{port}"));
         string dataDirectory = Directory.CreateTempSubdirectory("machi-bench-data-").FullName;
+        if (prepare is not null)
+        {
+            try
+            {
+                await prepare(dataDirectory, cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                Directory.Delete(dataDirectory, recursive: true);
+                throw;
+            }
+        }
+
         string logPath = Path.Combine(
             Path.GetTempPath(),
             string.Create(CultureInfo.InvariantCulture, $"machi-bench-{DateTime.UtcNow:yyyyMMdd'T'HHmmss}-{port}.log"));

@@ -33,27 +33,17 @@ internal static class SnowScenario
                                       [--url URL --data DIR [--server-pid PID]] [--server-dll PATH] [--results DIR]
         """;
 
-    public static bool IsSnow(string[] args) =>
-        args.Select((a, i) => (a, i)).Any(p => (p.a == "--scenario" && p.i + 1 < args.Length && args[p.i + 1] == "snow") || p.a == "--scenario=snow");
+    public static bool IsSnow(string[] args) => ScenarioArguments.Names(args, "snow");
 
     public static Settings? Parse(string[] args, out string? error)
     {
         var s = new Settings(250, 5, 5000, 10, 60, null, null, null, null, null);
         error = null;
-        for (var i = 0; i < args.Length; i++)
+        try
         {
-            var name = args[i];
-            var value = name.Contains('=', StringComparison.Ordinal) ? name[(name.IndexOf('=', StringComparison.Ordinal) + 1)..] : i + 1 < args.Length ? args[++i] : null;
-            name = name.Split('=')[0];
-            if (value is null)
+            foreach (var (name, value) in ScenarioArguments.Pairs(args))
             {
-                error = $"{name} needs a value";
-                return null;
-            }
-
-            double Number() => double.Parse(value, CultureInfo.InvariantCulture);
-            try
-            {
+                double Number() => ScenarioArguments.Number(value);
                 s = name switch
                 {
                     "--scenario" => s,
@@ -70,11 +60,11 @@ internal static class SnowScenario
                     _ => throw new FormatException($"unknown option {name} for --scenario snow"),
                 };
             }
-            catch (FormatException e)
-            {
-                error = e.Message;
-                return null;
-            }
+        }
+        catch (FormatException e)
+        {
+            error = e.Message;
+            return null;
         }
 
         if (s.Plows < 1 || s.Viewers < 0 || s.IntervalSeconds <= 0 || s.DurationSeconds <= 0)
@@ -254,8 +244,8 @@ internal static class SnowScenario
             measuredPositions = measured.Count,
             eventsExpected = expected,
             eventsDelivered = delivered,
-            positionToEventMs = Percentiles(latency),
-            ingestResponseMs = Percentiles(ingest),
+            positionToEventMs = LatencySummary.Of(latency),
+            ingestResponseMs = LatencySummary.Of(ingest),
             serverCpuPercent = cpuReport?.BrokerPercent,
             benchCpuPercent = cpuReport?.BenchPercent,
             serverRssMb = memory is null ? (double?)null : Math.Round(memory.ResidentBytes / 1048576.0, 1),
@@ -283,12 +273,6 @@ internal static class SnowScenario
 
     private static string Mb(long? bytes) => bytes is { } b ? (b / 1048576.0).ToString("0.0", CultureInfo.InvariantCulture) + " MB" : "n/a";
 
-    private sealed record Percentile(double P50, double P90, double P99, double Max, long Count);
-
-    private static Percentile Percentiles(LatencyHistogram h) => new(
-        Ms(h.ValueAtPercentile(50)), Ms(h.ValueAtPercentile(90)), Ms(h.ValueAtPercentile(99)), Ms(h.Count == 0 ? 0 : h.Max), h.Count);
-
-    private static double Ms(long nanoseconds) => Math.Round(nanoseconds / 1e6, 1);
 
     /// <summary>One live map: which frame (by its <c>id:</c>) arrived when; the parsing viewer also maps frames to positions.</summary>
     private sealed class Viewer(bool parses)

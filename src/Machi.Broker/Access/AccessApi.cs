@@ -126,7 +126,7 @@ internal static class AccessApi
 
         // Residents see their own records; staff see everyone's (and may filter by resident).
         var staff = caller.Roles.Contains(AccessPolicy.StaffRole);
-        var entries = log.Read(staff ? resident : person, clientId, from, to, Math.Clamp(limit ?? 100, 1, 1000), Math.Max(offset ?? 0, 0));
+        var entries = await log.ReadAsync(staff ? resident : person, clientId, from, to, Math.Clamp(limit ?? 100, 1, 1000), Math.Max(offset ?? 0, 0));
         return Results.Json(entries.Select(Json));
     }
 
@@ -178,7 +178,7 @@ internal static class AccessApi
             ["exportedAt"] = DateTimeOffset.UtcNow,
             ["entities"] = entities,
             ["consents"] = consentList,
-            ["accessLog"] = new JsonArray([.. log.Read(resident, limit: 100_000, newestFirst: false).Select(e => JsonSerializer.SerializeToNode(Json(e)))]),
+            ["accessLog"] = new JsonArray([.. (await log.ReadAsync(resident, limit: 100_000, newestFirst: false)).Select(e => JsonSerializer.SerializeToNode(Json(e)))]),
         };
         http.Response.Headers.ContentDisposition = "attachment; filename=\"machi-my-data.json\"";
         return Results.Text(export.ToJsonString(), "application/json");

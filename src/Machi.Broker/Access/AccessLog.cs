@@ -1,8 +1,13 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 using System.Threading.Channels;
+using Machi.Broker.Storage;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Machi.Broker.Access;
 
@@ -36,9 +41,19 @@ public sealed record AccessLogVerification(long Records, long Redacted, long? Fi
 /// Each record stores the SHA-256 digest of its content and the hash of the chain up to it: hash = SHA-256(previous hash
 /// ‖ digest). Altering a record changes its digest; deleting or reordering records breaks the chain. Erasure on a
 /// resident's request redacts the content of their records but keeps digest and hash, so the chain still verifies and
-/// shows that a record existed. Appends are group-committed by one writer and acknowledged once on disk: a request that
-/// shows personal data waits until its access is logged.
+/// shows that a record existed.
 /// </summary>
+/// <remarks>
+/// One writer numbers and chains the records and appends each group of them to a journal file
+/// (<c>access-log.journal</c>) with one write; a request that shows personal data waits for that write, so a crash of
+/// the process (kill -9) loses no record. A second thread flushes the journal to disk continuously, one fdatasync for
+/// every group written meanwhile (as the entity store's <see cref="WalSyncer"/> does), without the request waiting: a
+/// power failure can lose only the records written since the last flush, a few milliseconds' worth. The writer moves
+/// the journal's records into the indexed SQLite table in large transactions (every <see cref="IndexDelay"/>, or
+/// <see cref="IndexBatch"/> records, or before anything reads the log), then empties the journal; records the
+/// journal still holds at start-up are moved first. Measured: a SQLite transaction per group made a consent-checked
+/// read cost ~50 % more server CPU than the owner's own read; one per journal write removes most of that.
+/// </remarks>
 public sealed class AccessLog : IAsyncDisposable
 {
     private static readonly byte[] Genesis = new byte[32];
@@ -50,16 +65,36 @@ public sealed class AccessLog : IAsyncDisposable
     private long _lastSeq;
     private byte[] _lastHash = Genesis;
 
-    public AccessLog(string path)
+    /// <summary>How long records may wait in the journal before they are indexed while the log is written to.</summary>
+    internal TimeSpan IndexDelay { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Records in the journal past which they are indexed at once.</summary>
+    private const int IndexBatch = 4_096;
+
+    private readonly ILogger _logger;
+    private readonly List<Journaled> _unindexed = [];
+    private long _oldestUnindexed;
+    private FileStream? _journal;
+    private WalSyncer? _syncer;
+    private WalCheckpointer? _checkpointer;
+
+    /// <summary>A record with its place in the chain, as the journal holds it until it is indexed.</summary>
+    private sealed record Journaled(long Seq, AccessRecord Record, string Digest, string Hash);
+
+    public AccessLog(string path, ILogger<AccessLog>? logger = null)
     {
         Path = path;
+        JournalPath = System.IO.Path.ChangeExtension(path, ".journal");
+        _logger = logger ?? NullLogger<AccessLog>.Instance;
         _connectionString = new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString();
         _loop = new Lazy<Task>(() => Task.Factory.StartNew(WriterLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap());
     }
 
     public string Path { get; }
 
-    /// <summary>Appends records; completes when they are on disk.</summary>
+    public string JournalPath { get; }
+
+    /// <summary>Appends records; completes when they are written to the journal (safe from a crash of the process).</summary>
     public Task AppendAsync(IReadOnlyList<AccessRecord> records)
     {
         if (records.Count == 0)
@@ -73,10 +108,11 @@ public sealed class AccessLog : IAsyncDisposable
         return done.Task;
     }
 
-    /// <summary>Records in order, filtered; newest first when <paramref name="newestFirst"/>.</summary>
-    public IReadOnlyList<AccessLogEntry> Read(string? resident = null, string? clientId = null, DateTimeOffset? from = null, DateTimeOffset? to = null,
-        int limit = 100, int offset = 0, bool newestFirst = true)
+    /// <summary>Records in order, filtered; newest first when <paramref name="newestFirst"/>. Every record appended before the call is included.</summary>
+    public async Task<IReadOnlyList<AccessLogEntry>> ReadAsync(string? resident = null, string? clientId = null, DateTimeOffset? from = null,
+        DateTimeOffset? to = null, int limit = 100, int offset = 0, bool newestFirst = true)
     {
+        await IndexAsync().ConfigureAwait(false);
         using var c = Open(readOnly: true);
         if (c is null)
         {
@@ -115,7 +151,10 @@ public sealed class AccessLog : IAsyncDisposable
         return Entries(cmd);
     }
 
-    /// <summary>Recomputes every digest and the chain, in order; the first record that does not fit is reported.</summary>
+    /// <summary>
+    /// Recomputes every digest and the chain, in order (the indexed records, then those still in the journal); the first
+    /// record that does not fit is reported. Works beside a running server.
+    /// </summary>
     public AccessLogVerification Verify()
     {
         using var c = Open(readOnly: true);
@@ -129,9 +168,13 @@ public sealed class AccessLog : IAsyncDisposable
         using var r = cmd.ExecuteReader();
         var previous = Genesis;
         long expectedSeq = 1, count = 0, redacted = 0;
-        while (r.Read())
+        foreach (var entry in Entries(r).Concat(ReadJournal(JournalPath).Select(j => new AccessLogEntry(j.Seq, j.Record, j.Digest, j.Hash))))
         {
-            var entry = Entry(r);
+            if (entry.Seq < expectedSeq)
+            {
+                continue; // indexed meanwhile: already checked
+            }
+
             count++;
             if (entry.Seq != expectedSeq)
             {
@@ -163,6 +206,7 @@ public sealed class AccessLog : IAsyncDisposable
     /// <summary>Erases the content of a resident's records (keeping digest and hash), then appends one record of the erasure.</summary>
     public async Task<int> RedactAsync(string resident, AccessRecord erasure)
     {
+        await IndexAsync().ConfigureAwait(false);
         int redacted;
         using (var c = Open(readOnly: false)!)
         {
@@ -188,11 +232,37 @@ public sealed class AccessLog : IAsyncDisposable
             await _loop.Value.ConfigureAwait(false);
         }
 
+        if (_syncer is not null)
+        {
+            await _syncer.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (_checkpointer is not null)
+        {
+            await _checkpointer.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (_journal is not null)
+        {
+            await _journal.DisposeAsync().ConfigureAwait(false);
+        }
+
         _writer?.Dispose();
     }
 
+    private static readonly string[] InsertParameters =
+        ["$seq", "$at", "$resident", "$client", "$subject", "$purpose", "$reason", "$operation", "$tenant", "$entity", "$attributes", "$node", "$digest", "$hash"];
+
     private const string Select =
         "SELECT seq, at, resident, client_id, subject, purpose, emergency_reason, operation, tenant, entity_id, attributes, node, redacted, digest, hash FROM access_log";
+
+    private static IEnumerable<AccessLogEntry> Entries(SqliteDataReader r)
+    {
+        while (r.Read())
+        {
+            yield return Entry(r);
+        }
+    }
 
     private static List<AccessLogEntry> Entries(SqliteCommand cmd)
     {
@@ -216,7 +286,7 @@ public sealed class AccessLog : IAsyncDisposable
         return new AccessLogEntry(r.GetInt64(0), record, r.GetString(13), r.GetString(14));
     }
 
-    private SqliteConnection? Open(bool readOnly)
+    private SqliteConnection? Open(bool readOnly, string synchronous = "FULL")
     {
         if (readOnly && !File.Exists(Path))
         {
@@ -226,9 +296,9 @@ public sealed class AccessLog : IAsyncDisposable
         var c = new SqliteConnection(_connectionString);
         c.Open();
         using var cmd = c.CreateCommand();
-        cmd.CommandText = """
+        cmd.CommandText = $"""
             PRAGMA journal_mode=WAL;
-            PRAGMA synchronous=FULL;
+            PRAGMA synchronous={synchronous};
             PRAGMA busy_timeout=5000;
             CREATE TABLE IF NOT EXISTS access_log (
                 seq INTEGER PRIMARY KEY,
@@ -254,9 +324,30 @@ public sealed class AccessLog : IAsyncDisposable
         return c;
     }
 
+    /// <summary>Completes once every record appended before the call is in the indexed table.</summary>
+    private Task IndexAsync()
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_pending.Writer.TryWrite(([], done)))
+        {
+            return Task.CompletedTask; // disposed: everything was indexed on the way out
+        }
+
+        _ = _loop.Value;
+        return done.Task;
+    }
+
     private async Task WriterLoop()
     {
-        _writer = Open(readOnly: false)!;
+        // NORMAL: the journal is what must survive a crash; the table is written in large transactions, each flushed
+        // (below) before the journal is emptied. Checkpoints run beside the writer, as for the entities.
+        _writer = Open(readOnly: false, synchronous: "NORMAL")!;
+        using (var noAutoCheckpoint = _writer.CreateCommand())
+        {
+            noAutoCheckpoint.CommandText = "PRAGMA wal_autocheckpoint=0";
+            noAutoCheckpoint.ExecuteNonQuery();
+        }
+
         using (var last = _writer.CreateCommand())
         {
             last.CommandText = "SELECT seq, hash FROM access_log ORDER BY seq DESC LIMIT 1";
@@ -270,54 +361,240 @@ public sealed class AccessLog : IAsyncDisposable
 
         using var insert = _writer.CreateCommand();
         insert.CommandText = """
-            INSERT INTO access_log (seq, at, resident, client_id, subject, purpose, emergency_reason, operation, tenant, entity_id, attributes, node, digest, hash)
+            INSERT OR IGNORE INTO access_log (seq, at, resident, client_id, subject, purpose, emergency_reason, operation, tenant, entity_id, attributes, node, digest, hash)
             VALUES ($seq, $at, $resident, $client, $subject, $purpose, $reason, $operation, $tenant, $entity, $attributes, $node, $digest, $hash)
             """;
-        var batch = new List<(IReadOnlyList<AccessRecord> Records, TaskCompletionSource Done)>();
-        while (await _pending.Reader.WaitToReadAsync().ConfigureAwait(false))
+        var parameters = InsertParameters.Select(name => insert.Parameters.Add(new SqliteParameter(name, DBNull.Value))).ToArray();
+        insert.Prepare();
+
+        // Records a crash left in the journal (written, not yet indexed) are indexed first.
+        foreach (var journaled in ReadJournal(JournalPath).Where(j => j.Seq > _lastSeq))
         {
-            batch.Clear();
-            while (_pending.Reader.TryRead(out var item))
+            _unindexed.Add(journaled);
+            (_lastSeq, _lastHash) = (journaled.Seq, Convert.FromHexString(journaled.Hash));
+        }
+
+        _journal = new FileStream(JournalPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
+        _journal.Position = _journal.Length;
+        Index(insert, parameters);
+        _syncer = new WalSyncer(JournalPath, _logger);
+        _checkpointer = new WalCheckpointer(_connectionString, _logger);
+
+        var batch = new List<(IReadOnlyList<AccessRecord> Records, TaskCompletionSource Done)>();
+        var indexRequests = new List<TaskCompletionSource>();
+        var buffer = new MemoryStream();
+        while (true)
+        {
+            if (!await WaitForWorkAsync().ConfigureAwait(false))
             {
-                batch.Add(item);
+                if (_pending.Reader.Completion.IsCompleted)
+                {
+                    break;
+                }
+
+                Index(insert, parameters); // the oldest record in the journal is due
+                continue;
             }
 
-            var (seq, hash) = (_lastSeq, _lastHash);
-            try
+            batch.Clear();
+            indexRequests.Clear();
+            while (_pending.Reader.TryRead(out var item))
             {
-                using var tx = _writer.BeginTransaction();
-                insert.Transaction = tx;
-                foreach (var record in batch.SelectMany(b => b.Records))
+                if (item.Records.Count == 0)
                 {
-                    seq++;
-                    var digest = Digest(seq, record);
-                    hash = Chain(hash, digest);
-                    insert.Parameters.Clear();
-                    insert.Parameters.AddWithValue("$seq", seq);
-                    insert.Parameters.AddWithValue("$at", record.At.UtcTicks);
-                    insert.Parameters.AddWithValue("$resident", record.Resident);
-                    insert.Parameters.AddWithValue("$client", (object?)record.ClientId ?? DBNull.Value);
-                    insert.Parameters.AddWithValue("$subject", (object?)record.Subject ?? DBNull.Value);
-                    insert.Parameters.AddWithValue("$purpose", (object?)record.Purpose ?? DBNull.Value);
-                    insert.Parameters.AddWithValue("$reason", (object?)record.EmergencyReason ?? DBNull.Value);
-                    insert.Parameters.AddWithValue("$operation", record.Operation);
-                    insert.Parameters.AddWithValue("$tenant", record.Tenant);
-                    insert.Parameters.AddWithValue("$entity", record.EntityId);
-                    insert.Parameters.AddWithValue("$attributes", (object?)record.Attributes ?? DBNull.Value);
-                    insert.Parameters.AddWithValue("$node", record.Node);
-                    insert.Parameters.AddWithValue("$digest", Convert.ToHexStringLower(digest));
-                    insert.Parameters.AddWithValue("$hash", Convert.ToHexStringLower(hash));
+                    indexRequests.Add(item.Done);
+                }
+                else
+                {
+                    batch.Add(item);
+                }
+            }
+
+            if (batch.Count > 0)
+            {
+                Journal(batch, buffer);
+            }
+
+            if (indexRequests.Count > 0 || _unindexed.Count >= IndexBatch)
+            {
+                var failure = Index(insert, parameters);
+                indexRequests.ForEach(r => _ = failure is null ? r.TrySetResult() : r.TrySetException(failure));
+            }
+        }
+
+        Index(insert, parameters);
+    }
+
+    /// <summary>Waits for appends or index requests (true), or until the journal's oldest record is due for the index (false).</summary>
+    private async Task<bool> WaitForWorkAsync()
+    {
+        if (_unindexed.Count == 0)
+        {
+            return await _pending.Reader.WaitToReadAsync().ConfigureAwait(false);
+        }
+
+        var due = IndexDelay - Stopwatch.GetElapsedTime(_oldestUnindexed);
+        if (due <= TimeSpan.Zero)
+        {
+            return _pending.Reader.TryPeek(out _);
+        }
+
+        using var timeout = new CancellationTokenSource(due);
+        try
+        {
+            return await _pending.Reader.WaitToReadAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Numbers, chains and writes a group of records to the journal with one write, then acknowledges them.</summary>
+    private void Journal(List<(IReadOnlyList<AccessRecord> Records, TaskCompletionSource Done)> batch, MemoryStream buffer)
+    {
+        var (seq, hash) = (_lastSeq, _lastHash);
+        var journaled = new List<Journaled>();
+        buffer.SetLength(0);
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            foreach (var record in batch.SelectMany(b => b.Records))
+            {
+                seq++;
+                var digest = Digest(seq, record);
+                hash = Chain(hash, digest);
+                var entry = new Journaled(seq, record, Convert.ToHexStringLower(digest), Convert.ToHexStringLower(hash));
+                journaled.Add(entry);
+                JsonSerializer.Serialize(json, entry);
+                json.Flush();
+                json.Reset();
+                buffer.WriteByte((byte)'\n');
+            }
+        }
+
+        try
+        {
+            _journal!.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
+        }
+        catch (IOException ex)
+        {
+            _logger.LogCritical(ex, "Writing the access log's journal failed: {Count} requests are refused", batch.Count);
+            batch.ForEach(b => b.Done.TrySetException(ex));
+            return;
+        }
+
+        if (_unindexed.Count == 0)
+        {
+            _oldestUnindexed = Stopwatch.GetTimestamp();
+        }
+
+        _unindexed.AddRange(journaled);
+        (_lastSeq, _lastHash) = (seq, hash);
+        batch.ForEach(b => b.Done.TrySetResult());
+        _syncer!.Add(NotFlushed);
+    }
+
+    /// <summary>Moves the journal's records into the table in one transaction, flushed to disk, then empties the journal; the failure, if any.</summary>
+    private Exception? Index(SqliteCommand insert, SqliteParameter[] parameters)
+    {
+        if (_unindexed.Count == 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            using (var tx = _writer!.BeginTransaction())
+            {
+                insert.Transaction = tx;
+                foreach (var (seq, record, digest, hash) in _unindexed)
+                {
+                    object?[] values =
+                    [
+                        seq, record.At.UtcTicks, record.Resident, record.ClientId, record.Subject, record.Purpose, record.EmergencyReason,
+                        record.Operation, record.Tenant, record.EntityId, record.Attributes, record.Node, digest, hash,
+                    ];
+                    for (var i = 0; i < values.Length; i++)
+                    {
+                        parameters[i].Value = values[i] ?? DBNull.Value;
+                    }
+
                     insert.ExecuteNonQuery();
                 }
 
                 tx.Commit();
-                (_lastSeq, _lastHash) = (seq, hash);
-                batch.ForEach(b => b.Done.TrySetResult());
             }
-            catch (Exception ex) when (ex is SqliteException or IOException)
+
+            // The table's write-ahead log must be on disk before the journal that holds the same records is emptied.
+            using (var wal = new FileStream(Path + "-wal", FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0))
             {
-                batch.ForEach(b => b.Done.TrySetException(ex));
+                wal.Flush(flushToDisk: true);
             }
+
+            _journal!.SetLength(0);
+            _journal.Position = 0;
+            _unindexed.Clear();
+            _checkpointer?.Committed();
+            if (_checkpointer?.TakeTailRequest() == true)
+            {
+                using var tail = _writer.CreateCommand();
+                tail.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
+                tail.ExecuteNonQuery();
+            }
+
+            return null;
+        }
+        catch (Exception ex) when (ex is SqliteException or IOException)
+        {
+            // The records stay in the journal (on disk) and are indexed by a later attempt or the next start.
+            _logger.LogError(ex, "Indexing {Count} access log records failed; they stay in the journal", _unindexed.Count);
+            _oldestUnindexed = Stopwatch.GetTimestamp();
+            return ex;
+        }
+    }
+
+    /// <summary>The complete records of a journal file, in order; a torn last line (a write cut by power loss) is ignored.</summary>
+    private static IEnumerable<Journaled> ReadJournal(string path)
+    {
+        if (!File.Exists(path))
+        {
+            yield break;
+        }
+
+        byte[] bytes;
+        using (var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
+        {
+            bytes = new byte[file.Length];
+            file.ReadExactly(bytes);
+        }
+
+        var rest = bytes.AsMemory();
+        int end;
+        while ((end = rest.Span.IndexOf((byte)'\n')) >= 0)
+        {
+            Journaled? entry = null;
+            try
+            {
+                entry = JsonSerializer.Deserialize<Journaled>(rest.Span[..end]);
+            }
+            catch (JsonException)
+            {
+                // Not a record this log wrote: verification reports the gap it leaves.
+            }
+
+            rest = rest[(end + 1)..];
+            if (entry is not null)
+            {
+                yield return entry;
+            }
+        }
+    }
+
+    private void NotFlushed(Exception? failure)
+    {
+        if (failure is not null)
+        {
+            _logger.LogCritical(failure, "The access log could not be flushed to disk");
         }
     }
 
@@ -332,27 +609,19 @@ public sealed class AccessLog : IAsyncDisposable
     /// <summary>SHA-256 of the record's fields, each length-prefixed (so no two records share an encoding), with its seq.</summary>
     private static byte[] Digest(long seq, AccessRecord record)
     {
-        using var buffer = new MemoryStream();
-        Span<byte> number = stackalloc byte[8];
-        BinaryPrimitives.WriteInt64BigEndian(number, seq);
-        buffer.Write(number);
-        BinaryPrimitives.WriteInt64BigEndian(number, record.At.UtcTicks);
-        buffer.Write(number);
-        foreach (var field in new[] { record.Resident, record.ClientId, record.Subject, record.Purpose, record.EmergencyReason, record.Operation, record.Tenant, record.EntityId, record.Attributes, record.Node })
+        string?[] fields = [record.Resident, record.ClientId, record.Subject, record.Purpose, record.EmergencyReason, record.Operation, record.Tenant, record.EntityId, record.Attributes, record.Node];
+        var length = 16 + fields.Sum(f => 4 + (f is null ? 0 : Encoding.UTF8.GetByteCount(f)));
+        var buffer = length <= 1024 ? stackalloc byte[length] : new byte[length];
+        BinaryPrimitives.WriteInt64BigEndian(buffer, seq);
+        BinaryPrimitives.WriteInt64BigEndian(buffer[8..], record.At.UtcTicks);
+        var at = 16;
+        foreach (var field in fields)
         {
-            if (field is null)
-            {
-                BinaryPrimitives.WriteInt32BigEndian(number, -1);
-                buffer.Write(number[..4]);
-                continue;
-            }
-
-            var bytes = Encoding.UTF8.GetBytes(field);
-            BinaryPrimitives.WriteInt32BigEndian(number, bytes.Length);
-            buffer.Write(number[..4]);
-            buffer.Write(bytes);
+            var size = field is null ? -1 : Encoding.UTF8.GetBytes(field, buffer[(at + 4)..]);
+            BinaryPrimitives.WriteInt32BigEndian(buffer[at..], size);
+            at += 4 + Math.Max(size, 0);
         }
 
-        return SHA256.HashData(buffer.ToArray());
+        return SHA256.HashData(buffer);
     }
 }

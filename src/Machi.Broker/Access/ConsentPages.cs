@@ -207,7 +207,7 @@ internal static class ConsentPages
         }
 
         var page = Html.For(http, af);
-        var entries = log.Read(resident, limit: 200);
+        var entries = await log.ReadAsync(resident, limit: 200);
         if (entries.Count == 0)
         {
             return page.Page("access_log_title", "<p>" + Html.E(page.T("access_log_none")) + "</p>");

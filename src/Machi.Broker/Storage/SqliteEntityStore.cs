@@ -107,7 +107,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         }
 
         _checkpointer = new WalCheckpointer(_connectionString, _logger);
-        _syncer = new WalSyncer(Path, _logger);
+        _syncer = new WalSyncer(Path + "-wal", _logger);
         _writerLoop = Task.Factory.StartNew(WriterLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 

@@ -18,9 +18,10 @@ internal sealed class WalSyncer : IAsyncDisposable
     private readonly Task _loop;
     private FileStream? _wal;
 
-    public WalSyncer(string databasePath, ILogger logger)
+    /// <param name="path">The append-only file to flush: a database's write-ahead log, or the access log's journal.</param>
+    public WalSyncer(string path, ILogger logger)
     {
-        _walPath = databasePath + "-wal";
+        _walPath = path;
         _logger = logger;
         _loop = Task.Factory.StartNew(Loop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
