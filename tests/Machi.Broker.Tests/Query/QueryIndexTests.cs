@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Machi.Broker.Access;
 using Machi.Broker.Entities;
 using Machi.Broker.Storage;
 using Machi.Broker.Tests.Infrastructure;
@@ -107,7 +108,11 @@ public sealed class QueryIndexTests : IAsyncLifetime
     [InlineData(null, "within")]
     [InlineData(null, "ids")]
     [InlineData("type=T3", null)]
-    public void Indexable_queries_do_not_scan_the_entities_table(string? type, string? what)
+    [InlineData("type=T1", "q=num==4", "owner")]
+    [InlineData("type=T2", "q=str==\"b\"", "consent")]
+    [InlineData(null, "near", "consent")]
+    [InlineData("type=T3", null, "consent")]
+    public void Indexable_queries_do_not_scan_the_entities_table(string? type, string? what, string? caller = null)
     {
         var filter = new EntityFilter
         {
@@ -122,7 +127,14 @@ public sealed class QueryIndexTests : IAsyncLifetime
                 _ => null,
             },
         };
-        var plan = _store.Explain(string.Empty, new EntityQuery(filter));
+        // A resident's own data, or a service's under consent: the access rule is a condition on the rows found, never a scan.
+        var access = caller switch
+        {
+            "owner" => new AccessFilter(true, "resident-1", null, null, false, DateTimeOffset.UtcNow),
+            "consent" => new AccessFilter(true, null, "clinic", "monitoring", false, DateTimeOffset.UtcNow),
+            _ => null,
+        };
+        var plan = _store.Explain(string.Empty, new EntityQuery(filter) { Access = access });
         Assert.DoesNotContain(plan, line => line == "SCAN e" || line.StartsWith("SCAN e ", StringComparison.Ordinal) || line.StartsWith("SCAN entities", StringComparison.Ordinal)
             || line.StartsWith("SCAN entity_values", StringComparison.Ordinal) || line.Contains("USING INDEX sqlite_autoindex_entities_1 (tenant=?)", StringComparison.Ordinal));
         Assert.Contains(plan, line => line.Contains("USING INTEGER PRIMARY KEY", StringComparison.Ordinal));
