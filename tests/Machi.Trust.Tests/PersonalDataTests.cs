@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
+using Machi.Broker.Tests.Stream;
 using Machi.Trust.Tests.Infrastructure;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Data.Sqlite;
@@ -227,6 +228,101 @@ public sealed class PersonalDataTests
             Assert.Equal(HttpStatusCode.Unauthorized, badStatus);
         }
 
+    }
+
+    /// <summary>An HTTP client that calls with a token (and a declared purpose), for streams that live longer than one request.</summary>
+    private static HttpClient CallerClient(City city, string? token, string? purpose = null)
+    {
+        var http = new HttpClient { BaseAddress = city.Server.BaseAddress, Timeout = Timeout.InfiniteTimeSpan };
+        if (token is not null)
+        {
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        }
+
+        if (purpose is not null)
+        {
+            http.DefaultRequestHeaders.Add("Machi-Purpose", purpose);
+        }
+
+        return http;
+    }
+
+    [Fact]
+    public async Task Event_streams_and_subscriptions_carry_a_residents_changes_only_to_her_and_to_a_service_while_she_consents()
+    {
+        var city = await StartAsync();
+        await using var owned = city.Server;
+        const string id = "urn:ngsi-ld:BloodPressureObservation:hanako-5";
+        using (var created = await SendAsync(city.Http, HttpMethod.Post, Entities, city.TokenA, BloodPressure(id, city.ResidentA)))
+        {
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        }
+
+        async Task SetSystolicAsync(int value)
+        {
+            using var patched = await SendAsync(city.Http, HttpMethod.Patch, $"{Entities}/{id}/attrs", city.TokenA, $$$"""{"systolic":{"type":"Property","value":{{{value}}}}}""");
+            Assert.Equal(HttpStatusCode.NoContent, patched.StatusCode);
+        }
+
+        // Streams of the personal type and a service's subscription, opened before any consent. (A stream is read until
+        // a wait for its next event times out, which closes it; each phase opens the streams it checks.)
+        const string stream = "ngsi-ld/v1/x-machi/stream?type=BloodPressureObservation";
+        using var ownerHttp = CallerClient(city, city.TokenA);
+        using var serviceHttp = CallerClient(city, city.ServiceToken, "monitoring");
+        using var otherHttp = CallerClient(city, city.TokenB);
+        using var anonymousHttp = CallerClient(city, null);
+        async Task<EventStreamClient[]> OthersAsync() =>
+            [await EventStreamClient.OpenAsync(serviceHttp, stream), await EventStreamClient.OpenAsync(otherHttp, stream), await EventStreamClient.OpenAsync(anonymousHttp, stream)];
+        static async Task NothingAsync(IEnumerable<EventStreamClient> streams)
+        {
+            foreach (var quiet in streams)
+            {
+                await using (quiet)
+                {
+                    var received = await Record.ExceptionAsync(() => quiet.NextAsync(TimeSpan.FromMilliseconds(500)));
+                    Assert.True(received is TimeoutException, $"a stream that may not see her data received {received?.Message ?? "an event"}");
+                }
+            }
+        }
+
+        await using var ownerStream = await EventStreamClient.OpenAsync(ownerHttp, stream);
+        var before = await OthersAsync();
+        await using var receiver = await NotificationReceiver.StartAsync();
+        using (var subscribed = await SendAsync(serviceHttp, HttpMethod.Post, "ngsi-ld/v1/subscriptions", null,
+            """{"type":"Subscription","entities":[{"type":"BloodPressureObservation"}],"notification":{"endpoint":{"uri":""" + $"\"{receiver.Url}\"" + "}}}"))
+        {
+            Assert.Equal(HttpStatusCode.Created, subscribed.StatusCode);
+        }
+
+        // Without consent: the owner's stream has the change; the service's, another resident's and an anonymous one
+        // do not, and the service is not notified.
+        await SetSystolicAsync(131);
+        Assert.Equal(131, (await ownerStream.NextAsync(TimeSpan.FromSeconds(10))).Json["systolic"]!["value"]!.GetValue<int>());
+        await NothingAsync(before);
+        await receiver.AssertNoMoreThanAsync(0, TimeSpan.FromSeconds(1));
+
+        // With her consent for that purpose the service's stream and subscription carry her next change; still nobody else's.
+        var during = await OthersAsync();
+        await using var serviceStream = during[0];
+        var consentId = await ConsentOnThePageAsync(city, "hanako@example.jp", "monitoring", "vitals");
+        await SetSystolicAsync(133);
+        Assert.Equal(133, (await ownerStream.NextAsync(TimeSpan.FromSeconds(10))).Json["systolic"]!["value"]!.GetValue<int>());
+        Assert.Equal(133, (await serviceStream.NextAsync(TimeSpan.FromSeconds(10))).Json["systolic"]!["value"]!.GetValue<int>());
+        var notified = await receiver.WaitForAsync(1, TimeSpan.FromSeconds(10));
+        Assert.Equal(id, notified[0].Entity["id"]!.GetValue<string>());
+        await NothingAsync(during[1..]);
+
+        // Revoked: the very next change reaches only her.
+        using (var revoked = await SendAsync(city.Http, HttpMethod.Delete, $"api/consents/{Uri.EscapeDataString(consentId)}", city.TokenA))
+        {
+            Assert.Equal(HttpStatusCode.OK, revoked.StatusCode);
+        }
+
+        await SetSystolicAsync(135);
+        Assert.Equal(135, (await ownerStream.NextAsync(TimeSpan.FromSeconds(10))).Json["systolic"]!["value"]!.GetValue<int>());
+        await receiver.AssertNoMoreThanAsync(1, TimeSpan.FromSeconds(1));
+        var after = await Record.ExceptionAsync(() => serviceStream.NextAsync(TimeSpan.FromMilliseconds(500)));
+        Assert.True(after is TimeoutException, $"the service's stream still received {after?.Message ?? "an event"}");
     }
 
     [Fact]
