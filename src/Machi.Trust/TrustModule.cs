@@ -154,6 +154,7 @@ public static class TrustModule
         services.TryAddSingleton<IMailSender, OutboxMailSender>();
         services.AddScoped<AccountService>();
         services.AddScoped<ClientRegistry>();
+        services.AddScoped<ServiceDirectory>();
         return identity;
     }
 

@@ -35,7 +35,8 @@ public sealed class PersonalDataTests
         var a = await AddUserAsync(data, "resident", "hanako@example.jp", Password);
         await AddUserAsync(data, "resident", "taro@example.jp", Password);
         var (app, _) = await AddClientAsync(data, "--name", "Aizu app", "--public", "--scope", "openid ngsi:read ngsi:write", "--redirect-uri", RedirectUri.AbsoluteUri);
-        var (service, secret) = await AddClientAsync(data, "--name", "Clinic Tsuruga", "--scope", "ngsi:read ngsi:write", "--redirect-uri", RedirectUri.AbsoluteUri);
+        var (service, secret) = await AddClientAsync(data, "--name", "Clinic Tsuruga", "--scope", "ngsi:read ngsi:write", "--redirect-uri", RedirectUri.AbsoluteUri,
+            "--operator", "Tsuruga Clinic Corp.", "--purpose", "monitoring", "--category", "vitals,location");
         var serviceToken = await ClientCredentialsTokenAsync(server.Anonymous, service, secret!);
         var tokenA = (await SignInAsync(server, app, null, "hanako@example.jp", Password, "openid ngsi:read ngsi:write"))["access_token"]!.GetValue<string>();
         var tokenB = (await SignInAsync(server, app, null, "taro@example.jp", Password, "openid ngsi:read ngsi:write"))["access_token"]!.GetValue<string>();

@@ -301,7 +301,8 @@ internal static class ConsentScenario
         for (var s = 0; s < services.Length; s++)
         {
             var credentials = await TrustAdmin.AddClientAsync(configuration,
-                new ClientRequest(string.Create(CultureInfo.InvariantCulture, $"Bench service {s:00}"), ["ngsi:read", "ngsi:write"]), ct);
+                new ClientRequest(string.Create(CultureInfo.InvariantCulture, $"Bench service {s:00}"), ["ngsi:read", "ngsi:write"],
+                    Operator: "Bench energy companies", Purposes: [s == 0 ? MeteringPurpose : AdvicePurpose], Categories: [Category]), ct);
             services[s] = (credentials.ClientId, credentials.ClientSecret!);
         }
 

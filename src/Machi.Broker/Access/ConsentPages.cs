@@ -9,7 +9,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.WebUtilities;
-using OpenIddict.Abstractions;
+using Machi.Trust.Clients;
 
 namespace Machi.Broker.Access;
 
@@ -37,27 +37,21 @@ internal static class ConsentPages
     private static IResult SignIn(HttpContext http) =>
         Results.Redirect("/account/login?ReturnUrl=" + Uri.EscapeDataString(http.Request.Path + http.Request.QueryString));
 
-    /// <summary>The service's name, when the client exists and <paramref name="redirectUri"/> (if any) is one it registered.</summary>
-    private static async Task<string?> ServiceAsync(IOpenIddictApplicationManager applications, string? clientId, string? redirectUri, CancellationToken ct)
-    {
-        if (string.IsNullOrEmpty(clientId) || await applications.FindByClientIdAsync(clientId, ct) is not { } client)
-        {
-            return null;
-        }
+    /// <summary>The registered service, when the client exists and <paramref name="redirectUri"/> (if any) is one it registered.</summary>
+    private static async Task<ServiceProfile?> ServiceAsync(ServiceDirectory directory, string? clientId, string? redirectUri, CancellationToken ct) =>
+        await directory.FindAsync(clientId, ct) is { } service && (string.IsNullOrEmpty(redirectUri) || service.RedirectUris.Contains(redirectUri, StringComparer.Ordinal))
+            ? service
+            : null;
 
-        if (!string.IsNullOrEmpty(redirectUri) && !(await applications.GetRedirectUrisAsync(client, ct)).Contains(redirectUri, StringComparer.Ordinal))
-        {
-            return null;
-        }
-
-        return await applications.GetDisplayNameAsync(client, ct) ?? clientId;
-    }
+    /// <summary>Whether the service registered this purpose and every one of these categories.</summary>
+    private static bool Declared(ServiceProfile service, string purpose, IEnumerable<string> categories) =>
+        service.Purposes.Contains(purpose, StringComparer.Ordinal) && categories.All(c => service.Categories.Contains(c, StringComparer.Ordinal));
 
     private static string[] Categories(string? text) =>
         (text ?? "").Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     private static async Task<IResult> ConsentForm(
-        HttpContext http, IAntiforgery af, IOpenIddictApplicationManager applications,
+        HttpContext http, IAntiforgery af, ServiceDirectory directory,
         string? client_id, string? purpose, string? categories, string? redirect_uri, int? days)
     {
         if (await ResidentAsync(http) is null)
@@ -66,17 +60,23 @@ internal static class ConsentPages
         }
 
         var page = Html.For(http, af);
-        var service = await ServiceAsync(applications, client_id, redirect_uri, http.RequestAborted);
+        var service = await ServiceAsync(directory, client_id, redirect_uri, http.RequestAborted);
         var kinds = Categories(categories);
         if (service is null || string.IsNullOrEmpty(purpose) || kinds.Length == 0)
         {
             return page.Page("consent_title", page.Error("unknown_service"), StatusCodes.Status400BadRequest);
         }
 
+        if (!Declared(service, purpose, kinds))
+        {
+            return page.Page("consent_title", page.Error("undeclared_use"), StatusCodes.Status400BadRequest);
+        }
+
         var until = DateTimeOffset.UtcNow.AddDays(Math.Clamp(days ?? 365, 1, 3650));
         var body = new StringBuilder()
             .Append("<p>").Append(Html.E(page.T("consent_intro"))).Append("</p><dl>")
-            .Append("<dt>").Append(Html.E(page.T("consent_service"))).Append("</dt><dd data-service>").Append(Html.E(service)).Append("</dd>")
+            .Append("<dt>").Append(Html.E(page.T("consent_service"))).Append("</dt><dd data-service>").Append(Html.E(service.Name)).Append("</dd>")
+            .Append("<dt>").Append(Html.E(page.T("consent_operator"))).Append("</dt><dd data-operator>").Append(Html.E(service.Operator ?? "—")).Append("</dd>")
             .Append("<dt>").Append(Html.E(page.T("consent_purpose"))).Append("</dt><dd data-purpose>").Append(Html.E(purpose)).Append("</dd>")
             .Append("<dt>").Append(Html.E(page.T("consent_categories"))).Append("</dt><dd data-categories>").Append(Html.E(string.Join(", ", kinds))).Append("</dd>")
             .Append("<dt>").Append(Html.E(page.T("consent_until"))).Append("</dt><dd>").Append(Html.E(until.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture))).Append("</dd></dl>")
@@ -89,7 +89,7 @@ internal static class ConsentPages
         return page.Page("consent_title", body.ToString());
     }
 
-    private static async Task<IResult> Consent(HttpContext http, IAntiforgery af, IOpenIddictApplicationManager applications, ConsentService consents)
+    private static async Task<IResult> Consent(HttpContext http, IAntiforgery af, ServiceDirectory directory, ConsentService consents)
     {
         if (await ResidentAsync(http) is not { } resident)
         {
@@ -106,7 +106,7 @@ internal static class ConsentPages
         string? Field(string name) => form[name].ToString() is { Length: > 0 } v ? v : null;
         var clientId = Field("client_id");
         var redirect = Field("redirect_uri");
-        if (await ServiceAsync(applications, clientId, redirect, http.RequestAborted) is null)
+        if (await ServiceAsync(directory, clientId, redirect, http.RequestAborted) is not { } service)
         {
             return page.Page("consent_title", page.Error("unknown_service"), StatusCodes.Status400BadRequest);
         }
@@ -122,12 +122,12 @@ internal static class ConsentPages
         Consent consent;
         try
         {
-            (consent, _) = await consents.GrantAsync(resident, clientId!, Field("purpose") ?? "", Categories(Field("categories")),
+            (consent, _) = await consents.GrantAsync(resident, service, Field("purpose") ?? "", Categories(Field("categories")),
                 DateTimeOffset.UtcNow.AddDays(days), termsVersion: null, http.RequestAborted);
         }
         catch (Ngsi.Errors.NgsiException)
         {
-            return page.Page("consent_title", page.Error("unknown_service"), StatusCodes.Status400BadRequest);
+            return page.Page("consent_title", page.Error("undeclared_use"), StatusCodes.Status400BadRequest);
         }
 
         return redirect is null

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using Machi.Ngsi.Errors;
+using Machi.Trust.Clients;
 using OpenIddict.Abstractions;
 
 namespace Machi.Broker.Access;
@@ -13,9 +14,12 @@ public sealed class ConsentService(IConsentStore store, AccessPolicy policy, IOp
 {
     public static readonly TimeSpan DefaultDuration = TimeSpan.FromDays(365);
 
-    /// <summary>Consents a resident gives to a registered service; BadRequestData for an unknown service or malformed terms.</summary>
+    /// <summary>
+    /// Consents a resident gives to a registered service, for one of the purposes and some of the data categories the
+    /// service registered; BadRequestData otherwise or for malformed terms.
+    /// </summary>
     public async Task<(Consent Consent, string Receipt)> GrantAsync(
-        string resident, string clientId, string purpose, IReadOnlyList<string> categories, DateTimeOffset? expiresAt, string? termsVersion,
+        string resident, ServiceProfile service, string purpose, IReadOnlyList<string> categories, DateTimeOffset? expiresAt, string? termsVersion,
         CancellationToken cancellationToken)
     {
         CheckToken("purpose", purpose);
@@ -29,9 +33,14 @@ public sealed class ConsentService(IConsentStore store, AccessPolicy policy, IOp
             CheckToken("category", category);
         }
 
-        var service = await applications.FindByClientIdAsync(clientId, cancellationToken).ConfigureAwait(false)
-            ?? throw NgsiException.BadData($"There is no registered service '{clientId}'.");
-        var name = await applications.GetDisplayNameAsync(service, cancellationToken).ConfigureAwait(false) ?? clientId;
+        if (!service.Purposes.Contains(purpose, StringComparer.Ordinal) || categories.FirstOrDefault(c => !service.Categories.Contains(c, StringComparer.Ordinal)) is { } _)
+        {
+            throw NgsiException.BadData(
+                $"The service '{service.ClientId}' registered the purposes [{string.Join(", ", service.Purposes)}] and the categories [{string.Join(", ", service.Categories)}]: a consent can cover only those.");
+        }
+
+        var clientId = service.ClientId;
+        var name = service.Name;
         var now = time.GetUtcNow();
         var expires = expiresAt ?? now + DefaultDuration;
         if (expires <= now)
@@ -92,9 +101,9 @@ public sealed class ConsentService(IConsentStore store, AccessPolicy policy, IOp
 
     private static void CheckToken(string what, string value)
     {
-        if (value.Length is 0 or > 64 || !value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or ':'))
+        if (!ServiceProfile.IsToken(value))
         {
-            throw NgsiException.BadData($"A {what} is 1–64 letters, digits, '-', '_', '.' or ':'.");
+            throw NgsiException.BadData($"A {what} is 1–64 lower-case letters, digits, '-', '_' or '.'.");
         }
     }
 

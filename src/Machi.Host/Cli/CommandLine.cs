@@ -18,7 +18,8 @@ internal sealed record UserAddCommand(string Role, string Email, string Password
 
 /// <summary><c>machi client add</c>: an OAuth client for a service, device, app or another city OS.</summary>
 internal sealed record ClientAddCommand(
-    string Name, IReadOnlyList<string> Scopes, bool Admin, IReadOnlyList<Uri> RedirectUris, bool Public, string? DataDirectory) : CliCommand;
+    string Name, IReadOnlyList<string> Scopes, bool Admin, IReadOnlyList<Uri> RedirectUris, bool Public, string? DataDirectory,
+    string? Operator = null, IReadOnlyList<string>? Purposes = null, IReadOnlyList<string>? Categories = null) : CliCommand;
 
 /// <summary><c>machi audit verify</c>: checks the hash chain of the access log.</summary>
 internal sealed record AuditVerifyCommand(string? DataDirectory) : CliCommand;
@@ -49,7 +50,7 @@ internal static class CommandLine
         new("snow", "Snowplow Navi: machi snow device add --id ID [--name NAME] [--data DIR]", Available: true),
         new("bench", "Run load benchmarks (the ./machi launcher runs bench/Machi.Bench)", Available: false),
         new("user", "Add an account: machi user add --role staff --email E --password P", Available: true),
-        new("client", "Register an API client: machi client add --name NAME [--scope S …] [--admin]", Available: true),
+        new("client", "Register an API client: machi client add --name NAME [--scope S …] [--admin] [--purpose P … --category C …]", Available: true),
         new("audit", "Check the access log's hash chain: machi audit verify [--data DIR]", Available: true),
     ];
 
@@ -239,7 +240,7 @@ internal static class CommandLine
 
     private static CliCommand ParseClientAdd(IReadOnlyList<string> args)
     {
-        if (ParseOptions(args, 2, ["--name", "--scope", "--redirect-uri", "--data"], ["--admin", "--public"], out var values, out var flags) is { } error)
+        if (ParseOptions(args, 2, ["--name", "--scope", "--redirect-uri", "--data", "--operator", "--purpose", "--category"], ["--admin", "--public"], out var values, out var flags) is { } error)
         {
             return error;
         }
@@ -261,11 +262,10 @@ internal static class CommandLine
         }
 
         // --scope takes one scope or several separated by spaces or commas.
-        var scopes = (values.GetValueOrDefault("--scope") ?? [])
-            .SelectMany(s => s.Split([' ', ','], StringSplitOptions.RemoveEmptyEntries))
-            .ToList();
-        return new ClientAddCommand(name[^1], scopes, flags.Contains("--admin"), redirects, flags.Contains("--public"),
-            values.GetValueOrDefault("--data")?[^1]);
+        // --scope, --purpose and --category take one value or several separated by spaces or commas.
+        List<string> Many(string option) => [.. (values.GetValueOrDefault(option) ?? []).SelectMany(s => s.Split([' ', ','], StringSplitOptions.RemoveEmptyEntries))];
+        return new ClientAddCommand(name[^1], Many("--scope"), flags.Contains("--admin"), redirects, flags.Contains("--public"),
+            values.GetValueOrDefault("--data")?[^1], values.GetValueOrDefault("--operator")?[^1], Many("--purpose"), Many("--category"));
     }
 
     /// <summary>Reads <c>--name value</c>, <c>--name=value</c> (repeatable) and flags from <paramref name="start"/> on.</summary>

@@ -55,7 +55,7 @@ internal static class MachiCli
                 {
                     var credentials = await TrustAdmin.AddClientAsync(
                         MachiHost.LoadConfiguration(client.DataDirectory),
-                        new ClientRequest(client.Name, client.Scopes, client.Admin, client.RedirectUris, client.Public),
+                        new ClientRequest(client.Name, client.Scopes, client.Admin, client.RedirectUris, client.Public, client.Operator, client.Purposes, client.Categories),
                         CancellationToken.None);
                     await stdout.WriteLineAsync(JsonSerializer.Serialize(new Dictionary<string, string?>
                     {
@@ -177,7 +177,8 @@ internal static class MachiCli
 
     internal static string ClientHelp() =>
         """
-        Usage: machi client add --name NAME [--scope S …] [--admin] [--redirect-uri URI …] [--public] [--data DIR]
+        Usage: machi client add --name NAME [--scope S …] [--admin] [--redirect-uri URI …] [--public]
+                                [--operator ORG] [--purpose P …] [--category C …] [--data DIR]
 
         Registers an OAuth client and prints {"client_id": …, "client_secret": …} (the secret is shown only once).
           --scope S          a scope the client may ask for (repeat, or separate with spaces): openid profile email
@@ -185,7 +186,11 @@ internal static class MachiCli
           --admin            every scope
           --redirect-uri URI sign people in with authorization code + PKCE, returning to URI (repeatable)
           --public           an app that cannot keep a secret (no client_secret; needs --redirect-uri)
+          --operator ORG     who operates the service (shown to residents on the consent page)
+          --purpose P        a purpose the service asks residents to consent to (repeat, or separate with commas)
+          --category C       a data category it needs: location, vitals, power, water, payments, … (repeatable)
         Without --redirect-uri the client uses client credentials (services, devices, other city OSs).
+        Residents can consent only to the purposes and categories a service registered (staff: /account/services).
 
         """;
 

@@ -9,14 +9,19 @@ namespace Machi.Trust.Clients;
 /// <summary>
 /// What a client is registered with. A service, device or other city OS has no redirect URI and uses client
 /// credentials; a portal or app lists its redirect URIs and signs people in with authorization code + PKCE
-/// (<paramref name="Public"/>: an app that cannot keep a secret).
+/// (<paramref name="Public"/>: an app that cannot keep a secret). A service that uses residents' data names who
+/// operates it, the purposes it asks residents to consent to and the data categories it needs: residents can consent
+/// to those only.
 /// </summary>
 public sealed record ClientRequest(
     string Name,
     IReadOnlyList<string> Scopes,
     bool Admin = false,
     IReadOnlyList<Uri>? RedirectUris = null,
-    bool Public = false);
+    bool Public = false,
+    string? Operator = null,
+    IReadOnlyList<string>? Purposes = null,
+    IReadOnlyList<string>? Categories = null);
 
 /// <summary>What the client needs to authenticate; the secret is shown once and stored only as a hash.</summary>
 public sealed record ClientCredentials(string ClientId, string? ClientSecret);
@@ -49,6 +54,13 @@ internal sealed class ClientRegistry(IOpenIddictApplicationManager applications)
             throw new ArgumentException("a public client signs people in, so it needs a redirect URI (--redirect-uri)");
         }
 
+        var purposes = ServiceProfile.Tokens(request.Purposes, "purpose");
+        var categories = ServiceProfile.Tokens(request.Categories, "category");
+        if ((purposes.Count == 0) != (categories.Count == 0))
+        {
+            throw new ArgumentException("a service that asks for consent names both its purposes (--purpose) and the data categories it needs (--category)");
+        }
+
         var scopes = request.Admin ? TrustScopes.Names.ToList() : request.Scopes.Distinct(StringComparer.Ordinal).ToList();
         var clientId = $"{Slug(request.Name)}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}";
         var secret = request.Public ? null : Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
@@ -62,6 +74,7 @@ internal sealed class ClientRegistry(IOpenIddictApplicationManager applications)
             // Consent per service and purpose comes with the consent module; until then a sign-in grants the scopes.
             ConsentType = ConsentTypes.Implicit,
         };
+        ServiceProfile.Store(descriptor, request.Operator, purposes, categories);
         descriptor.Permissions.UnionWith([Permissions.Endpoints.Token, Permissions.Endpoints.Revocation]);
         if (!request.Public)
         {

@@ -1,5 +1,6 @@
 using System.Text;
 using Machi.Trust.Accounts;
+using Machi.Trust.Clients;
 using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -32,6 +33,8 @@ internal static class AccountPages
         account.MapGet("/reset-password", ResetForm);
         account.MapPost("/reset-password", Reset);
         account.MapPost("/logout", Logout);
+        account.MapGet("/services", Services);
+        account.MapPost("/services", RegisterService);
         return app;
     }
 
@@ -314,6 +317,84 @@ internal static class AccountPages
     }
 
     /// <summary>The posted form when its antiforgery token is valid; null otherwise.</summary>
+    /// <summary>Staff's list of registered services and the form to register one (name, operator, purposes, categories).</summary>
+    private static async Task<IResult> Services(HttpContext http, IAntiforgery af, UserManager<MachiUser> users, ServiceDirectory directory)
+    {
+        var html = Html.For(http, af);
+        return await StaffAsync(http, users) switch
+        {
+            null => Results.Redirect("/account/login?ReturnUrl=%2Faccount%2Fservices"),
+            false => html.Page("services_title", html.Error("staff_only"), StatusCodes.Status403Forbidden),
+            true => html.Page("services_title", await ServicesBodyAsync(html, directory, null, http.RequestAborted)),
+        };
+    }
+
+    private static async Task<IResult> RegisterService(HttpContext http, IAntiforgery af, UserManager<MachiUser> users, ServiceDirectory directory, ClientRegistry clients)
+    {
+        var html = Html.For(http, af);
+        if (await StaffAsync(http, users) is not true)
+        {
+            return html.Page("services_title", html.Error("staff_only"), StatusCodes.Status403Forbidden);
+        }
+
+        if (await ReadFormAsync(http, af) is not { } form)
+        {
+            return html.Page("services_title", html.Error("form_expired"), StatusCodes.Status400BadRequest);
+        }
+
+        static string[] List(string text) => text.Split([',', ' ', '\n', '\r'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        try
+        {
+            var redirects = List(form["redirects"].ToString()).Select(u => Uri.TryCreate(u, UriKind.Absolute, out var uri) ? uri
+                : throw new ArgumentException($"'{u}' is not an absolute URL")).ToList();
+            var scopes = form["write"] == "on" ? new[] { TrustScopes.NgsiRead, TrustScopes.NgsiWrite } : [TrustScopes.NgsiRead];
+            var credentials = await clients.CreateAsync(new ClientRequest(form["name"].ToString(), redirects.Count > 0 ? [.. scopes, "openid"] : scopes,
+                RedirectUris: redirects, Operator: form["operator"].ToString(), Purposes: List(form["purposes"].ToString()),
+                Categories: List(form["categories"].ToString())), http.RequestAborted);
+            var shown = html.Notice("service_registered")
+                + $"<dl><dt>{Html.E(html.T("service_client_id"))}</dt><dd><code data-client-id>{Html.E(credentials.ClientId)}</code></dd>"
+                + $"<dt>{Html.E(html.T("service_client_secret"))}</dt><dd><code data-client-secret>{Html.E(credentials.ClientSecret)}</code></dd></dl>";
+            return html.Page("services_title", await ServicesBodyAsync(html, directory, shown, http.RequestAborted));
+        }
+        catch (ArgumentException e)
+        {
+            return html.Page("services_title", await ServicesBodyAsync(html, directory, html.Error("service_invalid", [e.Message]), http.RequestAborted),
+                StatusCodes.Status400BadRequest);
+        }
+    }
+
+    /// <summary>True for staff, false for anyone else signed in, null when nobody is.</summary>
+    private static async Task<bool?> StaffAsync(HttpContext http, UserManager<MachiUser> users) =>
+        await users.GetUserAsync(http.User) is { } user ? user.Role == AccountRoles.Staff : null;
+
+    private static async Task<string> ServicesBodyAsync(Html html, ServiceDirectory directory, string? above, CancellationToken ct)
+    {
+        var body = new StringBuilder(above ?? "").Append("<p>").Append(Html.E(html.T("services_intro"))).Append("</p>");
+        var services = (await directory.ListAsync(ct)).Where(s => s.Purposes.Count > 0).ToList();
+        if (services.Count == 0)
+        {
+            body.Append("<p>").Append(Html.E(html.T("services_none"))).Append("</p>");
+        }
+
+        foreach (var service in services)
+        {
+            body.Append("<section data-service=\"").Append(Html.E(service.ClientId)).Append("\"><h2>").Append(Html.E(service.Name)).Append("</h2><dl>")
+                .Append("<dt>").Append(Html.E(html.T("service_operator"))).Append("</dt><dd>").Append(Html.E(service.Operator ?? "—")).Append("</dd>")
+                .Append("<dt>").Append(Html.E(html.T("service_client_id"))).Append("</dt><dd><code>").Append(Html.E(service.ClientId)).Append("</code></dd>")
+                .Append("<dt>").Append(Html.E(html.T("consent_purpose"))).Append("</dt><dd data-purposes>").Append(Html.E(string.Join(", ", service.Purposes))).Append("</dd>")
+                .Append("<dt>").Append(Html.E(html.T("consent_categories"))).Append("</dt><dd data-categories>").Append(Html.E(string.Join(", ", service.Categories))).Append("</dd>")
+                .Append("</dl></section>");
+        }
+
+        return body.Append(html.Form("/account/services", "service_register",
+            html.Field("name", "service_name", "text", "off"),
+            html.Field("operator", "service_operator", "text", "organization"),
+            html.Field("purposes", "service_purposes", "text", "off"),
+            html.Field("categories", "service_categories", "text", "off"),
+            html.Field("redirects", "service_redirects", "text", "off", extra: "data-optional").Replace(" required data-optional", "", StringComparison.Ordinal),
+            $"<label><input type=\"checkbox\" name=\"write\" style=\"width:auto\"> {Html.E(html.T("service_write"))}</label>")).ToString();
+    }
+
     private static async Task<IFormCollection?> ReadFormAsync(HttpContext http, IAntiforgery af)
     {
         if (!http.Request.HasFormContentType)
