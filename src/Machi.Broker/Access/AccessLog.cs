@@ -72,11 +72,29 @@ public sealed class AccessLog : IAsyncDisposable
     private const int IndexBatch = 4_096;
 
     private readonly ILogger _logger;
-    private readonly List<Journaled> _unindexed = [];
-    private long _oldestUnindexed;
-    private FileStream? _journal;
-    private WalSyncer? _syncer;
+    private readonly Segment[] _segments;
+    private readonly List<(long Seq, TaskCompletionSource Done)> _waitingForIndex = [];
+    private int _current;
+    private Task<Exception?> _indexing = Task.FromResult<Exception?>(null);
     private WalCheckpointer? _checkpointer;
+
+    /// <summary>
+    /// One of the two journal files: the writer appends to one while the other's records are moved into the table, so
+    /// indexing never holds up an append.
+    /// </summary>
+    private sealed class Segment(string path)
+    {
+        public string Path { get; } = path;
+
+        public FileStream? File { get; set; }
+
+        public WalSyncer? Syncer { get; set; }
+
+        /// <summary>Its records not yet in the table (a failed index leaves them here, to go with the next one).</summary>
+        public List<Journaled> Records { get; } = [];
+
+        public long Oldest { get; set; }
+    }
 
     /// <summary>A record with its place in the chain, as the journal holds it until it is indexed.</summary>
     private sealed record Journaled(long Seq, AccessRecord Record, string Digest, string Hash);
@@ -85,6 +103,7 @@ public sealed class AccessLog : IAsyncDisposable
     {
         Path = path;
         JournalPath = System.IO.Path.ChangeExtension(path, ".journal");
+        _segments = [new Segment(JournalPath + ".0"), new Segment(JournalPath + ".1")];
         _logger = logger ?? NullLogger<AccessLog>.Instance;
         _connectionString = new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString();
         _loop = new Lazy<Task>(() => Task.Factory.StartNew(WriterLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap());
@@ -92,6 +111,7 @@ public sealed class AccessLog : IAsyncDisposable
 
     public string Path { get; }
 
+    /// <summary>The journal's two files are this path with <c>.0</c> and <c>.1</c>.</summary>
     public string JournalPath { get; }
 
     /// <summary>Appends records; completes when they are written to the journal (safe from a crash of the process).</summary>
@@ -168,7 +188,7 @@ public sealed class AccessLog : IAsyncDisposable
         using var r = cmd.ExecuteReader();
         var previous = Genesis;
         long expectedSeq = 1, count = 0, redacted = 0;
-        foreach (var entry in Entries(r).Concat(ReadJournal(JournalPath).Select(j => new AccessLogEntry(j.Seq, j.Record, j.Digest, j.Hash))))
+        foreach (var entry in Entries(r).Concat(ReadJournals().Select(j => new AccessLogEntry(j.Seq, j.Record, j.Digest, j.Hash))))
         {
             if (entry.Seq < expectedSeq)
             {
@@ -232,19 +252,22 @@ public sealed class AccessLog : IAsyncDisposable
             await _loop.Value.ConfigureAwait(false);
         }
 
-        if (_syncer is not null)
-        {
-            await _syncer.DisposeAsync().ConfigureAwait(false);
-        }
-
         if (_checkpointer is not null)
         {
             await _checkpointer.DisposeAsync().ConfigureAwait(false);
         }
 
-        if (_journal is not null)
+        foreach (var segment in _segments)
         {
-            await _journal.DisposeAsync().ConfigureAwait(false);
+            if (segment.Syncer is not null)
+            {
+                await segment.Syncer.DisposeAsync().ConfigureAwait(false);
+            }
+
+            if (segment.File is not null)
+            {
+                await segment.File.DisposeAsync().ConfigureAwait(false);
+            }
         }
 
         _writer?.Dispose();
@@ -340,7 +363,7 @@ public sealed class AccessLog : IAsyncDisposable
     private async Task WriterLoop()
     {
         // NORMAL: the journal is what must survive a crash; the table is written in large transactions, each flushed
-        // (below) before the journal is emptied. Checkpoints run beside the writer, as for the entities.
+        // (below) before the journal segment holding the same records is emptied. Checkpoints run beside the writer.
         _writer = Open(readOnly: false, synchronous: "NORMAL")!;
         using (var noAutoCheckpoint = _writer.CreateCommand())
         {
@@ -367,42 +390,41 @@ public sealed class AccessLog : IAsyncDisposable
         var parameters = InsertParameters.Select(name => insert.Parameters.Add(new SqliteParameter(name, DBNull.Value))).ToArray();
         insert.Prepare();
 
-        // Records a crash left in the journal (written, not yet indexed) are indexed first.
-        foreach (var journaled in ReadJournal(JournalPath).Where(j => j.Seq > _lastSeq))
+        // Records a crash left in the journal (written, not yet indexed) are indexed first, into the first segment.
+        var left = ReadJournals().Where(j => j.Seq > _lastSeq).ToList();
+        foreach (var segment in _segments)
         {
-            _unindexed.Add(journaled);
-            (_lastSeq, _lastHash) = (journaled.Seq, Convert.FromHexString(journaled.Hash));
+            segment.File = new FileStream(segment.Path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
+            segment.File.Position = segment.File.Length;
+            segment.Syncer = new WalSyncer(segment.Path, _logger);
         }
 
-        _journal = new FileStream(JournalPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
-        _journal.Position = _journal.Length;
-        Index(insert, parameters);
-        _syncer = new WalSyncer(JournalPath, _logger);
+        if (left.Count > 0)
+        {
+            _segments[0].Records.AddRange(left);
+            (_lastSeq, _lastHash) = (left[^1].Seq, Convert.FromHexString(left[^1].Hash));
+        }
+
+        if (Index(_segments[0], insert, parameters) is { } failure)
+        {
+            throw new IOException("The access log's journal could not be indexed at start-up", failure);
+        }
+
+        _segments[1].File!.SetLength(0);
         _checkpointer = new WalCheckpointer(_connectionString, _logger);
 
         var batch = new List<(IReadOnlyList<AccessRecord> Records, TaskCompletionSource Done)>();
-        var indexRequests = new List<TaskCompletionSource>();
+        var requests = new List<TaskCompletionSource>();
         var buffer = new MemoryStream();
-        while (true)
+        while (await WaitForWorkAsync().ConfigureAwait(false))
         {
-            if (!await WaitForWorkAsync().ConfigureAwait(false))
-            {
-                if (_pending.Reader.Completion.IsCompleted)
-                {
-                    break;
-                }
-
-                Index(insert, parameters); // the oldest record in the journal is due
-                continue;
-            }
-
             batch.Clear();
-            indexRequests.Clear();
+            requests.Clear();
             while (_pending.Reader.TryRead(out var item))
             {
                 if (item.Records.Count == 0)
                 {
-                    indexRequests.Add(item.Done);
+                    requests.Add(item.Done);
                 }
                 else
                 {
@@ -412,46 +434,121 @@ public sealed class AccessLog : IAsyncDisposable
 
             if (batch.Count > 0)
             {
-                Journal(batch, buffer);
+                Journal(_segments[_current], batch, buffer);
             }
 
-            if (indexRequests.Count > 0 || _unindexed.Count >= IndexBatch)
-            {
-                var failure = Index(insert, parameters);
-                indexRequests.ForEach(r => _ = failure is null ? r.TrySetResult() : r.TrySetException(failure));
-            }
+            _waitingForIndex.AddRange(requests.Select(done => (_lastSeq, done)));
+
+            HandOff(insert, parameters);
         }
 
-        Index(insert, parameters);
+        await _indexing.ConfigureAwait(false);
+        Index(_segments[_current], insert, parameters);
+        Index(_segments[1 - _current], insert, parameters);
+        CompleteIndexRequests();
     }
 
-    /// <summary>Waits for appends or index requests (true), or until the journal's oldest record is due for the index (false).</summary>
+    /// <summary>
+    /// Waits until there is something to do: appends or index requests, records in the journal due for the table, or
+    /// the indexer free again while records wait for it. False once the log is disposed and every append was taken.
+    /// </summary>
     private async Task<bool> WaitForWorkAsync()
     {
-        if (_unindexed.Count == 0)
+        if (_pending.Reader.TryPeek(out _))
         {
-            return await _pending.Reader.WaitToReadAsync().ConfigureAwait(false);
+            return true;
         }
 
-        var due = IndexDelay - Stopwatch.GetElapsedTime(_oldestUnindexed);
-        if (due <= TimeSpan.Zero)
+        Task? wake = null;
+        var waiting = _segments.Where(s => s.Records.Count > 0).ToList();
+        if (waiting.Count > 0 || _waitingForIndex.Count > 0)
         {
-            return _pending.Reader.TryPeek(out _);
+            if (!_indexing.IsCompleted)
+            {
+                wake = _indexing;
+            }
+            else
+            {
+                var due = waiting.Count == 0 ? TimeSpan.Zero : IndexDelay - Stopwatch.GetElapsedTime(waiting.Min(s => s.Oldest));
+                if (due <= TimeSpan.Zero || _waitingForIndex.Count > 0)
+                {
+                    return true;
+                }
+
+                wake = Task.Delay(due);
+            }
         }
 
-        using var timeout = new CancellationTokenSource(due);
-        try
+        using var stop = new CancellationTokenSource();
+        var read = _pending.Reader.WaitToReadAsync(stop.Token).AsTask();
+        if (wake is not null && await Task.WhenAny(read, wake).ConfigureAwait(false) != read)
         {
-            return await _pending.Reader.WaitToReadAsync(timeout.Token).ConfigureAwait(false);
+            await stop.CancelAsync().ConfigureAwait(false);
+            await ((Task)read).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            return true;
         }
-        catch (OperationCanceledException)
-        {
-            return false;
-        }
+
+        return await read.ConfigureAwait(false);
     }
 
-    /// <summary>Numbers, chains and writes a group of records to the journal with one write, then acknowledges them.</summary>
-    private void Journal(List<(IReadOnlyList<AccessRecord> Records, TaskCompletionSource Done)> batch, MemoryStream buffer)
+    /// <summary>
+    /// When the indexer is free: finishes the index requests it satisfied, then hands it a segment — records a failed
+    /// attempt left in the other segment first; else the current one when it is due (old or full enough, or an index
+    /// request waits for it), the writer going on in the other segment.
+    /// </summary>
+    private void HandOff(SqliteCommand insert, SqliteParameter[] parameters)
+    {
+        if (!_indexing.IsCompleted)
+        {
+            return;
+        }
+
+        CompleteIndexRequests();
+        var current = _segments[_current];
+        var other = _segments[1 - _current];
+        var pressed = _waitingForIndex.Count > 0;
+        if (other.Records.Count > 0 && (pressed || Stopwatch.GetElapsedTime(other.Oldest) >= IndexDelay))
+        {
+            other.Oldest = Stopwatch.GetTimestamp();
+            _indexing = Task.Run(() => Index(other, insert, parameters));
+            return;
+        }
+
+        if (other.Records.Count > 0 || current.Records.Count == 0
+            || (current.Records.Count < IndexBatch && Stopwatch.GetElapsedTime(current.Oldest) < IndexDelay && !pressed))
+        {
+            return;
+        }
+
+        _current = 1 - _current;
+        _indexing = Task.Run(() => Index(current, insert, parameters));
+    }
+
+    /// <summary>Completes the index requests whose records are all in the table now (indexer idle).</summary>
+    private void CompleteIndexRequests()
+    {
+        var failure = _indexing.IsCompletedSuccessfully ? _indexing.Result : null;
+        var unindexed = _segments.SelectMany(s => s.Records).Select(r => r.Seq).DefaultIfEmpty(long.MaxValue).Min();
+        _waitingForIndex.RemoveAll(w =>
+        {
+            if (w.Seq < unindexed)
+            {
+                w.Done.TrySetResult();
+                return true;
+            }
+
+            if (failure is not null)
+            {
+                w.Done.TrySetException(failure);
+                return true;
+            }
+
+            return false;
+        });
+    }
+
+    /// <summary>Numbers, chains and writes a group of records to the segment with one write, then acknowledges them.</summary>
+    private void Journal(Segment segment, List<(IReadOnlyList<AccessRecord> Records, TaskCompletionSource Done)> batch, MemoryStream buffer)
     {
         var (seq, hash) = (_lastSeq, _lastHash);
         var journaled = new List<Journaled>();
@@ -474,7 +571,7 @@ public sealed class AccessLog : IAsyncDisposable
 
         try
         {
-            _journal!.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
+            segment.File!.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
         }
         catch (IOException ex)
         {
@@ -483,21 +580,24 @@ public sealed class AccessLog : IAsyncDisposable
             return;
         }
 
-        if (_unindexed.Count == 0)
+        if (segment.Records.Count == 0)
         {
-            _oldestUnindexed = Stopwatch.GetTimestamp();
+            segment.Oldest = Stopwatch.GetTimestamp();
         }
 
-        _unindexed.AddRange(journaled);
+        segment.Records.AddRange(journaled);
         (_lastSeq, _lastHash) = (seq, hash);
         batch.ForEach(b => b.Done.TrySetResult());
-        _syncer!.Add(NotFlushed);
+        segment.Syncer!.Add(NotFlushed);
     }
 
-    /// <summary>Moves the journal's records into the table in one transaction, flushed to disk, then empties the journal; the failure, if any.</summary>
-    private Exception? Index(SqliteCommand insert, SqliteParameter[] parameters)
+    /// <summary>
+    /// Moves a segment's records into the table in one transaction, flushed to disk, then empties the segment; the
+    /// failure, if any (the records then stay in the segment, which a later index or the next start moves).
+    /// </summary>
+    private Exception? Index(Segment segment, SqliteCommand insert, SqliteParameter[] parameters)
     {
-        if (_unindexed.Count == 0)
+        if (segment.Records.Count == 0)
         {
             return null;
         }
@@ -507,7 +607,7 @@ public sealed class AccessLog : IAsyncDisposable
             using (var tx = _writer!.BeginTransaction())
             {
                 insert.Transaction = tx;
-                foreach (var (seq, record, digest, hash) in _unindexed)
+                foreach (var (seq, record, digest, hash) in segment.Records)
                 {
                     object?[] values =
                     [
@@ -525,15 +625,15 @@ public sealed class AccessLog : IAsyncDisposable
                 tx.Commit();
             }
 
-            // The table's write-ahead log must be on disk before the journal that holds the same records is emptied.
+            // The table's write-ahead log must be on disk before the segment that holds the same records is emptied.
             using (var wal = new FileStream(Path + "-wal", FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0))
             {
                 wal.Flush(flushToDisk: true);
             }
 
-            _journal!.SetLength(0);
-            _journal.Position = 0;
-            _unindexed.Clear();
+            segment.File!.SetLength(0);
+            segment.File.Position = 0;
+            segment.Records.Clear();
             _checkpointer?.Committed();
             if (_checkpointer?.TakeTailRequest() == true)
             {
@@ -546,12 +646,13 @@ public sealed class AccessLog : IAsyncDisposable
         }
         catch (Exception ex) when (ex is SqliteException or IOException)
         {
-            // The records stay in the journal (on disk) and are indexed by a later attempt or the next start.
-            _logger.LogError(ex, "Indexing {Count} access log records failed; they stay in the journal", _unindexed.Count);
-            _oldestUnindexed = Stopwatch.GetTimestamp();
+            _logger.LogError(ex, "Indexing {Count} access log records failed; they stay in the journal", segment.Records.Count);
             return ex;
         }
     }
+
+    /// <summary>The complete records of both journal segments, in order of seq.</summary>
+    private List<Journaled> ReadJournals() => [.. _segments.SelectMany(s => ReadJournal(s.Path)).OrderBy(j => j.Seq)];
 
     /// <summary>The complete records of a journal file, in order; a torn last line (a write cut by power loss) is ignored.</summary>
     private static IEnumerable<Journaled> ReadJournal(string path)

@@ -46,7 +46,7 @@ public sealed class AccessLogTests
         var image = CrashImage(running, Path.Combine(temp, "crashed"));
 
         // A write the crash cut in half: not a record, not acknowledged.
-        await File.AppendAllTextAsync(Path.ChangeExtension(image, ".journal"), "{\"Seq\":43,\"Record\":{\"At\":\"2027-01-");
+        await File.AppendAllTextAsync(Path.ChangeExtension(image, ".journal") + ".0", "{\"Seq\":43,\"Record\":{\"At\":\"2027-01-");
 
         await using (var restarted = new AccessLog(image))
         {
@@ -74,7 +74,7 @@ public sealed class AccessLogTests
         var image = CrashImage(running, Path.Combine(temp, "crashed"));
         await running.DisposeAsync();
 
-        var journal = Path.ChangeExtension(image, ".journal");
+        var journal = Path.ChangeExtension(image, ".journal") + ".0";
         var text = await File.ReadAllTextAsync(journal);
         Assert.Contains("\"clinic\"", text, StringComparison.Ordinal);
         await File.WriteAllTextAsync(journal, text.Replace("\"clinic\"", "\"someone-innocent\"", StringComparison.Ordinal));
