@@ -25,6 +25,9 @@ public sealed record ServeOptions
     /// <summary>Data directory; relative paths are taken from the current directory.</summary>
     public string? DataDirectory { get; init; }
 
+    /// <summary>PostgreSQL connection string (Broker:Database); unset: the embedded SQLite file in the data directory.</summary>
+    public string? Database { get; init; }
+
     /// <summary>Extra configuration keys ("Broker:MaxLimit" …), above appsettings and environment variables.</summary>
     public IReadOnlyDictionary<string, string?>? Settings { get; init; }
 }
@@ -146,6 +149,11 @@ public static class MachiHost
         if (options.DataDirectory is not null)
         {
             overrides["Broker:DataDirectory"] = options.DataDirectory;
+        }
+
+        if (options.Database is not null)
+        {
+            overrides["Broker:Database"] = options.Database;
         }
 
         configuration.AddInMemoryCollection(overrides);

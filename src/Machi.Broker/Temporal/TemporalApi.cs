@@ -71,7 +71,7 @@ internal static class TemporalApi
         return api;
     }
 
-    private static async Task<IResult> Retrieve(string entityId, HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
+    private static async Task<IResult> Retrieve(string entityId, HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history)
     {
         NgsiRequest.EntityId(entityId);
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: false);
@@ -90,7 +90,7 @@ internal static class TemporalApi
         return new NgsiJsonResult(200, mediaType, context, w => TemporalRenderer.WriteEntity(w, result, temporal, render));
     }
 
-    private static async Task<IResult> Query(HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history, IEntityStore store, IOptions<BrokerOptions> settings)
+    private static async Task<IResult> Query(HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history, IEntityStore store, IOptions<BrokerOptions> settings)
     {
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: false);
         var query = http.Request.Query;
@@ -152,7 +152,7 @@ internal static class TemporalApi
         return new NgsiJsonResult(200, mediaType, context, w => TemporalRenderer.WriteEntities(w, matched, temporal, render));
     }
 
-    private static async Task<NoContent> Delete(string entityId, HttpContext http, EntityService entities, TemporalHistory history)
+    private static async Task<NoContent> Delete(string entityId, HttpContext http, EntityService entities, ITemporalHistory history)
     {
         NgsiRequest.EntityId(entityId);
         var tenant = NgsiRequest.Tenant(http.Request);
@@ -161,7 +161,7 @@ internal static class TemporalApi
         return removed ? TypedResults.NoContent() : throw new NgsiException(NgsiErrorType.ResourceNotFound, $"Entity '{entityId}' has no history.");
     }
 
-    private static async Task<NoContent> DeleteAttribute(string entityId, string attrId, HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
+    private static async Task<NoContent> DeleteAttribute(string entityId, string attrId, HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history)
     {
         NgsiRequest.EntityId(entityId);
         var options = RequestOptions.Parse(http.Request.Query);
@@ -173,7 +173,7 @@ internal static class TemporalApi
         return removed ? TypedResults.NoContent() : throw new NgsiException(NgsiErrorType.ResourceNotFound, $"Entity '{entityId}' has no history of attribute '{attrId}'.");
     }
 
-    private static async Task<NoContent> DeleteInstance(string entityId, string attrId, string instanceId, HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
+    private static async Task<NoContent> DeleteInstance(string entityId, string attrId, string instanceId, HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history)
     {
         NgsiRequest.EntityId(entityId);
         var context = await NgsiRequest.ContextAsync(http, resolver);
@@ -183,7 +183,7 @@ internal static class TemporalApi
         return removed ? TypedResults.NoContent() : throw new NgsiException(NgsiErrorType.ResourceNotFound, $"No instance '{EntityParser.Truncate(instanceId)}' of attribute '{attrId}' of '{entityId}'.");
     }
 
-    private static async Task<IResult> Create(HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
+    private static async Task<IResult> Create(HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history)
     {
         var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http);
         if (body.ValueKind != System.Text.Json.JsonValueKind.Object)
@@ -204,7 +204,7 @@ internal static class TemporalApi
             : TypedResults.NoContent();
     }
 
-    private static async Task<NoContent> AddAttributes(string entityId, HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
+    private static async Task<NoContent> AddAttributes(string entityId, HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history)
     {
         NgsiRequest.EntityId(entityId);
         var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http);
@@ -220,7 +220,7 @@ internal static class TemporalApi
         return TypedResults.NoContent();
     }
 
-    private static async Task<NoContent> PatchInstance(string entityId, string attrId, string instanceId, HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
+    private static async Task<NoContent> PatchInstance(string entityId, string attrId, string instanceId, HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history)
     {
         NgsiRequest.EntityId(entityId);
         var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http);
@@ -291,7 +291,7 @@ internal static class TemporalApi
     /// One entity's history in the query's range: its instances (cut to the last N per attribute and datasetId), or
     /// their aggregation — computed while reading, unless lastN first needs the whole range.
     /// </summary>
-    private static TemporalEntity Read(HistoryReader reader, TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery temporal)
+    private static TemporalEntity Read(IHistoryReader reader, TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery temporal)
     {
         if (temporal.Format == TemporalFormat.Aggregated && temporal.LastN is null)
         {

@@ -93,6 +93,7 @@ internal static class CommandLine
     {
         string? urls = null;
         string? data = null;
+        string? database = null;
         for (var i = start; i < args.Count; i++)
         {
             var arg = args[i];
@@ -145,12 +146,20 @@ internal static class CommandLine
 
                     data = value;
                     break;
+                case "--database":
+                    if (string.IsNullOrWhiteSpace(value))
+                    {
+                        return new UsageError("option '--database' needs a PostgreSQL connection string, e.g. --database \"Host=127.0.0.1;Database=machi;Username=machi\"");
+                    }
+
+                    database = value;
+                    break;
                 default:
                     return new UsageError($"unknown option '{name}'");
             }
         }
 
-        return new ServeCommand(new ServeOptions { Urls = urls, DataDirectory = data });
+        return new ServeCommand(new ServeOptions { Urls = urls, DataDirectory = data, Database = database });
     }
 
     private static CliCommand ParseUserAdd(IReadOnlyList<string> args)

@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.Json;
 using Machi.Trust;
 using Machi.Trust.Clients;
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
 
 namespace Machi.Host.Cli;
 
@@ -74,9 +74,9 @@ internal static class MachiCli
             await app.RunAsync();
             return Success;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or DbException or TimeoutException)
         {
-            // Port in use, data directory not writable, bad configuration: say so in one line, no stack trace.
+            // Port in use, database unreachable, data directory not writable, bad configuration: say so in one line, no stack trace.
             await stderr.WriteLineAsync($"machi: could not serve: {e.Message}");
             return Failure;
         }
@@ -95,7 +95,7 @@ internal static class MachiCli
             await stderr.WriteLineAsync($"machi: {e.Message}");
             return Failure;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SqliteException or InvalidOperationException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DbException or InvalidOperationException)
         {
             await stderr.WriteLineAsync($"machi: could not open the database: {e.Message}");
             return Failure;
@@ -150,7 +150,7 @@ internal static class MachiCli
     internal static string ServeHelp()
     {
         var text = new StringBuilder();
-        text.AppendLine("Usage: machi [serve] [--urls URL] [--data DIR]");
+        text.AppendLine("Usage: machi [serve] [--urls URL] [--data DIR] [--database CONNSTRING]");
         text.AppendLine();
         text.AppendLine("Runs the city OS until Ctrl-C or SIGTERM; in-flight requests finish before it exits.");
         text.AppendLine();
@@ -164,6 +164,9 @@ internal static class MachiCli
         text.AppendLine("Serve options:");
         text.AppendLine($"  --urls URL     Address(es) to listen on, ';'-separated (default {MachiHost.DefaultUrls})");
         text.AppendLine("  --data DIR     Data directory, created if missing (default ./data)");
+        text.AppendLine("  --database CS  PostgreSQL 15+ with PostGIS instead of the embedded SQLite file, e.g.");
+        text.AppendLine("                 \"Host=127.0.0.1;Database=machi;Username=machi\" (Broker:Database, Machi__Broker__Database);");
+        text.AppendLine("                 several nodes may share one database");
         text.AppendLine();
         text.AppendLine("Configuration, later sources winning: appsettings.json next to machi.dll, appsettings.json in");
         text.AppendLine("the current directory, environment variables Machi__Section__Key (e.g. Machi__Broker__DataDirectory,");

@@ -25,6 +25,9 @@ internal sealed partial class PostgresEntityStore : IEntityStore
 
     internal const string ChangeChannel = "machi_changes";
 
+    /// <summary>Announces a change to the subscriptions (every node reads them again).</summary>
+    internal const string SubscriptionChannel = "machi_subscriptions";
+
     private const int MaxWritesPerCommit = 512;
     private const int CandidateChunk = 256;
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(5);
@@ -52,6 +55,15 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         _logger = logger;
         _time = time ?? TimeProvider.System;
     }
+
+    /// <summary>
+    /// Some node changed the subscriptions (or the listener reconnected and may have missed that): raised on the
+    /// listener's thread, so handlers only mark what they cache as stale.
+    /// </summary>
+    internal event Action? SubscriptionsChanged;
+
+    /// <summary>The connection string the store was opened with (for connections of their own, e.g. leadership).</summary>
+    internal string ConnectionString => _connectionString;
 
     internal NpgsqlDataSource DataSource => _dataSource ?? throw new InvalidOperationException("The store is not initialized.");
 
