@@ -28,7 +28,7 @@ public sealed class MultiNodeTests(PostgresServer postgres) : IAsyncLifetime
         };
 
         // Started together: the schema migrations run from three nodes at once.
-        _nodes.AddRange(await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => MachiProcess.StartAsync(environment: environment))));
+        _nodes.AddRange(await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => MachiProcess.StartAsync(environment: environment, startupTimeout: TimeSpan.FromMinutes(3)))));
     }
 
     public async Task DisposeAsync()
@@ -57,7 +57,7 @@ public sealed class MultiNodeTests(PostgresServer postgres) : IAsyncLifetime
         [
             NgsiHttp.Entities + "?type=Vehicle&q=speed>30&count=true&limit=100",
             NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:n7",
-            "/ngsi-ld/v1/types",
+            "/ngsi-ld/v1/types?details=true",
             subscription,
             SubscriptionApiTests.Subscriptions,
             "/ngsi-ld/v1/csourceRegistrations",
@@ -84,6 +84,14 @@ public sealed class MultiNodeTests(PostgresServer postgres) : IAsyncLifetime
     public async Task A_stream_client_on_one_node_sees_a_write_through_another_within_a_second()
     {
         await using var stream = await EventStreamClient.OpenAsync(_nodes[0].Client, "/ngsi-ld/v1/x-machi/stream?type=Vehicle");
+
+        // Each node's first write pays for its start (JIT, pools); what is measured is a node that is running.
+        foreach (var node in _nodes.Skip(1))
+        {
+            await node.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle($"urn:ngsi-ld:Vehicle:warm{node.Port}", speed: 0));
+            Assert.Equal("create", (await stream.NextAsync(TimeSpan.FromSeconds(10))).Event);
+        }
+
         for (var i = 0; i < 5; i++)
         {
             var clock = Stopwatch.StartNew();
