@@ -6,8 +6,18 @@ using Npgsql;
 namespace Machi.Broker.Registrations;
 
 /// <summary>Registrations in PostgreSQL (table csource_registrations); every statement commits on its own.</summary>
-internal sealed class PostgresRegistrationStore(PostgresEntityStore entities) : IRegistrationStore
+internal sealed class PostgresRegistrationStore : IRegistrationStore
 {
+    private readonly PostgresEntityStore entities;
+
+    public PostgresRegistrationStore(PostgresEntityStore entities)
+    {
+        this.entities = entities;
+        entities.RegistrationsChanged += () => ChangedElsewhere?.Invoke();
+    }
+
+    public event Action? ChangedElsewhere;
+
     public async Task<bool> AddAsync(string tenant, StoredRegistration registration, CancellationToken cancellationToken) => await ExecuteAsync("""
         INSERT INTO csource_registrations (tenant, id, doc, created_at, modified_at) VALUES ($1, $2, $3, $4, $5)
         ON CONFLICT (tenant, id) DO NOTHING
@@ -34,15 +44,20 @@ internal sealed class PostgresRegistrationStore(PostgresEntityStore entities) : 
         return list;
     }
 
+    /// <summary>One change, announced to every node at its commit (one batch: one implicit transaction).</summary>
     private async Task<int> ExecuteAsync(string sql, CancellationToken cancellationToken, params object[] values)
     {
-        await using var cmd = entities.DataSource.CreateCommand(sql);
+        await using var batch = entities.DataSource.CreateBatch();
+        var change = new NpgsqlBatchCommand(sql);
         foreach (var value in values)
         {
-            cmd.Parameters.Add(new NpgsqlParameter { Value = value });
+            change.Parameters.Add(new NpgsqlParameter { Value = value });
         }
 
-        return await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        batch.BatchCommands.Add(change);
+        batch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_notify('{PostgresEntityStore.RegistrationChannel}', '')"));
+        await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        return change.RecordsAffected;
     }
 
     private static DateTimeOffset Instant(string text) => DateTimeOffset.Parse(text, CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal);

@@ -90,18 +90,23 @@ internal sealed partial class PostgresEntityStore
                     {
                         SubscriptionsChanged?.Invoke();
                     }
+                    else if (e.Channel == RegistrationChannel)
+                    {
+                        RegistrationsChanged?.Invoke();
+                    }
                     else if (long.TryParse(e.Payload, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seq))
                     {
                         PublishChanges(seq);
                     }
                 };
-                await using (var listen = new NpgsqlCommand($"LISTEN {ChangeChannel}; LISTEN {SubscriptionChannel}", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {ChangeChannel}; LISTEN {SubscriptionChannel}; LISTEN {RegistrationChannel}", connection))
                 {
                     await listen.ExecuteNonQueryAsync(stopping).ConfigureAwait(false);
                 }
 
                 // Announcements made while this node was not listening are lost: read the subscriptions again.
                 SubscriptionsChanged?.Invoke();
+                RegistrationsChanged?.Invoke();
 
                 while (true)
                 {

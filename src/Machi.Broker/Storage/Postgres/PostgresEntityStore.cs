@@ -28,6 +28,9 @@ internal sealed partial class PostgresEntityStore : IEntityStore
     /// <summary>Announces a change to the subscriptions (every node reads them again).</summary>
     internal const string SubscriptionChannel = "machi_subscriptions";
 
+    /// <summary>Announces a change to the context source registrations.</summary>
+    internal const string RegistrationChannel = "machi_registrations";
+
     private const int MaxWritesPerCommit = 512;
     private const int CandidateChunk = 256;
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(5);
@@ -61,6 +64,9 @@ internal sealed partial class PostgresEntityStore : IEntityStore
     /// listener's thread, so handlers only mark what they cache as stale.
     /// </summary>
     internal event Action? SubscriptionsChanged;
+
+    /// <summary>As <see cref="SubscriptionsChanged"/>, for the context source registrations.</summary>
+    internal event Action? RegistrationsChanged;
 
     /// <summary>The connection string the store was opened with (for connections of their own, e.g. leadership).</summary>
     internal string ConnectionString => _connectionString;
