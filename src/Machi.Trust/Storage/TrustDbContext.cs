@@ -11,10 +11,16 @@ namespace Machi.Trust.Storage;
 /// Accounts (ASP.NET Core Identity), OpenIddict's applications, authorizations and tokens, and the key ring: one
 /// context over Machi's own database, in tables named <c>trust_*</c> so they sit clearly beside the broker's.
 /// </summary>
-internal class TrustDbContext(DbContextOptions options) : IdentityUserContext<MachiUser>(options), IDataProtectionKeyContext
+internal class TrustDbContext : IdentityUserContext<MachiUser>, IDataProtectionKeyContext
 {
     public TrustDbContext(DbContextOptions<TrustDbContext> options)
-        : this((DbContextOptions)options)
+        : base(options)
+    {
+    }
+
+    /// <summary>For <see cref="PostgresTrustDbContext"/> (not public: the container must see one constructor).</summary>
+    protected TrustDbContext(DbContextOptions options)
+        : base(options)
     {
     }
 
