@@ -10,6 +10,8 @@ DEBIAN_PACKAGES=(
   procps    # kill(1): the host tests send SIGTERM to a real machi process (and to mosquitto)
   mosquitto # MQTT notification tests run their own broker (/usr/sbin/mosquitto) on a free loopback port
   postgresql-15-postgis-3 # PostgreSQL storage tests start their own cluster (initdb, pg_ctl) with the PostGIS extension
+  chromium             # the portal and snowplow-map browser tests drive /usr/bin/chromium through Playwright (no browser download)
+  fonts-ipafont-gothic # Japanese glyphs in the portal's screenshots and layout
 )
 
 ensure_packages() {

@@ -315,7 +315,7 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
     }
 
     /// <summary>The checkout holding Machi.slnx, seen from the working directory or from this program.</summary>
-    private static string RepositoryRoot()
+    internal static string RepositoryRoot()
     {
         foreach (string start in new[] { Environment.CurrentDirectory, AppContext.BaseDirectory })
         {

@@ -1,5 +1,25 @@
 using System.Runtime.InteropServices;
 using Machi.Bench;
+using Machi.Bench.Snow;
+
+if (SnowScenario.IsSnow(args))
+{
+    var snow = SnowScenario.Parse(args, out var snowError);
+    if (snow is null)
+    {
+        await Console.Error.WriteLineAsync(snowError);
+        await Console.Error.WriteLineAsync(SnowScenario.Usage);
+        return 2;
+    }
+
+    using var stopSnow = new CancellationTokenSource();
+    Console.CancelKeyPress += (_, e) =>
+    {
+        e.Cancel = true;
+        stopSnow.Cancel();
+    };
+    return await SnowScenario.RunAsync(snow, BenchRunner.RepositoryRoot(), Console.Out, stopSnow.Token);
+}
 
 var options = BenchOptions.Parse(args, out string? error);
 if (options is null)

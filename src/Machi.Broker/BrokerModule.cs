@@ -1,3 +1,4 @@
+using Machi.Broker.Access;
 using Machi.Broker.Batch;
 using Machi.Broker.Contexts;
 using Machi.Broker.Discovery;
@@ -32,6 +33,15 @@ public static class BrokerModule
 
         AddStorage(services, !string.IsNullOrWhiteSpace(configuration["Broker:Database"]));
         services.AddSingleton<EntityService>();
+        services.AddSingleton<IConsentStore, SqliteConsentStore>();
+        services.AddSingleton<AccessPolicy>();
+        services.AddSingleton<ConsentService>();
+        services.AddSingleton(sp => new AccessLog(Path.Combine(sp.GetRequiredService<IOptions<BrokerOptions>>().Value.DataDirectory, "access-log.db")));
+        services.AddSingleton(sp => new AccessAudit(sp.GetRequiredService<AccessLog>(), sp.GetRequiredService<TimeProvider>())
+        {
+            Node = configuration["Broker:NodeName"] is { Length: > 0 } node ? node : Environment.MachineName,
+        });
+        services.AddSingleton(sp => new LocalBroker(sp.GetRequiredService<EntityService>()));
 
         // JSON-LD: the core context is built in; user contexts are fetched (bounded, cached) or hosted here.
         services.Configure<LdContextOptions>(configuration.GetSection("Broker:JsonLd"));
@@ -102,11 +112,15 @@ public static class BrokerModule
     {
         // Open the database at start-up, not on the first request.
         _ = app.ServiceProvider.GetRequiredService<IEntityStore>();
+
+        // Active consents are read once here, not by the first request that meets personal data (possibly the writer).
+        app.ServiceProvider.GetRequiredService<AccessPolicy>().LoadAsync(CancellationToken.None).GetAwaiter().GetResult();
         var api = app.MapGroup("/ngsi-ld/v1");
         api.AddEndpointFilter(async (context, next) =>
         {
             try
             {
+                await Callers.AuthorizeAsync(context.HttpContext).ConfigureAwait(false);
                 return await next(context).ConfigureAwait(false);
             }
             catch (Exception ex) when (!context.HttpContext.Response.HasStarted)
@@ -130,6 +144,8 @@ public static class BrokerModule
         api.MapSubscriptions();
         api.MapStream();
         api.MapTemporal();
+        app.MapAccess();
+        app.MapConsentPages();
         api.Map("/{**path}", (HttpContext http) => new ProblemResult(Ngsi.Errors.NgsiException.Invalid(
             $"{http.Request.Method} {http.Request.Path} is not an operation of this NGSI-LD API."))).ExcludeFromDescription();
         return app;

@@ -3,8 +3,9 @@ using Machi.Broker;
 using Machi.Host.ApiDocs;
 using Machi.Host.Cli;
 using Machi.Host.Health;
-using Machi.Host.Home;
 using Machi.Host.Telemetry;
+using Machi.Portal;
+using Machi.Snow;
 using Machi.Trust;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -93,6 +94,8 @@ public static class MachiHost
         });
         builder.Services.AddMachiBroker(builder.Configuration);
         builder.Services.AddMachiTrust(builder.Configuration);
+        builder.Services.AddMachiPortal(builder.Configuration);
+        builder.Services.AddMachiSnow(builder.Configuration);
         builder.Services.AddMachiTelemetry();
         builder.Services.AddMachiApiDocs();
         return builder;
@@ -105,12 +108,13 @@ public static class MachiHost
         Directory.CreateDirectory(app.Services.GetRequiredService<IOptions<BrokerOptions>>().Value.DataDirectory);
 
         app.UseExceptionHandler();
-        app.MapHome();
         app.MapHealth();
         app.MapMetrics();
         app.MapApiDocs();
         app.MapMachiBroker();
         app.MapMachiTrust();
+        app.MapMachiPortal();
+        app.MapMachiSnow();
 
         app.Lifetime.ApplicationStarted.Register(() => LogStarted(app));
         return app;

@@ -72,6 +72,10 @@ public static class TrustModule
                 server.Configure(options => options.CodeChallengeMethods.Remove(CodeChallengeMethods.Plain));
                 server.RegisterClaims(Claims.Subject, Claims.Name, Claims.Email, Claims.EmailVerified, Claims.Role);
 
+                // After OpenIddict has revoked a token, APIs that remember validated tokens must forget them.
+                server.AddEventHandler<OpenIddictServerEvents.HandleRevocationRequestContext>(handler =>
+                    handler.UseSingletonHandler<AccessTokens.OnRevocation>().SetOrder(int.MaxValue - 100_000));
+
                 // Resource servers (the broker, services, other cities) read the JWT directly.
                 server.DisableAccessTokenEncryption();
                 var aspNetCore = server.UseAspNetCore()
@@ -98,6 +102,8 @@ public static class TrustModule
             server.RefreshTokenLifetime = trust.Value.RefreshTokenLifetime;
         });
 
+        services.AddSingleton<AccessTokens>();
+        services.AddSingleton<AccessTokens.OnRevocation>();
         services.AddSingleton<KeyRing>();
         services.AddSingleton<IConfigureOptions<OpenIddictServerOptions>, KeyRing.ServerSetup>();
         services.AddSingleton<KeyRotationService>();
@@ -142,7 +148,8 @@ public static class TrustModule
 
         var identity = services.AddIdentityCore<MachiUser>()
             .AddEntityFrameworkStores<TrustDbContext>()
-            .AddDefaultTokenProviders();
+            .AddDefaultTokenProviders()
+            .AddClaimsPrincipalFactory<RoleClaimsPrincipalFactory>();
         services.AddOptions<IdentityOptions>().Configure<IOptions<TrustOptions>>((options, trust) =>
         {
             options.User.RequireUniqueEmail = true;

@@ -21,7 +21,7 @@ public sealed class TokenAttackTests
     {
         await using var server = await MachiServer.StartAsync();
 
-        using var response = await server.Client.GetAsync(new Uri("api/me", UriKind.Relative));
+        using var response = await server.Anonymous.GetAsync(new Uri("api/me", UriKind.Relative));
 
         Assert.Equal(System.Net.HttpStatusCode.Unauthorized, response.StatusCode);
         Assert.Contains("Bearer", response.Headers.WwwAuthenticate.ToString(), StringComparison.Ordinal);

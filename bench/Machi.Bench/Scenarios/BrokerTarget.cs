@@ -29,6 +29,12 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
         _client = CreateClient(connections, requestTimeout);
     }
 
+    /// <summary>
+    /// The access token every request sends: the launched broker's admin client's, or for a broker given with --url the
+    /// MACHI_TOKEN environment variable (e.g. from <c>machi client add --admin</c> then the token endpoint).
+    /// </summary>
+    public static string? AccessToken { get; set; } = Environment.GetEnvironmentVariable("MACHI_TOKEN");
+
     public string Name => "broker";
 
     public bool BlockingWorkers => false;
@@ -55,6 +61,11 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
             DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
         };
         client.DefaultRequestHeaders.TryAddWithoutValidation("Accept", JsonMediaType);
+        if (AccessToken is { Length: > 0 } token)
+        {
+            client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        }
+
         return client;
     }
 

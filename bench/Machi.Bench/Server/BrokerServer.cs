@@ -84,6 +84,7 @@ internal sealed class BrokerServer : IAsyncDisposable
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
             await server.WaitUntilHealthyAsync(startupTimeout, cancellationToken).ConfigureAwait(false);
+            Scenarios.BrokerTarget.AccessToken = await AdminTokenAsync(dll, dataDirectory, baseUri, cancellationToken).ConfigureAwait(false);
             return server;
         }
         catch
@@ -92,6 +93,39 @@ internal sealed class BrokerServer : IAsyncDisposable
             await server.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>
+    /// A token of an admin client registered on the launched broker's data directory (<c>machi client add --admin</c>),
+    /// got by client credentials at the token endpoint: the bench calls the API as a real service does.
+    /// </summary>
+    private static async Task<string> AdminTokenAsync(string dll, string dataDirectory, Uri baseUri, CancellationToken cancellationToken)
+    {
+        var add = new ProcessStartInfo(DotnetHost()) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string argument in new[] { dll, "client", "add", "--name", "bench", "--admin", "--data", dataDirectory })
+        {
+            add.ArgumentList.Add(argument);
+        }
+
+        using var process = Process.Start(add) ?? throw new BenchFailure("could not run machi client add");
+        string output = await process.StandardOutput.ReadToEndAsync(cancellationToken).ConfigureAwait(false);
+        await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
+        if (process.ExitCode != 0)
+        {
+            throw new BenchFailure("machi client add failed: " + await process.StandardError.ReadToEndAsync(cancellationToken).ConfigureAwait(false));
+        }
+
+        using var credentials = System.Text.Json.JsonDocument.Parse(output);
+        using var http = new HttpClient { BaseAddress = baseUri };
+        using var form = new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["grant_type"] = "client_credentials",
+            ["client_id"] = credentials.RootElement.GetProperty("client_id").GetString()!,
+            ["client_secret"] = credentials.RootElement.GetProperty("client_secret").GetString()!,
+        });
+        using var response = await http.PostAsync(new Uri("/connect/token", UriKind.Relative), form, cancellationToken).ConfigureAwait(false);
+        using var token = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false));
+        return token.RootElement.GetProperty("access_token").GetString()!;
     }
 
     /// <summary>Why the server can no longer be measured, or null while it runs.</summary>

@@ -18,6 +18,9 @@ public sealed record Caller(string? Subject, string? ClientId, IReadOnlySet<stri
     /// <summary>No token: sees public data only and may not write.</summary>
     public static Caller Anonymous { get; } = new(null, null, new HashSet<string>(), new HashSet<string>());
 
+    /// <summary>The platform itself, for its own bookkeeping (every scope; scopes never open personal data).</summary>
+    public static Caller Platform { get; } = new(null, "machi", new HashSet<string> { AdminScope }, new HashSet<string>());
+
     /// <summary>The purpose the caller declared for this access (consent is per purpose); null when none was declared.</summary>
     public string? Purpose { get; init; }
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Machi.Broker.Entities;
+using Machi.Broker.Access;
 using Machi.Broker.Http;
 using Machi.Broker.Storage;
 using Machi.Ngsi.Errors;
@@ -32,7 +33,7 @@ internal static class BatchApi
     private static async Task<IResult> Create(HttpContext http, EntityService entities, IContextResolver resolver)
     {
         var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: true);
-        await batch.RunAsync(entities, i => EntityWrite.Creating(i.Entity!, EntityService.Create(i.Entity!)), http.RequestAborted);
+        await batch.RunAsync(entities, i => EntityWrite.Creating(i.Entity!, EntityService.Create(i.Entity!)), http.Caller(), creates: true, http.RequestAborted);
         return batch.Result(successStatus: 201, listIds: batch.SucceededIds());
     }
 
@@ -41,7 +42,7 @@ internal static class BatchApi
         var options = RequestOptions.Parse(http.Request.Query);
         var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: true);
         var created = new HashSet<string>(StringComparer.Ordinal);
-        await batch.RunAsync(entities, i => EntityWrite.Creating(i.Entity!, entities.Upsert(i.Entity!, options.UpsertUpdate, () => created.Add(i.Id))), http.RequestAborted);
+        await batch.RunAsync(entities, i => EntityWrite.Creating(i.Entity!, entities.Upsert(i.Entity!, options.UpsertUpdate, () => created.Add(i.Id))), http.Caller(), creates: true, http.RequestAborted);
         return created.Count > 0
             ? batch.Result(successStatus: 201, listIds: batch.SucceededIds().Where(created.Contains).ToList())
             : batch.Result(successStatus: 204, listIds: null);
@@ -51,14 +52,14 @@ internal static class BatchApi
     {
         var options = RequestOptions.Parse(http.Request.Query);
         var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: false);
-        await batch.RunAsync(entities, i => new EntityWrite(i.Id, entities.AppendTo(i.Entity!, options.NoOverwrite)), http.RequestAborted);
+        await batch.RunAsync(entities, i => new EntityWrite(i.Id, entities.AppendTo(i.Entity!, options.NoOverwrite)), http.Caller(), creates: false, http.RequestAborted);
         return batch.Result(successStatus: 204, listIds: null);
     }
 
     private static async Task<IResult> Merge(HttpContext http, EntityService entities, IContextResolver resolver)
     {
         var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: false, merge: true);
-        await batch.RunAsync(entities, i => new EntityWrite(i.Id, entities.Merge(i.Entity!)), http.RequestAborted);
+        await batch.RunAsync(entities, i => new EntityWrite(i.Id, entities.Merge(i.Entity!)), http.Caller(), creates: false, http.RequestAborted);
         return batch.Result(successStatus: 204, listIds: null);
     }
 
@@ -82,7 +83,7 @@ internal static class BatchApi
             }
         }
 
-        await batch.RunAsync(entities, i => new EntityWrite(i.Id, EntityService.Delete(i.Id)), http.RequestAborted);
+        await batch.RunAsync(entities, i => new EntityWrite(i.Id, EntityService.Delete(i.Id)), http.Caller(), creates: false, http.RequestAborted);
         return batch.Result(successStatus: 204, listIds: null);
     }
 
@@ -146,7 +147,7 @@ internal static class BatchApi
         public List<BatchItem> Items { get; } = [];
 
         /// <summary>Writes every item that parsed, in one transaction, and records each one's outcome.</summary>
-        public async Task RunAsync(EntityService entities, Func<BatchItem, EntityWrite> write, CancellationToken ct)
+        public async Task RunAsync(EntityService entities, Func<BatchItem, EntityWrite> write, Caller caller, bool creates, CancellationToken ct)
         {
             var pending = Items.Where(i => i.Failure is null).ToList();
             if (pending.Count == 0)
@@ -154,7 +155,9 @@ internal static class BatchApi
                 return;
             }
 
-            var results = await entities.BatchAsync(tenant, pending.ConvertAll(i => write(i)), ct);
+            var touched = new List<(string, EntityAccess)>();
+            var results = await entities.BatchAsync(tenant, pending.ConvertAll(i => entities.Guard(caller, write(i), creates, touched)), ct);
+            await entities.LogWritesAsync(caller, tenant, touched);
             for (var i = 0; i < pending.Count; i++)
             {
                 pending[i].Failure = results[i];

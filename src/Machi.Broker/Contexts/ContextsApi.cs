@@ -1,3 +1,4 @@
+using Machi.Broker.Access;
 using System.Text.Json;
 using Machi.Broker.Http;
 using Machi.Ngsi.Errors;
@@ -17,7 +18,7 @@ internal static class ContextsApi
         group.MapGet("/", List).WithName("ListContexts").WithSummary("List @contexts (details=true, kind=Hosted|Cached|ImplicitlyCreated)");
         group.MapPost("/", Add).WithName("AddContext").WithSummary("Host a @context posted as {\"@context\": …}").WithJsonBody("{\"@context\": …}").Produces(201);
         group.MapGet("/{contextId}", Serve).WithName("ServeContext").WithSummary("Serve a @context (details=true for its metadata)");
-        group.MapDelete("/{contextId}", Delete).WithName("DeleteContext").WithSummary("Delete a hosted @context, or evict/reload (reload=true) a cached one").Produces(204);
+        group.MapDelete("/{contextId}", Delete).RequiresScope(Caller.AdminScope).WithName("DeleteContext").WithSummary("Delete a hosted @context, or evict/reload (reload=true) a cached one").Produces(204);
         return group;
     }
 

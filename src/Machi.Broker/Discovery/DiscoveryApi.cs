@@ -1,3 +1,4 @@
+using Machi.Broker.Access;
 using System.Text.Json;
 using Machi.Broker.Entities;
 using Machi.Broker.Http;
@@ -20,7 +21,7 @@ internal static class DiscoveryApi
 {
     public static RouteGroupBuilder MapDiscovery(this RouteGroupBuilder api)
     {
-        var group = api.MapGroup("/").WithTags("Discovery").WithNgsiHeaders();
+        var group = api.MapGroup("/").WithTags("Discovery").WithNgsiHeaders().RequiresScope(Caller.ReadScope);
         group.MapGet("/types", ListTypes).WithName("RetrieveEntityTypes").WithSummary("Entity types in use (details=true: with their attribute names)")
             .WithQuery(Details).Produces<object>(200, MediaTypes.Json, MediaTypes.JsonLd).ProducesProblem(400);
         group.MapGet("/types/{type}", TypeInfo).WithName("RetrieveEntityTypeInfo").WithSummary("One entity type: entity count and attribute details")

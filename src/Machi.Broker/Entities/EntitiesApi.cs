@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Machi.Broker.Access;
 using Machi.Broker.Http;
 using Machi.Broker.Registrations;
 using Machi.Broker.Storage;
@@ -61,7 +62,7 @@ internal static class EntitiesApi
 
         var context = await NgsiRequest.BodyContextAsync(http, resolver, body, mediaType);
         var entity = EntityParser.ParseEntity(body, context, entities.Now());
-        await entities.CreateAsync(tenant, entity, http.RequestAborted);
+        await entities.CreateAsync(tenant, entity, http.Caller(), http.RequestAborted);
         return Results.Created("/ngsi-ld/v1/entities/" + PathSegment(entity.Id), null);
     }
 
@@ -74,7 +75,7 @@ internal static class EntitiesApi
         // Distributed operations (clause 4.3.6): registered context sources may hold (parts of) this entity.
         var id = NgsiRequest.EntityId(entityId);
         var entity = await distributed.RetrieveAsync(http, tenant, id, options.Attrs?.Select(context.ExpandTerm).ToList(), context,
-            ct => entities.GetAsync(tenant, id, ct));
+            ct => entities.GetAsync(tenant, id, http.Caller(), ct));
         var render = options.Render(context, mediaType);
         return new NgsiJsonResult(200, mediaType, context, w => EntityRenderer.WriteEntity(w, entity, render));
     }
@@ -117,7 +118,7 @@ internal static class EntitiesApi
     private static async Task<IResult> Delete(HttpContext http, string entityId, EntityService entities)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
-        await entities.DeleteAsync(tenant, NgsiRequest.EntityId(entityId), http.RequestAborted);
+        await entities.DeleteAsync(tenant, NgsiRequest.EntityId(entityId), http.Caller(), http.RequestAborted);
         return Results.NoContent();
     }
 
@@ -127,7 +128,7 @@ internal static class EntitiesApi
         var id = NgsiRequest.EntityId(entityId);
         var (obj, context) = await ReadObjectAsync(http, resolver);
         var replacement = EntityParser.ParseEntity(obj, context, entities.Now(), idFromPath: id);
-        await entities.ReplaceAsync(tenant, replacement, http.RequestAborted);
+        await entities.ReplaceAsync(tenant, replacement, http.Caller(), http.RequestAborted);
         return Results.NoContent();
     }
 
@@ -137,7 +138,7 @@ internal static class EntitiesApi
         var id = NgsiRequest.EntityId(entityId);
         var (obj, context) = await ReadObjectAsync(http, resolver, allowMergePatch: true);
         var patch = EntityParser.ParseEntity(obj, context, entities.Now(), idFromPath: id, fragment: true, allowNullMarker: true);
-        await entities.MergeAsync(tenant, patch, http.RequestAborted);
+        await entities.MergeAsync(tenant, patch, http.Caller(), http.RequestAborted);
         return Results.NoContent();
     }
 
@@ -148,7 +149,7 @@ internal static class EntitiesApi
         var options = RequestOptions.Parse(http.Request.Query);
         var (obj, context) = await ReadObjectAsync(http, resolver);
         var attributes = EntityParser.ParseAttributes(obj, context, entities.Now(), allowNullMarker: false);
-        var result = await entities.AppendAsync(tenant, id, attributes, options.NoOverwrite, http.RequestAborted);
+        var result = await entities.AppendAsync(tenant, id, attributes, options.NoOverwrite, http.Caller(), http.RequestAborted);
         return UpdateResultOf(result, context);
     }
 
@@ -163,7 +164,7 @@ internal static class EntitiesApi
             throw NgsiException.BadData("The body names no attribute to update.");
         }
 
-        var result = await entities.UpdateAsync(tenant, id, attributes, http.RequestAborted);
+        var result = await entities.UpdateAsync(tenant, id, attributes, http.Caller(), http.RequestAborted);
         return UpdateResultOf(result, context);
     }
 
@@ -174,7 +175,7 @@ internal static class EntitiesApi
         var (obj, context) = await ReadObjectAsync(http, resolver);
         var name = EntityParser.ExpandAttributeName(attrId, context);
         var fragment = EntityParser.ParseFragment(attrId, obj, context, entities.Now(), allowNullMarker: false, depth: 0, partial: true);
-        await entities.PatchAttributeAsync(tenant, id, name, fragment, http.RequestAborted);
+        await entities.PatchAttributeAsync(tenant, id, name, fragment, http.Caller(), http.RequestAborted);
         return Results.NoContent();
     }
 
@@ -185,7 +186,7 @@ internal static class EntitiesApi
         var (obj, context) = await ReadObjectAsync(http, resolver);
         var name = EntityParser.ExpandAttributeName(attrId, context);
         var instance = EntityParser.ParseInstance(attrId, obj, context, entities.Now(), allowNullMarker: false, depth: 0);
-        await entities.ReplaceAttributeAsync(tenant, id, name, instance, http.RequestAborted);
+        await entities.ReplaceAttributeAsync(tenant, id, name, instance, http.Caller(), http.RequestAborted);
         return Results.NoContent();
     }
 
@@ -196,7 +197,7 @@ internal static class EntitiesApi
         var options = RequestOptions.Parse(http.Request.Query);
         var context = await NgsiRequest.ContextAsync(http, resolver);
         var name = EntityParser.ExpandAttributeName(attrId, context);
-        await entities.DeleteAttributeAsync(tenant, id, name, options.DatasetId, options.DeleteAll, http.RequestAborted);
+        await entities.DeleteAttributeAsync(tenant, id, name, options.DatasetId, options.DeleteAll, http.Caller(), http.RequestAborted);
         return Results.NoContent();
     }
 

@@ -27,6 +27,14 @@ internal static class ErrorHandling
     {
         context.Response.Clear();
         context.Response.StatusCode = problem.Status;
+        if (problem.Type == NgsiErrorType.Unauthorized)
+        {
+            // RFC 6750: say how to authenticate, and that the token sent (if any) was not accepted.
+            context.Response.Headers.WWWAuthenticate = context.Request.Headers.Authorization.Count > 0
+                ? "Bearer realm=\"machi\", error=\"invalid_token\""
+                : "Bearer realm=\"machi\"";
+        }
+
         context.Response.ContentType = MediaTypes.Json;
         var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
         using (var w = new Utf8JsonWriter(buffer))

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Machi.Broker.Entities;
+using Machi.Broker.Access;
 using Machi.Broker.Http;
 using Machi.Broker.Registrations;
 using Machi.Broker.Storage;
@@ -44,7 +45,7 @@ internal static class QueryApi
                 ("offset", "Entities to skip."), ("count", "true: total in the NGSILD-Results-Count header."),
                 NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.Lang, NgsiOpenApi.GeometryProperty)
             .ProducesEntities();
-        api.MapPost("/entityOperations/query", QueryByBody).WithTags("Batch operations").WithNgsiHeaders().WithName("QueryEntitiesPost")
+        api.MapPost("/entityOperations/query", QueryByBody).RequiresScope(null).WithTags("Batch operations").WithNgsiHeaders().WithName("QueryEntitiesPost")
             .WithSummary("Query entities with a Query body (entities, attrs, pick, omit, q, geoQ, scopeQ, lang)")
             .WithJsonBody("A Query: {\"type\":\"Query\", \"entities\":[{\"type\":\"Vehicle\"}], \"q\":\"speed>50\", \"geoQ\":{…}}.")
             .WithQuery(("limit", "Page size."), ("offset", "Entities to skip."), ("count", "true: total in the NGSILD-Results-Count header."),
@@ -122,7 +123,7 @@ internal static class QueryApi
 
         // Distributed operations (clause 4.3.6): matching registrations add entities from context sources.
         var query = new EntityQuery(filter) { Limit = limit, Offset = options.Offset, Count = options.Count };
-        var page = await distributed.QueryAsync(http, tenant, query, render.Context, (q, ct) => entities.QueryAsync(tenant, q, ct));
+        var page = await distributed.QueryAsync(http, tenant, query, render.Context, (q, ct) => entities.QueryAsync(tenant, q, http.Caller(), ct));
         if (page.TotalCount is { } total)
         {
             http.Response.Headers["NGSILD-Results-Count"] = total.ToString(CultureInfo.InvariantCulture);

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
@@ -279,6 +280,11 @@ internal sealed class DistributedQuery(
         return answers;
     }
 
+    private static readonly HashSet<string> ReservedHeaders = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "Host", "Content-Length", "Content-Type", "Transfer-Encoding", "Connection", "Accept", "Link", "Via", NgsiRequest.TenantHeader,
+    };
+
     /// <summary>One request to one source; null (and a warning) when it gives nothing usable.</summary>
     private async Task<RemoteAnswer?> AskAsync(HttpContext http, string tenant, CSourceRegistration registration, Uri uri, LdContext context,
         bool single, ConcurrentQueue<string> warnings, CancellationToken ct)
@@ -296,6 +302,19 @@ internal sealed class DistributedQuery(
         if (registration.Tenant is { } remoteTenant)
         {
             request.Headers.TryAddWithoutValidation(NgsiRequest.TenantHeader, remoteTenant);
+        }
+
+        // contextSourceInfo travels as HTTP headers: how a registration carries the source's credentials (e.g. an
+        // Authorization header with a token the other city issued to this one).
+        if (registration.Document["contextSourceInfo"] is JsonArray info)
+        {
+            foreach (var item in info.OfType<JsonObject>())
+            {
+                if (item["key"]?.GetValue<string>() is { Length: > 0 } key && !ReservedHeaders.Contains(key))
+                {
+                    request.Headers.TryAddWithoutValidation(key, item["value"]?.GetValue<string>());
+                }
+            }
         }
 
         var via = http.Request.Headers.Via.ToString();

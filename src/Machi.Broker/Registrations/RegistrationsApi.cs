@@ -1,3 +1,4 @@
+using Machi.Broker.Access;
 using System.Globalization;
 using System.Text.Json;
 using Machi.Broker.Entities;
@@ -24,16 +25,16 @@ internal static class RegistrationsApi
 
     public static RouteGroupBuilder MapRegistrations(this RouteGroupBuilder api)
     {
-        var group = api.MapGroup("/csourceRegistrations").WithTags("Context source registrations").WithNgsiHeaders();
+        var group = api.MapGroup("/csourceRegistrations").WithTags("Context source registrations").WithNgsiHeaders().RequiresScope(Caller.AdminScope);
         group.MapPost("/", Create).WithName("RegisterContextSource").WithSummary("Register a context source")
             .WithJsonBody("A CSourceRegistration: information (entities, propertyNames, relationshipNames), endpoint, mode, operations, management …")
             .EntitiesApiProblems().ProducesProblem(409).Produces(201);
-        group.MapGet("/", Query).WithName("QueryContextSourceRegistrations").WithSummary("Query registrations by the entities and attributes they cover")
+        group.MapGet("/", Query).RequiresScope(Caller.ReadScope).WithName("QueryContextSourceRegistrations").WithSummary("Query registrations by the entities and attributes they cover")
             .WithQuery(("id", "Comma list of entity ids."), ("type", "Comma list of entity types."), ("idPattern", "Regular expression over entity ids."),
                 NgsiOpenApi.Attrs, ("limit", "Page size."), ("offset", "Registrations to skip."), ("count", "true: total in NGSILD-Results-Count."),
                 ("options", "sysAttrs: include createdAt and modifiedAt."))
             .Produces<object>(200, MediaTypes.Json, MediaTypes.JsonLd).ProducesProblem(400);
-        group.MapGet("/{registrationId}", Retrieve).WithName("RetrieveContextSourceRegistration").WithSummary("Retrieve a registration")
+        group.MapGet("/{registrationId}", Retrieve).RequiresScope(Caller.ReadScope).WithName("RetrieveContextSourceRegistration").WithSummary("Retrieve a registration")
             .WithQuery(("options", "sysAttrs: include createdAt and modifiedAt."))
             .Produces<object>(200, MediaTypes.Json, MediaTypes.JsonLd).ProducesProblem(400).ProducesProblem(404);
         group.MapPatch("/{registrationId}", Update).WithName("UpdateContextSourceRegistration").WithSummary("Update members of a registration")

@@ -85,6 +85,9 @@ public sealed record EntityQuery(EntityFilter Filter)
     public int Offset { get; init; }
 
     public bool Count { get; init; }
+
+    /// <summary>Which entities the caller may see (null: no restriction, for the platform's own work).</summary>
+    public Access.AccessFilter? Access { get; init; }
 }
 
 public enum ChangeKind

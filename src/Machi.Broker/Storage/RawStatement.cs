@@ -33,6 +33,9 @@ internal sealed class RawStatement : IDisposable
         return this;
     }
 
+    /// <summary>Binds text, or leaves the parameter NULL when <paramref name="value"/> is null.</summary>
+    public RawStatement BindOrNull(int index, string? value) => value is null ? this : Bind(index, value);
+
     public RawStatement Bind(int index, long value)
     {
         Check(raw.sqlite3_bind_int64(_statement, index, value));

@@ -1,3 +1,4 @@
+using Machi.Broker.Access;
 using System.Text;
 using System.Text.Json;
 using Machi.Ngsi.Errors;
@@ -15,9 +16,17 @@ internal sealed partial class SqliteEntityStore
 {
     /// <summary>Records what one write did to an entity's attribute instances (writer thread, inside its transaction).</summary>
     private void RecordHistory(WriterStatements s, string tenant, string entityId, long changeSeq, DateTimeOffset at,
-        List<HistoryDiff.InstanceStamp>? before, IReadOnlyList<string>? typesBefore, Entity? after)
+        List<HistoryDiff.InstanceStamp>? before, IReadOnlyList<string>? typesBefore, Entity? after, EntityAccess? accessBefore = null)
     {
         var hid = HistoryEntity(s, tenant, entityId, at, typesBefore, after);
+
+        // The history keeps the entity's last access marks (a deleted entity's history stays as private as it was).
+        if (accessBefore is { } was && after is not null && (typesBefore is null || EntityAccess.Of(after) != was))
+        {
+            var access = EntityAccess.Of(after);
+            s.UpdateHistoryAccess.Bind(1, hid).Bind(2, (long)access.Level).BindOrNull(3, access.Owner).BindOrNull(4, access.Category).Execute();
+        }
+
         var ordinal = 0L;
         foreach (var row in HistoryDiff.Rows(before, after, at))
         {

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text;
 using System.Threading.Channels;
+using Machi.Broker.Access;
 using Machi.Ngsi.Model;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging;
@@ -84,6 +85,10 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             {
                 MigrateHistory(tx);
             }
+            else if (version == SqliteSchema.AccessVersion)
+            {
+                MarkAccess(tx);
+            }
         });
         using (var cmd = _writer.CreateCommand())
         {
@@ -136,7 +141,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         try
         {
             using var cmd = reader.Connection.CreateCommand();
-            var plan = SqliteQueryPlanner.Plan(cmd, tenant, query.Filter, iri => TermId(reader, iri));
+            var plan = SqliteQueryPlanner.Plan(cmd, tenant, query.Filter, iri => TermId(reader, iri), query.Access);
             if (!plan.Satisfiable)
             {
                 return ValueTask.FromResult(new EntityPage([], query.Count ? 0 : null));
@@ -226,7 +231,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         try
         {
             using var cmd = reader.Connection.CreateCommand();
-            var plan = SqliteQueryPlanner.Plan(cmd, tenant, query.Filter, iri => TermId(reader, iri));
+            var plan = SqliteQueryPlanner.Plan(cmd, tenant, query.Filter, iri => TermId(reader, iri), query.Access);
             cmd.CommandText = "EXPLAIN QUERY PLAN " + (plan.Exact ? $"SELECT e.doc {plan.Sql.FromWhere} ORDER BY {plan.Sql.OrderBy}" : plan.Streamed);
             var lines = new List<string>();
             using var r = cmd.ExecuteReader();
@@ -564,6 +569,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             var valuesBefore = EntityIndexRows.Values(current);
             var boxesBefore = EntityIndexRows.Boxes(current);
             var stampsBefore = HistoryDiff.Stamps(current);
+            var accessBefore = EntityAccess.Of(current);
             var mutation = write.Mutate(current);
             switch (mutation.Kind)
             {
@@ -573,6 +579,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     var doc = current is null && ReferenceEquals(entity, write.NewEntity) && write.NewEntityEncoded is { } encoded
                         ? encoded
                         : EntityCodec.Encode(entity);
+                    var access = EntityAccess.Of(entity);
                     if (rid is null)
                     {
                         if (tenant.Length > 0 && _knownTenants.TryAdd(tenant, true))
@@ -583,7 +590,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                             s.InsertTenant.ExecuteNonQuery();
                         }
 
-                        s.Insert.Bind(1, tenant).Bind(2, entity.Id).Bind(3, doc);
+                        s.Insert.Bind(1, tenant).Bind(2, entity.Id).Bind(3, doc)
+                            .Bind(4, (long)access.Level).BindOrNull(5, access.Owner).BindOrNull(6, access.Category);
                         try
                         {
                             s.Insert.Step();
@@ -596,7 +604,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     }
                     else
                     {
-                        s.Update.Bind(1, rid.Value).Bind(2, doc).Execute();
+                        s.Update.Bind(1, rid.Value).Bind(2, doc)
+                            .Bind(3, (long)access.Level).BindOrNull(4, access.Owner).BindOrNull(5, access.Category).Execute();
                     }
 
                     // Index rows change only by the names that came or went (usually none on an update).
@@ -607,7 +616,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, entity);
                     var at = DateTimeOffset.UtcNow;
                     var seq = LogChange(s, tenant, entity.Id, before is null ? ChangeKind.Created : ChangeKind.Updated, before, doc, at);
-                    RecordHistory(s, tenant, entity.Id, seq, at, stampsBefore, typesBefore, entity);
+                    RecordHistory(s, tenant, entity.Id, seq, at, stampsBefore, typesBefore, entity, accessBefore);
                     break;
                 case MutationKind.Delete when rid is not null:
                     s.Delete.Bind(1, rid.Value).Execute();
@@ -722,6 +731,40 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         while (r.Read())
         {
             UpdateQueryIndexes(s, r.GetString(1), r.GetInt64(0), [], [], Decode(r, 2));
+        }
+    }
+
+    /// <summary>Sets the access columns of entities stored before they existed (only those naming Machi's vocabulary can differ from the default).</summary>
+    private void MarkAccess(SqliteTransaction tx)
+    {
+        var marks = new List<(long Rid, EntityAccess Access)>();
+        using (var all = _writer!.CreateCommand())
+        {
+            all.Transaction = tx;
+            all.CommandText = "SELECT rid, doc FROM entities WHERE instr(doc, $vocabulary) > 0";
+            all.Parameters.AddWithValue("$vocabulary", Encoding.UTF8.GetBytes(EntityAccess.Vocabulary));
+            using var r = all.ExecuteReader();
+            while (r.Read())
+            {
+                marks.Add((r.GetInt64(0), EntityAccess.Of(Decode(r, 1))));
+            }
+        }
+
+        using var update = _writer.CreateCommand();
+        update.Transaction = tx;
+        update.CommandText = "UPDATE entities SET access = $access, owner = $owner, category = $category WHERE rid = $rid";
+        Execute(_writer, """
+            UPDATE history_entities SET access = e.access, owner = e.owner, category = e.category
+            FROM entities e WHERE e.tenant = history_entities.tenant AND e.id = history_entities.id AND e.access <> 0
+            """, tx);
+        foreach (var (rid, access) in marks)
+        {
+            update.Parameters.Clear();
+            update.Parameters.AddWithValue("$access", (long)access.Level);
+            update.Parameters.AddWithValue("$owner", (object?)access.Owner ?? DBNull.Value);
+            update.Parameters.AddWithValue("$category", (object?)access.Category ?? DBNull.Value);
+            update.Parameters.AddWithValue("$rid", rid);
+            update.ExecuteNonQuery();
         }
     }
 
@@ -859,8 +902,6 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         public WriterStatements(SqliteConnection c)
         {
             Select = Raw(c, "SELECT rid, doc FROM entities WHERE tenant = ?1 AND id = ?2");
-            Insert = Raw(c, "INSERT INTO entities(tenant, id, doc) VALUES (?1, ?2, ?3) RETURNING rid");
-            Update = Raw(c, "UPDATE entities SET doc = ?2 WHERE rid = ?1");
             Delete = Raw(c, "DELETE FROM entities WHERE rid = ?1");
 
             // One statement per index and entity: the term ids travel as a JSON array (?2).
@@ -885,6 +926,14 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
             """);
 
+        // Prepared on first use, like the history statements: the access columns come with a later schema step.
+        public RawStatement Insert => field ??= Raw(_connection,
+            "INSERT INTO entities(tenant, id, doc, access, owner, category) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING rid");
+
+        public RawStatement Update => field ??= Raw(_connection, "UPDATE entities SET doc = ?2, access = ?3, owner = ?4, category = ?5 WHERE rid = ?1");
+
+        public RawStatement UpdateHistoryAccess => field ??= Raw(_connection, "UPDATE history_entities SET access = ?2, owner = ?3, category = ?4 WHERE hid = ?1");
+
         public RawStatement SelectHistoryEntity => field ??= Raw(_connection, "SELECT hid FROM history_entities WHERE tenant = ?1 AND id = ?2");
 
         public RawStatement UpsertHistoryEntity => field ??= Raw(_connection, """
@@ -895,9 +944,6 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
         public RawStatement Select { get; }
 
-        public RawStatement Insert { get; }
-
-        public RawStatement Update { get; }
 
         public RawStatement Delete { get; }
 

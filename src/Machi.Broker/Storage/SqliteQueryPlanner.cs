@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Machi.Broker.Access;
 using Machi.Ngsi.Geo;
 using Machi.Ngsi.Model;
 using Machi.Ngsi.Query;
@@ -26,6 +27,7 @@ internal sealed class SqliteQueryPlanner
     private readonly SqliteCommand _command;
     private readonly Func<string, long?> _termId;
     private readonly List<Condition> _conditions = [];
+    private string _access = "";
     private int _parameters;
 
     private SqliteQueryPlanner(SqliteCommand command, string tenant, Func<string, long?> termId)
@@ -54,13 +56,13 @@ internal sealed class SqliteQueryPlanner
         {
             if (Driver() is not { } plan)
             {
-                return "SELECT e.rid, e.doc FROM entities e WHERE e.tenant = $tenant ORDER BY e.rid";
+                return $"SELECT e.rid, e.doc FROM entities e WHERE e.tenant = $tenant{_access} ORDER BY e.rid";
             }
 
             var (driver, filters) = plan;
             return driver.Stream is { } stream
-                ? $"SELECT e.rid, e.doc FROM {stream.Table} d JOIN entities e ON e.rid = d.rid WHERE {stream.Where} AND +e.tenant = $tenant{filters} ORDER BY d.rid"
-                : $"SELECT e.rid, e.doc FROM ({driver.Rids}) d CROSS JOIN entities e ON e.rid = d.rid WHERE +e.tenant = $tenant{filters}";
+                ? $"SELECT e.rid, e.doc FROM {stream.Table} d JOIN entities e ON e.rid = d.rid WHERE {stream.Where} AND +e.tenant = $tenant{filters}{_access} ORDER BY d.rid"
+                : $"SELECT e.rid, e.doc FROM ({driver.Rids}) d CROSS JOIN entities e ON e.rid = d.rid WHERE +e.tenant = $tenant{filters}{_access}";
         }
     }
 
@@ -75,13 +77,13 @@ internal sealed class SqliteQueryPlanner
         {
             if (Driver() is not { } plan)
             {
-                return ("FROM entities e WHERE e.tenant = $tenant", "e.rid");
+                return ($"FROM entities e WHERE e.tenant = $tenant{_access}", "e.rid");
             }
 
             var (driver, filters) = plan;
             return driver.Stream is { } stream
-                ? ($"FROM {stream.Table} d JOIN entities e ON e.rid = d.rid WHERE {stream.Where} AND +e.tenant = $tenant{filters}", "d.rid")
-                : ($"FROM entities e WHERE +e.tenant = $tenant AND e.rid IN ({driver.Rids}){filters}", "e.rid");
+                ? ($"FROM {stream.Table} d JOIN entities e ON e.rid = d.rid WHERE {stream.Where} AND +e.tenant = $tenant{filters}{_access}", "d.rid")
+                : ($"FROM entities e WHERE +e.tenant = $tenant AND e.rid IN ({driver.Rids}){filters}{_access}", "e.rid");
         }
     }
 
@@ -101,9 +103,10 @@ internal sealed class SqliteQueryPlanner
     }
 
     /// <summary>Plans <paramref name="filter"/> into <paramref name="command"/>'s parameters; read <see cref="Sql"/>.</summary>
-    public static SqliteQueryPlanner Plan(SqliteCommand command, string tenant, EntityFilter filter, Func<string, long?> termId)
+    public static SqliteQueryPlanner Plan(SqliteCommand command, string tenant, EntityFilter filter, Func<string, long?> termId, AccessFilter? access = null)
     {
         var planner = new SqliteQueryPlanner(command, tenant, termId);
+        planner.AddAccess(access);
         planner.AddSelectors(filter.Selectors);
         planner.AddAttrs(filter.Attrs);
         planner.AddQ(filter.Q);
@@ -114,6 +117,47 @@ internal sealed class SqliteQueryPlanner
         }
 
         return planner;
+    }
+
+    /// <summary>
+    /// Restricts every form of the query to what the caller may see (<see cref="AccessFilter"/>), on the entity row
+    /// itself: counts and pages are those of the visible entities only. Personal entities covered by a consent are found
+    /// through consent_grants' primary key (client, purpose, resident, category).
+    /// </summary>
+    private void AddAccess(AccessFilter? access)
+    {
+        if (access is null)
+        {
+            return;
+        }
+
+        var allowed = new List<string> { "e.access = 1" };
+        if (access.Internal)
+        {
+            allowed.Add("e.access = 0");
+        }
+
+        if (access.AllPersonal)
+        {
+            allowed.Add("e.access = 2");
+        }
+        else
+        {
+            if (access.Owner is not null)
+            {
+                allowed.Add($"(e.access = 2 AND e.owner = {Parameter(access.Owner)})");
+            }
+
+            if (access.ConsentClient is not null && access.ConsentPurpose is not null)
+            {
+                allowed.Add(
+                    $"(e.access = 2 AND EXISTS (SELECT 1 FROM consent_grants g WHERE g.client_id = {Parameter(access.ConsentClient)} " +
+                    $"AND g.purpose = {Parameter(access.ConsentPurpose)} AND g.resident = e.owner AND g.category = e.category " +
+                    $"AND g.expires_at > {Parameter(access.Now.UtcTicks)}))");
+            }
+        }
+
+        _access = $" AND ({string.Join(" OR ", allowed)})";
     }
 
     private void AddSelectors(IReadOnlyList<EntitySelector>? selectors)

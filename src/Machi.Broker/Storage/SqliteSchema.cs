@@ -213,7 +213,50 @@ internal static class SqliteSchema
             value INTEGER NOT NULL
         ) WITHOUT ROWID;
         """,
+        """
+        -- Who may see an entity (Access.EntityAccess): 0 internal, 1 public, 2 personal with its owner (a resident's
+        -- subject id) and data category. Kept by the writer from the entity's machi:owner/dataCategory/visibility.
+        ALTER TABLE entities ADD COLUMN access INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE entities ADD COLUMN owner TEXT;
+        ALTER TABLE entities ADD COLUMN category TEXT;
+        CREATE INDEX entities_owner ON entities (tenant, owner) WHERE owner IS NOT NULL;
+        ALTER TABLE history_entities ADD COLUMN access INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE history_entities ADD COLUMN owner TEXT;
+        ALTER TABLE history_entities ADD COLUMN category TEXT;
+
+        -- Residents' consents (Access.Consent) with their receipts (JSON), times in UTC ticks.
+        CREATE TABLE consents (
+            id TEXT PRIMARY KEY,
+            resident TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            categories TEXT NOT NULL,
+            granted_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            terms_version TEXT NOT NULL,
+            revoked_at INTEGER,
+            receipt TEXT NOT NULL,
+            revocation_receipt TEXT
+        ) WITHOUT ROWID;
+        CREATE INDEX consents_resident ON consents (resident, granted_at);
+
+        -- One row per category of each active consent: what a query joins to let a service see personal entities.
+        CREATE TABLE consent_grants (
+            client_id TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            resident TEXT NOT NULL,
+            category TEXT NOT NULL,
+            consent_id TEXT NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (client_id, purpose, resident, category, consent_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX consent_grants_consent ON consent_grants (consent_id);
+        CREATE INDEX consent_grants_resident ON consent_grants (resident);
+        """,
     ];
+
+    /// <summary>The version that added access marks to entities: entities stored before it get theirs when it is applied.</summary>
+    public const int AccessVersion = 5;
 
     /// <summary>The version that moved the temporal history into the entity writer: old history is copied over when it is applied.</summary>
     public const int HistoryVersion = 4;

@@ -1,3 +1,4 @@
+using Machi.Broker.Access;
 using System.Buffers;
 using System.Globalization;
 using System.Text;
@@ -76,16 +77,24 @@ internal static class StreamApi
         var render = options.Render(context, MediaTypes.Json) with { Pick = pick, Omit = omit };
         var tenant = NgsiRequest.Tenant(request);
         await entities.RequireTenantAsync(tenant, http.RequestAborted);
-        return new EventStreamResult(tenant, filter, render, LastEventId(request), View(request, tenant));
+        var caller = http.Caller();
+        return new EventStreamResult(tenant, filter, render, LastEventId(request), View(request, tenant, caller), caller);
     }
 
     /// <summary>
     /// What decides a stream's events: its tenant, query parameters (but the resume position) and @context. Streams
     /// with the same view share each change's rendered event.
     /// </summary>
-    private static string View(HttpRequest request, string tenant)
+    private static string View(HttpRequest request, string tenant, Caller caller)
     {
+        // Who asks decides what they may see: anonymous streams share one view, others one per caller and purpose.
         var view = new StringBuilder(tenant).Append('\n');
+        if (!caller.IsAnonymous)
+        {
+            view.Append(caller.ClientId).Append('\n').Append(caller.Subject).Append('\n').Append(caller.Purpose).Append('\n')
+                .Append(caller.Has(Caller.ReadScope)).Append('\n').Append(AccessPolicy.IsEmergency(caller)).Append('\n');
+        }
+
         foreach (var (key, values) in request.Query.OrderBy(p => p.Key, StringComparer.Ordinal))
         {
             if (key != "lastEventId")
@@ -128,9 +137,11 @@ internal static class StreamApi
     }
 
     /// <summary>Writes the stream: replay from the log after Last-Event-ID, then the live feed, until the client goes.</summary>
-    private sealed class EventStreamResult(string tenant, EntityFilter filter, RenderOptions render, long? lastEventId, string view) : IResult
+    private sealed class EventStreamResult(string tenant, EntityFilter filter, RenderOptions render, long? lastEventId, string view, Caller caller) : IResult
     {
         private const int RetryMilliseconds = 2000;
+        private AccessPolicy? _access;
+        private AccessAudit? _audit;
 
         public async Task ExecuteAsync(HttpContext http)
         {
@@ -138,6 +149,8 @@ internal static class StreamApi
             var feed = services.GetRequiredService<ChangeFeed>();
             var store = services.GetRequiredService<IEntityStore>();
             var settings = services.GetRequiredService<IOptions<BrokerOptions>>().Value;
+            _access = services.GetRequiredService<AccessPolicy>();
+            _audit = services.GetRequiredService<AccessAudit>();
             var lifetime = services.GetRequiredService<IHostApplicationLifetime>();
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted, lifetime.ApplicationStopping);
             var ct = stop.Token;
@@ -277,8 +290,14 @@ internal static class StreamApi
                 return;
             }
 
-            var was = before is not null && filter.Matches(before);
-            var @is = after is not null && filter.Matches(after);
+            var was = before is not null && filter.Matches(before) && _access!.CanRead(caller, EntityAccess.Of(before));
+            var @is = after is not null && filter.Matches(after) && _access!.CanRead(caller, EntityAccess.Of(after));
+            if (@is && AccessPolicy.IsThirdParty(caller, EntityAccess.Of(after)))
+            {
+                // Streamed personal data is logged as it is sent (the stream does not wait for the log).
+                _ = _audit!.RecordAsync(caller, tenant, [after!], "stream");
+            }
+
             var id = change.Seq.ToString(CultureInfo.InvariantCulture);
             if (@is)
             {

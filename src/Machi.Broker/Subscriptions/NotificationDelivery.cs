@@ -132,7 +132,7 @@ internal sealed class NotificationDelivery(
         Subscription subscription;
         try
         {
-            subscription = await _subscriptions.GetAsync(row.Tenant, row.SubscriptionId, stoppingToken).ConfigureAwait(false);
+            subscription = await _subscriptions.GetAsync(row.Tenant, row.SubscriptionId, Access.Caller.Platform, stoppingToken).ConfigureAwait(false);
         }
         catch (Ngsi.Errors.NgsiException)
         {

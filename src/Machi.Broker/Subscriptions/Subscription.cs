@@ -40,6 +40,9 @@ internal sealed class Subscription
 
     public required EntityFilter Filter { get; init; }
 
+    /// <summary>Who created it: its notifications carry only what this caller may see (null: created before owners were recorded).</summary>
+    public Access.Caller? Owner { get; set; }
+
     /// <summary>Expanded names; null: any attribute.</summary>
     public IReadOnlySet<string>? WatchedAttributes { get; init; }
 

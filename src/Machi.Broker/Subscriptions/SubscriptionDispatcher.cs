@@ -1,3 +1,4 @@
+using Machi.Broker.Access;
 using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
 using Machi.Broker.Storage;
@@ -20,12 +21,17 @@ internal sealed class SubscriptionDispatcher(
     SubscriptionService subscriptions,
     NotificationDelivery delivery,
     INotificationLeadership leadership,
+    AccessPolicy access,
+    AccessAudit audit,
     IOptions<SubscriptionOptions> options,
     TimeProvider time,
     ILogger<SubscriptionDispatcher> logger) : BackgroundService
 {
     /// <summary>When each subscription last produced a notification (throttling, timeInterval); survives via lastNotification.</summary>
     private readonly ConcurrentDictionary<(string Tenant, string Id), DateTimeOffset> _lastNotified = new();
+
+    /// <summary>The owner of subscriptions made before owners were recorded: city data, no personal data.</summary>
+    private static readonly Caller LegacyOwner = new(null, null, new HashSet<string> { Caller.ReadScope }, new HashSet<string>());
     private static readonly TimeSpan CursorSaveInterval = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan QuietBeforeSave = TimeSpan.FromMilliseconds(200);
 
@@ -174,10 +180,23 @@ internal sealed class SubscriptionDispatcher(
                     decoded = true;
                 }
 
+                // A subscriber is told only what it may see now: a resident's data stops with the consent.
+                var owner = subscription.Owner ?? LegacyOwner;
+                var visible = change.Kind == ChangeKind.Deleted ? before : after;
+                if (visible is null || !access.CanRead(owner, EntityAccess.Of(visible)))
+                {
+                    continue;
+                }
+
                 var matched = NotificationMatcher.Match(subscription, change.Kind, before, after);
                 if (matched is null)
                 {
                     continue;
+                }
+
+                if (AccessPolicy.IsThirdParty(owner, EntityAccess.Of(visible)))
+                {
+                    _ = audit.RecordAsync(owner, change.Tenant, [visible], "notify");
                 }
 
                 var now = time.GetUtcNow();
@@ -248,7 +267,10 @@ internal sealed class SubscriptionDispatcher(
 
             _lastNotified[key] = now;
             next = next is null || now + interval < next ? now + interval : next;
-            var page = await entities.QueryAsync(subscription.Tenant, new EntityQuery(subscription.Filter) { Limit = options.Value.MaxPeriodicEntities }, ct);
+            var owner = subscription.Owner ?? LegacyOwner;
+            var page = await entities.QueryAsync(subscription.Tenant,
+                new EntityQuery(subscription.Filter) { Limit = options.Value.MaxPeriodicEntities, Access = access.FilterFor(owner) }, ct);
+            await audit.RecordAsync(owner, subscription.Tenant, page.Entities, "notify");
             if (page.Entities.Count == 0)
             {
                 continue;

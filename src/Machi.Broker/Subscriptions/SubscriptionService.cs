@@ -1,3 +1,4 @@
+using Machi.Broker.Access;
 using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -46,7 +47,7 @@ internal sealed class SubscriptionService : IDisposable
     /// <summary>Completes when a subscription is created, changed or deleted after this call.</summary>
     public Task Changed => Volatile.Read(ref _changed).Task;
 
-    public async Task<Subscription> CreateAsync(string tenant, JsonObject document, LdContext context, string contextUrl, CancellationToken ct)
+    public async Task<Subscription> CreateAsync(string tenant, JsonObject document, LdContext context, string contextUrl, Caller owner, CancellationToken ct)
     {
         await EnsureLoadedAsync(ct).ConfigureAwait(false);
         if (document["id"] is null)
@@ -62,6 +63,7 @@ internal sealed class SubscriptionService : IDisposable
 
         var now = Now();
         var subscription = SubscriptionParser.Build(tenant, document, context, contextUrl, now, now);
+        subscription.Owner = owner with { EmergencyReason = null };
         if (subscription.IsExpired(now))
         {
             throw NgsiException.BadData("expiresAt must be in the future.");
@@ -77,26 +79,30 @@ internal sealed class SubscriptionService : IDisposable
         return subscription;
     }
 
-    public async Task<Subscription> GetAsync(string tenant, string id, CancellationToken ct)
+    /// <summary>A subscription the caller may manage: its own client's, or any with <c>ngsi:admin</c>; others are missing.</summary>
+    public async Task<Subscription> GetAsync(string tenant, string id, Caller caller, CancellationToken ct)
     {
         await EnsureLoadedAsync(ct).ConfigureAwait(false);
-        if (_all.TryGetValue((tenant, id), out var subscription))
+        if (!_all.TryGetValue((tenant, id), out var subscription))
         {
-            return subscription;
+            // Made through another node a moment ago, perhaps: read them again before saying it does not exist.
+            _loaded = false;
+            await EnsureLoadedAsync(ct).ConfigureAwait(false);
+            _all.TryGetValue((tenant, id), out subscription);
         }
 
-        // Made through another node a moment ago, perhaps: read them again before saying it does not exist.
-        _loaded = false;
-        await EnsureLoadedAsync(ct).ConfigureAwait(false);
-        return _all.TryGetValue((tenant, id), out subscription) ? subscription : throw Missing(id);
+        return subscription is not null && Manages(caller, subscription) ? subscription : throw Missing(id);
     }
 
-    /// <summary>The subscriptions of a tenant, oldest first.</summary>
-    public async Task<List<Subscription>> ListAsync(string tenant, CancellationToken ct)
+    /// <summary>The subscriptions of a tenant the caller may manage, oldest first.</summary>
+    public async Task<List<Subscription>> ListAsync(string tenant, Caller caller, CancellationToken ct)
     {
         await EnsureLoadedAsync(ct).ConfigureAwait(false);
-        return [.. _all.Values.Where(s => s.Tenant == tenant).OrderBy(s => s.CreatedAt).ThenBy(s => s.Id, StringComparer.Ordinal)];
+        return [.. _all.Values.Where(s => s.Tenant == tenant && Manages(caller, s)).OrderBy(s => s.CreatedAt).ThenBy(s => s.Id, StringComparer.Ordinal)];
     }
+
+    private static bool Manages(Caller caller, Subscription subscription) =>
+        caller.Has(Caller.AdminScope) || (subscription.Owner?.ClientId is { } client && client == caller.ClientId);
 
     /// <summary>Every subscription of every tenant (for matching).</summary>
     public async Task<ICollection<Subscription>> AllAsync(CancellationToken ct)
@@ -109,9 +115,9 @@ internal sealed class SubscriptionService : IDisposable
 
     /// <summary>Update (5.8.2): the members of the fragment replace those of the subscription (notification is merged
     /// member by member), and the result must be a valid subscription.</summary>
-    public async Task UpdateAsync(string tenant, string id, JsonObject fragment, LdContext context, CancellationToken ct)
+    public async Task UpdateAsync(string tenant, string id, JsonObject fragment, LdContext context, Caller caller, CancellationToken ct)
     {
-        var current = await GetAsync(tenant, id, ct).ConfigureAwait(false);
+        var current = await GetAsync(tenant, id, caller, ct).ConfigureAwait(false);
         if (fragment["id"] is { } newId && newId.GetValue<string>() != id)
         {
             throw NgsiException.BadData("The id of a subscription cannot be changed.");
@@ -140,6 +146,7 @@ internal sealed class SubscriptionService : IDisposable
 
         var now = Now();
         var updated = SubscriptionParser.Build(tenant, document, current.Context, current.ContextUrl, current.CreatedAt, now);
+        updated.Owner = current.Owner;
         if (fragment.ContainsKey("expiresAt") && updated.IsExpired(now))
         {
             throw NgsiException.BadData("expiresAt must be in the future.");
@@ -154,9 +161,9 @@ internal sealed class SubscriptionService : IDisposable
         Signal();
     }
 
-    public async Task DeleteAsync(string tenant, string id, CancellationToken ct)
+    public async Task DeleteAsync(string tenant, string id, Caller caller, CancellationToken ct)
     {
-        await EnsureLoadedAsync(ct).ConfigureAwait(false);
+        await GetAsync(tenant, id, caller, ct).ConfigureAwait(false);
         if (!await store.DeleteAsync(tenant, id, ct).ConfigureAwait(false))
         {
             throw Missing(id);
@@ -204,8 +211,10 @@ internal sealed class SubscriptionService : IDisposable
                 {
                     var wrapper = JsonNode.Parse(stored.Json)!.AsObject();
                     var context = await resolver.ResolveAsync(wrapper["context"]?.DeepClone(), ct).ConfigureAwait(false);
-                    all[(stored.Tenant, stored.Id)] = SubscriptionParser.Build(
+                    var subscription = SubscriptionParser.Build(
                         stored.Tenant, wrapper["doc"]!.AsObject(), context, wrapper["contextUrl"]!.GetValue<string>(), stored.CreatedAt, stored.ModifiedAt);
+                    subscription.Owner = OwnerOf(wrapper["owner"]);
+                    all[(stored.Tenant, stored.Id)] = subscription;
                 }
                 catch (NgsiException ex)
                 {
@@ -234,9 +243,28 @@ internal sealed class SubscriptionService : IDisposable
             ["doc"] = s.Document.DeepClone(),
             ["context"] = s.Context.ValueJson is { } json ? JsonNode.Parse(json) : null,
             ["contextUrl"] = s.ContextUrl,
+            ["owner"] = s.Owner is not { } o ? null : new JsonObject
+            {
+                ["subject"] = o.Subject,
+                ["clientId"] = o.ClientId,
+                ["purpose"] = o.Purpose,
+                ["scopes"] = new JsonArray([.. o.Scopes.Order(StringComparer.Ordinal).Select(x => (JsonNode)x)]),
+                ["roles"] = new JsonArray([.. o.Roles.Order(StringComparer.Ordinal).Select(x => (JsonNode)x)]),
+            },
         };
         return new StoredSubscription(s.Tenant, s.Id, wrapper.ToJsonString(JsonOptions), s.CreatedAt, s.ModifiedAt, counters);
     }
+
+    private static Caller? OwnerOf(JsonNode? node) => node is not JsonObject o
+        ? null
+        : new Caller(
+            o["subject"]?.GetValue<string>(),
+            o["clientId"]?.GetValue<string>(),
+            new HashSet<string>(o["scopes"]?.AsArray().Select(x => x!.GetValue<string>()) ?? [], StringComparer.Ordinal),
+            new HashSet<string>(o["roles"]?.AsArray().Select(x => x!.GetValue<string>()) ?? [], StringComparer.Ordinal))
+        {
+            Purpose = o["purpose"]?.GetValue<string>(),
+        };
 
     private static NgsiException Missing(string id) => NgsiException.NotFound($"Subscription '{id}' does not exist.");
 }

@@ -1,3 +1,4 @@
+using Machi.Broker.Access;
 using System.Globalization;
 using System.Text.Json;
 using Machi.Broker.Contexts;
@@ -20,7 +21,7 @@ internal static class SubscriptionsApi
 
     public static RouteGroupBuilder MapSubscriptions(this RouteGroupBuilder api)
     {
-        var group = api.MapGroup("/subscriptions").WithTags("Subscriptions").WithNgsiHeaders();
+        var group = api.MapGroup("/subscriptions").WithTags("Subscriptions").WithNgsiHeaders().RequiresScope(Caller.ReadScope);
         group.MapPost("/", Create).WithName("CreateSubscription").WithSummary("Subscribe to entity changes (notifications by HTTP POST)")
             .WithJsonBody("A Subscription: entities, watchedAttributes, notificationTrigger, q, geoQ, scopeQ, throttling or timeInterval, expiresAt, isActive, notification {attributes, format, showChanges, sysAttrs, endpoint {uri, accept, receiverInfo}}.")
             .ProducesProblem(400).ProducesProblem(409).ProducesProblem(415).Produces(201);
@@ -51,7 +52,7 @@ internal static class SubscriptionsApi
         var context = await NgsiRequest.BodyContextAsync(http, resolver, body, mediaType);
         var document = SubscriptionParser.ParseMembers(body, context, fragment: false);
         var contextUrl = await registry.GetLinkUrlAsync(context, ContextsApi.BaseUrl(http.Request), http.RequestAborted);
-        var subscription = await subscriptions.CreateAsync(tenant, document, context, contextUrl, http.RequestAborted);
+        var subscription = await subscriptions.CreateAsync(tenant, document, context, contextUrl, http.Caller(), http.RequestAborted);
         return Results.Created(Path + EntitiesApi.PathSegment(subscription.Id), null);
     }
 
@@ -61,7 +62,7 @@ internal static class SubscriptionsApi
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: false);
         var options = RequestOptions.Parse(http.Request.Query);
         var context = await NgsiRequest.ContextAsync(http, resolver);
-        var subscription = await subscriptions.GetAsync(tenant, Id(subscriptionId), http.RequestAborted);
+        var subscription = await subscriptions.GetAsync(tenant, Id(subscriptionId), http.Caller(), http.RequestAborted);
         var counters = await subscriptions.CountersAsync(tenant, subscription.Id, http.RequestAborted);
         var now = subscriptions.Now();
         return new NgsiJsonResult(200, mediaType, context, w =>
@@ -76,7 +77,7 @@ internal static class SubscriptionsApi
         var limit = options.PageLimit(settings.Value);
 
         var context = await NgsiRequest.ContextAsync(http, resolver);
-        var all = await subscriptions.ListAsync(tenant, http.RequestAborted);
+        var all = await subscriptions.ListAsync(tenant, http.Caller(), http.RequestAborted);
         if (options.Count)
         {
             http.Response.Headers["NGSILD-Results-Count"] = all.Count.ToString(CultureInfo.InvariantCulture);
@@ -119,14 +120,14 @@ internal static class SubscriptionsApi
             throw NgsiException.BadData("The body names no member to update.");
         }
 
-        await subscriptions.UpdateAsync(tenant, id, fragment, context, http.RequestAborted);
+        await subscriptions.UpdateAsync(tenant, id, fragment, context, http.Caller(), http.RequestAborted);
         return Results.NoContent();
     }
 
     private static async Task<IResult> Delete(HttpContext http, string subscriptionId, SubscriptionService subscriptions)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
-        await subscriptions.DeleteAsync(tenant, Id(subscriptionId), http.RequestAborted);
+        await subscriptions.DeleteAsync(tenant, Id(subscriptionId), http.Caller(), http.RequestAborted);
         return Results.NoContent();
     }
 

@@ -1,3 +1,4 @@
+using Machi.Broker.Access;
 using System.Globalization;
 using System.Text;
 using Machi.Broker.Entities;
@@ -71,7 +72,8 @@ internal static class TemporalApi
         return api;
     }
 
-    private static async Task<IResult> Retrieve(string entityId, HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history)
+    private static async Task<IResult> Retrieve(
+        string entityId, HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history, AccessPolicy access, AccessAudit audit)
     {
         NgsiRequest.EntityId(entityId);
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: false);
@@ -83,14 +85,22 @@ internal static class TemporalApi
         await entities.RequireTenantAsync(tenant, http.RequestAborted);
 
         using var reader = history.OpenReader();
-        var row = reader.Entity(tenant, entityId) ?? throw new NgsiException(NgsiErrorType.ResourceNotFound, $"Entity '{entityId}' has no history.");
+        var row = reader.Entity(tenant, entityId);
+        if (row is null || !access.CanRead(http.Caller(), row.Access))
+        {
+            throw new NgsiException(NgsiErrorType.ResourceNotFound, $"Entity '{entityId}' has no history.");
+        }
+
+        await LogAsync(audit, http, tenant, [row]);
         var attrs = options.Attrs?.Select(context.ExpandTerm).ToList();
         var result = Read(reader, options.SysAttrs ? reader.WithLastModified(row) : row, attrs, temporal);
         var render = options.Render(context, mediaType);
         return new NgsiJsonResult(200, mediaType, context, w => TemporalRenderer.WriteEntity(w, result, temporal, render));
     }
 
-    private static async Task<IResult> Query(HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history, IEntityStore store, IOptions<BrokerOptions> settings)
+    private static async Task<IResult> Query(
+        HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history, IEntityStore store, IOptions<BrokerOptions> settings,
+        AccessPolicy access, AccessAudit audit)
     {
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: false);
         var query = http.Request.Query;
@@ -109,11 +119,18 @@ internal static class TemporalApi
         var onState = filter.Q is not null || filter.Geo is not null || filter.Scope is not null;
         var selection = filter with { Attrs = null };
         var matched = new List<TemporalEntity>();
+        var shown = new List<TemporalEntityRow>();
         var total = 0;
+        var caller = http.Caller();
         using var reader = history.OpenReader();
         foreach (var row in reader.Entities(tenant, options.Ids))
         {
             http.RequestAborted.ThrowIfCancellationRequested();
+            if (!access.CanRead(caller, row.Access))
+            {
+                continue;
+            }
+
             Entity? subject;
             if (onState)
             {
@@ -138,6 +155,7 @@ internal static class TemporalApi
             if (total >= options.Offset && matched.Count < limit)
             {
                 matched.Add(recorded);
+                shown.Add(row);
             }
 
             total++;
@@ -148,8 +166,18 @@ internal static class TemporalApi
             http.Response.Headers["NGSILD-Results-Count"] = total.ToString(CultureInfo.InvariantCulture);
         }
 
+        await LogAsync(audit, http, tenant, shown);
         var render = options.Render(context, mediaType) with { Pick = pick, Omit = omit };
         return new NgsiJsonResult(200, mediaType, context, w => TemporalRenderer.WriteEntities(w, matched, temporal, render));
+    }
+
+    /// <summary>Logs the histories of residents' personal entities shown to someone other than the resident.</summary>
+    private static Task LogAsync(AccessAudit audit, HttpContext http, string tenant, IEnumerable<TemporalEntityRow> rows)
+    {
+        var caller = http.Caller();
+        var records = rows.Where(r => AccessPolicy.IsThirdParty(caller, r.Access))
+            .Select(r => audit.Record(caller, tenant, r.Id, r.Access.Owner!, "temporal")).ToList();
+        return records.Count == 0 ? Task.CompletedTask : audit.LogAsync(records);
     }
 
     private static async Task<NoContent> Delete(string entityId, HttpContext http, EntityService entities, ITemporalHistory history)

@@ -44,7 +44,11 @@ internal sealed record HistoryRow(
 }
 
 /// <summary>An entity that has a history (a row of history_entities).</summary>
-internal sealed record TemporalEntityRow(long Hid, string Id, List<string> Types, DateTimeOffset CreatedAt, DateTimeOffset ModifiedAt, DateTimeOffset? DeletedAt);
+internal sealed record TemporalEntityRow(long Hid, string Id, List<string> Types, DateTimeOffset CreatedAt, DateTimeOffset ModifiedAt, DateTimeOffset? DeletedAt)
+{
+    /// <summary>The entity's last access marks: who may read this history.</summary>
+    public Access.EntityAccess Access { get; init; }
+}
 
 /// <summary>The temporal API's view of the history the entity writer records, whichever the backend.</summary>
 internal interface ITemporalHistory
@@ -363,7 +367,7 @@ internal sealed class HistoryReader(SqliteConnection connection) : IHistoryReade
 {
     private readonly Dictionary<long, string> _terms = [];
 
-    private const string EntityColumns = "hid, id, types, created_at, modified_at, deleted_at";
+    private const string EntityColumns = "hid, id, types, created_at, modified_at, deleted_at, access, owner, category";
 
     public TemporalEntityRow? Entity(string tenant, string id)
     {
@@ -549,7 +553,10 @@ internal sealed class HistoryReader(SqliteConnection connection) : IHistoryReade
         JsonSerializer.Deserialize<List<string>>(r.GetString(2)) ?? [],
         new DateTimeOffset(r.GetInt64(3), TimeSpan.Zero),
         new DateTimeOffset(r.GetInt64(4), TimeSpan.Zero),
-        r.IsDBNull(5) ? null : new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero));
+        r.IsDBNull(5) ? null : new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero))
+    {
+        Access = new Access.EntityAccess((Access.AccessLevel)r.GetInt64(6), r.IsDBNull(7) ? null : r.GetString(7), r.IsDBNull(8) ? null : r.GetString(8)),
+    };
 
     public void Dispose() => connection.Dispose();
 }

@@ -20,6 +20,14 @@ internal sealed record UserAddCommand(string Role, string Email, string Password
 internal sealed record ClientAddCommand(
     string Name, IReadOnlyList<string> Scopes, bool Admin, IReadOnlyList<Uri> RedirectUris, bool Public, string? DataDirectory) : CliCommand;
 
+/// <summary><c>machi audit verify</c>: checks the hash chain of the access log.</summary>
+internal sealed record AuditVerifyCommand(string? DataDirectory) : CliCommand;
+/// <summary><c>machi snow device add</c>: registers a snowplow GPS unit and prints its token (shown once).</summary>
+internal sealed record SnowDeviceAddCommand(string Id, string? Name, string? DataDirectory) : CliCommand;
+
+/// <summary><c>machi simulate snowplows</c>: simulated plows reporting through the OsmAnd protocol.</summary>
+internal sealed record SimulateSnowplowsCommand(int Count, Uri Url, string? DataDirectory, TimeSpan Interval, TimeSpan Duration) : CliCommand;
+
 /// <summary>The arguments make no sense; <see cref="Message"/> says why (exit code 2).</summary>
 internal sealed record UsageError(string Message) : CliCommand;
 
@@ -37,10 +45,12 @@ internal static class CommandLine
         new("help", "Show this help, or help for one command: machi help serve", Available: true),
         new("import", "Load datasets (CSV, GeoJSON, NGSI-LD) into the broker", Available: false),
         new("export", "Write broker entities out as NGSI-LD or GeoJSON files", Available: false),
-        new("simulate", "Run the device simulators (snowplows, meters, vitals)", Available: false),
+        new("simulate", "Run a device simulator: machi simulate snowplows --count 250 [--url URL] [--data DIR]", Available: true),
+        new("snow", "Snowplow Navi: machi snow device add --id ID [--name NAME] [--data DIR]", Available: true),
         new("bench", "Run load benchmarks (the ./machi launcher runs bench/Machi.Bench)", Available: false),
         new("user", "Add an account: machi user add --role staff --email E --password P", Available: true),
         new("client", "Register an API client: machi client add --name NAME [--scope S …] [--admin]", Available: true),
+        new("audit", "Check the access log's hash chain: machi audit verify [--data DIR]", Available: true),
     ];
 
     public static CliCommand Parse(IReadOnlyList<string> args)
@@ -68,12 +78,18 @@ internal static class CommandLine
                 return args.Count == 1 ? new VersionCommand() : new UsageError($"unexpected argument '{args[1]}' after {first}");
             case "serve":
                 return ParseServe(args, start: 1);
-            case "user" or "client" when args.Count > 1 && args[1] is "-h" or "--help":
+            case "user" or "client" or "simulate" or "snow" when args.Count > 1 && args[1] is "-h" or "--help":
                 return new HelpCommand(first);
             case "user":
                 return args.Count > 1 && args[1] == "add" ? ParseUserAdd(args) : new UsageError("'machi user' takes 'add' (machi help user)");
             case "client":
                 return args.Count > 1 && args[1] == "add" ? ParseClientAdd(args) : new UsageError("'machi client' takes 'add' (machi help client)");
+            case "audit":
+                return args.Count > 1 && args[1] == "verify" ? ParseAuditVerify(args) : new UsageError("'machi audit' takes 'verify'");
+            case "simulate":
+                return args.Count > 1 && args[1] == "snowplows" ? ParseSimulateSnowplows(args) : new UsageError("'machi simulate' takes 'snowplows' (machi help simulate)");
+            case "snow":
+                return args.Count > 2 && args[1] == "device" && args[2] == "add" ? ParseSnowDeviceAdd(args) : new UsageError("'machi snow' takes 'device add' (machi help snow)");
         }
 
         if (first.StartsWith('-'))
@@ -178,6 +194,56 @@ internal static class CommandLine
         }
 
         return new UserAddCommand(values["--role"][0], values["--email"][0], values["--password"][0], values.GetValueOrDefault("--data")?[0]);
+    }
+
+    private static CliCommand ParseAuditVerify(IReadOnlyList<string> args) =>
+        ParseOptions(args, 2, ["--data"], [], out var values, out _) is { } error
+            ? error
+            : new AuditVerifyCommand(values.GetValueOrDefault("--data")?[^1]);
+    private static CliCommand ParseSnowDeviceAdd(IReadOnlyList<string> args)
+    {
+        if (ParseOptions(args, 3, ["--id", "--name", "--data"], [], out var values, out _) is { } error)
+        {
+            return error;
+        }
+
+        return values.TryGetValue("--id", out var id)
+            ? new SnowDeviceAddCommand(id[^1], values.GetValueOrDefault("--name")?[^1], values.GetValueOrDefault("--data")?[^1])
+            : new UsageError("'machi snow device add' needs --id");
+    }
+
+    private static CliCommand ParseSimulateSnowplows(IReadOnlyList<string> args)
+    {
+        if (ParseOptions(args, 2, ["--count", "--url", "--data", "--interval", "--duration"], [], out var values, out _) is { } error)
+        {
+            return error;
+        }
+
+        var count = 250;
+        if (values.TryGetValue("--count", out var c) && (!int.TryParse(c[^1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out count) || count is < 1 or > 10_000))
+        {
+            return new UsageError("--count takes a number of plows from 1 to 10000");
+        }
+
+        var url = values.GetValueOrDefault("--url")?[^1] ?? MachiHost.DefaultUrls;
+        if (BadUrl(url) is not null || !Uri.TryCreate(url.TrimEnd('/') + "/", UriKind.Absolute, out var uri))
+        {
+            return new UsageError($"'{url}' is not an http:// or https:// URL (--url)");
+        }
+
+        var interval = 5.0;
+        var duration = 3600.0;
+        if (values.TryGetValue("--interval", out var i) && (!double.TryParse(i[^1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out interval) || interval is < 0.1 or > 3600))
+        {
+            return new UsageError("--interval takes seconds between reports (0.1–3600)");
+        }
+
+        if (values.TryGetValue("--duration", out var d) && (!double.TryParse(d[^1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out duration) || duration is < 1 or > 7 * 86400))
+        {
+            return new UsageError("--duration takes seconds to run (1–604800)");
+        }
+
+        return new SimulateSnowplowsCommand(count, uri, values.GetValueOrDefault("--data")?[^1], TimeSpan.FromSeconds(interval), TimeSpan.FromSeconds(duration));
     }
 
     private static CliCommand ParseClientAdd(IReadOnlyList<string> args)

@@ -25,6 +25,8 @@ internal static class MachiCli
                     "serve" => ServeHelp(),
                     "user" => UserHelp(),
                     "client" => ClientHelp(),
+                    "simulate" => SimulateHelp(),
+                    "snow" => SnowHelp(),
                     _ => Help(),
                 });
                 return Success;
@@ -61,6 +63,33 @@ internal static class MachiCli
                         ["client_secret"] = credentials.ClientSecret,
                     }));
                 });
+            case AuditVerifyCommand audit:
+                return await VerifyAccessLogAsync(audit, stdout, stderr);
+            case SnowDeviceAddCommand device:
+                return await AdministerAsync(stdout, stderr, async () =>
+                {
+                    var token = await SnowAdmin.AddDeviceAsync(MachiHost.LoadConfiguration(device.DataDirectory), device.Id, device.Name, CancellationToken.None);
+                    await stdout.WriteLineAsync(JsonSerializer.Serialize(new Dictionary<string, string> { ["id"] = device.Id, ["token"] = token }));
+                });
+            case SimulateSnowplowsCommand simulate:
+                return await AdministerAsync(stdout, stderr, async () =>
+                {
+                    using var stop = new CancellationTokenSource();
+                    ConsoleCancelEventHandler cancel = (_, e) =>
+                    {
+                        e.Cancel = true;
+                        stop.Cancel();
+                    };
+                    Console.CancelKeyPress += cancel;
+                    try
+                    {
+                        await SnowAdmin.SimulateAsync(MachiHost.LoadConfiguration(simulate.DataDirectory), simulate.Url, simulate.Count, simulate.Interval, simulate.Duration, stdout, stop.Token);
+                    }
+                    finally
+                    {
+                        Console.CancelKeyPress -= cancel;
+                    }
+                });
             default:
                 throw new InvalidOperationException("Unhandled command.");
         }
@@ -80,6 +109,22 @@ internal static class MachiCli
             await stderr.WriteLineAsync($"machi: could not serve: {e.Message}");
             return Failure;
         }
+    }
+
+    /// <summary>Exit 0 when every record of the access log is in place and unaltered; 1 (and where) otherwise.</summary>
+    private static async Task<int> VerifyAccessLogAsync(AuditVerifyCommand audit, TextWriter stdout, TextWriter stderr)
+    {
+        var data = Path.GetFullPath(MachiHost.LoadConfiguration(audit.DataDirectory)["Broker:DataDirectory"] is { Length: > 0 } d ? d : "data");
+        await using var log = new Machi.Broker.Access.AccessLog(Path.Combine(data, "access-log.db"));
+        var result = log.Verify();
+        if (result.Intact)
+        {
+            await stdout.WriteLineAsync($"access log intact: {result.Records} records ({result.Redacted} redacted at residents' request)");
+            return Success;
+        }
+
+        await stderr.WriteLineAsync($"machi: access log TAMPERED at record {result.FirstBrokenSeq}: {result.Problem}");
+        return Failure;
     }
 
     private static async Task<int> AdministerAsync(TextWriter stdout, TextWriter stderr, Func<Task> work)
@@ -107,6 +152,26 @@ internal static class MachiCli
         Usage: machi user add --role resident|staff|clinician|merchant|producer --email E --password P [--data DIR]
 
         Creates an account (its e-mail taken as verified) and prints its subject id. Works with the server stopped.
+
+        """;
+
+    internal static string SnowHelp() =>
+        """
+        Usage: machi snow device add --id ID [--name NAME] [--data DIR]
+
+        Registers a snowplow GPS unit (or gives it a new token) and prints {"id": …, "token": …}; the token is shown
+        only once. The unit then reports to /snow/osmand?id=ID&token=TOKEN&lat=…&lon=… (OsmAnd/Traccar protocol), to
+        MQTT topic machi/snow/ID, or as NGSI-LD updates of urn:ngsi-ld:Vehicle:ID. Works with the server running.
+
+        """;
+
+    internal static string SimulateHelp() =>
+        """
+        Usage: machi simulate snowplows [--count 250] [--url http://127.0.0.1:8080] [--data DIR] [--interval 5] [--duration 3600]
+
+        Drives simulated plows (sim-plow-001 …, labelled simulated on the map) between the city's 町字 points and
+        reports their positions through the OsmAnd HTTP protocol every --interval seconds for --duration seconds.
+        The units are registered (with fresh tokens) in the server's database in --data DIR (default ./data) first.
 
         """;
 

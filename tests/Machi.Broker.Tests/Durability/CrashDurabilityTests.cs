@@ -23,6 +23,7 @@ public sealed class CrashDurabilityTests
                 var writers = Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
                 {
                     using var client = new HttpClient { BaseAddress = server.BaseAddress };
+                    client.DefaultRequestHeaders.Authorization = server.Client.DefaultRequestHeaders.Authorization;
                     for (var i = 0; !stop.IsCancellationRequested; i++)
                     {
                         var id = $"urn:ngsi-ld:Vehicle:w{w}-{i}";

@@ -39,7 +39,7 @@ public sealed class MachiProcess : IAsyncDisposable
 
     public Uri BaseAddress { get; }
 
-    /// <summary>A client for <see cref="BaseAddress"/>; disposed with this object.</summary>
+    /// <summary>A client for <see cref="BaseAddress"/> with an admin client's access token (see <see cref="MachiServer.Client"/>); disposed with this object.</summary>
     public HttpClient Client { get; }
 
     public int Port { get; }
@@ -87,6 +87,8 @@ public sealed class MachiProcess : IAsyncDisposable
             try
             {
                 await machi.WaitUntilHealthyAsync(startupTimeout ?? DefaultStartupTimeout);
+                machi.Client.DefaultRequestHeaders.Authorization =
+                    new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", await Tokens.AdminTokenAsync(machi.Client, dataDirectory));
                 return machi;
             }
             catch (InvalidOperationException) when (attempt < 3 && machi.StandardError.Contains("address already in use", StringComparison.OrdinalIgnoreCase))

@@ -24,13 +24,24 @@ public sealed class MachiServer : IAsyncDisposable
         BaseAddress = baseAddress;
         DataDirectory = dataDirectory;
         Client = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        Anonymous = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(30) };
     }
 
     /// <summary>Where the server listens, e.g. http://127.0.0.1:41234/.</summary>
     public Uri BaseAddress { get; }
 
-    /// <summary>A client for <see cref="BaseAddress"/>; disposed with the server.</summary>
+    /// <summary>
+    /// A client for <see cref="BaseAddress"/> that sends an access token of an admin client (every scope), got the way a
+    /// real service gets one: registered with <c>machi client add --admin</c>, then client credentials at the token
+    /// endpoint. Disposed with the server.
+    /// </summary>
     public HttpClient Client { get; }
+
+    /// <summary>A client for <see cref="BaseAddress"/> without a token.</summary>
+    public HttpClient Anonymous { get; }
+
+    /// <summary>The admin client's access token (the one <see cref="Client"/> sends).</summary>
+    public string AdminToken { get; private set; } = "";
 
     /// <summary>The data directory in use (absolute).</summary>
     public string DataDirectory { get; }
@@ -90,7 +101,19 @@ public sealed class MachiServer : IAsyncDisposable
 
         var address = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>()
             .Addresses.First();
-        return new MachiServer(app, new Uri(address.TrimEnd('/') + "/"), dataDirectory, ownsDataDirectory);
+        var server = new MachiServer(app, new Uri(address.TrimEnd('/') + "/"), dataDirectory, ownsDataDirectory);
+        try
+        {
+            server.AdminToken = await Tokens.AdminTokenAsync(server.Anonymous, dataDirectory);
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+
+        server.Client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", server.AdminToken);
+        return server;
     }
 
     /// <summary>Stops gracefully, as on SIGTERM: no new requests, in-flight ones finish, hosted services stop.</summary>
@@ -108,6 +131,7 @@ public sealed class MachiServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         Client.Dispose();
+        Anonymous.Dispose();
         await StopAsync();
         await _app.DisposeAsync();
         if (_ownsDataDirectory)

@@ -70,8 +70,19 @@ public abstract class FederationTests(Backend backend) : IAsyncLifetime
         Assert.True(response.StatusCode == HttpStatusCode.Created, await response.Content.ReadAsStringAsync());
     }
 
-    private static async Task Register(HttpClient client, string body)
+    /// <summary>Registers a source; one of the two test cities gets the other city's token as contextSourceInfo (its credentials).</summary>
+    private async Task Register(HttpClient client, string body)
     {
+        var registration = System.Text.Json.Nodes.JsonNode.Parse(body)!.AsObject();
+        var endpoint = registration["endpoint"]?.GetValue<string>()?.TrimEnd('/');
+        var token = endpoint == B ? _b.AdminToken : endpoint == A ? _a.AdminToken : null;
+        if (token is not null && registration["contextSourceInfo"] is null)
+        {
+            registration["contextSourceInfo"] = new System.Text.Json.Nodes.JsonArray(
+                new System.Text.Json.Nodes.JsonObject { ["key"] = "Authorization", ["value"] = "Bearer " + token });
+            body = registration.ToJsonString();
+        }
+
         var response = await client.PostJson(Registrations, body);
         Assert.True(response.StatusCode == HttpStatusCode.Created, await response.Content.ReadAsStringAsync());
     }

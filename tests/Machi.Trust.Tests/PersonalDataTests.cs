@@ -1,0 +1,268 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json.Nodes;
+using Machi.Trust.Tests.Infrastructure;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Data.Sqlite;
+using static Machi.Trust.Tests.Infrastructure.Oidc;
+
+namespace Machi.Trust.Tests;
+
+/// <summary>
+/// The platform's rule for personal data, end to end over real HTTP with real tokens: a resident's entity is seen by the
+/// resident, by a service only while the resident's consent (given on the consent page) is active and for its purpose,
+/// and by nobody else — not another resident, not an admin token; every access by a service is in the resident's
+/// hash-chained access log, which <c>machi audit verify</c> checks.
+/// </summary>
+public sealed class PersonalDataTests
+{
+    private const string Password = "tsurugajo-2026";
+    private const string Owner = "https://machi.city/ns/owner";
+    private const string Category = "https://machi.city/ns/dataCategory";
+    private const string Entities = "ngsi-ld/v1/entities";
+
+    private sealed record City(MachiServer Server, string AppId, string ServiceId, string ServiceToken, string ResidentA, string TokenA, string TokenB)
+    {
+        public HttpClient Http => Server.Anonymous;
+    }
+
+    private static async Task<City> StartAsync()
+    {
+        var server = await MachiServer.StartAsync();
+        var data = server.DataDirectory;
+        var a = await AddUserAsync(data, "resident", "hanako@example.jp", Password);
+        await AddUserAsync(data, "resident", "taro@example.jp", Password);
+        var (app, _) = await AddClientAsync(data, "--name", "Aizu app", "--public", "--scope", "openid ngsi:read ngsi:write", "--redirect-uri", RedirectUri.AbsoluteUri);
+        var (service, secret) = await AddClientAsync(data, "--name", "Clinic Tsuruga", "--scope", "ngsi:read ngsi:write", "--redirect-uri", RedirectUri.AbsoluteUri);
+        var serviceToken = await ClientCredentialsTokenAsync(server.Anonymous, service, secret!);
+        var tokenA = (await SignInAsync(server, app, null, "hanako@example.jp", Password, "openid ngsi:read ngsi:write"))["access_token"]!.GetValue<string>();
+        var tokenB = (await SignInAsync(server, app, null, "taro@example.jp", Password, "openid ngsi:read ngsi:write"))["access_token"]!.GetValue<string>();
+        return new City(server, app, service, serviceToken, a, tokenA, tokenB);
+    }
+
+    private static string BloodPressure(string id, string owner) => $$$"""
+        {"id":"{{{id}}}","type":"BloodPressureObservation","systolic":{"type":"Property","value":128},
+         "{{{Owner}}}":{"type":"Property","value":"{{{owner}}}"},"{{{Category}}}":{"type":"Property","value":"vitals"}}
+        """;
+
+    private static async Task<HttpResponseMessage> SendAsync(HttpClient http, HttpMethod method, string path, string? token, string? body = null, string? purpose = null)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        if (token is not null)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        }
+
+        if (purpose is not null)
+        {
+            request.Headers.Add("Machi-Purpose", purpose);
+        }
+
+        if (body is not null)
+        {
+            request.Content = new StringContent(body, Encoding.UTF8, "application/json");
+        }
+
+        return await http.SendAsync(request);
+    }
+
+    private static async Task<(HttpStatusCode Status, string Body, string? Count)> GetAsync(HttpClient http, string path, string? token, string? purpose = null)
+    {
+        using var response = await SendAsync(http, HttpMethod.Get, path, token, purpose: purpose);
+        var count = response.Headers.TryGetValues("NGSILD-Results-Count", out var values) ? values.First() : null;
+        return (response.StatusCode, await response.Content.ReadAsStringAsync(), count);
+    }
+
+    /// <summary>Signs the resident in with a browser, opens the service's opt-in URL and agrees; the consent id.</summary>
+    private static async Task<string> ConsentOnThePageAsync(City city, string email, string purpose, string categories)
+    {
+        using var browser = new Browser(city.Server.BaseAddress);
+        await browser.GetAsync("/account/login");
+        await browser.SubmitAsync("/account/login", new Dictionary<string, string> { ["email"] = email, ["password"] = Password });
+        await browser.GetAsync(QueryHelpers.AddQueryString("/consent", new Dictionary<string, string?>
+        {
+            ["client_id"] = city.ServiceId, ["purpose"] = purpose, ["categories"] = categories, ["redirect_uri"] = RedirectUri.AbsoluteUri,
+        }));
+        Assert.Contains("Clinic Tsuruga", browser.Html, StringComparison.Ordinal);
+        var agree = browser.Html.IndexOf("value=\"agree\"", StringComparison.Ordinal);
+        Assert.True(agree > 0, browser.Html);
+        await browser.SubmitAsync("/consent", new Dictionary<string, string> { ["decision"] = "agree" });
+        Assert.NotNull(browser.LeftTo);
+        var query = QueryHelpers.ParseQuery(browser.LeftTo!.Query);
+        Assert.Equal("granted", query["consent"].ToString());
+        return query["consent_id"].ToString();
+    }
+
+    [Fact]
+    public async Task A_service_sees_a_residents_vitals_only_while_the_resident_consents_for_that_purpose_and_every_access_is_logged()
+    {
+        var city = await StartAsync();
+        await using var owned = city.Server;
+        const string id = "urn:ngsi-ld:BloodPressureObservation:hanako-1";
+
+        // The resident stores her own reading; an admin token cannot store a resident's data without her consent.
+        using (var created = await SendAsync(city.Http, HttpMethod.Post, Entities, city.TokenA, BloodPressure(id, city.ResidentA)))
+        {
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        }
+
+        using (var forged = await SendAsync(city.Http, HttpMethod.Post, Entities, city.Server.AdminToken,
+            BloodPressure("urn:ngsi-ld:BloodPressureObservation:hanako-2", city.ResidentA)))
+        {
+            Assert.Equal(HttpStatusCode.Forbidden, forged.StatusCode);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await GetAsync(city.Http, $"{Entities}/{id}", city.TokenA)).Status);
+
+        // Nobody else sees it: not the service (no consent yet), not another resident guessing the id, not an admin,
+        // and a query reveals not even a count.
+        const string query = Entities + "?type=BloodPressureObservation&count=true";
+        foreach (var token in new[] { city.ServiceToken, city.TokenB, city.Server.AdminToken })
+        {
+            Assert.Equal(HttpStatusCode.NotFound, (await GetAsync(city.Http, $"{Entities}/{id}", token, purpose: "monitoring")).Status);
+            var (status, body, count) = await GetAsync(city.Http, query, token, purpose: "monitoring");
+            Assert.Equal(HttpStatusCode.OK, status);
+            Assert.Equal("[]", body);
+            Assert.Equal("0", count);
+            var (_, crafted, _) = await GetAsync(city.Http, Entities + $"?idPattern=.*hanako.*&q=systolic>0", token, purpose: "monitoring");
+            Assert.Equal("[]", crafted);
+        }
+
+        // She opts in on the consent page; the service now sees it, for that purpose only.
+        var consentId = await ConsentOnThePageAsync(city, "hanako@example.jp", "monitoring", "vitals");
+        Assert.Equal(HttpStatusCode.OK, (await GetAsync(city.Http, $"{Entities}/{id}", city.ServiceToken, purpose: "monitoring")).Status);
+        var (_, listed, listedCount) = await GetAsync(city.Http, query, city.ServiceToken, purpose: "monitoring");
+        Assert.Contains(id, listed, StringComparison.Ordinal);
+        Assert.Equal("1", listedCount);
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync(city.Http, $"{Entities}/{id}", city.ServiceToken, purpose: "marketing")).Status);
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync(city.Http, $"{Entities}/{id}", city.ServiceToken)).Status);
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync(city.Http, $"{Entities}/{id}", city.TokenB, purpose: "monitoring")).Status);
+
+        // The resident sees who accessed her data; the other resident sees nothing of it.
+        var (_, log, _) = await GetAsync(city.Http, "api/access-log", city.TokenA);
+        var records = JsonNode.Parse(log)!.AsArray();
+        Assert.Equal(2, records.Count);
+        Assert.All(records, r => Assert.Equal(city.ServiceId, r!["clientId"]!.GetValue<string>()));
+        Assert.All(records, r => Assert.Equal("monitoring", r!["purpose"]!.GetValue<string>()));
+        Assert.Contains(records, r => r!["operation"]!.GetValue<string>() == "read" && r["entityId"]!.GetValue<string>() == id);
+        Assert.Equal("[]", (await GetAsync(city.Http, "api/access-log", city.TokenB)).Body);
+
+        // She revokes; the very next request of the service is refused, and she gets a receipt of the revocation.
+        using (var revoked = await SendAsync(city.Http, HttpMethod.Delete, $"api/consents/{Uri.EscapeDataString(consentId)}", city.TokenA))
+        {
+            Assert.Equal(HttpStatusCode.OK, revoked.StatusCode);
+            var receipt = JsonNode.Parse(await revoked.Content.ReadAsStringAsync())!;
+            Assert.Equal("revoked", receipt["machiConsentStatus"]!.GetValue<string>());
+            Assert.Equal(city.ResidentA, receipt["piiPrincipalId"]!.GetValue<string>());
+        }
+
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync(city.Http, $"{Entities}/{id}", city.ServiceToken, purpose: "monitoring")).Status);
+        Assert.Equal("0", (await GetAsync(city.Http, query, city.ServiceToken, purpose: "monitoring")).Count);
+        var (_, grant, _) = await GetAsync(city.Http, $"api/consents/{Uri.EscapeDataString(consentId)}/receipt", city.TokenA);
+        Assert.Equal("granted", JsonNode.Parse(grant)!["machiConsentStatus"]!.GetValue<string>());
+
+        // The log verifies; changing one record is detected.
+        Assert.Contains("intact: 2 records", await MachiAsync("audit", "verify", "--data", city.Server.DataDirectory), StringComparison.Ordinal);
+        using (var db = new SqliteConnection($"Data Source={Path.Combine(city.Server.DataDirectory, "access-log.db")};Pooling=false"))
+        {
+            db.Open();
+            using var tamper = db.CreateCommand();
+            tamper.CommandText = "UPDATE access_log SET client_id = 'someone-innocent' WHERE seq = 1";
+            tamper.ExecuteNonQuery();
+        }
+
+        using var output = new StringWriter();
+        using var errors = new StringWriter();
+        Assert.Equal(1, await Machi.Host.Cli.MachiCli.RunAsync(["audit", "verify", "--data", city.Server.DataDirectory], output, errors));
+        Assert.Contains("record 1", errors.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Anonymous_callers_read_only_public_data_and_no_one_writes_without_the_write_scope()
+    {
+        var city = await StartAsync();
+        await using var owned = city.Server;
+        using (var internalEntity = await SendAsync(city.Http, HttpMethod.Post, Entities, city.Server.AdminToken,
+            """{"id":"urn:ngsi-ld:Facility:water-plant","type":"Facility","capacity":{"type":"Property","value":5}}"""))
+        {
+            Assert.Equal(HttpStatusCode.Created, internalEntity.StatusCode);
+        }
+
+        using (var publicEntity = await SendAsync(city.Http, HttpMethod.Post, Entities, city.Server.AdminToken,
+            """{"id":"urn:ngsi-ld:Facility:shelter-1","type":"Facility","capacity":{"type":"Property","value":300},"https://machi.city/ns/visibility":{"type":"Property","value":"public"}}"""))
+        {
+            Assert.Equal(HttpStatusCode.Created, publicEntity.StatusCode);
+        }
+
+        var (status, body, count) = await GetAsync(city.Http, Entities + "?type=Facility&count=true", token: null);
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Contains("shelter-1", body, StringComparison.Ordinal);
+        Assert.DoesNotContain("water-plant", body, StringComparison.Ordinal);
+        Assert.Equal("1", count);
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync(city.Http, $"{Entities}/urn:ngsi-ld:Facility:water-plant", null)).Status);
+        Assert.Equal("2", (await GetAsync(city.Http, Entities + "?type=Facility&count=true", city.ServiceToken)).Count);
+
+        const string entity = """{"id":"urn:ngsi-ld:Facility:x","type":"Facility"}""";
+        using (var anonymous = await SendAsync(city.Http, HttpMethod.Post, Entities, null, entity))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
+            Assert.Equal("Bearer", anonymous.Headers.WwwAuthenticate.Single().Scheme);
+            Assert.Contains("Unauthorized", await anonymous.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        var (readerId, readerSecret) = await AddClientAsync(city.Server.DataDirectory, "--name", "Open data portal", "--scope", "ngsi:read");
+        var readerToken = await ClientCredentialsTokenAsync(city.Http, readerId, readerSecret!);
+        using (var reader = await SendAsync(city.Http, HttpMethod.Post, Entities, readerToken, entity))
+        {
+            Assert.Equal(HttpStatusCode.Forbidden, reader.StatusCode);
+        }
+
+        // Tokens that are not this city's valid tokens are refused, not taken as anonymous.
+        var parts = city.ServiceToken.Split('.');
+        var unsigned = WebEncoders.Base64UrlEncode("""{"alg":"none","typ":"at+jwt"}"""u8.ToArray()) + "." + parts[1] + ".";
+        foreach (var bad in new[] { "not-a-token", unsigned, parts[0] + "." + parts[1] + "." + WebEncoders.Base64UrlEncode(new byte[256]) })
+        {
+            var (badStatus, _, _) = await GetAsync(city.Http, Entities + "?type=Facility", bad);
+            Assert.Equal(HttpStatusCode.Unauthorized, badStatus);
+        }
+
+    }
+
+    [Fact]
+    public async Task A_resident_exports_everything_about_her_then_erasure_leaves_only_the_record_that_it_happened()
+    {
+        var city = await StartAsync();
+        await using var owned = city.Server;
+        const string id = "urn:ngsi-ld:BloodPressureObservation:hanako-9";
+        using (var created = await SendAsync(city.Http, HttpMethod.Post, Entities, city.TokenA, BloodPressure(id, city.ResidentA)))
+        {
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        }
+
+        await ConsentOnThePageAsync(city, "hanako@example.jp", "monitoring", "vitals");
+        Assert.Equal(HttpStatusCode.OK, (await GetAsync(city.Http, $"{Entities}/{id}", city.ServiceToken, purpose: "monitoring")).Status);
+
+        var export = JsonNode.Parse((await GetAsync(city.Http, "api/me/data", city.TokenA)).Body)!;
+        Assert.Equal(city.ResidentA, export["subject"]!.GetValue<string>());
+        Assert.Equal(id, export["entities"]!.AsArray().Single()!["id"]!.GetValue<string>());
+        Assert.Equal("KI-CR-v1.1.0", export["consents"]!.AsArray().Single()!["receipt"]!["version"]!.GetValue<string>());
+        Assert.Single(export["accessLog"]!.AsArray());
+
+        using (var erased = await SendAsync(city.Http, HttpMethod.Delete, "api/me/data", city.TokenA))
+        {
+            Assert.Equal(HttpStatusCode.OK, erased.StatusCode);
+            var result = JsonNode.Parse(await erased.Content.ReadAsStringAsync())!;
+            Assert.Equal(1, result["deletedEntities"]!.GetValue<int>());
+            Assert.Equal(1, result["deletedConsents"]!.GetValue<int>());
+        }
+
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync(city.Http, $"{Entities}/{id}", city.TokenA)).Status);
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync(city.Http, $"ngsi-ld/v1/temporal/entities/{id}", city.TokenA)).Status);
+        Assert.Equal("[]", (await GetAsync(city.Http, "api/consents", city.TokenA)).Body);
+        var after = JsonNode.Parse((await GetAsync(city.Http, "api/me/data", city.TokenA)).Body)!;
+        Assert.Empty(after["entities"]!.AsArray());
+        Assert.Equal("erasure", after["accessLog"]!.AsArray().Single()!["operation"]!.GetValue<string>());
+        Assert.Contains("intact: 2 records (1 redacted", await MachiAsync("audit", "verify", "--data", city.Server.DataDirectory), StringComparison.Ordinal);
+    }
+}
