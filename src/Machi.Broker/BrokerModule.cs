@@ -33,7 +33,6 @@ public static class BrokerModule
 
         AddStorage(services, !string.IsNullOrWhiteSpace(configuration["Broker:Database"]));
         services.AddSingleton<EntityService>();
-        services.AddSingleton<IConsentStore, SqliteConsentStore>();
         services.AddSingleton<AccessPolicy>();
         services.AddSingleton<ConsentService>();
         services.AddSingleton(sp => new AccessLog(Path.Combine(sp.GetRequiredService<IOptions<BrokerOptions>>().Value.DataDirectory, "access-log.db")));
@@ -88,6 +87,7 @@ public static class BrokerModule
             services.AddSingleton<INotificationLeadership, PostgresLeadership>();
             services.AddSingleton<ITemporalHistory, PostgresTemporalHistory>();
             services.AddSingleton<IStoreMaintenance, PostgresStoreMaintenance>();
+            services.AddSingleton<IConsentStore, PostgresConsentStore>();
             return;
         }
 
@@ -105,6 +105,7 @@ public static class BrokerModule
         services.AddSingleton<INotificationLeadership, SoleNodeLeadership>();
         services.AddSingleton<ITemporalHistory, TemporalHistory>();
         services.AddSingleton<IStoreMaintenance, SqliteStoreMaintenance>();
+        services.AddSingleton<IConsentStore, SqliteConsentStore>();
     }
 
     /// <summary>Maps the NGSI-LD API under /ngsi-ld/v1; every failure there answers with ProblemDetails.</summary>

@@ -121,11 +121,11 @@ public static class MachiHost
     }
 
     /// <summary>The configuration <c>machi serve</c> would see, for commands that work on the data without serving.</summary>
-    internal static IConfiguration LoadConfiguration(string? dataDirectory)
+    internal static IConfiguration LoadConfiguration(string? dataDirectory, string? database = null)
     {
         var configuration = new ConfigurationManager();
         configuration.AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true, reloadOnChange: false);
-        AddConfiguration(configuration, new ServeOptions { DataDirectory = dataDirectory });
+        AddConfiguration(configuration, new ServeOptions { DataDirectory = dataDirectory, Database = database });
         return configuration;
     }
 

@@ -139,7 +139,7 @@ internal static class AccessApi
 
         var entities = new JsonArray();
         var render = RequestOptions.Parse(new QueryCollection()).Render(LdContext.Core, MediaTypes.Json);
-        foreach (var (tenant, id) in OwnedEntities(store, resident))
+        foreach (var (tenant, id) in await store.OwnedEntitiesAsync(resident, http.RequestAborted))
         {
             if (await store.GetAsync(tenant, id, http.RequestAborted) is { } entity)
             {
@@ -185,7 +185,7 @@ internal static class AccessApi
     }
 
     private static async Task<IResult> Erase(
-        HttpContext http, IEntityStore store, EntityService entities, TemporalHistory history, ConsentService consents, AccessLog log, AccessAudit audit)
+        HttpContext http, IEntityStore store, EntityService entities, ITemporalHistory history, ConsentService consents, AccessLog log, AccessAudit audit)
     {
         if (await PersonAsync(http) is not { Subject: { } resident })
         {
@@ -194,7 +194,7 @@ internal static class AccessApi
 
         var owner = new Caller(resident, null, new HashSet<string> { Caller.WriteScope }, new HashSet<string>());
         var deleted = 0;
-        foreach (var (tenant, id) in OwnedEntities(store, resident))
+        foreach (var (tenant, id) in await store.OwnedEntitiesAsync(resident, http.RequestAborted))
         {
             try
             {
@@ -213,23 +213,6 @@ internal static class AccessApi
         var redacted = await log.RedactAsync(resident, audit.Record(owner, "", "urn:machi:erasure", resident, "erasure"));
         return Results.Json(new { deletedEntities = deleted, deletedConsents = consentCount, redactedAccessRecords = redacted });
     }
-
-    /// <summary>(tenant, id) of every personal entity a resident owns, over all tenants.</summary>
-    private static List<(string Tenant, string Id)> OwnedEntities(IEntityStore store, string resident) =>
-        ((SqliteEntityStore)store).Read(c =>
-        {
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = "SELECT tenant, id FROM entities WHERE owner = $owner AND access = 2";
-            cmd.Parameters.AddWithValue("$owner", resident);
-            using var r = cmd.ExecuteReader();
-            var list = new List<(string, string)>();
-            while (r.Read())
-            {
-                list.Add((r.GetString(0), r.GetString(1)));
-            }
-
-            return list;
-        });
 
     private static object Json(AccessLogEntry e) => new
     {

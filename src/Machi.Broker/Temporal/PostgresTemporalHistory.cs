@@ -193,7 +193,7 @@ internal sealed class PostgresTemporalHistory(PostgresEntityStore store) : ITemp
 /// <summary>Reads of the history for one request, on one pooled connection.</summary>
 internal sealed class PostgresHistoryReader(NpgsqlConnection connection) : IHistoryReader
 {
-    private const string EntityColumns = "hid, id, types, created_at, modified_at, deleted_at, tenant";
+    private const string EntityColumns = "hid, id, types, created_at, modified_at, deleted_at, tenant, access, owner, category";
 
     private readonly Dictionary<long, string> _terms = [];
 
@@ -357,7 +357,10 @@ internal sealed class PostgresHistoryReader(NpgsqlConnection connection) : IHist
             JsonSerializer.Deserialize<List<string>>(r.GetString(2)) ?? [],
             new DateTimeOffset(r.GetInt64(3), TimeSpan.Zero),
             new DateTimeOffset(r.GetInt64(4), TimeSpan.Zero),
-            r.IsDBNull(5) ? null : new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero));
+            r.IsDBNull(5) ? null : new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero))
+        {
+            Access = new Access.EntityAccess((Access.AccessLevel)r.GetInt16(7), r.IsDBNull(8) ? null : r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9)),
+        };
         _tenants[row.Hid] = r.GetString(6);
         return row;
     }

@@ -14,14 +14,15 @@ internal sealed record VersionCommand : CliCommand;
 internal sealed record UnavailableCommand(string Name) : CliCommand;
 
 /// <summary><c>machi user add</c>: an account made by staff, e-mail taken as verified.</summary>
-internal sealed record UserAddCommand(string Role, string Email, string Password, string? DataDirectory) : CliCommand;
+internal sealed record UserAddCommand(string Role, string Email, string Password, string? DataDirectory, string? Database = null) : CliCommand;
 
 /// <summary><c>machi client add</c>: an OAuth client for a service, device, app or another city OS.</summary>
 internal sealed record ClientAddCommand(
-    string Name, IReadOnlyList<string> Scopes, bool Admin, IReadOnlyList<Uri> RedirectUris, bool Public, string? DataDirectory) : CliCommand;
+    string Name, IReadOnlyList<string> Scopes, bool Admin, IReadOnlyList<Uri> RedirectUris, bool Public, string? DataDirectory, string? Database = null) : CliCommand;
 
 /// <summary><c>machi audit verify</c>: checks the hash chain of the access log.</summary>
-internal sealed record AuditVerifyCommand(string? DataDirectory) : CliCommand;
+internal sealed record AuditVerifyCommand(string? DataDirectory, string? Database = null) : CliCommand;
+
 /// <summary><c>machi snow device add</c>: registers a snowplow GPS unit and prints its token (shown once).</summary>
 internal sealed record SnowDeviceAddCommand(string Id, string? Name, string? DataDirectory) : CliCommand;
 
@@ -180,7 +181,7 @@ internal static class CommandLine
 
     private static CliCommand ParseUserAdd(IReadOnlyList<string> args)
     {
-        if (ParseOptions(args, 2, ["--role", "--email", "--password", "--data"], [], out var values, out _) is { } error)
+        if (ParseOptions(args, 2, ["--role", "--email", "--password", "--data", "--database"], [], out var values, out _) is { } error)
         {
             return error;
         }
@@ -193,13 +194,13 @@ internal static class CommandLine
             }
         }
 
-        return new UserAddCommand(values["--role"][0], values["--email"][0], values["--password"][0], values.GetValueOrDefault("--data")?[0]);
+        return new UserAddCommand(values["--role"][0], values["--email"][0], values["--password"][0], values.GetValueOrDefault("--data")?[0], values.GetValueOrDefault("--database")?[^1]);
     }
 
     private static CliCommand ParseAuditVerify(IReadOnlyList<string> args) =>
-        ParseOptions(args, 2, ["--data"], [], out var values, out _) is { } error
+        ParseOptions(args, 2, ["--data", "--database"], [], out var values, out _) is { } error
             ? error
-            : new AuditVerifyCommand(values.GetValueOrDefault("--data")?[^1]);
+            : new AuditVerifyCommand(values.GetValueOrDefault("--data")?[^1], values.GetValueOrDefault("--database")?[^1]);
     private static CliCommand ParseSnowDeviceAdd(IReadOnlyList<string> args)
     {
         if (ParseOptions(args, 3, ["--id", "--name", "--data"], [], out var values, out _) is { } error)
@@ -248,7 +249,7 @@ internal static class CommandLine
 
     private static CliCommand ParseClientAdd(IReadOnlyList<string> args)
     {
-        if (ParseOptions(args, 2, ["--name", "--scope", "--redirect-uri", "--data"], ["--admin", "--public"], out var values, out var flags) is { } error)
+        if (ParseOptions(args, 2, ["--name", "--scope", "--redirect-uri", "--data", "--database"], ["--admin", "--public"], out var values, out var flags) is { } error)
         {
             return error;
         }
@@ -274,7 +275,7 @@ internal static class CommandLine
             .SelectMany(s => s.Split([' ', ','], StringSplitOptions.RemoveEmptyEntries))
             .ToList();
         return new ClientAddCommand(name[^1], scopes, flags.Contains("--admin"), redirects, flags.Contains("--public"),
-            values.GetValueOrDefault("--data")?[^1]);
+            values.GetValueOrDefault("--data")?[^1], values.GetValueOrDefault("--database")?[^1]);
     }
 
     /// <summary>Reads <c>--name value</c>, <c>--name=value</c> (repeatable) and flags from <paramref name="start"/> on.</summary>

@@ -47,14 +47,14 @@ internal static class MachiCli
                 return await AdministerAsync(stdout, stderr, async () =>
                 {
                     var subject = await TrustAdmin.AddUserAsync(
-                        MachiHost.LoadConfiguration(user.DataDirectory), user.Role, user.Email, user.Password, CancellationToken.None);
+                        MachiHost.LoadConfiguration(user.DataDirectory, user.Database), user.Role, user.Email, user.Password, CancellationToken.None);
                     await stdout.WriteLineAsync(subject);
                 });
             case ClientAddCommand client:
                 return await AdministerAsync(stdout, stderr, async () =>
                 {
                     var credentials = await TrustAdmin.AddClientAsync(
-                        MachiHost.LoadConfiguration(client.DataDirectory),
+                        MachiHost.LoadConfiguration(client.DataDirectory, client.Database),
                         new ClientRequest(client.Name, client.Scopes, client.Admin, client.RedirectUris, client.Public),
                         CancellationToken.None);
                     await stdout.WriteLineAsync(JsonSerializer.Serialize(new Dictionary<string, string?>
@@ -114,7 +114,7 @@ internal static class MachiCli
     /// <summary>Exit 0 when every record of the access log is in place and unaltered; 1 (and where) otherwise.</summary>
     private static async Task<int> VerifyAccessLogAsync(AuditVerifyCommand audit, TextWriter stdout, TextWriter stderr)
     {
-        var data = Path.GetFullPath(MachiHost.LoadConfiguration(audit.DataDirectory)["Broker:DataDirectory"] is { Length: > 0 } d ? d : "data");
+        var data = Path.GetFullPath(MachiHost.LoadConfiguration(audit.DataDirectory, audit.Database)["Broker:DataDirectory"] is { Length: > 0 } d ? d : "data");
         await using var log = new Machi.Broker.Access.AccessLog(Path.Combine(data, "access-log.db"));
         var result = log.Verify();
         if (result.Intact)
@@ -149,9 +149,10 @@ internal static class MachiCli
 
     internal static string UserHelp() =>
         """
-        Usage: machi user add --role resident|staff|clinician|merchant|producer --email E --password P [--data DIR]
+        Usage: machi user add --role resident|staff|clinician|merchant|producer --email E --password P [--data DIR] [--database CS]
 
         Creates an account (its e-mail taken as verified) and prints its subject id. Works with the server stopped.
+        --database CS: the PostgreSQL database the server runs on (machi serve --database).
 
         """;
 
@@ -177,7 +178,7 @@ internal static class MachiCli
 
     internal static string ClientHelp() =>
         """
-        Usage: machi client add --name NAME [--scope S …] [--admin] [--redirect-uri URI …] [--public] [--data DIR]
+        Usage: machi client add --name NAME [--scope S …] [--admin] [--redirect-uri URI …] [--public] [--data DIR] [--database CS]
 
         Registers an OAuth client and prints {"client_id": …, "client_secret": …} (the secret is shown only once).
           --scope S          a scope the client may ask for (repeat, or separate with spaces): openid profile email
@@ -186,6 +187,7 @@ internal static class MachiCli
           --redirect-uri URI sign people in with authorization code + PKCE, returning to URI (repeatable)
           --public           an app that cannot keep a secret (no client_secret; needs --redirect-uri)
         Without --redirect-uri the client uses client credentials (services, devices, other city OSs).
+        --database CS: the PostgreSQL database the server runs on (machi serve --database).
 
         """;
 

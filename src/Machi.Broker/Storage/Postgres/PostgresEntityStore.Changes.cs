@@ -94,12 +94,16 @@ internal sealed partial class PostgresEntityStore
                     {
                         RegistrationsChanged?.Invoke();
                     }
+                    else if (e.Channel == ConsentChannel)
+                    {
+                        ConsentsChanged?.Invoke();
+                    }
                     else if (long.TryParse(e.Payload, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seq))
                     {
                         PublishChanges(seq);
                     }
                 };
-                await using (var listen = new NpgsqlCommand($"LISTEN {ChangeChannel}; LISTEN {SubscriptionChannel}; LISTEN {RegistrationChannel}", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {ChangeChannel}; LISTEN {SubscriptionChannel}; LISTEN {RegistrationChannel}; LISTEN {ConsentChannel}", connection))
                 {
                     await listen.ExecuteNonQueryAsync(stopping).ConfigureAwait(false);
                 }
@@ -107,6 +111,7 @@ internal sealed partial class PostgresEntityStore
                 // Announcements made while this node was not listening are lost: read the subscriptions again.
                 SubscriptionsChanged?.Invoke();
                 RegistrationsChanged?.Invoke();
+                ConsentsChanged?.Invoke();
 
                 while (true)
                 {

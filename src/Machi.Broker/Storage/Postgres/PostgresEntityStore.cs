@@ -31,6 +31,9 @@ internal sealed partial class PostgresEntityStore : IEntityStore
     /// <summary>Announces a change to the context source registrations.</summary>
     internal const string RegistrationChannel = "machi_registrations";
 
+    /// <summary>Announces a consent granted, revoked or erased.</summary>
+    internal const string ConsentChannel = "machi_consents";
+
     private const int MaxWritesPerCommit = 512;
     private const int CandidateChunk = 256;
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(5);
@@ -68,6 +71,9 @@ internal sealed partial class PostgresEntityStore : IEntityStore
     /// <summary>As <see cref="SubscriptionsChanged"/>, for the context source registrations.</summary>
     internal event Action? RegistrationsChanged;
 
+    /// <summary>As <see cref="SubscriptionsChanged"/>, for residents' consents.</summary>
+    internal event Action? ConsentsChanged;
+
     /// <summary>The connection string the store was opened with (for connections of their own, e.g. leadership).</summary>
     internal string ConnectionString => _connectionString;
 
@@ -76,7 +82,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
     public async Task InitializeAsync(CancellationToken cancellationToken)
     {
         _dataSource = NpgsqlDataSource.Create(_connectionString);
-        await PostgresSchema.MigrateAsync(_dataSource, cancellationToken).ConfigureAwait(false);
+        await PostgresSchema.MigrateAsync(_dataSource, cancellationToken, afterStep: MigrateDataAsync).ConfigureAwait(false);
         await EnsurePartitionsAsync(cancellationToken).ConfigureAwait(false);
         await using (var cmd = _dataSource.CreateCommand("SELECT name FROM tenants"))
         await using (var r = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
@@ -124,7 +130,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var terms = await TermResolverAsync(connection, query.Filter, cancellationToken).ConfigureAwait(false);
         await using var cmd = connection.CreateCommand();
-        var plan = PostgresQueryPlanner.Plan(cmd, tenant, query.Filter, terms);
+        var plan = PostgresQueryPlanner.Plan(cmd, tenant, query.Filter, terms, query.Access);
         if (!plan.Satisfiable)
         {
             return new EntityPage([], query.Count ? 0 : null);
@@ -200,7 +206,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var terms = await TermResolverAsync(connection, query.Filter, cancellationToken).ConfigureAwait(false);
         await using var cmd = connection.CreateCommand();
-        var plan = PostgresQueryPlanner.Plan(cmd, tenant, query.Filter, terms);
+        var plan = PostgresQueryPlanner.Plan(cmd, tenant, query.Filter, terms, query.Access);
         cmd.CommandText = $"EXPLAIN SELECT e.rid, e.doc {plan.FromWhere} ORDER BY e.rid LIMIT 20";
         var lines = new List<string>();
         await using var r = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
