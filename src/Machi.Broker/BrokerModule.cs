@@ -35,8 +35,7 @@ public static class BrokerModule
         services.AddSingleton<EntityService>();
         services.AddSingleton<AccessPolicy>();
         services.AddSingleton<ConsentService>();
-        services.AddSingleton(sp => new AccessLog(Path.Combine(sp.GetRequiredService<IOptions<BrokerOptions>>().Value.DataDirectory, "access-log.db")));
-        services.AddSingleton(sp => new AccessAudit(sp.GetRequiredService<AccessLog>(), sp.GetRequiredService<TimeProvider>())
+        services.AddSingleton(sp => new AccessAudit(sp.GetRequiredService<IAccessLog>(), sp.GetRequiredService<TimeProvider>())
         {
             Node = configuration["Broker:NodeName"] is { Length: > 0 } node ? node : Environment.MachineName,
         });
@@ -88,6 +87,7 @@ public static class BrokerModule
             services.AddSingleton<ITemporalHistory, PostgresTemporalHistory>();
             services.AddSingleton<IStoreMaintenance, PostgresStoreMaintenance>();
             services.AddSingleton<IConsentStore, PostgresConsentStore>();
+            services.AddSingleton<IAccessLog>(sp => new PostgresAccessLog(sp.GetRequiredService<PostgresEntityStore>().DataSource));
             return;
         }
 
@@ -106,6 +106,7 @@ public static class BrokerModule
         services.AddSingleton<ITemporalHistory, TemporalHistory>();
         services.AddSingleton<IStoreMaintenance, SqliteStoreMaintenance>();
         services.AddSingleton<IConsentStore, SqliteConsentStore>();
+        services.AddSingleton<IAccessLog>(sp => new SqliteAccessLog(Path.Combine(sp.GetRequiredService<IOptions<BrokerOptions>>().Value.DataDirectory, "access-log.db")));
     }
 
     /// <summary>Maps the NGSI-LD API under /ngsi-ld/v1; every failure there answers with ProblemDetails.</summary>

@@ -172,8 +172,17 @@ public abstract class PersonalDataTests(Backend backend)
     }
 
     /// <summary>Changes the stored access log behind Machi's back, as an intruder with database access would.</summary>
-    private static async Task TamperAsync(MachiServer server, string sql)
+    protected static async Task TamperAsync(MachiServer server, string sql)
     {
+        if (server.Database is { } database)
+        {
+            await using var pg = new Npgsql.NpgsqlConnection(database);
+            await pg.OpenAsync();
+            await using var change = new Npgsql.NpgsqlCommand(sql, pg);
+            await change.ExecuteNonQueryAsync();
+            return;
+        }
+
         using var db = new SqliteConnection($"Data Source={Path.Combine(server.DataDirectory, "access-log.db")};Pooling=false");
         await db.OpenAsync();
         using var tamper = db.CreateCommand();
@@ -283,10 +292,9 @@ public sealed class PersonalDataTestsOnPostgres(PostgresServer postgres) : Perso
     public async Task A_consent_given_through_one_node_opens_the_data_on_another_and_its_revocation_closes_it_there()
     {
         var database = await postgres.CreateDatabaseAsync("consent_nodes");
-        var settings = new Dictionary<string, string?> { ["Broker:Database"] = database };
-        var city = await StartAsync(await MachiServer.StartAsync(settings: settings));
+        var city = await StartAsync(await MachiServer.StartAsync(settings: new Dictionary<string, string?> { ["Broker:Database"] = database, ["Broker:NodeName"] = "node-a" }));
         await using var first = city.Server;
-        await using var second = await MachiServer.StartAsync(settings: settings);
+        await using var second = await MachiServer.StartAsync(settings: new Dictionary<string, string?> { ["Broker:Database"] = database, ["Broker:NodeName"] = "node-b" });
         const string id = "urn:ngsi-ld:BloodPressureObservation:hanako-nodes";
         using (var created = await SendAsync(city.Http, HttpMethod.Post, Entities, city.TokenA, BloodPressure(id, city.ResidentA)))
         {
@@ -309,6 +317,17 @@ public sealed class PersonalDataTestsOnPostgres(PostgresServer postgres) : Perso
 
         Assert.Equal("0", (await GetAsync(second.Anonymous, query, city.ServiceToken, purpose: "monitoring")).Count);
         Assert.Equal(HttpStatusCode.NotFound, await EventuallyAsync(second, $"{Entities}/{id}", city.ServiceToken, HttpStatusCode.NotFound));
+
+        // The service's reads were logged by the node that served them, in that node's chain of the shared log.
+        var (_, log, _) = await GetAsync(first.Anonymous, "api/access-log", city.TokenA);
+        Assert.Contains(JsonNode.Parse(log)!.AsArray(), r => r!["node"]!.GetValue<string>() == "node-b" && r["entityId"]!.GetValue<string>() == id);
+        string[] verify = ["audit", "verify", .. Tokens.Location(first.DataDirectory, database)];
+        Assert.Contains("access log intact", await MachiAsync(verify), StringComparison.Ordinal);
+        await TamperAsync(first, "UPDATE access_log SET purpose = 'research' WHERE node = 'node-b' AND seq = 1");
+        using var output = new StringWriter();
+        using var errors = new StringWriter();
+        Assert.Equal(1, await Machi.Host.Cli.MachiCli.RunAsync(verify, output, errors));
+        Assert.Contains("record 1 of node node-b was altered", errors.ToString(), StringComparison.Ordinal);
     }
 
     /// <summary>The status of a read once it is <paramref name="expected"/>, or the last one after 10 s (the announcement travels through the database).</summary>

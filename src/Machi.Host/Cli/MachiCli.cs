@@ -114,9 +114,22 @@ internal static class MachiCli
     /// <summary>Exit 0 when every record of the access log is in place and unaltered; 1 (and where) otherwise.</summary>
     private static async Task<int> VerifyAccessLogAsync(AuditVerifyCommand audit, TextWriter stdout, TextWriter stderr)
     {
-        var data = Path.GetFullPath(MachiHost.LoadConfiguration(audit.DataDirectory, audit.Database)["Broker:DataDirectory"] is { Length: > 0 } d ? d : "data");
-        await using var log = new Machi.Broker.Access.AccessLog(Path.Combine(data, "access-log.db"));
-        var result = log.Verify();
+        var configuration = MachiHost.LoadConfiguration(audit.DataDirectory, audit.Database);
+        var data = Path.GetFullPath(configuration["Broker:DataDirectory"] is { Length: > 0 } d ? d : "data");
+        await using Machi.Broker.Access.IAccessLog log = configuration["Broker:Database"] is { Length: > 0 } database
+            ? new Machi.Broker.Access.PostgresAccessLog(Npgsql.NpgsqlDataSource.Create(database), ownsDataSource: true)
+            : new Machi.Broker.Access.SqliteAccessLog(Path.Combine(data, "access-log.db"));
+        Machi.Broker.Access.AccessLogVerification result;
+        try
+        {
+            result = await log.VerifyAsync();
+        }
+        catch (Exception e) when (e is System.Data.Common.DbException or ArgumentException or TimeoutException)
+        {
+            await stderr.WriteLineAsync($"machi: could not open the access log: {e.Message}");
+            return Failure;
+        }
+
         if (result.Intact)
         {
             await stdout.WriteLineAsync($"access log intact: {result.Records} records ({result.Redacted} redacted at residents' request)");

@@ -246,6 +246,29 @@ internal static class PostgresSchema
         );
         CREATE INDEX consent_grants_consent ON consent_grants (consent_id);
         CREATE INDEX consent_grants_resident ON consent_grants (resident);
+
+        -- The access log (Access.PostgresAccessLog): one hash chain per node, each numbered from 1; a redacted record
+        -- keeps node, seq, at, digest and hash. Times in UTC ticks.
+        CREATE TABLE access_log (
+            node text NOT NULL,
+            seq bigint NOT NULL,
+            at bigint NOT NULL,
+            resident text,
+            client_id text,
+            subject text,
+            purpose text,
+            emergency_reason text,
+            operation text,
+            tenant text,
+            entity_id text,
+            attributes text,
+            redacted boolean NOT NULL DEFAULT false,
+            digest text NOT NULL,
+            hash text NOT NULL,
+            PRIMARY KEY (node, seq)
+        );
+        CREATE INDEX access_log_resident ON access_log (resident, at);
+        CREATE INDEX access_log_client ON access_log (client_id, at);
         """,
     ];
 
