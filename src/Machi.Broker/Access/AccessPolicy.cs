@@ -65,7 +65,7 @@ public sealed class AccessPolicy
     private readonly IConsentStore _consents;
     private readonly TimeProvider _time;
     private readonly Lock _loading = new();
-    private ConcurrentDictionary<(string Client, string Purpose, string Resident, string Category), DateTimeOffset> _grants = new();
+    private volatile ConcurrentDictionary<(string Client, string Purpose, string Resident, string Category), DateTimeOffset> _grants = new();
     private Task? _load;
     private volatile bool _loaded;
 
@@ -86,42 +86,36 @@ public sealed class AccessPolicy
     {
         lock (_loading)
         {
+            // A reading that failed (the database was unreachable) is tried again by the next caller.
+            if (_load is { IsCompleted: true, IsCompletedSuccessfully: false })
+            {
+                _load = null;
+            }
+
             return _load ??= LoadOnceAsync(cancellationToken);
         }
     }
 
     private async Task LoadOnceAsync(CancellationToken cancellationToken)
     {
-        try
+        while (true)
         {
-            while (true)
+            var seen = Volatile.Read(ref _changes);
+            var grants = new ConcurrentDictionary<(string Client, string Purpose, string Resident, string Category), DateTimeOffset>();
+            foreach (var consent in await _consents.ActiveAsync(Now(), cancellationToken).ConfigureAwait(false))
             {
-                var seen = Volatile.Read(ref _changes);
-                var grants = new ConcurrentDictionary<(string Client, string Purpose, string Resident, string Category), DateTimeOffset>();
-                foreach (var consent in await _consents.ActiveAsync(Now(), cancellationToken).ConfigureAwait(false))
-                {
-                    Add(grants, consent);
-                }
-
-                lock (_loading)
-                {
-                    if (seen == _changes)
-                    {
-                        _grants = grants;
-                        _loaded = true;
-                        return;
-                    }
-                }
+                Add(grants, consent);
             }
-        }
-        catch
-        {
+
             lock (_loading)
             {
-                _load = null;
+                if (seen == _changes)
+                {
+                    _grants = grants;
+                    _loaded = true;
+                    return;
+                }
             }
-
-            throw;
         }
     }
 
@@ -130,7 +124,7 @@ public sealed class AccessPolicy
     {
         lock (_loading)
         {
-            _changes++;
+            Interlocked.Increment(ref _changes);
             _loaded = false;
             _load = null;
         }

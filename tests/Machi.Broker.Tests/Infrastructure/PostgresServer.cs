@@ -172,3 +172,13 @@ public sealed class PostgresGroup : ICollectionFixture<PostgresServer>
 {
     public const string Name = "PostgreSQL";
 }
+
+/// <summary>
+/// A second cluster for the subscription, stream, temporal and registration suites: a collection runs its classes one
+/// after another, so two halves on two clusters run side by side (the PostgreSQL suites alone took 18 minutes in one).
+/// </summary>
+[CollectionDefinition(Name)]
+public sealed class PostgresSecondGroup : ICollectionFixture<PostgresServer>
+{
+    public const string Name = "PostgreSQL (second cluster)";
+}

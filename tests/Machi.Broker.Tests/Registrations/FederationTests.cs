@@ -274,5 +274,5 @@ public abstract class FederationTests(Backend backend) : IAsyncLifetime
 
 public sealed class FederationTestsOnSqlite() : FederationTests(Backend.Sqlite);
 
-[Collection(PostgresGroup.Name)]
+[Collection(PostgresSecondGroup.Name)]
 public sealed class FederationTestsOnPostgres(PostgresServer postgres) : FederationTests(Backend.Postgres(postgres));

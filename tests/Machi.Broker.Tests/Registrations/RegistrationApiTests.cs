@@ -252,5 +252,5 @@ public abstract class RegistrationApiTests(Backend backend) : IAsyncLifetime
 
 public sealed class RegistrationApiTestsOnSqlite() : RegistrationApiTests(Backend.Sqlite);
 
-[Collection(PostgresGroup.Name)]
+[Collection(PostgresSecondGroup.Name)]
 public sealed class RegistrationApiTestsOnPostgres(PostgresServer postgres) : RegistrationApiTests(Backend.Postgres(postgres));

@@ -66,5 +66,5 @@ public abstract class RegistrationDocsAndMergeTests(Backend backend)
 
 public sealed class RegistrationDocsAndMergeTestsOnSqlite() : RegistrationDocsAndMergeTests(Backend.Sqlite);
 
-[Collection(PostgresGroup.Name)]
+[Collection(PostgresSecondGroup.Name)]
 public sealed class RegistrationDocsAndMergeTestsOnPostgres(PostgresServer postgres) : RegistrationDocsAndMergeTests(Backend.Postgres(postgres));

@@ -39,6 +39,26 @@ public sealed class MultiNodeTests(PostgresServer postgres) : IAsyncLifetime
         }
     }
 
+    /// <summary>
+    /// A registration without the status members of clause 5.2.9 (timesSent, lastFailure …): each node counts the
+    /// requests it forwarded itself (docs/postgres.md, "Not done yet"), so they differ between nodes by design.
+    /// </summary>
+    private static JsonNode WithoutSourceStatus(JsonNode answer)
+    {
+        if (answer is JsonArray list)
+        {
+            foreach (var registration in list.OfType<JsonObject>().Where(r => r["type"]?.GetValue<string>() == "ContextSourceRegistration"))
+            {
+                foreach (var member in (string[])["status", "timesSent", "timesFailed", "lastSuccess", "lastFailure"])
+                {
+                    registration.Remove(member);
+                }
+            }
+        }
+
+        return answer;
+    }
+
     [Fact]
     public async Task Every_node_gives_the_same_answers()
     {
@@ -70,7 +90,7 @@ public sealed class MultiNodeTests(PostgresServer postgres) : IAsyncLifetime
             {
                 var response = await node.Client.GetAsync(path);
                 Assert.True(response.StatusCode == HttpStatusCode.OK, $"{path} on {node.BaseAddress}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
-                answers.Add((await response.ReadJson()).ToJsonString());
+                answers.Add(WithoutSourceStatus(await response.ReadJson()).ToJsonString());
             }
 
             Assert.All(answers, a => Assert.Equal(answers[0], a));

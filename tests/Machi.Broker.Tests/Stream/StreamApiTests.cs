@@ -309,5 +309,5 @@ public abstract class StreamApiTests(Backend backend) : IAsyncLifetime
 
 public sealed class StreamApiTestsOnSqlite() : StreamApiTests(Backend.Sqlite);
 
-[Collection(PostgresGroup.Name)]
+[Collection(PostgresSecondGroup.Name)]
 public sealed class StreamApiTestsOnPostgres(PostgresServer postgres) : StreamApiTests(Backend.Postgres(postgres));

@@ -228,5 +228,5 @@ public abstract class MqttNotificationTests(Backend backend)
 
 public sealed class MqttNotificationTestsOnSqlite() : MqttNotificationTests(Backend.Sqlite);
 
-[Collection(PostgresGroup.Name)]
+[Collection(PostgresSecondGroup.Name)]
 public sealed class MqttNotificationTestsOnPostgres(PostgresServer postgres) : MqttNotificationTests(Backend.Postgres(postgres));

@@ -331,5 +331,5 @@ public abstract class SubscriptionApiTests(Backend backend)
 
 public sealed class SubscriptionApiTestsOnSqlite() : SubscriptionApiTests(Backend.Sqlite);
 
-[Collection(PostgresGroup.Name)]
+[Collection(PostgresSecondGroup.Name)]
 public sealed class SubscriptionApiTestsOnPostgres(PostgresServer postgres) : SubscriptionApiTests(Backend.Postgres(postgres));

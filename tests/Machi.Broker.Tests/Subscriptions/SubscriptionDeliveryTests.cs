@@ -151,5 +151,5 @@ public abstract class SubscriptionDeliveryTests(Backend backend)
 
 public sealed class SubscriptionDeliveryTestsOnSqlite() : SubscriptionDeliveryTests(Backend.Sqlite);
 
-[Collection(PostgresGroup.Name)]
+[Collection(PostgresSecondGroup.Name)]
 public sealed class SubscriptionDeliveryTestsOnPostgres(PostgresServer postgres) : SubscriptionDeliveryTests(Backend.Postgres(postgres));

@@ -95,5 +95,5 @@ public abstract class HistoryRetentionTests(Backend backend) : IAsyncLifetime
 
 public sealed class HistoryRetentionTestsOnSqlite() : HistoryRetentionTests(Backend.Sqlite);
 
-[Collection(PostgresGroup.Name)]
+[Collection(PostgresSecondGroup.Name)]
 public sealed class HistoryRetentionTestsOnPostgres(PostgresServer postgres) : HistoryRetentionTests(Backend.Postgres(postgres));

@@ -295,5 +295,5 @@ public abstract class TemporalApiTests(Backend backend) : IAsyncLifetime
 
 public sealed class TemporalApiTestsOnSqlite() : TemporalApiTests(Backend.Sqlite);
 
-[Collection(PostgresGroup.Name)]
+[Collection(PostgresSecondGroup.Name)]
 public sealed class TemporalApiTestsOnPostgres(PostgresServer postgres) : TemporalApiTests(Backend.Postgres(postgres));

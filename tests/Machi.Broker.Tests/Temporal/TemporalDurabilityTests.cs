@@ -50,5 +50,5 @@ public abstract class TemporalDurabilityTests(Backend backend)
 
 public sealed class TemporalDurabilityTestsOnSqlite() : TemporalDurabilityTests(Backend.Sqlite);
 
-[Collection(PostgresGroup.Name)]
+[Collection(PostgresSecondGroup.Name)]
 public sealed class TemporalDurabilityTestsOnPostgres(PostgresServer postgres) : TemporalDurabilityTests(Backend.Postgres(postgres));
