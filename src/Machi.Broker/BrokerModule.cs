@@ -7,6 +7,7 @@ using Machi.Broker.Http;
 using Machi.Broker.Query;
 using Machi.Broker.Registrations;
 using Machi.Broker.Storage;
+using Machi.Broker.Storage.Postgres;
 using Machi.Broker.Stream;
 using Machi.Broker.Subscriptions;
 using Machi.Broker.Temporal;
@@ -30,23 +31,11 @@ public static class BrokerModule
         services.Configure<BrokerOptions>(configuration.GetSection("Broker"));
         services.TryAddSingleton(TimeProvider.System);
 
-        // The container owns the store: it is opened on first use and disposed (writer drained, WAL
-        // checkpointed) only after the server has finished every in-flight request.
-        services.AddSingleton<IEntityStore>(sp =>
-        {
-            var options = sp.GetRequiredService<IOptions<BrokerOptions>>().Value;
-            var store = new SqliteEntityStore(Path.Combine(options.DataDirectory, "machi.db"), sp.GetRequiredService<ILogger<SqliteEntityStore>>());
-            store.InitializeAsync(CancellationToken.None).GetAwaiter().GetResult();
-            return store;
-        });
-        services.AddSingleton(sp => (SqliteEntityStore)sp.GetRequiredService<IEntityStore>());
+        AddStorage(services, !string.IsNullOrWhiteSpace(configuration["Broker:Database"]));
         services.AddSingleton<EntityService>();
-        services.AddSingleton<IConsentStore, SqliteConsentStore>();
         services.AddSingleton<AccessPolicy>();
         services.AddSingleton<ConsentService>();
-        services.AddSingleton(sp => new AccessLog(Path.Combine(sp.GetRequiredService<IOptions<BrokerOptions>>().Value.DataDirectory, "access-log.db"),
-            sp.GetRequiredService<ILogger<AccessLog>>()));
-        services.AddSingleton(sp => new AccessAudit(sp.GetRequiredService<AccessLog>(), sp.GetRequiredService<TimeProvider>())
+        services.AddSingleton(sp => new AccessAudit(sp.GetRequiredService<IAccessLog>(), sp.GetRequiredService<TimeProvider>())
         {
             Node = configuration["Broker:NodeName"] is { Length: > 0 } node ? node : Environment.MachineName,
         });
@@ -58,7 +47,6 @@ public static class BrokerModule
         services.AddSingleton<IContextDocumentLoader>(sp => new HttpContextDocumentLoader(
             new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }),
             sp.GetRequiredService<LdContextOptions>()));
-        services.AddSingleton<IHostedContextStore, SqliteHostedContextStore>();
         services.AddSingleton<ContextRegistry>();
         services.AddSingleton<IContextResolver, ContextResolver>();
         services.AddSingleton<IBrokerHealth, StoreHealth>();
@@ -72,6 +60,54 @@ public static class BrokerModule
         services.AddHostedService(sp => sp.GetRequiredService<ChangeLogRetention>());
         services.AddMachiTemporal();
         return services;
+    }
+
+    /// <summary>
+    /// The backend: PostgreSQL when Broker:Database (--database, Machi__Broker__Database) holds a connection string,
+    /// else the SQLite file in the data directory. Everything that keeps state goes through these registrations.
+    /// </summary>
+    private static void AddStorage(IServiceCollection services, bool postgres)
+    {
+        // The container owns the store: it is opened (schema migrated) on first use and disposed (writer drained,
+        // WAL checkpointed) only after the server has finished every in-flight request.
+        if (postgres)
+        {
+            services.AddSingleton(sp =>
+            {
+                var options = sp.GetRequiredService<IOptions<BrokerOptions>>().Value;
+                var store = new PostgresEntityStore(options.Database!, sp.GetRequiredService<ILogger<PostgresEntityStore>>(), sp.GetRequiredService<TimeProvider>());
+                store.InitializeAsync(CancellationToken.None).GetAwaiter().GetResult();
+                return store;
+            });
+            services.AddSingleton<IEntityStore>(sp => sp.GetRequiredService<PostgresEntityStore>());
+            services.AddSingleton<IHostedContextStore, PostgresHostedContextStore>();
+            services.AddSingleton<IRegistrationStore, PostgresRegistrationStore>();
+            services.AddSingleton<ISubscriptionStore, PostgresSubscriptionStore>();
+            services.AddSingleton<INotificationLeadership, PostgresLeadership>();
+            services.AddSingleton<ITemporalHistory, PostgresTemporalHistory>();
+            services.AddSingleton<IStoreMaintenance, PostgresStoreMaintenance>();
+            services.AddSingleton<IConsentStore, PostgresConsentStore>();
+            services.AddSingleton<IAccessLog>(sp => new PostgresAccessLog(sp.GetRequiredService<PostgresEntityStore>().DataSource));
+            return;
+        }
+
+        services.AddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<BrokerOptions>>().Value;
+            var store = new SqliteEntityStore(Path.Combine(options.DataDirectory, "machi.db"), sp.GetRequiredService<ILogger<SqliteEntityStore>>());
+            store.InitializeAsync(CancellationToken.None).GetAwaiter().GetResult();
+            return store;
+        });
+        services.AddSingleton<IEntityStore>(sp => sp.GetRequiredService<SqliteEntityStore>());
+        services.AddSingleton<IHostedContextStore, SqliteHostedContextStore>();
+        services.AddSingleton<IRegistrationStore, SqliteRegistrationStore>();
+        services.AddSingleton<ISubscriptionStore, SqliteSubscriptionStore>();
+        services.AddSingleton<INotificationLeadership, SoleNodeLeadership>();
+        services.AddSingleton<ITemporalHistory, TemporalHistory>();
+        services.AddSingleton<IStoreMaintenance, SqliteStoreMaintenance>();
+        services.AddSingleton<IConsentStore, SqliteConsentStore>();
+        services.AddSingleton<IAccessLog>(sp => new SqliteAccessLog(Path.Combine(sp.GetRequiredService<IOptions<BrokerOptions>>().Value.DataDirectory, "access-log.db"),
+            sp.GetRequiredService<ILogger<SqliteAccessLog>>()));
     }
 
     /// <summary>Maps the NGSI-LD API under /ngsi-ld/v1; every failure there answers with ProblemDetails.</summary>

@@ -6,6 +6,16 @@ public sealed class BrokerOptions
     /// <summary>Directory holding the embedded SQLite database (machi.db) and other state.</summary>
     public string DataDirectory { get; set; } = "data";
 
+    /// <summary>
+    /// A PostgreSQL (15+, with PostGIS) connection string, e.g. "Host=db;Database=machi;Username=machi". When set,
+    /// everything the broker keeps lives there (several nodes may share it) and the data directory holds no database;
+    /// empty: the embedded SQLite file in <see cref="DataDirectory"/>.
+    /// </summary>
+    public string? Database { get; set; }
+
+    /// <summary>True when <see cref="Database"/> names a PostgreSQL server.</summary>
+    public bool UsesPostgres => !string.IsNullOrWhiteSpace(Database);
+
     /// <summary>Largest accepted request body; larger ones get 413.</summary>
     public long MaxRequestBodyBytes { get; set; } = 8 * 1024 * 1024;
 

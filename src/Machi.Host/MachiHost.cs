@@ -26,6 +26,9 @@ public sealed record ServeOptions
     /// <summary>Data directory; relative paths are taken from the current directory.</summary>
     public string? DataDirectory { get; init; }
 
+    /// <summary>PostgreSQL connection string (Broker:Database); unset: the embedded SQLite file in the data directory.</summary>
+    public string? Database { get; init; }
+
     /// <summary>Extra configuration keys ("Broker:MaxLimit" …), above appsettings and environment variables.</summary>
     public IReadOnlyDictionary<string, string?>? Settings { get; init; }
 }
@@ -118,11 +121,11 @@ public static class MachiHost
     }
 
     /// <summary>The configuration <c>machi serve</c> would see, for commands that work on the data without serving.</summary>
-    internal static IConfiguration LoadConfiguration(string? dataDirectory)
+    internal static IConfiguration LoadConfiguration(string? dataDirectory, string? database = null)
     {
         var configuration = new ConfigurationManager();
         configuration.AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true, reloadOnChange: false);
-        AddConfiguration(configuration, new ServeOptions { DataDirectory = dataDirectory });
+        AddConfiguration(configuration, new ServeOptions { DataDirectory = dataDirectory, Database = database });
         return configuration;
     }
 
@@ -150,6 +153,11 @@ public static class MachiHost
         if (options.DataDirectory is not null)
         {
             overrides["Broker:DataDirectory"] = options.DataDirectory;
+        }
+
+        if (options.Database is not null)
+        {
+            overrides["Broker:Database"] = options.Database;
         }
 
         configuration.AddInMemoryCollection(overrides);

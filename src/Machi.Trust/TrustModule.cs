@@ -121,13 +121,30 @@ public static class TrustModule
         services.TryAddSingleton(TimeProvider.System);
         services.AddOptions<TrustOptions>().Bind(configuration.GetSection("Trust"))
             .PostConfigure(trust => trust.DataDirectory = dataDirectory);
-        services.AddDbContext<TrustDbContext>(db => db.UseMachiSqlite(dataDirectory));
+        var database = configuration["Broker:Database"];
+        var postgres = !string.IsNullOrWhiteSpace(database);
+        if (postgres)
+        {
+            services.AddDbContext<TrustDbContext, PostgresTrustDbContext>(db => db.UseMachiPostgres(database!));
+        }
+        else
+        {
+            services.AddDbContext<TrustDbContext>(db => db.UseMachiSqlite(dataDirectory));
+        }
+
         services.AddOpenIddict().AddCore(core => core.UseEntityFrameworkCore().UseDbContext<TrustDbContext>());
 
-        // Cookies, e-mail and reset tokens are protected with keys that must outlive a restart.
-        services.AddDataProtection()
-            .SetApplicationName("Machi")
-            .PersistKeysToFileSystem(new DirectoryInfo(Path.Combine(dataDirectory, "keys", "data-protection")));
+        // Cookies, e-mail and reset tokens are protected with keys that must outlive a restart; on PostgreSQL every
+        // node must read the same keys, so they live in the database.
+        var protection = services.AddDataProtection().SetApplicationName("Machi");
+        if (postgres)
+        {
+            protection.PersistKeysToDbContext<TrustDbContext>();
+        }
+        else
+        {
+            protection.PersistKeysToFileSystem(new DirectoryInfo(Path.Combine(dataDirectory, "keys", "data-protection")));
+        }
 
         var identity = services.AddIdentityCore<MachiUser>()
             .AddEntityFrameworkStores<TrustDbContext>()

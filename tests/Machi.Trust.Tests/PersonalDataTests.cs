@@ -14,28 +14,28 @@ namespace Machi.Trust.Tests;
 /// The platform's rule for personal data, end to end over real HTTP with real tokens: a resident's entity is seen by the
 /// resident, by a service only while the resident's consent (given on the consent page) is active and for its purpose,
 /// and by nobody else — not another resident, not an admin token; every access by a service is in the resident's
-/// hash-chained access log, which <c>machi audit verify</c> checks.
+/// hash-chained access log, which <c>machi audit verify</c> checks. Run on each backend (…OnSqlite, …OnPostgres).
 /// </summary>
-public sealed class PersonalDataTests
+public abstract class PersonalDataTests(Backend backend)
 {
-    private const string Password = "tsurugajo-2026";
-    private const string Owner = "https://machi.city/ns/owner";
-    private const string Category = "https://machi.city/ns/dataCategory";
-    private const string Entities = "ngsi-ld/v1/entities";
+    protected const string Password = "tsurugajo-2026";
+    protected const string Owner = "https://machi.city/ns/owner";
+    protected const string Category = "https://machi.city/ns/dataCategory";
+    protected const string Entities = "ngsi-ld/v1/entities";
 
-    private sealed record City(MachiServer Server, string AppId, string ServiceId, string ServiceToken, string ResidentA, string TokenA, string TokenB)
+    protected sealed record City(MachiServer Server, string AppId, string ServiceId, string ServiceToken, string ResidentA, string TokenA, string TokenB)
     {
         public HttpClient Http => Server.Anonymous;
     }
 
-    private static async Task<City> StartAsync()
+    /// <summary>A city with two residents, a resident app and a clinic service; on <paramref name="server"/> when given, else on a new server of the backend.</summary>
+    protected async Task<City> StartAsync(MachiServer? server = null)
     {
-        var server = await MachiServer.StartAsync();
-        var data = server.DataDirectory;
-        var a = await AddUserAsync(data, "resident", "hanako@example.jp", Password);
-        await AddUserAsync(data, "resident", "taro@example.jp", Password);
-        var (app, _) = await AddClientAsync(data, "--name", "Aizu app", "--public", "--scope", "openid ngsi:read ngsi:write", "--redirect-uri", RedirectUri.AbsoluteUri);
-        var (service, secret) = await AddClientAsync(data, "--name", "Clinic Tsuruga", "--scope", "ngsi:read ngsi:write", "--redirect-uri", RedirectUri.AbsoluteUri,
+        server ??= await backend.StartAsync();
+        var a = await AddUserAsync(server, "resident", "hanako@example.jp", Password);
+        await AddUserAsync(server, "resident", "taro@example.jp", Password);
+        var (app, _) = await AddClientAsync(server, "--name", "Aizu app", "--public", "--scope", "openid ngsi:read ngsi:write", "--redirect-uri", RedirectUri.AbsoluteUri);
+        var (service, secret) = await AddClientAsync(server, "--name", "Clinic Tsuruga", "--scope", "ngsi:read ngsi:write", "--redirect-uri", RedirectUri.AbsoluteUri,
             "--operator", "Tsuruga Clinic Corp.", "--purpose", "monitoring", "--category", "vitals,location");
         var serviceToken = await ClientCredentialsTokenAsync(server.Anonymous, service, secret!);
         var tokenA = (await SignInAsync(server, app, null, "hanako@example.jp", Password, "openid ngsi:read ngsi:write"))["access_token"]!.GetValue<string>();
@@ -43,12 +43,12 @@ public sealed class PersonalDataTests
         return new City(server, app, service, serviceToken, a, tokenA, tokenB);
     }
 
-    private static string BloodPressure(string id, string owner) => $$$"""
+    protected static string BloodPressure(string id, string owner) => $$$"""
         {"id":"{{{id}}}","type":"BloodPressureObservation","systolic":{"type":"Property","value":128},
          "{{{Owner}}}":{"type":"Property","value":"{{{owner}}}"},"{{{Category}}}":{"type":"Property","value":"vitals"}}
         """;
 
-    private static async Task<HttpResponseMessage> SendAsync(HttpClient http, HttpMethod method, string path, string? token, string? body = null, string? purpose = null)
+    protected static async Task<HttpResponseMessage> SendAsync(HttpClient http, HttpMethod method, string path, string? token, string? body = null, string? purpose = null)
     {
         using var request = new HttpRequestMessage(method, path);
         if (token is not null)
@@ -69,7 +69,7 @@ public sealed class PersonalDataTests
         return await http.SendAsync(request);
     }
 
-    private static async Task<(HttpStatusCode Status, string Body, string? Count)> GetAsync(HttpClient http, string path, string? token, string? purpose = null)
+    protected static async Task<(HttpStatusCode Status, string Body, string? Count)> GetAsync(HttpClient http, string path, string? token, string? purpose = null)
     {
         using var response = await SendAsync(http, HttpMethod.Get, path, token, purpose: purpose);
         var count = response.Headers.TryGetValues("NGSILD-Results-Count", out var values) ? values.First() : null;
@@ -77,7 +77,7 @@ public sealed class PersonalDataTests
     }
 
     /// <summary>Signs the resident in with a browser, opens the service's opt-in URL and agrees; the consent id.</summary>
-    private static async Task<string> ConsentOnThePageAsync(City city, string email, string purpose, string categories)
+    protected static async Task<string> ConsentOnThePageAsync(City city, string email, string purpose, string categories)
     {
         using var browser = new Browser(city.Server.BaseAddress);
         await browser.GetAsync("/account/login");
@@ -165,19 +165,31 @@ public sealed class PersonalDataTests
         Assert.Equal("granted", JsonNode.Parse(grant)!["machiConsentStatus"]!.GetValue<string>());
 
         // The log verifies; changing one record is detected.
-        Assert.Contains("intact: 2 records", await MachiAsync("audit", "verify", "--data", city.Server.DataDirectory), StringComparison.Ordinal);
-        using (var db = new SqliteConnection($"Data Source={Path.Combine(city.Server.DataDirectory, "access-log.db")};Pooling=false"))
-        {
-            db.Open();
-            using var tamper = db.CreateCommand();
-            tamper.CommandText = "UPDATE access_log SET client_id = 'someone-innocent' WHERE seq = 1";
-            tamper.ExecuteNonQuery();
-        }
-
+        Assert.Contains("intact: 2 records", await MachiAsync(["audit", "verify", .. Tokens.Location(city.Server.DataDirectory, city.Server.Database)]), StringComparison.Ordinal);
+        await TamperAsync(city.Server, "UPDATE access_log SET client_id = 'someone-innocent' WHERE seq = 1");
         using var output = new StringWriter();
         using var errors = new StringWriter();
-        Assert.Equal(1, await Machi.Host.Cli.MachiCli.RunAsync(["audit", "verify", "--data", city.Server.DataDirectory], output, errors));
+        Assert.Equal(1, await Machi.Host.Cli.MachiCli.RunAsync(["audit", "verify", .. Tokens.Location(city.Server.DataDirectory, city.Server.Database)], output, errors));
         Assert.Contains("record 1", errors.ToString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>Changes the stored access log behind Machi's back, as an intruder with database access would.</summary>
+    protected static async Task TamperAsync(MachiServer server, string sql)
+    {
+        if (server.Database is { } database)
+        {
+            await using var pg = new Npgsql.NpgsqlConnection(database);
+            await pg.OpenAsync();
+            await using var change = new Npgsql.NpgsqlCommand(sql, pg);
+            await change.ExecuteNonQueryAsync();
+            return;
+        }
+
+        using var db = new SqliteConnection($"Data Source={Path.Combine(server.DataDirectory, "access-log.db")};Pooling=false");
+        await db.OpenAsync();
+        using var tamper = db.CreateCommand();
+        tamper.CommandText = sql;
+        await tamper.ExecuteNonQueryAsync();
     }
 
     [Fact]
@@ -213,7 +225,7 @@ public sealed class PersonalDataTests
             Assert.Contains("Unauthorized", await anonymous.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
 
-        var (readerId, readerSecret) = await AddClientAsync(city.Server.DataDirectory, "--name", "Open data portal", "--scope", "ngsi:read");
+        var (readerId, readerSecret) = await AddClientAsync(city.Server, "--name", "Open data portal", "--scope", "ngsi:read");
         var readerToken = await ClientCredentialsTokenAsync(city.Http, readerId, readerSecret!);
         using (var reader = await SendAsync(city.Http, HttpMethod.Post, Entities, readerToken, entity))
         {
@@ -360,6 +372,74 @@ public sealed class PersonalDataTests
         var after = JsonNode.Parse((await GetAsync(city.Http, "api/me/data", city.TokenA)).Body)!;
         Assert.Empty(after["entities"]!.AsArray());
         Assert.Equal("erasure", after["accessLog"]!.AsArray().Single()!["operation"]!.GetValue<string>());
-        Assert.Contains("intact: 2 records (1 redacted", await MachiAsync("audit", "verify", "--data", city.Server.DataDirectory), StringComparison.Ordinal);
+        Assert.Contains("intact: 2 records (1 redacted", await MachiAsync(["audit", "verify", .. Tokens.Location(city.Server.DataDirectory, city.Server.Database)]), StringComparison.Ordinal);
+    }
+}
+
+public sealed class PersonalDataTestsOnSqlite() : PersonalDataTests(Backend.Sqlite);
+
+[Collection(PostgresGroup.Name)]
+public sealed class PersonalDataTestsOnPostgres(PostgresServer postgres) : PersonalDataTests(Backend.Postgres(postgres))
+{
+    /// <summary>
+    /// Two nodes on one database: a consent given through one node opens the resident's entity to the service on the
+    /// other (its cached grants are read again when the consent is announced), and its revocation closes it there.
+    /// </summary>
+    [Fact]
+    public async Task A_consent_given_through_one_node_opens_the_data_on_another_and_its_revocation_closes_it_there()
+    {
+        var database = await postgres.CreateDatabaseAsync("consent_nodes");
+        var city = await StartAsync(await MachiServer.StartAsync(settings: new Dictionary<string, string?> { ["Broker:Database"] = database, ["Broker:NodeName"] = "node-a" }));
+        await using var first = city.Server;
+        await using var second = await MachiServer.StartAsync(settings: new Dictionary<string, string?> { ["Broker:Database"] = database, ["Broker:NodeName"] = "node-b" });
+        const string id = "urn:ngsi-ld:BloodPressureObservation:hanako-nodes";
+        using (var created = await SendAsync(city.Http, HttpMethod.Post, Entities, city.TokenA, BloodPressure(id, city.ResidentA)))
+        {
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        }
+
+        const string query = Entities + "?type=BloodPressureObservation&count=true";
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync(second.Anonymous, $"{Entities}/{id}", city.ServiceToken, purpose: "monitoring")).Status);
+        Assert.Equal("0", (await GetAsync(second.Anonymous, query, city.ServiceToken, purpose: "monitoring")).Count);
+
+        var consentId = await ConsentOnThePageAsync(city, "hanako@example.jp", "monitoring", "vitals");
+        Assert.Equal("1", (await GetAsync(second.Anonymous, query, city.ServiceToken, purpose: "monitoring")).Count);
+        Assert.Equal(HttpStatusCode.OK, await EventuallyAsync(second, $"{Entities}/{id}", city.ServiceToken, HttpStatusCode.OK));
+        Assert.Equal("0", (await GetAsync(second.Anonymous, query, city.TokenB, purpose: "monitoring")).Count);
+
+        using (var revoked = await SendAsync(city.Http, HttpMethod.Delete, $"api/consents/{Uri.EscapeDataString(consentId)}", city.TokenA))
+        {
+            Assert.Equal(HttpStatusCode.OK, revoked.StatusCode);
+        }
+
+        Assert.Equal("0", (await GetAsync(second.Anonymous, query, city.ServiceToken, purpose: "monitoring")).Count);
+        Assert.Equal(HttpStatusCode.NotFound, await EventuallyAsync(second, $"{Entities}/{id}", city.ServiceToken, HttpStatusCode.NotFound));
+
+        // The service's reads were logged by the node that served them, in that node's chain of the shared log.
+        var (_, log, _) = await GetAsync(first.Anonymous, "api/access-log", city.TokenA);
+        Assert.Contains(JsonNode.Parse(log)!.AsArray(), r => r!["node"]!.GetValue<string>() == "node-b" && r["entityId"]!.GetValue<string>() == id);
+        string[] verify = ["audit", "verify", .. Tokens.Location(first.DataDirectory, database)];
+        Assert.Contains("access log intact", await MachiAsync(verify), StringComparison.Ordinal);
+        await TamperAsync(first, "UPDATE access_log SET purpose = 'research' WHERE node = 'node-b' AND seq = 1");
+        using var output = new StringWriter();
+        using var errors = new StringWriter();
+        Assert.Equal(1, await Machi.Host.Cli.MachiCli.RunAsync(verify, output, errors));
+        Assert.Contains("record 1 of node node-b was altered", errors.ToString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>The status of a read once it is <paramref name="expected"/>, or the last one after 10 s (the announcement travels through the database).</summary>
+    private static async Task<HttpStatusCode> EventuallyAsync(MachiServer node, string path, string token, HttpStatusCode expected)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            var (status, _, _) = await GetAsync(node.Anonymous, path, token, purpose: "monitoring");
+            if (status == expected || DateTime.UtcNow > deadline)
+            {
+                return status;
+            }
+
+            await Task.Delay(100);
+        }
     }
 }

@@ -117,7 +117,7 @@ internal static class AccessApi
     }
 
     private static async Task<IResult> AccessLogEntries(
-        HttpContext http, AccessLog log, string? resident, string? clientId, DateTimeOffset? from, DateTimeOffset? to, int? limit, int? offset)
+        HttpContext http, IAccessLog log, string? resident, string? clientId, DateTimeOffset? from, DateTimeOffset? to, int? limit, int? offset)
     {
         if (await PersonAsync(http) is not { Subject: { } person } caller)
         {
@@ -126,11 +126,11 @@ internal static class AccessApi
 
         // Residents see their own records; staff see everyone's (and may filter by resident).
         var staff = caller.Roles.Contains(AccessPolicy.StaffRole);
-        var entries = await log.ReadAsync(staff ? resident : person, clientId, from, to, Math.Clamp(limit ?? 100, 1, 1000), Math.Max(offset ?? 0, 0));
+        var entries = await log.ReadAsync(staff ? resident : person, clientId, from, to, Math.Clamp(limit ?? 100, 1, 1000), Math.Max(offset ?? 0, 0), cancellationToken: http.RequestAborted);
         return Results.Json(entries.Select(Json));
     }
 
-    private static async Task<IResult> Export(HttpContext http, IEntityStore store, AccessLog log, ConsentService consents)
+    private static async Task<IResult> Export(HttpContext http, IEntityStore store, IAccessLog log, ConsentService consents)
     {
         if (await PersonAsync(http) is not { Subject: { } resident })
         {
@@ -139,7 +139,7 @@ internal static class AccessApi
 
         var entities = new JsonArray();
         var render = RequestOptions.Parse(new QueryCollection()).Render(LdContext.Core, MediaTypes.Json);
-        foreach (var (tenant, id) in OwnedEntities(store, resident))
+        foreach (var (tenant, id) in await store.OwnedEntitiesAsync(resident, http.RequestAborted))
         {
             if (await store.GetAsync(tenant, id, http.RequestAborted) is { } entity)
             {
@@ -178,14 +178,14 @@ internal static class AccessApi
             ["exportedAt"] = DateTimeOffset.UtcNow,
             ["entities"] = entities,
             ["consents"] = consentList,
-            ["accessLog"] = new JsonArray([.. (await log.ReadAsync(resident, limit: 100_000, newestFirst: false)).Select(e => JsonSerializer.SerializeToNode(Json(e)))]),
+            ["accessLog"] = new JsonArray([.. (await log.ReadAsync(resident, limit: 100_000, newestFirst: false, cancellationToken: http.RequestAborted)).Select(e => JsonSerializer.SerializeToNode(Json(e)))]),
         };
         http.Response.Headers.ContentDisposition = "attachment; filename=\"machi-my-data.json\"";
         return Results.Text(export.ToJsonString(), "application/json");
     }
 
     private static async Task<IResult> Erase(
-        HttpContext http, IEntityStore store, EntityService entities, TemporalHistory history, ConsentService consents, AccessLog log, AccessAudit audit)
+        HttpContext http, IEntityStore store, EntityService entities, ITemporalHistory history, ConsentService consents, IAccessLog log, AccessAudit audit)
     {
         if (await PersonAsync(http) is not { Subject: { } resident })
         {
@@ -194,7 +194,7 @@ internal static class AccessApi
 
         var owner = new Caller(resident, null, new HashSet<string> { Caller.WriteScope }, new HashSet<string>());
         var deleted = 0;
-        foreach (var (tenant, id) in OwnedEntities(store, resident))
+        foreach (var (tenant, id) in await store.OwnedEntitiesAsync(resident, http.RequestAborted))
         {
             try
             {
@@ -213,23 +213,6 @@ internal static class AccessApi
         var redacted = await log.RedactAsync(resident, audit.Record(owner, "", "urn:machi:erasure", resident, "erasure"));
         return Results.Json(new { deletedEntities = deleted, deletedConsents = consentCount, redactedAccessRecords = redacted });
     }
-
-    /// <summary>(tenant, id) of every personal entity a resident owns, over all tenants.</summary>
-    private static List<(string Tenant, string Id)> OwnedEntities(IEntityStore store, string resident) =>
-        ((SqliteEntityStore)store).Read(c =>
-        {
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = "SELECT tenant, id FROM entities WHERE owner = $owner AND access = 2";
-            cmd.Parameters.AddWithValue("$owner", resident);
-            using var r = cmd.ExecuteReader();
-            var list = new List<(string, string)>();
-            while (r.Read())
-            {
-                list.Add((r.GetString(0), r.GetString(1)));
-            }
-
-            return list;
-        });
 
     private static object Json(AccessLogEntry e) => new
     {

@@ -3,7 +3,7 @@ using Machi.Ngsi.Model;
 namespace Machi.Broker.Access;
 
 /// <summary>Writes to the access log what a caller was shown or changed of residents' personal data (not their own).</summary>
-public sealed class AccessAudit(AccessLog log, TimeProvider time)
+public sealed class AccessAudit(IAccessLog log, TimeProvider time)
 {
     /// <summary>This node's name in the log (several nodes may serve one city).</summary>
     public string Node { get; init; } = Environment.MachineName;

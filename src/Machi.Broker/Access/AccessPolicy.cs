@@ -7,7 +7,46 @@ namespace Machi.Broker.Access;
 /// data when <see cref="Internal"/>, and personal entities owned by <see cref="Owner"/>, covered by an active consent of
 /// <see cref="ConsentClient"/> for <see cref="ConsentPurpose"/>, or all of them under a declared emergency.
 /// </summary>
-public sealed record AccessFilter(bool Internal, string? Owner, string? ConsentClient, string? ConsentPurpose, bool AllPersonal, DateTimeOffset Now);
+public sealed record AccessFilter(bool Internal, string? Owner, string? ConsentClient, string? ConsentPurpose, bool AllPersonal, DateTimeOffset Now)
+{
+    /// <summary>
+    /// The condition on entities <c>e</c> (columns access, owner, category) every backend adds to a query, so counts
+    /// and pages are those of the visible entities only; personal entities covered by a consent are found through
+    /// consent_grants' primary key (client, purpose, resident, category). The SQL is the same in SQLite and
+    /// PostgreSQL; <paramref name="parameter"/> binds a value (text or UTC ticks) and returns its placeholder.
+    /// </summary>
+    public string Condition(Func<object, string> parameter)
+    {
+        ArgumentNullException.ThrowIfNull(parameter);
+        var allowed = new List<string> { "e.access = 1" };
+        if (Internal)
+        {
+            allowed.Add("e.access = 0");
+        }
+
+        if (AllPersonal)
+        {
+            allowed.Add("e.access = 2");
+        }
+        else
+        {
+            if (Owner is not null)
+            {
+                allowed.Add($"(e.access = 2 AND e.owner = {parameter(Owner)})");
+            }
+
+            if (ConsentClient is not null && ConsentPurpose is not null)
+            {
+                allowed.Add(
+                    $"(e.access = 2 AND EXISTS (SELECT 1 FROM consent_grants g WHERE g.client_id = {parameter(ConsentClient)} " +
+                    $"AND g.purpose = {parameter(ConsentPurpose)} AND g.resident = e.owner AND g.category = e.category " +
+                    $"AND g.expires_at > {parameter(Now.UtcTicks)}))");
+            }
+        }
+
+        return $"({string.Join(" OR ", allowed)})";
+    }
+}
 
 /// <summary>
 /// The platform's one rule for reading and writing entities: open data for anyone, internal data for callers with
@@ -15,42 +54,94 @@ public sealed record AccessFilter(bool Internal, string? Owner, string? ConsentC
 /// holding the resident's active consent for the entity's category and the purpose the service declares, or for staff
 /// under a declared emergency (always logged). Scopes never open personal data, not even <c>ngsi:admin</c>.
 /// Active consents are held in memory for point decisions and changed here when a consent is granted or revoked, so
-/// a revocation takes effect on the next request.
+/// a revocation takes effect on the next request. When several nodes share the database, a change made through
+/// another node is announced (<see cref="IConsentStore.ChangedElsewhere"/>): the grants are then read again, and
+/// decisions wait for that reading.
 /// </summary>
-public sealed class AccessPolicy(IConsentStore consents, TimeProvider time)
+public sealed class AccessPolicy
 {
     public const string StaffRole = "staff";
 
-    private readonly ConcurrentDictionary<(string Client, string Purpose, string Resident, string Category), DateTimeOffset> _grants = new();
+    private readonly IConsentStore _consents;
+    private readonly TimeProvider _time;
     private readonly Lock _loading = new();
+    private volatile ConcurrentDictionary<(string Client, string Purpose, string Resident, string Category), DateTimeOffset> _grants = new();
     private Task? _load;
     private volatile bool _loaded;
 
-    public DateTimeOffset Now() => time.GetUtcNow();
+    // Counts changes (here or announced); a reading that saw the count move meanwhile is read again.
+    private int _changes;
 
-    /// <summary>Loads the active consents (once; on first use otherwise).</summary>
+    public AccessPolicy(IConsentStore consents, TimeProvider time)
+    {
+        _consents = consents;
+        _time = time;
+        consents.ChangedElsewhere += Stale;
+    }
+
+    public DateTimeOffset Now() => _time.GetUtcNow();
+
+    /// <summary>Loads the active consents (once, and again after another node changed them; on first use otherwise).</summary>
     public Task LoadAsync(CancellationToken cancellationToken)
     {
         lock (_loading)
         {
+            // A reading that failed (the database was unreachable) is tried again by the next caller.
+            if (_load is { IsCompleted: true, IsCompletedSuccessfully: false })
+            {
+                _load = null;
+            }
+
             return _load ??= LoadOnceAsync(cancellationToken);
         }
     }
 
     private async Task LoadOnceAsync(CancellationToken cancellationToken)
     {
-        foreach (var consent in await consents.ActiveAsync(Now(), cancellationToken).ConfigureAwait(false))
+        while (true)
         {
-            Add(consent);
-        }
+            var seen = Volatile.Read(ref _changes);
+            var grants = new ConcurrentDictionary<(string Client, string Purpose, string Resident, string Category), DateTimeOffset>();
+            foreach (var consent in await _consents.ActiveAsync(Now(), cancellationToken).ConfigureAwait(false))
+            {
+                Add(grants, consent);
+            }
 
-        _loaded = true;
+            lock (_loading)
+            {
+                if (seen == _changes)
+                {
+                    _grants = grants;
+                    _loaded = true;
+                    return;
+                }
+            }
+        }
     }
 
-    public void Granted(Consent consent) => Add(consent);
+    /// <summary>Another node changed the consents (listener thread): decisions wait for the grants read again.</summary>
+    private void Stale()
+    {
+        lock (_loading)
+        {
+            Interlocked.Increment(ref _changes);
+            _loaded = false;
+            _load = null;
+        }
+
+        _ = LoadAsync(CancellationToken.None).ContinueWith(
+            t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+    }
+
+    public void Granted(Consent consent)
+    {
+        Interlocked.Increment(ref _changes);
+        Add(_grants, consent);
+    }
 
     public void Revoked(Consent consent)
     {
+        Interlocked.Increment(ref _changes);
         foreach (var category in consent.Categories)
         {
             _grants.TryRemove((consent.ClientId, consent.Purpose, consent.Resident, category), out _);
@@ -60,9 +151,11 @@ public sealed class AccessPolicy(IConsentStore consents, TimeProvider time)
     /// <summary>Forgets every grant of a resident (erasure).</summary>
     public void Forget(string resident)
     {
-        foreach (var key in _grants.Keys.Where(k => k.Resident == resident))
+        Interlocked.Increment(ref _changes);
+        var grants = _grants;
+        foreach (var key in grants.Keys.Where(k => k.Resident == resident))
         {
-            _grants.TryRemove(key, out _);
+            grants.TryRemove(key, out _);
         }
     }
 
@@ -119,11 +212,11 @@ public sealed class AccessPolicy(IConsentStore consents, TimeProvider time)
             && expires > Now();
     }
 
-    private void Add(Consent consent)
+    private static void Add(ConcurrentDictionary<(string Client, string Purpose, string Resident, string Category), DateTimeOffset> grants, Consent consent)
     {
         foreach (var category in consent.Categories)
         {
-            _grants.AddOrUpdate((consent.ClientId, consent.Purpose, consent.Resident, category), consent.ExpiresAt,
+            grants.AddOrUpdate((consent.ClientId, consent.Purpose, consent.Resident, category), consent.ExpiresAt,
                 (_, existing) => existing > consent.ExpiresAt ? existing : consent.ExpiresAt);
         }
     }

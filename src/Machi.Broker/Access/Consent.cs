@@ -22,6 +22,9 @@ public sealed record Consent(
 /// <summary>Where consents live (the broker's database, so a query's SQL can join the active grants).</summary>
 public interface IConsentStore
 {
+    /// <summary>Raised when another node may have granted or revoked consents (a shared database): cached grants are stale.</summary>
+    event Action? ChangedElsewhere;
+
     Task AddAsync(Consent consent, string receipt, CancellationToken cancellationToken);
 
     /// <summary>Revokes one of <paramref name="resident"/>'s consents; false when there is no such active consent.</summary>

@@ -199,7 +199,7 @@ internal static class ConsentPages
         return Results.Redirect("/account/consents?revoked=1");
     }
 
-    private static async Task<IResult> AccessLogPage(HttpContext http, IAntiforgery af, AccessLog log)
+    private static async Task<IResult> AccessLogPage(HttpContext http, IAntiforgery af, IAccessLog log)
     {
         if (await ResidentAsync(http) is not { } resident)
         {
@@ -207,7 +207,7 @@ internal static class ConsentPages
         }
 
         var page = Html.For(http, af);
-        var entries = await log.ReadAsync(resident, limit: 200);
+        var entries = await log.ReadAsync(resident, limit: 200, cancellationToken: http.RequestAborted);
         if (entries.Count == 0)
         {
             return page.Page("access_log_title", "<p>" + Html.E(page.T("access_log_none")) + "</p>");

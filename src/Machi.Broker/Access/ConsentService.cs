@@ -78,6 +78,9 @@ public sealed class ConsentService(IConsentStore store, AccessPolicy policy, IOp
             return null;
         }
 
+        // Again after the commit: grants read again meanwhile (another node's change) may have been read before it.
+        policy.Revoked(consent);
+
         // Another active consent may cover some of the same grants.
         foreach (var other in consents.Where(c => c.Id != consentId && c.IsActive(now)))
         {

@@ -50,6 +50,22 @@ public readonly record struct EntityAccess(AccessLevel Level, string? Owner, str
             : default;
     }
 
+    /// <summary>
+    /// The marks an entity's history takes after a write (null: it keeps its own): those of the entity written when it
+    /// is created or its marks change; a deleted entity's history stays as private as it was. Every backend's writer
+    /// asks this, so the history's marks are decided in one place.
+    /// </summary>
+    public static EntityAccess? ForHistory(EntityAccess before, bool existed, Entity? after)
+    {
+        if (after is null)
+        {
+            return null;
+        }
+
+        var marks = Of(after);
+        return !existed || marks != before ? marks : null;
+    }
+
     private static string? Text(Entity entity, string attribute) =>
         entity.Attributes.TryGetValue(attribute, out var instances) && instances.Count > 0
             && instances[0].Payload is JsonValue value && value.TryGetValue<string>(out var text) && text.Length > 0

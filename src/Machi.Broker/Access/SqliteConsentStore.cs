@@ -9,6 +9,13 @@ namespace Machi.Broker.Access;
 /// </summary>
 internal sealed class SqliteConsentStore(SqliteEntityStore entities) : IConsentStore
 {
+    /// <summary>One node per file: nobody else changes the consents.</summary>
+    public event Action? ChangedElsewhere
+    {
+        add { }
+        remove { }
+    }
+
     public Task AddAsync(Consent consent, string receipt, CancellationToken cancellationToken) => entities.RunInWriterAsync((c, tx) =>
     {
         using var cmd = Command(c, tx, """

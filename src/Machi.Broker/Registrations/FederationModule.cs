@@ -28,7 +28,6 @@ internal static class FederationModule
     public static IServiceCollection AddMachiFederation(this IServiceCollection services, IConfiguration configuration)
     {
         services.Configure<FederationOptions>(configuration.GetSection("Broker:Federation"));
-        services.AddSingleton<IRegistrationStore, SqliteRegistrationStore>();
         services.AddSingleton<RegistrationService>();
         services.AddSingleton<DistributedQuery>();
         services.AddHttpClient(DistributedQuery.HttpClientName, (sp, client) =>

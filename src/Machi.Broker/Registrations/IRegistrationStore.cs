@@ -6,6 +6,9 @@ namespace Machi.Broker.Registrations;
 /// </summary>
 public interface IRegistrationStore
 {
+    /// <summary>Raised when another node may have changed the registrations (a shared database): caches are stale.</summary>
+    event Action? ChangedElsewhere;
+
     /// <summary>Adds a registration; false when one with the same id exists in the tenant.</summary>
     Task<bool> AddAsync(string tenant, StoredRegistration registration, CancellationToken cancellationToken);
 

@@ -15,10 +15,18 @@ namespace Machi.Broker.Registrations;
 /// node is seen here only after this node changes a registration of that tenant or restarts.</remarks>
 internal sealed class RegistrationService(IRegistrationStore store, TimeProvider time)
 {
-    private readonly ConcurrentDictionary<string, IReadOnlyList<CSourceRegistration>> _cache = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, IReadOnlyList<CSourceRegistration>> _cache = Watched(store);
     private readonly ConcurrentDictionary<(string Tenant, string Id), RegistrationStatus> _status = new();
 
     public DateTimeOffset Now() => time.GetUtcNow();
+
+    /// <summary>A cache of the registrations, emptied when another node changes them.</summary>
+    private static ConcurrentDictionary<string, IReadOnlyList<CSourceRegistration>> Watched(IRegistrationStore store)
+    {
+        var cache = new ConcurrentDictionary<string, IReadOnlyList<CSourceRegistration>>(StringComparer.Ordinal);
+        store.ChangedElsewhere += cache.Clear;
+        return cache;
+    }
 
     public async Task<CSourceRegistration> CreateAsync(string tenant, JsonObject document, CancellationToken ct)
     {

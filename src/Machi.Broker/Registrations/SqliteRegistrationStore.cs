@@ -8,6 +8,13 @@ namespace Machi.Broker.Registrations;
 /// <summary>Registrations in the embedded database (table csource_registrations).</summary>
 internal sealed class SqliteRegistrationStore(SqliteEntityStore entities) : IRegistrationStore
 {
+    /// <summary>One node per file: nobody else changes the registrations.</summary>
+    public event Action? ChangedElsewhere
+    {
+        add { }
+        remove { }
+    }
+
     public Task<bool> AddAsync(string tenant, StoredRegistration registration, CancellationToken cancellationToken) => WriteAsync((c, tx) =>
     {
         using var cmd = c.CreateCommand();

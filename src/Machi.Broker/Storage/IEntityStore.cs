@@ -28,6 +28,9 @@ public interface IEntityStore : IAsyncDisposable
 
     ValueTask<long> CountAsync(CancellationToken cancellationToken);
 
+    /// <summary>(tenant, id) of every personal entity <paramref name="resident"/> owns, over all tenants (export and erasure).</summary>
+    ValueTask<IReadOnlyList<(string Tenant, string Id)>> OwnedEntitiesAsync(string resident, CancellationToken cancellationToken);
+
     /// <summary>
     /// The change log: every committed entity change, in commit order, after <paramref name="afterSeq"/> (at most
     /// <paramref name="max"/>). It is written in the same transaction as the change, so a consumer that keeps its

@@ -21,9 +21,8 @@ internal sealed partial class SqliteEntityStore
         var hid = HistoryEntity(s, tenant, entityId, at, typesBefore, after);
 
         // The history keeps the entity's last access marks (a deleted entity's history stays as private as it was).
-        if (accessBefore is { } was && after is not null && (typesBefore is null || EntityAccess.Of(after) != was))
+        if (accessBefore is { } was && EntityAccess.ForHistory(was, typesBefore is not null, after) is { } access)
         {
-            var access = EntityAccess.Of(after);
             s.UpdateHistoryAccess.Bind(1, hid).Bind(2, (long)access.Level).BindOrNull(3, access.Owner).BindOrNull(4, access.Category).Execute();
         }
 

@@ -734,6 +734,22 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         }
     }
 
+    public ValueTask<IReadOnlyList<(string Tenant, string Id)>> OwnedEntitiesAsync(string resident, CancellationToken cancellationToken) =>
+        ValueTask.FromResult<IReadOnlyList<(string Tenant, string Id)>>(Read(c =>
+        {
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "SELECT tenant, id FROM entities WHERE owner = $owner AND access = 2";
+            cmd.Parameters.AddWithValue("$owner", resident);
+            using var r = cmd.ExecuteReader();
+            var list = new List<(string, string)>();
+            while (r.Read())
+            {
+                list.Add((r.GetString(0), r.GetString(1)));
+            }
+
+            return list;
+        }));
+
     /// <summary>Sets the access columns of entities stored before they existed (only those naming Machi's vocabulary can differ from the default).</summary>
     private void MarkAccess(SqliteTransaction tx)
     {

@@ -119,45 +119,13 @@ internal sealed class SqliteQueryPlanner
         return planner;
     }
 
-    /// <summary>
-    /// Restricts every form of the query to what the caller may see (<see cref="AccessFilter"/>), on the entity row
-    /// itself: counts and pages are those of the visible entities only. Personal entities covered by a consent are found
-    /// through consent_grants' primary key (client, purpose, resident, category).
-    /// </summary>
+    /// <summary>Restricts every form of the query to what the caller may see (<see cref="AccessFilter.Condition"/>), on the entity row itself.</summary>
     private void AddAccess(AccessFilter? access)
     {
-        if (access is null)
+        if (access is not null)
         {
-            return;
+            _access = " AND " + access.Condition(Parameter);
         }
-
-        var allowed = new List<string> { "e.access = 1" };
-        if (access.Internal)
-        {
-            allowed.Add("e.access = 0");
-        }
-
-        if (access.AllPersonal)
-        {
-            allowed.Add("e.access = 2");
-        }
-        else
-        {
-            if (access.Owner is not null)
-            {
-                allowed.Add($"(e.access = 2 AND e.owner = {Parameter(access.Owner)})");
-            }
-
-            if (access.ConsentClient is not null && access.ConsentPurpose is not null)
-            {
-                allowed.Add(
-                    $"(e.access = 2 AND EXISTS (SELECT 1 FROM consent_grants g WHERE g.client_id = {Parameter(access.ConsentClient)} " +
-                    $"AND g.purpose = {Parameter(access.ConsentPurpose)} AND g.resident = e.owner AND g.category = e.category " +
-                    $"AND g.expires_at > {Parameter(access.Now.UtcTicks)}))");
-            }
-        }
-
-        _access = $" AND ({string.Join(" OR ", allowed)})";
     }
 
     private void AddSelectors(IReadOnlyList<EntitySelector>? selectors)

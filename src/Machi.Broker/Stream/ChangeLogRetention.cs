@@ -1,5 +1,4 @@
 using Machi.Broker.Storage;
-using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -9,9 +8,9 @@ namespace Machi.Broker.Stream;
 /// <summary>
 /// Prunes the change log: a change goes once every consumer in change_cursors has processed it and it is older
 /// than Broker:ChangeRetention (the window in which a stream client can resume with Last-Event-ID). The last
-/// change is always kept: seqs are SQLite rowids, which would start again at 1 in an empty table.
+/// change is always kept: SQLite's seqs are rowids, which would start again at 1 in an empty table.
 /// </summary>
-internal sealed class ChangeLogRetention(SqliteEntityStore store, IOptions<BrokerOptions> options, TimeProvider time, ILogger<ChangeLogRetention> logger)
+internal sealed class ChangeLogRetention(IEntityStore store, IStoreMaintenance maintenance, IOptions<BrokerOptions> options, TimeProvider time, ILogger<ChangeLogRetention> logger)
     : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -40,27 +39,12 @@ internal sealed class ChangeLogRetention(SqliteEntityStore store, IOptions<Broke
     /// <summary>Prunes what may go now; returns the seq pruned through (0: nothing).</summary>
     public async Task<long> PruneAsync(CancellationToken cancellationToken)
     {
-        var through = PrunableThrough(time.GetUtcNow() - options.Value.ChangeRetention);
+        var through = await maintenance.PrunableChangesThroughAsync(time.GetUtcNow() - options.Value.ChangeRetention, cancellationToken).ConfigureAwait(false);
         if (through > 0)
         {
             await store.PruneChangesAsync(through, cancellationToken).ConfigureAwait(false);
         }
 
         return through;
-    }
-
-    private long PrunableThrough(DateTimeOffset olderThan)
-    {
-        using var connection = new SqliteConnection(store.ConnectionString);
-        connection.Open();
-        using var cmd = connection.CreateCommand();
-        cmd.CommandText = """
-            SELECT min(
-                coalesce((SELECT min(seq) FROM change_cursors), 9223372036854775807),
-                coalesce((SELECT max(seq) FROM entity_changes WHERE at < $before), 0),
-                coalesce((SELECT max(seq) FROM entity_changes), 0) - 1)
-            """;
-        cmd.Parameters.AddWithValue("$before", olderThan.UtcTicks);
-        return Math.Max(0, (long)cmd.ExecuteScalar()!);
     }
 }

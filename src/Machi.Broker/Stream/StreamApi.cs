@@ -162,6 +162,9 @@ internal static class StreamApi
             response.Headers["X-Accel-Buffering"] = "no";
             http.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
 
+            // A new stream shows what is committed after it opened. The feed may still be reading changes committed
+            // before (on PostgreSQL it reads the log over the network, possibly another node's changes): skip those.
+            var liveFrom = lastEventId is null ? store.LastChangeSeq : 0;
             var subscriber = feed.Subscribe();
             try
             {
@@ -173,7 +176,7 @@ internal static class StreamApi
                 }
 
                 await FlushAsync(response, buffer, ct).ConfigureAwait(false);
-                await LiveAsync(buffer, subscriber, settings.StreamHeartbeat, response, ct).ConfigureAwait(false);
+                await LiveAsync(buffer, subscriber, liveFrom, settings.StreamHeartbeat, response, ct).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {
@@ -227,7 +230,7 @@ internal static class StreamApi
             }
         }
 
-        private async Task LiveAsync(ArrayBufferWriter<byte> buffer, FeedSubscriber subscriber, TimeSpan heartbeat, HttpResponse response, CancellationToken ct)
+        private async Task LiveAsync(ArrayBufferWriter<byte> buffer, FeedSubscriber subscriber, long liveFrom, TimeSpan heartbeat, HttpResponse response, CancellationToken ct)
         {
             var reader = subscriber.Reader;
             while (true)
@@ -260,6 +263,11 @@ internal static class StreamApi
 
                 while (reader.TryRead(out var item))
                 {
+                    if (item.Change.Seq <= liveFrom)
+                    {
+                        continue;
+                    }
+
                     // Written once per view and change; every client of the same view copies the same bytes.
                     var bytes = item.EventFor(view, shared =>
                     {

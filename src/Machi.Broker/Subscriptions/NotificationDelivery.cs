@@ -27,6 +27,7 @@ internal interface INotificationChannel
 internal sealed class NotificationDelivery(
     SubscriptionService subscriptions,
     IEnumerable<INotificationChannel> channels,
+    INotificationLeadership leadership,
     IOptions<SubscriptionOptions> options,
     TimeProvider time,
     ILogger<NotificationDelivery> logger) : BackgroundService
@@ -44,7 +45,24 @@ internal sealed class NotificationDelivery(
     /// <summary>New notifications are in the outbox.</summary>
     public void Signal() => Interlocked.Exchange(ref _signal, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
+    /// <summary>Delivers while this node leads (always, on SQLite): a node that stops leading lets its workers end, the
+    /// rows they had not recorded stay in the outbox for the next leader.</summary>
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await DeliverWhileLeadingAsync(await leadership.LeadAsync(stoppingToken).ConfigureAwait(false)).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task DeliverWhileLeadingAsync(CancellationToken stoppingToken)
     {
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -70,7 +88,14 @@ internal sealed class NotificationDelivery(
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
                 _logger.LogError(ex, "Reading the notification outbox failed; retrying");
-                await Task.Delay(TimeSpan.FromSeconds(1), _time, stoppingToken).ConfigureAwait(false);
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1), _time, stoppingToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
             }
         }
 

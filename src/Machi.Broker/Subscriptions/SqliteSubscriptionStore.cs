@@ -18,9 +18,16 @@ internal sealed record OutboxRow(long Seq, string Tenant, string SubscriptionId,
 /// Subscriptions, the notification outbox and the change-log cursor in the embedded database. Every write is its own
 /// short transaction (synchronous=FULL): a completed task means it is on disk.
 /// </summary>
-internal sealed class SqliteSubscriptionStore(SqliteEntityStore entities)
+internal sealed class SqliteSubscriptionStore(SqliteEntityStore entities) : ISubscriptionStore
 {
     public const string Consumer = "subscriptions";
+
+    /// <summary>One node per file: nobody else changes the subscriptions.</summary>
+    public event Action? ChangedElsewhere
+    {
+        add { }
+        remove { }
+    }
 
     public Task<bool> AddAsync(StoredSubscription s, CancellationToken ct) => WriteAsync((c, tx) =>
     {

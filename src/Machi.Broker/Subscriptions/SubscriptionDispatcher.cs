@@ -20,6 +20,7 @@ internal sealed class SubscriptionDispatcher(
     IEntityStore entities,
     SubscriptionService subscriptions,
     NotificationDelivery delivery,
+    INotificationLeadership leadership,
     AccessPolicy access,
     AccessAudit audit,
     IOptions<SubscriptionOptions> options,
@@ -38,7 +39,26 @@ internal sealed class SubscriptionDispatcher(
     private DateTimeOffset _cursorSavedAt;
     private long _cursorSaved = -1;
 
+    /// <summary>Matches while this node leads (always, on SQLite); when another node takes over, waits to lead again.</summary>
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                var leading = await leadership.LeadAsync(stoppingToken);
+                (_seeded, _cursorSaved, _cursorSavedAt) = (false, -1, default);
+                _lastNotified.Clear();
+                await MatchWhileLeadingAsync(leading);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task MatchWhileLeadingAsync(CancellationToken stoppingToken)
     {
         var cursor = -1L;
         while (!stoppingToken.IsCancellationRequested)
@@ -106,7 +126,14 @@ internal sealed class SubscriptionDispatcher(
                 // The cursor did not move: the same changes are matched again after a pause.
                 logger.LogError(ex, "Matching changes against subscriptions failed; retrying");
                 cursor = -1;
-                await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken).ConfigureAwait(false);
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
             }
         }
     }

@@ -12,21 +12,35 @@ namespace Machi.Broker.Subscriptions;
 /// Subscriptions (clause 5.8): create, read, update, delete, list; and, for the dispatcher, every subscription of
 /// every tenant held in memory (read on every committed change, written rarely).
 /// </summary>
-/// <remarks>The cache is per process: with several nodes on one database, a subscription made on another node is
-/// seen here after a restart. Delivery is meant to be owned by one node at a time anyway.</remarks>
-internal sealed class SubscriptionService(SqliteSubscriptionStore store, IContextResolver resolver, TimeProvider time, ILogger<SubscriptionService> logger) : IDisposable
+/// <remarks>The cache is per process: with several nodes on one database, a node that changes a subscription
+/// announces it (PostgreSQL NOTIFY) and every node reads the subscriptions again; a lookup that misses reads them again
+/// at once, so a subscription made through another node is found however recent.</remarks>
+internal sealed class SubscriptionService : IDisposable
 {
     private static readonly JsonSerializerOptions JsonOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>Members that carry names or expressions read with the subscription's @context.</summary>
     private static readonly string[] ContextBoundMembers = ["entities", "watchedAttributes", "q", "geoQ", "notification"];
 
-    private readonly ConcurrentDictionary<(string Tenant, string Id), Subscription> _all = new();
+    private readonly ISubscriptionStore store;
+    private readonly IContextResolver resolver;
+    private readonly TimeProvider time;
+    private readonly ILogger<SubscriptionService> logger;
     private readonly SemaphoreSlim _loadGate = new(1, 1);
+    private ConcurrentDictionary<(string Tenant, string Id), Subscription> _all = new();
     private volatile bool _loaded;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public SqliteSubscriptionStore Store => store;
+    public SubscriptionService(ISubscriptionStore store, IContextResolver resolver, TimeProvider time, ILogger<SubscriptionService> logger)
+    {
+        this.store = store;
+        this.resolver = resolver;
+        this.time = time;
+        this.logger = logger;
+        store.ChangedElsewhere += OnChangedElsewhere;
+    }
+
+    public ISubscriptionStore Store => store;
 
     public DateTimeOffset Now() => time.GetUtcNow();
 
@@ -69,7 +83,15 @@ internal sealed class SubscriptionService(SqliteSubscriptionStore store, IContex
     public async Task<Subscription> GetAsync(string tenant, string id, Caller caller, CancellationToken ct)
     {
         await EnsureLoadedAsync(ct).ConfigureAwait(false);
-        return _all.TryGetValue((tenant, id), out var subscription) && Manages(caller, subscription) ? subscription : throw Missing(id);
+        if (!_all.TryGetValue((tenant, id), out var subscription))
+        {
+            // Made through another node a moment ago, perhaps: read them again before saying it does not exist.
+            _loaded = false;
+            await EnsureLoadedAsync(ct).ConfigureAwait(false);
+            _all.TryGetValue((tenant, id), out subscription);
+        }
+
+        return subscription is not null && Manages(caller, subscription) ? subscription : throw Missing(id);
     }
 
     /// <summary>The subscriptions of a tenant the caller may manage, oldest first.</summary>
@@ -151,7 +173,17 @@ internal sealed class SubscriptionService(SqliteSubscriptionStore store, IContex
         Signal();
     }
 
-    public void Dispose() => _loadGate.Dispose();
+    public void Dispose()
+    {
+        store.ChangedElsewhere -= OnChangedElsewhere;
+        _loadGate.Dispose();
+    }
+
+    private void OnChangedElsewhere()
+    {
+        _loaded = false;
+        Signal();
+    }
 
     private void Signal() => Interlocked.Exchange(ref _changed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
@@ -170,6 +202,9 @@ internal sealed class SubscriptionService(SqliteSubscriptionStore store, IContex
                 return;
             }
 
+            // Marked first: a change announced while reading makes the next call read again.
+            _loaded = true;
+            var all = new ConcurrentDictionary<(string Tenant, string Id), Subscription>();
             foreach (var stored in await store.ListAsync(ct).ConfigureAwait(false))
             {
                 try
@@ -179,7 +214,7 @@ internal sealed class SubscriptionService(SqliteSubscriptionStore store, IContex
                     var subscription = SubscriptionParser.Build(
                         stored.Tenant, wrapper["doc"]!.AsObject(), context, wrapper["contextUrl"]!.GetValue<string>(), stored.CreatedAt, stored.ModifiedAt);
                     subscription.Owner = OwnerOf(wrapper["owner"]);
-                    _all[(stored.Tenant, stored.Id)] = subscription;
+                    all[(stored.Tenant, stored.Id)] = subscription;
                 }
                 catch (NgsiException ex)
                 {
@@ -187,7 +222,12 @@ internal sealed class SubscriptionService(SqliteSubscriptionStore store, IContex
                 }
             }
 
-            _loaded = true;
+            _all = all;
+        }
+        catch
+        {
+            _loaded = false;
+            throw;
         }
         finally
         {

@@ -9,7 +9,6 @@ internal static class SubscriptionsModule
     public static IServiceCollection AddMachiSubscriptions(this IServiceCollection services, IConfiguration configuration)
     {
         services.Configure<SubscriptionOptions>(configuration.GetSection("Broker:Subscriptions"));
-        services.AddSingleton<SqliteSubscriptionStore>();
         services.AddSingleton<SubscriptionService>();
         services.AddSingleton<NotificationDelivery>();
         services.AddHostedService(sp => sp.GetRequiredService<NotificationDelivery>());

@@ -1,7 +1,6 @@
 using System.Text.Json;
 using Machi.Broker.Storage;
 using Machi.Ngsi.JsonLd;
-using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -13,9 +12,9 @@ namespace Machi.Broker.Temporal;
 /// Broker:HistoryCompactionInterval and once shortly after start. An entity loses instances only when every one of
 /// its types has a rule (a rule for its own tenant beats one for every tenant; of several types, the longest
 /// retention wins); without a rule nothing is ever deleted. Deletion goes
-/// through the writer a few entities at a time, so writes go on between the steps; SQLite reuses the freed pages.
+/// a few entities at a time, so writes go on between the steps.
 /// </summary>
-internal sealed class HistoryRetention(SqliteEntityStore store, IOptions<BrokerOptions> options, TimeProvider time, ILogger<HistoryRetention> logger)
+internal sealed class HistoryRetention(IStoreMaintenance store, IOptions<BrokerOptions> options, TimeProvider time, ILogger<HistoryRetention> logger)
     : BackgroundService
 {
     private const int EntitiesPerStep = 64;
@@ -64,30 +63,12 @@ internal sealed class HistoryRetention(SqliteEntityStore store, IOptions<BrokerO
         }
 
         var now = time.GetUtcNow();
-        var cutoffs = store.Read(connection => Cutoffs(connection, rules, now));
+        var cutoffs = Cutoffs(await store.HistoryEntitiesAsync(cancellationToken).ConfigureAwait(false), rules, now);
         var deleted = 0L;
         for (var i = 0; i < cutoffs.Count; i += EntitiesPerStep)
         {
             var step = cutoffs.GetRange(i, Math.Min(EntitiesPerStep, cutoffs.Count - i));
-            deleted += await store.RunInWriterAsync(
-                (writer, tx) =>
-                {
-                    using var delete = writer.CreateCommand();
-                    delete.Transaction = tx;
-                    delete.CommandText = "DELETE FROM history WHERE hid = $h AND t < $cutoff";
-                    var hid = delete.Parameters.Add("$h", SqliteType.Integer);
-                    var cutoff = delete.Parameters.Add("$cutoff", SqliteType.Integer);
-                    var count = 0L;
-                    foreach (var (h, c) in step)
-                    {
-                        hid.Value = h;
-                        cutoff.Value = c;
-                        count += delete.ExecuteNonQuery();
-                    }
-
-                    return count;
-                },
-                cancellationToken).ConfigureAwait(false);
+            deleted += await store.DeleteHistoryBeforeAsync(step, cancellationToken).ConfigureAwait(false);
         }
 
         return deleted;
@@ -112,16 +93,12 @@ internal sealed class HistoryRetention(SqliteEntityStore store, IOptions<BrokerO
     }
 
     /// <summary>Each entity whose every type has a rule, with the cutoff of its longest one (UTC ticks).</summary>
-    private static List<(long Hid, long Cutoff)> Cutoffs(SqliteConnection connection, List<(string Type, string? Tenant, TimeSpan Keep)> rules, DateTimeOffset now)
+    private static List<(long Hid, string Tenant, long Cutoff)> Cutoffs(List<(long Hid, string Tenant, string Types)> entities, List<(string Type, string? Tenant, TimeSpan Keep)> rules, DateTimeOffset now)
     {
-        var cutoffs = new List<(long, long)>();
-        using var cmd = connection.CreateCommand();
-        cmd.CommandText = "SELECT hid, tenant, types FROM history_entities";
-        using var r = cmd.ExecuteReader();
-        while (r.Read())
+        var cutoffs = new List<(long, string, long)>();
+        foreach (var (hid, tenant, typesJson) in entities)
         {
-            var tenant = r.GetString(1);
-            var types = JsonSerializer.Deserialize<List<string>>(r.GetString(2)) ?? [];
+            var types = JsonSerializer.Deserialize<List<string>>(typesJson) ?? [];
             TimeSpan? keep = null;
             foreach (var type in types)
             {
@@ -154,7 +131,7 @@ internal sealed class HistoryRetention(SqliteEntityStore store, IOptions<BrokerO
 
             if (keep is { } k)
             {
-                cutoffs.Add((r.GetInt64(0), (now - k).UtcTicks));
+                cutoffs.Add((hid, tenant, (now - k).UtcTicks));
             }
         }
 

@@ -73,7 +73,7 @@ internal static class TemporalApi
     }
 
     private static async Task<IResult> Retrieve(
-        string entityId, HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history, AccessPolicy access, AccessAudit audit)
+        string entityId, HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history, AccessPolicy access, AccessAudit audit)
     {
         NgsiRequest.EntityId(entityId);
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: false);
@@ -99,7 +99,7 @@ internal static class TemporalApi
     }
 
     private static async Task<IResult> Query(
-        HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history, IEntityStore store, IOptions<BrokerOptions> settings,
+        HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history, IEntityStore store, IOptions<BrokerOptions> settings,
         AccessPolicy access, AccessAudit audit)
     {
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: false);
@@ -180,7 +180,7 @@ internal static class TemporalApi
         return records.Count == 0 ? Task.CompletedTask : audit.LogAsync(records);
     }
 
-    private static async Task<NoContent> Delete(string entityId, HttpContext http, EntityService entities, TemporalHistory history)
+    private static async Task<NoContent> Delete(string entityId, HttpContext http, EntityService entities, ITemporalHistory history)
     {
         NgsiRequest.EntityId(entityId);
         var tenant = NgsiRequest.Tenant(http.Request);
@@ -189,7 +189,7 @@ internal static class TemporalApi
         return removed ? TypedResults.NoContent() : throw new NgsiException(NgsiErrorType.ResourceNotFound, $"Entity '{entityId}' has no history.");
     }
 
-    private static async Task<NoContent> DeleteAttribute(string entityId, string attrId, HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
+    private static async Task<NoContent> DeleteAttribute(string entityId, string attrId, HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history)
     {
         NgsiRequest.EntityId(entityId);
         var options = RequestOptions.Parse(http.Request.Query);
@@ -201,7 +201,7 @@ internal static class TemporalApi
         return removed ? TypedResults.NoContent() : throw new NgsiException(NgsiErrorType.ResourceNotFound, $"Entity '{entityId}' has no history of attribute '{attrId}'.");
     }
 
-    private static async Task<NoContent> DeleteInstance(string entityId, string attrId, string instanceId, HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
+    private static async Task<NoContent> DeleteInstance(string entityId, string attrId, string instanceId, HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history)
     {
         NgsiRequest.EntityId(entityId);
         var context = await NgsiRequest.ContextAsync(http, resolver);
@@ -211,7 +211,7 @@ internal static class TemporalApi
         return removed ? TypedResults.NoContent() : throw new NgsiException(NgsiErrorType.ResourceNotFound, $"No instance '{EntityParser.Truncate(instanceId)}' of attribute '{attrId}' of '{entityId}'.");
     }
 
-    private static async Task<IResult> Create(HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
+    private static async Task<IResult> Create(HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history)
     {
         var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http);
         if (body.ValueKind != System.Text.Json.JsonValueKind.Object)
@@ -232,7 +232,7 @@ internal static class TemporalApi
             : TypedResults.NoContent();
     }
 
-    private static async Task<NoContent> AddAttributes(string entityId, HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
+    private static async Task<NoContent> AddAttributes(string entityId, HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history)
     {
         NgsiRequest.EntityId(entityId);
         var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http);
@@ -248,7 +248,7 @@ internal static class TemporalApi
         return TypedResults.NoContent();
     }
 
-    private static async Task<NoContent> PatchInstance(string entityId, string attrId, string instanceId, HttpContext http, EntityService entities, IContextResolver resolver, TemporalHistory history)
+    private static async Task<NoContent> PatchInstance(string entityId, string attrId, string instanceId, HttpContext http, EntityService entities, IContextResolver resolver, ITemporalHistory history)
     {
         NgsiRequest.EntityId(entityId);
         var (body, mediaType) = await NgsiRequest.ReadBodyAsync(http);
@@ -319,7 +319,7 @@ internal static class TemporalApi
     /// One entity's history in the query's range: its instances (cut to the last N per attribute and datasetId), or
     /// their aggregation — computed while reading, unless lastN first needs the whole range.
     /// </summary>
-    private static TemporalEntity Read(HistoryReader reader, TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery temporal)
+    private static TemporalEntity Read(IHistoryReader reader, TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery temporal)
     {
         if (temporal.Format == TemporalFormat.Aggregated && temporal.LastN is null)
         {

@@ -50,12 +50,58 @@ internal sealed record TemporalEntityRow(long Hid, string Id, List<string> Types
     public Access.EntityAccess Access { get; init; }
 }
 
+/// <summary>The temporal API's view of the history the entity writer records, whichever the backend.</summary>
+internal interface ITemporalHistory
+{
+    /// <summary>A read-only view of the history for one request (one connection, however many entities it reads).</summary>
+    IHistoryReader OpenReader();
+
+    /// <summary>
+    /// Adds instances to an entity's history without touching its current state (POST /temporal/entities and
+    /// /temporal/entities/{id}/attrs), numbered after the last instance added this way. True when the entity had no history.
+    /// </summary>
+    Task<bool> AppendAsync(string tenant, string entityId, List<string>? types, IReadOnlyList<(string Attr, AttributeInstance Instance)> instances, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>Replaces the value (and metadata) of one recorded instance; false when there is no such instance.</summary>
+    Task<bool> ReplaceInstanceAsync(string tenant, string entityId, string attr, string instanceId, Func<AttributeKind, AttributeInstance> replacement, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>Deletes the whole history of an entity; false when it had none.</summary>
+    Task<bool> DeleteEntityAsync(string tenant, string entityId, CancellationToken cancellationToken);
+
+    /// <summary>Deletes the history of one attribute: the default instance's, one datasetId's, or all; false when there was none.</summary>
+    Task<bool> DeleteAttributeAsync(string tenant, string entityId, string attr, string? datasetId, bool all, CancellationToken cancellationToken);
+
+    /// <summary>Deletes one recorded instance; false when there is no such instance.</summary>
+    Task<bool> DeleteInstanceAsync(string tenant, string entityId, string attr, string instanceId, CancellationToken cancellationToken);
+}
+
+/// <summary>Reads of the history for one request, on one connection.</summary>
+internal interface IHistoryReader : IDisposable
+{
+    TemporalEntityRow? Entity(string tenant, string id);
+
+    /// <summary>The entities with a history in a tenant, by id (only <paramref name="ids"/> when given).</summary>
+    List<TemporalEntityRow> Entities(string tenant, IReadOnlyList<string>? ids);
+
+    /// <summary>The entity's last change to its history (rendered as its modifiedAt): a write or an instance added or replaced.</summary>
+    TemporalEntityRow WithLastModified(TemporalEntityRow row);
+
+    /// <summary>
+    /// The recorded instances of an entity's attributes (all, or the given expanded names) inside the query's time
+    /// range: each attribute's instances oldest first.
+    /// </summary>
+    List<HistoryRow> History(TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query);
+
+    /// <summary>The same range aggregated while it is read (aggregatedValues).</summary>
+    List<AggregatedSeries> Aggregate(TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query);
+}
+
 /// <summary>
 /// The temporal API's view of the history the entity writer records (SqliteEntityStore.History): reads on a
 /// connection of their own, and the temporal API's own changes to the history (append, replace, delete), which run
 /// in the entity writer's transactions like every other write.
 /// </summary>
-internal sealed class TemporalHistory(SqliteEntityStore store)
+internal sealed class TemporalHistory(SqliteEntityStore store) : ITemporalHistory
 {
     private const string InstancePrefix = "urn:ngsi-ld:attribute:instance:";
 
@@ -98,7 +144,7 @@ internal sealed class TemporalHistory(SqliteEntityStore store)
     }
 
     /// <summary>A read-only view of the history for one request (one connection, however many entities it reads).</summary>
-    public HistoryReader OpenReader()
+    public IHistoryReader OpenReader()
     {
         var connection = new SqliteConnection(store.ConnectionString);
         connection.Open();
@@ -317,7 +363,7 @@ internal sealed class TemporalHistory(SqliteEntityStore store)
 }
 
 /// <summary>Reads of the history for one request, on one read-only connection.</summary>
-internal sealed class HistoryReader(SqliteConnection connection) : IDisposable
+internal sealed class HistoryReader(SqliteConnection connection) : IHistoryReader
 {
     private readonly Dictionary<long, string> _terms = [];
 
@@ -520,7 +566,6 @@ public static class TemporalModule
     /// <summary>The temporal history: recorded by the entity writer, read and amended by the temporal API, pruned by its retention rules.</summary>
     public static IServiceCollection AddMachiTemporal(this IServiceCollection services)
     {
-        services.AddSingleton<TemporalHistory>();
         services.AddSingleton<HistoryRetention>();
         services.AddHostedService(sp => sp.GetRequiredService<HistoryRetention>());
         return services;

@@ -14,15 +14,16 @@ internal sealed record VersionCommand : CliCommand;
 internal sealed record UnavailableCommand(string Name) : CliCommand;
 
 /// <summary><c>machi user add</c>: an account made by staff, e-mail taken as verified.</summary>
-internal sealed record UserAddCommand(string Role, string Email, string Password, string? DataDirectory) : CliCommand;
+internal sealed record UserAddCommand(string Role, string Email, string Password, string? DataDirectory, string? Database = null) : CliCommand;
 
 /// <summary><c>machi client add</c>: an OAuth client for a service, device, app or another city OS.</summary>
 internal sealed record ClientAddCommand(
-    string Name, IReadOnlyList<string> Scopes, bool Admin, IReadOnlyList<Uri> RedirectUris, bool Public, string? DataDirectory,
+    string Name, IReadOnlyList<string> Scopes, bool Admin, IReadOnlyList<Uri> RedirectUris, bool Public, string? DataDirectory, string? Database = null,
     string? Operator = null, IReadOnlyList<string>? Purposes = null, IReadOnlyList<string>? Categories = null) : CliCommand;
 
 /// <summary><c>machi audit verify</c>: checks the hash chain of the access log.</summary>
-internal sealed record AuditVerifyCommand(string? DataDirectory) : CliCommand;
+internal sealed record AuditVerifyCommand(string? DataDirectory, string? Database = null) : CliCommand;
+
 /// <summary><c>machi snow device add</c>: registers a snowplow GPS unit and prints its token (shown once).</summary>
 internal sealed record SnowDeviceAddCommand(string Id, string? Name, string? DataDirectory) : CliCommand;
 
@@ -110,6 +111,7 @@ internal static class CommandLine
     {
         string? urls = null;
         string? data = null;
+        string? database = null;
         for (var i = start; i < args.Count; i++)
         {
             var arg = args[i];
@@ -162,17 +164,25 @@ internal static class CommandLine
 
                     data = value;
                     break;
+                case "--database":
+                    if (string.IsNullOrWhiteSpace(value))
+                    {
+                        return new UsageError("option '--database' needs a PostgreSQL connection string, e.g. --database \"Host=127.0.0.1;Database=machi;Username=machi\"");
+                    }
+
+                    database = value;
+                    break;
                 default:
                     return new UsageError($"unknown option '{name}'");
             }
         }
 
-        return new ServeCommand(new ServeOptions { Urls = urls, DataDirectory = data });
+        return new ServeCommand(new ServeOptions { Urls = urls, DataDirectory = data, Database = database });
     }
 
     private static CliCommand ParseUserAdd(IReadOnlyList<string> args)
     {
-        if (ParseOptions(args, 2, ["--role", "--email", "--password", "--data"], [], out var values, out _) is { } error)
+        if (ParseOptions(args, 2, ["--role", "--email", "--password", "--data", "--database"], [], out var values, out _) is { } error)
         {
             return error;
         }
@@ -185,13 +195,13 @@ internal static class CommandLine
             }
         }
 
-        return new UserAddCommand(values["--role"][0], values["--email"][0], values["--password"][0], values.GetValueOrDefault("--data")?[0]);
+        return new UserAddCommand(values["--role"][0], values["--email"][0], values["--password"][0], values.GetValueOrDefault("--data")?[0], values.GetValueOrDefault("--database")?[^1]);
     }
 
     private static CliCommand ParseAuditVerify(IReadOnlyList<string> args) =>
-        ParseOptions(args, 2, ["--data"], [], out var values, out _) is { } error
+        ParseOptions(args, 2, ["--data", "--database"], [], out var values, out _) is { } error
             ? error
-            : new AuditVerifyCommand(values.GetValueOrDefault("--data")?[^1]);
+            : new AuditVerifyCommand(values.GetValueOrDefault("--data")?[^1], values.GetValueOrDefault("--database")?[^1]);
     private static CliCommand ParseSnowDeviceAdd(IReadOnlyList<string> args)
     {
         if (ParseOptions(args, 3, ["--id", "--name", "--data"], [], out var values, out _) is { } error)
@@ -240,7 +250,7 @@ internal static class CommandLine
 
     private static CliCommand ParseClientAdd(IReadOnlyList<string> args)
     {
-        if (ParseOptions(args, 2, ["--name", "--scope", "--redirect-uri", "--data", "--operator", "--purpose", "--category"], ["--admin", "--public"], out var values, out var flags) is { } error)
+        if (ParseOptions(args, 2, ["--name", "--scope", "--redirect-uri", "--data", "--database", "--operator", "--purpose", "--category"], ["--admin", "--public"], out var values, out var flags) is { } error)
         {
             return error;
         }
@@ -261,11 +271,11 @@ internal static class CommandLine
             redirects.Add(parsed);
         }
 
-        // --scope takes one scope or several separated by spaces or commas.
         // --scope, --purpose and --category take one value or several separated by spaces or commas.
         List<string> Many(string option) => [.. (values.GetValueOrDefault(option) ?? []).SelectMany(s => s.Split([' ', ','], StringSplitOptions.RemoveEmptyEntries))];
         return new ClientAddCommand(name[^1], Many("--scope"), flags.Contains("--admin"), redirects, flags.Contains("--public"),
-            values.GetValueOrDefault("--data")?[^1], values.GetValueOrDefault("--operator")?[^1], Many("--purpose"), Many("--category"));
+            values.GetValueOrDefault("--data")?[^1], values.GetValueOrDefault("--database")?[^1],
+            values.GetValueOrDefault("--operator")?[^1], Many("--purpose"), Many("--category"));
     }
 
     /// <summary>Reads <c>--name value</c>, <c>--name=value</c> (repeatable) and flags from <paramref name="start"/> on.</summary>

@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.Json;
 using Machi.Trust;
 using Machi.Trust.Clients;
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
 
 namespace Machi.Host.Cli;
 
@@ -47,14 +47,14 @@ internal static class MachiCli
                 return await AdministerAsync(stdout, stderr, async () =>
                 {
                     var subject = await TrustAdmin.AddUserAsync(
-                        MachiHost.LoadConfiguration(user.DataDirectory), user.Role, user.Email, user.Password, CancellationToken.None);
+                        MachiHost.LoadConfiguration(user.DataDirectory, user.Database), user.Role, user.Email, user.Password, CancellationToken.None);
                     await stdout.WriteLineAsync(subject);
                 });
             case ClientAddCommand client:
                 return await AdministerAsync(stdout, stderr, async () =>
                 {
                     var credentials = await TrustAdmin.AddClientAsync(
-                        MachiHost.LoadConfiguration(client.DataDirectory),
+                        MachiHost.LoadConfiguration(client.DataDirectory, client.Database),
                         new ClientRequest(client.Name, client.Scopes, client.Admin, client.RedirectUris, client.Public, client.Operator, client.Purposes, client.Categories),
                         CancellationToken.None);
                     await stdout.WriteLineAsync(JsonSerializer.Serialize(new Dictionary<string, string?>
@@ -103,9 +103,9 @@ internal static class MachiCli
             await app.RunAsync();
             return Success;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or DbException or TimeoutException)
         {
-            // Port in use, data directory not writable, bad configuration: say so in one line, no stack trace.
+            // Port in use, database unreachable, data directory not writable, bad configuration: say so in one line, no stack trace.
             await stderr.WriteLineAsync($"machi: could not serve: {e.Message}");
             return Failure;
         }
@@ -114,9 +114,22 @@ internal static class MachiCli
     /// <summary>Exit 0 when every record of the access log is in place and unaltered; 1 (and where) otherwise.</summary>
     private static async Task<int> VerifyAccessLogAsync(AuditVerifyCommand audit, TextWriter stdout, TextWriter stderr)
     {
-        var data = Path.GetFullPath(MachiHost.LoadConfiguration(audit.DataDirectory)["Broker:DataDirectory"] is { Length: > 0 } d ? d : "data");
-        await using var log = new Machi.Broker.Access.AccessLog(Path.Combine(data, "access-log.db"));
-        var result = log.Verify();
+        var configuration = MachiHost.LoadConfiguration(audit.DataDirectory, audit.Database);
+        var data = Path.GetFullPath(configuration["Broker:DataDirectory"] is { Length: > 0 } d ? d : "data");
+        await using Machi.Broker.Access.IAccessLog log = configuration["Broker:Database"] is { Length: > 0 } database
+            ? new Machi.Broker.Access.PostgresAccessLog(Npgsql.NpgsqlDataSource.Create(database), ownsDataSource: true)
+            : new Machi.Broker.Access.SqliteAccessLog(Path.Combine(data, "access-log.db"));
+        Machi.Broker.Access.AccessLogVerification result;
+        try
+        {
+            result = await log.VerifyAsync();
+        }
+        catch (Exception e) when (e is System.Data.Common.DbException or ArgumentException or TimeoutException)
+        {
+            await stderr.WriteLineAsync($"machi: could not open the access log: {e.Message}");
+            return Failure;
+        }
+
         if (result.Intact)
         {
             await stdout.WriteLineAsync($"access log intact: {result.Records} records ({result.Redacted} redacted at residents' request)");
@@ -140,7 +153,7 @@ internal static class MachiCli
             await stderr.WriteLineAsync($"machi: {e.Message}");
             return Failure;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SqliteException or InvalidOperationException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DbException or InvalidOperationException)
         {
             await stderr.WriteLineAsync($"machi: could not open the database: {e.Message}");
             return Failure;
@@ -149,9 +162,10 @@ internal static class MachiCli
 
     internal static string UserHelp() =>
         """
-        Usage: machi user add --role resident|staff|clinician|merchant|producer --email E --password P [--data DIR]
+        Usage: machi user add --role resident|staff|clinician|merchant|producer --email E --password P [--data DIR] [--database CS]
 
         Creates an account (its e-mail taken as verified) and prints its subject id. Works with the server stopped.
+        --database CS: the PostgreSQL database the server runs on (machi serve --database).
 
         """;
 
@@ -178,7 +192,7 @@ internal static class MachiCli
     internal static string ClientHelp() =>
         """
         Usage: machi client add --name NAME [--scope S …] [--admin] [--redirect-uri URI …] [--public]
-                                [--operator ORG] [--purpose P …] [--category C …] [--data DIR]
+                                [--operator ORG] [--purpose P …] [--category C …] [--data DIR] [--database CS]
 
         Registers an OAuth client and prints {"client_id": …, "client_secret": …} (the secret is shown only once).
           --scope S          a scope the client may ask for (repeat, or separate with spaces): openid profile email
@@ -191,6 +205,7 @@ internal static class MachiCli
           --category C       a data category it needs: location, vitals, power, water, payments, … (repeatable)
         Without --redirect-uri the client uses client credentials (services, devices, other city OSs).
         Residents can consent only to the purposes and categories a service registered (staff: /account/services).
+        --database CS: the PostgreSQL database the server runs on (machi serve --database).
 
         """;
 
@@ -220,7 +235,7 @@ internal static class MachiCli
     internal static string ServeHelp()
     {
         var text = new StringBuilder();
-        text.AppendLine("Usage: machi [serve] [--urls URL] [--data DIR]");
+        text.AppendLine("Usage: machi [serve] [--urls URL] [--data DIR] [--database CONNSTRING]");
         text.AppendLine();
         text.AppendLine("Runs the city OS until Ctrl-C or SIGTERM; in-flight requests finish before it exits.");
         text.AppendLine();
@@ -234,6 +249,9 @@ internal static class MachiCli
         text.AppendLine("Serve options:");
         text.AppendLine($"  --urls URL     Address(es) to listen on, ';'-separated (default {MachiHost.DefaultUrls})");
         text.AppendLine("  --data DIR     Data directory, created if missing (default ./data)");
+        text.AppendLine("  --database CS  PostgreSQL 15+ with PostGIS instead of the embedded SQLite file, e.g.");
+        text.AppendLine("                 \"Host=127.0.0.1;Database=machi;Username=machi\" (Broker:Database, Machi__Broker__Database);");
+        text.AppendLine("                 several nodes may share one database");
         text.AppendLine();
         text.AppendLine("Configuration, later sources winning: appsettings.json next to machi.dll, appsettings.json in");
         text.AppendLine("the current directory, environment variables Machi__Section__Key (e.g. Machi__Broker__DataDirectory,");

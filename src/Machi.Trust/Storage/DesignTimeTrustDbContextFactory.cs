@@ -13,3 +13,14 @@ internal sealed class DesignTimeTrustDbContextFactory : IDesignTimeDbContextFact
         return new TrustDbContext(options.Options);
     }
 }
+
+/// <summary>For <c>dotnet ef migrations add … --context PostgresTrustDbContext --output-dir Storage/PostgresMigrations</c> only.</summary>
+internal sealed class DesignTimePostgresTrustDbContextFactory : IDesignTimeDbContextFactory<PostgresTrustDbContext>
+{
+    public PostgresTrustDbContext CreateDbContext(string[] args)
+    {
+        var options = new DbContextOptionsBuilder<PostgresTrustDbContext>();
+        options.UseMachiPostgres("Host=127.0.0.1;Database=machi_design");
+        return new PostgresTrustDbContext(options.Options);
+    }
+}

@@ -31,6 +31,17 @@ internal static class TrustDatabase
         options.AddInterceptors(SqlitePragmas.Instance);
     }
 
+    /// <summary>
+    /// Trust on PostgreSQL (Broker:Database): its own migrations (<see cref="PostgresTrustDbContext"/>); EF Core takes
+    /// a database lock while it migrates, so nodes starting together apply each migration once.
+    /// </summary>
+    public static void UseMachiPostgres(this DbContextOptionsBuilder options, string connectionString) =>
+        options.UseNpgsql(connectionString, npgsql =>
+        {
+            npgsql.MigrationsHistoryTable(TrustDbContext.MigrationsHistoryTable);
+            npgsql.MigrationsAssembly(typeof(TrustDatabase).Assembly.GetName().Name);
+        });
+
     /// <summary>Creates or upgrades Trust's tables (idempotent; safe while the broker has the file open).</summary>
     public static async Task MigrateAsync(IServiceProvider services, CancellationToken cancellationToken)
     {

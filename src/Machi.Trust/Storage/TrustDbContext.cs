@@ -1,6 +1,7 @@
 using System.Text;
 using Machi.Trust.Accounts;
 using Machi.Trust.Keys;
+using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
 using Microsoft.AspNetCore.Identity.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore;
 
@@ -10,12 +11,26 @@ namespace Machi.Trust.Storage;
 /// Accounts (ASP.NET Core Identity), OpenIddict's applications, authorizations and tokens, and the key ring: one
 /// context over Machi's own database, in tables named <c>trust_*</c> so they sit clearly beside the broker's.
 /// </summary>
-internal sealed class TrustDbContext(DbContextOptions<TrustDbContext> options) : IdentityUserContext<MachiUser>(options)
+internal class TrustDbContext : IdentityUserContext<MachiUser>, IDataProtectionKeyContext
 {
+    public TrustDbContext(DbContextOptions<TrustDbContext> options)
+        : base(options)
+    {
+    }
+
+    /// <summary>For <see cref="PostgresTrustDbContext"/> (not public: the container must see one constructor).</summary>
+    protected TrustDbContext(DbContextOptions options)
+        : base(options)
+    {
+    }
+
     /// <summary>EF's migration history table for Trust (the broker keeps its own <c>schema_migrations</c>).</summary>
     public const string MigrationsHistoryTable = "trust_ef_migrations";
 
     public DbSet<TrustKey> Keys => Set<TrustKey>();
+
+    /// <summary>ASP.NET Core data-protection keys (cookies, e-mail and reset tokens), shared by every node of one database.</summary>
+    public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
 
     protected override void OnModelCreating(ModelBuilder builder)
     {
@@ -63,3 +78,6 @@ internal sealed class TrustDbContext(DbContextOptions<TrustDbContext> options) :
         return snake.ToString();
     }
 }
+
+/// <summary>Trust's tables on PostgreSQL: the same model, with migrations of its own (Storage/PostgresMigrations).</summary>
+internal sealed class PostgresTrustDbContext(DbContextOptions<PostgresTrustDbContext> options) : TrustDbContext(options);

@@ -21,7 +21,7 @@ public sealed class AccessLogTests
     }
 
     /// <summary>Copies the log's files as a crash would leave them: whatever is on the file system at this moment.</summary>
-    private static string CrashImage(AccessLog log, string into)
+    private static string CrashImage(SqliteAccessLog log, string into)
     {
         Directory.CreateDirectory(into);
         foreach (var file in Directory.GetFiles(Path.GetDirectoryName(log.Path)!))
@@ -39,7 +39,7 @@ public sealed class AccessLogTests
     {
         var temp = TempDirectory.Create();
         using var cleanup = new Cleanup(temp);
-        var running = new AccessLog(Path.Combine(temp, "live", "access-log.db")) { IndexDelay = TimeSpan.FromHours(1) };
+        var running = new SqliteAccessLog(Path.Combine(temp, "live", "access-log.db")) { IndexDelay = TimeSpan.FromHours(1) };
         Directory.CreateDirectory(Path.GetDirectoryName(running.Path)!);
         await running.AppendAsync([Record(1), Record(2)]);
         await Task.WhenAll(Enumerable.Range(3, 40).Select(i => running.AppendAsync([Record(i)])));
@@ -48,14 +48,14 @@ public sealed class AccessLogTests
         // A write the crash cut in half: not a record, not acknowledged.
         await File.AppendAllTextAsync(Path.ChangeExtension(image, ".journal") + ".0", "{\"Seq\":43,\"Record\":{\"At\":\"2027-01-");
 
-        await using (var restarted = new AccessLog(image))
+        await using (var restarted = new SqliteAccessLog(image))
         {
             var entries = await restarted.ReadAsync(limit: 1000, newestFirst: false);
             Assert.Equal(Enumerable.Range(1, 42).Select(i => (long)i), entries.Select(e => e.Seq));
             Assert.Equal(42, entries.Select(e => e.Record!.EntityId).Distinct().Count());
             Assert.Equal(14, (await restarted.ReadAsync(resident: "resident-0", limit: 1000)).Count);
             await restarted.AppendAsync([Record(100)]);
-            var verification = restarted.Verify();
+            var verification = await restarted.VerifyAsync();
             Assert.True(verification.Intact, verification.Problem);
             Assert.Equal(43, verification.Records);
         }
@@ -68,7 +68,7 @@ public sealed class AccessLogTests
     {
         var temp = TempDirectory.Create();
         using var cleanup = new Cleanup(temp);
-        var running = new AccessLog(Path.Combine(temp, "live", "access-log.db")) { IndexDelay = TimeSpan.FromHours(1) };
+        var running = new SqliteAccessLog(Path.Combine(temp, "live", "access-log.db")) { IndexDelay = TimeSpan.FromHours(1) };
         Directory.CreateDirectory(Path.GetDirectoryName(running.Path)!);
         await running.AppendAsync([Record(1), Record(2), Record(3)]);
         var image = CrashImage(running, Path.Combine(temp, "crashed"));
@@ -78,9 +78,9 @@ public sealed class AccessLogTests
         var text = await File.ReadAllTextAsync(journal);
         Assert.Contains("\"clinic\"", text, StringComparison.Ordinal);
         await File.WriteAllTextAsync(journal, text.Replace("\"clinic\"", "\"someone-innocent\"", StringComparison.Ordinal));
-        await using var restarted = new AccessLog(image);
+        await using var restarted = new SqliteAccessLog(image);
         Assert.Equal(3, (await restarted.ReadAsync(limit: 10)).Count);
-        var verification = restarted.Verify();
+        var verification = await restarted.VerifyAsync();
         Assert.False(verification.Intact);
         Assert.Equal(1, verification.FirstBrokenSeq);
     }

@@ -4,13 +4,13 @@ using Machi.Broker.Tests.Infrastructure;
 
 namespace Machi.Broker.Tests.Batch;
 
-public sealed class BatchApiTests : IAsyncLifetime
+public abstract class BatchApiTests(Backend backend) : IAsyncLifetime
 {
     private const string Ops = "/ngsi-ld/v1/entityOperations/";
     private MachiServer _server = null!;
     private HttpClient Client => _server.Client;
 
-    public async Task InitializeAsync() => _server = await MachiServer.StartAsync();
+    public async Task InitializeAsync() => _server = await backend.StartAsync();
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
@@ -99,3 +99,8 @@ public sealed class BatchApiTests : IAsyncLifetime
         await (await Client.PostJson(Ops + "create", "{}")).AssertProblem(400, "BadRequestData");
     }
 }
+
+public sealed class BatchApiTestsOnSqlite() : BatchApiTests(Backend.Sqlite);
+
+[Collection(PostgresGroup.Name)]
+public sealed class BatchApiTestsOnPostgres(PostgresServer postgres) : BatchApiTests(Backend.Postgres(postgres));

@@ -4,7 +4,7 @@ using Machi.Broker.Tests.Infrastructure;
 
 namespace Machi.Broker.Tests.Contexts;
 
-public sealed class ContextApiTests : IAsyncLifetime
+public abstract class ContextApiTests(Backend backend) : IAsyncLifetime
 {
     private const string UserContext = """
         {"@context":{"Vehicle":"https://smartdatamodels.org/dataModel.Transportation/Vehicle",
@@ -15,7 +15,7 @@ public sealed class ContextApiTests : IAsyncLifetime
     private MachiServer _server = null!;
     private HttpClient Client => _server.Client;
 
-    public async Task InitializeAsync() => _server = await MachiServer.StartAsync();
+    public async Task InitializeAsync() => _server = await backend.StartAsync();
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
@@ -95,13 +95,13 @@ public sealed class ContextApiTests : IAsyncLifetime
         try
         {
             string localPath;
-            await using (var first = await MachiServer.StartAsync(data))
+            await using (var first = await backend.StartAsync(data))
             {
                 var created = await first.Client.PostJson("/ngsi-ld/v1/jsonldContexts", UserContext);
                 localPath = new Uri(created.Headers.Location!.OriginalString).AbsolutePath;
             }
 
-            await using var second = await MachiServer.StartAsync(data);
+            await using var second = await backend.StartAsync(data);
             var served = await second.Client.GetAsync(localPath);
             Assert.Equal(HttpStatusCode.OK, served.StatusCode);
         }
@@ -128,3 +128,8 @@ public sealed class ContextApiTests : IAsyncLifetime
         }
     }
 }
+
+public sealed class ContextApiTestsOnSqlite() : ContextApiTests(Backend.Sqlite);
+
+[Collection(PostgresGroup.Name)]
+public sealed class ContextApiTestsOnPostgres(PostgresServer postgres) : ContextApiTests(Backend.Postgres(postgres));

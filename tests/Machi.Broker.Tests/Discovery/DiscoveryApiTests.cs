@@ -4,7 +4,7 @@ using Machi.Broker.Tests.Infrastructure;
 
 namespace Machi.Broker.Tests.Discovery;
 
-public sealed class DiscoveryApiTests : IAsyncLifetime
+public abstract class DiscoveryApiTests(Backend backend) : IAsyncLifetime
 {
     private const string Aizu = "https://aizu.example/ns#";
     private MachiServer _server = null!;
@@ -14,7 +14,7 @@ public sealed class DiscoveryApiTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _server = await MachiServer.StartAsync();
+        _server = await backend.StartAsync();
         var hosted = await Client.PostJson("/ngsi-ld/v1/jsonldContexts",
             $$$"""{"@context":{"Shelter":"{{{Aizu}}}Shelter","capacity":"{{{Aizu}}}capacity","managedBy":"{{{Aizu}}}managedBy"}}""");
         _contextUrl = hosted.Headers.Location!.ToString();
@@ -149,3 +149,8 @@ public sealed class DiscoveryApiTests : IAsyncLifetime
         return Client.SendAsync(request);
     }
 }
+
+public sealed class DiscoveryApiTestsOnSqlite() : DiscoveryApiTests(Backend.Sqlite);
+
+[Collection(PostgresGroup.Name)]
+public sealed class DiscoveryApiTestsOnPostgres(PostgresServer postgres) : DiscoveryApiTests(Backend.Postgres(postgres));

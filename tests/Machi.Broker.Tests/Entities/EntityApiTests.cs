@@ -4,12 +4,12 @@ using Machi.Broker.Tests.Infrastructure;
 
 namespace Machi.Broker.Tests.Entities;
 
-public sealed class EntityApiTests : IAsyncLifetime
+public abstract class EntityApiTests(Backend backend) : IAsyncLifetime
 {
     private MachiServer _server = null!;
     private HttpClient Client => _server.Client;
 
-    public async Task InitializeAsync() => _server = await MachiServer.StartAsync();
+    public async Task InitializeAsync() => _server = await backend.StartAsync();
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
@@ -284,7 +284,7 @@ public sealed class EntityApiTests : IAsyncLifetime
         await (await Client.PostJson(NgsiHttp.Entities, "[1,2]")).AssertProblem(400, "BadRequestData");
         await (await Client.PatchJson(NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:safe/attrs", "{\"speed\": {\"type\":\"Relationship\",\"object\":\"bad\"}}")).AssertProblem(400, "BadRequestData");
         // A body over the configured limit (small here, so the client finishes sending before the server answers).
-        await using var small = await MachiServer.StartAsync(settings: new Dictionary<string, string?> { ["Broker:MaxRequestBodyBytes"] = "4096" });
+        await using var small = await backend.StartAsync(settings: new Dictionary<string, string?> { ["Broker:MaxRequestBodyBytes"] = "4096" });
         var big = "{\"id\":\"urn:x:big\",\"type\":\"T\",\"blob\":\"" + new string('x', 20_000) + "\"}";
         await (await small.Client.PostJson(NgsiHttp.Entities, big)).AssertProblem(413, "PayloadTooLarge");
         await (await small.Client.GetAsync(NgsiHttp.Entities + "/urn:x:big")).AssertProblem(404, "ResourceNotFound");
@@ -293,3 +293,8 @@ public sealed class EntityApiTests : IAsyncLifetime
         Assert.Equal(10, kv["speed"]!.GetValue<double>());
     }
 }
+
+public sealed class EntityApiTestsOnSqlite() : EntityApiTests(Backend.Sqlite);
+
+[Collection(PostgresGroup.Name)]
+public sealed class EntityApiTestsOnPostgres(PostgresServer postgres) : EntityApiTests(Backend.Postgres(postgres));

@@ -67,6 +67,14 @@ public sealed class MachiProcess : IAsyncDisposable
     /// <paramref name="dataDirectory"/> a temporary one is used. <paramref name="environment"/> adds (or, with a
     /// null value, removes) variables such as <c>Machi__Broker__MaxLimit</c>.
     /// </summary>
+    /// <summary>The PostgreSQL database a process is told to use (environment or --database), for the CLI that registers its clients.</summary>
+    private static string? DatabaseOf(IDictionary<string, string?>? environment, string[] arguments)
+    {
+        var flag = Array.IndexOf(arguments, "--database");
+        return flag >= 0 && flag + 1 < arguments.Length ? arguments[flag + 1]
+            : environment?.TryGetValue("Machi__Broker__Database", out var database) == true ? database : null;
+    }
+
     public static async Task<MachiProcess> StartAsync(
         string? dataDirectory = null,
         IDictionary<string, string?>? environment = null,
@@ -88,7 +96,7 @@ public sealed class MachiProcess : IAsyncDisposable
             {
                 await machi.WaitUntilHealthyAsync(startupTimeout ?? DefaultStartupTimeout);
                 machi.Client.DefaultRequestHeaders.Authorization =
-                    new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", await Tokens.AdminTokenAsync(machi.Client, dataDirectory));
+                    new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", await Tokens.AdminTokenAsync(machi.Client, dataDirectory, DatabaseOf(environment, extra)));
                 return machi;
             }
             catch (InvalidOperationException) when (attempt < 3 && machi.StandardError.Contains("address already in use", StringComparison.OrdinalIgnoreCase))

@@ -43,6 +43,9 @@ public sealed class MachiServer : IAsyncDisposable
     /// <summary>The admin client's access token (the one <see cref="Client"/> sends).</summary>
     public string AdminToken { get; private set; } = "";
 
+    /// <summary>The PostgreSQL connection string the server runs on (Broker:Database), or null on SQLite.</summary>
+    public string? Database { get; private set; }
+
     /// <summary>The data directory in use (absolute).</summary>
     public string DataDirectory { get; }
 
@@ -101,10 +104,13 @@ public sealed class MachiServer : IAsyncDisposable
 
         var address = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>()
             .Addresses.First();
-        var server = new MachiServer(app, new Uri(address.TrimEnd('/') + "/"), dataDirectory, ownsDataDirectory);
+        var server = new MachiServer(app, new Uri(address.TrimEnd('/') + "/"), dataDirectory, ownsDataDirectory)
+        {
+            Database = merged.TryGetValue("Broker:Database", out var database) && !string.IsNullOrWhiteSpace(database) ? database : null,
+        };
         try
         {
-            server.AdminToken = await Tokens.AdminTokenAsync(server.Anonymous, dataDirectory);
+            server.AdminToken = await Tokens.AdminTokenAsync(server.Anonymous, dataDirectory, server.Database);
         }
         catch
         {

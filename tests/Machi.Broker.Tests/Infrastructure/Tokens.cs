@@ -6,12 +6,20 @@ namespace Machi.Broker.Tests.Infrastructure;
 /// <summary>Gets access tokens the way a real client does: a client registered with the CLI, then client credentials.</summary>
 public static class Tokens
 {
+    /// <summary>The CLI options that point a command at a server's data: its data directory and, on PostgreSQL, its database.</summary>
+    public static string[] Location(string dataDirectory, string? database) =>
+        database is null ? ["--data", dataDirectory] : ["--data", dataDirectory, "--database", database];
+
     /// <summary>Registers a client with <c>machi client add --name … [options]</c> on a data directory; its id and secret.</summary>
-    public static async Task<(string Id, string Secret)> AddClientAsync(string dataDirectory, params string[] options)
+    public static Task<(string Id, string Secret)> AddClientAsync(string dataDirectory, params string[] options) =>
+        AddClientAsync(Location(dataDirectory, null), options);
+
+    /// <summary>As <see cref="AddClientAsync(string, string[])"/>, for the server at <paramref name="location"/> (<see cref="Location"/>).</summary>
+    public static async Task<(string Id, string Secret)> AddClientAsync(string[] location, params string[] options)
     {
         using var output = new StringWriter();
         using var errors = new StringWriter();
-        var code = await MachiCli.RunAsync(["client", "add", "--data", dataDirectory, .. options], output, errors);
+        var code = await MachiCli.RunAsync(["client", "add", .. location, .. options], output, errors);
         if (code != 0)
         {
             throw new InvalidOperationException($"machi client add exited {code}: {errors}");
@@ -41,9 +49,9 @@ public static class Tokens
     }
 
     /// <summary>A token of a new admin client (every scope) of the server at <paramref name="http"/>'s base address.</summary>
-    public static async Task<string> AdminTokenAsync(HttpClient http, string dataDirectory)
+    public static async Task<string> AdminTokenAsync(HttpClient http, string dataDirectory, string? database = null)
     {
-        var (id, secret) = await AddClientAsync(dataDirectory, "--name", "tests-admin", "--admin");
+        var (id, secret) = await AddClientAsync(Location(dataDirectory, database), "--name", "tests-admin", "--admin");
         return await ClientCredentialsAsync(http, id, secret);
     }
 }

@@ -11,7 +11,7 @@ namespace Machi.Broker.Tests.Query;
 /// Queries as an API user sees them, over HTTP on the real server: GET /entities and POST /entityOperations/query
 /// against a small Aizuwakamatsu data set (buses and a snowplow around Tsuruga-jo, shelters, a district polygon).
 /// </summary>
-public sealed class QueryApiTests : IAsyncLifetime
+public abstract class QueryApiTests(Backend backend) : IAsyncLifetime
 {
     private const string QueryPath = "/ngsi-ld/v1/entityOperations/query";
     private const string CreatePath = "/ngsi-ld/v1/entityOperations/create";
@@ -116,7 +116,7 @@ public sealed class QueryApiTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _server = await MachiServer.StartAsync();
+        _server = await backend.StartAsync();
         await SeedAsync(Client);
     }
 
@@ -661,7 +661,7 @@ public sealed class QueryApiTests : IAsyncLifetime
     [Fact]
     public async Task A_limit_above_Broker_MaxLimit_is_TooManyResults_and_the_default_page_never_exceeds_it()
     {
-        await using var small = await MachiServer.StartAsync(settings: new Dictionary<string, string?> { ["Broker:MaxLimit"] = "5" });
+        await using var small = await backend.StartAsync(settings: new Dictionary<string, string?> { ["Broker:MaxLimit"] = "5" });
         await SeedAsync(small.Client);
 
         Assert.Contains("5", await (await small.Client.GetAsync(Url(("type", "Vehicle,Shelter"), ("limit", "6")))).AssertProblem(403, "TooManyResults"), StringComparison.Ordinal);
@@ -805,7 +805,7 @@ public sealed class QueryApiTests : IAsyncLifetime
                 Set(Bus1, Plow),
             ];
 
-            await using (var first = await MachiServer.StartAsync(dataDirectory: directory))
+            await using (var first = await backend.StartAsync(dataDirectory: directory))
             {
                 await SeedAsync(first.Client);
                 // Writes before the restart: Bus2 is deleted, the snowplow moves within 1000 m and changes scope.
@@ -819,7 +819,7 @@ public sealed class QueryApiTests : IAsyncLifetime
                 }
             }
 
-            await using var second = await MachiServer.StartAsync(dataDirectory: directory);
+            await using var second = await backend.StartAsync(dataDirectory: directory);
             for (var i = 0; i < queries.Length; i++)
             {
                 Assert.Equal(expected[i], await IdsOf(await second.Client.GetAsync(Url(queries[i]))));
@@ -927,3 +927,8 @@ public sealed class QueryApiTests : IAsyncLifetime
         }
     }
 }
+
+public sealed class QueryApiTestsOnSqlite() : QueryApiTests(Backend.Sqlite);
+
+[Collection(PostgresGroup.Name)]
+public sealed class QueryApiTestsOnPostgres(PostgresServer postgres) : QueryApiTests(Backend.Postgres(postgres));

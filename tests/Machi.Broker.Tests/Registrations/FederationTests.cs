@@ -12,7 +12,7 @@ namespace Machi.Broker.Tests.Registrations;
 /// Two Machi servers on loopback: city A (Kitakata, 喜多方) is a context source, city B (Aizuwakamatsu) registers it
 /// and answers queries and retrievals with A's entities merged into its own.
 /// </summary>
-public sealed class FederationTests : IAsyncLifetime
+public abstract class FederationTests(Backend backend) : IAsyncLifetime
 {
     private const string Registrations = "/ngsi-ld/v1/csourceRegistrations";
     private readonly ConcurrentQueue<(string Query, string? Via, string? Tenant, string? Link)> _seen = new();
@@ -21,7 +21,7 @@ public sealed class FederationTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _a = await MachiServer.StartAsync(
+        _a = await backend.StartAsync(
             settings: new Dictionary<string, string?> { ["Broker:Federation:BrokerId"] = "city-a" },
             configureApp: app =>
             {
@@ -40,7 +40,7 @@ public sealed class FederationTests : IAsyncLifetime
                     return Results.Text("[]", "application/json");
                 });
             });
-        _b = await MachiServer.StartAsync(settings: new Dictionary<string, string?> { ["Broker:Federation:BrokerId"] = "city-b" });
+        _b = await backend.StartAsync(settings: new Dictionary<string, string?> { ["Broker:Federation:BrokerId"] = "city-b" });
     }
 
     public async Task DisposeAsync()
@@ -271,3 +271,8 @@ public sealed class FederationTests : IAsyncLifetime
         Assert.False(response.Headers.Contains("NGSILD-Warning"));
     }
 }
+
+public sealed class FederationTestsOnSqlite() : FederationTests(Backend.Sqlite);
+
+[Collection(PostgresSecondGroup.Name)]
+public sealed class FederationTestsOnPostgres(PostgresServer postgres) : FederationTests(Backend.Postgres(postgres));

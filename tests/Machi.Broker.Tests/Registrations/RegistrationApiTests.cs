@@ -4,14 +4,14 @@ using Machi.Broker.Tests.Infrastructure;
 
 namespace Machi.Broker.Tests.Registrations;
 
-public sealed class RegistrationApiTests : IAsyncLifetime
+public abstract class RegistrationApiTests(Backend backend) : IAsyncLifetime
 {
     private const string Path = "/ngsi-ld/v1/csourceRegistrations";
     private MachiServer _server = null!;
 
     private HttpClient Client => _server.Client;
 
-    public async Task InitializeAsync() => _server = await MachiServer.StartAsync();
+    public async Task InitializeAsync() => _server = await backend.StartAsync();
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
@@ -225,7 +225,7 @@ public sealed class RegistrationApiTests : IAsyncLifetime
         var data = TempDirectory.Create("machi-csr-");
         try
         {
-            await using (var first = await MachiServer.StartAsync(data))
+            await using (var first = await backend.StartAsync(data))
             {
                 using var create = new HttpRequestMessage(HttpMethod.Post, Path)
                 {
@@ -236,7 +236,7 @@ public sealed class RegistrationApiTests : IAsyncLifetime
                 Assert.Empty((await (await first.Client.GetAsync(Path)).ReadJson()).AsArray());
             }
 
-            await using var second = await MachiServer.StartAsync(data);
+            await using var second = await backend.StartAsync(data);
             using var get = new HttpRequestMessage(HttpMethod.Get, Path + "/urn:ngsi-ld:ContextSourceRegistration:t");
             get.Headers.Add("NGSILD-Tenant", "aizu");
             var response = await second.Client.SendAsync(get);
@@ -249,3 +249,8 @@ public sealed class RegistrationApiTests : IAsyncLifetime
         }
     }
 }
+
+public sealed class RegistrationApiTestsOnSqlite() : RegistrationApiTests(Backend.Sqlite);
+
+[Collection(PostgresSecondGroup.Name)]
+public sealed class RegistrationApiTestsOnPostgres(PostgresServer postgres) : RegistrationApiTests(Backend.Postgres(postgres));

@@ -6,12 +6,12 @@ using Machi.Ngsi.Model;
 
 namespace Machi.Broker.Tests.Registrations;
 
-public sealed class RegistrationDocsAndMergeTests
+public abstract class RegistrationDocsAndMergeTests(Backend backend)
 {
     [Fact]
     public async Task OpenApi_describes_discovery_and_registration_operations()
     {
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         using var document = JsonDocument.Parse(await server.Client.GetStringAsync(new Uri("/openapi/v1.json", UriKind.Relative)));
         var paths = document.RootElement.GetProperty("paths");
         foreach (var path in new[] { "/ngsi-ld/v1/types", "/ngsi-ld/v1/types/{type}", "/ngsi-ld/v1/attributes", "/ngsi-ld/v1/attributes/{attrId}" })
@@ -63,3 +63,8 @@ public sealed class RegistrationDocsAndMergeTests
         return entity;
     }
 }
+
+public sealed class RegistrationDocsAndMergeTestsOnSqlite() : RegistrationDocsAndMergeTests(Backend.Sqlite);
+
+[Collection(PostgresSecondGroup.Name)]
+public sealed class RegistrationDocsAndMergeTestsOnPostgres(PostgresServer postgres) : RegistrationDocsAndMergeTests(Backend.Postgres(postgres));

@@ -6,11 +6,11 @@ using Machi.Broker.Tests.Infrastructure;
 namespace Machi.Broker.Tests.Robustness;
 
 /// <summary>Arbitrary bodies, headers, paths and parameters never make the API answer 5xx or lose data.</summary>
-public sealed class FuzzTests : IAsyncLifetime
+public abstract class FuzzTests(Backend backend) : IAsyncLifetime
 {
     private MachiServer _server = null!;
 
-    public async Task InitializeAsync() => _server = await MachiServer.StartAsync();
+    public async Task InitializeAsync() => _server = await backend.StartAsync();
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
@@ -123,3 +123,8 @@ public sealed class FuzzTests : IAsyncLifetime
         }
     }
 }
+
+public sealed class FuzzTestsOnSqlite() : FuzzTests(Backend.Sqlite);
+
+[Collection(PostgresGroup.Name)]
+public sealed class FuzzTestsOnPostgres(PostgresServer postgres) : FuzzTests(Backend.Postgres(postgres));

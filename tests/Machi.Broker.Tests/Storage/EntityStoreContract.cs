@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Machi.Broker.Access;
 using Machi.Broker.Entities;
 using Machi.Broker.Storage;
 using Machi.Broker.Storage.Postgres;
@@ -47,6 +48,69 @@ public abstract class EntityStoreContract : IAsyncLifetime
     protected abstract Task<IEntityStore> OpenAsync();
 
     protected virtual Task CleanupAsync() => Task.CompletedTask;
+
+    /// <summary>The backend's consent store, on <see cref="Store"/>'s database.</summary>
+    protected abstract IConsentStore Consents();
+
+    [Fact]
+    public async Task A_query_counts_and_pages_only_what_the_caller_may_see_and_a_consent_opens_one_residents_entity()
+    {
+        foreach (var (id, marks) in new[]
+        {
+            ("urn:ngsi-ld:Reading:shelter", """ "https://machi.city/ns/visibility":{"type":"Property","value":"public"} """),
+            ("urn:ngsi-ld:Reading:plant", ""),
+            ("urn:ngsi-ld:Reading:hanako", """ "https://machi.city/ns/owner":{"type":"Property","value":"hanako"},"https://machi.city/ns/dataCategory":{"type":"Property","value":"vitals"} """),
+            ("urn:ngsi-ld:Reading:taro", """ "https://machi.city/ns/owner":{"type":"Property","value":"taro"},"https://machi.city/ns/dataCategory":{"type":"Property","value":"vitals"} """),
+        })
+        {
+            var entity = EntityParser.ParseEntity(JsonDocument.Parse($$"""
+                {"id":"{{id}}","type":"Reading","level":{"type":"Property","value":5}{{(marks.Length == 0 ? "" : "," + marks)}}}
+                """).RootElement, LdContext.Core, DateTimeOffset.UtcNow);
+            await Store.WriteOneAsync("", EntityWrite.Creating(entity, EntityService.Create(entity)), CancellationToken.None);
+        }
+
+        var now = DateTimeOffset.UtcNow;
+        async Task<string> VisibleAsync(AccessFilter access)
+        {
+            var seen = new List<string>();
+            foreach (var q in new[] { "", "level>0" })
+            {
+                var filter = new EntityFilter { Q = q.Length == 0 ? null : QExpressions.Expand(QParser.Parse(q), LdContext.Core.ExpandTerm) };
+                var page = await Store.QueryAsync("", new EntityQuery(filter) { Count = true, Limit = 100, Access = access }, CancellationToken.None);
+                Assert.Equal(page.Entities.Count, (int)page.TotalCount!);
+
+                // Pages are cut from the visible entities: the last one is the last visible one.
+                var last = await Store.QueryAsync("", new EntityQuery(filter) { Count = true, Limit = 1, Offset = page.Entities.Count - 1, Access = access }, CancellationToken.None);
+                Assert.Equal(page.TotalCount, last.TotalCount);
+                Assert.Equal(page.Entities[^1].Id, Assert.Single(last.Entities).Id);
+                seen.Add(string.Join(' ', page.Entities.Select(e => e.Id["urn:ngsi-ld:Reading:".Length..]).Order(StringComparer.Ordinal)));
+            }
+
+            Assert.Equal(seen[0], seen[1]);
+            return seen[0];
+        }
+
+        var anonymous = new AccessFilter(false, null, null, null, false, now);
+        var clinic = new AccessFilter(true, null, "clinic", "monitoring", false, now);
+        Assert.Equal("shelter", await VisibleAsync(anonymous));
+        Assert.Equal("plant shelter", await VisibleAsync(anonymous with { Internal = true }));
+        Assert.Equal("hanako shelter", await VisibleAsync(anonymous with { Owner = "hanako" }));
+        Assert.Equal("plant shelter", await VisibleAsync(clinic));
+        Assert.Equal("hanako plant shelter taro", await VisibleAsync(anonymous with { Internal = true, AllPersonal = true }));
+
+        var consent = new Consent("urn:machi:consent:contract", "hanako", "clinic", "monitoring", ["vitals"], now.AddMinutes(-1), now.AddDays(1), "1");
+        await Consents().AddAsync(consent, "{}", CancellationToken.None);
+        Assert.Equal("hanako plant shelter", await VisibleAsync(clinic));
+        Assert.Equal("plant shelter", await VisibleAsync(clinic with { ConsentPurpose = "marketing" }));
+        Assert.Equal("plant shelter", await VisibleAsync(clinic with { Now = now.AddDays(2) }));
+        Assert.Single(await Consents().ActiveAsync(now, CancellationToken.None));
+
+        Assert.True(await Consents().RevokeAsync("hanako", consent.Id, now, "{}", CancellationToken.None));
+        Assert.False(await Consents().RevokeAsync("hanako", consent.Id, now, "{}", CancellationToken.None));
+        Assert.Equal("plant shelter", await VisibleAsync(clinic));
+        Assert.Empty(await Consents().ActiveAsync(now, CancellationToken.None));
+        Assert.Equal([("", "urn:ngsi-ld:Reading:hanako")], await Store.OwnedEntitiesAsync("hanako", CancellationToken.None));
+    }
 
     [Fact]
     public async Task Creates_updates_and_deletes_are_logged_in_commit_order_with_both_states_and_survive_a_restart()
@@ -195,6 +259,8 @@ public sealed class SqliteEntityStoreContractTests : EntityStoreContract
         return store;
     }
 
+    protected override IConsentStore Consents() => new SqliteConsentStore((SqliteEntityStore)Store);
+
     protected override Task CleanupAsync()
     {
         TempDirectory.Delete(_directory);
@@ -215,4 +281,6 @@ public sealed class PostgresEntityStoreContractTests(PostgresServer server) : En
         await store.InitializeAsync(CancellationToken.None);
         return store;
     }
+
+    protected override IConsentStore Consents() => new PostgresConsentStore((PostgresEntityStore)Store);
 }

@@ -121,6 +121,42 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
         Assert.Equal(4L, await cmd.ExecuteScalarAsync());
     }
 
+    [Fact]
+    public async Task Entities_stored_before_the_access_step_get_their_marks_when_it_is_applied()
+    {
+        var old = await server.CreateDatabaseAsync("before_access");
+        await using (var data = NpgsqlDataSource.Create(old))
+        {
+            await PostgresSchema.MigrateAsync(data, CancellationToken.None, upTo: PostgresSchema.AccessVersion - 1);
+            var reading = EntityParser.ParseEntity(JsonDocument.Parse("""
+                {"id":"urn:ngsi-ld:Reading:old","type":"Reading","https://machi.city/ns/owner":{"type":"Property","value":"hanako"}}
+                """).RootElement, LdContext.Core, DateTimeOffset.UtcNow);
+            await using var insert = data.CreateBatch();
+            var entity = new NpgsqlBatchCommand("INSERT INTO entities (tenant, id, doc) VALUES ('', $1, $2)");
+            entity.Parameters.Add(new NpgsqlParameter { Value = reading.Id });
+            entity.Parameters.Add(new NpgsqlParameter { Value = EntityCodec.Encode(reading) });
+            var history = new NpgsqlBatchCommand("INSERT INTO history_entities (tenant, id, types, created_at, modified_at) VALUES ('', $1, '[]', 0, 0)");
+            history.Parameters.Add(new NpgsqlParameter { Value = reading.Id });
+            insert.BatchCommands.Add(entity);
+            insert.BatchCommands.Add(history);
+            await insert.ExecuteNonQueryAsync();
+        }
+
+        var store = new PostgresEntityStore(old, NullLogger<PostgresEntityStore>.Instance);
+        await using var owned = store;
+        await store.InitializeAsync(CancellationToken.None);
+        Assert.Equal([("", "urn:ngsi-ld:Reading:old")], await store.OwnedEntitiesAsync("hanako", CancellationToken.None));
+        var anonymous = new Access.AccessFilter(false, null, null, null, false, DateTimeOffset.UtcNow);
+        Assert.Equal(0, (await store.QueryAsync("", new EntityQuery(new EntityFilter()) { Count = true, Access = anonymous }, CancellationToken.None)).TotalCount);
+        Assert.Equal(1, (await store.QueryAsync("", new EntityQuery(new EntityFilter()) { Count = true, Access = anonymous with { Owner = "hanako" } }, CancellationToken.None)).TotalCount);
+        await using var marks = store.DataSource.CreateCommand("SELECT access, owner, category FROM history_entities WHERE id = 'urn:ngsi-ld:Reading:old'");
+        await using var r = await marks.ExecuteReaderAsync();
+        Assert.True(await r.ReadAsync());
+        Assert.Equal((short)2, r.GetInt16(0));
+        Assert.Equal("hanako", r.GetString(1));
+        Assert.Equal("other", r.GetString(2));
+    }
+
     private async Task<PostgresEntityStore> OpenAsync()
     {
         var store = new PostgresEntityStore(_connectionString, NullLogger<PostgresEntityStore>.Instance);

@@ -9,14 +9,14 @@ using Microsoft.Extensions.DependencyInjection;
 namespace Machi.Broker.Tests.Stream;
 
 /// <summary>GET /ngsi-ld/v1/x-machi/stream: entity changes pushed as server-sent events, resumable with Last-Event-ID.</summary>
-public sealed class StreamApiTests : IAsyncLifetime
+public abstract class StreamApiTests(Backend backend) : IAsyncLifetime
 {
     private const string Stream = "/ngsi-ld/v1/x-machi/stream";
     private MachiServer _server = null!;
 
     private HttpClient Client => _server.Client;
 
-    public async Task InitializeAsync() => _server = await MachiServer.StartAsync(settings: new Dictionary<string, string?>
+    public async Task InitializeAsync() => _server = await backend.StartAsync(settings: new Dictionary<string, string?>
     {
         ["Broker:StreamHeartbeat"] = "00:00:00.300",
         ["Broker:ChangeRetention"] = "00:00:00",
@@ -30,7 +30,7 @@ public sealed class StreamApiTests : IAsyncLifetime
     public async Task With_many_clients_changes_are_handed_on_together_after_the_coalescing_interval_and_none_is_lost()
     {
         // "Many" is one client here; the interval is long enough that its effect cannot be timing noise.
-        await using var server = await MachiServer.StartAsync(settings: new Dictionary<string, string?>
+        await using var server = await backend.StartAsync(settings: new Dictionary<string, string?>
         {
             ["Broker:StreamCoalesceClients"] = "1",
             ["Broker:StreamCoalesce"] = "00:00:02",
@@ -183,9 +183,17 @@ public sealed class StreamApiTests : IAsyncLifetime
     [Fact]
     public async Task Pruning_keeps_every_change_a_consumer_has_not_processed()
     {
-        var store = _server.Services.GetRequiredService<SqliteEntityStore>();
-        await using (var connection = new SqliteConnection(store.ConnectionString))
+        var store = _server.Services.GetRequiredService<IEntityStore>();
+        if (backend.IsPostgres)
         {
+            await using var cmd = _server.Services.GetRequiredService<Machi.Broker.Storage.Postgres.PostgresEntityStore>().DataSource
+                .CreateCommand("INSERT INTO change_cursors (consumer, seq) VALUES ('slow-consumer', $1)");
+            cmd.Parameters.Add(new Npgsql.NpgsqlParameter { Value = store.LastChangeSeq });
+            await cmd.ExecuteNonQueryAsync();
+        }
+        else
+        {
+            await using var connection = new SqliteConnection(_server.Services.GetRequiredService<SqliteEntityStore>().ConnectionString);
             connection.Open();
             using var cmd = connection.CreateCommand();
             cmd.CommandText = "INSERT INTO change_cursors (consumer, seq) VALUES ('slow-consumer', $s)";
@@ -298,3 +306,8 @@ public sealed class StreamApiTests : IAsyncLifetime
 
     private static (string, string) Summary(ServerEvent e) => (e.Event, e.Json["id"]!.GetValue<string>());
 }
+
+public sealed class StreamApiTestsOnSqlite() : StreamApiTests(Backend.Sqlite);
+
+[Collection(PostgresSecondGroup.Name)]
+public sealed class StreamApiTestsOnPostgres(PostgresServer postgres) : StreamApiTests(Backend.Postgres(postgres));

@@ -7,7 +7,7 @@ using Machi.Broker.Tests.Infrastructure;
 namespace Machi.Broker.Tests.Subscriptions;
 
 /// <summary>MQTT notifications (NGSI-LD clause 7) through a real mosquitto, read by a real MQTT client.</summary>
-public sealed class MqttNotificationTests
+public abstract class MqttNotificationTests(Backend backend)
 {
     private const string Topic = "aizu/snowplows/speed";
 
@@ -40,7 +40,7 @@ public sealed class MqttNotificationTests
     {
         await using var broker = await MosquittoBroker.StartAsync();
         await using var subscriber = await MqttSubscriber.ConnectAsync(broker, Topic);
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         var location = await SubscriptionApiTests.SubscribeAsync(server.Client,
             Subscription(broker.Endpoint(Topic), version, qos, """, "receiverInfo":[{"key":"X-City","value":"aizuwakamatsu"}]"""));
 
@@ -77,7 +77,7 @@ public sealed class MqttNotificationTests
         try
         {
             // Trusting the city's CA: notifications go out over TLS (the subscriber reads them on the plain listener).
-            await using (var trusting = await MachiServer.StartAsync(settings: new Dictionary<string, string?>
+            await using (var trusting = await backend.StartAsync(settings: new Dictionary<string, string?>
             {
                 ["Broker:Subscriptions:TrustedCertificateAuthorities"] = certificates.WriteAuthority(directory),
             }))
@@ -90,7 +90,7 @@ public sealed class MqttNotificationTests
             }
 
             // Without it the certificate is not trusted: the notification fails, nothing is sent in clear.
-            await using var doubting = await MachiServer.StartAsync(settings: SubscriptionApiTests.FastRetries);
+            await using var doubting = await backend.StartAsync(settings: SubscriptionApiTests.FastRetries);
             var refused = await SubscriptionApiTests.SubscribeAsync(doubting.Client, Subscription(broker.SecureEndpoint(Topic), null, "1"));
             await doubting.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:untrusted", 44));
             var failed = await WaitForSubscriptionAsync(doubting.Client, refused, s => s["notification"]!["timesFailed"]?.GetValue<int>() >= 1);
@@ -108,7 +108,7 @@ public sealed class MqttNotificationTests
     {
         await using var broker = await MosquittoBroker.StartAsync();
         await using var subscriber = await MqttSubscriber.ConnectAsync(broker, Topic);
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         var body = Subscription(broker.Endpoint(Topic), "mqtt5.0", "1").Replace("\"application/json\"", "\"application/ld+json\"", StringComparison.Ordinal);
         var subscribe = new HttpRequestMessage(HttpMethod.Post, SubscriptionApiTests.Subscriptions) { Content = NgsiHttp.Json(body), Headers = { { "NGSILD-Tenant", "aizu" } } };
         Assert.Equal(HttpStatusCode.Created, (await server.Client.SendAsync(subscribe)).StatusCode);
@@ -127,7 +127,7 @@ public sealed class MqttNotificationTests
     {
         await using var broker = await MosquittoBroker.StartAsync(persistent: true);
         await using var subscriber = await MqttSubscriber.ConnectAsync(broker, Topic);
-        await using var server = await MachiServer.StartAsync(settings: SubscriptionApiTests.FastRetries);
+        await using var server = await backend.StartAsync(settings: SubscriptionApiTests.FastRetries);
         var location = await SubscriptionApiTests.SubscribeAsync(server.Client, Subscription(broker.Endpoint(Topic), "mqtt5.0", "1"));
         const int entities = 3, updates = 5;
         for (var e = 0; e < entities; e++)
@@ -177,7 +177,7 @@ public sealed class MqttNotificationTests
     [InlineData("mqtt://127.0.0.1:1883/aizu", null, "")]
     public async Task Invalid_mqtt_endpoint_or_notifierInfo_is_BadRequestData(string uri, string? version, string? qos)
     {
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         var response = await server.Client.PostJson(SubscriptionApiTests.Subscriptions, Subscription(new Uri(uri), version, qos));
         await response.AssertProblem(400, "BadRequestData");
     }
@@ -185,7 +185,7 @@ public sealed class MqttNotificationTests
     [Fact]
     public async Task Mqtt_endpoint_with_credentials_is_accepted_and_an_update_to_an_invalid_QoS_is_refused()
     {
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         var location = await SubscriptionApiTests.SubscribeAsync(server.Client, Subscription(new Uri("mqtts://city:s3cret@mqtt.example.org/aizu/plows"), "mqtt5.0", "2"));
         var read = await (await server.Client.GetAsync(location)).ReadJson();
         Assert.Equal("mqtts://city:s3cret@mqtt.example.org/aizu/plows", read["notification"]!["endpoint"]!["uri"]!.GetValue<string>());
@@ -225,3 +225,8 @@ public sealed class MqttNotificationTests
         }
     }
 }
+
+public sealed class MqttNotificationTestsOnSqlite() : MqttNotificationTests(Backend.Sqlite);
+
+[Collection(PostgresSecondGroup.Name)]
+public sealed class MqttNotificationTestsOnPostgres(PostgresServer postgres) : MqttNotificationTests(Backend.Postgres(postgres));

@@ -5,7 +5,7 @@ using Machi.Broker.Tests.Infrastructure;
 namespace Machi.Broker.Tests.Subscriptions;
 
 /// <summary>Subscriptions over HTTP: CRUD, validation, triggers, watchedAttributes, q/geoQ, formats and showChanges.</summary>
-public sealed class SubscriptionApiTests
+public abstract class SubscriptionApiTests(Backend backend)
 {
     public const string Subscriptions = "/ngsi-ld/v1/subscriptions";
 
@@ -30,7 +30,7 @@ public sealed class SubscriptionApiTests
     [Fact]
     public async Task Subscription_is_created_read_listed_paused_and_deleted()
     {
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         var endpoint = new Uri("http://127.0.0.1:9/notify");
         var location = await SubscribeAsync(server.Client, Subscription(endpoint, """, "watchedAttributes":["speed"], "q":"speed>50", "throttling":2, "subscriptionName":"fast plows" """,
             """, "attributes":["speed"], "format":"keyValues" """));
@@ -83,7 +83,7 @@ public sealed class SubscriptionApiTests
     [InlineData("""{"type":"Subscription","entities":[{"type":"Vehicle"}],"wat":1,"notification":{"endpoint":{"uri":"http://127.0.0.1:9/n"}}}""")]
     public async Task Invalid_subscription_is_refused_with_BadRequestData(string body)
     {
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         await (await server.Client.PostJson(Subscriptions, body)).AssertProblem(400, "BadRequestData");
         Assert.Empty((await (await server.Client.GetAsync(Subscriptions)).ReadJson()).AsArray());
     }
@@ -91,7 +91,7 @@ public sealed class SubscriptionApiTests
     [Fact]
     public async Task Same_id_twice_is_AlreadyExists_and_bad_update_keeps_the_subscription()
     {
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         var body = """{"id":"urn:ngsi-ld:Subscription:s1","type":"Subscription","entities":[{"type":"Vehicle"}],"notification":{"endpoint":{"uri":"http://127.0.0.1:9/n"}}}""";
         await SubscribeAsync(server.Client, body);
         await (await server.Client.PostJson(Subscriptions, body)).AssertProblem(409, "AlreadyExists");
@@ -104,7 +104,7 @@ public sealed class SubscriptionApiTests
     public async Task Default_triggers_notify_attribute_creation_and_update_with_the_entity_in_normalized_form()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         var location = await SubscribeAsync(server.Client, Subscription(receiver.Url));
         await server.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:v1", 10));
         await server.Client.PatchJson(NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:v1/attrs", """{"speed":{"type":"Property","value":42}}""");
@@ -136,7 +136,7 @@ public sealed class SubscriptionApiTests
     public async Task Entity_triggers_notify_creation_and_deletion_only()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         await SubscribeAsync(server.Client, Subscription(receiver.Url, """, "notificationTrigger":["entityCreated","entityDeleted"] """));
         await server.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:v1", 10));
         await server.Client.PatchJson(NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:v1/attrs", """{"speed":{"type":"Property","value":42}}""");
@@ -156,7 +156,7 @@ public sealed class SubscriptionApiTests
     public async Task Entity_updated_trigger_fires_on_update_but_not_on_creation()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         await SubscribeAsync(server.Client, Subscription(receiver.Url, """, "notificationTrigger":["entityUpdated"] """));
         await server.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:v1", 10));
         await server.Client.PatchJson(NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:v1/attrs", """{"speed":{"type":"Property","value":42}}""");
@@ -169,7 +169,7 @@ public sealed class SubscriptionApiTests
     public async Task Attribute_deleted_trigger_sends_NGSI_LD_null_and_the_previous_value()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         await SubscribeAsync(server.Client, Subscription(receiver.Url, """, "notificationTrigger":["attributeDeleted"] """, """, "showChanges":true """));
         await server.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:v1", 10));
         Assert.Equal(HttpStatusCode.NoContent, (await server.Client.DeleteAsync(NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:v1/attrs/speed")).StatusCode);
@@ -184,7 +184,7 @@ public sealed class SubscriptionApiTests
     public async Task Only_changes_of_watched_attributes_notify()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         await server.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:v1", 10));
         await SubscribeAsync(server.Client, Subscription(receiver.Url, """, "watchedAttributes":["speed"] """));
         await server.Client.PatchJson(NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:v1/attrs", """{"name":{"type":"LanguageProperty","languageMap":{"ja":"除雪車2号"}}}""");
@@ -198,7 +198,7 @@ public sealed class SubscriptionApiTests
     public async Task Q_and_geoQ_restrict_notifications_to_matching_entities()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         // Near Aizuwakamatsu city hall (within 1 km) and faster than 50.
         await SubscribeAsync(server.Client, Subscription(receiver.Url,
             """, "q":"speed>50", "geoQ":{"georel":"near;maxDistance==1000","geometry":"Point","coordinates":[139.9298,37.4948]} """));
@@ -215,7 +215,7 @@ public sealed class SubscriptionApiTests
     public async Task KeyValues_format_with_attributes_and_receiverInfo_headers_and_tenant()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         var tenant = new HttpRequestMessage(HttpMethod.Post, SubscriptionApiTests.Subscriptions)
         {
             Content = NgsiHttp.Json(Subscription(receiver.Url, notification: """, "format":"keyValues", "attributes":["speed"] """)
@@ -244,7 +244,7 @@ public sealed class SubscriptionApiTests
     public async Task Concise_format_and_json_ld_notifications_carry_the_subscriptions_context()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         var context = """{"Plow":"https://aizu.example/Plow","velocity":"https://aizu.example/velocity"}""";
         await SubscribeAsync(server.Client, $$"""
             {"type":"Subscription","entities":[{"type":"Plow"}],"watchedAttributes":["velocity"],
@@ -270,7 +270,7 @@ public sealed class SubscriptionApiTests
     public async Task ShowChanges_adds_the_previous_value_of_updated_attributes()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         await server.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:v1", 10));
         await SubscribeAsync(server.Client, Subscription(receiver.Url, notification: """, "showChanges":true """));
         await server.Client.PatchJson(NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:v1/attrs",
@@ -286,7 +286,7 @@ public sealed class SubscriptionApiTests
     public async Task Throttling_drops_notifications_until_the_period_has_passed()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         await server.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:v1", 10));
         await SubscribeAsync(server.Client, Subscription(receiver.Url, """, "throttling":3 """));
         for (var i = 0; i < 5; i++)
@@ -306,7 +306,7 @@ public sealed class SubscriptionApiTests
     public async Task TimeInterval_sends_every_matching_entity_periodically()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         await server.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:v1", 10));
         await server.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:v2", 20));
         await SubscribeAsync(server.Client, Subscription(receiver.Url, """, "timeInterval":1 """));
@@ -318,7 +318,7 @@ public sealed class SubscriptionApiTests
     public async Task Paused_subscription_does_not_notify_until_resumed()
     {
         await using var receiver = await NotificationReceiver.StartAsync();
-        await using var server = await MachiServer.StartAsync();
+        await using var server = await backend.StartAsync();
         var location = await SubscribeAsync(server.Client, Subscription(receiver.Url, """, "isActive":false """));
         await server.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:v1", 10));
         await receiver.AssertNoMoreThanAsync(0, TimeSpan.FromSeconds(1));
@@ -328,3 +328,8 @@ public sealed class SubscriptionApiTests
         Assert.Equal("urn:ngsi-ld:Vehicle:v2", received[0].Entity["id"]!.GetValue<string>());
     }
 }
+
+public sealed class SubscriptionApiTestsOnSqlite() : SubscriptionApiTests(Backend.Sqlite);
+
+[Collection(PostgresSecondGroup.Name)]
+public sealed class SubscriptionApiTestsOnPostgres(PostgresServer postgres) : SubscriptionApiTests(Backend.Postgres(postgres));

@@ -6,7 +6,7 @@ using Machi.Broker.Tests.Infrastructure;
 namespace Machi.Broker.Tests.Subscriptions;
 
 /// <summary>At-least-once delivery: retries while an endpoint is down, across a crash, per-endpoint isolation, dead letters.</summary>
-public sealed class SubscriptionDeliveryTests
+public abstract class SubscriptionDeliveryTests(Backend backend)
 {
     private static async Task WriteSpeedsAsync(HttpClient client, int entities, int updates)
     {
@@ -57,7 +57,7 @@ public sealed class SubscriptionDeliveryTests
     public async Task Endpoint_down_then_up_receives_every_notification_in_order_per_entity()
     {
         await using var receiver = NotificationReceiver.Down();
-        await using var server = await MachiServer.StartAsync(settings: SubscriptionApiTests.FastRetries);
+        await using var server = await backend.StartAsync(settings: SubscriptionApiTests.FastRetries);
         var location = await SubscriptionApiTests.SubscribeAsync(server.Client, SubscriptionApiTests.Subscription(receiver.Url));
         await WriteSpeedsAsync(server.Client, entities: 3, updates: 5);
 
@@ -84,7 +84,7 @@ public sealed class SubscriptionDeliveryTests
                 ["Machi__Broker__Subscriptions__InitialRetryDelay"] = "00:00:00.200",
                 ["Machi__Broker__Subscriptions__MaxRetryDelay"] = "00:00:01",
             };
-            await using (var server = await MachiProcess.StartAsync(data, environment))
+            await using (var server = await backend.StartProcessAsync(data, environment))
             {
                 var location = await SubscriptionApiTests.SubscribeAsync(server.Client, SubscriptionApiTests.Subscription(receiver.Url));
                 await WriteSpeedsAsync(server.Client, entities: 2, updates: 4);
@@ -93,7 +93,7 @@ public sealed class SubscriptionDeliveryTests
             }
 
             await receiver.StartListeningAsync();
-            await using var restarted = await MachiProcess.StartAsync(data, environment);
+            await using var restarted = await backend.StartProcessAsync(data, environment);
             var received = await receiver.WaitForAsync(10, TimeSpan.FromSeconds(20));
             AssertAllInOrder(received, 2, 4);
         }
@@ -109,7 +109,7 @@ public sealed class SubscriptionDeliveryTests
         await using var hanging = await NotificationReceiver.StartAsync();
         hanging.Hang = true;
         await using var healthy = await NotificationReceiver.StartAsync();
-        await using var server = await MachiServer.StartAsync(settings: new Dictionary<string, string?>
+        await using var server = await backend.StartAsync(settings: new Dictionary<string, string?>
         {
             ["Broker:Subscriptions:RequestTimeout"] = "00:01:00",
         });
@@ -130,7 +130,7 @@ public sealed class SubscriptionDeliveryTests
         await using var receiver = await NotificationReceiver.StartAsync();
         receiver.Status = 500;
         var settings = new Dictionary<string, string?>(SubscriptionApiTests.FastRetries) { ["Broker:Subscriptions:MaxAttempts"] = "3" };
-        await using var server = await MachiServer.StartAsync(settings: settings);
+        await using var server = await backend.StartAsync(settings: settings);
         var location = await SubscriptionApiTests.SubscribeAsync(server.Client, SubscriptionApiTests.Subscription(receiver.Url));
         await server.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:v0", 0));
 
@@ -148,3 +148,8 @@ public sealed class SubscriptionDeliveryTests
         Assert.Equal(1, received[0].Entity["speed"]!["value"]!.GetValue<double>());
     }
 }
+
+public sealed class SubscriptionDeliveryTestsOnSqlite() : SubscriptionDeliveryTests(Backend.Sqlite);
+
+[Collection(PostgresSecondGroup.Name)]
+public sealed class SubscriptionDeliveryTestsOnPostgres(PostgresServer postgres) : SubscriptionDeliveryTests(Backend.Postgres(postgres));

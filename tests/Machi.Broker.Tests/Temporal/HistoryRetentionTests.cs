@@ -8,14 +8,14 @@ using Microsoft.Extensions.DependencyInjection;
 namespace Machi.Broker.Tests.Temporal;
 
 /// <summary>Broker:HistoryRetention deletes instances past their type's retention, and nothing else.</summary>
-public sealed class HistoryRetentionTests : IAsyncLifetime
+public abstract class HistoryRetentionTests(Backend backend) : IAsyncLifetime
 {
     private const string Temporal = "/ngsi-ld/v1/temporal/entities";
     private MachiServer _server = null!;
 
     private HttpClient Client => _server.Client;
 
-    public async Task InitializeAsync() => _server = await MachiServer.StartAsync(settings: new Dictionary<string, string?>
+    public async Task InitializeAsync() => _server = await backend.StartAsync(settings: new Dictionary<string, string?>
     {
         // Snowplow positions: 30 days in every tenant but "short" (3 days). Shelters have no rule.
         ["Broker:HistoryRetention:0:Type"] = "Vehicle",
@@ -92,3 +92,8 @@ public sealed class HistoryRetentionTests : IAsyncLifetime
         Assert.Equal(0, await _server.Services.GetRequiredService<HistoryRetention>().CompactAsync(CancellationToken.None));
     }
 }
+
+public sealed class HistoryRetentionTestsOnSqlite() : HistoryRetentionTests(Backend.Sqlite);
+
+[Collection(PostgresSecondGroup.Name)]
+public sealed class HistoryRetentionTestsOnPostgres(PostgresServer postgres) : HistoryRetentionTests(Backend.Postgres(postgres));

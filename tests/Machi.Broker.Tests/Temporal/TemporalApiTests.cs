@@ -6,7 +6,7 @@ using Machi.Broker.Tests.Infrastructure;
 namespace Machi.Broker.Tests.Temporal;
 
 /// <summary>The temporal API over HTTP: history recorded from ordinary entity writes, read back per clause 4.5.7–4.5.19.</summary>
-public sealed class TemporalApiTests : IAsyncLifetime
+public abstract class TemporalApiTests(Backend backend) : IAsyncLifetime
 {
     private const string Temporal = "/ngsi-ld/v1/temporal/entities";
     private const string Plow = "urn:ngsi-ld:Vehicle:plow-7";
@@ -28,7 +28,7 @@ public sealed class TemporalApiTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _server = await MachiServer.StartAsync();
+        _server = await backend.StartAsync();
         await Create(Plow, Readings[0].Speed, Readings[0].At);
         foreach (var (at, speed) in Readings.Skip(1))
         {
@@ -292,3 +292,8 @@ public sealed class TemporalApiTests : IAsyncLifetime
 
     private async Task<JsonArray> GetArray(string path) => (await Get(path)).AsArray();
 }
+
+public sealed class TemporalApiTestsOnSqlite() : TemporalApiTests(Backend.Sqlite);
+
+[Collection(PostgresSecondGroup.Name)]
+public sealed class TemporalApiTestsOnPostgres(PostgresServer postgres) : TemporalApiTests(Backend.Postgres(postgres));

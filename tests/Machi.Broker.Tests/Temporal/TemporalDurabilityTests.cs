@@ -6,7 +6,7 @@ using Machi.Broker.Tests.Infrastructure;
 namespace Machi.Broker.Tests.Temporal;
 
 /// <summary>The history never loses an acknowledged change, whatever moment the server dies at.</summary>
-public sealed class TemporalDurabilityTests
+public abstract class TemporalDurabilityTests(Backend backend)
 {
     [Fact]
     public async Task After_SIGKILL_and_a_restart_the_history_holds_every_acknowledged_update()
@@ -16,7 +16,7 @@ public sealed class TemporalDurabilityTests
         try
         {
             var acknowledged = new List<double>();
-            await using (var server = await MachiProcess.StartAsync(data))
+            await using (var server = await backend.StartProcessAsync(data))
             {
                 Assert.Equal(HttpStatusCode.Created, (await server.Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle(id, 0))).StatusCode);
                 acknowledged.Add(0);
@@ -32,7 +32,7 @@ public sealed class TemporalDurabilityTests
                 server.Kill();
             }
 
-            await using (var restarted = await MachiProcess.StartAsync(data))
+            await using (var restarted = await backend.StartProcessAsync(data))
             {
                 var response = await restarted.Client.GetAsync($"/ngsi-ld/v1/temporal/entities/{id}?attrs=speed");
                 var body = await response.Content.ReadAsStringAsync();
@@ -47,3 +47,8 @@ public sealed class TemporalDurabilityTests
         }
     }
 }
+
+public sealed class TemporalDurabilityTestsOnSqlite() : TemporalDurabilityTests(Backend.Sqlite);
+
+[Collection(PostgresSecondGroup.Name)]
+public sealed class TemporalDurabilityTestsOnPostgres(PostgresServer postgres) : TemporalDurabilityTests(Backend.Postgres(postgres));

@@ -29,6 +29,17 @@ public static class Oidc
         return (json["client_id"]!.GetValue<string>(), json["client_secret"]?.GetValue<string>());
     }
 
+    /// <summary>As <see cref="AddClientAsync(string, string[])"/>, on the server's data (its PostgreSQL database too, when it has one).</summary>
+    public static async Task<(string Id, string? Secret)> AddClientAsync(MachiServer server, params string[] options)
+    {
+        var json = JsonNode.Parse(await MachiAsync(["client", "add", .. Tokens.Location(server.DataDirectory, server.Database), .. options]))!;
+        return (json["client_id"]!.GetValue<string>(), json["client_secret"]?.GetValue<string>());
+    }
+
+    /// <summary>As <see cref="AddUserAsync(string, string, string, string)"/>, on the server's data.</summary>
+    public static async Task<string> AddUserAsync(MachiServer server, string role, string email, string password) =>
+        await MachiAsync(["user", "add", "--role", role, "--email", email, "--password", password, .. Tokens.Location(server.DataDirectory, server.Database)]);
+
     public static async Task<string> AddUserAsync(string data, string role, string email, string password) =>
         await MachiAsync("user", "add", "--role", role, "--email", email, "--password", password, "--data", data);
 

@@ -86,15 +86,32 @@ internal sealed partial class PostgresEntityStore
                 await using var connection = await DataSource.OpenConnectionAsync(stopping).ConfigureAwait(false);
                 connection.Notification += (_, e) =>
                 {
-                    if (long.TryParse(e.Payload, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seq))
+                    if (e.Channel == SubscriptionChannel)
+                    {
+                        SubscriptionsChanged?.Invoke();
+                    }
+                    else if (e.Channel == RegistrationChannel)
+                    {
+                        RegistrationsChanged?.Invoke();
+                    }
+                    else if (e.Channel == ConsentChannel)
+                    {
+                        ConsentsChanged?.Invoke();
+                    }
+                    else if (long.TryParse(e.Payload, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seq))
                     {
                         PublishChanges(seq);
                     }
                 };
-                await using (var listen = new NpgsqlCommand($"LISTEN {ChangeChannel}", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {ChangeChannel}; LISTEN {SubscriptionChannel}; LISTEN {RegistrationChannel}; LISTEN {ConsentChannel}", connection))
                 {
                     await listen.ExecuteNonQueryAsync(stopping).ConfigureAwait(false);
                 }
+
+                // Announcements made while this node was not listening are lost: read the subscriptions again.
+                SubscriptionsChanged?.Invoke();
+                RegistrationsChanged?.Invoke();
+                ConsentsChanged?.Invoke();
 
                 while (true)
                 {

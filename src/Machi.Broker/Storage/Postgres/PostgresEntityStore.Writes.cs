@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Machi.Broker.Access;
 using Machi.Ngsi.Errors;
 using Machi.Ngsi.Model;
 using Npgsql;
@@ -40,6 +41,7 @@ internal sealed partial class PostgresEntityStore
             var valuesBefore = PostgresValueRows.Rows(current);
             var geoBefore = PostgresGeo.Rows(current);
             var stampsBefore = HistoryDiff.Stamps(current);
+            var accessBefore = EntityAccess.Of(current);
             var mutation = write.Mutate(current);
             if (mutation.Kind == MutationKind.None || (mutation.Kind == MutationKind.Delete && rid is null))
             {
@@ -83,11 +85,13 @@ internal sealed partial class PostgresEntityStore
                         Add(batch, "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", tenant, NgsiText.FormatDateTime(at));
                     }
 
-                    Add(batch, $"INSERT INTO entities (tenant, id, rid, doc) VALUES ($1, $2, {ridSql}, $3)", tenant, after.Id, doc!);
+                    AddAccess(Add(batch, $"INSERT INTO entities (tenant, id, rid, doc, access, owner, category) VALUES ($1, $2, {ridSql}, $3, $4, $5, $6)",
+                        tenant, after.Id, doc!), EntityAccess.Of(after));
                 }
                 else
                 {
-                    Add(batch, $"UPDATE entities SET doc = $2 WHERE tenant = $1 AND rid = {ridSql}", tenant, doc!);
+                    AddAccess(Add(batch, $"UPDATE entities SET doc = $2, access = $3, owner = $4, category = $5 WHERE tenant = $1 AND rid = {ridSql}",
+                        tenant, doc!), EntityAccess.Of(after));
                 }
             }
             else
@@ -123,7 +127,7 @@ internal sealed partial class PostgresEntityStore
                 tenant, entityId, (short)kind, (object?)before ?? DBNull.Value, (object?)doc ?? DBNull.Value, at.UtcTicks);
             change.Parameters[3].NpgsqlDbType = NpgsqlDbType.Bytea;
             change.Parameters[4].NpgsqlDbType = NpgsqlDbType.Bytea;
-            AddHistory(batch, tenant, entityId, at, stampsBefore, typesBefore, after, terms);
+            AddHistory(batch, tenant, entityId, at, stampsBefore, typesBefore, after, terms, EntityAccess.ForHistory(accessBefore, current is not null, after));
             rows.Changes++;
             rows.Current[key] = (newRid, doc);
             return null;
@@ -156,6 +160,14 @@ internal sealed partial class PostgresEntityStore
 
         batch.BatchCommands.Add(command);
         return command;
+    }
+
+    /// <summary>Appends an entity's access marks (level, owner, category) to a statement's parameters.</summary>
+    private static void AddAccess(NpgsqlBatchCommand command, EntityAccess access)
+    {
+        command.Parameters.Add(new NpgsqlParameter { Value = (short)access.Level, NpgsqlDbType = NpgsqlDbType.Smallint });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)access.Owner ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)access.Category ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
     }
 
     private static void AddKeys(NpgsqlBatch batch, string sql, string tenant, List<string> names, Dictionary<string, long> terms)
@@ -197,7 +209,7 @@ internal sealed partial class PostgresEntityStore
     /// deleted or its types change.
     /// </summary>
     private static void AddHistory(NpgsqlBatch batch, string tenant, string entityId, DateTimeOffset at, List<HistoryDiff.InstanceStamp>? before,
-        IReadOnlyList<string>? typesBefore, Entity? after, Dictionary<string, long> terms)
+        IReadOnlyList<string>? typesBefore, Entity? after, Dictionary<string, long> terms, EntityAccess? marks)
     {
         var types = JsonSerializer.Serialize(after?.Types ?? typesBefore ?? []);
         var created = after?.CreatedAt.UtcTicks ?? at.UtcTicks;
@@ -214,6 +226,11 @@ internal sealed partial class PostgresEntityStore
                 ON CONFLICT (tenant, id) DO UPDATE SET types = excluded.types, modified_at = excluded.modified_at, deleted_at = excluded.deleted_at
                 """, tenant, entityId, types, created, modified, after is null ? at.UtcTicks : DBNull.Value);
             upsert.Parameters[5].NpgsqlDbType = NpgsqlDbType.Bigint;
+        }
+
+        if (marks is { } access)
+        {
+            AddAccess(Add(batch, "UPDATE history_entities SET access = $3, owner = $4, category = $5 WHERE tenant = $1 AND id = $2", tenant, entityId), access);
         }
 
         var rows = new HistoryRows();

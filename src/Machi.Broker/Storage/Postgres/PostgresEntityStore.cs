@@ -25,6 +25,15 @@ internal sealed partial class PostgresEntityStore : IEntityStore
 
     internal const string ChangeChannel = "machi_changes";
 
+    /// <summary>Announces a change to the subscriptions (every node reads them again).</summary>
+    internal const string SubscriptionChannel = "machi_subscriptions";
+
+    /// <summary>Announces a change to the context source registrations.</summary>
+    internal const string RegistrationChannel = "machi_registrations";
+
+    /// <summary>Announces a consent granted, revoked or erased.</summary>
+    internal const string ConsentChannel = "machi_consents";
+
     private const int MaxWritesPerCommit = 512;
     private const int CandidateChunk = 256;
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(5);
@@ -53,12 +62,27 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         _time = time ?? TimeProvider.System;
     }
 
+    /// <summary>
+    /// Some node changed the subscriptions (or the listener reconnected and may have missed that): raised on the
+    /// listener's thread, so handlers only mark what they cache as stale.
+    /// </summary>
+    internal event Action? SubscriptionsChanged;
+
+    /// <summary>As <see cref="SubscriptionsChanged"/>, for the context source registrations.</summary>
+    internal event Action? RegistrationsChanged;
+
+    /// <summary>As <see cref="SubscriptionsChanged"/>, for residents' consents.</summary>
+    internal event Action? ConsentsChanged;
+
+    /// <summary>The connection string the store was opened with (for connections of their own, e.g. leadership).</summary>
+    internal string ConnectionString => _connectionString;
+
     internal NpgsqlDataSource DataSource => _dataSource ?? throw new InvalidOperationException("The store is not initialized.");
 
     public async Task InitializeAsync(CancellationToken cancellationToken)
     {
         _dataSource = NpgsqlDataSource.Create(_connectionString);
-        await PostgresSchema.MigrateAsync(_dataSource, cancellationToken).ConfigureAwait(false);
+        await PostgresSchema.MigrateAsync(_dataSource, cancellationToken, afterStep: MigrateDataAsync).ConfigureAwait(false);
         await EnsurePartitionsAsync(cancellationToken).ConfigureAwait(false);
         await using (var cmd = _dataSource.CreateCommand("SELECT name FROM tenants"))
         await using (var r = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
@@ -106,7 +130,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var terms = await TermResolverAsync(connection, query.Filter, cancellationToken).ConfigureAwait(false);
         await using var cmd = connection.CreateCommand();
-        var plan = PostgresQueryPlanner.Plan(cmd, tenant, query.Filter, terms);
+        var plan = PostgresQueryPlanner.Plan(cmd, tenant, query.Filter, terms, query.Access);
         if (!plan.Satisfiable)
         {
             return new EntityPage([], query.Count ? 0 : null);
@@ -182,7 +206,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         await using var connection = await DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var terms = await TermResolverAsync(connection, query.Filter, cancellationToken).ConfigureAwait(false);
         await using var cmd = connection.CreateCommand();
-        var plan = PostgresQueryPlanner.Plan(cmd, tenant, query.Filter, terms);
+        var plan = PostgresQueryPlanner.Plan(cmd, tenant, query.Filter, terms, query.Access);
         cmd.CommandText = $"EXPLAIN SELECT e.rid, e.doc {plan.FromWhere} ORDER BY e.rid LIMIT 20";
         var lines = new List<string>();
         await using var r = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Machi.Broker.Access;
 using Machi.Ngsi.Model;
 using Machi.Ngsi.Query;
 using NetTopologySuite.Geometries;
@@ -56,9 +57,16 @@ internal sealed class PostgresQueryPlanner
         }
     }
 
-    public static PostgresQueryPlanner Plan(NpgsqlCommand command, string tenant, EntityFilter filter, Func<string, long?> termId)
+    public static PostgresQueryPlanner Plan(NpgsqlCommand command, string tenant, EntityFilter filter, Func<string, long?> termId, AccessFilter? access = null)
     {
         var planner = new PostgresQueryPlanner(command, tenant, termId);
+
+        // What the caller may see is decided on the entity row, so counts and pages are those of the visible entities.
+        if (access is not null)
+        {
+            planner._conditions.Add(access.Condition(value => planner.Parameter(value)));
+        }
+
         planner.AddSelectors(filter.Selectors);
         planner.AddAttrs(filter.Attrs);
         planner.AddQ(filter.Q);

@@ -205,12 +205,86 @@ internal static class PostgresSchema
             value bigint NOT NULL
         );
         """,
+        """
+        -- Who may see an entity (Access.EntityAccess): 0 internal, 1 public, 2 personal with its owner (a resident's
+        -- subject id) and data category, kept by the writer as SQLite's is. Entities stored before this step get
+        -- their marks in the step's own transaction (MarkAccessAsync).
+        ALTER TABLE entities ADD COLUMN access smallint NOT NULL DEFAULT 0;
+        ALTER TABLE entities ADD COLUMN owner text;
+        ALTER TABLE entities ADD COLUMN category text;
+        CREATE INDEX entities_owner ON entities (tenant, owner) WHERE owner IS NOT NULL;
+        ALTER TABLE history_entities ADD COLUMN access smallint NOT NULL DEFAULT 0;
+        ALTER TABLE history_entities ADD COLUMN owner text;
+        ALTER TABLE history_entities ADD COLUMN category text;
+
+        -- Residents' consents (Access.Consent) with their receipts (JSON), times in UTC ticks. Not per tenant: a
+        -- consent covers the resident's data in every tenant (reference data under Citus).
+        CREATE TABLE consents (
+            id text PRIMARY KEY,
+            resident text NOT NULL,
+            client_id text NOT NULL,
+            purpose text NOT NULL,
+            categories text NOT NULL,
+            granted_at bigint NOT NULL,
+            expires_at bigint NOT NULL,
+            terms_version text NOT NULL,
+            revoked_at bigint,
+            receipt text NOT NULL,
+            revocation_receipt text
+        );
+        CREATE INDEX consents_resident ON consents (resident, granted_at);
+
+        -- One row per category of each active consent: what a query's access condition looks up by its key.
+        CREATE TABLE consent_grants (
+            client_id text NOT NULL,
+            purpose text NOT NULL,
+            resident text NOT NULL,
+            category text NOT NULL,
+            consent_id text NOT NULL,
+            expires_at bigint NOT NULL,
+            PRIMARY KEY (client_id, purpose, resident, category, consent_id)
+        );
+        CREATE INDEX consent_grants_consent ON consent_grants (consent_id);
+        CREATE INDEX consent_grants_resident ON consent_grants (resident);
+
+        -- The access log (Access.PostgresAccessLog): one hash chain per node, each numbered from 1; a redacted record
+        -- keeps node, seq, at, digest and hash. Times in UTC ticks.
+        CREATE TABLE access_log (
+            node text NOT NULL,
+            seq bigint NOT NULL,
+            at bigint NOT NULL,
+            resident text,
+            client_id text,
+            subject text,
+            purpose text,
+            emergency_reason text,
+            operation text,
+            tenant text,
+            entity_id text,
+            attributes text,
+            redacted boolean NOT NULL DEFAULT false,
+            digest text NOT NULL,
+            hash text NOT NULL,
+            PRIMARY KEY (node, seq)
+        );
+        CREATE INDEX access_log_resident ON access_log (resident, at);
+        CREATE INDEX access_log_client ON access_log (client_id, at);
+        """,
     ];
+
+    /// <summary>The version that added access marks to entities: entities stored before it get theirs when it is applied.</summary>
+    public const int AccessVersion = 2;
 
     public static int LatestVersion => Steps.Length;
 
-    /// <summary>Applies the steps not applied yet (up to <paramref name="upTo"/>); safe from many nodes at once.</summary>
-    public static async Task MigrateAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken, int upTo = int.MaxValue)
+    /// <summary>
+    /// Applies the steps not applied yet (up to <paramref name="upTo"/>); safe from many nodes at once.
+    /// <paramref name="afterStep"/> runs after a step's SQL in the step's transaction, for data a step must convert in
+    /// code (what SQL cannot read, such as the entity documents).
+    /// </summary>
+    public static async Task MigrateAsync(
+        NpgsqlDataSource dataSource, CancellationToken cancellationToken, int upTo = int.MaxValue,
+        Func<int, NpgsqlConnection, NpgsqlTransaction, Task>? afterStep = null)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         for (var version = 1; version <= Math.Min(Steps.Length, upTo); version++)
@@ -231,6 +305,11 @@ internal static class PostgresSchema
             }
 
             await ExecuteAsync(connection, tx, Steps[version - 1], cancellationToken).ConfigureAwait(false);
+            if (afterStep is not null)
+            {
+                await afterStep(version, connection, tx).ConfigureAwait(false);
+            }
+
             await ExecuteAsync(connection, tx, string.Create(CultureInfo.InvariantCulture, $"INSERT INTO schema_migrations (version, applied_at) VALUES ({version}, now())"), cancellationToken).ConfigureAwait(false);
             await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
