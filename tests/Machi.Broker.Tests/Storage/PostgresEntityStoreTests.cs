@@ -146,7 +146,7 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
         await using var owned = store;
         await store.InitializeAsync(CancellationToken.None);
         Assert.Equal([("", "urn:ngsi-ld:Reading:old")], await store.OwnedEntitiesAsync("hanako", CancellationToken.None));
-        var anonymous = new Access.AccessFilter(false, null, null, null, false, DateTimeOffset.UtcNow);
+        var anonymous = new Machi.Broker.Access.AccessFilter(false, null, null, null, false, DateTimeOffset.UtcNow);
         Assert.Equal(0, (await store.QueryAsync("", new EntityQuery(new EntityFilter()) { Count = true, Access = anonymous }, CancellationToken.None)).TotalCount);
         Assert.Equal(1, (await store.QueryAsync("", new EntityQuery(new EntityFilter()) { Count = true, Access = anonymous with { Owner = "hanako" } }, CancellationToken.None)).TotalCount);
         await using var marks = store.DataSource.CreateCommand("SELECT access, owner, category FROM history_entities WHERE id = 'urn:ngsi-ld:Reading:old'");
