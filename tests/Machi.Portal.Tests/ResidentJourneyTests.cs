@@ -1,6 +1,7 @@
 using System.Globalization;
 using Deque.AxeCore.Commons;
 using Deque.AxeCore.Playwright;
+using Machi.Tests.Browser;
 using Microsoft.Playwright;
 
 namespace Machi.Portal.Tests;
@@ -12,12 +13,9 @@ namespace Machi.Portal.Tests;
 [Collection(ChromiumGroup.Name)]
 public sealed class ResidentJourneyTests(Chromium chromium)
 {
-    private static readonly string Screenshots = Path.Combine(AppContext.BaseDirectory, "screenshots");
-
     private static async Task CheckAsync(IPage page, string name)
     {
-        Directory.CreateDirectory(Screenshots);
-        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(Screenshots, name + ".png"), FullPage = true });
+        await Chromium.ScreenshotAsync(page, name);
         AxeResult result = await page.RunAxe();
         var serious = result.Violations.Where(v => v.Impact is "serious" or "critical").ToList();
         Assert.True(serious.Count == 0, $"{name} ({page.Url}): " + string.Join("\n", serious.Select(v =>
@@ -37,8 +35,8 @@ public sealed class ResidentJourneyTests(Chromium chromium)
         await using var server = await MachiServer.StartAsync();
         await PortalClient.AddUserAsync(server.DataDirectory, "resident", "taro@aizu.example");
         await PortalClient.AddUserAsync(server.DataDirectory, "staff", "kankyo@city.aizu.example");
-        await using var phone = await chromium.PhoneAsync(server.BaseAddress);
-        await using var desk = await chromium.DesktopAsync(server.BaseAddress);
+        await using var phone = await chromium.NewContextAsync(server.BaseAddress);
+        await using var desk = await chromium.NewContextAsync(server.BaseAddress, phone: false);
         var resident = await phone.NewPageAsync();
 
         // Japanese by default, English a tap away, and back.

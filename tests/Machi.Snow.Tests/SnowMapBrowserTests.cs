@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Machi.Host.Cli;
 using Machi.Snow.Tests.Infrastructure;
+using Machi.Tests.Browser;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Playwright;

@@ -87,3 +87,60 @@ internal static class AccessLogChain
         return SHA256.HashData(buffer);
     }
 }
+
+/// <summary>
+/// Checks stored records in order, one chain after another (each chain starts again at seq 1 from the start hash):
+/// the first record missing, altered or out of its chain ends the check. Both logs verify with it.
+/// </summary>
+internal sealed class AccessLogVerifier
+{
+    private string? _chain;
+    private byte[] _previous = AccessLogChain.Start();
+    private long _expected = 1;
+    private long _records;
+    private long _redacted;
+
+    /// <summary>The seq the next record of the current chain must have.</summary>
+    public long Expected => _expected;
+
+    /// <summary>Checks the next record (of the chain named <paramref name="chain"/>); the failed verification, or null while intact.</summary>
+    public AccessLogVerification? Check(AccessLogEntry entry, string? chain = null)
+    {
+        if (!string.Equals(chain, _chain, StringComparison.Ordinal))
+        {
+            (_chain, _previous, _expected) = (chain, AccessLogChain.Start(), 1);
+        }
+
+        var of = chain is null ? "" : $" of node {chain}";
+        _records++;
+        if (entry.Seq != _expected)
+        {
+            return Broken(_expected, $"record {_expected}{of} is missing (next is {entry.Seq})");
+        }
+
+        if (entry.Record is null)
+        {
+            _redacted++;
+        }
+        else if (!string.Equals(Convert.ToHexStringLower(AccessLogChain.Digest(entry.Seq, entry.Record)), entry.Digest, StringComparison.Ordinal))
+        {
+            return Broken(entry.Seq, $"record {entry.Seq}{of} was altered (its content does not match its digest)");
+        }
+
+        var hash = AccessLogChain.Chain(_previous, Convert.FromHexString(entry.Digest));
+        if (!string.Equals(Convert.ToHexStringLower(hash), entry.Hash, StringComparison.Ordinal))
+        {
+            return Broken(entry.Seq, $"record {entry.Seq}{of} does not follow its predecessor (chain hash differs)");
+        }
+
+        _previous = hash;
+        _expected++;
+        return null;
+    }
+
+    /// <summary>Every record checked fits.</summary>
+    public AccessLogVerification Intact() => new(_records, _redacted, null, null);
+
+    private AccessLogVerification Broken(long seq, string problem) => new(_records, _redacted, seq, problem);
+}
+

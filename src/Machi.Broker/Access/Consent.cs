@@ -1,3 +1,5 @@
+using System.Data.Common;
+
 namespace Machi.Broker.Access;
 
 /// <summary>
@@ -17,6 +19,22 @@ public sealed record Consent(
     public DateTimeOffset? RevokedAt { get; init; }
 
     public bool IsActive(DateTimeOffset now) => RevokedAt is null && ExpiresAt > now;
+
+    /// <summary>How both stores keep the categories in one column.</summary>
+    internal string CategoriesText => string.Join('\n', Categories);
+
+    /// <summary>The query both stores read consents with (<see cref="Read"/> maps its rows).</summary>
+    internal const string Select =
+        "SELECT id, resident, client_id, purpose, categories, granted_at, expires_at, terms_version, revoked_at FROM consents";
+
+    /// <summary>The consent in the current row of a <see cref="Select"/>.</summary>
+    internal static Consent Read(DbDataReader r) => new(
+        r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3),
+        r.GetString(4).Split('\n', StringSplitOptions.RemoveEmptyEntries),
+        new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero), new DateTimeOffset(r.GetInt64(6), TimeSpan.Zero), r.GetString(7))
+    {
+        RevokedAt = r.IsDBNull(8) ? null : new DateTimeOffset(r.GetInt64(8), TimeSpan.Zero),
+    };
 }
 
 /// <summary>Where consents live (the broker's database, so a query's SQL can join the active grants).</summary>

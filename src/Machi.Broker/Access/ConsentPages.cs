@@ -43,10 +43,6 @@ internal static class ConsentPages
             ? service
             : null;
 
-    /// <summary>Whether the service registered this purpose and every one of these categories.</summary>
-    private static bool Declared(ServiceProfile service, string purpose, IEnumerable<string> categories) =>
-        service.Purposes.Contains(purpose, StringComparer.Ordinal) && categories.All(c => service.Categories.Contains(c, StringComparer.Ordinal));
-
     private static string[] Categories(string? text) =>
         (text ?? "").Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
@@ -67,7 +63,7 @@ internal static class ConsentPages
             return page.Page("consent_title", page.Error("unknown_service"), StatusCodes.Status400BadRequest);
         }
 
-        if (!Declared(service, purpose, kinds))
+        if (!service.Covers(purpose, kinds))
         {
             return page.Page("consent_title", page.Error("undeclared_use"), StatusCodes.Status400BadRequest);
         }

@@ -33,7 +33,7 @@ public sealed class ConsentService(IConsentStore store, AccessPolicy policy, IOp
             CheckToken("category", category);
         }
 
-        if (!service.Purposes.Contains(purpose, StringComparer.Ordinal) || categories.FirstOrDefault(c => !service.Categories.Contains(c, StringComparer.Ordinal)) is { } _)
+        if (!service.Covers(purpose, categories))
         {
             throw NgsiException.BadData(
                 $"The service '{service.ClientId}' registered the purposes [{string.Join(", ", service.Purposes)}] and the categories [{string.Join(", ", service.Categories)}]: a consent can cover only those.");

@@ -102,44 +102,16 @@ public sealed class PostgresAccessLog : IAccessLog
         }
 
         await using var reader = r;
-        string? node = null;
-        var previous = AccessLogChain.Start();
-        long expectedSeq = 1, count = 0, redacted = 0;
+        var verifier = new AccessLogVerifier();
         while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            var chain = r.GetString(NodeColumn);
-            if (!string.Equals(chain, node, StringComparison.Ordinal))
+            if (verifier.Check(Entry(r), r.GetString(NodeColumn)) is { } broken)
             {
-                (node, previous, expectedSeq) = (chain, AccessLogChain.Start(), 1);
+                return broken;
             }
-
-            var entry = Entry(r);
-            count++;
-            if (entry.Seq != expectedSeq)
-            {
-                return new AccessLogVerification(count, redacted, expectedSeq, $"record {expectedSeq} of node {node} is missing (next is {entry.Seq})");
-            }
-
-            if (entry.Record is null)
-            {
-                redacted++;
-            }
-            else if (!string.Equals(Convert.ToHexStringLower(AccessLogChain.Digest(entry.Seq, entry.Record)), entry.Digest, StringComparison.Ordinal))
-            {
-                return new AccessLogVerification(count, redacted, entry.Seq, $"record {entry.Seq} of node {node} was altered (its content does not match its digest)");
-            }
-
-            var hash = AccessLogChain.Chain(previous, Convert.FromHexString(entry.Digest));
-            if (!string.Equals(Convert.ToHexStringLower(hash), entry.Hash, StringComparison.Ordinal))
-            {
-                return new AccessLogVerification(count, redacted, entry.Seq, $"record {entry.Seq} of node {node} does not follow its predecessor (chain hash differs)");
-            }
-
-            previous = hash;
-            expectedSeq++;
         }
 
-        return new AccessLogVerification(count, redacted, null, null);
+        return verifier.Intact();
     }
 
     public async Task<int> RedactAsync(string resident, AccessRecord erasure)

@@ -27,7 +27,7 @@ internal sealed class PostgresConsentStore : IConsentStore
         batch.BatchCommands.Add(Command("""
             INSERT INTO consents (id, resident, client_id, purpose, categories, granted_at, expires_at, terms_version, receipt)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-            """, consent.Id, consent.Resident, consent.ClientId, consent.Purpose, string.Join('\n', consent.Categories),
+            """, consent.Id, consent.Resident, consent.ClientId, consent.Purpose, consent.CategoriesText,
             consent.GrantedAt.UtcTicks, consent.ExpiresAt.UtcTicks, consent.TermsVersion, receipt));
         var categories = consent.Categories.Distinct(StringComparer.Ordinal).ToArray();
         batch.BatchCommands.Add(Command("""
@@ -57,14 +57,14 @@ internal sealed class PostgresConsentStore : IConsentStore
 
     public async Task<IReadOnlyList<Consent>> ListAsync(string resident, CancellationToken cancellationToken)
     {
-        await using var cmd = _entities.DataSource.CreateCommand($"{SelectConsent} WHERE resident = $1 ORDER BY granted_at DESC, id");
+        await using var cmd = _entities.DataSource.CreateCommand($"{Consent.Select} WHERE resident = $1 ORDER BY granted_at DESC, id");
         cmd.Parameters.Add(new NpgsqlParameter { Value = resident });
         return await ConsentsAsync(cmd, cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<IReadOnlyList<Consent>> ActiveAsync(DateTimeOffset now, CancellationToken cancellationToken)
     {
-        await using var cmd = _entities.DataSource.CreateCommand($"{SelectConsent} WHERE revoked_at IS NULL AND expires_at > $1");
+        await using var cmd = _entities.DataSource.CreateCommand($"{Consent.Select} WHERE revoked_at IS NULL AND expires_at > $1");
         cmd.Parameters.Add(new NpgsqlParameter { Value = now.UtcTicks });
         return await ConsentsAsync(cmd, cancellationToken).ConfigureAwait(false);
     }
@@ -88,8 +88,6 @@ internal sealed class PostgresConsentStore : IConsentStore
         return consents.RecordsAffected;
     }
 
-    private const string SelectConsent =
-        "SELECT id, resident, client_id, purpose, categories, granted_at, expires_at, terms_version, revoked_at FROM consents";
 
     /// <summary>Runs a change with the announcement to the other nodes (one batch: one implicit transaction, NOTIFY delivered at its commit).</summary>
     private static async Task ExecuteAnnouncedAsync(NpgsqlBatch batch, CancellationToken cancellationToken)
@@ -104,13 +102,7 @@ internal sealed class PostgresConsentStore : IConsentStore
         var list = new List<Consent>();
         while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            list.Add(new Consent(
-                r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3),
-                r.GetString(4).Split('\n', StringSplitOptions.RemoveEmptyEntries),
-                new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero), new DateTimeOffset(r.GetInt64(6), TimeSpan.Zero), r.GetString(7))
-            {
-                RevokedAt = r.IsDBNull(8) ? null : new DateTimeOffset(r.GetInt64(8), TimeSpan.Zero),
-            });
+            list.Add(Consent.Read(r));
         }
 
         return list;

@@ -162,41 +162,17 @@ public sealed class SqliteAccessLog : IAccessLog
         using var cmd = c.CreateCommand();
         cmd.CommandText = $"{Select} ORDER BY seq";
         using var r = cmd.ExecuteReader();
-        var previous = Genesis;
-        long expectedSeq = 1, count = 0, redacted = 0;
+        var verifier = new AccessLogVerifier();
         foreach (var entry in Entries(r).Concat(ReadJournals().Select(j => new AccessLogEntry(j.Seq, j.Record, j.Digest, j.Hash))))
         {
-            if (entry.Seq < expectedSeq)
+            // A journal record indexed meanwhile was checked in the table already.
+            if (entry.Seq >= verifier.Expected && verifier.Check(entry) is { } broken)
             {
-                continue; // indexed meanwhile: already checked
+                return broken;
             }
-
-            count++;
-            if (entry.Seq != expectedSeq)
-            {
-                return new AccessLogVerification(count, redacted, expectedSeq, $"record {expectedSeq} is missing (next is {entry.Seq})");
-            }
-
-            if (entry.Record is null)
-            {
-                redacted++;
-            }
-            else if (!string.Equals(Convert.ToHexStringLower(AccessLogChain.Digest(entry.Seq, entry.Record)), entry.Digest, StringComparison.Ordinal))
-            {
-                return new AccessLogVerification(count, redacted, entry.Seq, $"record {entry.Seq} was altered (its content does not match its digest)");
-            }
-
-            var hash = AccessLogChain.Chain(previous, Convert.FromHexString(entry.Digest));
-            if (!string.Equals(Convert.ToHexStringLower(hash), entry.Hash, StringComparison.Ordinal))
-            {
-                return new AccessLogVerification(count, redacted, entry.Seq, $"record {entry.Seq} does not follow its predecessor (chain hash differs)");
-            }
-
-            previous = hash;
-            expectedSeq++;
         }
 
-        return new AccessLogVerification(count, redacted, null, null);
+        return verifier.Intact();
     }
 
     /// <summary>Erases the content of a resident's records (keeping digest and hash), then appends one record of the erasure.</summary>

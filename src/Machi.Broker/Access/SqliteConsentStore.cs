@@ -26,7 +26,7 @@ internal sealed class SqliteConsentStore(SqliteEntityStore entities) : IConsentS
         cmd.Parameters.AddWithValue("$resident", consent.Resident);
         cmd.Parameters.AddWithValue("$client", consent.ClientId);
         cmd.Parameters.AddWithValue("$purpose", consent.Purpose);
-        cmd.Parameters.AddWithValue("$categories", string.Join('\n', consent.Categories));
+        cmd.Parameters.AddWithValue("$categories", consent.CategoriesText);
         cmd.Parameters.AddWithValue("$granted", consent.GrantedAt.UtcTicks);
         cmd.Parameters.AddWithValue("$expires", consent.ExpiresAt.UtcTicks);
         cmd.Parameters.AddWithValue("$terms", consent.TermsVersion);
@@ -75,7 +75,7 @@ internal sealed class SqliteConsentStore(SqliteEntityStore entities) : IConsentS
     public Task<IReadOnlyList<Consent>> ListAsync(string resident, CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyList<Consent>>(entities.Read(c =>
         {
-            using var cmd = Command(c, null, $"{SelectConsent} WHERE resident = $resident ORDER BY granted_at DESC, id");
+            using var cmd = Command(c, null, $"{Consent.Select} WHERE resident = $resident ORDER BY granted_at DESC, id");
             cmd.Parameters.AddWithValue("$resident", resident);
             return Consents(cmd);
         }));
@@ -83,7 +83,7 @@ internal sealed class SqliteConsentStore(SqliteEntityStore entities) : IConsentS
     public Task<IReadOnlyList<Consent>> ActiveAsync(DateTimeOffset now, CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyList<Consent>>(entities.Read(c =>
         {
-            using var cmd = Command(c, null, $"{SelectConsent} WHERE revoked_at IS NULL AND expires_at > $now");
+            using var cmd = Command(c, null, $"{Consent.Select} WHERE revoked_at IS NULL AND expires_at > $now");
             cmd.Parameters.AddWithValue("$now", now.UtcTicks);
             return Consents(cmd);
         }));
@@ -107,8 +107,6 @@ internal sealed class SqliteConsentStore(SqliteEntityStore entities) : IConsentS
         return cmd.ExecuteNonQuery();
     }, cancellationToken);
 
-    private const string SelectConsent =
-        "SELECT id, resident, client_id, purpose, categories, granted_at, expires_at, terms_version, revoked_at FROM consents";
 
     private static List<Consent> Consents(SqliteCommand cmd)
     {
@@ -116,13 +114,7 @@ internal sealed class SqliteConsentStore(SqliteEntityStore entities) : IConsentS
         var list = new List<Consent>();
         while (r.Read())
         {
-            list.Add(new Consent(
-                r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3),
-                r.GetString(4).Split('\n', StringSplitOptions.RemoveEmptyEntries),
-                new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero), new DateTimeOffset(r.GetInt64(6), TimeSpan.Zero), r.GetString(7))
-            {
-                RevokedAt = r.IsDBNull(8) ? null : new DateTimeOffset(r.GetInt64(8), TimeSpan.Zero),
-            });
+            list.Add(Consent.Read(r));
         }
 
         return list;

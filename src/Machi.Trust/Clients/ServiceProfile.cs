@@ -21,6 +21,10 @@ public sealed record ServiceProfile(
     /// <summary>The application property that holds the profile.</summary>
     private const string Property = "machi_service";
 
+    /// <summary>Whether the service registered this purpose and every one of these categories: all a resident may consent to.</summary>
+    public bool Covers(string purpose, IEnumerable<string> categories) =>
+        Purposes.Contains(purpose, StringComparer.Ordinal) && categories.All(c => Categories.Contains(c, StringComparer.Ordinal));
+
     /// <summary>Whether a purpose or category is a well-formed token: lower-case letters, digits, '.', '_' and '-', at most 64.</summary>
     public static bool IsToken(string text) =>
         text.Length is > 0 and <= 64 && text.All(c => c is >= 'a' and <= 'z' or >= '0' and <= '9' or '.' or '_' or '-');

@@ -1,10 +1,11 @@
 using Microsoft.Playwright;
 
-namespace Machi.Snow.Tests.Infrastructure;
+namespace Machi.Tests.Browser;
 
 /// <summary>
 /// Debian's Chromium (/usr/bin/chromium, which test.sh installs) driven by Playwright, headless; Playwright never
-/// downloads a browser. One browser per test class; each test opens its own context (cookies, storage).
+/// downloads a browser. A fixture (per class or per collection); each test opens its own context (cookies, storage).
+/// Linked into the portal's and Snowplow Navi's browser tests.
 /// </summary>
 public sealed class Chromium : IAsyncLifetime
 {
@@ -30,12 +31,15 @@ public sealed class Chromium : IAsyncLifetime
         });
     }
 
-    /// <summary>A fresh context sized like a phone (the pages are phone-first) or a desktop.</summary>
+    /// <summary>A fresh profile, Japanese by default: sized like a phone (390×844, touch) or a desktop (1280×900).</summary>
     public Task<IBrowserContext> NewContextAsync(Uri baseAddress, bool phone = true) =>
         Browser.NewContextAsync(new BrowserNewContextOptions
         {
             BaseURL = baseAddress.AbsoluteUri,
-            ViewportSize = phone ? new ViewportSize { Width = 390, Height = 844 } : new ViewportSize { Width = 1280, Height = 800 },
+            ViewportSize = phone ? new ViewportSize { Width = 390, Height = 844 } : new ViewportSize { Width = 1280, Height = 900 },
+            DeviceScaleFactor = phone ? 2 : 1,
+            IsMobile = phone,
+            HasTouch = phone,
             Locale = "ja-JP",
             TimezoneId = "Asia/Tokyo",
         });
