@@ -138,6 +138,11 @@ public sealed class QueryIndexTests : IAsyncLifetime
         Assert.DoesNotContain(plan, line => line == "SCAN e" || line.StartsWith("SCAN e ", StringComparison.Ordinal) || line.StartsWith("SCAN entities", StringComparison.Ordinal)
             || line.StartsWith("SCAN entity_values", StringComparison.Ordinal) || line.Contains("USING INDEX sqlite_autoindex_entities_1 (tenant=?)", StringComparison.Ordinal));
         Assert.Contains(plan, line => line.Contains("USING INTEGER PRIMARY KEY", StringComparison.Ordinal));
+        if (caller == "consent")
+        {
+            // The consent is found by index in consent_grants for each row, within the same statement.
+            Assert.Contains(plan, line => line.StartsWith("SEARCH g USING ", StringComparison.Ordinal));
+        }
         if (what is "near" or "within")
         {
             Assert.Contains(plan, line => line.StartsWith("SCAN entity_geo VIRTUAL TABLE INDEX", StringComparison.Ordinal));
