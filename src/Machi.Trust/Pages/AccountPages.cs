@@ -391,7 +391,7 @@ internal static class AccountPages
             html.Field("operator", "service_operator", "text", "organization"),
             html.Field("purposes", "service_purposes", "text", "off"),
             html.Field("categories", "service_categories", "text", "off"),
-            html.Field("redirects", "service_redirects", "text", "off", extra: "data-optional").Replace(" required data-optional", "", StringComparison.Ordinal),
+            html.Field("redirects", "service_redirects", "text", "off", required: false),
             $"<label><input type=\"checkbox\" name=\"write\" style=\"width:auto\"> {Html.E(html.T("service_write"))}</label>")).ToString();
     }
 

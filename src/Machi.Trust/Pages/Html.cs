@@ -112,9 +112,9 @@ internal sealed class Html
         return body.ToString();
     }
 
-    public string Field(string name, string labelKey, string type, string autocomplete, string? value = null, string extra = "") =>
+    public string Field(string name, string labelKey, string type, string autocomplete, string? value = null, string extra = "", bool required = true) =>
         $"<label for=\"{name}\">{E(T(labelKey))}</label>" +
-        $"<input id=\"{name}\" name=\"{name}\" type=\"{type}\" autocomplete=\"{autocomplete}\" value=\"{E(value)}\" required {extra}>";
+        $"<input id=\"{name}\" name=\"{name}\" type=\"{type}\" autocomplete=\"{autocomplete}\" value=\"{E(value)}\"{(required ? " required" : "")} {extra}>";
 
     public static string Hidden(string name, string? value) => $"<input type=\"hidden\" name=\"{E(name)}\" value=\"{E(value)}\">";
 
