@@ -64,6 +64,32 @@ public sealed class AccessLogTests
     }
 
     [Fact]
+    public async Task Records_appended_by_many_requests_at_once_form_one_unbroken_chain_while_being_indexed()
+    {
+        var temp = TempDirectory.Create();
+        using var cleanup = new Cleanup(temp);
+        Directory.CreateDirectory(Path.Combine(temp, "live"));
+        await using var log = new SqliteAccessLog(Path.Combine(temp, "live", "access-log.db")) { IndexDelay = TimeSpan.FromMilliseconds(1) };
+
+        // 8 threads × 200 appends of 1–3 records, the indexer moving journal segments into the table meanwhile.
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(t => Task.Run(async () =>
+        {
+            for (var i = 0; i < 200; i++)
+            {
+                await log.AppendAsync([.. Enumerable.Range(0, 1 + (i % 3)).Select(k => Record((t * 10_000) + (i * 3) + k))]);
+            }
+        })));
+
+        var expected = 8 * Enumerable.Range(0, 200).Sum(i => 1 + (i % 3));
+        var entries = await log.ReadAsync(limit: 100_000, newestFirst: false);
+        Assert.Equal(Enumerable.Range(1, expected).Select(i => (long)i), entries.Select(e => e.Seq));
+        Assert.Equal(expected, entries.Select(e => e.Record!.EntityId).Distinct().Count());
+        var verification = await log.VerifyAsync();
+        Assert.True(verification.Intact, verification.Problem);
+        Assert.Equal(expected, verification.Records);
+    }
+
+    [Fact]
     public async Task A_record_altered_in_the_journal_is_reported_once_indexed()
     {
         var temp = TempDirectory.Create();
