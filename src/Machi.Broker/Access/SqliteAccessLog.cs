@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Threading.Channels;
@@ -50,8 +51,7 @@ public sealed class SqliteAccessLog : IAccessLog
     private bool _disposed;
     private int _unflushed;
     private SqliteConnection? _writer;
-    private SqliteCommand? _insert;
-    private SqliteParameter[] _parameters = [];
+    private RawStatement? _insert;
     private WalCheckpointer? _checkpointer;
     private long _lastSeq;
     private byte[] _lastHash = Genesis;
@@ -281,9 +281,6 @@ public sealed class SqliteAccessLog : IAccessLog
         return ValueTask.CompletedTask;
     }
 
-    private static readonly string[] InsertParameters =
-        ["$seq", "$at", "$resident", "$client", "$subject", "$purpose", "$reason", "$operation", "$tenant", "$entity", "$attributes", "$node", "$digest", "$hash"];
-
     private const string Select =
         "SELECT seq, at, resident, client_id, subject, purpose, emergency_reason, operation, tenant, entity_id, attributes, node, redacted, digest, hash FROM access_log";
 
@@ -423,13 +420,12 @@ public sealed class SqliteAccessLog : IAccessLog
             }
         }
 
-        _insert = _writer.CreateCommand();
-        _insert.CommandText = """
+        // Bound and stepped through SQLite's C API: Microsoft.Data.Sqlite's per-execution work (parameter names,
+        // conversions) cost ~15 µs of CPU per record, most of the log's cost.
+        _insert = new RawStatement(_writer, """
             INSERT OR IGNORE INTO access_log (seq, at, resident, client_id, subject, purpose, emergency_reason, operation, tenant, entity_id, attributes, node, digest, hash)
-            VALUES ($seq, $at, $resident, $client, $subject, $purpose, $reason, $operation, $tenant, $entity, $attributes, $node, $digest, $hash)
-            """;
-        _parameters = [.. InsertParameters.Select(name => _insert.Parameters.Add(new SqliteParameter(name, DBNull.Value)))];
-        _insert.Prepare();
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+            """);
 
         // Records a crash left in the journal (written, not yet indexed) are indexed first, into the first segment.
         var left = ReadJournals().Where(j => j.Seq > _lastSeq).ToList();
@@ -632,20 +628,12 @@ public sealed class SqliteAccessLog : IAccessLog
         {
             using (var tx = _writer!.BeginTransaction())
             {
-                _insert!.Transaction = tx;
                 foreach (var (seq, record, digest, hash) in segment.Records)
                 {
-                    object?[] values =
-                    [
-                        seq, record.At.UtcTicks, record.Resident, record.ClientId, record.Subject, record.Purpose, record.EmergencyReason,
-                        record.Operation, record.Tenant, record.EntityId, record.Attributes, record.Node, digest, hash,
-                    ];
-                    for (var i = 0; i < values.Length; i++)
-                    {
-                        _parameters[i].Value = values[i] ?? DBNull.Value;
-                    }
-
-                    _insert.ExecuteNonQuery();
+                    _insert!.Bind(1, seq).Bind(2, record.At.UtcTicks).Bind(3, record.Resident).BindOrNull(4, record.ClientId)
+                        .BindOrNull(5, record.Subject).BindOrNull(6, record.Purpose).BindOrNull(7, record.EmergencyReason).Bind(8, record.Operation)
+                        .Bind(9, record.Tenant).Bind(10, record.EntityId).BindOrNull(11, record.Attributes).Bind(12, record.Node).Bind(13, digest).Bind(14, hash)
+                        .Execute();
                 }
 
                 tx.Commit();
