@@ -107,7 +107,8 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
         var server = await StartServerAsync(root, cancellationToken).ConfigureAwait(false);
         await using (server.ConfigureAwait(false))
         {
-            using var target = new BrokerTarget(server.BaseUri, options.EffectiveConnections, TimeSpan.FromSeconds(options.TimeoutSeconds), server.Problem);
+            using var target = new BrokerTarget(
+                server.BaseUri, options.EffectiveConnections, TimeSpan.FromSeconds(options.TimeoutSeconds), server.Problem, server.ProcessId);
             try
             {
                 // A broker launched here starts empty; one given with --url may hold a previous run's entities, so
@@ -261,7 +262,7 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
                 Scenario.Name(kind),
                 Scenario.Description(kind),
                 b?.Result.EntitiesPerRequest ?? r!.Result.EntitiesPerRequest,
-                b is null ? null : LoadReport.From(b.Result, b.Note),
+                b is null ? null : LoadReport.From(b.Result, b.Note, b.ServerCpuMicrosecondsPerRequest),
                 r is null ? null : LoadReport.From(r.Result, r.Note),
                 ratio,
                 b?.Push));

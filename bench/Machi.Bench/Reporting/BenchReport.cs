@@ -107,9 +107,11 @@ internal sealed record LoadReport(
     LatencyReport LatencyMs,
     IReadOnlyDictionary<string, long> ErrorsByStatus,
     IReadOnlyDictionary<string, string> ErrorSamples,
-    string? Note)
+    string? Note,
+    double? ServerCpuMicrosecondsPerRequest = null)
 {
-    public static LoadReport From(LoadResult result, string? note)
+    /// <param name="serverCpuMicrosecondsPerRequest">The broker's CPU time over the measured requests, per request.</param>
+    public static LoadReport From(LoadResult result, string? note, double? serverCpuMicrosecondsPerRequest = null)
     {
         ArgumentNullException.ThrowIfNull(result);
         return new LoadReport(
@@ -121,7 +123,8 @@ internal sealed record LoadReport(
             LatencyReport.From(result.Latency),
             result.Errors,
             result.ErrorSamples,
-            note);
+            note,
+            serverCpuMicrosecondsPerRequest);
     }
 }
 

@@ -6,7 +6,7 @@ namespace Machi.Bench.Reporting;
 /// <summary>The one-screen summary printed at the end of a run.</summary>
 internal static class SummaryTable
 {
-    private static readonly CompositeFormat Row = CompositeFormat.Parse("{0,-13}{1,10}{2,12}{3,9}{4,9}{5,9}{6,9}{7,8}{8,11}{9,8}");
+    private static readonly CompositeFormat Row = CompositeFormat.Parse("{0,-13}{1,10}{2,12}{3,9}{4,9}{5,9}{6,9}{7,8}{8,11}{9,8}{10,12}");
 
     public static string Render(BenchReport report)
     {
@@ -40,7 +40,7 @@ internal static class SummaryTable
         if (report.Scenarios.Count > 0)
         {
             text.AppendLine();
-            Line(text, string.Format(CultureInfo.InvariantCulture, Row, "scenario", "req/s", "entities/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "raw req/s", "÷ raw"));
+            Line(text, string.Format(CultureInfo.InvariantCulture, Row, "scenario", "req/s", "entities/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "raw req/s", "÷ raw", "µs CPU/req"));
             foreach (var s in report.Scenarios)
             {
                 var b = s.Broker;
@@ -56,7 +56,8 @@ internal static class SummaryTable
                     b is not { Requests: > 0 } ? "-" : Milliseconds(b.LatencyMs.Max),
                     b is null ? "-" : Count(b.Errors),
                     s.Baseline is null ? "-" : Count(s.Baseline.RequestsPerSecond),
-                    s.BrokerOverRaw is { } ratio ? ratio.ToString("0.00", CultureInfo.InvariantCulture) : "-"));
+                    s.BrokerOverRaw is { } ratio ? ratio.ToString("0.00", CultureInfo.InvariantCulture) : "-",
+                    b?.ServerCpuMicrosecondsPerRequest is { } cpu ? Count(cpu) : "-"));
                 if (s.Baseline is { } r)
                 {
                     Line(text, string.Format(
@@ -70,6 +71,7 @@ internal static class SummaryTable
                         r.Requests > 0 ? Milliseconds(r.LatencyMs.P99) : "-",
                         r.Requests > 0 ? Milliseconds(r.LatencyMs.Max) : "-",
                         Count(r.Errors),
+                        "",
                         "",
                         ""));
                 }

@@ -14,15 +14,18 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
     private readonly Uri _upsertUri;
     private readonly string _entitiesPath;
     private readonly Func<string?> _problem;
+    private readonly int? _processId;
     private Uri[] _entityUris = [];
     private Uri[] _attrsUris = [];
     private Uri[] _speedUris = [];
 
     /// <param name="problem">Says why the broker can no longer be measured (it exited), or null.</param>
-    public BrokerTarget(Uri baseUri, int connections, TimeSpan requestTimeout, Func<string?> problem)
+    /// <param name="processId">The broker's process, whose CPU time each scenario reports per request; null when unknown.</param>
+    public BrokerTarget(Uri baseUri, int connections, TimeSpan requestTimeout, Func<string?> problem, int? processId = null)
     {
         ArgumentNullException.ThrowIfNull(baseUri);
         _problem = problem;
+        _processId = processId;
         _entitiesPath = baseUri.AbsoluteUri.TrimEnd('/') + "/ngsi-ld/v1/entities";
         _entitiesUri = new Uri(_entitiesPath);
         _upsertUri = new Uri(baseUri.AbsoluteUri.TrimEnd('/') + "/ngsi-ld/v1/entityOperations/upsert");
@@ -151,6 +154,8 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
     }
 
     public string? Annotation() => null;
+
+    public TimeSpan? ServerCpu() => Server.ProcessCpu.Read(_processId);
 
     public void Dispose() => _client.Dispose();
 

@@ -8,6 +8,10 @@ internal sealed record ScenarioRun(ScenarioKind Kind, LoadResult Result, string?
 {
     /// <summary>Delivery measurements of a push scenario.</summary>
     public PushReport? Push { get; init; }
+
+    /// <summary>The server's CPU time over the measured part of the run, per successful request; null when it could
+    /// not be read (no server process, or a run counted in requests rather than seconds).</summary>
+    public double? ServerCpuMicrosecondsPerRequest { get; init; }
 }
 
 /// <summary>Runs the chosen scenarios against one target: the preload first when any scenario needs it, then each
@@ -110,11 +114,17 @@ internal static class SuiteRunner
         progress($"{target.Name}: {Scenario.Name(kind)} with {workload.WorkersFor(kind)} workers …");
         var workers = target.CreateWorkers(kind, workload);
         LoadResult result;
+        TimeSpan? cpu;
         try
         {
-            result = await ClosedLoop.RunAsync(
-                workers, plan, Scenario.Expected(kind), workload.EntitiesPerRequest(kind), target.BlockingWorkers, cancellationToken)
-                .ConfigureAwait(false);
+            // The server's CPU is read when the warm-up ends and after the last request: the CPU of the measured
+            // requests (a duration run ends for all workers at once, so nothing else runs after it).
+            var load = ClosedLoop.RunAsync(
+                workers, plan, Scenario.Expected(kind), workload.EntitiesPerRequest(kind), target.BlockingWorkers, cancellationToken);
+            await Task.Delay(plan.Warmup, cancellationToken).ConfigureAwait(false);
+            var cpuBefore = target.ServerCpu();
+            result = await load.ConfigureAwait(false);
+            cpu = plan.Requests is null ? target.ServerCpu() - cpuBefore : null;
         }
         finally
         {
@@ -122,7 +132,9 @@ internal static class SuiteRunner
         }
 
         cancellationToken.ThrowIfCancellationRequested();
-        progress($"{target.Name}: {Scenario.Name(kind)}: {result.Ok:N0} ok, {result.ErrorCount:N0} errors, {result.RequestsPerSecond:N0} req/s");
-        return new ScenarioRun(kind, result, target.Annotation());
+        double? cpuPerRequest = cpu is { } c && result.Ok > 0 ? Math.Round(c.TotalMicroseconds / result.Ok, 1) : null;
+        progress($"{target.Name}: {Scenario.Name(kind)}: {result.Ok:N0} ok, {result.ErrorCount:N0} errors, {result.RequestsPerSecond:N0} req/s"
+            + (cpuPerRequest is { } us ? $", server CPU {us:N0} µs/request" : ""));
+        return new ScenarioRun(kind, result, target.Annotation()) { ServerCpuMicrosecondsPerRequest = cpuPerRequest };
     }
 }

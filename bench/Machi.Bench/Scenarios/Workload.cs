@@ -53,4 +53,7 @@ internal interface IScenarioTarget
 
     /// <summary>Anything worth saying about the scenario just run (e.g. how writes were grouped), or null.</summary>
     string? Annotation();
+
+    /// <summary>CPU time the server process has used so far, or null when it cannot be read (no server process).</summary>
+    TimeSpan? ServerCpu() => null;
 }

@@ -156,6 +156,14 @@ internal static class GeoJsonGeometry
 
     private const int NodeMaxDepth = 1024;
 
+    /// <summary>Reads and validates a GeoProperty value held as UTF-8 JSON (a stored payload), without building a node tree.</summary>
+    public static Geometry ParseUtf8(ReadOnlySpan<byte> utf8)
+    {
+        var reader = new Utf8JsonReader(utf8, new JsonReaderOptions { MaxDepth = NodeMaxDepth });
+        using var document = JsonDocument.ParseValue(ref reader);
+        return Parse(document.RootElement);
+    }
+
     /// <summary>
     /// The cheap shape test for a concise attribute: an object whose "type" is one of the six geometry types and
     /// which has a "coordinates" array is a GeoProperty value. It does not validate: <see cref="Parse(JsonElement)"/> does.

@@ -150,7 +150,9 @@ public sealed record EntityFilter
             NetTopologySuite.Geometries.Geometry geometry;
             try
             {
-                geometry = GeoJsonGeometry.Parse(instance.Payload);
+                // From the stored bytes: parsing them into a node tree first would also make the response copy
+                // the tree instead of the bytes.
+                geometry = GeoJsonGeometry.ParseUtf8(instance.PayloadUtf8);
             }
             catch (NgsiException)
             {

@@ -149,6 +149,22 @@ public sealed class QueryIndexTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public void A_type_and_q_query_checks_the_type_before_it_reads_the_entity_row()
+    {
+        // The value index drives; the type is probed on the candidate's rid from that index, so a candidate of
+        // another type never costs a read of its (large) entity row.
+        var filter = new EntityFilter
+        {
+            Selectors = [new EntitySelector(null, null, TypeExpression.Parse("T1").Expand(Expand))],
+            Q = QExpressions.Expand(QParser.Parse("str==\"b\""), Expand),
+        };
+        var plan = _store.Explain(string.Empty, new EntityQuery(filter)).ToList();
+        var typeProbe = plan.FindIndex(line => line.StartsWith("SEARCH x ", StringComparison.Ordinal) || line.StartsWith("CORRELATED SCALAR SUBQUERY", StringComparison.Ordinal));
+        var entityRow = plan.FindIndex(line => line.StartsWith("SEARCH e USING INTEGER PRIMARY KEY", StringComparison.Ordinal));
+        Assert.True(typeProbe >= 0 && entityRow > typeProbe, "plan: " + string.Join(" / ", plan));
+    }
+
     internal static string Expand(string term) => LdContext.Core.ExpandTerm(term);
 
     internal static Entity Parse(string json) => EntityParser.ParseEntity(JsonDocument.Parse(json).RootElement, LdContext.Core, Now);
