@@ -317,6 +317,9 @@ public sealed class SqliteAccessLog : IAccessLog
         return new AccessLogEntry(r.GetInt64(0), record, r.GetString(13), r.GetString(14));
     }
 
+    /// <summary>A connection to the log's table (created if missing), for machi export and import; <see cref="ReadAsync"/> indexes the journal first.</summary>
+    internal SqliteConnection OpenTable() => Open(readOnly: false)!;
+
     private SqliteConnection? Open(bool readOnly, string synchronous = "FULL")
     {
         if (readOnly && !File.Exists(Path))
