@@ -37,7 +37,8 @@ public static class CityMove
 
     /// <summary>A broker table the archive carries, in import order; <see cref="SqliteSelect"/> when SQLite's differs.</summary>
     /// <param name="SqliteLacks">A column PostgreSQL keeps and SQLite derives (history's tenant, from its entity).</param>
-    private sealed record BrokerTable(string Name, string Order, string? SqliteSelect = null, string? SqliteLacks = null)
+    /// <param name="Seeded">The store's migrations may put rows in it (a counter, a cursor): the archive's replace them.</param>
+    private sealed record BrokerTable(string Name, string Order, string? SqliteSelect = null, string? SqliteLacks = null, bool Seeded = false)
     {
         public string Select(bool sqlite) => sqlite && SqliteSelect is not null ? SqliteSelect : $"SELECT * FROM {Name} ORDER BY {Order}";
     }
@@ -49,20 +50,20 @@ public static class CityMove
         new("entities", "rid"),
         new("history_entities", "hid"),
         new("history", "hid, attr, t, n", "SELECT e.tenant, h.* FROM history h JOIN history_entities e ON e.hid = h.hid ORDER BY h.hid, h.attr, h.t, h.n", "tenant"),
-        new("counters", "name"),
+        new("counters", "name", Seeded: true),
         new("jsonld_contexts", "local_id"),
         new("csource_registrations", "tenant, id"),
         new("subscriptions", "tenant, id"),
         new("notification_outbox", "seq"),
         new("entity_changes", "seq"),
-        new("change_cursors", "consumer"),
+        new("change_cursors", "consumer", Seeded: true),
         new("consents", "id"),
         new("consent_grants", "consent_id, category"),
     ];
 
-    /// <summary>Tables whose rows mean a city is there already (change_cursors may hold a migration's row).</summary>
+    /// <summary>Tables whose rows mean a city is there already.</summary>
     private static IEnumerable<string> Occupying(IReadOnlyList<TrustTable> trust) =>
-        BrokerTables.Select(t => t.Name).Where(t => t != "change_cursors")
+        BrokerTables.Where(t => !t.Seeded).Select(t => t.Name)
             .Concat(trust.Select(t => t.Name).Where(t => t is "trust_users" or "trust_applications"));
 
     public static async Task<MoveSummary> ExportAsync(IConfiguration configuration, string archivePath, string machiVersion, CancellationToken cancellationToken)
@@ -188,9 +189,13 @@ public static class CityMove
         {
             // Checked in the import's own transaction: nothing can come in between.
             Refuse(Occupied(c, tx, trustTables, logged), $"the data directory {data}");
-            SqliteEntityStore.Execute(c, "DELETE FROM change_cursors", tx);
             foreach (var table in BrokerTables)
             {
+                if (table.Seeded)
+                {
+                    SqliteEntityStore.Execute(c, $"DELETE FROM {table.Name}", tx);
+                }
+
                 TableCopy.Import(c, tx, table.Name, archive.Read(table.Name), TableCopy.Columns(c, tx, table.Name),
                     table.SqliteLacks is { } lacks ? new HashSet<string>(StringComparer.Ordinal) { lacks } : null);
             }
@@ -232,7 +237,11 @@ public static class CityMove
         await using var c = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var tx = await c.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         Refuse(Occupied(c, tx, trustTables, Exists(c, tx, "access_log")), "the database");
-        await ExecuteAsync(c, tx, "DELETE FROM change_cursors", cancellationToken).ConfigureAwait(false);
+        foreach (var table in BrokerTables.Where(t => t.Seeded))
+        {
+            await ExecuteAsync(c, tx, $"DELETE FROM {table.Name}", cancellationToken).ConfigureAwait(false);
+        }
+
         var tables = BrokerTables.Select(t => t.Name).Concat(trustTables.Select(t => t.Name)).Append(DataProtectionPart).ToList();
         foreach (var table in tables)
         {
