@@ -317,8 +317,12 @@ public sealed class SqliteAccessLog : IAccessLog
         return new AccessLogEntry(r.GetInt64(0), record, r.GetString(13), r.GetString(14));
     }
 
-    /// <summary>A connection to the log's table (created if missing), for machi export and import; <see cref="ReadAsync"/> indexes the journal first.</summary>
+    /// <summary>A connection to the log's table (created if missing), for machi export and import.</summary>
     internal SqliteConnection OpenTable() => Open(readOnly: false)!;
+
+    /// <summary>The records still only in the journal, after <paramref name="afterSeq"/> (the table's last), read without writing.</summary>
+    internal IEnumerable<AccessLogEntry> JournalAfter(long afterSeq) =>
+        ReadJournals().Where(j => j.Seq > afterSeq).Select(j => new AccessLogEntry(j.Seq, j.Record, j.Digest, j.Hash));
 
     private SqliteConnection? Open(bool readOnly, string synchronous = "FULL")
     {

@@ -119,12 +119,22 @@ public static class CityMove
                     }
                 }).ConfigureAwait(false);
 
-                // Records still in the log's journal (a server that crashed) go into its table first.
+                // The table, then what is still only in the journal, read without writing: a running server's log is left alone.
                 await using var log = new SqliteAccessLog(Path.Combine(data, "access-log.db"));
-                await log.ReadAsync(limit: 1, cancellationToken: cancellationToken).ConfigureAwait(false);
                 await using var logConnection = log.OpenTable();
                 await using var logTx = logConnection.BeginTransaction(deferred: true);
-                await archive.PartAsync(AccessLogPart, part => TableCopy.ExportAsync(logConnection, logTx, "SELECT * FROM access_log ORDER BY seq", part, cancellationToken)).ConfigureAwait(false);
+                await archive.PartAsync(AccessLogPart, async part =>
+                {
+                    await TableCopy.ExportAsync(logConnection, logTx, "SELECT * FROM access_log ORDER BY seq", part, cancellationToken).ConfigureAwait(false);
+                    await using var last = logConnection.CreateCommand();
+                    last.Transaction = logTx;
+                    last.CommandText = "SELECT coalesce(max(seq), 0) FROM access_log";
+                    foreach (var entry in log.JournalAfter((long)(await last.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!))
+                    {
+                        await part.RowAsync(json => WriteAccessLogRow(json, entry)).ConfigureAwait(false);
+                        nodes.Add(entry.Record!.Node);
+                    }
+                }).ConfigureAwait(false);
                 nodes.UnionWith(await NodesAsync(logConnection, logTx, cancellationToken).ConfigureAwait(false));
             }
         }
@@ -299,6 +309,27 @@ public static class CityMove
     {
         using var scope = trust.CreateScope();
         return TrustTables.InOrder(scope.ServiceProvider.GetRequiredService<TrustDbContext>().Model);
+    }
+
+    /// <summary>A journal record (never redacted) as a row of access_log.</summary>
+    private static void WriteAccessLogRow(System.Text.Json.Utf8JsonWriter json, AccessLogEntry entry)
+    {
+        var record = entry.Record!;
+        TableCopy.Write(json, "seq", entry.Seq);
+        TableCopy.Write(json, "at", record.At.UtcTicks);
+        TableCopy.Write(json, "resident", record.Resident);
+        TableCopy.Write(json, "client_id", record.ClientId);
+        TableCopy.Write(json, "subject", record.Subject);
+        TableCopy.Write(json, "purpose", record.Purpose);
+        TableCopy.Write(json, "emergency_reason", record.EmergencyReason);
+        TableCopy.Write(json, "operation", record.Operation);
+        TableCopy.Write(json, "tenant", record.Tenant);
+        TableCopy.Write(json, "entity_id", record.EntityId);
+        TableCopy.Write(json, "attributes", record.Attributes);
+        TableCopy.Write(json, "node", record.Node);
+        TableCopy.Write(json, "redacted", 0L);
+        TableCopy.Write(json, "digest", entry.Digest);
+        TableCopy.Write(json, "hash", entry.Hash);
     }
 
     private static async Task<List<string>> NodesAsync(DbConnection c, DbTransaction tx, CancellationToken cancellationToken)
