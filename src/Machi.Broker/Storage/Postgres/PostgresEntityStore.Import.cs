@@ -38,13 +38,15 @@ internal sealed partial class PostgresEntityStore
             return id;
         }
 
-        var after = long.MinValue;
+        var after = ("", long.MinValue);
         while (true)
         {
+            // Keyset pages in the order of the (tenant, rid) key, so each page is an index range.
             var chunk = new List<(string Tenant, long Rid, Entity Entity)>();
-            await using (var read = new NpgsqlCommand("SELECT tenant, rid, doc FROM entities WHERE rid > $1 ORDER BY rid LIMIT $2", connection, tx))
+            await using (var read = new NpgsqlCommand("SELECT tenant, rid, doc FROM entities WHERE (tenant, rid) > ($1, $2) ORDER BY tenant, rid LIMIT $3", connection, tx))
             {
-                read.Parameters.Add(new NpgsqlParameter { Value = after });
+                read.Parameters.Add(new NpgsqlParameter { Value = after.Item1 });
+                read.Parameters.Add(new NpgsqlParameter { Value = after.Item2 });
                 read.Parameters.Add(new NpgsqlParameter { Value = IndexChunk });
                 await using var r = await read.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
                 while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -58,7 +60,7 @@ internal sealed partial class PostgresEntityStore
                 return;
             }
 
-            after = chunk[^1].Rid;
+            after = (chunk[^1].Tenant, chunk[^1].Rid);
             var types = new Rows<long>();
             var attrs = new Rows<long>();
             var numbers = new Rows<double>();
