@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json.Nodes;
+using Machi.Broker.Access;
 using Machi.Host.Cli;
 using static Machi.Trust.Tests.Infrastructure.Oidc;
 
@@ -131,6 +132,43 @@ public sealed class CityMoveTests(PostgresServer postgres) : IDisposable
         Assert.Equal(1, code);
         Assert.Contains("not empty", error, StringComparison.Ordinal);
         Assert.False(Directory.Exists(target));
+    }
+
+    [Fact]
+    public async Task A_redacted_access_log_keeps_its_chain_on_PostgreSQL_and_back_and_chains_that_cannot_map_are_refused()
+    {
+        var data = Path.Combine(_root, "logged");
+        await AddUserAsync(data, "resident", Email, Password);
+        static AccessRecord Read(string resident, string operation = "read") =>
+            new(DateTimeOffset.UtcNow, resident, "clinic", null, "monitoring", null, operation, "", "urn:ngsi-ld:BloodPressureObservation:1", null, "node-a");
+        await using (var log = new SqliteAccessLog(Path.Combine(data, "access-log.db")))
+        {
+            await log.AppendAsync([Read("resident-1"), Read("resident-2"), Read("resident-1")]);
+            await log.RedactAsync("resident-1", Read("resident-1", "erasure"));
+        }
+
+        const string Intact = "access log intact: 4 records (2 redacted at residents' request)";
+        Assert.Contains(Intact, await MachiAsync("audit", "verify", "--data", data), StringComparison.Ordinal);
+        var archive = Path.Combine(_root, "log-archive");
+        await MachiAsync("export", "--data", data, "--out", archive);
+        var database = await postgres.CreateDatabaseAsync("logged");
+        var node = Path.Combine(_root, "log-node");
+        await MachiAsync("import", "--in", archive, "--data", node, "--database", database);
+        Assert.Contains(Intact, await MachiAsync("audit", "verify", "--data", node, "--database", database), StringComparison.Ordinal);
+
+        var back = Path.Combine(_root, "log-back");
+        await MachiAsync("export", "--data", node, "--database", database, "--out", back);
+        await MachiAsync("import", "--in", back, "--data", Path.Combine(_root, "log-sqlite"));
+        Assert.Contains(Intact, await MachiAsync("audit", "verify", "--data", Path.Combine(_root, "log-sqlite")), StringComparison.Ordinal);
+
+        // One SQLite chain naming two nodes cannot become PostgreSQL's chains (one per node) without breaking.
+        var manifest = Path.Combine(archive, "manifest.json");
+        var text = await File.ReadAllTextAsync(manifest);
+        Assert.Contains("\"node-a\"", text, StringComparison.Ordinal);
+        await File.WriteAllTextAsync(manifest, text.Replace("\"node-a\"", "\"node-a\", \"node-b\"", StringComparison.Ordinal));
+        var (code, error) = await FailingAsync("import", "--in", archive, "--data", node, "--database", await postgres.CreateDatabaseAsync("two_nodes"));
+        Assert.Equal(1, code);
+        Assert.Contains("several nodes (node-a, node-b)", error, StringComparison.Ordinal);
     }
 
     /// <summary>The archive of a city with an account, a client and two entities, written without a server.</summary>

@@ -151,7 +151,7 @@ public static class CityMove
         var archive = await CityArchive.OpenAsync(archivePath, machiVersion, cancellationToken).ConfigureAwait(false);
         var database = configuration["Broker:Database"];
         var postgres = !string.IsNullOrWhiteSpace(database);
-        var chain = AccessLogChain(archive, postgres, configuration);
+        var chain = ImportedChain(archive, postgres, configuration);
         await using var trust = await TrustAdmin.OpenAsync(configuration, cancellationToken).ConfigureAwait(false);
         var trustTables = TrustTablesOf(trust);
         if (postgres)
@@ -173,7 +173,7 @@ public static class CityMove
     /// log of one node becomes SQLite's chain. Anything else (a SQLite chain naming several nodes, several PostgreSQL
     /// chains into SQLite) is refused before anything is written. The chain's name for PostgreSQL, or null.
     /// </summary>
-    private static string? AccessLogChain(CityArchive archive, bool postgres, IConfiguration configuration)
+    private static string? ImportedChain(CityArchive archive, bool postgres, IConfiguration configuration)
     {
         var source = archive.Manifest["source"]?.GetValue<string>();
         var nodes = (archive.Manifest["accessLogNodes"] as JsonArray ?? []).Select(n => n!.GetValue<string>()).ToList();

@@ -68,10 +68,10 @@ internal static class MachiCli
             case AuditVerifyCommand audit:
                 return await VerifyAccessLogAsync(audit, stdout, stderr);
             case ExportCommand export:
-                return await MoveAsync(stdout, stderr, "exported", () => CityMove.ExportAsync(
+                return await MoveAsync(stdout, stderr, "export", () => CityMove.ExportAsync(
                     MachiHost.LoadConfiguration(export.DataDirectory, export.Database), Path.GetFullPath(export.Archive), MachiVersion.Current, CancellationToken.None));
             case ImportCommand import:
-                return await MoveAsync(stdout, stderr, "imported", () => CityMove.ImportAsync(
+                return await MoveAsync(stdout, stderr, "import", () => CityMove.ImportAsync(
                     MachiHost.LoadConfiguration(import.DataDirectory, import.Database), Path.GetFullPath(import.Archive), MachiVersion.Current, CancellationToken.None));
             case SnowDeviceAddCommand device:
                 return await AdministerAsync(stdout, stderr, async () =>
@@ -163,11 +163,11 @@ internal static class MachiCli
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or DbException or InvalidOperationException or TimeoutException)
         {
-            await stderr.WriteLineAsync($"machi: could not {verb[..^1]}: {e.Message}");
+            await stderr.WriteLineAsync($"machi: could not {verb}: {e.Message}");
             return Failure;
         }
 
-        await stdout.WriteLineAsync($"{verb} {summary.Parts.Sum(p => p.Rows)} rows ({summary.Backend}):");
+        await stdout.WriteLineAsync($"{verb}ed {summary.Parts.Sum(p => p.Rows)} rows ({summary.Backend}):");
         foreach (var part in summary.Parts.Where(p => p.Rows > 0))
         {
             await stdout.WriteLineAsync($"  {part.Name,-28}{part.Rows,10}");
