@@ -320,9 +320,11 @@ public sealed class SqliteAccessLog : IAccessLog
     /// <summary>A connection to the log's table (created if missing), for machi export and import.</summary>
     internal SqliteConnection OpenTable() => Open(readOnly: false)!;
 
-    /// <summary>The records still only in the journal, after <paramref name="afterSeq"/> (the table's last), read without writing.</summary>
-    internal IEnumerable<AccessLogEntry> JournalAfter(long afterSeq) =>
-        ReadJournals().Where(j => j.Seq > afterSeq).Select(j => new AccessLogEntry(j.Seq, j.Record, j.Digest, j.Hash));
+    /// <summary>
+    /// The records in the journal now, read without writing. machi export reads them before the table, as verification
+    /// does, so a record the indexer moves meanwhile is in the table read next.
+    /// </summary>
+    internal IReadOnlyList<AccessLogEntry> JournalEntries() => [.. ReadJournals().Select(j => new AccessLogEntry(j.Seq, j.Record, j.Digest, j.Hash))];
 
     private SqliteConnection? Open(bool readOnly, string synchronous = "FULL")
     {

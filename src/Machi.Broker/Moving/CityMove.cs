@@ -119,8 +119,10 @@ public static class CityMove
                     }
                 }).ConfigureAwait(false);
 
-                // The table, then what is still only in the journal, read without writing: a running server's log is left alone.
+                // The journal, then the table, then the journal's records the table does not have yet, read without
+                // writing: a running server's log is left alone.
                 await using var log = new SqliteAccessLog(Path.Combine(data, "access-log.db"));
+                var journaled = log.JournalEntries();
                 await using var logConnection = log.OpenTable();
                 await using var logTx = logConnection.BeginTransaction(deferred: true);
                 await archive.PartAsync(AccessLogPart, async part =>
@@ -129,7 +131,8 @@ public static class CityMove
                     await using var last = logConnection.CreateCommand();
                     last.Transaction = logTx;
                     last.CommandText = "SELECT coalesce(max(seq), 0) FROM access_log";
-                    foreach (var entry in log.JournalAfter((long)(await last.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!))
+                    var indexed = (long)(await last.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+                    foreach (var entry in journaled.Where(j => j.Seq > indexed))
                     {
                         await part.RowAsync(json => WriteAccessLogRow(json, entry)).ConfigureAwait(false);
                         nodes.Add(entry.Record!.Node);
