@@ -32,7 +32,8 @@ public static class TrustAdmin
         return user?.Id ?? throw new ArgumentException(string.Join("; ", errors));
     }
 
-    private static async Task<ServiceProvider> OpenAsync(IConfiguration configuration, CancellationToken cancellationToken)
+    /// <summary>Trust's services on the configured database, its tables created or upgraded.</summary>
+    internal static async Task<ServiceProvider> OpenAsync(IConfiguration configuration, CancellationToken cancellationToken)
     {
         var services = new ServiceCollection();
         services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));

@@ -143,7 +143,7 @@ public static class TrustModule
         }
         else
         {
-            protection.PersistKeysToFileSystem(new DirectoryInfo(Path.Combine(dataDirectory, "keys", "data-protection")));
+            protection.PersistKeysToFileSystem(new DirectoryInfo(TrustDatabase.DataProtectionKeyDirectory(dataDirectory)));
         }
 
         var identity = services.AddIdentityCore<MachiUser>()

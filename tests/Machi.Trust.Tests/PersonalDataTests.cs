@@ -77,24 +77,8 @@ public abstract class PersonalDataTests(Backend backend)
     }
 
     /// <summary>Signs the resident in with a browser, opens the service's opt-in URL and agrees; the consent id.</summary>
-    protected static async Task<string> ConsentOnThePageAsync(City city, string email, string purpose, string categories)
-    {
-        using var browser = new Browser(city.Server.BaseAddress);
-        await browser.GetAsync("/account/login");
-        await browser.SubmitAsync("/account/login", new Dictionary<string, string> { ["email"] = email, ["password"] = Password });
-        await browser.GetAsync(QueryHelpers.AddQueryString("/consent", new Dictionary<string, string?>
-        {
-            ["client_id"] = city.ServiceId, ["purpose"] = purpose, ["categories"] = categories, ["redirect_uri"] = RedirectUri.AbsoluteUri,
-        }));
-        Assert.Contains("Clinic Tsuruga", browser.Html, StringComparison.Ordinal);
-        var agree = browser.Html.IndexOf("value=\"agree\"", StringComparison.Ordinal);
-        Assert.True(agree > 0, browser.Html);
-        await browser.SubmitAsync("/consent", new Dictionary<string, string> { ["decision"] = "agree" });
-        Assert.NotNull(browser.LeftTo);
-        var query = QueryHelpers.ParseQuery(browser.LeftTo!.Query);
-        Assert.Equal("granted", query["consent"].ToString());
-        return query["consent_id"].ToString();
-    }
+    protected static Task<string> ConsentOnThePageAsync(City city, string email, string purpose, string categories) =>
+        Oidc.ConsentOnThePageAsync(city.Server, city.ServiceId, "Clinic Tsuruga", email, Password, purpose, categories);
 
     [Fact]
     public async Task A_service_sees_a_residents_vitals_only_while_the_resident_consents_for_that_purpose_and_every_access_is_logged()

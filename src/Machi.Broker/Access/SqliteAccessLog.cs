@@ -314,6 +314,15 @@ public sealed class SqliteAccessLog : IAccessLog
         return new AccessLogEntry(r.GetInt64(0), record, r.GetString(13), r.GetString(14));
     }
 
+    /// <summary>A connection to the log's table (created if missing), for machi export and import.</summary>
+    internal SqliteConnection OpenTable() => Open(readOnly: false)!;
+
+    /// <summary>
+    /// The records in the journal now, read without writing. machi export reads them before the table, as verification
+    /// does, so a record the indexer moves meanwhile is in the table read next.
+    /// </summary>
+    internal IReadOnlyList<AccessLogEntry> JournalEntries() => [.. ReadJournals().Select(j => new AccessLogEntry(j.Seq, j.Record, j.Digest, j.Hash))];
+
     private SqliteConnection? Open(bool readOnly, string synchronous = "FULL")
     {
         if (readOnly && !File.Exists(Path))

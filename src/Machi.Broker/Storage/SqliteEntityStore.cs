@@ -719,7 +719,11 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         return row.Kind == IndexedValueKind.Instant ? -term : term;
     }
 
-    /// <summary>Indexes every stored entity (run once, when the query index tables are created).</summary>
+    /// <summary>
+    /// Indexes every stored entity: its types and attribute names (already there when the query index tables are
+    /// created; inserted if missing), values and boxes. Run once when the query index tables are created, and after
+    /// <see cref="ImportAsync"/> stored entities as they were.
+    /// </summary>
     private void IndexAll(SqliteTransaction tx)
     {
         using var s = new WriterStatements(_writer!);
@@ -730,9 +734,23 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         using var r = all.ExecuteReader();
         while (r.Read())
         {
-            UpdateQueryIndexes(s, r.GetString(1), r.GetInt64(0), [], [], Decode(r, 2));
+            var (rid, tenant, entity) = (r.GetInt64(0), r.GetString(1), Decode(r, 2));
+            s.Index(s.InsertTypes, tenant, rid, entity.Types, TermId);
+            s.Index(s.InsertAttrs, tenant, rid, [.. entity.Attributes.Keys], TermId);
+            UpdateQueryIndexes(s, tenant, rid, [], [], entity);
         }
     }
+
+    /// <summary>
+    /// Runs <paramref name="copy"/> (rows stored as they were, for machi import) and then indexes every entity, in one
+    /// transaction of the writer: the import is kept whole or not at all.
+    /// </summary>
+    internal Task ImportAsync(Action<SqliteConnection, SqliteTransaction> copy, CancellationToken cancellationToken) =>
+        RunInWriterAsync((connection, tx) =>
+        {
+            copy(connection, tx);
+            IndexAll(tx);
+        }, cancellationToken);
 
     public ValueTask<IReadOnlyList<(string Tenant, string Id)>> OwnedEntitiesAsync(string resident, CancellationToken cancellationToken) =>
         ValueTask.FromResult<IReadOnlyList<(string Tenant, string Id)>>(Read(c =>

@@ -21,6 +21,12 @@ internal sealed record ClientAddCommand(
     string Name, IReadOnlyList<string> Scopes, bool Admin, IReadOnlyList<Uri> RedirectUris, bool Public, string? DataDirectory, string? Database = null,
     string? Operator = null, IReadOnlyList<string>? Purposes = null, IReadOnlyList<string>? Categories = null) : CliCommand;
 
+/// <summary><c>machi export</c>: all of a city's data (SQLite data directory or PostgreSQL) into an archive directory.</summary>
+internal sealed record ExportCommand(string Archive, string? DataDirectory, string? Database) : CliCommand;
+
+/// <summary><c>machi import</c>: an archive into an empty SQLite data directory or PostgreSQL database.</summary>
+internal sealed record ImportCommand(string Archive, string? DataDirectory, string? Database) : CliCommand;
+
 /// <summary><c>machi audit verify</c>: checks the hash chain of the access log.</summary>
 internal sealed record AuditVerifyCommand(string? DataDirectory, string? Database = null) : CliCommand;
 
@@ -45,8 +51,8 @@ internal static class CommandLine
     [
         new("serve", "Run the city OS: NGSI-LD broker, API docs, health and metrics (the default)", Available: true),
         new("help", "Show this help, or help for one command: machi help serve", Available: true),
-        new("import", "Load datasets (CSV, GeoJSON, NGSI-LD) into the broker", Available: false),
-        new("export", "Write broker entities out as NGSI-LD or GeoJSON files", Available: false),
+        new("export", "Write all of a city's data to an archive: machi export --data DIR | --database CS --out PATH", Available: true),
+        new("import", "Load a city archive into an empty target: machi import --in PATH --data DIR | --database CS", Available: true),
         new("simulate", "Run a device simulator: machi simulate snowplows --count 250 [--url URL] [--data DIR]", Available: true),
         new("snow", "Snowplow Navi: machi snow device add --id ID [--name NAME] [--data DIR]", Available: true),
         new("bench", "Run load benchmarks (the ./machi launcher runs bench/Machi.Bench)", Available: false),
@@ -80,12 +86,16 @@ internal static class CommandLine
                 return args.Count == 1 ? new VersionCommand() : new UsageError($"unexpected argument '{args[1]}' after {first}");
             case "serve":
                 return ParseServe(args, start: 1);
-            case "user" or "client" or "simulate" or "snow" when args.Count > 1 && args[1] is "-h" or "--help":
+            case "user" or "client" or "simulate" or "snow" or "export" or "import" when args.Count > 1 && args[1] is "-h" or "--help":
                 return new HelpCommand(first);
             case "user":
                 return args.Count > 1 && args[1] == "add" ? ParseUserAdd(args) : new UsageError("'machi user' takes 'add' (machi help user)");
             case "client":
                 return args.Count > 1 && args[1] == "add" ? ParseClientAdd(args) : new UsageError("'machi client' takes 'add' (machi help client)");
+            case "export":
+                return ParseMove(args, "--out", (path, data, database) => new ExportCommand(path, data, database));
+            case "import":
+                return ParseMove(args, "--in", (path, data, database) => new ImportCommand(path, data, database));
             case "audit":
                 return args.Count > 1 && args[1] == "verify" ? ParseAuditVerify(args) : new UsageError("'machi audit' takes 'verify'");
             case "simulate":
@@ -196,6 +206,19 @@ internal static class CommandLine
         }
 
         return new UserAddCommand(values["--role"][0], values["--email"][0], values["--password"][0], values.GetValueOrDefault("--data")?[0], values.GetValueOrDefault("--database")?[^1]);
+    }
+
+    /// <summary><c>machi export</c> and <c>machi import</c>: the archive (<paramref name="archive"/>) and where the city is.</summary>
+    private static CliCommand ParseMove(IReadOnlyList<string> args, string archive, Func<string, string?, string?, CliCommand> command)
+    {
+        if (ParseOptions(args, 1, [archive, "--data", "--database"], [], out var values, out _) is { } error)
+        {
+            return error;
+        }
+
+        return values.TryGetValue(archive, out var path)
+            ? command(path[^1], values.GetValueOrDefault("--data")?[^1], values.GetValueOrDefault("--database")?[^1])
+            : new UsageError($"'machi {args[0]}' needs {archive} PATH (machi help {args[0]})");
     }
 
     private static CliCommand ParseAuditVerify(IReadOnlyList<string> args) =>

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Machi.Broker.Moving;
 using Machi.Trust;
 using Machi.Trust.Clients;
 using System.Data.Common;
@@ -27,6 +28,7 @@ internal static class MachiCli
                     "client" => ClientHelp(),
                     "simulate" => SimulateHelp(),
                     "snow" => SnowHelp(),
+                    "export" or "import" => MoveHelp(),
                     _ => Help(),
                 });
                 return Success;
@@ -65,6 +67,12 @@ internal static class MachiCli
                 });
             case AuditVerifyCommand audit:
                 return await VerifyAccessLogAsync(audit, stdout, stderr);
+            case ExportCommand export:
+                return await MoveAsync(stdout, stderr, "export", () => CityMove.ExportAsync(
+                    MachiHost.LoadConfiguration(export.DataDirectory, export.Database), Path.GetFullPath(export.Archive), MachiVersion.Current, CancellationToken.None));
+            case ImportCommand import:
+                return await MoveAsync(stdout, stderr, "import", () => CityMove.ImportAsync(
+                    MachiHost.LoadConfiguration(import.DataDirectory, import.Database), Path.GetFullPath(import.Archive), MachiVersion.Current, CancellationToken.None));
             case SnowDeviceAddCommand device:
                 return await AdministerAsync(stdout, stderr, async () =>
                 {
@@ -140,6 +148,34 @@ internal static class MachiCli
         return Failure;
     }
 
+    /// <summary>Runs an export or import; prints what moved (rows per part), or one line saying what is wrong.</summary>
+    private static async Task<int> MoveAsync(TextWriter stdout, TextWriter stderr, string verb, Func<Task<MoveSummary>> move)
+    {
+        MoveSummary summary;
+        try
+        {
+            summary = await move();
+        }
+        catch (MoveException e)
+        {
+            await stderr.WriteLineAsync($"machi: {e.Message}");
+            return Failure;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DbException or InvalidOperationException or TimeoutException)
+        {
+            await stderr.WriteLineAsync($"machi: could not {verb}: {e.Message}");
+            return Failure;
+        }
+
+        await stdout.WriteLineAsync($"{verb}ed {summary.Parts.Sum(p => p.Rows)} rows ({summary.Backend}):");
+        foreach (var part in summary.Parts.Where(p => p.Rows > 0))
+        {
+            await stdout.WriteLineAsync($"  {part.Name,-28}{part.Rows,10}");
+        }
+
+        return Success;
+    }
+
     private static async Task<int> AdministerAsync(TextWriter stdout, TextWriter stderr, Func<Task> work)
     {
         try
@@ -166,6 +202,22 @@ internal static class MachiCli
 
         Creates an account (its e-mail taken as verified) and prints its subject id. Works with the server stopped.
         --database CS: the PostgreSQL database the server runs on (machi serve --database).
+
+        """;
+
+    internal static string MoveHelp() =>
+        """
+        Usage: machi export (--data DIR | --database CS) --out PATH
+               machi import --in PATH (--data DIR | --database CS)
+
+        Moves all of a city's data between the embedded SQLite data directory and PostgreSQL, through an archive
+        directory (one JSON Lines file per table with a manifest of row counts and SHA-256 checksums): entities,
+        history, subscriptions, registrations, hosted @contexts, consents, the access log, accounts, OAuth clients
+        and keys, unchanged. export writes a new directory PATH; stop the server first for a quiet copy (a
+        PostgreSQL export is one consistent snapshot even beside running nodes). import checks the whole archive,
+        then loads it into an empty data directory or database in one transaction (exit 1, nothing written, when the
+        target already holds a city or the archive was altered). The portal and Snowplow Navi keep their tables in
+        DIR/machi.db on either backend: import into the data directory the city used, or copy machi.db along.
 
         """;
 

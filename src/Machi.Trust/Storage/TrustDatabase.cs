@@ -21,6 +21,9 @@ internal static class TrustDatabase
         DefaultTimeout = 30,
     }.ToString();
 
+    /// <summary>Where the data-protection keys of a SQLite-backed host are (on PostgreSQL they are in trust_data_protection_keys).</summary>
+    public static string DataProtectionKeyDirectory(string dataDirectory) => Path.Combine(dataDirectory, "keys", "data-protection");
+
     public static void UseMachiSqlite(this DbContextOptionsBuilder options, string dataDirectory)
     {
         options.UseSqlite(SqliteConnectionString(dataDirectory), sqlite =>

@@ -109,6 +109,27 @@ public static class Oidc
         return await ExchangeAsync(server.Client, clientId, secret, code, verifier);
     }
 
+    /// <summary>Signs the resident in with a browser, opens the service's opt-in URL, checks it names <paramref name="serviceName"/> and agrees; the consent id.</summary>
+    public static async Task<string> ConsentOnThePageAsync(
+        MachiServer server, string serviceId, string serviceName, string email, string password, string purpose, string categories)
+    {
+        using var browser = new Browser(server.BaseAddress);
+        await browser.GetAsync("/account/login");
+        await browser.SubmitAsync("/account/login", new Dictionary<string, string> { ["email"] = email, ["password"] = password });
+        await browser.GetAsync(QueryHelpers.AddQueryString("/consent", new Dictionary<string, string?>
+        {
+            ["client_id"] = serviceId, ["purpose"] = purpose, ["categories"] = categories, ["redirect_uri"] = RedirectUri.AbsoluteUri,
+        }));
+        Assert.Contains(serviceName, browser.Html, StringComparison.Ordinal);
+        var agree = browser.Html.IndexOf("value=\"agree\"", StringComparison.Ordinal);
+        Assert.True(agree > 0, browser.Html);
+        await browser.SubmitAsync("/consent", new Dictionary<string, string> { ["decision"] = "agree" });
+        Assert.NotNull(browser.LeftTo);
+        var query = QueryHelpers.ParseQuery(browser.LeftTo!.Query);
+        Assert.Equal("granted", query["consent"].ToString());
+        return query["consent_id"].ToString();
+    }
+
     public static string CodeFrom(Browser browser)
     {
         Assert.True(browser.LeftTo is not null, $"no redirect to the client; page {browser.Address} said {browser.Error}:\n{browser.Html}");
