@@ -61,7 +61,11 @@ public sealed class ResidentJourneyTests(Chromium chromium)
         await resident.WaitForURLAsync("**/account/login**");
         await CheckAsync(resident, "04-login");
         await SignInAsync(resident, "taro@aizu.example");
-        await resident.WaitForURLAsync(server.BaseAddress.AbsoluteUri);
+
+        // Back on the portal's home page, signed in (the URL once the redirects are done, then the signed-in header:
+        // not the page's load event, which the sign-in's chain of redirects made unreliable to wait for).
+        await resident.WaitForURLAsync(server.BaseAddress.AbsoluteUri, new PageWaitForURLOptions { WaitUntil = WaitUntilState.Commit });
+        await resident.Locator("a[href='/account/consents']").WaitForAsync();
         Assert.True(await resident.Locator("a[href='/account/consents']").IsVisibleAsync());
         Assert.True(await resident.Locator("a[href='/account/access-log']").IsVisibleAsync());
         Assert.Equal(0, await resident.Locator("[data-for-you]").CountAsync());
