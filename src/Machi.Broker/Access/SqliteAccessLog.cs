@@ -1,8 +1,6 @@
 using System.Diagnostics;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using System.Threading.Channels;
 using Machi.Broker.Storage;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging;
@@ -84,7 +82,7 @@ public sealed class SqliteAccessLog : IAccessLog
         public FileStream? Flush { get; set; }
 
         /// <summary>Its records not yet in the table (a failed index leaves them here, to go with the next one).</summary>
-        public List<Journaled> Records { get; } = [];
+        public List<AccessLogEntry> Records { get; } = [];
 
         public long Oldest { get; set; }
     }
@@ -213,7 +211,7 @@ public sealed class SqliteAccessLog : IAccessLog
         cmd.CommandText = $"{Select} ORDER BY seq";
         using var r = cmd.ExecuteReader();
         var verifier = new AccessLogVerifier();
-        foreach (var entry in Entries(r).Concat(journaled.Select(j => new AccessLogEntry(j.Seq, j.Record, j.Digest, j.Hash))))
+        foreach (var entry in Entries(r).Concat(journaled))
         {
             // A journal record indexed meanwhile was checked in the table already.
             if (entry.Seq >= verifier.Expected && verifier.Check(entry) is { } broken)
@@ -246,13 +244,13 @@ public sealed class SqliteAccessLog : IAccessLog
         return redacted;
     }
 
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
         lock (_gate)
         {
             if (_disposed)
             {
-                return ValueTask.CompletedTask;
+                return;
             }
 
             _disposed = true;
@@ -265,7 +263,7 @@ public sealed class SqliteAccessLog : IAccessLog
             _indexer!.Join();
             Wake(_flushWake);
             _flusher!.Join();
-            _checkpointer!.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            await _checkpointer!.DisposeAsync().ConfigureAwait(false);
             foreach (var segment in _segments)
             {
                 segment.File!.Dispose();
@@ -278,7 +276,6 @@ public sealed class SqliteAccessLog : IAccessLog
 
         _indexWake.Dispose();
         _flushWake.Dispose();
-        return ValueTask.CompletedTask;
     }
 
     private const string Select =
@@ -321,7 +318,7 @@ public sealed class SqliteAccessLog : IAccessLog
     /// The records in the journal now, read without writing. machi export reads them before the table, as verification
     /// does, so a record the indexer moves meanwhile is in the table read next.
     /// </summary>
-    internal IReadOnlyList<AccessLogEntry> JournalEntries() => [.. ReadJournals().Select(j => new AccessLogEntry(j.Seq, j.Record, j.Digest, j.Hash))];
+    internal IReadOnlyList<AccessLogEntry> JournalEntries() => ReadJournals();
 
     private SqliteConnection? Open(bool readOnly, string synchronous = "FULL")
     {
@@ -594,7 +591,7 @@ public sealed class SqliteAccessLog : IAccessLog
     private void Journal(Segment segment, IReadOnlyList<AccessRecord> records)
     {
         var (seq, hash) = (_lastSeq, _lastHash);
-        var journaled = new Journaled[records.Count];
+        var journaled = new AccessLogEntry[records.Count];
         _buffer.SetLength(0);
         using (var json = new Utf8JsonWriter(_buffer))
         {
@@ -603,8 +600,8 @@ public sealed class SqliteAccessLog : IAccessLog
                 seq++;
                 var digest = AccessLogChain.Digest(seq, records[i]);
                 hash = AccessLogChain.Chain(hash, digest);
-                journaled[i] = new Journaled(seq, records[i], Convert.ToHexStringLower(digest), Convert.ToHexStringLower(hash));
-                JsonSerializer.Serialize(json, journaled[i], JournalJson.Default.Journaled);
+                journaled[i] = new AccessLogEntry(seq, records[i], Convert.ToHexStringLower(digest), Convert.ToHexStringLower(hash));
+                JsonSerializer.Serialize(json, journaled[i], JournalJson.Default.AccessLogEntry);
                 json.Flush();
                 json.Reset();
                 _buffer.WriteByte((byte)'\n');
@@ -637,8 +634,9 @@ public sealed class SqliteAccessLog : IAccessLog
         {
             using (var tx = _writer!.BeginTransaction())
             {
-                foreach (var (seq, record, digest, hash) in segment.Records)
+                foreach (var (seq, journaled, digest, hash) in segment.Records)
                 {
+                    var record = journaled!; // the journal holds no redacted record
                     _insert!.Bind(1, seq).Bind(2, record.At.UtcTicks).Bind(3, record.Resident).BindOrNull(4, record.ClientId)
                         .BindOrNull(5, record.Subject).BindOrNull(6, record.Purpose).BindOrNull(7, record.EmergencyReason).Bind(8, record.Operation)
                         .Bind(9, record.Tenant).Bind(10, record.EntityId).BindOrNull(11, record.Attributes).Bind(12, record.Node).Bind(13, digest).Bind(14, hash)
@@ -679,10 +677,10 @@ public sealed class SqliteAccessLog : IAccessLog
     }
 
     /// <summary>The complete records of both journal segments, in order of seq.</summary>
-    private List<Journaled> ReadJournals() => [.. _segments.SelectMany(s => ReadJournal(s.Path)).OrderBy(j => j.Seq)];
+    private List<AccessLogEntry> ReadJournals() => [.. _segments.SelectMany(s => ReadJournal(s.Path)).OrderBy(j => j.Seq)];
 
     /// <summary>The complete records of a journal file, in order; a torn last line (a write cut by power loss) is ignored.</summary>
-    private static IEnumerable<Journaled> ReadJournal(string path)
+    private static IEnumerable<AccessLogEntry> ReadJournal(string path)
     {
         if (!File.Exists(path))
         {
@@ -702,10 +700,10 @@ public sealed class SqliteAccessLog : IAccessLog
         int end;
         while ((end = rest.Span.IndexOf((byte)'\n')) >= 0)
         {
-            Journaled? entry = null;
+            AccessLogEntry? entry = null;
             try
             {
-                entry = JsonSerializer.Deserialize(rest.Span[..end], JournalJson.Default.Journaled);
+                entry = JsonSerializer.Deserialize(rest.Span[..end], JournalJson.Default.AccessLogEntry);
             }
             catch (JsonException)
             {
@@ -719,19 +717,11 @@ public sealed class SqliteAccessLog : IAccessLog
             }
         }
     }
-
-    private void NotFlushed(Exception? failure)
-    {
-        if (failure is not null)
-        {
-            _logger.LogCritical(failure, "The access log could not be flushed to disk");
-        }
-    }
 }
 
-/// <summary>A record with its place in the chain, as the access log's journal holds it until it is indexed (one JSON line).</summary>
-internal sealed record Journaled(long Seq, AccessRecord Record, string Digest, string Hash);
-
-/// <summary>The journal's JSON, generated at build time (the reflection-based serializer cost ~15 µs of CPU per record).</summary>
-[JsonSerializable(typeof(Journaled))]
+/// <summary>
+/// The journal's JSON, one <see cref="AccessLogEntry"/> a line (never redacted), generated at build time (the
+/// reflection-based serializer cost ~15 µs of CPU per record).
+/// </summary>
+[JsonSerializable(typeof(AccessLogEntry))]
 internal sealed partial class JournalJson : JsonSerializerContext;

@@ -45,6 +45,9 @@ internal sealed class CityArchive
 
     public IReadOnlyList<ArchivePart> Parts { get; }
 
+    /// <summary>Whether a name from an archive can name a file in one directory (no path, not hidden).</summary>
+    public static bool IsPlainName(string name) => name.Length > 0 && name.IndexOfAny(['/', '\\']) < 0 && !name.StartsWith('.');
+
     /// <summary>The part named <paramref name="name"/>; an archive without it holds no such rows.</summary>
     public ArchivePart? Part(string name) => Parts.FirstOrDefault(p => p.Name == name);
 
@@ -95,7 +98,7 @@ internal sealed class CityArchive
                 node?["name"]?.GetValue<string>() ?? throw new MoveException("a part in the manifest has no name"),
                 node["rows"]?.GetValue<long>() ?? 0,
                 node["sha256"]?.GetValue<string>() ?? "");
-            if (part.Name.Contains('/', StringComparison.Ordinal) || part.Name.Contains('\\', StringComparison.Ordinal) || part.Name.StartsWith('.'))
+            if (!IsPlainName(part.Name))
             {
                 throw new MoveException($"the manifest names a part '{part.Name}' outside the archive");
             }

@@ -197,7 +197,12 @@ public static class CityMove
         await using var store = new SqliteEntityStore(Path.Combine(data, "machi.db"), NullLogger<SqliteEntityStore>.Instance);
         await store.InitializeAsync(cancellationToken).ConfigureAwait(false);
         await using var log = new SqliteAccessLog(Path.Combine(data, "access-log.db"));
-        var logged = (await log.VerifyAsync(cancellationToken).ConfigureAwait(false)).Records > 0;
+        bool logged;
+        await using (var logTable = log.OpenTable())
+        {
+            logged = Exists(logTable, null, "access_log") || log.JournalEntries().Count > 0;
+        }
+
         await store.ImportAsync((c, tx) =>
         {
             // Checked in the import's own transaction: nothing can come in between.
@@ -229,7 +234,7 @@ public static class CityMove
         foreach (var key in archive.Read(DataProtectionPart))
         {
             var name = key["FriendlyName"]?.GetValue<string>() ?? "";
-            if (name.Length == 0 || name.IndexOfAny(['/', '\\']) >= 0 || name.StartsWith('.'))
+            if (!CityArchive.IsPlainName(name))
             {
                 throw new MoveException($"part '{DataProtectionPart}' names a key '{name}' that is not a file name");
             }
@@ -362,7 +367,7 @@ public static class CityMove
         return occupied;
     }
 
-    private static bool Exists(DbConnection c, DbTransaction tx, string table)
+    private static bool Exists(DbConnection c, DbTransaction? tx, string table)
     {
         using var cmd = c.CreateCommand();
         cmd.Transaction = tx;
