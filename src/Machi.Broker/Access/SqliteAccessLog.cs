@@ -22,7 +22,7 @@ namespace Machi.Broker.Access;
 /// (kill -9) loses no acknowledged record, and the request goes on without waiting for another thread. A flusher thread
 /// makes the journal durable (one fdatasync for whatever was written meanwhile, at most one every
 /// <see cref="FlushPause"/>) without the request waiting: a power failure can lose only the records written since the
-/// last flush, a few milliseconds' worth. An indexer thread moves
+/// last flush, at most 20 ms' worth. An indexer thread moves
 /// the journal's records into the indexed SQLite table in large transactions (every <see cref="IndexDelay"/>, or
 /// <see cref="IndexBatch"/> records, or before anything reads the log) while appends go on in the other journal file,
 /// then empties the journal it moved; records a journal still holds at start-up are moved first.
@@ -55,17 +55,28 @@ public sealed class SqliteAccessLog : IAccessLog
     private byte[] _lastHash = Genesis;
     private int _current;
 
-    /// <summary>How long records may wait in the journal before they are indexed while the log is written to.</summary>
-    internal TimeSpan IndexDelay { get; init; } = TimeSpan.FromMilliseconds(100);
-
-    /// <summary>Records in the journal past which they are indexed at once.</summary>
-    private const int IndexBatch = 4_096;
+    /// <summary>
+    /// How long records may wait in the journal before they are indexed while the log is written to. Anything that
+    /// reads the log indexes what waits first, so the wait is never seen; it only makes the batches large.
+    /// </summary>
+    internal TimeSpan IndexDelay { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
-    /// The least time between two flushes of the journal: under load each flush then covers the appends of a few
-    /// milliseconds, so the disk is asked a few hundred times a second at most.
+    /// Records in the journal past which they are indexed at once. Large batches are what make the table cheap: each
+    /// record lands on its resident's last page of the (resident, seq) index, and SQLite writes every page a
+    /// transaction dirtied whole, so a batch costs about a page per distinct resident in it. Measured (10,000
+    /// residents, 300,000 records into 300,000): ~38 µs of CPU per record in batches of 1,000, ~19 µs in sorted
+    /// batches of 10,000, ~9.5 µs in sorted batches of 60,000, ~5 µs with no secondary index at all.
     /// </summary>
-    private static readonly TimeSpan FlushPause = TimeSpan.FromMilliseconds(2);
+    private const int IndexBatch = 65_536;
+
+    /// <summary>
+    /// The least time between two flushes of the journal: under load each flush covers the appends of 20 ms, so the
+    /// disk is asked at most 50 times a second (each fdatasync costs ~180 µs of CPU in a small VM, and its I/O kicks
+    /// showed in profiles of consent-checked reads at 2 ms). A crash of the process loses nothing (each append is
+    /// written before the request goes on); a power failure can lose the last 20 ms of records.
+    /// </summary>
+    private static readonly TimeSpan FlushPause = TimeSpan.FromMilliseconds(20);
 
     /// <summary>
     /// One of the two journal files: requests append to one while the other's records are moved into the table, so
@@ -634,7 +645,8 @@ public sealed class SqliteAccessLog : IAccessLog
         {
             using (var tx = _writer!.BeginTransaction())
             {
-                foreach (var (seq, journaled, digest, hash) in segment.Records)
+                // In the order of the resident index: its pages are then visited once each, in order.
+                foreach (var (seq, journaled, digest, hash) in segment.Records.OrderBy(r => r.Record!.Resident, StringComparer.Ordinal).ThenBy(r => r.Seq))
                 {
                     var record = journaled!; // the journal holds no redacted record
                     _insert!.Bind(1, seq).Bind(2, record.At.UtcTicks).Bind(3, record.Resident).BindOrNull(4, record.ClientId)
