@@ -246,6 +246,7 @@ public static class CityMove
         await using var logTx = logConnection.BeginTransaction();
         TableCopy.Import(logConnection, logTx, "access_log", archive.Read(AccessLogPart), TableCopy.Columns(logConnection, logTx, "access_log"));
         await logTx.CommitAsync(cancellationToken).ConfigureAwait(false);
+        SqliteAccessLog.IndexRows(logConnection); // the log's own indexes, as for every other table
     }
 
     private static async Task ImportPostgresAsync(CityArchive archive, string database, IReadOnlyList<TrustTable> trustTables, string? chain, CancellationToken cancellationToken)

@@ -110,4 +110,54 @@ public sealed class AccessLogTests
         Assert.False(verification.Intact);
         Assert.Equal(1, verification.FirstBrokenSeq);
     }
+
+    [Fact]
+    public async Task A_log_written_with_the_older_text_indexes_is_read_by_resident_and_client_after_the_upgrade_and_erasure_hides_the_resident()
+    {
+        var temp = TempDirectory.Create();
+        using var cleanup = new Cleanup(temp);
+        var path = Path.Combine(temp, "access-log.db");
+        await using (var before = new SqliteAccessLog(path))
+        {
+            await before.AppendAsync([.. Enumerable.Range(1, 30).Select(Record)]);
+            Assert.Equal(10, (await before.ReadAsync(resident: "resident-1", limit: 100)).Count); // indexes everything
+        }
+
+        // The shape a log had before the compact indexes: only the two indexes on the text columns.
+        using (var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Pooling=false"))
+        {
+            db.Open();
+            using var downgrade = db.CreateCommand();
+            downgrade.CommandText = """
+                DROP TABLE access_log_by_resident; DROP TABLE access_log_by_client; DROP TABLE access_log_names;
+                CREATE INDEX access_log_resident ON access_log (resident, seq); CREATE INDEX access_log_client ON access_log (client_id, seq);
+                """;
+            downgrade.ExecuteNonQuery();
+        }
+
+        await using var after = new SqliteAccessLog(path);
+        var residentOne = await after.ReadAsync(resident: "resident-1", limit: 100);
+        Assert.Equal(Enumerable.Range(0, 10).Select(k => 28L - (3 * k)), residentOne.Select(e => e.Seq)); // newest first
+        Assert.All(residentOne, e => Assert.Equal("resident-1", e.Record!.Resident));
+        Assert.Equal([28L, 25L], (await after.ReadAsync(resident: "resident-1", limit: 2)).Select(e => e.Seq));
+        Assert.Equal([22L, 19L], (await after.ReadAsync(resident: "resident-1", limit: 2, offset: 2)).Select(e => e.Seq));
+        Assert.Equal(30, (await after.ReadAsync(clientId: "clinic", limit: 100)).Count);
+        Assert.Empty(await after.ReadAsync(clientId: "someone-else", limit: 100));
+
+        // Records appended after the upgrade are listed too, and erasure takes the resident's records out of both.
+        await after.AppendAsync([Record(31), Record(34)]);
+        Assert.Equal(12, (await after.ReadAsync(resident: "resident-1", limit: 100)).Count);
+        Assert.Equal(12, await after.RedactAsync("resident-1", Record(34) with { Operation = "erasure" }));
+        Assert.Equal(["erasure"], (await after.ReadAsync(resident: "resident-1", limit: 100)).Select(e => e.Record!.Operation));
+        Assert.Equal(21, (await after.ReadAsync(clientId: "clinic", limit: 100)).Count); // 20 of the others, the erasure
+        var verification = await after.VerifyAsync();
+        Assert.True(verification.Intact, verification.Problem);
+        Assert.Equal(33, verification.Records);
+
+        using var check = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Pooling=false");
+        check.Open();
+        using var indexes = check.CreateCommand();
+        indexes.CommandText = "SELECT count(*) FROM sqlite_master WHERE name IN ('access_log_resident', 'access_log_client')";
+        Assert.Equal(0L, indexes.ExecuteScalar());
+    }
 }
