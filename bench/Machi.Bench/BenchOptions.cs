@@ -47,6 +47,9 @@ internal sealed record BenchOptions
           --baseline-postgres CONNSTRING
                                   run the raw baseline on PostgreSQL (Npgsql) instead of SQLite, in the
                                   schema machi_bench of that database (dropped and created at the start)
+          --server-database CONNSTRING
+                                  launch the broker on this PostgreSQL database (machi serve --database);
+                                  give an empty database (the preloads and creates expect no entities)
           --timeout SECONDS       per request (default: 30)
           --max-duration SECONDS  cap on a --requests run or a preload (default: 600)
           --startup-timeout SECONDS
@@ -101,6 +104,9 @@ internal sealed record BenchOptions
 
     /// <summary>When set, the raw baseline writes to this PostgreSQL database instead of a SQLite file.</summary>
     public string? BaselinePostgres { get; init; }
+
+    /// <summary>When set, the launched broker stores everything in this PostgreSQL database instead of SQLite.</summary>
+    public string? ServerDatabase { get; init; }
 
     public double TimeoutSeconds { get; init; } = 30;
 
@@ -210,6 +216,8 @@ internal sealed record BenchOptions
                 return o with { ResultsDirectory = Path.GetFullPath(value) };
             case "--baseline-postgres":
                 return o with { BaselinePostgres = value };
+            case "--server-database":
+                return o with { ServerDatabase = value };
             case "--baseline-sync":
                 if (!value.Equals("normal", StringComparison.OrdinalIgnoreCase) && !value.Equals("full", StringComparison.OrdinalIgnoreCase))
                 {

@@ -227,8 +227,8 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
 
         string dll = options.ServerDll ?? Path.Combine(root, "src", "Machi.Host", "bin", "Release", "net10.0", "machi.dll");
         await progress.WriteLineAsync($"starting the broker: {dll}").ConfigureAwait(false);
-        var server = await BrokerServer.LaunchAsync(dll, root, TimeSpan.FromSeconds(options.StartupTimeoutSeconds), cancellationToken)
-            .ConfigureAwait(false);
+        var server = await BrokerServer.LaunchAsync(dll, root, TimeSpan.FromSeconds(options.StartupTimeoutSeconds), cancellationToken,
+            database: options.ServerDatabase).ConfigureAwait(false);
         await progress.WriteLineAsync($"broker healthy at {server.BaseUri} (pid {server.ProcessId}, data {server.DataDirectory})")
             .ConfigureAwait(false);
         return server;

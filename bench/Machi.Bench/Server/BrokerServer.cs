@@ -46,8 +46,9 @@ internal sealed class BrokerServer : IAsyncDisposable
 
     /// <param name="prepare">Called with the new data directory before the broker starts (to write what it should
     /// find there at start-up).</param>
+    /// <param name="database">A PostgreSQL connection string: the broker runs on it (<c>--database</c>) instead of SQLite.</param>
     public static async Task<BrokerServer> LaunchAsync(string dll, string workingDirectory, TimeSpan startupTimeout, CancellationToken cancellationToken,
-        Func<string, CancellationToken, Task>? prepare = null)
+        Func<string, CancellationToken, Task>? prepare = null, string? database = null)
     {
         if (!File.Exists(dll))
         {
@@ -84,7 +85,8 @@ internal sealed class BrokerServer : IAsyncDisposable
             RedirectStandardError = true,
             WorkingDirectory = workingDirectory,
         };
-        foreach (string argument in new[] { dll, "serve", "--urls", baseUri.AbsoluteUri.TrimEnd('/'), "--data", dataDirectory })
+        string[] storage = database is null ? [] : ["--database", database];
+        foreach (string argument in (string[])[dll, "serve", "--urls", baseUri.AbsoluteUri.TrimEnd('/'), "--data", dataDirectory, .. storage])
         {
             start.ArgumentList.Add(argument);
         }
@@ -100,7 +102,7 @@ internal sealed class BrokerServer : IAsyncDisposable
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
             await server.WaitUntilHealthyAsync(startupTimeout, cancellationToken).ConfigureAwait(false);
-            Scenarios.BrokerTarget.AccessToken = await AdminTokenAsync(dll, dataDirectory, baseUri, cancellationToken).ConfigureAwait(false);
+            Scenarios.BrokerTarget.AccessToken = await AdminTokenAsync(dll, dataDirectory, storage, baseUri, cancellationToken).ConfigureAwait(false);
             return server;
         }
         catch
@@ -115,10 +117,10 @@ internal sealed class BrokerServer : IAsyncDisposable
     /// A token of an admin client registered on the launched broker's data directory (<c>machi client add --admin</c>),
     /// got by client credentials at the token endpoint: the bench calls the API as a real service does.
     /// </summary>
-    private static async Task<string> AdminTokenAsync(string dll, string dataDirectory, Uri baseUri, CancellationToken cancellationToken)
+    private static async Task<string> AdminTokenAsync(string dll, string dataDirectory, string[] storage, Uri baseUri, CancellationToken cancellationToken)
     {
         var add = new ProcessStartInfo(DotnetHost()) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string argument in new[] { dll, "client", "add", "--name", "bench", "--admin", "--data", dataDirectory })
+        foreach (string argument in (string[])[dll, "client", "add", "--name", "bench", "--admin", "--data", dataDirectory, .. storage])
         {
             add.ArgumentList.Add(argument);
         }
