@@ -72,7 +72,7 @@ internal sealed partial class PostgresEntityStore
                 .Concat(after is null ? [] : after.Attributes.Keys).Concat(stampsBefore?.Select(s => s.Name) ?? [])).ConfigureAwait(false);
 
             var newRid = rid ?? (rows.Current.TryGetValue(key, out var gone) ? gone.Rid : rows.FreeRids.Pop());
-            var ridSql = newRid.ToString(CultureInfo.InvariantCulture);
+            const string ridSql = RidParameter;
             var at = _time.GetUtcNow();
             if (after is not null)
             {
@@ -128,6 +128,7 @@ internal sealed partial class PostgresEntityStore
             change.Parameters[3].NpgsqlDbType = NpgsqlDbType.Bytea;
             change.Parameters[4].NpgsqlDbType = NpgsqlDbType.Bytea;
             AddHistory(batch, tenant, entityId, at, stampsBefore, typesBefore, after, terms, EntityAccess.ForHistory(accessBefore, current is not null, after));
+            BindRid(batch, added, newRid);
             rows.Changes++;
             rows.Current[key] = (newRid, doc);
             return null;
@@ -147,6 +148,28 @@ internal sealed partial class PostgresEntityStore
             }
 
             return ex;
+        }
+    }
+
+    /// <summary>Where a write's statements name the entity's rid; <see cref="BindRid"/> makes it their last parameter.</summary>
+    private const string RidParameter = "$rid";
+
+    /// <summary>
+    /// Binds the rid of one write's statements (from <paramref name="from"/> on) as a parameter after their own, so each
+    /// kind of statement has one text whatever the entity: with the rid written into the text, every statement was
+    /// new to PostgreSQL, parsed and planned at each use (measured: 473 updates/s against 8,612 for the raw baseline).
+    /// </summary>
+    private static void BindRid(NpgsqlBatch batch, int from, long rid)
+    {
+        for (var i = from; i < batch.BatchCommands.Count; i++)
+        {
+            var command = batch.BatchCommands[i];
+            if (command.CommandText.Contains(RidParameter, StringComparison.Ordinal))
+            {
+                command.Parameters.Add(new NpgsqlParameter { Value = rid, NpgsqlDbType = NpgsqlDbType.Bigint });
+                command.CommandText = command.CommandText.Replace(
+                    RidParameter, "$" + command.Parameters.Count.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal);
+            }
         }
     }
 

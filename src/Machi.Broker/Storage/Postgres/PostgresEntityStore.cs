@@ -81,7 +81,16 @@ internal sealed partial class PostgresEntityStore : IEntityStore
 
     public async Task InitializeAsync(CancellationToken cancellationToken)
     {
-        _dataSource = NpgsqlDataSource.Create(_connectionString);
+        // Statements a connection runs again and again (each kind of write and index statement, the entity lookups)
+        // are prepared on it automatically: PostgreSQL then parses and plans each once per connection, not per use.
+        // A connection string that sets its own value keeps it.
+        var connection = new NpgsqlConnectionStringBuilder(_connectionString);
+        if (connection.MaxAutoPrepare == 0)
+        {
+            connection.MaxAutoPrepare = 256;
+        }
+
+        _dataSource = NpgsqlDataSource.Create(connection.ConnectionString);
         await PostgresSchema.MigrateAsync(_dataSource, cancellationToken, afterStep: MigrateDataAsync).ConfigureAwait(false);
         await EnsurePartitionsAsync(cancellationToken).ConfigureAwait(false);
         await using (var cmd = _dataSource.CreateCommand("SELECT name FROM tenants"))
