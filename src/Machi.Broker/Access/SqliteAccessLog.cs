@@ -783,15 +783,23 @@ public sealed class SqliteAccessLog : IAccessLog
             return id;
         }
 
-        var statement = _nameId!.Bind(1, name).Step() ? _nameId : _addName!.Bind(1, name);
-        if (statement == _addName && !statement.Step())
+        try
         {
-            throw new InvalidOperationException("SQLite returned no id for a new name");
+            var statement = _nameId!.Bind(1, name).Step() ? _nameId : _addName!.Bind(1, name);
+            if (statement == _addName && !statement.Step())
+            {
+                throw new InvalidOperationException("SQLite returned no id for a new name");
+            }
+
+            id = statement.Int64(0);
+        }
+        finally
+        {
+            // Ready for the next name even when this one failed (the batch is then tried again whole).
+            _nameId!.Reset();
+            _addName!.Reset();
         }
 
-        id = statement.Int64(0);
-        _nameId.Reset();
-        _addName!.Reset();
         return known[name] = id;
     }
 
