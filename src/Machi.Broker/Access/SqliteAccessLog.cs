@@ -398,7 +398,6 @@ public sealed class SqliteAccessLog : IAccessLog
             CREATE TABLE IF NOT EXISTS access_log_by_client (client INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (client, seq)) WITHOUT ROWID;
             """;
         cmd.ExecuteNonQuery();
-        IndexRows(c);
         return c;
     }
 
@@ -485,6 +484,7 @@ public sealed class SqliteAccessLog : IAccessLog
         // NORMAL: the journal is what must survive a crash; the table is written in large transactions, each flushed
         // (in Index) before the journal segment holding the same records is emptied. Checkpoints run beside the writer.
         _writer = Open(readOnly: false, synchronous: "NORMAL")!;
+        IndexRows(_writer); // once per start, not on every connection the log opens
         using (var noAutoCheckpoint = _writer.CreateCommand())
         {
             noAutoCheckpoint.CommandText = "PRAGMA wal_autocheckpoint=0";

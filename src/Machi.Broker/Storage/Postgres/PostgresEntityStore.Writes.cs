@@ -72,7 +72,6 @@ internal sealed partial class PostgresEntityStore
                 .Concat(after is null ? [] : after.Attributes.Keys).Concat(stampsBefore?.Select(s => s.Name) ?? [])).ConfigureAwait(false);
 
             var newRid = rid ?? (rows.Current.TryGetValue(key, out var gone) ? gone.Rid : rows.FreeRids.Pop());
-            const string ridSql = RidParameter;
             var at = _time.GetUtcNow();
             if (after is not null)
             {
@@ -85,34 +84,34 @@ internal sealed partial class PostgresEntityStore
                         Add(batch, "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", tenant, NgsiText.FormatDateTime(at));
                     }
 
-                    AddAccess(Add(batch, $"INSERT INTO entities (tenant, id, rid, doc, access, owner, category) VALUES ($1, $2, {ridSql}, $3, $4, $5, $6)",
+                    AddAccess(Add(batch, $"INSERT INTO entities (tenant, id, rid, doc, access, owner, category) VALUES ($1, $2, {RidParameter}, $3, $4, $5, $6)",
                         tenant, after.Id, doc!), EntityAccess.Of(after));
                 }
                 else
                 {
-                    AddAccess(Add(batch, $"UPDATE entities SET doc = $2, access = $3, owner = $4, category = $5 WHERE tenant = $1 AND rid = {ridSql}",
+                    AddAccess(Add(batch, $"UPDATE entities SET doc = $2, access = $3, owner = $4, category = $5 WHERE tenant = $1 AND rid = {RidParameter}",
                         tenant, doc!), EntityAccess.Of(after));
                 }
             }
             else
             {
-                Add(batch, $"DELETE FROM entities WHERE tenant = $1 AND rid = {ridSql}", tenant);
-                Add(batch, $"DELETE FROM entity_geo WHERE tenant = $1 AND rid = {ridSql}", tenant);
+                Add(batch, $"DELETE FROM entities WHERE tenant = $1 AND rid = {RidParameter}", tenant);
+                Add(batch, $"DELETE FROM entity_geo WHERE tenant = $1 AND rid = {RidParameter}", tenant);
                 geoGone.Clear();
             }
 
-            AddKeys(batch, $"DELETE FROM entity_types WHERE tenant = $1 AND type = ANY($2) AND rid = {ridSql}", tenant, typesGone, terms);
-            AddKeys(batch, $"INSERT INTO entity_types (tenant, type, rid) SELECT $1, unnest($2::bigint[]), {ridSql} ON CONFLICT DO NOTHING", tenant, typesNew, terms);
-            AddKeys(batch, $"DELETE FROM entity_attrs WHERE tenant = $1 AND name = ANY($2) AND rid = {ridSql}", tenant, attrsGone, terms);
-            AddKeys(batch, $"INSERT INTO entity_attrs (tenant, name, rid) SELECT $1, unnest($2::bigint[]), {ridSql} ON CONFLICT DO NOTHING", tenant, attrsNew, terms);
-            AddValues(batch, tenant, ridSql, valuesGone, terms, delete: true);
-            AddValues(batch, tenant, ridSql, valuesNew, terms, delete: false);
-            AddKeys(batch, $"DELETE FROM entity_geo WHERE tenant = $1 AND attr = ANY($2) AND rid = {ridSql}", tenant, [.. geoGone.Select(g => g.Attribute)], terms);
+            AddKeys(batch, $"DELETE FROM entity_types WHERE tenant = $1 AND type = ANY($2) AND rid = {RidParameter}", tenant, typesGone, terms);
+            AddKeys(batch, $"INSERT INTO entity_types (tenant, type, rid) SELECT $1, unnest($2::bigint[]), {RidParameter} ON CONFLICT DO NOTHING", tenant, typesNew, terms);
+            AddKeys(batch, $"DELETE FROM entity_attrs WHERE tenant = $1 AND name = ANY($2) AND rid = {RidParameter}", tenant, attrsGone, terms);
+            AddKeys(batch, $"INSERT INTO entity_attrs (tenant, name, rid) SELECT $1, unnest($2::bigint[]), {RidParameter} ON CONFLICT DO NOTHING", tenant, attrsNew, terms);
+            AddValues(batch, tenant, valuesGone, terms, delete: true);
+            AddValues(batch, tenant, valuesNew, terms, delete: false);
+            AddKeys(batch, $"DELETE FROM entity_geo WHERE tenant = $1 AND attr = ANY($2) AND rid = {RidParameter}", tenant, [.. geoGone.Select(g => g.Attribute)], terms);
             foreach (var row in geoNew)
             {
                 var geography = row.Wkb is null ? "NULL" : PostgresGeo.Geography("$3");
                 var command = Add(batch, $"""
-                    INSERT INTO entity_geo (tenant, rid, attr, geog) VALUES ($1, {ridSql}, $2, {geography})
+                    INSERT INTO entity_geo (tenant, rid, attr, geog) VALUES ($1, {RidParameter}, $2, {geography})
                     ON CONFLICT (tenant, rid, attr) DO UPDATE SET geog = excluded.geog
                     """, tenant, terms[row.Attribute]);
                 if (row.Wkb is not null)
@@ -201,7 +200,7 @@ internal sealed partial class PostgresEntityStore
         }
     }
 
-    private static void AddValues(NpgsqlBatch batch, string tenant, string ridSql, List<ValueRow> rows, Dictionary<string, long> terms, bool delete)
+    private static void AddValues(NpgsqlBatch batch, string tenant, List<ValueRow> rows, Dictionary<string, long> terms, bool delete)
     {
         var numbers = rows.Where(r => r.Text is null).ToList();
         var strings = rows.Where(r => r.Text is not null).ToList();
@@ -210,8 +209,8 @@ internal sealed partial class PostgresEntityStore
             var keys = numbers.Select(r => r.Instant ? -terms[r.Attribute] : terms[r.Attribute]).ToArray();
             var values = numbers.Select(r => r.Number).ToArray();
             Add(batch, delete
-                ? $"DELETE FROM entity_numbers n USING unnest($2::bigint[], $3::float8[]) u(a, v) WHERE n.tenant = $1 AND n.attr = u.a AND n.value = u.v AND n.rid = {ridSql}"
-                : $"INSERT INTO entity_numbers (tenant, attr, value, rid) SELECT $1, a, v, {ridSql} FROM unnest($2::bigint[], $3::float8[]) u(a, v) ON CONFLICT DO NOTHING",
+                ? $"DELETE FROM entity_numbers n USING unnest($2::bigint[], $3::float8[]) u(a, v) WHERE n.tenant = $1 AND n.attr = u.a AND n.value = u.v AND n.rid = {RidParameter}"
+                : $"INSERT INTO entity_numbers (tenant, attr, value, rid) SELECT $1, a, v, {RidParameter} FROM unnest($2::bigint[], $3::float8[]) u(a, v) ON CONFLICT DO NOTHING",
                 tenant, keys, values);
         }
 
@@ -220,8 +219,8 @@ internal sealed partial class PostgresEntityStore
             var keys = strings.Select(r => terms[r.Attribute]).ToArray();
             var values = strings.Select(r => r.Text!).ToArray();
             Add(batch, delete
-                ? $"DELETE FROM entity_strings n USING unnest($2::bigint[], $3::text[]) u(a, v) WHERE n.tenant = $1 AND n.attr = u.a AND n.value = u.v AND n.rid = {ridSql}"
-                : $"INSERT INTO entity_strings (tenant, attr, value, rid) SELECT $1, a, v, {ridSql} FROM unnest($2::bigint[], $3::text[]) u(a, v) ON CONFLICT DO NOTHING",
+                ? $"DELETE FROM entity_strings n USING unnest($2::bigint[], $3::text[]) u(a, v) WHERE n.tenant = $1 AND n.attr = u.a AND n.value = u.v AND n.rid = {RidParameter}"
+                : $"INSERT INTO entity_strings (tenant, attr, value, rid) SELECT $1, a, v, {RidParameter} FROM unnest($2::bigint[], $3::text[]) u(a, v) ON CONFLICT DO NOTHING",
                 tenant, keys, values);
         }
     }
