@@ -217,18 +217,24 @@ public abstract class EntityStoreContract : IAsyncLifetime
         var first = Vehicle("urn:ngsi-ld:Vehicle:r", 10);
         var faster = Vehicle("urn:ngsi-ld:Vehicle:r", 20);
         var again = Vehicle("urn:ngsi-ld:Vehicle:r", 30);
+        var brief = Vehicle("urn:ngsi-ld:Vehicle:brief", 25);
         var after = Store.LastChangeSeq;
         var results = await Store.WriteAsync("", [
             EntityWrite.Creating(first, EntityService.Create(first)),
+            EntityWrite.Creating(brief, EntityService.Create(brief)),
             new EntityWrite(first.Id, _ => Mutation.Put(faster)),
             new EntityWrite(first.Id, _ => Mutation.Delete),
+            new EntityWrite(brief.Id, _ => Mutation.Delete),
             EntityWrite.Creating(again, EntityService.Create(again)),
         ], CancellationToken.None);
 
         Assert.All(results, Assert.Null);
         Assert.Equal(30, Speed((await Store.GetAsync("", first.Id, CancellationToken.None))!));
+        Assert.Null(await Store.GetAsync("", brief.Id, CancellationToken.None));
         var changes = await Store.ReadChangesAsync(after, 10, CancellationToken.None);
-        Assert.Equal([ChangeKind.Created, ChangeKind.Updated, ChangeKind.Deleted, ChangeKind.Created], changes.Select(c => c.Kind));
+        Assert.Equal([ChangeKind.Created, ChangeKind.Created, ChangeKind.Updated, ChangeKind.Deleted, ChangeKind.Deleted, ChangeKind.Created], changes.Select(c => c.Kind));
+        Assert.Equal([first.Id, brief.Id, first.Id, first.Id, brief.Id, first.Id], changes.Select(c => c.EntityId));
+        Assert.Equal(20, Speed(changes[3].BeforeEntity()!));
         foreach (var q in new[] { "speed==30", "speed>25", "speed" })
         {
             var filter = new EntityFilter { Q = QExpressions.Expand(QParser.Parse(q), LdContext.Core.ExpandTerm) };

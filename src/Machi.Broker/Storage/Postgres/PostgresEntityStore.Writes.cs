@@ -1,8 +1,5 @@
-using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using Machi.Broker.Access;
-using Machi.Ngsi.Errors;
 using Machi.Ngsi.Model;
 using Npgsql;
 using NpgsqlTypes;
@@ -10,40 +7,30 @@ using NpgsqlTypes;
 namespace Machi.Broker.Storage.Postgres;
 
 /// <summary>
-/// One entity write inside the writer's transaction: take the entity's current state from the group's prefetched
-/// rows, run the mutation (before anything is written, so a mutation that throws leaves nothing to undo), then add
-/// the write's statements to the group's batch: the entity row, the index rows that changed, the change-log row and
-/// the history rows <see cref="HistoryDiff"/> gives, as SQLite records them. The whole group
-/// goes to the server as one batch (one round trip) after the prefetch (another), then commits.
+/// A group of entity writes inside the writer's transaction. Each write, in order, takes its entity's state as the
+/// group's earlier writes left it and runs its mutation (before anything is recorded, so a mutation that throws
+/// leaves nothing to undo); it adds its change-log row and its history rows (<see cref="HistoryDiff"/>, as SQLite
+/// records them). After the last write, each entity's row and index rows go from their state before the group to
+/// their state after it. Every table then gets one statement for the whole group (<see cref="ArrayRows"/>): a
+/// statement a write and table cost PostgreSQL ~10 statements an entity, which it parsed, bound and ran one by one.
 /// </summary>
 internal sealed partial class PostgresEntityStore
 {
-    /// <returns>The mutation's failure, or null (its statements are in <paramref name="batch"/>).</returns>
-    private async Task<Exception?> PlanOneAsync(NpgsqlBatch batch, GroupRows rows, string tenant, EntityWrite write, List<string> newTenants)
+    /// <returns>The mutation's failure, or null (the write is in <paramref name="group"/>).</returns>
+    private async Task<Exception?> PlanWriteAsync(GroupWrites group, string tenant, EntityWrite write)
     {
-        var key = (tenant, write.Id);
-        long? rid = null;
-        byte[]? before = null;
-        if (rows.Current.TryGetValue(key, out var existing) && existing.Doc is not null)
-        {
-            (rid, before) = (existing.Rid, existing.Doc);
-        }
-
-        var added = batch.BatchCommands.Count;
-        var addedTenant = false;
+        var entity = group.Entity(tenant, write.Id);
         try
         {
-            var current = before is null ? null : EntityCodec.Decode(before);
+            var current = entity.Doc is null ? null : EntityCodec.Decode(entity.Doc);
 
-            // Rows the index tables hold now; the mutation may change the entity in place.
+            // The index rows as stored, taken before the first mutation (which may change the entity in place).
+            entity.Stored ??= IndexedRows.Of(current);
             string[]? typesBefore = current is null ? null : [.. current.Types];
-            string[]? attrsBefore = current is null ? null : [.. current.Attributes.Keys];
-            var valuesBefore = PostgresValueRows.Rows(current);
-            var geoBefore = PostgresGeo.Rows(current);
             var stampsBefore = HistoryDiff.Stamps(current);
             var accessBefore = EntityAccess.Of(current);
             var mutation = write.Mutate(current);
-            if (mutation.Kind == MutationKind.None || (mutation.Kind == MutationKind.Delete && rid is null))
+            if (mutation.Kind == MutationKind.None || (mutation.Kind == MutationKind.Delete && current is null))
             {
                 return null;
             }
@@ -56,282 +43,256 @@ internal sealed partial class PostgresEntityStore
                 doc = current is null && ReferenceEquals(after, write.NewEntity) && write.NewEntityEncoded is { } encoded ? encoded : EntityCodec.Encode(after);
             }
 
-            var valuesAfter = PostgresValueRows.Rows(after);
-            var geoAfter = PostgresGeo.Rows(after);
-            var typesGone = EntityIndexRows.Except(typesBefore, after?.Types);
-            var typesNew = EntityIndexRows.Except(after?.Types, typesBefore);
-            var attrsGone = EntityIndexRows.Except(attrsBefore, after?.Attributes.Keys);
-            var attrsNew = EntityIndexRows.Except(after?.Attributes.Keys, attrsBefore);
-            var valuesGone = valuesBefore.Where(v => !valuesAfter.Contains(v)).ToList();
-            var valuesNew = valuesAfter.Where(v => !valuesBefore.Contains(v)).ToList();
-            var geoGone = geoBefore.Where(g => !geoAfter.Exists(a => a.Attribute == g.Attribute)).ToList();
-            var geoNew = geoAfter.Where(g => !geoBefore.Contains(g)).ToList();
-            var terms = await TermIdsAsync(typesGone.Concat(typesNew).Concat(attrsGone).Concat(attrsNew)
-                .Concat(valuesGone.Select(v => v.Attribute)).Concat(valuesNew.Select(v => v.Attribute))
-                .Concat(geoGone.Select(g => g.Attribute)).Concat(geoNew.Select(g => g.Attribute))
-                .Concat(after is null ? [] : after.Attributes.Keys).Concat(stampsBefore?.Select(s => s.Name) ?? [])).ConfigureAwait(false);
-
-            var newRid = rid ?? (rows.Current.TryGetValue(key, out var gone) ? gone.Rid : rows.FreeRids.Pop());
             var at = _time.GetUtcNow();
-            if (after is not null)
-            {
-                if (rid is null)
-                {
-                    if (tenant.Length > 0 && _knownTenants.TryAdd(tenant, true))
-                    {
-                        newTenants.Add(tenant);
-                        addedTenant = true;
-                        Add(batch, "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", tenant, NgsiText.FormatDateTime(at));
-                    }
+            var history = HistoryDiff.Rows(stampsBefore, after, at).ToList();
+            var terms = await TermIdsAsync(history.Select(r => r.Attr)).ConfigureAwait(false);
 
-                    AddAccess(Add(batch, $"INSERT INTO entities (tenant, id, rid, doc, access, owner, category) VALUES ($1, $2, {RidParameter}, $3, $4, $5, $6)",
-                        tenant, after.Id, doc!), EntityAccess.Of(after));
-                }
-                else
-                {
-                    AddAccess(Add(batch, $"UPDATE entities SET doc = $2, access = $3, owner = $4, category = $5 WHERE tenant = $1 AND rid = {RidParameter}",
-                        tenant, doc!), EntityAccess.Of(after));
-                }
-            }
-            else
+            // Nothing below can fail: the write is recorded.
+            if (after is not null && entity.Rid is null)
             {
-                Add(batch, $"DELETE FROM entities WHERE tenant = $1 AND rid = {RidParameter}", tenant);
-                Add(batch, $"DELETE FROM entity_geo WHERE tenant = $1 AND rid = {RidParameter}", tenant);
-                geoGone.Clear();
-            }
-
-            AddKeys(batch, $"DELETE FROM entity_types WHERE tenant = $1 AND type = ANY($2) AND rid = {RidParameter}", tenant, typesGone, terms);
-            AddKeys(batch, $"INSERT INTO entity_types (tenant, type, rid) SELECT $1, unnest($2::bigint[]), {RidParameter} ON CONFLICT DO NOTHING", tenant, typesNew, terms);
-            AddKeys(batch, $"DELETE FROM entity_attrs WHERE tenant = $1 AND name = ANY($2) AND rid = {RidParameter}", tenant, attrsGone, terms);
-            AddKeys(batch, $"INSERT INTO entity_attrs (tenant, name, rid) SELECT $1, unnest($2::bigint[]), {RidParameter} ON CONFLICT DO NOTHING", tenant, attrsNew, terms);
-            AddValues(batch, tenant, valuesGone, terms, delete: true);
-            AddValues(batch, tenant, valuesNew, terms, delete: false);
-            AddKeys(batch, $"DELETE FROM entity_geo WHERE tenant = $1 AND attr = ANY($2) AND rid = {RidParameter}", tenant, [.. geoGone.Select(g => g.Attribute)], terms);
-            foreach (var row in geoNew)
-            {
-                var geography = row.Wkb is null ? "NULL" : PostgresGeo.Geography("$3");
-                var command = Add(batch, $"""
-                    INSERT INTO entity_geo (tenant, rid, attr, geog) VALUES ($1, {RidParameter}, $2, {geography})
-                    ON CONFLICT (tenant, rid, attr) DO UPDATE SET geog = excluded.geog
-                    """, tenant, terms[row.Attribute]);
-                if (row.Wkb is not null)
+                entity.Rid = group.FreeRids.Pop();
+                if (tenant.Length > 0 && _knownTenants.TryAdd(tenant, true))
                 {
-                    command.Parameters.Add(new NpgsqlParameter { Value = row.Wkb, NpgsqlDbType = NpgsqlDbType.Bytea });
+                    group.NewTenants.Add(tenant);
                 }
             }
 
-            var entityId = after?.Id ?? write.Id;
-            var kind = after is null ? ChangeKind.Deleted : before is null ? ChangeKind.Created : ChangeKind.Updated;
-            var change = Add(batch, "INSERT INTO entity_changes (tenant, entity_id, kind, before, after, at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
-                tenant, entityId, (short)kind, (object?)before ?? DBNull.Value, (object?)doc ?? DBNull.Value, at.UtcTicks);
-            change.Parameters[3].NpgsqlDbType = NpgsqlDbType.Bytea;
-            change.Parameters[4].NpgsqlDbType = NpgsqlDbType.Bytea;
-            AddHistory(batch, tenant, entityId, at, stampsBefore, typesBefore, after, terms, EntityAccess.ForHistory(accessBefore, current is not null, after));
-            BindRid(batch, added, newRid);
-            rows.Changes++;
-            rows.Current[key] = (newRid, doc);
+            var seq = group.Seqs.Dequeue();
+            group.LastSeq = seq;
+            var kind = after is null ? ChangeKind.Deleted : current is null ? ChangeKind.Created : ChangeKind.Updated;
+            group.Changes.Add(seq, tenant, write.Id, (short)kind, entity.Doc, doc, at.UtcTicks);
+            group.HistoryEntity(tenant, write.Id, at, typesBefore, after, EntityAccess.ForHistory(accessBefore, current is not null, after));
+            for (var i = 0; i < history.Count; i++)
+            {
+                var row = history[i];
+                group.History.Add(tenant, write.Id, terms[row.Attr], row.Time, (seq << 16) | (long)i, row.DatasetId, (short)row.Kind, row.ObservedAt,
+                    row.At, row.At, row.Value, row.Instance is { } instance ? HistoryDiff.EncodeInstance(instance) : null, row.Deleted);
+            }
+
+            entity.Doc = doc;
+            entity.After = after;
+            entity.Written = true;
             return null;
         }
         catch (Exception ex) when (ex is not NpgsqlException)
         {
-            // Nothing of a failed write goes to the database.
-            if (addedTenant)
-            {
-                newTenants.Remove(tenant);
-                _knownTenants.TryRemove(tenant, out _);
-            }
-
-            while (batch.BatchCommands.Count > added)
-            {
-                batch.BatchCommands.RemoveAt(batch.BatchCommands.Count - 1);
-            }
-
             return ex;
         }
     }
 
-    /// <summary>Where a write's statements name the entity's rid; <see cref="BindRid"/> makes it their last parameter.</summary>
-    private const string RidParameter = "$rid";
-
-    /// <summary>
-    /// Binds the rid of one write's statements (from <paramref name="from"/> on) as a parameter after their own, so each
-    /// kind of statement has one text whatever the entity: with the rid written into the text, every statement was
-    /// new to PostgreSQL, parsed and planned at each use (measured: 473 updates/s against 8,612 for the raw baseline).
-    /// </summary>
-    private static void BindRid(NpgsqlBatch batch, int from, long rid)
+    /// <summary>Adds the group's statements to <paramref name="batch"/>, each table's rows in one statement.</summary>
+    private async Task AddGroupAsync(NpgsqlBatch batch, GroupWrites group)
     {
-        for (var i = from; i < batch.BatchCommands.Count; i++)
+        var written = group.Written.ToList();
+        var rows = written.Select(e => IndexedRows.Of(e.After)).ToList();
+        var terms = await TermIdsAsync(written.SelectMany(e => e.Stored!.Names).Concat(rows.SelectMany(r => r.Names))).ConfigureAwait(false);
+        var tenants = new ArrayRows("INSERT INTO tenants (name, created_at) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (name) DO NOTHING",
+            NpgsqlDbType.Text, NpgsqlDbType.Text);
+        var inserts = new ArrayRows("""
+            INSERT INTO entities (tenant, id, rid, doc, access, owner, category)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[], $5::smallint[], $6::text[], $7::text[])
+            """, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea, NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text);
+        var updates = new ArrayRows("""
+            UPDATE entities e SET doc = u.doc, access = u.access, owner = u.owner, category = u.category
+            FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::smallint[], $5::text[], $6::text[]) u(tenant, rid, doc, access, owner, category)
+            WHERE e.tenant = u.tenant AND e.rid = u.rid
+            """, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea, NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text);
+        var deletes = new ArrayRows("DELETE FROM entities e USING unnest($1::text[], $2::bigint[]) u(tenant, rid) WHERE e.tenant = u.tenant AND e.rid = u.rid",
+            NpgsqlDbType.Text, NpgsqlDbType.Bigint);
+        var index = new IndexChanges();
+        foreach (var tenant in group.NewTenants)
         {
-            var command = batch.BatchCommands[i];
-            if (command.CommandText.Contains(RidParameter, StringComparison.Ordinal))
+            tenants.Add(tenant, NgsiText.FormatDateTime(_time.GetUtcNow()));
+        }
+
+        for (var i = 0; i < written.Count; i++)
+        {
+            var entity = written[i];
+            var rid = entity.Rid!.Value;
+            index.Change(entity.Tenant, rid, entity.Stored!, rows[i], terms);
+            if (entity.After is { } after)
             {
-                command.Parameters.Add(new NpgsqlParameter { Value = rid, NpgsqlDbType = NpgsqlDbType.Bigint });
-                command.CommandText = command.CommandText.Replace(
-                    RidParameter, "$" + command.Parameters.Count.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal);
+                var access = EntityAccess.Of(after);
+                if (entity.WasStored)
+                {
+                    updates.Add(entity.Tenant, rid, entity.Doc, (short)access.Level, access.Owner, access.Category);
+                }
+                else
+                {
+                    inserts.Add(entity.Tenant, after.Id, rid, entity.Doc, (short)access.Level, access.Owner, access.Category);
+                }
+            }
+            else if (entity.WasStored)
+            {
+                deletes.Add(entity.Tenant, rid);
             }
         }
+
+        // Removals first, so an index row a group takes out and another entity's write puts back cannot collide.
+        tenants.AddTo(batch);
+        deletes.AddTo(batch);
+        index.AddTo(batch);
+        updates.AddTo(batch);
+        inserts.AddTo(batch);
+        group.Changes.AddTo(batch);
+        group.AddHistoryEntities(batch);
+        group.History.AddTo(batch);
     }
 
-    private static NpgsqlBatchCommand Add(NpgsqlBatch batch, string sql, params object[] values)
+    /// <summary>An entity through a group of writes.</summary>
+    private sealed class GroupEntity(string tenant, long? rid, byte[]? doc)
     {
-        var command = new NpgsqlBatchCommand(sql);
-        foreach (var value in values)
-        {
-            command.Parameters.Add(new NpgsqlParameter { Value = value });
-        }
+        public string Tenant { get; } = tenant;
 
-        batch.BatchCommands.Add(command);
-        return command;
-    }
+        /// <summary>Whether the entity was stored before the group (its row is updated or deleted, not inserted).</summary>
+        public bool WasStored { get; } = doc is not null;
 
-    /// <summary>Appends an entity's access marks (level, owner, category) to a statement's parameters.</summary>
-    private static void AddAccess(NpgsqlBatchCommand command, EntityAccess access)
-    {
-        command.Parameters.Add(new NpgsqlParameter { Value = (short)access.Level, NpgsqlDbType = NpgsqlDbType.Smallint });
-        command.Parameters.Add(new NpgsqlParameter { Value = (object?)access.Owner ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
-        command.Parameters.Add(new NpgsqlParameter { Value = (object?)access.Category ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
-    }
+        /// <summary>The entity's number: stored, taken by its creation in this group, or null while it has none.</summary>
+        public long? Rid { get; set; } = rid;
 
-    private static void AddKeys(NpgsqlBatch batch, string sql, string tenant, List<string> names, Dictionary<string, long> terms)
-    {
-        if (names.Count > 0)
-        {
-            Add(batch, sql, tenant, names.Select(n => terms[n]).ToArray());
-        }
-    }
+        /// <summary>The document as the group's writes so far leave it (null: no entity).</summary>
+        public byte[]? Doc { get; set; } = doc;
 
-    /// <summary>
-    /// The value-index rows a write removes or adds. A removal is one statement per row, every key column bound: the
-    /// unnest-and-join form it replaced got a generic plan (prepared statements) that scanned the tenant's whole
-    /// index for the rid, ~1.6 ms a statement and most of an update's time on PostgreSQL.
-    /// </summary>
-    private static void AddValues(NpgsqlBatch batch, string tenant, List<ValueRow> rows, Dictionary<string, long> terms, bool delete)
-    {
-        if (delete)
-        {
-            foreach (var row in rows)
-            {
-                var command = row.Text is null
-                    ? Add(batch, $"DELETE FROM entity_numbers WHERE tenant = $1 AND attr = $2 AND value = $3 AND rid = {RidParameter}",
-                        tenant, row.Instant ? -terms[row.Attribute] : terms[row.Attribute], row.Number)
-                    : Add(batch, $"DELETE FROM entity_strings WHERE tenant = $1 AND attr = $2 AND value = $3 AND rid = {RidParameter}",
-                        tenant, terms[row.Attribute], row.Text);
-                command.Parameters[2].NpgsqlDbType = row.Text is null ? NpgsqlDbType.Double : NpgsqlDbType.Text;
-            }
+        /// <summary>The entity after the group's last write to it (null: deleted).</summary>
+        public Entity? After { get; set; }
 
-            return;
-        }
+        /// <summary>The index rows as stored, taken at the group's first write to the entity.</summary>
+        public IndexedRows? Stored { get; set; }
 
-        var numbers = rows.Where(r => r.Text is null).ToList();
-        var strings = rows.Where(r => r.Text is not null).ToList();
-        if (numbers.Count > 0)
-        {
-            var keys = numbers.Select(r => r.Instant ? -terms[r.Attribute] : terms[r.Attribute]).ToArray();
-            var values = numbers.Select(r => r.Number).ToArray();
-            Add(batch, $"INSERT INTO entity_numbers (tenant, attr, value, rid) SELECT $1, a, v, {RidParameter} FROM unnest($2::bigint[], $3::float8[]) u(a, v) ON CONFLICT DO NOTHING",
-                tenant, keys, values);
-        }
-
-        if (strings.Count > 0)
-        {
-            var keys = strings.Select(r => terms[r.Attribute]).ToArray();
-            var values = strings.Select(r => r.Text!).ToArray();
-            Add(batch, $"INSERT INTO entity_strings (tenant, attr, value, rid) SELECT $1, a, v, {RidParameter} FROM unnest($2::bigint[], $3::text[]) u(a, v) ON CONFLICT DO NOTHING",
-                tenant, keys, values);
-        }
+        /// <summary>Whether a write of the group changed the entity.</summary>
+        public bool Written { get; set; }
     }
 
     /// <summary>
-    /// The history of one write: a row per instance it created or changed, a deletion row per instance it removed,
-    /// numbered (change seq &lt;&lt; 16) | ordinal as in SQLite; and the entity's history row when it is created or
-    /// deleted or its types change.
+    /// A group of writes as its statements will record them: the entities it touches (rows prefetched at the start),
+    /// the rids and change seqs taken for it under the writers' lock, and the change-log and history rows in order.
     /// </summary>
-    private static void AddHistory(NpgsqlBatch batch, string tenant, string entityId, DateTimeOffset at, List<HistoryDiff.InstanceStamp>? before,
-        IReadOnlyList<string>? typesBefore, Entity? after, Dictionary<string, long> terms, EntityAccess? marks)
+    private sealed class GroupWrites
     {
-        var types = JsonSerializer.Serialize(after?.Types ?? typesBefore ?? []);
-        var created = after?.CreatedAt.UtcTicks ?? at.UtcTicks;
-        var modified = after?.ModifiedAt.UtcTicks ?? at.UtcTicks;
-        if (typesBefore is not null && after is not null && typesBefore.SequenceEqual(after.Types))
-        {
-            Add(batch, "INSERT INTO history_entities (tenant, id, types, created_at, modified_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, id) DO NOTHING",
-                tenant, entityId, types, created, modified);
-        }
-        else
-        {
-            var upsert = Add(batch, """
-                INSERT INTO history_entities (tenant, id, types, created_at, modified_at, deleted_at) VALUES ($1, $2, $3, $4, $5, $6)
-                ON CONFLICT (tenant, id) DO UPDATE SET types = excluded.types, modified_at = excluded.modified_at, deleted_at = excluded.deleted_at
-                """, tenant, entityId, types, created, modified, after is null ? at.UtcTicks : DBNull.Value);
-            upsert.Parameters[5].NpgsqlDbType = NpgsqlDbType.Bigint;
-        }
+        private readonly Dictionary<(string Tenant, string Id), GroupEntity> _entities = [];
+        private readonly List<GroupEntity> _order = [];
+        private readonly Dictionary<(string Tenant, string Id), HistoryEntityRow> _historyEntities = [];
 
-        if (marks is { } access)
-        {
-            AddAccess(Add(batch, "UPDATE history_entities SET access = $3, owner = $4, category = $5 WHERE tenant = $1 AND id = $2", tenant, entityId), access);
-        }
+        /// <summary>Stored rows, by key, read at the start of the group.</summary>
+        public Dictionary<(string Tenant, string Id), (long Rid, byte[] Doc)> Prefetched { get; } = [];
 
-        var rows = new HistoryRows();
-        foreach (var row in HistoryDiff.Rows(before, after, at))
-        {
-            rows.Add(terms[row.Attr], row.Time, row.DatasetId, (short)row.Kind, row.ObservedAt, row.At, row.At, row.Value,
-                row.Instance is { } instance ? HistoryDiff.EncodeInstance(instance) : null, row.Deleted);
-        }
+        public Stack<long> FreeRids { get; } = new();
 
-        if (rows.Attr.Count == 0)
-        {
-            return;
-        }
+        /// <summary>Change seqs taken for the group, one a write, ascending (a write that records nothing leaves a gap).</summary>
+        public Queue<long> Seqs { get; } = new();
 
-        var insert = Add(batch, """
+        public long LastSeq { get; set; }
+
+        public List<string> NewTenants { get; } = [];
+
+        public ArrayRows Changes { get; } = new("""
+            INSERT INTO entity_changes (seq, tenant, entity_id, kind, before, after, at)
+            SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[], $5::bytea[], $6::bytea[], $7::bigint[])
+            """, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Smallint, NpgsqlDbType.Bytea, NpgsqlDbType.Bytea, NpgsqlDbType.Bigint);
+
+        public ArrayRows History { get; } = new("""
             INSERT INTO history (tenant, hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
-            SELECT $1, h.hid, v.attr, v.t, (currval('entity_change_seq') << 16) | (v.ordinality - 1), v.dataset_id, v.kind, v.observed_at,
-                   v.created_at, v.modified_at, v.value, v.instance, v.deleted
-            FROM history_entities h
-            CROSS JOIN unnest($3::bigint[], $4::bigint[], $5::text[], $6::smallint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::bytea[], $12::boolean[])
-                WITH ORDINALITY AS v(attr, t, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted, ordinality)
-            WHERE h.tenant = $1 AND h.id = $2
-            """, tenant, entityId, rows.Attr.ToArray(), rows.T.ToArray(), rows.DatasetId.ToArray(), rows.Kind.ToArray(), rows.ObservedAt.ToArray(),
-            rows.CreatedAt.ToArray(), rows.ModifiedAt.ToArray(), rows.Value.ToArray(), rows.Instance.ToArray(), rows.Deleted.ToArray());
-        insert.Parameters[4].NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text;
-        insert.Parameters[10].NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bytea;
-    }
+            SELECT v.tenant, h.hid, v.attr, v.t, v.n, v.dataset_id, v.kind, v.observed_at, v.created_at, v.modified_at, v.value, v.instance, v.deleted
+            FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::smallint[], $8::bigint[], $9::bigint[], $10::bigint[],
+                        $11::text[], $12::bytea[], $13::boolean[])
+                AS v(tenant, id, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
+            JOIN history_entities h ON h.tenant = v.tenant AND h.id = v.id
+            """, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Smallint,
+            NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Bytea, NpgsqlDbType.Boolean);
 
-    /// <summary>The history rows of one write, column by column (sent as arrays, unnested by the INSERT).</summary>
-    private sealed class HistoryRows
-    {
-        public List<long> Attr { get; } = [];
+        /// <summary>The entities the group's writes changed, in the order first touched.</summary>
+        public IEnumerable<GroupEntity> Written => _order.Where(e => e.Written);
 
-        public List<long> T { get; } = [];
-
-        public List<string?> DatasetId { get; } = [];
-
-        public List<short> Kind { get; } = [];
-
-        public List<long?> ObservedAt { get; } = [];
-
-        public List<long> CreatedAt { get; } = [];
-
-        public List<long> ModifiedAt { get; } = [];
-
-        public List<string> Value { get; } = [];
-
-        public List<byte[]?> Instance { get; } = [];
-
-        public List<bool> Deleted { get; } = [];
-
-        public void Add(long attr, long t, string? datasetId, short kind, long? observedAt, long createdAt, long modifiedAt, string value, byte[]? instance, bool deleted)
+        public GroupEntity Entity(string tenant, string id)
         {
-            Attr.Add(attr);
-            T.Add(t);
-            DatasetId.Add(datasetId);
-            Kind.Add(kind);
-            ObservedAt.Add(observedAt);
-            CreatedAt.Add(createdAt);
-            ModifiedAt.Add(modifiedAt);
-            Value.Add(value);
-            Instance.Add(instance);
-            Deleted.Add(deleted);
+            if (!_entities.TryGetValue((tenant, id), out var entity))
+            {
+                var stored = Prefetched.TryGetValue((tenant, id), out var row);
+                entity = new GroupEntity(tenant, stored ? row.Rid : null, stored ? row.Doc : null);
+                _entities[(tenant, id)] = entity;
+                _order.Add(entity);
+            }
+
+            return entity;
+        }
+
+        /// <summary>
+        /// The entity's history row after one write: kept as it is (created if missing) while the types stay, else
+        /// set to the write's types and times (deleted_at on deletion); the access marks when the write changes them.
+        /// A group's writes to one entity fold into one row: the first write's creation time, the last setting write's
+        /// types and times, the last marks.
+        /// </summary>
+        public void HistoryEntity(string tenant, string id, DateTimeOffset at, string[]? typesBefore, Entity? after, EntityAccess? marks)
+        {
+            var types = JsonSerializer.Serialize((IReadOnlyList<string>?)after?.Types ?? typesBefore ?? []);
+            var modified = after?.ModifiedAt.UtcTicks ?? at.UtcTicks;
+            var set = typesBefore is null || after is null || !typesBefore.SequenceEqual(after.Types);
+            if (!_historyEntities.TryGetValue((tenant, id), out var row))
+            {
+                row = new HistoryEntityRow { Created = after?.CreatedAt.UtcTicks ?? at.UtcTicks, Types = types, Modified = modified };
+                _historyEntities[(tenant, id)] = row;
+            }
+
+            if (set)
+            {
+                (row.Set, row.Types, row.Modified, row.Deleted) = (true, types, modified, after is null ? at.UtcTicks : null);
+            }
+
+            row.Marks = marks ?? row.Marks;
+        }
+
+        public void AddHistoryEntities(NpgsqlBatch batch)
+        {
+            var keep = new ArrayRows("""
+                INSERT INTO history_entities (tenant, id, types, created_at, modified_at)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+                ON CONFLICT (tenant, id) DO NOTHING
+                """, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint);
+            var set = new ArrayRows("""
+                INSERT INTO history_entities (tenant, id, types, created_at, modified_at, deleted_at)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[])
+                ON CONFLICT (tenant, id) DO UPDATE SET types = excluded.types, modified_at = excluded.modified_at, deleted_at = excluded.deleted_at
+                """, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint);
+            var marks = new ArrayRows("""
+                UPDATE history_entities h SET access = u.access, owner = u.owner, category = u.category
+                FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::text[]) u(tenant, id, access, owner, category)
+                WHERE h.tenant = u.tenant AND h.id = u.id
+                """, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text);
+            foreach (var ((tenant, id), row) in _historyEntities)
+            {
+                if (row.Set)
+                {
+                    set.Add(tenant, id, row.Types, row.Created, row.Modified, row.Deleted);
+                }
+                else
+                {
+                    keep.Add(tenant, id, row.Types, row.Created, row.Modified);
+                }
+
+                if (row.Marks is { } access)
+                {
+                    marks.Add(tenant, id, (short)access.Level, access.Owner, access.Category);
+                }
+            }
+
+            keep.AddTo(batch);
+            set.AddTo(batch);
+            marks.AddTo(batch);
+        }
+
+        private sealed class HistoryEntityRow
+        {
+            public required long Created { get; init; }
+
+            public required string Types { get; set; }
+
+            public required long Modified { get; set; }
+
+            public long? Deleted { get; set; }
+
+            public bool Set { get; set; }
+
+            public EntityAccess? Marks { get; set; }
         }
     }
 }

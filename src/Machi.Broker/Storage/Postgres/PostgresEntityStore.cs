@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Threading.Channels;
 using Machi.Ngsi.Model;
 using Microsoft.Extensions.Logging;
@@ -390,38 +391,32 @@ internal sealed partial class PostgresEntityStore : IEntityStore
 
     private async Task CommitAsync(NpgsqlConnection connection, List<WriteJob> batch)
     {
-        var newTenants = new List<string>();
-        long lastSeq = 0;
+        var group = new GroupWrites();
         try
         {
             await using var tx = await connection.BeginTransactionAsync().ConfigureAwait(false);
-            var rows = await PrefetchAsync(connection, tx, batch).ConfigureAwait(false);
-            await using var statements = new NpgsqlBatch(connection, tx);
+            await PrefetchAsync(connection, tx, batch, group).ConfigureAwait(false);
             foreach (var job in batch)
             {
                 for (var i = 0; i < job.Writes.Count; i++)
                 {
-                    job.Results[i] = await PlanOneAsync(statements, rows, job.Tenant, job.Writes[i], newTenants).ConfigureAwait(false);
+                    job.Results[i] = await PlanWriteAsync(group, job.Tenant, job.Writes[i]).ConfigureAwait(false);
                 }
+            }
+
+            await using var statements = new NpgsqlBatch(connection, tx);
+            await AddGroupAsync(statements, group).ConfigureAwait(false);
+            if (group.LastSeq > 0)
+            {
+                // Announced at commit, to the listeners of every node: the seq of the last change (a hint; they read the log).
+                var notify = new NpgsqlBatchCommand($"SELECT pg_notify('{ChangeChannel}', $1)");
+                notify.Parameters.Add(new NpgsqlParameter { Value = group.LastSeq.ToString(CultureInfo.InvariantCulture), NpgsqlDbType = NpgsqlDbType.Text });
+                statements.BatchCommands.Add(notify);
             }
 
             if (statements.BatchCommands.Count > 0)
             {
-                // Announced at commit, to the listeners of every node: the seq of the last change (a hint; they read the log).
-                if (rows.Changes > 0)
-                {
-                    statements.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_notify('{ChangeChannel}', currval('entity_change_seq')::text)"));
-                }
-
-                await using var r = await statements.ExecuteReaderAsync().ConfigureAwait(false);
-                do
-                {
-                    while (r.FieldCount == 1 && r.GetFieldType(0) == typeof(long) && await r.ReadAsync().ConfigureAwait(false))
-                    {
-                        lastSeq = Math.Max(lastSeq, r.GetInt64(0));
-                    }
-                }
-                while (await r.NextResultAsync().ConfigureAwait(false));
+                await statements.ExecuteNonQueryAsync().ConfigureAwait(false);
             }
 
             await tx.CommitAsync().ConfigureAwait(false);
@@ -430,7 +425,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         {
             // A statement or the commit itself failed: nothing in this batch was kept.
             _logger.LogError(ex, "Commit of {Count} write requests failed", batch.Count);
-            foreach (var t in newTenants)
+            foreach (var t in group.NewTenants)
             {
                 _knownTenants.TryRemove(t, out _);
             }
@@ -443,7 +438,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
             return;
         }
 
-        PublishChanges(lastSeq);
+        PublishChanges(group.LastSeq);
         foreach (var job in batch)
         {
             job.Completion.TrySetResult(job.Results);
@@ -452,55 +447,59 @@ internal sealed partial class PostgresEntityStore : IEntityStore
 
     /// <summary>
     /// One round trip at the start of a group's transaction: takes the writers' lock, reads the current rows of
-    /// every entity the group writes, and numbers the ones that do not exist yet, so that the whole group's
-    /// statements can then go in one batch with every rid known.
+    /// every entity the group writes, numbers the ones that do not exist yet and takes a change seq for every
+    /// write, so that the whole group's statements can then go in one batch with every rid and seq known.
     /// </summary>
-    private static async Task<GroupRows> PrefetchAsync(NpgsqlConnection connection, NpgsqlTransaction tx, List<WriteJob> batch)
+    private static async Task PrefetchAsync(NpgsqlConnection connection, NpgsqlTransaction tx, List<WriteJob> batch, GroupWrites group)
     {
         var keys = new HashSet<(string Tenant, string Id)>();
+        var writes = 0;
         foreach (var job in batch)
         {
             foreach (var write in job.Writes)
             {
                 keys.Add((job.Tenant, write.Id));
+                writes++;
             }
         }
 
-        var rows = new GroupRows();
         await using var prefetch = new NpgsqlBatch(connection, tx);
         prefetch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_advisory_xact_lock({WriterLock})"));
         var select = new NpgsqlBatchCommand("SELECT e.tenant, e.id, e.rid, e.doc FROM unnest($1::text[], $2::text[]) k(tenant, id) JOIN entities e ON e.tenant = k.tenant AND e.id = k.id");
         select.Parameters.Add(new NpgsqlParameter { Value = keys.Select(k => k.Tenant).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         select.Parameters.Add(new NpgsqlParameter { Value = keys.Select(k => k.Id).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         prefetch.BatchCommands.Add(select);
-        var numbers = new NpgsqlBatchCommand("SELECT nextval('entity_rid_seq') FROM generate_series(1, $1)");
-        numbers.Parameters.Add(new NpgsqlParameter { Value = keys.Count, NpgsqlDbType = NpgsqlDbType.Integer });
-        prefetch.BatchCommands.Add(numbers);
+        var rids = new NpgsqlBatchCommand("SELECT nextval('entity_rid_seq') FROM generate_series(1, $1)");
+        rids.Parameters.Add(new NpgsqlParameter { Value = keys.Count, NpgsqlDbType = NpgsqlDbType.Integer });
+        prefetch.BatchCommands.Add(rids);
+        var seqs = new NpgsqlBatchCommand("SELECT nextval('entity_change_seq') FROM generate_series(1, $1)");
+        seqs.Parameters.Add(new NpgsqlParameter { Value = writes, NpgsqlDbType = NpgsqlDbType.Integer });
+        prefetch.BatchCommands.Add(seqs);
         await using var r = await prefetch.ExecuteReaderAsync().ConfigureAwait(false);
         await r.NextResultAsync().ConfigureAwait(false);
         while (await r.ReadAsync().ConfigureAwait(false))
         {
-            rows.Current[(r.GetString(0), r.GetString(1))] = (r.GetInt64(2), r.GetFieldValue<byte[]>(3));
+            group.Prefetched[(r.GetString(0), r.GetString(1))] = (r.GetInt64(2), r.GetFieldValue<byte[]>(3));
         }
 
         await r.NextResultAsync().ConfigureAwait(false);
         while (await r.ReadAsync().ConfigureAwait(false))
         {
-            rows.FreeRids.Push(r.GetInt64(0));
+            group.FreeRids.Push(r.GetInt64(0));
         }
 
-        return rows;
-    }
+        await r.NextResultAsync().ConfigureAwait(false);
+        var taken = new List<long>(writes);
+        while (await r.ReadAsync().ConfigureAwait(false))
+        {
+            taken.Add(r.GetInt64(0));
+        }
 
-    /// <summary>The rows of a group as its writes so far leave them (null doc: no entity), and rids for new entities.</summary>
-    private sealed class GroupRows
-    {
-        public Dictionary<(string Tenant, string Id), (long Rid, byte[]? Doc)> Current { get; } = [];
-
-        public Stack<long> FreeRids { get; } = new();
-
-        /// <summary>Changes logged by the group's statements.</summary>
-        public int Changes { get; set; }
+        taken.Sort();
+        foreach (var seq in taken)
+        {
+            group.Seqs.Enqueue(seq);
+        }
     }
 
     /// <summary>Creates the history partitions of this month and the next two when the month has turned.</summary>

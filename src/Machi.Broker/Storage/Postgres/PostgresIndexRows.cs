@@ -3,6 +3,8 @@ using Machi.Ngsi.Geo;
 using Machi.Ngsi.Model;
 using NetTopologySuite.Geometries;
 using NetTopologySuite.IO;
+using Npgsql;
+using NpgsqlTypes;
 
 namespace Machi.Broker.Storage.Postgres;
 
@@ -159,5 +161,221 @@ internal static class PostgresGeo
         }
 
         return new WKBWriter(ByteOrder.LittleEndian, handleSRID: false, emitZ: false, emitM: false).Write(geometry);
+    }
+}
+
+/// <summary>
+/// The rows of one set-based statement, kept column by column and sent as one array parameter a column ($1 … $n in
+/// column order), which the statement unnests: one statement a table for a whole group of writes or chunk of an
+/// import, where a statement a row costs PostgreSQL more in protocol and planning than in the work itself.
+/// </summary>
+internal sealed class ArrayRows(string sql, params NpgsqlDbType[] columns)
+{
+    private readonly List<object?>[] _values = [.. columns.Select(_ => new List<object?>())];
+
+    public int Count => _values[0].Count;
+
+    /// <param name="row">One value a column, in the columns' order (null for SQL NULL).</param>
+    public void Add(params object?[] row)
+    {
+        if (row.Length != columns.Length)
+        {
+            throw new ArgumentException($"A row of {columns.Length} columns was given {row.Length} values.", nameof(row));
+        }
+
+        for (var i = 0; i < row.Length; i++)
+        {
+            _values[i].Add(row[i]);
+        }
+    }
+
+    /// <summary>Adds the statement to <paramref name="batch"/> unless it has no rows.</summary>
+    public void AddTo(NpgsqlBatch batch)
+    {
+        if (Count == 0)
+        {
+            return;
+        }
+
+        var command = new NpgsqlBatchCommand(sql);
+        for (var i = 0; i < columns.Length; i++)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = Column(_values[i], columns[i]), NpgsqlDbType = NpgsqlDbType.Array | columns[i] });
+        }
+
+        batch.BatchCommands.Add(command);
+    }
+
+    private static Array Column(List<object?> values, NpgsqlDbType type) => type switch
+    {
+        NpgsqlDbType.Text => Typed<string?>(values),
+        NpgsqlDbType.Bytea => Typed<byte[]?>(values),
+        NpgsqlDbType.Bigint => Typed<long?>(values),
+        NpgsqlDbType.Smallint => Typed<short?>(values),
+        NpgsqlDbType.Double => Typed<double?>(values),
+        NpgsqlDbType.Boolean => Typed<bool?>(values),
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "No array column of this type."),
+    };
+
+    private static T[] Typed<T>(List<object?> values)
+    {
+        var array = new T[values.Count];
+        for (var i = 0; i < array.Length; i++)
+        {
+            array[i] = (T)values[i]!;
+        }
+
+        return array;
+    }
+}
+
+/// <summary>The index rows of one entity (none for no entity): its types, attribute names, values and geometries.</summary>
+internal sealed class IndexedRows
+{
+    public static readonly IndexedRows None = new(null);
+
+    private IndexedRows(Entity? entity)
+    {
+        Types = entity is null ? [] : [.. entity.Types.Distinct(StringComparer.Ordinal)];
+        Attributes = entity is null ? [] : [.. entity.Attributes.Keys];
+        Values = PostgresValueRows.Rows(entity);
+        Geo = PostgresGeo.Rows(entity);
+    }
+
+    public string[] Types { get; }
+
+    public string[] Attributes { get; }
+
+    public HashSet<ValueRow> Values { get; }
+
+    public List<GeoRow> Geo { get; }
+
+    /// <summary>Every term the rows name.</summary>
+    public IEnumerable<string> Names => Types.Concat(Attributes).Concat(Values.Select(v => v.Attribute)).Concat(Geo.Select(g => g.Attribute));
+
+    public static IndexedRows Of(Entity? entity) => entity is null ? None : new IndexedRows(entity);
+}
+
+/// <summary>
+/// The index rows to remove and to add, table by table, as one statement a table and direction: the writer's group
+/// (from each entity's rows before the group to its rows after) and the import's chunk (from none) alike.
+/// </summary>
+internal sealed class IndexChanges
+{
+    private readonly ArrayRows _typesGone = Gone("entity_types", "type", null);
+    private readonly ArrayRows _typesNew = Added("entity_types", "type", null);
+    private readonly ArrayRows _attrsGone = Gone("entity_attrs", "name", null);
+    private readonly ArrayRows _attrsNew = Added("entity_attrs", "name", null);
+    private readonly ArrayRows _numbersGone = Gone("entity_numbers", "attr", NpgsqlDbType.Double);
+    private readonly ArrayRows _numbersNew = Added("entity_numbers", "attr", NpgsqlDbType.Double);
+    private readonly ArrayRows _stringsGone = Gone("entity_strings", "attr", NpgsqlDbType.Text);
+    private readonly ArrayRows _stringsNew = Added("entity_strings", "attr", NpgsqlDbType.Text);
+
+    private readonly ArrayRows _geoGone = Gone("entity_geo", "attr", null);
+
+    private readonly ArrayRows _geoNew = new($"""
+        INSERT INTO entity_geo (tenant, rid, attr, geog)
+        SELECT t, r, a, CASE WHEN v IS NULL THEN NULL ELSE {PostgresGeo.Geography("v")} END
+        FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[]) u(t, a, r, v)
+        ON CONFLICT (tenant, rid, attr) DO UPDATE SET geog = excluded.geog
+        """, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea);
+
+    /// <summary>The rows that take entity <paramref name="rid"/>'s index from <paramref name="before"/> to <paramref name="after"/>.</summary>
+    /// <param name="terms">The id of every term either side names.</param>
+    public void Change(string tenant, long rid, IndexedRows before, IndexedRows after, IReadOnlyDictionary<string, long> terms)
+    {
+        foreach (var type in before.Types.Except(after.Types, StringComparer.Ordinal))
+        {
+            _typesGone.Add(tenant, terms[type], rid);
+        }
+
+        foreach (var type in after.Types.Except(before.Types, StringComparer.Ordinal))
+        {
+            _typesNew.Add(tenant, terms[type], rid);
+        }
+
+        foreach (var name in before.Attributes.Except(after.Attributes, StringComparer.Ordinal))
+        {
+            _attrsGone.Add(tenant, terms[name], rid);
+        }
+
+        foreach (var name in after.Attributes.Except(before.Attributes, StringComparer.Ordinal))
+        {
+            _attrsNew.Add(tenant, terms[name], rid);
+        }
+
+        foreach (var row in before.Values)
+        {
+            if (!after.Values.Contains(row))
+            {
+                AddValue(row.Text is null ? _numbersGone : _stringsGone, tenant, rid, row, terms);
+            }
+        }
+
+        foreach (var row in after.Values)
+        {
+            if (!before.Values.Contains(row))
+            {
+                AddValue(row.Text is null ? _numbersNew : _stringsNew, tenant, rid, row, terms);
+            }
+        }
+
+        foreach (var row in before.Geo)
+        {
+            if (!after.Geo.Exists(a => a.Attribute == row.Attribute))
+            {
+                _geoGone.Add(tenant, terms[row.Attribute], rid);
+            }
+        }
+
+        foreach (var row in after.Geo)
+        {
+            if (!before.Geo.Contains(row))
+            {
+                _geoNew.Add(tenant, terms[row.Attribute], rid, row.Wkb);
+            }
+        }
+    }
+
+    /// <summary>Adds the statements (removals first) to <paramref name="batch"/>.</summary>
+    public void AddTo(NpgsqlBatch batch)
+    {
+        foreach (var rows in (ArrayRows[])[_typesGone, _attrsGone, _numbersGone, _stringsGone, _geoGone, _typesNew, _attrsNew, _numbersNew, _stringsNew, _geoNew])
+        {
+            rows.AddTo(batch);
+        }
+    }
+
+    /// <summary>Removes rows (tenant, term, rid[, value]) of a table keyed (tenant, term[, value], rid), each by its whole key.</summary>
+    private static ArrayRows Gone(string table, string term, NpgsqlDbType? value) => new(
+        $"DELETE FROM {table} e USING {Unnest(value)} WHERE e.tenant = u.t AND e.{term} = u.a AND e.rid = u.r{(value is null ? "" : " AND e.value = u.v")}",
+        Columns(value));
+
+    private static ArrayRows Added(string table, string term, NpgsqlDbType? value) => new(
+        $"INSERT INTO {table} (tenant, {term}, rid{(value is null ? "" : ", value")}) SELECT * FROM {Unnest(value)} ON CONFLICT DO NOTHING",
+        Columns(value));
+
+    private static string Unnest(NpgsqlDbType? value) => value switch
+    {
+        null => "unnest($1::text[], $2::bigint[], $3::bigint[]) u(t, a, r)",
+        NpgsqlDbType.Double => "unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[]) u(t, a, r, v)",
+        _ => "unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) u(t, a, r, v)",
+    };
+
+    private static NpgsqlDbType[] Columns(NpgsqlDbType? value) =>
+        value is { } type ? [NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, type] : [NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint];
+
+    private static void AddValue(ArrayRows rows, string tenant, long rid, ValueRow row, IReadOnlyDictionary<string, long> terms)
+    {
+        var term = terms[row.Attribute];
+        if (row.Text is null)
+        {
+            // Instants share the attribute's term, negated, so a date never compares with a number.
+            rows.Add(tenant, row.Instant ? -term : term, rid, row.Number);
+        }
+        else
+        {
+            rows.Add(tenant, term, rid, row.Text);
+        }
     }
 }
