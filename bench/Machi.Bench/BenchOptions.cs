@@ -23,7 +23,7 @@ internal sealed record BenchOptions
           --connections N         HTTP/1.1 keep-alive connections at most (default: = concurrency)
           --batch-concurrency N   workers for batch-upsert and preload (default: 4)
           --batch-size N          entities per upsert request (default: 1000)
-          --warmup SECONDS        unrecorded warm-up per scenario (default: 2)
+          --warmup SECONDS        unrecorded warm-up per scenario (default: 15, until the JIT's tiering settles)
           --duration SECONDS      recorded time per scenario (default: 10)
           --requests N            record exactly N requests per scenario instead of a duration
           --entities N            entities preloaded for update, update-attr and read (default: 10000)
@@ -78,7 +78,7 @@ internal sealed record BenchOptions
 
     public int BatchSize { get; init; } = 1000;
 
-    public double WarmupSeconds { get; init; } = 2;
+    public double WarmupSeconds { get; init; } = 15;
 
     public double DurationSeconds { get; init; } = 10;
 

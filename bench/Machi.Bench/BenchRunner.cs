@@ -146,7 +146,8 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
             }
 
             return new ServerReport(
-                server.BaseUri.AbsoluteUri.TrimEnd('/'), server.Launched, server.Dll, memory?.ResidentBytes, memory?.PeakResidentBytes, log);
+                server.BaseUri.AbsoluteUri.TrimEnd('/'), server.Launched, server.Dll, memory?.ResidentBytes, memory?.PeakResidentBytes, log,
+                !server.Launched ? null : options.ServerDatabase is null ? "sqlite" : "postgresql");
         }
     }
 
@@ -302,7 +303,8 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
         options.Scenarios.Any(Scenario.IsPush)
             ? new PushParametersReport(
                 options.NotifyRate, options.SseRate, options.Subscriptions, options.Fanout, options.SharedEndpoint, options.SseClients, options.Concurrency, options.DrainSeconds)
-            : null);
+            : null,
+        options.Scenarios.Any(Scenario.IsQuery) ? options.QueryEntities : null);
 
     private string WriteResults(BenchReport report, string root, DateTimeOffset started)
     {

@@ -41,12 +41,14 @@ internal sealed record ParametersReport(
     bool Broker,
     bool Baseline,
     int Seed,
-    PushParametersReport? Push = null);
+    PushParametersReport? Push = null,
+    int? QueryEntities = null);
 
 internal sealed record PushParametersReport(
     double NotifyRate, double SseRate, int Subscriptions, int Fanout, bool SharedEndpoint, int SseClients, int Senders, double DrainSeconds);
 
-internal sealed record ServerReport(string Url, bool Launched, string? Dll, long? RssBytesAtEnd, long? PeakRssBytes, string? Log);
+/// <param name="Storage">"sqlite" or "postgresql" for a broker the bench launched; null for one it was pointed at.</param>
+internal sealed record ServerReport(string Url, bool Launched, string? Dll, long? RssBytesAtEnd, long? PeakRssBytes, string? Log, string? Storage = null);
 
 internal sealed record BaselineReport(string Engine, string Synchronous, string Description);
 
