@@ -289,6 +289,9 @@ public static class CityMove
             SELECT setval('entity_change_seq', m) FROM (SELECT greatest((SELECT max(seq) FROM change_cursors), (SELECT max(seq) FROM entity_changes)) AS m) x WHERE m > 0
             """, cancellationToken).ConfigureAwait(false);
         await PostgresEntityStore.IndexAllAsync(c, tx, cancellationToken).ConfigureAwait(false);
+
+        // Statistics of the loaded tables before the first query plans with them (autovacuum takes them a while later).
+        await ExecuteAsync(c, tx, $"ANALYZE {PostgresEntityStore.PlannedTables}", cancellationToken).ConfigureAwait(false);
         await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 

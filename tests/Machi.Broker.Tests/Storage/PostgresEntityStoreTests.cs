@@ -72,6 +72,31 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
     }
 
     [Fact]
+    public async Task Entities_loaded_in_bulk_get_planner_statistics_before_autovacuum_would_take_them()
+    {
+        var vehicles = Enumerable.Range(0, 1_500).Select(i => Vehicle($"urn:ngsi-ld:Vehicle:bulk{i}", i % 40)).ToList();
+        var results = await _store.WriteAsync("", [.. vehicles.Select(v => EntityWrite.Creating(v, EntityService.Create(v)))], CancellationToken.None);
+        Assert.All(results, Assert.Null);
+
+        // Without the store's own ANALYZE the tables keep the statistics of empty tables until autovacuum's next
+        // round (a minute or more), and a type + q query planned with them walks an index for every candidate.
+        await using var data = NpgsqlDataSource.Create(_connectionString);
+        await using var cmd = data.CreateCommand("""
+            SELECT count(*) FROM pg_stat_user_tables
+            WHERE relname IN ('entities', 'entity_types', 'entity_numbers', 'entity_strings') AND last_analyze IS NOT NULL
+            """);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while ((long)(await cmd.ExecuteScalarAsync())! < 4)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the index tables were not analyzed after 1,500 entities were written");
+            await Task.Delay(200);
+        }
+
+        await using var estimate = data.CreateCommand("SELECT reltuples FROM pg_class WHERE relname = 'entities'");
+        Assert.Equal(1_500, (float)(await estimate.ExecuteScalarAsync())!);
+    }
+
+    [Fact]
     public async Task A_second_node_on_the_same_database_sees_the_writes_and_is_woken_by_them()
     {
         await using var other = await OpenAsync();
