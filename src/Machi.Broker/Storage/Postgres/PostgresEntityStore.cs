@@ -188,10 +188,14 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         }
 
         // The evaluator decides on each candidate, in rid order, fetched in chunks (keyset) so a page reads only the
-        // candidates it needs; counting needs every candidate.
-        cmd.CommandText = $"SELECT e.rid, e.doc {plan.FromWhere} AND e.rid > @after ORDER BY e.rid LIMIT {CandidateChunk}";
+        // candidates it needs; counting needs every candidate. Most candidates of a geo or range condition match, so
+        // the first chunk is about one page and each further one twice the last (a page of 20 decoded 256 documents).
+        var chunk = query.Count ? CandidateChunk : (int)Math.Clamp((long)query.Offset + query.Limit + 4, 16, CandidateChunk);
+        cmd.CommandText = $"SELECT e.rid, e.doc {plan.FromWhere} AND e.rid > @after ORDER BY e.rid LIMIT @chunk";
         var after = new NpgsqlParameter("after", NpgsqlDbType.Bigint) { Value = long.MinValue };
+        var size = new NpgsqlParameter("chunk", NpgsqlDbType.Bigint) { Value = (long)chunk };
         cmd.Parameters.Add(after);
+        cmd.Parameters.Add(size);
         var matched = 0L;
         while (true)
         {
@@ -217,10 +221,13 @@ internal sealed partial class PostgresEntityStore : IEntityStore
                 }
             }
 
-            if (read < CandidateChunk || (!query.Count && entities.Count >= query.Limit))
+            if (read < chunk || (!query.Count && entities.Count >= query.Limit))
             {
                 break;
             }
+
+            chunk = Math.Min(chunk * 2, CandidateChunk);
+            size.Value = (long)chunk;
         }
 
         return new EntityPage(entities, query.Count ? matched : null);
