@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Machi.Broker.Access;
 using Machi.Broker.Http;
+using Machi.Broker.Query;
 using Machi.Broker.Registrations;
 using Machi.Broker.Storage;
 using Machi.Ngsi.Errors;
@@ -23,7 +24,8 @@ internal static class EntitiesApi
         group.MapPost("/", Create).WithName("CreateEntity").WithSummary("Create an entity")
             .WithJsonBody("An entity (normalized or concise), with id and type.").AcceptsEntity().Produces(201);
         group.MapGet("/{entityId}", Retrieve).WithName("RetrieveEntity").WithSummary("Retrieve an entity")
-            .WithQuery(NgsiOpenApi.Attrs, NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.Lang, NgsiOpenApi.GeometryProperty)
+            .WithQuery(NgsiOpenApi.Attrs, NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.Lang, NgsiOpenApi.GeometryProperty,
+                NgsiOpenApi.DatasetId, NgsiOpenApi.Join, NgsiOpenApi.JoinLevel, NgsiOpenApi.ContainedBy)
             .ProducesEntities();
         group.MapDelete("/{entityId}", Delete).WithName("DeleteEntity").WithSummary("Delete an entity").Produces(204);
         group.MapPut("/{entityId}", Replace).WithName("ReplaceEntity").WithSummary("Replace an entity")
@@ -77,7 +79,16 @@ internal static class EntitiesApi
         var entity = await distributed.RetrieveAsync(http, tenant, id, options.Attrs?.Select(context.ExpandTerm).ToList(), context,
             ct => entities.GetAsync(tenant, id, http.Caller(), ct));
         var render = options.Render(context, mediaType);
-        return new NgsiJsonResult(200, mediaType, context, w => EntityRenderer.WriteEntity(w, entity, render));
+        if (EntityJoin.FromUrl(http.Request.Query) is not { } join)
+        {
+            return new NgsiJsonResult(200, mediaType, context, w => EntityRenderer.WriteEntity(w, entity, render));
+        }
+
+        // join=flat answers the entity and its Linked Entities as an array; join=inline, the entity with them inside.
+        var (written, joined) = await join.ApplyAsync(entities, tenant, http.Caller(), [entity], render, http.RequestAborted);
+        return join.Mode == JoinMode.Flat
+            ? new NgsiJsonResult(200, mediaType, context, w => WriteEntities(w, written, joined))
+            : new NgsiJsonResult(200, mediaType, context, w => EntityRenderer.WriteEntity(w, entity, joined));
     }
 
     /// <summary>An id as a URL path segment: escaped, but URIs keep their colons.</summary>

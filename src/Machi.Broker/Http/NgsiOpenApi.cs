@@ -65,6 +65,11 @@ internal static class NgsiOpenApi
     public static readonly (string, string) Attrs = ("attrs", "Comma list of attribute names to return (queries: entities must have at least one).");
     public static readonly (string, string) Lang = ("lang", "Language preference for LanguageProperty values, e.g. ja,en;q=0.5; * for all.");
     public static readonly (string, string) GeometryProperty = ("geometryProperty", "GeoProperty used as the GeoJSON geometry (Accept: application/geo+json); default location.");
+    public static readonly (string, string) DatasetId = ("datasetId", "Comma list of datasetIds: only these attribute instances are returned (@none: the default instance).");
+    public static readonly (string, string) Join = ("join", "flat: Linked Entities (named by Relationships) returned beside the entities; inline: inside their Relationships (entity / entityList).");
+    public static readonly (string, string) JoinLevel = ("joinLevel", "How many Relationships deep join follows (default 1).");
+    public static readonly (string, string) ContainedBy = ("containedBy", "Comma list of entity ids join does not read again (already held by the caller).");
+    public static readonly (string, string) ExpandValues = ("expandValues", "Comma list of attributes whose values in q are expanded with the @context before comparing.");
 
     private static OpenApiParameter Parameter(string name, ParameterLocation location, string description) => new()
     {

@@ -42,7 +42,16 @@ internal sealed record RequestOptions
 
     public string? GeometryProperty { get; init; }
 
-    public string? DatasetId { get; init; }
+    /// <summary>datasetId= as a list (reads: the instances to return); "@none" names the default instance.</summary>
+    public IReadOnlyList<string>? DatasetIds { get; init; }
+
+    /// <summary>datasetId= naming one instance (attribute deletion); null for the default instance.</summary>
+    public string? DatasetId => DatasetIds switch
+    {
+        null or ["@none"] => null,
+        [var one] => one,
+        _ => throw NgsiException.BadData("datasetId: one datasetId is expected here."),
+    };
 
     public bool DeleteAll { get; init; }
 
@@ -114,10 +123,10 @@ internal sealed record RequestOptions
             throw NgsiException.BadData("options: 'replace' and 'update' exclude each other.");
         }
 
-        var datasetId = Single(query, "datasetId");
-        if (datasetId is not null && !NgsiText.IsUri(datasetId))
+        var datasetIds = List(query, "datasetId");
+        if (datasetIds is not null && Array.Exists(datasetIds, d => d != "@none" && !NgsiText.IsUri(d)))
         {
-            throw NgsiException.BadData("datasetId must be a URI.");
+            throw NgsiException.BadData("datasetId must be a URI (or @none for the default instance).");
         }
 
         var ids = List(query, "id");
@@ -146,7 +155,7 @@ internal sealed record RequestOptions
             Count = Flag(query, "count"),
             Lang = LanguagePreference.Parse(Single(query, "lang")),
             GeometryProperty = Single(query, "geometryProperty"),
-            DatasetId = datasetId,
+            DatasetIds = datasetIds,
             DeleteAll = Flag(query, "deleteAll"),
             Local = Flag(query, "local"),
         };
@@ -171,6 +180,7 @@ internal sealed record RequestOptions
             SysAttrs = SysAttrs,
             Attrs = attrs,
             Lang = Lang,
+            DatasetIds = DatasetIds?.ToHashSet(StringComparer.Ordinal),
             IncludeContext = mediaType != MediaTypes.Json,
             GeometryProperty = mediaType == MediaTypes.GeoJson ? context.ExpandTerm(GeometryProperty ?? "location") : null,
         };
@@ -193,7 +203,7 @@ internal sealed record RequestOptions
         return string.IsNullOrEmpty(value) ? throw NgsiException.BadData($"Parameter '{name}' is empty.") : value;
     }
 
-    private static string[]? List(IQueryCollection query, string name)
+    public static string[]? List(IQueryCollection query, string name)
     {
         var text = Single(query, name);
         if (text is null)
@@ -205,7 +215,7 @@ internal sealed record RequestOptions
         return Array.Exists(items, i => i.Length == 0) ? throw NgsiException.BadData($"Parameter '{name}' has an empty item.") : items;
     }
 
-    private static string[]? Names(IQueryCollection query, string name)
+    public static string[]? Names(IQueryCollection query, string name)
     {
         var items = List(query, name);
         if (items is null)

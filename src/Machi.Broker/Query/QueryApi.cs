@@ -43,13 +43,15 @@ internal static class QueryApi
                 ("local", "true: only this broker's entities, no context sources."),
                 ("limit", "Page size (default 20, maximum Broker:MaxLimit; 0 with count=true for the count alone)."),
                 ("offset", "Entities to skip."), ("count", "true: total in the NGSILD-Results-Count header."),
-                NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.Lang, NgsiOpenApi.GeometryProperty)
+                NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.Lang, NgsiOpenApi.GeometryProperty,
+                NgsiOpenApi.DatasetId, NgsiOpenApi.ExpandValues, NgsiOpenApi.Join, NgsiOpenApi.JoinLevel, NgsiOpenApi.ContainedBy)
             .ProducesEntities();
         api.MapPost("/entityOperations/query", QueryByBody).RequiresScope(null).WithTags("Batch operations").WithNgsiHeaders().WithName("QueryEntitiesPost")
-            .WithSummary("Query entities with a Query body (entities, attrs, pick, omit, q, geoQ, scopeQ, lang)")
+            .WithSummary("Query entities with a Query body (entities, attrs, pick, omit, q, geoQ, scopeQ, lang, datasetId, expandValues, join, joinLevel, containedBy)")
             .WithJsonBody("A Query: {\"type\":\"Query\", \"entities\":[{\"type\":\"Vehicle\"}], \"q\":\"speed>50\", \"geoQ\":{…}}.")
             .WithQuery(("limit", "Page size."), ("offset", "Entities to skip."), ("count", "true: total in the NGSILD-Results-Count header."),
-                ("local", "true: only this broker's entities."), NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.GeometryProperty)
+                ("local", "true: only this broker's entities."), NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.GeometryProperty,
+                NgsiOpenApi.DatasetId, NgsiOpenApi.Join, NgsiOpenApi.JoinLevel, NgsiOpenApi.ContainedBy)
             .AcceptsEntity().ProducesEntities();
         return api;
     }
@@ -59,12 +61,12 @@ internal static class QueryApi
         var query = http.Request.Query;
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: true);
         var options = RequestOptions.Parse(query);
-        QueryParameters.RejectUnsupported(query, "csf", "expandValues", "join", "joinLevel", "entityMap", "containedBy", "datasetId");
+        QueryParameters.RejectUnsupported(query, "csf", "entityMap");
         var context = await NgsiRequest.ContextAsync(http, resolver);
         var (filter, pick, omit) = QueryParameters.FromUrl(query, options, context.ExpandTerm);
         QueryParameters.RequireRestriction(filter, options, "type, id, idPattern, attrs, q, geoQ, scopeQ or local=true");
         var render = options.Render(context, mediaType) with { Pick = pick, Omit = omit };
-        return await AnswerAsync(http, entities, distributed, settings.Value, options, filter, mediaType, render);
+        return await AnswerAsync(http, entities, distributed, settings.Value, options, filter, mediaType, render, EntityJoin.FromUrl(query));
     }
 
     private static async Task<IResult> QueryByBody(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings, DistributedQuery distributed)
@@ -84,7 +86,7 @@ internal static class QueryApi
             throw NgsiException.BadData($"A query body has type \"Query\", not \"{EntityParser.Truncate(type)}\".");
         }
 
-        foreach (var unsupported in new[] { "csf", "temporalQ", "expandValues", "join", "joinLevel", "datasetId", "containedBy" })
+        foreach (var unsupported in new[] { "csf", "temporalQ" })
         {
             if (body.TryGetProperty(unsupported, out _))
             {
@@ -97,7 +99,7 @@ internal static class QueryApi
         {
             Selectors = Selectors(body, expand),
             Attrs = attrs?.Select(expand).ToList(),
-            Q = String(body, "q") is { } q ? QExpressions.Expand(QParser.Parse(q), expand) : null,
+            Q = String(body, "q") is { } q ? QueryParameters.ParseQ(q, Names(body, "expandValues"), expand) : null,
             Geo = body.TryGetProperty("geoQ", out var geoQ) ? GeoQuery.FromJson(geoQ, expand) : null,
             Scope = String(body, "scopeQ") is { } scope ? ScopeQuery.Parse(scope) : null,
         };
@@ -112,11 +114,13 @@ internal static class QueryApi
             Pick = pick,
             Omit = omit,
             Lang = String(body, "lang") is { } lang ? LanguagePreference.Parse(lang) : options.Lang,
+            DatasetIds = DatasetIds(body) ?? options.DatasetIds?.ToHashSet(StringComparer.Ordinal),
         };
-        return await AnswerAsync(http, entities, distributed, settings.Value, options, filter, mediaType, render);
+        return await AnswerAsync(http, entities, distributed, settings.Value, options, filter, mediaType, render, EntityJoin.FromBody(body) ?? EntityJoin.FromUrl(http.Request.Query));
     }
 
-    private static async Task<IResult> AnswerAsync(HttpContext http, EntityService entities, DistributedQuery distributed, BrokerOptions settings, RequestOptions options, EntityFilter filter, string mediaType, RenderOptions render)
+    private static async Task<IResult> AnswerAsync(
+        HttpContext http, EntityService entities, DistributedQuery distributed, BrokerOptions settings, RequestOptions options, EntityFilter filter, string mediaType, RenderOptions render, EntityJoin? join)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
         var limit = options.PageLimit(settings);
@@ -129,7 +133,32 @@ internal static class QueryApi
             http.Response.Headers["NGSILD-Results-Count"] = total.ToString(CultureInfo.InvariantCulture);
         }
 
-        return new NgsiJsonResult(200, mediaType, render.Context, w => EntitiesApi.WriteEntities(w, page.Entities, render));
+        var (written, joined) = join is null
+            ? (page.Entities, render)
+            : await join.ApplyAsync(entities, tenant, http.Caller(), page.Entities, render, http.RequestAborted);
+        return new NgsiJsonResult(200, mediaType, render.Context, w => EntitiesApi.WriteEntities(w, written, joined));
+    }
+
+    /// <summary>The Query body's datasetId: the instances to return (a string or an array; "@none" for the default instance).</summary>
+    private static HashSet<string>? DatasetIds(JsonElement body)
+    {
+        if (!body.TryGetProperty("datasetId", out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        var items = value.ValueKind switch
+        {
+            JsonValueKind.String => [value.GetString()!],
+            JsonValueKind.Array => value.EnumerateArray().Select(v => v.ValueKind == JsonValueKind.String ? v.GetString()! : string.Empty).ToList(),
+            _ => [],
+        };
+        if (items.Count == 0 || items.Exists(d => d != "@none" && !NgsiText.IsUri(d)))
+        {
+            throw NgsiException.BadData("datasetId must be a URI or an array of URIs (@none for the default instance).");
+        }
+
+        return items.ToHashSet(StringComparer.Ordinal);
     }
 
     /// <summary>The entities member: EntitySelectors {id, idPattern, type}, ORed.</summary>

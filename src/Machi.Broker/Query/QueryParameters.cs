@@ -24,7 +24,7 @@ internal static class QueryParameters
         {
             Selectors = type is null && pattern is null && options.Ids is null ? null : [new EntitySelector(options.Ids, pattern, type)],
             Attrs = options.Attrs?.Select(expand).ToList(),
-            Q = Text(query, "q") is { } q ? QExpressions.Expand(QParser.Parse(q), expand) : null,
+            Q = Text(query, "q") is { } q ? ParseQ(q, RequestOptions.Names(query, "expandValues"), expand) : null,
             Geo = Text(query, "georel") is not null || Text(query, "geometry") is not null || Text(query, "coordinates") is not null
                 ? GeoQuery.Parse(Text(query, "georel"), Text(query, "geometry"), Text(query, "coordinates"), Text(query, "geoproperty"), expand)
                 : null,
@@ -32,6 +32,16 @@ internal static class QueryParameters
         };
         var (pick, omit) = Projection.Parse(Text(query, "pick"), Text(query, "omit"), expand);
         return new UrlQuery(filter, pick, omit);
+    }
+
+    /// <summary>
+    /// A q expression with names expanded; the comparisons on the attributes named by expandValues compare with their
+    /// values expanded as terms too.
+    /// </summary>
+    public static QExpression ParseQ(string q, IEnumerable<string>? expandValues, Func<string, string> expand)
+    {
+        var expression = QExpressions.Expand(QParser.Parse(q), expand);
+        return expandValues is null ? expression : QExpressions.ExpandValues(expression, expandValues.Select(expand).ToHashSet(StringComparer.Ordinal));
     }
 
     /// <summary>

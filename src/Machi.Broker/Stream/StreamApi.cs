@@ -71,7 +71,7 @@ internal static class StreamApi
         var request = http.Request;
         AcceptEventStream(request);
         var options = RequestOptions.Parse(request.Query);
-        QueryParameters.RejectUnsupported(request.Query, "csf", "expandValues", "join", "joinLevel", "entityMap", "containedBy", "datasetId", "local");
+        QueryParameters.RejectUnsupported(request.Query, "csf", "join", "joinLevel", "entityMap", "containedBy", "datasetId", "local");
         var context = await NgsiRequest.ContextAsync(http, resolver);
         var (filter, pick, omit) = QueryParameters.FromUrl(request.Query, options, context.ExpandTerm);
         var render = options.Render(context, MediaTypes.Json) with { Pick = pick, Omit = omit };

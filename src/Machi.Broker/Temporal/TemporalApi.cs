@@ -105,7 +105,7 @@ internal static class TemporalApi
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: false);
         var query = http.Request.Query;
         var options = RequestOptions.Parse(query);
-        QueryParameters.RejectUnsupported(query, "csf", "expandValues", "join", "joinLevel", "entityMap", "containedBy", "datasetId");
+        QueryParameters.RejectUnsupported(query, "csf", "join", "joinLevel", "entityMap", "containedBy", "datasetId");
         var temporal = TemporalQuery.Parse(query);
         var context = await NgsiRequest.ContextAsync(http, resolver);
         var (filter, pick, omit) = QueryParameters.FromUrl(query, options, context.ExpandTerm);

@@ -41,6 +41,22 @@ public sealed record RenderOptions(LdContext Context)
     /// <summary>omit= (clause 4.21): members not to return, named as in <see cref="Pick"/>.</summary>
     public IReadOnlySet<string>? Omit { get; init; }
 
+    /// <summary>
+    /// datasetId= (clause 4.5.5): the only attribute instances to return, by datasetId; "@none" names the default
+    /// instance. An attribute with none of them is left out. Null returns every instance.
+    /// </summary>
+    public IReadOnlySet<string>? DatasetIds { get; init; }
+
+    /// <summary>join=inline (clause 4.5.23): the Linked Entities to write into the Relationships that name them.</summary>
+    public InlineJoin? Inline { get; init; }
+
+    /// <summary>Whether an instance of the attribute (expanded name) is written: attrs, pick/omit and datasetId let it through.</summary>
+    public bool ShowsInstance(string name, AttributeInstance instance)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        return (Attrs is null || Attrs.Contains(name)) && Shows(name) && (DatasetIds is null || DatasetIds.Contains(instance.DatasetId ?? "@none"));
+    }
+
     /// <summary>Whether pick/omit let a member (core member keyword or expanded attribute name) through.</summary>
     internal bool Shows(string member) =>
         (Pick is null || Pick.Contains(member)) && (Omit is null || !Omit.Contains(member));
@@ -58,6 +74,12 @@ public static class EntityRenderer
 
     public static void WriteEntity(Utf8JsonWriter w, Entity entity, RenderOptions options)
     {
+        if (options.Inline is { } inline)
+        {
+            // Each entity of a response is the root of its own traversal.
+            options = options with { Inline = inline.Root(entity.Id) };
+        }
+
         if (options.GeometryProperty is not null)
         {
             WriteFeature(w, entity, options);
@@ -163,8 +185,14 @@ public static class EntityRenderer
                 continue;
             }
 
+            var shown = options.DatasetIds is { } datasets ? instances.FindAll(i => datasets.Contains(i.DatasetId ?? "@none")) : instances;
+            if (shown.Count == 0)
+            {
+                continue;
+            }
+
             w.WritePropertyName(options.Context.CompactIri(name));
-            WriteInstances(w, instances, options);
+            WriteInstances(w, shown, options);
         }
     }
 
@@ -192,11 +220,17 @@ public static class EntityRenderer
         var languageValue = a.Kind == AttributeKind.LanguageProperty && options.Lang is { } lang
             ? lang.Select((JsonObject)a.Payload)
             : null;
+        var linked = options.Inline?.Linked(a);
         if (options.Format == Representation.KeyValues)
         {
             if (languageValue is { } chosen)
             {
                 w.WriteStringValue(chosen.Text);
+            }
+            else if (linked is not null)
+            {
+                // Simplified: the Linked Entity stands in place of the identifier it carries.
+                WriteLinked(w, a, linked, options);
             }
             else
             {
@@ -256,11 +290,49 @@ public static class EntityRenderer
             foreach (var (name, instances) in sub)
             {
                 w.WritePropertyName(ctx.CompactIri(name));
-                WriteInstances(w, instances, options with { Attrs = null, Pick = null, Omit = null });
+                WriteInstances(w, instances, options with { Attrs = null, Pick = null, Omit = null, DatasetIds = null, Inline = null });
             }
         }
 
+        if (linked is not null)
+        {
+            w.WritePropertyName(a.Kind == AttributeKind.ListRelationship ? "entityList" : "entity");
+            WriteLinked(w, a, linked, options);
+        }
+
         extra?.Invoke(w);
+        w.WriteEndObject();
+    }
+
+    /// <summary>
+    /// The Linked Entities of a Relationship, in the shape of its object: one entity for one object, an array for a
+    /// ListRelationship or a Relationship with several objects (objects whose entity is not at hand are left out).
+    /// </summary>
+    private static void WriteLinked(Utf8JsonWriter w, AttributeInstance a, IReadOnlyList<(Entity Entity, InlineJoin Next)> linked, RenderOptions options)
+    {
+        var inner = options with { Attrs = null, Pick = null, Omit = null, DatasetIds = null, IncludeContext = false, GeometryProperty = null };
+        if (linked.Count == 1 && a.Kind == AttributeKind.Relationship && a.Payload is JsonValue)
+        {
+            WriteLinkedEntity(w, linked[0], inner);
+            return;
+        }
+
+        w.WriteStartArray();
+        foreach (var one in linked)
+        {
+            WriteLinkedEntity(w, one, inner);
+        }
+
+        w.WriteEndArray();
+    }
+
+    private static void WriteLinkedEntity(Utf8JsonWriter w, (Entity Entity, InlineJoin Next) linked, RenderOptions options)
+    {
+        var inner = options with { Inline = linked.Next };
+        w.WriteStartObject();
+        w.WriteString("id", linked.Entity.Id);
+        WriteTypes(w, "type", linked.Entity.Types, inner.Context);
+        WriteBody(w, linked.Entity, inner);
         w.WriteEndObject();
     }
 

@@ -35,6 +35,31 @@ public static class QExpressions
         };
     }
 
+    /// <summary>
+    /// expandValues= (clause 6.3.x): the comparisons on the named attributes (expanded names) compare with their values
+    /// expanded as terms — a query may write "commercial" for an attribute that holds the IRI
+    /// "https://…/commercial". Call on an expression already passed through <see cref="Expand(QExpression, Func{string, string})"/>.
+    /// </summary>
+    public static QExpression ExpandValues(QExpression expression, IReadOnlySet<string> attributes)
+    {
+        ArgumentNullException.ThrowIfNull(expression);
+        ArgumentNullException.ThrowIfNull(attributes);
+        return expression switch
+        {
+            QLogical logical => logical with { Terms = logical.Terms.Select(t => ExpandValues(t, attributes)).ToArray() },
+            QComparison comparison when attributes.Contains(comparison.Path.Names[0]) => comparison with { Value = TakeExpansion(comparison.Value) },
+            _ => expression,
+        };
+    }
+
+    private static QValue TakeExpansion(QValue value) => value switch
+    {
+        QString { Expanded: { } e } s => s with { Value = e },
+        QUri { Expanded: { } e } u => u with { Value = e },
+        QList list => list with { Values = list.Values.Select(TakeExpansion).ToArray() },
+        _ => value,
+    };
+
     private static QPath Expand(QPath path, Func<string, string> expandTerm)
     {
         var names = new string[path.Names.Count];

@@ -598,6 +598,156 @@ public abstract class QueryApiTests(Backend backend) : IAsyncLifetime
         Assert.Equal(61, taxi["properties"]!["speed"]!.GetValue<int>());
     }
 
+    // The organisations the seed's Relationships name, linked on: the city belongs to the prefecture, which names the
+    // city back (a cycle); the bus company has a depot (two levels below a bus).
+    private const string Organizations = """
+        [{"id":"urn:ngsi-ld:Organization:aizu-city","type":"Organization","name":{"type":"Property","value":"会津若松市"},
+          "partOf":{"type":"Relationship","object":"urn:ngsi-ld:Organization:fukushima"}},
+         {"id":"urn:ngsi-ld:Organization:fukushima","type":"Organization","name":{"type":"Property","value":"福島県"},
+          "municipalities":{"type":"ListRelationship","objectList":["urn:ngsi-ld:Organization:aizu-city","urn:ngsi-ld:Organization:kitakata"]}},
+         {"id":"urn:ngsi-ld:Organization:aizu-bus","type":"Organization","name":{"type":"Property","value":"会津乗合自動車"},
+          "depot":{"type":"Relationship","object":"urn:ngsi-ld:Depot:wakamatsu"}},
+         {"id":"urn:ngsi-ld:Depot:wakamatsu","type":"Depot","name":{"type":"Property","value":"若松営業所"}}]
+        """;
+
+    private const string AizuCity = "urn:ngsi-ld:Organization:aizu-city";
+    private const string Fukushima = "urn:ngsi-ld:Organization:fukushima";
+    private const string AizuBus = "urn:ngsi-ld:Organization:aizu-bus";
+    private const string Depot = "urn:ngsi-ld:Depot:wakamatsu";
+
+    [Fact]
+    public async Task Join_flat_returns_the_linked_entities_once_beside_the_page_down_to_joinLevel()
+    {
+        Assert.Equal(HttpStatusCode.Created, (await Client.PostAsync(CreatePath, NgsiHttp.Json(Organizations))).StatusCode);
+
+        // Buses link to the bus company; the snowplow to the city; the taxi's company does not exist.
+        Assert.Equal(Set([.. Vehicles, AizuBus, AizuCity]), await Get(("type", "Vehicle"), ("join", "flat")));
+        var flat = (await (await Client.GetAsync(Url(("type", "Vehicle"), ("join", "flat")))).ReadJson()).AsArray();
+        Assert.Equal(6, flat.Count);
+        Assert.Equal(Vehicles.Order(StringComparer.Ordinal), flat.Take(4).Select(e => e!["id"]!.GetValue<string>()).Order(StringComparer.Ordinal));
+        Assert.Equal("会津乗合自動車", flat.Single(e => e!["id"]!.GetValue<string>() == AizuBus)!["name"]!["value"]!.GetValue<string>());
+
+        // joinLevel 2 reaches the depot and the prefecture; 3 the prefecture's other municipality (absent) and no more.
+        Assert.Equal(Set([.. Vehicles, AizuBus, AizuCity, Depot, Fukushima]), await Get(("type", "Vehicle"), ("join", "flat"), ("joinLevel", "2")));
+        Assert.Equal(Set([.. Vehicles, AizuBus, AizuCity, Depot, Fukushima]), await Get(("type", "Vehicle"), ("join", "flat"), ("joinLevel", "5")));
+
+        // Only Relationships the response shows are followed, and containedBy names entities not to read again.
+        Assert.Equal(Set(Bus1, Plow), await Get(("id", $"{Bus1},{Plow}"), ("attrs", "speed"), ("join", "flat")));
+        Assert.Equal(Set(Bus1, Plow, AizuCity), await Get(("id", $"{Bus1},{Plow}"), ("join", "flat"), ("containedBy", AizuBus)));
+
+        // Paging and counting concern the entities queried, not the linked ones.
+        var page = await Client.GetAsync(Url(("idPattern", "aizu-bus-"), ("join", "flat"), ("limit", "1"), ("count", "true")));
+        Assert.Equal("2", page.Headers.GetValues("NGSILD-Results-Count").Single());
+        Assert.Equal(AizuBus, (await page.ReadJson()).AsArray().Select(e => e!["id"]!.GetValue<string>()).Last());
+
+        // The same through a Query body, and for one entity by id: an array of the entity and its Linked Entities.
+        Assert.Equal(Set(Gym, AizuCity, Fukushima), await PostIds($$"""{"type":"Query","entities":[{"id":"{{Gym}}"}],"join":"flat","joinLevel":2}"""));
+        var byId = (await (await Client.GetAsync(NgsiHttp.Entities + "/" + Bus2 + "?join=flat&joinLevel=2")).ReadJson()).AsArray();
+        Assert.Equal([Bus2, AizuBus, Depot], byId.Select(e => e!["id"]!.GetValue<string>()));
+    }
+
+    [Fact]
+    public async Task Join_inline_writes_each_linked_entity_into_its_relationship_and_ends_cycles()
+    {
+        Assert.Equal(HttpStatusCode.Created, (await Client.PostAsync(CreatePath, NgsiHttp.Json(Organizations))).StatusCode);
+
+        var bus = await (await Client.GetAsync(NgsiHttp.Entities + "/" + Bus1 + "?join=inline&joinLevel=2")).ReadJson();
+        var company = bus["operator"]!;
+        Assert.Equal("Relationship", company["type"]!.GetValue<string>());
+        Assert.Equal(AizuBus, company["object"]!.GetValue<string>());
+        Assert.Equal(AizuBus, company["entity"]!["id"]!.GetValue<string>());
+        Assert.Equal("会津乗合自動車", company["entity"]!["name"]!["value"]!.GetValue<string>());
+        Assert.Equal("若松営業所", company["entity"]!["depot"]!["entity"]!["name"]!["value"]!.GetValue<string>());
+
+        // joinLevel 1 (the default) stops below the first Relationship.
+        var shallow = await (await Client.GetAsync(NgsiHttp.Entities + "/" + Bus1 + "?join=inline")).ReadJson();
+        Assert.Equal(AizuBus, shallow["operator"]!["entity"]!["id"]!.GetValue<string>());
+        Assert.Null(shallow["operator"]!["entity"]!["depot"]!["entity"]);
+
+        // city → prefecture → [city, kitakata]: the city is written again inside the prefecture's ListRelationship but
+        // not expanded again; the municipality that does not exist is left out of entityList.
+        var city = Assert.Single((await (await Client.GetAsync(Url(("id", AizuCity), ("join", "inline"), ("joinLevel", "9")))).ReadJson()).AsArray())!;
+        var prefecture = city["partOf"]!["entity"]!;
+        Assert.Equal(Fukushima, prefecture["id"]!.GetValue<string>());
+        var municipalities = prefecture["municipalities"]!["entityList"]!.AsArray();
+        var again = Assert.Single(municipalities)!;
+        Assert.Equal(AizuCity, again["id"]!.GetValue<string>());
+        Assert.Null(again["partOf"]!["entity"]);
+
+        // Simplified: the linked entity stands where its id was; concise keeps "object" beside "entity".
+        var kv = Assert.Single((await (await Client.GetAsync(Url(("id", Gym), ("join", "inline"), ("options", "keyValues")))).ReadJson()).AsArray())!;
+        Assert.Equal("会津若松市", kv["managedBy"]!["name"]!.GetValue<string>());
+        var concise = Assert.Single((await (await Post($$"""{"type":"Query","entities":[{"id":"{{Gym}}"}],"join":"inline"}""", "?format=concise")).ReadJson()).AsArray())!;
+        Assert.Equal(AizuCity, concise["managedBy"]!["object"]!.GetValue<string>());
+        Assert.Equal("会津若松市", concise["managedBy"]!["entity"]!["name"]!.GetValue<string>());
+
+        await (await Client.GetAsync(Url(("type", "Vehicle"), ("join", "sideways")))).AssertProblem(400, "BadRequestData");
+        await (await Client.GetAsync(Url(("type", "Vehicle"), ("join", "flat"), ("joinLevel", "0")))).AssertProblem(400, "BadRequestData");
+        await (await Client.GetAsync(NgsiHttp.Entities + "/" + Bus1 + "?join=inline&containedBy=not%20a%20uri")).AssertProblem(400, "BadRequestData");
+        await (await Post("""{"type":"Query","entities":[{"type":"Vehicle"}],"join":"flat","joinLevel":"deep"}""")).AssertProblem(400, "BadRequestData");
+    }
+
+    [Fact]
+    public async Task DatasetId_returns_only_the_named_instances_of_multi_attributes()
+    {
+        var created = await Client.PostAsync(CreatePath, NgsiHttp.Json("""
+            [{"id":"urn:ngsi-ld:WeatherObserved:tsurugajo","type":"WeatherObserved",
+              "temperature":[{"type":"Property","value":-2.5},
+                             {"type":"Property","value":-3.1,"datasetId":"urn:ngsi-ld:Dataset:roof"},
+                             {"type":"Property","value":-1.0,"datasetId":"urn:ngsi-ld:Dataset:street"}],
+              "snowDepth":{"type":"Property","value":35,"datasetId":"urn:ngsi-ld:Dataset:roof"}}]
+            """));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        const string Station = "urn:ngsi-ld:WeatherObserved:tsurugajo";
+
+        var roof = await (await Client.GetAsync(NgsiHttp.Entities + "/" + Station + "?datasetId=urn:ngsi-ld:Dataset:roof")).ReadJson();
+        Assert.Equal(-3.1, roof["temperature"]!["value"]!.GetValue<double>());
+        Assert.Equal(35, roof["snowDepth"]!["value"]!.GetValue<int>());
+
+        // @none names the default instance; an attribute with none of the named instances is left out.
+        var plain = Assert.Single((await (await Client.GetAsync(Url(("id", Station), ("datasetId", "@none")))).ReadJson()).AsArray())!;
+        Assert.Equal(-2.5, plain["temperature"]!["value"]!.GetValue<double>());
+        Assert.Null(plain["temperature"]!["datasetId"]);
+        Assert.Null(plain["snowDepth"]);
+
+        var two = Assert.Single((await (await Post($$"""{"type":"Query","entities":[{"id":"{{Station}}"}],"datasetId":["@none","urn:ngsi-ld:Dataset:street"]}""")).ReadJson()).AsArray())!;
+        Assert.Equal([-2.5, -1.0], two["temperature"]!.AsArray().Select(t => t!["value"]!.GetValue<double>()));
+
+        await (await Client.GetAsync(Url(("id", Station), ("datasetId", "not a uri")))).AssertProblem(400, "BadRequestData");
+        await (await Post($$"""{"type":"Query","entities":[{"id":"{{Station}}"}],"datasetId":42}""")).AssertProblem(400, "BadRequestData");
+    }
+
+    [Fact]
+    public async Task ExpandValues_compares_the_named_attributes_with_their_values_expanded_by_the_context()
+    {
+        var created = await Client.PostAsync(CreatePath, NgsiHttp.Json("""
+            [{"id":"urn:ngsi-ld:Building:aizu-castle","type":"Building",
+              "category":{"type":"Property","value":"https://smartdatamodels.org/dataModel.Building/cultural"}},
+             {"id":"urn:ngsi-ld:Building:aizu-station","type":"Building",
+              "category":{"type":"Property","value":"cultural"}}]
+            """));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var hosted = await Client.PostJson("/ngsi-ld/v1/jsonldContexts", """{"@context":{"cultural":"https://smartdatamodels.org/dataModel.Building/cultural"}}""");
+        var contextUrl = hosted.Headers.Location!.OriginalString;
+
+        async Task<string[]> Buildings(params (string, string)[] extra)
+        {
+            using var request = WithLink(new HttpRequestMessage(HttpMethod.Get, Url([("type", "Building"), ("q", "category==\"cultural\""), .. extra])), contextUrl);
+            return await IdsOf(await Client.SendAsync(request));
+        }
+
+        // Without expandValues the string is compared as written; with it, as the IRI the context makes of it.
+        Assert.Equal(["urn:ngsi-ld:Building:aizu-station"], await Buildings());
+        Assert.Equal(["urn:ngsi-ld:Building:aizu-castle"], await Buildings(("expandValues", "category")));
+        Assert.Equal(["urn:ngsi-ld:Building:aizu-station"], await Buildings(("expandValues", "name")));
+
+        using var post = WithLink(new HttpRequestMessage(HttpMethod.Post, QueryPath)
+        {
+            Content = NgsiHttp.Json("""{"type":"Query","entities":[{"type":"Building"}],"q":"category==\"cultural\"","expandValues":["category"]}"""),
+        }, contextUrl);
+        Assert.Equal(["urn:ngsi-ld:Building:aizu-castle"], await IdsOf(await Client.SendAsync(post)));
+    }
+
     [Fact]
     public async Task Paging_and_counting_agree_whether_or_not_the_indexes_decide_alone()
     {
