@@ -1,9 +1,11 @@
 using Machi.Broker.Access;
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Machi.Broker.Entities;
 using Machi.Broker.Http;
 using Machi.Broker.Query;
+using Machi.Broker.Temporal;
 using Machi.Ngsi.Errors;
 using Machi.Ngsi.JsonLd;
 using Machi.Ngsi.Model;
@@ -20,8 +22,8 @@ internal static class RegistrationsApi
 {
     public const string Path = "/ngsi-ld/v1/csourceRegistrations/";
 
-    /// <summary>Query parameters of clause 6.8.3.2 that this broker does not evaluate on registrations yet.</summary>
-    private static readonly string[] Unsupported = ["q", "timeproperty", "timerel", "timeAt", "endTimeAt"];
+    /// <summary>Query parameters of clause 6.8.3.2 that this broker does not evaluate on registrations.</summary>
+    private static readonly string[] Unsupported = ["q"];
 
     public static RouteGroupBuilder MapRegistrations(this RouteGroupBuilder api)
     {
@@ -88,8 +90,9 @@ internal static class RegistrationsApi
             http.Request.Query["type"] is [{ Length: > 0 } type] ? TypeExpression.Parse(type).Expand(context.ExpandTerm).Names.ToList() : null,
             options.Attrs?.Select(a => EntityParser.ExpandAttributeName(a, context)).ToHashSet(StringComparer.Ordinal));
         var filter = RegistrationFilter(http.Request.Query, context);
+        var during = TimeFilter(http.Request.Query);
         var matching = (await registrations.ListAsync(tenant, http.RequestAborted))
-            .Where(r => RegistrationMatch.Matches(r, selection) && (filter is null || filter.Matches(RegistrationView.Of(r))))
+            .Where(r => RegistrationMatch.Matches(r, selection) && (filter is null || filter.Matches(RegistrationView.Of(r))) && (during is null || during(r)))
             .ToList();
         if (options.Count)
         {
@@ -107,6 +110,44 @@ internal static class RegistrationsApi
 
             w.WriteEndArray();
         });
+    }
+
+    /// <summary>
+    /// The temporal part of a registration query (clause 4.11 on timeproperty = observationInterval, the default, or
+    /// managementInterval): a registration matches when its interval [startAt, endAt) meets the asked time — starts
+    /// before timeAt (before), has not ended by timeAt (after), overlaps [timeAt, endTimeAt) (between). A registration
+    /// without that interval is not bounded in time and always matches. Null when no timerel is given.
+    /// </summary>
+    private static Func<CSourceRegistration, bool>? TimeFilter(IQueryCollection query)
+    {
+        var (relation, timeAt, endTimeAt) = TemporalQuery.ParseRelation(query);
+        var member = RequestOptions.Single(query, "timeproperty") switch
+        {
+            null or "observationInterval" => "observationInterval",
+            "managementInterval" => "managementInterval",
+            var other => throw NgsiException.BadData($"timeproperty must be observationInterval or managementInterval, not '{EntityParser.Truncate(other)}'."),
+        };
+        if (relation is null)
+        {
+            return null;
+        }
+
+        return registration =>
+        {
+            if (registration.Document[member] is not JsonObject interval)
+            {
+                return true;
+            }
+
+            var start = DateTimeOffset.Parse(interval["startAt"]!.GetValue<string>(), CultureInfo.InvariantCulture);
+            DateTimeOffset? end = interval["endAt"] is { } endAt ? DateTimeOffset.Parse(endAt.GetValue<string>(), CultureInfo.InvariantCulture) : null;
+            return relation switch
+            {
+                TimeRelation.Before => start < timeAt,
+                TimeRelation.After => end is null || end > timeAt,
+                _ => start < endTimeAt && (end is null || end > timeAt),
+            };
+        };
     }
 
     /// <summary>csf (a q expression over the registration's members), geoQ (on location by default) and scopeQ,

@@ -72,7 +72,8 @@ internal sealed record TemporalQuery
         _ => true,
     };
 
-    public static TemporalQuery Parse(IQueryCollection query)
+    /// <summary>timerel, timeAt and endTimeAt (clause 4.11), checked together; timeAt is set whenever the relation is.</summary>
+    public static (TimeRelation? Relation, DateTimeOffset? TimeAt, DateTimeOffset? EndTimeAt) ParseRelation(IQueryCollection query)
     {
         var timerel = QueryParameters.Text(query, "timerel");
         var timeAt = Time(query, "timeAt");
@@ -105,6 +106,12 @@ internal sealed record TemporalQuery
             throw NgsiException.BadData("endTimeAt is only allowed with timerel=between.");
         }
 
+        return (relation, timeAt, endTimeAt);
+    }
+
+    public static TemporalQuery Parse(IQueryCollection query)
+    {
+        var (relation, timeAt, endTimeAt) = ParseRelation(query);
         var property = QueryParameters.Text(query, "timeproperty") switch
         {
             null or "observedAt" => TimeProperty.ObservedAt,

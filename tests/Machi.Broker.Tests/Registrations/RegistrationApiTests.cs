@@ -165,6 +165,34 @@ public abstract class RegistrationApiTests(Backend backend) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Timerel_selects_registrations_by_their_observation_or_management_interval()
+    {
+        const string Info = """[{"entities":[{"type":"WeatherObserved"}]}]""";
+        // Winter 2025–26 sensors, a station observing since 2026 with no end, one without an interval.
+        Assert.Equal(HttpStatusCode.Created, (await Client.PostJson(Path, Registration("urn:ngsi-ld:ContextSourceRegistration:t1", Info,
+            """, "observationInterval":{"startAt":"2025-12-01T00:00:00Z","endAt":"2026-03-31T00:00:00Z"}, "managementInterval":{"startAt":"2025-11-01T00:00:00Z","endAt":"2026-04-30T00:00:00Z"} """))).StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await Client.PostJson(Path, Registration("urn:ngsi-ld:ContextSourceRegistration:t2", Info,
+            """, "observationInterval":{"startAt":"2026-06-01T00:00:00Z"} """))).StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await Client.PostJson(Path, Registration("urn:ngsi-ld:ContextSourceRegistration:t3", Info))).StatusCode);
+
+        async Task<List<string>> Ids(string query) =>
+            [.. (await (await Client.GetAsync(Path + query)).ReadJson()).AsArray().Select(r => r!["id"]!.GetValue<string>()[^2..])];
+
+        Assert.Equal(["t1", "t3"], await Ids("?timerel=before&timeAt=2026-01-01T00:00:00Z"));
+        Assert.Equal(["t1", "t2", "t3"], await Ids("?timerel=after&timeAt=2026-01-01T00:00:00Z"));
+        Assert.Equal(["t2", "t3"], await Ids("?timerel=after&timeAt=2026-05-01T00:00:00Z"));
+        Assert.Equal(["t1", "t3"], await Ids("?timerel=between&timeAt=2026-03-01T00:00:00Z&endTimeAt=2026-05-01T00:00:00Z"));
+        Assert.Equal(["t1", "t2", "t3"], await Ids("?timerel=between&timeAt=2026-03-01T00:00:00Z&endTimeAt=2026-07-01T00:00:00Z"));
+        // The management interval ends a month later than the observation interval.
+        Assert.Equal(["t1", "t2", "t3"], await Ids("?timeproperty=managementInterval&timerel=after&timeAt=2026-04-15T00:00:00Z"));
+        Assert.Equal(["t2", "t3"], await Ids("?timeproperty=observationInterval&timerel=after&timeAt=2026-04-15T00:00:00Z"));
+
+        await (await Client.GetAsync(Path + "?timerel=before")).AssertProblem(400, "BadRequestData");
+        await (await Client.GetAsync(Path + "?timerel=between&timeAt=2026-03-01T00:00:00Z")).AssertProblem(400, "BadRequestData");
+        await (await Client.GetAsync(Path + "?timerel=after&timeAt=2026-03-01T00:00:00Z&timeproperty=observedAt")).AssertProblem(400, "BadRequestData");
+    }
+
+    [Fact]
     public async Task Csf_geoQ_and_scopeQ_select_registrations_by_their_own_members()
     {
         const string Info = """[{"entities":[{"type":"Vehicle"}]}]""";
