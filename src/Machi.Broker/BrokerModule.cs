@@ -33,6 +33,7 @@ public static class BrokerModule
 
         AddStorage(services, !string.IsNullOrWhiteSpace(configuration["Broker:Database"]));
         services.AddSingleton<EntityService>();
+        services.AddSingleton<EntityMaps>();
         services.AddSingleton<AccessPolicy>();
         services.AddSingleton<ConsentService>();
         services.AddSingleton(sp => new AccessAudit(sp.GetRequiredService<IAccessLog>(), sp.GetRequiredService<TimeProvider>())
@@ -81,6 +82,7 @@ public static class BrokerModule
             });
             services.AddSingleton<IEntityStore>(sp => sp.GetRequiredService<PostgresEntityStore>());
             services.AddSingleton<IHostedContextStore, PostgresHostedContextStore>();
+            services.AddSingleton<IEntityMapStore, PostgresEntityMapStore>();
             services.AddSingleton<IRegistrationStore, PostgresRegistrationStore>();
             services.AddSingleton<ISubscriptionStore, PostgresSubscriptionStore>();
             services.AddSingleton<INotificationLeadership, PostgresLeadership>();
@@ -100,6 +102,7 @@ public static class BrokerModule
         });
         services.AddSingleton<IEntityStore>(sp => sp.GetRequiredService<SqliteEntityStore>());
         services.AddSingleton<IHostedContextStore, SqliteHostedContextStore>();
+        services.AddSingleton<IEntityMapStore, SqliteEntityMapStore>();
         services.AddSingleton<IRegistrationStore, SqliteRegistrationStore>();
         services.AddSingleton<ISubscriptionStore, SqliteSubscriptionStore>();
         services.AddSingleton<INotificationLeadership, SoleNodeLeadership>();
@@ -139,6 +142,7 @@ public static class BrokerModule
             }
         });
         api.MapQuery();
+        EntityMaps.MapEntityMaps(api);
         api.MapEntities();
         api.MapBatch();
         api.MapContexts();

@@ -25,6 +25,12 @@ public sealed class BrokerOptions
     /// <summary>Page size when a query gives no limit= (cut to <see cref="MaxLimit"/> when larger).</summary>
     public int DefaultLimit { get; set; } = 20;
 
+    /// <summary>Most entities an entity map (a query with entityMap=true) records; the rest of a larger result is not in it.</summary>
+    public int EntityMapMaxEntities { get; set; } = 10_000;
+
+    /// <summary>How long an entity map is kept unless its maker changes expiresAt.</summary>
+    public TimeSpan EntityMapLifetime { get; set; } = TimeSpan.FromHours(1);
+
     /// <summary>
     /// How long committed changes stay in the change log for stream clients to resume from (Last-Event-ID). Changes a
     /// consumer (subscriptions) has not processed are kept however old they are.

@@ -69,6 +69,7 @@ internal static class NgsiOpenApi
     public static readonly (string, string) Join = ("join", "flat: Linked Entities (named by Relationships) returned beside the entities; inline: inside their Relationships (entity / entityList).");
     public static readonly (string, string) JoinLevel = ("joinLevel", "How many Relationships deep join follows (default 1).");
     public static readonly (string, string) ContainedBy = ("containedBy", "Comma list of entity ids join does not read again (already held by the caller).");
+    public static readonly (string, string) EntityMap = ("entityMap", "true: record every matching entity and where it was found in an entity map (id in the NGSILD-EntityMap header); an entity map id: page through that map.");
     public static readonly (string, string) ExpandValues = ("expandValues", "Comma list of attributes whose values in q are expanded with the @context before comparing.");
 
     private static OpenApiParameter Parameter(string name, ParameterLocation location, string description) => new()

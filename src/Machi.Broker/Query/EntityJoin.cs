@@ -1,12 +1,8 @@
 using System.Globalization;
 using System.Text.Json;
-using Machi.Broker.Access;
-using Machi.Broker.Entities;
 using Machi.Broker.Http;
-using Machi.Broker.Storage;
 using Machi.Ngsi.Errors;
 using Machi.Ngsi.Model;
-using Machi.Ngsi.Query;
 using Microsoft.AspNetCore.Http;
 
 namespace Machi.Broker.Query;
@@ -20,8 +16,9 @@ internal enum JoinMode
 
 /// <summary>
 /// Linked Entity retrieval (clause 4.5.23: join, joinLevel, containedBy) for entity retrieval and queries. The entities a
-/// returned entity's Relationships name are read level by level — each level one query by id through the same access
-/// rules as the request itself, so a Linked Entity the caller may not see stays out — up to joinLevel (default 1).
+/// returned entity's Relationships name are read level by level — by id, here and at the context sources registered for
+/// them, through the same access rules as the request itself, so a Linked Entity the caller may not see stays out — up
+/// to joinLevel (default 1).
 /// Entities named in containedBy, or met before, are not read again; that ends cycles and lets a peer broker that
 /// forwards a join say what it already holds.
 /// </summary>
@@ -95,8 +92,9 @@ internal sealed record EntityJoin(JoinMode Mode, int Level, IReadOnlySet<string>
     /// and returns what to write: for flat, the roots then every Linked Entity once, and the render settings as they
     /// were; for inline, the roots, and render settings that write each Linked Entity into its Relationship.
     /// </summary>
+    /// <param name="read">Reads the entities with the given ids that the caller may see (here and at context sources).</param>
     public async Task<(IReadOnlyList<Entity> Entities, RenderOptions Render)> ApplyAsync(
-        EntityService entities, string tenant, Caller caller, IReadOnlyList<Entity> roots, RenderOptions render, CancellationToken ct)
+        Func<IReadOnlyList<string>, Task<IReadOnlyList<Entity>>> read, IReadOnlyList<Entity> roots, RenderOptions render)
     {
         var known = new Dictionary<string, Entity>(StringComparer.Ordinal);
         foreach (var root in roots)
@@ -129,8 +127,7 @@ internal sealed record EntityJoin(JoinMode Mode, int Level, IReadOnlySet<string>
             var found = new List<Entity>();
             foreach (var chunk in wanted.Take(MaxLinked - linked.Count).Chunk(IdsPerQuery))
             {
-                var query = new EntityQuery(new EntityFilter { Selectors = [new EntitySelector(chunk, null, null)] }) { Limit = chunk.Length };
-                found.AddRange((await entities.QueryAsync(tenant, query, caller, ct).ConfigureAwait(false)).Entities);
+                found.AddRange(await read(chunk).ConfigureAwait(false));
             }
 
             foreach (var entity in found)

@@ -44,32 +44,32 @@ internal static class QueryApi
                 ("limit", "Page size (default 20, maximum Broker:MaxLimit; 0 with count=true for the count alone)."),
                 ("offset", "Entities to skip."), ("count", "true: total in the NGSILD-Results-Count header."),
                 NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.Lang, NgsiOpenApi.GeometryProperty,
-                NgsiOpenApi.DatasetId, NgsiOpenApi.ExpandValues, NgsiOpenApi.Join, NgsiOpenApi.JoinLevel, NgsiOpenApi.ContainedBy)
+                NgsiOpenApi.DatasetId, NgsiOpenApi.ExpandValues, NgsiOpenApi.Join, NgsiOpenApi.JoinLevel, NgsiOpenApi.ContainedBy, NgsiOpenApi.EntityMap)
             .ProducesEntities();
         api.MapPost("/entityOperations/query", QueryByBody).RequiresScope(null).WithTags("Batch operations").WithNgsiHeaders().WithName("QueryEntitiesPost")
             .WithSummary("Query entities with a Query body (entities, attrs, pick, omit, q, geoQ, scopeQ, lang, datasetId, expandValues, join, joinLevel, containedBy)")
             .WithJsonBody("A Query: {\"type\":\"Query\", \"entities\":[{\"type\":\"Vehicle\"}], \"q\":\"speed>50\", \"geoQ\":{…}}.")
             .WithQuery(("limit", "Page size."), ("offset", "Entities to skip."), ("count", "true: total in the NGSILD-Results-Count header."),
                 ("local", "true: only this broker's entities."), NgsiOpenApi.Options, NgsiOpenApi.Format, NgsiOpenApi.GeometryProperty,
-                NgsiOpenApi.DatasetId, NgsiOpenApi.Join, NgsiOpenApi.JoinLevel, NgsiOpenApi.ContainedBy)
+                NgsiOpenApi.DatasetId, NgsiOpenApi.Join, NgsiOpenApi.JoinLevel, NgsiOpenApi.ContainedBy, NgsiOpenApi.EntityMap)
             .AcceptsEntity().ProducesEntities();
         return api;
     }
 
-    private static async Task<IResult> QueryByUrl(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings, DistributedQuery distributed)
+    private static async Task<IResult> QueryByUrl(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings, DistributedQuery distributed, EntityMaps maps)
     {
         var query = http.Request.Query;
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: true);
         var options = RequestOptions.Parse(query);
-        QueryParameters.RejectUnsupported(query, "csf", "entityMap");
+        QueryParameters.RejectUnsupported(query, "csf");
         var context = await NgsiRequest.ContextAsync(http, resolver);
         var (filter, pick, omit) = QueryParameters.FromUrl(query, options, context.ExpandTerm);
         QueryParameters.RequireRestriction(filter, options, "type, id, idPattern, attrs, q, geoQ, scopeQ or local=true");
         var render = options.Render(context, mediaType) with { Pick = pick, Omit = omit };
-        return await AnswerAsync(http, entities, distributed, settings.Value, options, filter, mediaType, render, EntityJoin.FromUrl(query));
+        return await AnswerAsync(http, entities, distributed, maps, settings.Value, options, filter, mediaType, render, EntityJoin.FromUrl(query));
     }
 
-    private static async Task<IResult> QueryByBody(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings, DistributedQuery distributed)
+    private static async Task<IResult> QueryByBody(HttpContext http, EntityService entities, IContextResolver resolver, IOptions<BrokerOptions> settings, DistributedQuery distributed, EntityMaps maps)
     {
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: true);
         var options = RequestOptions.Parse(http.Request.Query);
@@ -116,18 +116,21 @@ internal static class QueryApi
             Lang = String(body, "lang") is { } lang ? LanguagePreference.Parse(lang) : options.Lang,
             DatasetIds = DatasetIds(body) ?? options.DatasetIds?.ToHashSet(StringComparer.Ordinal),
         };
-        return await AnswerAsync(http, entities, distributed, settings.Value, options, filter, mediaType, render, EntityJoin.FromBody(body) ?? EntityJoin.FromUrl(http.Request.Query));
+        return await AnswerAsync(http, entities, distributed, maps, settings.Value, options, filter, mediaType, render, EntityJoin.FromBody(body) ?? EntityJoin.FromUrl(http.Request.Query));
     }
 
     private static async Task<IResult> AnswerAsync(
-        HttpContext http, EntityService entities, DistributedQuery distributed, BrokerOptions settings, RequestOptions options, EntityFilter filter, string mediaType, RenderOptions render, EntityJoin? join)
+        HttpContext http, EntityService entities, DistributedQuery distributed, EntityMaps maps, BrokerOptions settings, RequestOptions options, EntityFilter filter,
+        string mediaType, RenderOptions render, EntityJoin? join)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
         var limit = options.PageLimit(settings);
 
-        // Distributed operations (clause 4.3.6): matching registrations add entities from context sources.
+        // Distributed operations (clause 4.3.6): matching registrations add entities from context sources; an entity
+        // map, when asked for, fixes which entities the pages walk through.
         var query = new EntityQuery(filter) { Limit = limit, Offset = options.Offset, Count = options.Count };
-        var page = await distributed.QueryAsync(http, tenant, query, render.Context, (q, ct) => entities.QueryAsync(tenant, q, http.Caller(), ct));
+        var page = await maps.PageAsync(http, tenant, query, entities, distributed, render)
+            ?? await distributed.QueryAsync(http, tenant, query, render.Context, (q, ct) => entities.QueryAsync(tenant, q, http.Caller(), ct));
         if (page.TotalCount is { } total)
         {
             http.Response.Headers["NGSILD-Results-Count"] = total.ToString(CultureInfo.InvariantCulture);
@@ -135,7 +138,7 @@ internal static class QueryApi
 
         var (written, joined) = join is null
             ? (page.Entities, render)
-            : await join.ApplyAsync(entities, tenant, http.Caller(), page.Entities, render, http.RequestAborted);
+            : await join.ApplyAsync(ids => distributed.QueryByIdsAsync(http, tenant, ids, render.Context, (q, ct) => entities.QueryAsync(tenant, q, http.Caller(), ct)), page.Entities, render);
         return new NgsiJsonResult(200, mediaType, render.Context, w => EntitiesApi.WriteEntities(w, written, joined));
     }
 

@@ -42,6 +42,7 @@ internal sealed class DistributedQuery(
     private static readonly HashSet<string> NotForwarded = new(StringComparer.Ordinal)
     {
         "attrs", "options", "format", "lang", "limit", "offset", "count", "local", "geometryProperty",
+        "join", "joinLevel", "containedBy", "entityMap", "datasetId",
     };
 
     private FederationOptions Options => settings.Value;
@@ -74,7 +75,7 @@ internal sealed class DistributedQuery(
         var localPage = await localTask.ConfigureAwait(false);
 
         var exclusive = await ExclusiveAsync(tenant, "queryEntity", ct).ConfigureAwait(false);
-        var (merged, duplicates) = Merge(localPage?.Entities ?? [], routes, answers, exclusive);
+        var (merged, duplicates, _) = Merge(localPage?.Entities ?? [], routes, answers, exclusive);
         AddWarnings(http, warnings);
 
         long? total = null;
@@ -85,6 +86,67 @@ internal sealed class DistributedQuery(
 
         return new EntityPage([.. merged.Skip(query.Offset).Take(query.Limit)], total);
     }
+
+    /// <summary>
+    /// The first <see cref="EntityQuery.Limit"/> entities of a query over this broker and the matching context sources,
+    /// each with where it was found: "@none" for this broker, else the ids of the registrations whose sources answered
+    /// it (what an entity map records, clause 5.2.35).
+    /// </summary>
+    public async Task<(IReadOnlyList<Entity> Entities, IReadOnlyDictionary<string, List<string>> Sources)> QueryWithSourcesAsync(
+        HttpContext http, string tenant, EntityQuery query, LdContext context, Func<EntityQuery, CancellationToken, Task<EntityPage>> local)
+    {
+        var ct = http.RequestAborted;
+        query = query with { Offset = 0, Count = false };
+        var routes = MayForward(http) ? await RoutesAsync(http, tenant, "queryEntity", Selection(query.Filter)).ConfigureAwait(false) : [];
+        if (routes.Count == 0)
+        {
+            var page = await local(query, ct).ConfigureAwait(false);
+            return (page.Entities, page.Entities.ToDictionary(e => e.Id, _ => new List<string> { LocalSource }, StringComparer.Ordinal));
+        }
+
+        var selection = Selection(query.Filter);
+        var localTask = LocalOrNothingAsync(() => local(query, ct));
+        var remoteLimit = Math.Min(query.Limit, Options.MaxRemoteEntities).ToString(CultureInfo.InvariantCulture);
+        var warnings = new ConcurrentQueue<string>();
+        var answers = await AskAllAsync(http, tenant, routes, r => ForwardUri(http, r, "entities", selection, query.Filter.Attrs, context, ("limit", remoteLimit)),
+            context, single: false, warnings).ConfigureAwait(false);
+        var localPage = await localTask.ConfigureAwait(false);
+        var exclusive = await ExclusiveAsync(tenant, "queryEntity", ct).ConfigureAwait(false);
+        var (merged, _, sources) = Merge(localPage?.Entities ?? [], routes, answers, exclusive);
+        AddWarnings(http, warnings);
+        return ([.. merged.Take(query.Limit)], sources);
+    }
+
+    /// <summary>
+    /// The entities with the given ids, here and at the context sources registered for them, in no particular order:
+    /// what a page of an entity map and the Linked Entities of a join read. Sources are asked for exactly these ids
+    /// (not the caller's query, which selected other entities).
+    /// </summary>
+    public async Task<IReadOnlyList<Entity>> QueryByIdsAsync(HttpContext http, string tenant, IReadOnlyList<string> ids, LdContext context,
+        Func<EntityQuery, CancellationToken, Task<EntityPage>> local)
+    {
+        var ct = http.RequestAborted;
+        var query = new EntityQuery(new EntityFilter { Selectors = [new EntitySelector(ids, null, null)] }) { Limit = ids.Count };
+        var selection = new EntitySelection(ids, null, null, null);
+        var routes = MayForward(http) ? await RoutesAsync(http, tenant, "queryEntity", selection).ConfigureAwait(false) : [];
+        if (routes.Count == 0)
+        {
+            return (await local(query, ct).ConfigureAwait(false)).Entities;
+        }
+
+        var localTask = LocalOrNothingAsync(() => local(query, ct));
+        var warnings = new ConcurrentQueue<string>();
+        var answers = await AskAllAsync(http, tenant, routes, r => ForwardUri(null, r, "entities", selection, null, context,
+            ("id", string.Join(',', ids)), ("limit", ids.Count.ToString(CultureInfo.InvariantCulture))), context, single: false, warnings).ConfigureAwait(false);
+        var localPage = await localTask.ConfigureAwait(false);
+        var exclusive = await ExclusiveAsync(tenant, "queryEntity", ct).ConfigureAwait(false);
+        var (merged, _, _) = Merge(localPage?.Entities ?? [], routes, answers, exclusive);
+        AddWarnings(http, warnings);
+        return merged;
+    }
+
+    /// <summary>How an entity map names this broker among the sources of an entity.</summary>
+    public const string LocalSource = "@none";
 
     /// <summary>
     /// What a query asks for, as registrations are matched: the ids, pattern and type names of its selectors (open
@@ -124,7 +186,7 @@ internal sealed class DistributedQuery(
             context, single: true, warnings).ConfigureAwait(false);
         var localEntity = await localTask.ConfigureAwait(false);
         var exclusive = await ExclusiveAsync(tenant, "retrieveEntity", ct).ConfigureAwait(false);
-        var (merged, _) = Merge(localEntity is null ? [] : [localEntity], routes, answers, exclusive);
+        var (merged, _, _) = Merge(localEntity is null ? [] : [localEntity], routes, answers, exclusive);
         AddWarnings(http, warnings);
         return merged.FirstOrDefault(e => e.Id == id) ?? throw EntityService.Missing(id);
     }
@@ -186,12 +248,14 @@ internal sealed class DistributedQuery(
 
     /// <summary>Local entities first, in their order, then what only the sources have; returns how many source
     /// entities were merged into one already held.</summary>
-    private static (List<Entity> Entities, int Duplicates) Merge(IReadOnlyList<Entity> local, List<CSourceRegistration> routes,
+    private static (List<Entity> Entities, int Duplicates, Dictionary<string, List<string>> Sources) Merge(IReadOnlyList<Entity> local, List<CSourceRegistration> routes,
         IReadOnlyList<RemoteAnswer?> answers, IReadOnlyList<CSourceRegistration> exclusive)
     {
         var merged = new OrderedDictionary<string, Entity>(StringComparer.Ordinal);
+        var sources = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         foreach (var entity in local)
         {
+            sources[entity.Id] = [LocalSource];
             foreach (var registration in exclusive)
             {
                 EntityMerge.Without(entity, RegistrationMatch.ExclusiveAttributes(registration, entity.Id, entity.Types));
@@ -212,6 +276,12 @@ internal sealed class DistributedQuery(
 
                 foreach (var entity in answer.Entities)
                 {
+                    if (!sources.TryGetValue(entity.Id, out var from))
+                    {
+                        sources[entity.Id] = from = [];
+                    }
+
+                    from.Add(routes[i].Id);
                     if (merged.TryGetValue(entity.Id, out var held))
                     {
                         EntityMerge.Into(held, entity, fillOnly: auxiliary);
@@ -225,16 +295,17 @@ internal sealed class DistributedQuery(
             }
         }
 
-        return ([.. merged.Values], duplicates);
+        return ([.. merged.Values], duplicates, sources);
     }
 
     /// <summary>The URL of the forwarded request: the caller's uninterpreted parameters, attrs narrowed to what the
     /// registration covers, and local=true with the normalized, sysAttrs representation.</summary>
-    private static Uri ForwardUri(HttpContext http, CSourceRegistration registration, string resource, EntitySelection selection,
+    /// <param name="http">The caller's request, whose query parameters travel on; null sends only <paramref name="extra"/>.</param>
+    private static Uri ForwardUri(HttpContext? http, CSourceRegistration registration, string resource, EntitySelection selection,
         IReadOnlyList<string>? attrs, LdContext context, params (string Name, string Value)[] extra)
     {
         var url = new StringBuilder(registration.Endpoint.GetLeftPart(UriPartial.Path).TrimEnd('/')).Append("/ngsi-ld/v1/").Append(resource).Append('?');
-        foreach (var (name, values) in http.Request.Query)
+        foreach (var (name, values) in http?.Request.Query ?? QueryCollection.Empty)
         {
             if (NotForwarded.Contains(name))
             {

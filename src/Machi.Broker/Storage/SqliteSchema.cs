@@ -253,6 +253,18 @@ internal static class SqliteSchema
         CREATE INDEX consent_grants_consent ON consent_grants (consent_id);
         CREATE INDEX consent_grants_resident ON consent_grants (resident);
         """,
+        """
+        -- Entity maps (clause 5.2.35): which entities a query found where, kept for paging through them until they
+        -- expire (UTC ticks). owner: who made the map (only they read it). entries: the map as JSON, in query order.
+        CREATE TABLE entity_maps (
+            tenant TEXT NOT NULL,
+            id TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            expires_at INTEGER NOT NULL,
+            entries TEXT NOT NULL,
+            PRIMARY KEY (tenant, id)
+        ) WITHOUT ROWID;
+        """,
     ];
 
     /// <summary>The version that added access marks to entities: entities stored before it get theirs when it is applied.</summary>

@@ -749,6 +749,45 @@ public abstract class QueryApiTests(Backend backend) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_entity_map_fixes_the_entities_a_query_pages_through_until_it_is_deleted_or_expires()
+    {
+        var first = await Client.GetAsync(Url(("type", "Vehicle"), ("entityMap", "true"), ("limit", "2"), ("count", "true")));
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Equal("4", first.Headers.GetValues("NGSILD-Results-Count").Single());
+        var mapId = first.Headers.GetValues("NGSILD-EntityMap").Single();
+        Assert.StartsWith("urn:ngsi-ld:EntityMap:", mapId, StringComparison.Ordinal);
+        var firstIds = (await first.ReadJson()).AsArray().Select(e => e!["id"]!.GetValue<string>()).ToList();
+        Assert.Equal(2, firstIds.Count);
+
+        // A vehicle created and one deleted after the map was made: the new one is not in the pages, the deleted one
+        // drops out of its page, and nothing is seen twice.
+        Assert.Equal(HttpStatusCode.Created, (await Client.PostJson(NgsiHttp.Entities, NgsiHttp.Vehicle("urn:ngsi-ld:Vehicle:aizu-bus-03"))).StatusCode);
+        var second = await Client.GetAsync(Url(("type", "Vehicle"), ("entityMap", mapId), ("limit", "2"), ("offset", "2"), ("count", "true")));
+        Assert.Equal(mapId, second.Headers.GetValues("NGSILD-EntityMap").Single());
+        Assert.Equal("4", second.Headers.GetValues("NGSILD-Results-Count").Single());
+        var secondIds = (await second.ReadJson()).AsArray().Select(e => e!["id"]!.GetValue<string>()).ToList();
+        Assert.Equal(Set(Vehicles), Set([.. firstIds, .. secondIds]));
+        Assert.Equal(HttpStatusCode.NoContent, (await Client.DeleteAsync(NgsiHttp.Entities + "/" + secondIds[0])).StatusCode);
+        Assert.Equal([secondIds[1]], await Get(("type", "Vehicle"), ("entityMap", mapId), ("limit", "2"), ("offset", "2")));
+
+        // The map itself: every entity once, found here (@none); its maker may extend it; nobody else sees it.
+        var map = await (await Client.GetAsync("/ngsi-ld/v1/entityMaps/" + mapId)).ReadJson();
+        Assert.Equal("EntityMap", map["type"]!.GetValue<string>());
+        Assert.Equal(Set(Vehicles), Set([.. map["entityMap"]!.AsObject().Select(e => e.Key)]));
+        Assert.All(map["entityMap"]!.AsObject(), e => Assert.Equal("@none", e.Value!.AsArray().Single()!.GetValue<string>()));
+        Assert.Equal(HttpStatusCode.NoContent, (await Client.PatchJson("/ngsi-ld/v1/entityMaps/" + mapId, """{"expiresAt":"2099-01-01T00:00:00Z"}""")).StatusCode);
+        Assert.Equal("2099-01-01T00:00:00Z", (await (await Client.GetAsync("/ngsi-ld/v1/entityMaps/" + mapId)).ReadJson())["expiresAt"]!.GetValue<string>());
+        await (await Client.PatchJson("/ngsi-ld/v1/entityMaps/" + mapId, """{"expiresAt":"2001-01-01T00:00:00Z"}""")).AssertProblem(400, "BadRequestData");
+        await (await _server.Anonymous.GetAsync("/ngsi-ld/v1/entityMaps/" + mapId)).AssertProblem(404, "ResourceNotFound");
+        await (await _server.Anonymous.GetAsync(Url(("type", "Vehicle"), ("entityMap", mapId)))).AssertProblem(404, "ResourceNotFound");
+
+        Assert.Equal(HttpStatusCode.NoContent, (await Client.DeleteAsync("/ngsi-ld/v1/entityMaps/" + mapId)).StatusCode);
+        await (await Client.GetAsync("/ngsi-ld/v1/entityMaps/" + mapId)).AssertProblem(404, "ResourceNotFound");
+        await (await Client.GetAsync(Url(("type", "Vehicle"), ("entityMap", mapId)))).AssertProblem(404, "ResourceNotFound");
+        await (await Client.GetAsync(Url(("type", "Vehicle"), ("entityMap", "sometimes")))).AssertProblem(400, "BadRequestData");
+    }
+
+    [Fact]
     public async Task Paging_and_counting_agree_whether_or_not_the_indexes_decide_alone()
     {
         // 30 street lights: luminosity 0, 10, …, 290; every third in /Aizu/Kita, the others in /Aizu/Minami.

@@ -129,6 +129,32 @@ public abstract class FederationTests(Backend backend) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_entity_map_records_where_each_entity_was_found_and_pages_through_the_distributed_result()
+    {
+        await Create(_a.Client, Vehicle("kitakata-1", 50, "2026-11-25T09:00:00Z"));
+        await Create(_a.Client, Vehicle("shared", 60, "2026-11-25T10:00:00Z"));
+        await Create(_b.Client, Vehicle("aizu-1", 20, "2026-11-25T09:00:00Z"));
+        await Create(_b.Client, Vehicle("shared", 30, "2026-11-25T08:00:00Z"));
+        await Register(_b.Client, Registration(A, """[{"entities":[{"type":"Vehicle"}]}]"""));
+        var registrationId = (await (await _b.Client.GetAsync(Registrations)).ReadJson()).AsArray().Single()!["id"]!.GetValue<string>();
+
+        var first = await _b.Client.GetAsync(NgsiHttp.Entities + "?type=Vehicle&entityMap=true&limit=2&count=true");
+        Assert.Equal("3", first.Headers.GetValues("NGSILD-Results-Count").Single());
+        var mapId = first.Headers.GetValues("NGSILD-EntityMap").Single();
+        var map = (await (await _b.Client.GetAsync("/ngsi-ld/v1/entityMaps/" + mapId)).ReadJson())["entityMap"]!.AsObject();
+        Assert.Equal(["@none"], map["urn:ngsi-ld:Vehicle:aizu-1"]!.AsArray().Select(s => s!.GetValue<string>()));
+        Assert.Equal([registrationId], map["urn:ngsi-ld:Vehicle:kitakata-1"]!.AsArray().Select(s => s!.GetValue<string>()));
+        Assert.Equal(["@none", registrationId], map["urn:ngsi-ld:Vehicle:shared"]!.AsArray().Select(s => s!.GetValue<string>()));
+
+        // A vehicle that appears at the source meanwhile is not in the map: the pages cover the three, once each.
+        await Create(_a.Client, Vehicle("kitakata-2", 40, "2026-11-25T11:00:00Z"));
+        var second = await QueryById(_b.Client, $"?type=Vehicle&entityMap={mapId}&limit=2&offset=2");
+        var firstIds = (await first.ReadJson()).AsArray().Select(e => e!["id"]!.GetValue<string>()["urn:ngsi-ld:".Length..]);
+        Assert.Equal(["Vehicle:aizu-1", "Vehicle:kitakata-1", "Vehicle:shared"], firstIds.Concat(second.Keys).Order(StringComparer.Ordinal));
+        Assert.Equal(4, (await QueryById(_b.Client, "?type=Vehicle")).Count);
+    }
+
+    [Fact]
     public async Task Exclusive_registration_takes_the_registered_attributes_only_from_the_source()
     {
         await Create(_b.Client, Vehicle("x", 1, "2026-11-25T12:00:00Z", ""","name":{"type":"Property","value":"local name"}"""));

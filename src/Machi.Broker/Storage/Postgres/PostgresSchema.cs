@@ -270,6 +270,17 @@ internal static class PostgresSchema
         CREATE INDEX access_log_resident ON access_log (resident, at);
         CREATE INDEX access_log_client ON access_log (client_id, at);
         """,
+        """
+        -- Entity maps (clause 5.2.35): as in the embedded database; tenant leads the key (Citus: distributed by tenant).
+        CREATE TABLE entity_maps (
+            tenant text NOT NULL,
+            id text NOT NULL,
+            owner text NOT NULL,
+            expires_at bigint NOT NULL,
+            entries text NOT NULL,
+            PRIMARY KEY (tenant, id)
+        );
+        """,
     ];
 
     /// <summary>The version that added access marks to entities: entities stored before it get theirs when it is applied.</summary>
