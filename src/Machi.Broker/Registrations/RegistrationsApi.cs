@@ -22,8 +22,6 @@ internal static class RegistrationsApi
 {
     public const string Path = "/ngsi-ld/v1/csourceRegistrations/";
 
-    /// <summary>Query parameters of clause 6.8.3.2 that this broker does not evaluate on registrations.</summary>
-    private static readonly string[] Unsupported = ["q"];
 
     public static RouteGroupBuilder MapRegistrations(this RouteGroupBuilder api)
     {
@@ -79,7 +77,6 @@ internal static class RegistrationsApi
         var tenant = NgsiRequest.Tenant(http.Request);
         var mediaType = MediaTypes.Negotiate(http.Request, allowGeoJson: false);
         var options = RequestOptions.Parse(http.Request.Query);
-        QueryParameters.RejectUnsupported(http.Request.Query, Unsupported);
 
         var limit = options.PageLimit(settings.Value);
 
@@ -91,8 +88,10 @@ internal static class RegistrationsApi
             options.Attrs?.Select(a => EntityParser.ExpandAttributeName(a, context)).ToHashSet(StringComparer.Ordinal));
         var filter = RegistrationFilter(http.Request.Query, context);
         var during = TimeFilter(http.Request.Query);
+        var q = RequestOptions.Single(http.Request.Query, "q") is { } qText ? QExpressions.Expand(QParser.Parse(qText), context.ExpandTerm) : null;
         var matching = (await registrations.ListAsync(tenant, http.RequestAborted))
-            .Where(r => RegistrationMatch.Matches(r, selection) && (filter is null || filter.Matches(RegistrationView.Of(r))) && (during is null || during(r)))
+            .Where(r => RegistrationMatch.Matches(r, selection) && (filter is null || filter.Matches(RegistrationView.Of(r))) && (during is null || during(r))
+                && (q is null || MayHold(r, selection, q)))
             .ToList();
         if (options.Count)
         {
@@ -110,6 +109,28 @@ internal static class RegistrationsApi
 
             w.WriteEndArray();
         });
+    }
+
+    /// <summary>
+    /// q on registrations: whether the registration's sources could hold entities that match q — every attribute a
+    /// condition tests is registered (or the registration covers whole entities). A negated existence (!a) holds
+    /// anywhere; and/or combine as in q.
+    /// </summary>
+    private static bool MayHold(CSourceRegistration registration, EntitySelection selection, QExpression q)
+    {
+        return q switch
+        {
+            QLogical { IsAnd: true } all => all.Terms.All(t => MayHold(registration, selection, t)),
+            QLogical any => any.Terms.Any(t => MayHold(registration, selection, t)),
+            QExists { Negated: true } => true,
+            QExists exists => Registers(exists.Path),
+            QComparison comparison => Registers(comparison.Path),
+            QPattern pattern => Registers(pattern.Path),
+            _ => true,
+        };
+
+        bool Registers(QPath path) =>
+            RegistrationMatch.Matches(registration, selection with { Attrs = new HashSet<string>(StringComparer.Ordinal) { path.Names[0] } });
     }
 
     /// <summary>

@@ -161,7 +161,14 @@ public abstract class RegistrationApiTests(Backend backend) : IAsyncLifetime
 
         await (await Client.GetAsync(Path + "?idPattern=(")).AssertProblem(400, "BadRequestData");
         await (await Client.GetAsync(Path + "?limit=-1")).AssertProblem(400, "BadRequestData");
-        await (await Client.GetAsync(Path + "?q=a==1")).AssertProblem(422, "OperationNotSupported");
+        // q selects the registrations whose sources could hold matching entities: those registering what q tests.
+        Assert.Equal(["q1", "q2"], await Ids("?q=speed>30"));
+        Assert.Equal(["q2", "q3"], await Ids("?q=capacity>100"));
+        Assert.Equal(["q1", "q2", "q3"], await Ids("?q=speed>30|capacity>100"));
+        Assert.Equal(["q2"], await Ids("?q=speed>30;capacity>100"));
+        Assert.Equal(["q1", "q2", "q3"], await Ids("?q=!fuel"));
+        Assert.Equal(["q2"], await Ids("?q=fuel"));
+        await (await Client.GetAsync(Path + "?q=speed>>1")).AssertProblem(400, "BadRequestData");
     }
 
     [Fact]
