@@ -28,6 +28,8 @@ internal sealed record BenchOptions
           --requests N            record exactly N requests per scenario instead of a duration
           --entities N            entities preloaded for update, update-attr and read (default: 10000)
           --query-entities N      city entities preloaded for the query scenarios (default: 100000)
+          --preloaded             the broker (--url) holds the query entities of an earlier run with the
+                                  same --query-entities and --seed already: skip their preload
           --query-concurrency N   closed-loop workers of the query scenarios (default: 16)
           --rate N                push scenarios: changes per second sent on schedule (open loop)
                                   (default: notify 1000, sse 50)
@@ -90,6 +92,9 @@ internal sealed record BenchOptions
 
     /// <summary>City entities preloaded for the query scenarios.</summary>
     public int QueryEntities { get; init; } = 100_000;
+
+    /// <summary>The broker already holds the query entities (an earlier run's preload, same seed): do not load them again.</summary>
+    public bool Preloaded { get; init; }
 
     /// <summary>Closed-loop workers of the query scenarios.</summary>
     public int QueryConcurrency { get; init; } = 16;
@@ -174,6 +179,9 @@ internal sealed record BenchOptions
                     continue;
                 case "--shared-endpoint":
                     options = options with { SharedEndpoint = true };
+                    continue;
+                case "--preloaded":
+                    options = options with { Preloaded = true };
                     continue;
             }
 

@@ -64,7 +64,12 @@ internal static class SuiteRunner
             workload = workload with { Preloaded = options.Entities, Ids = new IdAllocator(Math.Max(firstNewId, options.Entities)) };
         }
 
-        if (options.Scenarios.Any(k => Scenario.IsQuery(k) && target.Supports(k)))
+        if (options.Scenarios.Any(k => Scenario.IsQuery(k) && target.Supports(k)) && options.Preloaded)
+        {
+            progress($"{target.Name}: the query entities are taken as loaded already (--preloaded)");
+            workload = workload with { City = new CityDocuments(options.Seed) };
+        }
+        else if (options.Scenarios.Any(k => Scenario.IsQuery(k) && target.Supports(k)))
         {
             var city = new CityDocuments(options.Seed);
             var slices = new PreloadSlices(options.QueryEntities, options.BatchSize);
