@@ -100,6 +100,22 @@ public sealed class NotificationReceiver : IAsyncDisposable
         return Received;
     }
 
+    /// <summary>
+    /// Waits until <paramref name="count"/> different notifications (by id) have arrived: delivery is at least once, so
+    /// a notification may come twice (after a crash, a retry), and counting copies would stop waiting too early.
+    /// </summary>
+    public async Task<IReadOnlyList<ReceivedNotification>> WaitForDistinctAsync(int count, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(15));
+        while (Received.DistinctBy(r => r.Body["id"]?.ToJsonString()).Count() < count)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"expected {count} different notifications, got:\n{string.Join('\n', Received.Select(r => r.Body.ToJsonString()))}");
+            await Task.Delay(25);
+        }
+
+        return Received;
+    }
+
     /// <summary>Asserts that no more than <paramref name="count"/> notifications arrive within <paramref name="quiet"/>.</summary>
     public async Task AssertNoMoreThanAsync(int count, TimeSpan quiet)
     {

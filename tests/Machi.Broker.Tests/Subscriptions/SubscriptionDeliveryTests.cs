@@ -66,7 +66,7 @@ public abstract class SubscriptionDeliveryTests(Backend backend)
         await Task.Delay(TimeSpan.FromSeconds(4));
         await receiver.StartListeningAsync();
 
-        var received = await receiver.WaitForAsync(18, TimeSpan.FromSeconds(20));
+        var received = await receiver.WaitForDistinctAsync(18, TimeSpan.FromSeconds(20));
         AssertAllInOrder(received, 3, 5);
         var healed = await WaitForSubscriptionAsync(server.Client, location, s => s["notification"]!["status"]!.GetValue<string>() == "ok", TimeSpan.FromSeconds(5));
         Assert.NotNull(healed["notification"]!["lastFailure"]);
@@ -94,7 +94,7 @@ public abstract class SubscriptionDeliveryTests(Backend backend)
 
             await receiver.StartListeningAsync();
             await using var restarted = await backend.StartProcessAsync(data, environment);
-            var received = await receiver.WaitForAsync(10, TimeSpan.FromSeconds(20));
+            var received = await receiver.WaitForDistinctAsync(10, TimeSpan.FromSeconds(20));
             AssertAllInOrder(received, 2, 4);
         }
         finally
@@ -118,7 +118,7 @@ public abstract class SubscriptionDeliveryTests(Backend backend)
 
         var clock = Stopwatch.StartNew();
         await WriteSpeedsAsync(server.Client, entities: 4, updates: 3);
-        var received = await healthy.WaitForAsync(16, TimeSpan.FromSeconds(10));
+        var received = await healthy.WaitForDistinctAsync(16, TimeSpan.FromSeconds(10));
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"writes and the healthy receiver took {clock.Elapsed}");
         AssertAllInOrder(received, 4, 3);
         Assert.Empty(hanging.Received);
