@@ -212,6 +212,14 @@ public sealed class MachiProcess : IAsyncDisposable
                 throw new InvalidOperationException($"machi exited with code {_process.ExitCode} before it was healthy.\n{Output}");
             }
 
+            // Another test's server can take the port between FreePort and this process binding it; then /health
+            // answers from that server. Only this process's own "Now listening" line makes an answer ours.
+            if (!StandardOutput.Contains($"Now listening on: http://127.0.0.1:{Port}", StringComparison.Ordinal))
+            {
+                await Task.Delay(100);
+                continue;
+            }
+
             try
             {
                 using var response = await probe.GetAsync(new Uri("health", UriKind.Relative));
