@@ -152,17 +152,17 @@ public sealed class SqliteAccessLog : IAccessLog
 
         // The records are encoded before the lock is taken; under it they are only numbered, chained and written.
         var most = 0;
-        foreach (var record in records)
+        for (var i = 0; i < records.Count; i++)
         {
-            most += AccessLogJournal.MaxLength(record);
+            most += AccessLogJournal.MaxLength(records[i]);
         }
 
         var rented = most <= 4096 ? null : ArrayPool<byte>.Shared.Rent(most);
         Span<byte> framed = rented is null ? stackalloc byte[most] : rented;
         var length = 0;
-        foreach (var record in records)
+        for (var i = 0; i < records.Count; i++)
         {
-            length += AccessLogJournal.Frame(record, framed[length..]);
+            length += AccessLogJournal.Frame(records[i], framed[length..]);
         }
 
         bool full;
