@@ -71,21 +71,59 @@ internal static class AccessLogChain
     /// <summary>SHA-256 of the record's fields, each length-prefixed (so no two records share an encoding), with its seq.</summary>
     public static byte[] Digest(long seq, AccessRecord record)
     {
-        string?[] fields = [record.Resident, record.ClientId, record.Subject, record.Purpose, record.EmergencyReason, record.Operation, record.Tenant, record.EntityId, record.Attributes, record.Node];
-        var length = 16 + fields.Sum(f => 4 + (f is null ? 0 : Encoding.UTF8.GetByteCount(f)));
+        var length = MaxEncodedLength(record);
         var buffer = length <= 1024 ? stackalloc byte[length] : new byte[length];
-        BinaryPrimitives.WriteInt64BigEndian(buffer, seq);
-        BinaryPrimitives.WriteInt64BigEndian(buffer[8..], record.At.UtcTicks);
-        var at = 16;
-        foreach (var field in fields)
+        return SHA256.HashData(buffer[..Encode(seq, record, buffer)]);
+    }
+
+    /// <summary>A length <see cref="Encode"/> never exceeds for <paramref name="record"/> (UTF-8 takes at most 3 bytes a UTF-16 char).</summary>
+    public static int MaxEncodedLength(AccessRecord record)
+    {
+        var length = 16;
+        for (var i = 0; i < Fields; i++)
         {
-            var size = field is null ? -1 : Encoding.UTF8.GetBytes(field, buffer[(at + 4)..]);
-            BinaryPrimitives.WriteInt32BigEndian(buffer[at..], size);
+            length += 4 + (3 * (Field(record, i)?.Length ?? 0));
+        }
+
+        return length;
+    }
+
+    /// <summary>
+    /// What the digest covers: seq and time (UTC ticks, big-endian), then each field's UTF-8 bytes after its length (-1
+    /// for null); the length written. The journal stores records in this encoding too, so it is made once.
+    /// </summary>
+    public static int Encode(long seq, AccessRecord record, Span<byte> into)
+    {
+        BinaryPrimitives.WriteInt64BigEndian(into, seq);
+        BinaryPrimitives.WriteInt64BigEndian(into[8..], record.At.UtcTicks);
+        var at = 16;
+        for (var i = 0; i < Fields; i++)
+        {
+            var field = Field(record, i);
+            var size = field is null ? -1 : Encoding.UTF8.GetBytes(field, into[(at + 4)..]);
+            BinaryPrimitives.WriteInt32BigEndian(into[at..], size);
             at += 4 + Math.Max(size, 0);
         }
 
-        return SHA256.HashData(buffer);
+        return at;
     }
+
+    /// <summary>How many text fields <see cref="Encode"/> writes, in the order of the access_log table's columns.</summary>
+    public const int Fields = 10;
+
+    private static string? Field(AccessRecord record, int i) => i switch
+    {
+        0 => record.Resident,
+        1 => record.ClientId,
+        2 => record.Subject,
+        3 => record.Purpose,
+        4 => record.EmergencyReason,
+        5 => record.Operation,
+        6 => record.Tenant,
+        7 => record.EntityId,
+        8 => record.Attributes,
+        _ => record.Node,
+    };
 }
 
 /// <summary>

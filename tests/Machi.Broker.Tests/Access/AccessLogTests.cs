@@ -1,3 +1,5 @@
+using System.Text;
+using System.Text.Json;
 using Machi.Broker.Access;
 using Machi.Broker.Tests.Infrastructure;
 
@@ -45,8 +47,13 @@ public sealed class AccessLogTests
         await Task.WhenAll(Enumerable.Range(3, 40).Select(i => running.AppendAsync([Record(i)])));
         var image = CrashImage(running, Path.Combine(temp, "crashed"));
 
-        // A write the crash cut in half: not a record, not acknowledged.
-        await File.AppendAllTextAsync(Path.ChangeExtension(image, ".journal") + ".0", "{\"Seq\":43,\"Record\":{\"At\":\"2027-01-");
+        // A write the crash cut short (the first bytes of a record): not a record, not acknowledged.
+        var journal = Path.ChangeExtension(image, ".journal") + ".0";
+        var written = await File.ReadAllBytesAsync(journal);
+        await using (var append = new FileStream(journal, FileMode.Append))
+        {
+            append.Write(written.AsSpan(0, 60));
+        }
 
         await using (var restarted = new SqliteAccessLog(image))
         {
@@ -100,15 +107,94 @@ public sealed class AccessLogTests
         var image = CrashImage(running, Path.Combine(temp, "crashed"));
         await running.DisposeAsync();
 
+        // Rewritten by someone who knows the journal's format (its checksums fit), keeping the digests and hashes.
         var journal = Path.ChangeExtension(image, ".journal") + ".0";
-        var text = await File.ReadAllTextAsync(journal);
-        Assert.Contains("\"clinic\"", text, StringComparison.Ordinal);
-        await File.WriteAllTextAsync(journal, text.Replace("\"clinic\"", "\"someone-innocent\"", StringComparison.Ordinal));
+        var entries = AccessLogJournal.Entries(await File.ReadAllBytesAsync(journal));
+        Assert.Equal([1L, 2L, 3L], entries.Select(e => e.Seq));
+        entries[0] = entries[0] with { Record = entries[0].Record! with { ClientId = "someone-innocent" } };
+        await File.WriteAllBytesAsync(journal, Framed(entries));
         await using var restarted = new SqliteAccessLog(image);
         Assert.Equal(3, (await restarted.ReadAsync(limit: 10)).Count);
         var verification = await restarted.VerifyAsync();
         Assert.False(verification.Intact);
         Assert.Equal(1, verification.FirstBrokenSeq);
+        Assert.Contains("altered", verification.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_record_whose_bytes_were_changed_in_the_journal_is_reported_missing_once_indexed()
+    {
+        var temp = TempDirectory.Create();
+        using var cleanup = new Cleanup(temp);
+        var running = new SqliteAccessLog(Path.Combine(temp, "live", "access-log.db")) { IndexDelay = TimeSpan.FromHours(1) };
+        Directory.CreateDirectory(Path.GetDirectoryName(running.Path)!);
+        await running.AppendAsync([Record(1), Record(2), Record(3)]);
+        var image = CrashImage(running, Path.Combine(temp, "crashed"));
+        await running.DisposeAsync();
+
+        // The same length, another client: the record's checksum no longer fits, so it is not read as a record.
+        var journal = Path.ChangeExtension(image, ".journal") + ".0";
+        var bytes = await File.ReadAllBytesAsync(journal);
+        var at = bytes.AsSpan().IndexOf("clinic"u8);
+        "clinix"u8.CopyTo(bytes.AsSpan(at));
+        await File.WriteAllBytesAsync(journal, bytes);
+        await using var restarted = new SqliteAccessLog(image);
+        Assert.Equal([3L, 2L], (await restarted.ReadAsync(limit: 10)).Select(e => e.Seq));
+        var verification = await restarted.VerifyAsync();
+        Assert.False(verification.Intact);
+        Assert.Equal(1, verification.FirstBrokenSeq);
+    }
+
+    [Fact]
+    public async Task A_journal_written_in_the_older_json_format_is_indexed_at_start_up_and_the_chain_goes_on()
+    {
+        var temp = TempDirectory.Create();
+        using var cleanup = new Cleanup(temp);
+        var path = Path.Combine(temp, "access-log.db");
+
+        // What the log wrote before the binary journal: one JSON entry a line, the last one cut by a crash.
+        var hash = AccessLogChain.Start();
+        var lines = new StringBuilder();
+        for (var seq = 1; seq <= 5; seq++)
+        {
+            var digest = AccessLogChain.Digest(seq, Record(seq));
+            hash = AccessLogChain.Chain(hash, digest);
+            var entry = new AccessLogEntry(seq, Record(seq), Convert.ToHexStringLower(digest), Convert.ToHexStringLower(hash));
+            lines.Append(JsonSerializer.Serialize(entry, JournalJson.Default.AccessLogEntry)).Append('\n');
+        }
+
+        lines.Append("{\"Seq\":6,\"Record\":{\"At\":\"2027-01-");
+        await File.WriteAllTextAsync(Path.ChangeExtension(path, ".journal") + ".0", lines.ToString());
+
+        await using (var log = new SqliteAccessLog(path))
+        {
+            Assert.Equal([1L, 2L, 3L, 4L, 5L], (await log.ReadAsync(limit: 100, newestFirst: false)).Select(e => e.Seq));
+            Assert.Equal(2, (await log.ReadAsync(resident: "resident-1", limit: 100)).Count);
+            await log.AppendAsync([Record(6), Record(7)]);
+            var journal = await File.ReadAllBytesAsync(Path.ChangeExtension(path, ".journal") + ".0");
+            Assert.Equal([6L, 7L], AccessLogJournal.Entries(journal).Select(e => e.Seq)); // in the binary format
+            Assert.NotEqual((byte)'{', journal[0]);
+        }
+
+        // Reopened, the log reads the records of both formats as one chain.
+        await using var reopened = new SqliteAccessLog(path);
+        Assert.Equal(Enumerable.Range(1, 7).Select(i => (long)i), (await reopened.ReadAsync(limit: 100, newestFirst: false)).Select(e => e.Seq));
+        var verification = await reopened.VerifyAsync();
+        Assert.True(verification.Intact, verification.Problem);
+        Assert.Equal(7, verification.Records);
+    }
+
+    private static byte[] Framed(IEnumerable<AccessLogEntry> entries)
+    {
+        var list = entries.ToList();
+        var bytes = new byte[list.Sum(e => AccessLogJournal.MaxLength(e.Record!))];
+        var length = 0;
+        foreach (var entry in list)
+        {
+            length += AccessLogJournal.Frame(entry, bytes.AsSpan(length));
+        }
+
+        return bytes[..length];
     }
 
     [Fact]
