@@ -142,7 +142,9 @@ internal sealed class EntityService(IEntityStore store, AccessPolicy access, Acc
             }
 
             var mutation = write.Mutate(current);
-            var after = mutation.Kind == MutationKind.Put ? EntityAccess.Of(mutation.Entity) : EntityAccess.Of(current);
+            var after = mutation.Kind == MutationKind.Put
+                ? write.PreparedFor(current, mutation.Entity!)?.Access ?? EntityAccess.Of(mutation.Entity)
+                : EntityAccess.Of(current);
             if (mutation.Kind == MutationKind.Put && !access.CanWrite(caller, after))
             {
                 throw new NgsiException(NgsiErrorType.Forbidden,

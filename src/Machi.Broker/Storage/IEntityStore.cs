@@ -54,13 +54,20 @@ public interface IEntityStore : IAsyncDisposable
 public delegate Mutation EntityMutation(Entity? current);
 
 /// <summary>One entity write: the entity id and the mutation to apply to it.</summary>
-/// <param name="NewEntity">The entity the mutation stores when none exists yet (create, upsert), encoded ahead by
-/// the caller in <paramref name="NewEntityEncoded"/> so the single writer does not have to.</param>
-public readonly record struct EntityWrite(string Id, EntityMutation Mutate, Entity? NewEntity = null, byte[]? NewEntityEncoded = null)
+/// <param name="NewEntity">The entity the mutation stores when none exists yet (create, upsert); what storing it
+/// writes is worked out ahead by the caller in <see cref="Prepared"/>, so the single writer does not have to.</param>
+public readonly record struct EntityWrite(string Id, EntityMutation Mutate, Entity? NewEntity = null)
 {
-    /// <summary>A write that will store <paramref name="entity"/> if it is new, encoded now on the calling thread.</summary>
+    /// <summary>The stored form, index and history rows of <see cref="NewEntity"/>, used when the write creates it.</summary>
+    internal NewEntityRows? Prepared { get; init; }
+
+    /// <summary>A write that will store <paramref name="entity"/> if it is new, its rows prepared now on the calling thread.</summary>
     public static EntityWrite Creating(Entity entity, EntityMutation mutate) =>
-        new(entity.Id, mutate, entity, EntityCodec.Encode(entity));
+        new(entity.Id, mutate, entity) { Prepared = NewEntityRows.Of(entity) };
+
+    /// <summary>The prepared rows when the mutation stored <see cref="NewEntity"/> where no entity was.</summary>
+    internal NewEntityRows? PreparedFor(Entity? current, Entity stored) =>
+        current is null && ReferenceEquals(stored, NewEntity) ? Prepared : null;
 }
 
 public enum MutationKind

@@ -29,25 +29,68 @@ internal sealed partial class SqliteEntityStore
         var ordinal = 0L;
         foreach (var row in HistoryDiff.Rows(before, after, at))
         {
-            s.InsertHistory.Bind(1, hid).Bind(2, TermId(s, row.Attr)).Bind(3, row.Time).Bind(4, (changeSeq << 16) | ordinal++)
-                .Bind(6, (long)row.Kind).Bind(8, row.At).Bind(9, row.At).Bind(10, row.Value).Bind(12, row.Deleted ? 1L : 0L);
-            if (row.DatasetId is { } datasetId)
-            {
-                s.InsertHistory.Bind(5, datasetId);
-            }
-
-            if (row.ObservedAt is { } observed)
-            {
-                s.InsertHistory.Bind(7, observed);
-            }
-
+            s.InsertHistory.Bind(10, row.Value);
             if (row.Instance is { } instance)
             {
                 s.InsertHistory.Bind(11, HistoryDiff.EncodeInstance(instance));
             }
 
-            s.InsertHistory.Execute();
+            InsertHistoryRow(s, hid, (changeSeq << 16) | ordinal++, row.Attr, row.DatasetId, row.Kind, row.Time, row.ObservedAt, row.At, row.Deleted);
         }
+    }
+
+    /// <summary>
+    /// Records the creation of an entity (the rows <see cref="HistoryDiff.Rows"/> gives for it) with its instances
+    /// encoded ahead (<see cref="NewEntityRows"/>).
+    /// </summary>
+    private void RecordCreation(WriterStatements s, string tenant, string entityId, long changeSeq, NewEntityRows prepared, Entity entity)
+    {
+        // Its history may exist from an entity of the same id deleted before: it takes this one's types and marks.
+        var access = prepared.Access;
+        s.UpsertCreatedHistoryEntity.Bind(1, tenant).Bind(2, entityId).Bind(3, prepared.TypesJson)
+            .Bind(4, entity.CreatedAt.UtcTicks).Bind(5, entity.ModifiedAt.UtcTicks)
+            .Bind(6, (long)access.Level).BindOrNull(7, access.Owner).BindOrNull(8, access.Category);
+        long hid;
+        try
+        {
+            s.UpsertCreatedHistoryEntity.Step();
+            hid = s.UpsertCreatedHistoryEntity.Int64(0);
+        }
+        finally
+        {
+            s.UpsertCreatedHistoryEntity.Reset();
+        }
+
+        var ordinal = 0;
+        foreach (var (name, instances) in entity.Attributes)
+        {
+            foreach (var instance in instances)
+            {
+                var observed = prepared.ObservedAt(ordinal);
+                var stamp = instance.ModifiedAt.UtcTicks;
+                s.InsertHistory.BindText(10, instance.PayloadUtf8).Bind(11, prepared.Instance(ordinal));
+                InsertHistoryRow(s, hid, (changeSeq << 16) | (long)ordinal, name, instance.DatasetId, instance.Kind, observed ?? stamp, observed, stamp, deleted: false);
+                ordinal++;
+            }
+        }
+    }
+
+    /// <summary>Binds the rest of a history row (value and instance are bound by the caller) and inserts it.</summary>
+    private void InsertHistoryRow(WriterStatements s, long hid, long n, string attr, string? datasetId, AttributeKind kind, long time, long? observedAt, long at, bool deleted)
+    {
+        s.InsertHistory.Bind(1, hid).Bind(2, TermId(s, attr)).Bind(3, time).Bind(4, n)
+            .Bind(6, (long)kind).Bind(8, at).Bind(9, at).Bind(12, deleted ? 1L : 0L);
+        if (datasetId is not null)
+        {
+            s.InsertHistory.Bind(5, datasetId);
+        }
+
+        if (observedAt is { } observed)
+        {
+            s.InsertHistory.Bind(7, observed);
+        }
+
+        s.InsertHistory.Execute();
     }
 
     /// <summary>

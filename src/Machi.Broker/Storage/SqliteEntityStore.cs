@@ -566,8 +566,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             // Rows the index tables hold now; the mutation may change the entity in place.
             string[]? typesBefore = current is null ? null : [.. current.Types];
             string[]? attrsBefore = current is null ? null : [.. current.Attributes.Keys];
-            var valuesBefore = EntityIndexRows.Values(current);
-            var boxesBefore = EntityIndexRows.Boxes(current);
+            var valuesBefore = current is null ? [] : EntityIndexRows.Values(current);
+            var boxesBefore = current is null ? [] : EntityIndexRows.Boxes(current);
             var stampsBefore = HistoryDiff.Stamps(current);
             var accessBefore = EntityAccess.Of(current);
             var mutation = write.Mutate(current);
@@ -576,10 +576,9 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                 case MutationKind.Put:
                     var entity = mutation.Entity!;
                     HistoryDiff.CheckLimit(entity);
-                    var doc = current is null && ReferenceEquals(entity, write.NewEntity) && write.NewEntityEncoded is { } encoded
-                        ? encoded
-                        : EntityCodec.Encode(entity);
-                    var access = EntityAccess.Of(entity);
+                    var prepared = write.PreparedFor(current, entity);
+                    var doc = prepared?.Doc ?? EntityCodec.Encode(entity);
+                    var access = prepared?.Access ?? EntityAccess.Of(entity);
                     if (rid is null)
                     {
                         if (tenant.Length > 0 && _knownTenants.TryAdd(tenant, true))
@@ -608,13 +607,23 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                             .Bind(3, (long)access.Level).BindOrNull(4, access.Owner).BindOrNull(5, access.Category).Execute();
                     }
 
+                    var at = DateTimeOffset.UtcNow;
+                    if (prepared is not null)
+                    {
+                        s.Index(s.InsertTypes, tenant, rid.Value, entity.Types, TermId);
+                        s.Index(s.InsertAttrs, tenant, rid.Value, entity.Attributes.Keys, TermId);
+                        UpdateQueryIndexes(s, tenant, rid.Value, [], [], EntityIndexRows.Values(entity), EntityIndexRows.Boxes(entity));
+                        var created = LogChange(s, tenant, entity.Id, ChangeKind.Created, null, doc, at);
+                        RecordCreation(s, tenant, entity.Id, created, prepared, entity);
+                        break;
+                    }
+
                     // Index rows change only by the names that came or went (usually none on an update).
                     s.Index(s.DeleteTypes, tenant, rid.Value, EntityIndexRows.Except(typesBefore, entity.Types), TermId);
                     s.Index(s.DeleteAttrs, tenant, rid.Value, EntityIndexRows.Except(attrsBefore, entity.Attributes.Keys), TermId);
                     s.Index(s.InsertTypes, tenant, rid.Value, EntityIndexRows.Except(entity.Types, typesBefore), TermId);
                     s.Index(s.InsertAttrs, tenant, rid.Value, EntityIndexRows.Except(entity.Attributes.Keys, attrsBefore), TermId);
-                    UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, entity);
-                    var at = DateTimeOffset.UtcNow;
+                    UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, EntityIndexRows.Values(entity), EntityIndexRows.Boxes(entity));
                     var seq = LogChange(s, tenant, entity.Id, before is null ? ChangeKind.Created : ChangeKind.Updated, before, doc, at);
                     RecordHistory(s, tenant, entity.Id, seq, at, stampsBefore, typesBefore, entity, accessBefore);
                     break;
@@ -622,7 +631,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     s.Delete.Bind(1, rid.Value).Execute();
                     s.Index(s.DeleteTypes, tenant, rid.Value, typesBefore!, TermId);
                     s.Index(s.DeleteAttrs, tenant, rid.Value, attrsBefore!, TermId);
-                    UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, null);
+                    UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, [], []);
                     var deletedAt = DateTimeOffset.UtcNow;
                     var deletion = LogChange(s, tenant, write.Id, ChangeKind.Deleted, before, null, deletedAt);
                     RecordHistory(s, tenant, write.Id, deletion, deletedAt, stampsBefore, typesBefore, null);
@@ -670,10 +679,10 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         }
     }
 
-    /// <summary>Brings the value and geo index rows of one entity from what they were to what <paramref name="after"/> needs.</summary>
-    private void UpdateQueryIndexes(WriterStatements s, string tenant, long rid, HashSet<IndexedValue> valuesBefore, List<IndexedBox> boxesBefore, Entity? after)
+    /// <summary>Brings the value and geo index rows of one entity from what they were to what they are now.</summary>
+    private void UpdateQueryIndexes(WriterStatements s, string tenant, long rid, HashSet<IndexedValue> valuesBefore, List<IndexedBox> boxesBefore,
+        HashSet<IndexedValue> valuesAfter, List<IndexedBox> boxesAfter)
     {
-        var valuesAfter = EntityIndexRows.Values(after);
         foreach (var row in valuesBefore)
         {
             if (!valuesAfter.Contains(row))
@@ -690,7 +699,6 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             }
         }
 
-        var boxesAfter = EntityIndexRows.Boxes(after);
         if (boxesAfter.SequenceEqual(boxesBefore))
         {
             return;
@@ -737,7 +745,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             var (rid, tenant, entity) = (r.GetInt64(0), r.GetString(1), Decode(r, 2));
             s.Index(s.InsertTypes, tenant, rid, entity.Types, TermId);
             s.Index(s.InsertAttrs, tenant, rid, [.. entity.Attributes.Keys], TermId);
-            UpdateQueryIndexes(s, tenant, rid, [], [], entity);
+            UpdateQueryIndexes(s, tenant, rid, [], [], EntityIndexRows.Values(entity), EntityIndexRows.Boxes(entity));
         }
     }
 
@@ -973,6 +981,15 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         public RawStatement UpsertHistoryEntity => field ??= Raw(_connection, """
             INSERT INTO history_entities (tenant, id, types, created_at, modified_at, deleted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
             ON CONFLICT (tenant, id) DO UPDATE SET types = excluded.types, modified_at = excluded.modified_at, deleted_at = excluded.deleted_at
+            RETURNING hid
+            """);
+
+        // A created entity's history row takes the entity's access marks in the same statement (no UPDATE after it).
+        public RawStatement UpsertCreatedHistoryEntity => field ??= Raw(_connection, """
+            INSERT INTO history_entities (tenant, id, types, created_at, modified_at, deleted_at, access, owner, category)
+            VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8)
+            ON CONFLICT (tenant, id) DO UPDATE SET types = excluded.types, modified_at = excluded.modified_at, deleted_at = NULL,
+                access = excluded.access, owner = excluded.owner, category = excluded.category
             RETURNING hid
             """);
 

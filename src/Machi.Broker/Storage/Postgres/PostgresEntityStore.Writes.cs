@@ -40,7 +40,7 @@ internal sealed partial class PostgresEntityStore
             if (after is not null)
             {
                 HistoryDiff.CheckLimit(after);
-                doc = current is null && ReferenceEquals(after, write.NewEntity) && write.NewEntityEncoded is { } encoded ? encoded : EntityCodec.Encode(after);
+                doc = write.PreparedFor(current, after)?.Doc ?? EntityCodec.Encode(after);
             }
 
             var at = _time.GetUtcNow();
