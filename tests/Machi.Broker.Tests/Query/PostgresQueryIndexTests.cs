@@ -91,11 +91,48 @@ public sealed class PostgresQueryIndexTests(PostgresServer server) : IAsyncLifet
     {
         var near = new EntityFilter { Geo = GeoQuery.Parse("near;maxDistance==1000", "Point", "[139.93,37.49]", null, QueryIndexTests.Expand) };
         var plan = await _store.ExplainAsync(string.Empty, new EntityQuery(near), CancellationToken.None);
-        Assert.Contains("entity_geo_geog", plan, StringComparison.Ordinal);
+        Assert.True(plan.Contains("entity_geo_geog", StringComparison.Ordinal), plan);
 
         var value = new EntityFilter { Q = QExpressions.Expand(QParser.Parse("num==4"), QueryIndexTests.Expand) };
         plan = await _store.ExplainAsync(string.Empty, new EntityQuery(value), CancellationToken.None);
-        Assert.Contains("entity_numbers", plan, StringComparison.Ordinal);
+        Assert.True(plan.Contains("entity_numbers", StringComparison.Ordinal), plan);
+    }
+
+    [Fact]
+    public async Task Near_queries_come_nearest_first_and_page_through_many_entities_at_one_place()
+    {
+        // 600 entities at one point (more than a chunk of candidates, all at one distance) and 60 along a line away
+        // from it, in a tenant of their own.
+        const string tenant = "nearest";
+        var writes = new List<EntityWrite>();
+        for (var i = 0; i < 660; i++)
+        {
+            var (lon, lat) = i < 600 ? (139.93, 37.49) : (139.93 + (i - 599) * 0.0001, 37.49);
+            var entity = QueryIndexTests.Parse(string.Create(
+                CultureInfo.InvariantCulture,
+                $$"""{"id":"urn:ngsi-ld:P:{{i}}","type":"P","location":{"type":"GeoProperty","value":{"type":"Point","coordinates":[{{lon}},{{lat}}]} } }"""));
+            writes.Add(EntityWrite.Creating(entity, EntityService.Create(entity)));
+        }
+
+        Assert.All(await _store.WriteAsync(tenant, writes, CancellationToken.None), Assert.Null);
+        var near = new EntityFilter { Geo = GeoQuery.Parse("near;maxDistance==300", "Point", "[139.93,37.49]", null, QueryIndexTests.Expand) };
+
+        // Within 300 m: the 600 at the point and the 33 of the line within 0.0034° of longitude (8.85 m a step at 37.49°N), nearest first.
+        var all = await _store.QueryAsync(tenant, new EntityQuery(near) { Limit = 1000, Count = true }, CancellationToken.None);
+        Assert.Equal(all.Entities.Count, all.TotalCount);
+        Assert.Equal(633, all.Entities.Count);
+        Assert.Equal(633, all.Entities.Select(e => e.Id).Distinct().Count());
+        var along = all.Entities.Select(e => int.Parse(e.Id[(e.Id.LastIndexOf(':') + 1)..], CultureInfo.InvariantCulture)).Where(n => n >= 600).ToList();
+        Assert.Equal(Enumerable.Range(600, 33), along);
+
+        var walked = new List<string>();
+        for (var offset = 0; offset < 700; offset += 100)
+        {
+            var page = await _store.QueryAsync(tenant, new EntityQuery(near) { Limit = 100, Offset = offset }, CancellationToken.None);
+            walked.AddRange(page.Entities.Select(e => e.Id));
+        }
+
+        Assert.Equal(all.Entities.Select(e => e.Id).Order(StringComparer.Ordinal), walked.Order(StringComparer.Ordinal));
     }
 
     [Fact]

@@ -1,6 +1,6 @@
 using System.Globalization;
-using System.Text;
 using Machi.Broker.Access;
+using Machi.Ngsi.Geo;
 using Machi.Ngsi.Model;
 using Machi.Ngsi.Query;
 using NetTopologySuite.Geometries;
@@ -10,13 +10,14 @@ using NpgsqlTypes;
 namespace Machi.Broker.Storage.Postgres;
 
 /// <summary>
-/// Turns an <see cref="EntityFilter"/> into the conditions on entities e that find its candidates through the index
-/// tables: ids through the entities' key, types and attribute names through entity_types/entity_attrs, q comparisons
-/// on a top-level attribute through entity_numbers/entity_strings, geo-queries through the GiST index of entity_geo.
-/// The same cuts as <see cref="SqliteQueryPlanner"/>: what SQL cannot decide exactly (idPattern, scopeQ, the
-/// geometry itself, the parts of q no index holds) stays with the evaluator, which runs on every candidate; when
-/// nothing is left for it (<see cref="Exact"/>) the database pages and counts on its own. Which condition drives is
-/// PostgreSQL's planner's choice, from its statistics.
+/// Turns an <see cref="EntityFilter"/> into the SQL that finds its candidates through the index tables: ids through
+/// the entities' key, types and attribute names through entity_types/entity_attrs, q comparisons on a top-level
+/// attribute through entity_numbers/entity_strings, geo-queries through the GiST index of entity_geo. The same cuts
+/// as <see cref="SqliteQueryPlanner"/>: what SQL cannot decide exactly (idPattern, scopeQ, the geometry itself, the
+/// parts of q no index holds) stays with the evaluator, which runs on every candidate; when nothing is left for it
+/// (<see cref="Exact"/>) the database pages and counts on its own (<see cref="FromWhere"/>). Otherwise the most
+/// selective condition drives (<see cref="Phases"/>): its index hands candidates out in its own order, a chunk at a
+/// time, and the other conditions are probes on each candidate's rid before its row is read.
 /// </summary>
 internal sealed class PostgresQueryPlanner
 {
@@ -24,9 +25,21 @@ internal sealed class PostgresQueryPlanner
     /// evaluator sees, with edges split to <see cref="PostgresGeo.SegmentDegrees"/>, below 85° of latitude.</summary>
     private const double GeoSlackMeters = 50;
 
+    /// <summary>A shape whose box spans more degrees than this is not streamed by distance from its centre (a
+    /// circle around a large shape holds far more than the shape).</summary>
+    private const double StreamedShapeDegrees = 2;
+
+    private const int RankIds = 0;
+    private const int RankEquality = 1;
+    private const int RankGeo = 2;
+    private const int RankRange = 3;
+    private const int RankAttributes = 4;
+    private const int RankTypes = 5;
+
     private readonly NpgsqlCommand _command;
     private readonly Func<string, long?> _termId;
-    private readonly List<string> _conditions = [];
+    private readonly List<Condition> _conditions = [];
+    private string _access = "";
     private int _parameters;
 
     private PostgresQueryPlanner(NpgsqlCommand command, string tenant, Func<string, long?> termId)
@@ -43,17 +56,52 @@ internal sealed class PostgresQueryPlanner
     public bool Exact { get; private set; } = true;
 
     /// <summary>"FROM entities e WHERE …" of the candidates (all of the matches, when <see cref="Exact"/>).</summary>
-    public string FromWhere
+    public string FromWhere =>
+        "FROM entities e WHERE e.tenant = @tenant" + _access + string.Concat(_conditions.Select(c => " AND " + c.On("e.rid")));
+
+    /// <summary>
+    /// The statements that hand the candidates out, one after the other (a geo-query's second phase: the entities
+    /// whose value is no geography). Each answers rows (rid, key, doc) in its driving index's order — rid, value, or
+    /// distance from the query's point (a GiST nearest-first scan: near answers nearest first) — so no candidate set
+    /// is gathered and sorted: a page costs the candidates it reads, however many match. Each takes @chunk and
+    /// continues after @after and @key (see <see cref="StreamKey"/>); doc is null for a candidate another condition
+    /// or the caller's access rejects, read only for those that pass. A candidate may come twice (an entity with
+    /// several matching values), so the reader skips rids it has seen.
+    /// </summary>
+    public IReadOnlyList<StreamPhase> Phases
     {
         get
         {
-            var sql = new StringBuilder("FROM entities e WHERE e.tenant = @tenant");
-            foreach (var condition in _conditions)
-            {
-                sql.Append(" AND ").Append(condition);
-            }
+            var driver = _conditions.Where(c => c.Stream is not null).MinBy(c => c.Rank);
+            var stream = driver?.Stream ?? new RidStream(["SELECT x.rid FROM entities x WHERE x.tenant = @tenant"]);
 
-            return sql.ToString();
+            // A distance stream reads a circle around the shape: the geo condition itself still applies.
+            var filters = _conditions.Where(c => c != driver || stream is DistanceStream).Select(c => c.On("k.rid")).ToList();
+            var entity = $"(SELECT e.doc FROM entities e WHERE e.tenant = @tenant AND e.rid = k.rid{_access})";
+            var doc = filters.Count == 0 ? entity : $"CASE WHEN {string.Join(" AND ", filters)} THEN {entity} END";
+            return stream switch
+            {
+                RidStream rids => [Phase(rids)],
+                ValueStream values => [new StreamPhase(
+                    $"SELECT k.rid, k.key, {doc} FROM (SELECT v.rid, v.value AS key FROM {values.Table} v WHERE {values.Where} AND (v.value, v.rid) > (@key, @after) ORDER BY v.value, v.rid LIMIT @chunk) k ORDER BY k.key, k.rid",
+                    values.IsText ? StreamKey.Text : StreamKey.Number,
+                    double.PositiveInfinity,
+                    values.Start)],
+                DistanceStream distance => [
+                    new StreamPhase(
+                        $"SELECT k.rid, k.key, {doc} FROM (SELECT g.rid, g.geog <-> {distance.Origin} AS key FROM entity_geo g WHERE g.tenant = @tenant AND g.attr = {distance.Attr} AND g.geog <-> {distance.Origin} >= @key ORDER BY g.geog <-> {distance.Origin} LIMIT @chunk) k ORDER BY k.key, k.rid",
+                        StreamKey.Distance,
+                        distance.Bound,
+                        0.0),
+                    Phase(new RidStream([distance.Unindexed]))],
+                _ => throw new InvalidOperationException("unknown candidate stream"),
+            };
+
+            StreamPhase Phase(RidStream rids) => new(
+                $"SELECT k.rid, k.key, {doc} FROM (SELECT d.rid, NULL::float8 AS key FROM ({string.Join(" UNION ALL ", rids.Arms.Select(a => $"({a} AND x.rid > @after ORDER BY x.rid)"))}) d ORDER BY d.rid LIMIT @chunk) k ORDER BY k.rid",
+                StreamKey.Rid,
+                double.PositiveInfinity,
+                null);
         }
     }
 
@@ -64,7 +112,7 @@ internal sealed class PostgresQueryPlanner
         // What the caller may see is decided on the entity row, so counts and pages are those of the visible entities.
         if (access is not null)
         {
-            planner._conditions.Add(access.Condition(value => planner.Parameter(value)));
+            planner._access = " AND " + access.Condition(value => planner.Parameter(value));
         }
 
         planner.AddSelectors(filter.Selectors);
@@ -86,13 +134,17 @@ internal sealed class PostgresQueryPlanner
             return;
         }
 
-        var alternatives = new List<string>();
+        var alternatives = new List<List<Condition>>();
         foreach (var selector in selectors)
         {
-            var parts = new List<string>();
+            var parts = new List<Condition>();
             if (selector.Ids is { Count: > 0 } ids)
             {
-                parts.Add($"e.id = ANY({Parameter(ids.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Text)})");
+                var list = Parameter(ids.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Text);
+                parts.Add(new Condition(
+                    RankIds,
+                    rid => $"{rid} IN (SELECT i.rid FROM entities i WHERE i.tenant = @tenant AND i.id = ANY({list}))",
+                    new RidStream([$"SELECT x.rid FROM entities x WHERE x.tenant = @tenant AND x.id = ANY({list})"])));
             }
 
             if (selector.IdPattern is not null)
@@ -114,7 +166,7 @@ internal sealed class PostgresQueryPlanner
                     continue;
                 }
 
-                parts.Add(KeyCondition("entity_types", "type", terms));
+                parts.Add(KeyCondition(RankTypes, "entity_types", "type", terms));
             }
 
             if (parts.Count == 0)
@@ -123,7 +175,7 @@ internal sealed class PostgresQueryPlanner
                 return;
             }
 
-            alternatives.Add("(" + string.Join(" AND ", parts) + ")");
+            alternatives.Add(parts);
         }
 
         if (alternatives.Count == 0)
@@ -132,7 +184,18 @@ internal sealed class PostgresQueryPlanner
             return;
         }
 
-        _conditions.Add("(" + string.Join(" OR ", alternatives) + ")");
+        if (alternatives.Count == 1)
+        {
+            _conditions.AddRange(alternatives[0]);
+            return;
+        }
+
+        // Several selectors: any of them. Their candidates stream together when each is one index key.
+        var streams = alternatives.Select(a => a.Count == 1 ? a[0].Stream as RidStream : null).ToList();
+        _conditions.Add(new Condition(
+            alternatives.Max(a => a.Min(p => p.Rank)),
+            rid => "(" + string.Join(" OR ", alternatives.Select(a => "(" + string.Join(" AND ", a.Select(p => p.On(rid))) + ")")) + ")",
+            streams.All(s => s is not null) ? new RidStream(streams.SelectMany(s => s!.Arms).ToList()) : null));
     }
 
     private void AddAttrs(IReadOnlyList<string>? attrs)
@@ -149,11 +212,16 @@ internal sealed class PostgresQueryPlanner
             return;
         }
 
-        _conditions.Add(KeyCondition("entity_attrs", "name", terms));
+        _conditions.Add(KeyCondition(RankAttributes, "entity_attrs", "name", terms));
     }
 
-    private string KeyCondition(string table, string column, List<long> keys) =>
-        $"EXISTS (SELECT 1 FROM {table} x WHERE x.tenant = e.tenant AND x.{column} = ANY({Parameter(keys.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint)}) AND x.rid = e.rid)";
+    /// <summary>An entity has one of <paramref name="keys"/> in <paramref name="table"/>: a probe on a rid, or the keys' rids merged in rid order.</summary>
+    private Condition KeyCondition(int rank, string table, string column, List<long> keys)
+    {
+        var any = Parameter(keys.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint);
+        var arms = keys.Select(key => $"SELECT x.rid FROM {table} x WHERE x.tenant = @tenant AND x.{column} = {Parameter(key)}").ToList();
+        return new Condition(rank, rid => $"EXISTS (SELECT 1 FROM {table} x WHERE x.tenant = @tenant AND x.{column} = ANY({any}) AND x.rid = {rid})", new RidStream(arms));
+    }
 
     // Each term of a top-level conjunction that an index can answer narrows the candidates; the evaluator still
     // checks the whole expression (an index row says "some instance holds this value", q says more).
@@ -177,7 +245,7 @@ internal sealed class PostgresQueryPlanner
                         return;
                     }
 
-                    _conditions.Add(KeyCondition("entity_attrs", "name", [id]));
+                    _conditions.Add(KeyCondition(RankAttributes, "entity_attrs", "name", [id]));
                     break;
                 case QComparison { Path: { Names.Count: 1, Members.Count: 0 } path } comparison:
                     AddComparison(path.Attribute, comparison.Operator, comparison.Value);
@@ -205,49 +273,53 @@ internal sealed class PostgresQueryPlanner
         {
             if (Keys(term, value is QList list ? list.Values : [value]) is { } keys)
             {
-                _conditions.Add(EqualAny(keys));
+                _conditions.Add(EqualAny(keys.Distinct().ToList()));
             }
 
             return;
         }
 
         // Stored values are coarsened (prefixes, doubles) in an order-keeping way, so bounds are inclusive.
-        string? range = null;
+        (IndexKey Key, string Where, object Start)? range = null;
         if (op == QOperator.Equal)
         {
             var from = ((QRange)value).From;
             var to = ((QRange)value).To;
             if (Orderable(from) && Orderable(to) && Key(term, from) is { } low && Key(term, to) is { } high && low.Attr == high.Attr && low.IsText == high.IsText)
             {
-                range = $"{Table(low)} v WHERE v.tenant = e.tenant AND v.attr = {Parameter(low.Attr)} AND v.value >= {Parameter(low.Value)} AND v.value <= {Parameter(high.Value)}";
+                range = (low, $"v.tenant = @tenant AND v.attr = {Parameter(low.Attr)} AND v.value >= {Parameter(low.Value)} AND v.value <= {Parameter(high.Value)}", low.Value);
             }
         }
         else if (Orderable(value) && value is not QBoolean && Key(term, value) is { } key)
         {
             var sign = op is QOperator.Greater or QOperator.GreaterOrEqual ? ">=" : "<=";
-            range = $"{Table(key)} v WHERE v.tenant = e.tenant AND v.attr = {Parameter(key.Attr)} AND v.value {sign} {Parameter(key.Value)}";
+            var start = sign == ">=" ? key.Value : key.IsText ? string.Empty : double.NegativeInfinity;
+            range = (key, $"v.tenant = @tenant AND v.attr = {Parameter(key.Attr)} AND v.value {sign} {Parameter(key.Value)}", start);
         }
 
-        if (range is not null)
+        if (range is { } r)
         {
-            _conditions.Add($"EXISTS (SELECT 1 FROM {range} AND v.rid = e.rid)");
+            var table = Table(r.Key);
+            _conditions.Add(new Condition(RankRange, rid => $"EXISTS (SELECT 1 FROM {table} v WHERE {r.Where} AND v.rid = {rid})", new ValueStream(table, r.Where, r.Key.IsText, r.Start)));
         }
     }
 
     private static string Table(IndexKey key) => key.IsText ? "entity_strings" : "entity_numbers";
 
-    private string EqualAny(List<IndexKey> keys)
+    /// <summary>An entity holds one of the values <paramref name="keys"/>: probes on a rid, or each value's rids merged in rid order.</summary>
+    private Condition EqualAny(List<IndexKey> keys)
     {
         var parts = new List<string>();
         foreach (var group in keys.GroupBy(k => (k.Attr, k.IsText)))
         {
             var values = group.Key.IsText
-                ? Parameter(group.Select(k => (string)k.Value).Distinct().ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Text)
-                : Parameter(group.Select(k => (double)k.Value).Distinct().ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Double);
-            parts.Add($"EXISTS (SELECT 1 FROM {(group.Key.IsText ? "entity_strings" : "entity_numbers")} v WHERE v.tenant = e.tenant AND v.attr = {Parameter(group.Key.Attr)} AND v.value = ANY({values}) AND v.rid = e.rid)");
+                ? Parameter(group.Select(k => (string)k.Value).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Text)
+                : Parameter(group.Select(k => (double)k.Value).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Double);
+            parts.Add($"SELECT 1 FROM {Table(group.First())} v WHERE v.tenant = @tenant AND v.attr = {Parameter(group.Key.Attr)} AND v.value = ANY({values})");
         }
 
-        return "(" + string.Join(" OR ", parts) + ")";
+        var arms = keys.Select(k => $"SELECT x.rid FROM {Table(k)} x WHERE x.tenant = @tenant AND x.attr = {Parameter(k.Attr)} AND x.value = {Parameter(k.Value)}").ToList();
+        return new Condition(RankEquality, rid => "(" + string.Join(" OR ", parts.Select(p => $"EXISTS ({p} AND v.rid = {rid})")) + ")", new RidStream(arms));
     }
 
     /// <summary>The index keys of values compared for equality, or null when one of them is not indexed.</summary>
@@ -347,11 +419,43 @@ internal sealed class PostgresQueryPlanner
         }
 
         var attr = Parameter(term);
-        _conditions.Add(string.Create(CultureInfo.InvariantCulture, $"""
-            e.rid IN (SELECT g.rid FROM entity_geo g WHERE g.tenant = @tenant AND g.attr = {attr} AND ST_DWithin(g.geog, {shape}, {Parameter(distance)})
-                      UNION ALL SELECT g.rid FROM entity_geo g WHERE g.tenant = @tenant AND g.attr = {attr} AND g.geog IS NULL)
-            """));
+        var within = Parameter(distance);
+        // A geo condition never stands alone in SQL (the evaluator decides), so it is a probe on each candidate.
+        string Touching(string g) => $"SELECT {g}.rid FROM entity_geo {g} WHERE {g}.tenant = @tenant AND {g}.attr = {attr} AND ST_DWithin({g}.geog, {shape}, {within})";
+        string Unindexed(string g) => $"SELECT {g}.rid FROM entity_geo {g} WHERE {g}.tenant = @tenant AND {g}.attr = {attr} AND {g}.geog IS NULL";
+        _conditions.Add(new Condition(
+            RankGeo,
+            rid => $"EXISTS (SELECT 1 FROM entity_geo g WHERE g.tenant = @tenant AND g.rid = {rid} AND g.attr = {attr} AND (g.geog IS NULL OR ST_DWithin(g.geog, {shape}, {within})))",
+            (CandidateStream?)DistanceFrom(geo, attr, Unindexed("x")) ?? new RidStream([Touching("x"), Unindexed("x")])));
     }
+
+    /// <summary>
+    /// The candidates of a geo-query nearest first from its point (near) or from the centre of its shape's box, up to
+    /// the distance beyond which none can match; null for a shape too large for a circle around it to be a good
+    /// bound. <c>&lt;-&gt;</c> measures on the sphere, up to 0.5 % off the ellipsoid the evaluator measures on: the
+    /// bound allows 1 %.
+    /// </summary>
+    private DistanceStream? DistanceFrom(GeoQuery geo, string attr, string unindexed)
+    {
+        if (geo.Relation == GeoRelation.Near)
+        {
+            var point = (Point)geo.Geometry;
+            return new DistanceStream(attr, Origin(point.X, point.Y), geo.MaxDistance!.Value * 1.01 + GeoSlackMeters, unindexed);
+        }
+
+        var box = geo.Geometry.EnvelopeInternal;
+        if (box.Width > StreamedShapeDegrees || box.Height > StreamedShapeDegrees)
+        {
+            return null;
+        }
+
+        var (x, y) = (box.Centre.X, box.Centre.Y);
+        var reach = new[] { (box.MinX, box.MinY), (box.MinX, box.MaxY), (box.MaxX, box.MinY), (box.MaxX, box.MaxY) }
+            .Max(corner => GeoMath.DistanceMeters(y, x, corner.Item2, corner.Item1));
+        return new DistanceStream(attr, Origin(x, y), reach * 1.01 + 2 * GeoSlackMeters, unindexed);
+    }
+
+    private string Origin(double x, double y) => $"ST_SetSRID(ST_MakePoint({Parameter(x)}, {Parameter(y)}), 4326)::geography";
 
     private List<long> Terms(IEnumerable<string> iris)
     {
@@ -392,4 +496,41 @@ internal sealed class PostgresQueryPlanner
 
     /// <param name="Value">A double (numbers table) or a string (strings table), as the rows store it.</param>
     private readonly record struct IndexKey(long Attr, bool IsText, object Value);
+
+    /// <summary>A condition on candidates: its rank as a driver (most selective first), its SQL on a rid expression, and its candidates in an index's order when it can drive.</summary>
+    private sealed record Condition(int Rank, Func<string, string> On, CandidateStream? Stream);
+
+    private abstract record CandidateStream;
+
+    /// <summary>Candidates in rid order: each arm ("SELECT x.rid FROM … x WHERE …") in rid order from its index, merged.</summary>
+    private sealed record RidStream(IReadOnlyList<string> Arms) : CandidateStream;
+
+    /// <summary>Candidates in (value, rid) order from a value table's index (alias v), as a range reads it, from its
+    /// lower bound <paramref name="Start"/> (PostgreSQL starts the scan where the continuation says, not at the bound).</summary>
+    private sealed record ValueStream(string Table, string Where, bool IsText, object Start) : CandidateStream;
+
+    /// <summary>Candidates nearest first from <paramref name="Origin"/>; none beyond <paramref name="Bound"/> metres matches
+    /// but those of <paramref name="Unindexed"/> (an arm of the values that are no geography), which follow.</summary>
+    private sealed record DistanceStream(string Attr, string Origin, double Bound, string Unindexed) : CandidateStream;
 }
+
+/// <summary>What orders a stream's rows, and so what continues it after a chunk.</summary>
+internal enum StreamKey
+{
+    /// <summary>rid: continue after @after.</summary>
+    Rid,
+
+    /// <summary>(numeric value, rid): continue after (@key, @after).</summary>
+    Number,
+
+    /// <summary>(text value, rid): continue after (@key, @after).</summary>
+    Text,
+
+    /// <summary>(distance in metres, rid): continue from @key, the last distance read, whose rows come again (a
+    /// nearest-first scan cannot start after a rid); the reader takes a chunk's rows only up to its last distance.</summary>
+    Distance,
+}
+
+/// <summary>One statement of candidates (see <see cref="PostgresQueryPlanner.Phases"/>): its first @key is
+/// <paramref name="Start"/>, and past a key of <paramref name="StopBeyond"/> no row can match.</summary>
+internal sealed record StreamPhase(string Sql, StreamKey Key, double StopBeyond, object? Start);
