@@ -196,7 +196,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
 
         // The evaluator decides on each candidate, streamed from the driving index in chunks (keyset), so a page reads
         // only the candidates it needs; counting needs every candidate. Most candidates of a geo or range condition
-        // match, so the first chunk is about one page and each further one twice the last.
+        // match, so the first chunk is about one page.
         var first = query.Count ? CandidateChunk : (int)Math.Clamp((long)query.Offset + query.Limit + 4, 16, CandidateChunk);
         var seen = new HashSet<long>();
         var matched = 0L;
@@ -217,6 +217,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
 
             after.Value = long.MinValue;
             var chunk = first;
+            var (readInPhase, matchedBefore) = (0L, matched);
             var ended = false;
             while (!ended)
             {
@@ -293,7 +294,12 @@ internal sealed partial class PostgresEntityStore : IEntityStore
                     }
                 }
 
-                chunk = Math.Min(chunk * 2, Math.Max(CandidateChunk, chunk));
+                // The next chunk is sized for the page's rest at the share of candidates that matched so far (other
+                // conditions and the evaluator reject some: a type + q query keeps about one in five).
+                readInPhase += take;
+                var missing = query.Offset + query.Limit - matched;
+                chunk = query.Count ? Math.Max(CandidateChunk, chunk)
+                    : (int)Math.Clamp(missing * 1.25 * readInPhase / Math.Max(matched - matchedBefore, 1) + 4, 16, Math.Max(CandidateChunk, chunk));
             }
 
             if (key is not null)
