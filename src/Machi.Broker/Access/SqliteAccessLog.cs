@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Diagnostics;
-using System.Text;
 using Machi.Broker.Storage;
 using Microsoft.Data.Sqlite;
 using Microsoft.Win32.SafeHandles;
@@ -56,8 +55,8 @@ public sealed class SqliteAccessLog : IAccessLog
     private RawStatement? _insert;
     private RawStatement? _nameId;
     private RawStatement? _addName;
-    private RawStatement? _byResident;
-    private RawStatement? _byClient;
+    private IndexInserts? _byResident;
+    private IndexInserts? _byClient;
     private WalCheckpointer? _checkpointer;
     private long _lastSeq;
     private byte[] _lastHash = AccessLogChain.Start();
@@ -71,7 +70,7 @@ public sealed class SqliteAccessLog : IAccessLog
     /// (a name keeps its number; looking each up again in every batch cost ~0.5 µs of CPU per record with 10,000
     /// residents). Indexer thread only.
     /// </summary>
-    private readonly Dictionary<string, long> _names = new(StringComparer.Ordinal);
+    private readonly Dictionary<byte[], long> _names = new(Utf8Names.Instance);
 
     /// <summary>The entries of a batch for the compact indexes (kept between batches: indexer thread only).</summary>
     private readonly IndexEntries _byResidentEntries = new(), _byClientEntries = new();
@@ -137,8 +136,8 @@ public sealed class SqliteAccessLog : IAccessLog
             _count++;
         }
 
-        /// <summary>Inserts the entries with <paramref name="statement"/> (name ?1, seq ?2) in order of name, then seq.</summary>
-        public void Insert(RawStatement statement)
+        /// <summary>Inserts the entries in order of name, then seq.</summary>
+        public void Insert(IndexInserts inserts)
         {
             Array.Sort(_names, _seqs, 0, _count);
             for (var start = 0; start < _count;)
@@ -151,13 +150,44 @@ public sealed class SqliteAccessLog : IAccessLog
                 }
 
                 Array.Sort(_seqs, start, end - start);
-                for (var i = start; i < end; i++)
-                {
-                    statement.Bind(1, _names[i]).Bind(2, _seqs[i]).Execute();
-                }
-
                 start = end;
             }
+
+            var i = 0;
+            for (; i + IndexInserts.Rows <= _count; i += IndexInserts.Rows)
+            {
+                for (var row = 0; row < IndexInserts.Rows; row++)
+                {
+                    inserts.Many.Bind((2 * row) + 1, _names[i + row]).Bind((2 * row) + 2, _seqs[i + row]);
+                }
+
+                inserts.Many.Run();
+            }
+
+            for (; i < _count; i++)
+            {
+                inserts.One.Bind(1, _names[i]).Bind(2, _seqs[i]).Run();
+            }
+        }
+    }
+
+    /// <summary>
+    /// The statements that insert entries of a compact index: <see cref="Rows"/> at a time, and one at a time for the
+    /// rest (stepping, resetting and clearing a statement per entry cost more than the B-tree insert).
+    /// </summary>
+    private sealed class IndexInserts(SqliteConnection writer, string table) : IDisposable
+    {
+        public const int Rows = 64;
+
+        public RawStatement Many { get; } = new(writer,
+            $"INSERT OR IGNORE INTO {table} VALUES {string.Join(", ", Enumerable.Range(0, Rows).Select(i => $"(?{(2 * i) + 1}, ?{(2 * i) + 2})"))}");
+
+        public RawStatement One { get; } = new(writer, $"INSERT OR IGNORE INTO {table} VALUES (?1, ?2)");
+
+        public void Dispose()
+        {
+            Many.Dispose();
+            One.Dispose();
         }
     }
 
@@ -457,10 +487,13 @@ public sealed class SqliteAccessLog : IAccessLog
                 segment.Flush!.Dispose();
             }
 
-            foreach (var statement in new[] { _insert, _nameId, _addName, _byResident, _byClient })
+            foreach (var statement in new[] { _insert, _nameId, _addName })
             {
                 statement!.Dispose();
             }
+
+            _byResident!.Dispose();
+            _byClient!.Dispose();
             _writer!.Dispose();
         }
 
@@ -727,8 +760,8 @@ public sealed class SqliteAccessLog : IAccessLog
         _insert = new RawStatement(_writer, "INSERT OR IGNORE INTO access_log (seq, at, record) VALUES (?1, ?2, ?3)");
         _nameId = new RawStatement(_writer, "SELECT id FROM access_log_names WHERE name = ?1");
         _addName = new RawStatement(_writer, "INSERT INTO access_log_names (name) VALUES (?1) RETURNING id");
-        _byResident = new RawStatement(_writer, "INSERT OR IGNORE INTO access_log_by_resident (resident, seq) VALUES (?1, ?2)");
-        _byClient = new RawStatement(_writer, "INSERT OR IGNORE INTO access_log_by_client (client, seq) VALUES (?1, ?2)");
+        _byResident = new IndexInserts(_writer, "access_log_by_resident (resident, seq)");
+        _byClient = new IndexInserts(_writer, "access_log_by_client (client, seq)");
 
         // Records a crash left in the journal (written, not yet indexed; in either format) are indexed first, then
         // both segments are emptied: appends start a segment of the current format.
@@ -989,7 +1022,7 @@ public sealed class SqliteAccessLog : IAccessLog
                     }
 
                     var seq = AccessLogJournal.Seq(payload);
-                    _insert!.Bind(1, seq).Bind(2, AccessLogJournal.AtTicks(payload)).Bind(3, payload).Execute();
+                    _insert!.Bind(1, seq).Bind(2, AccessLogJournal.AtTicks(payload)).Bind(3, payload).Run();
                     var fields = AccessLogJournal.Fields(payload);
                     AccessLogJournal.NextField(ref fields, out var resident);
                     AccessLogJournal.NextField(ref fields, out var client);
@@ -1033,10 +1066,8 @@ public sealed class SqliteAccessLog : IAccessLog
     /// <summary>The number of a resident's or client's name in the compact indexes, given one if new (indexer thread).</summary>
     private long NameId(ReadOnlySpan<byte> utf8)
     {
-        var chars = utf8.Length <= 256 ? stackalloc char[utf8.Length] : new char[utf8.Length];
-        var name = chars[..Encoding.UTF8.GetChars(utf8, chars)];
-        var lookup = _names.GetAlternateLookup<ReadOnlySpan<char>>();
-        if (lookup.TryGetValue(name, out var id))
+        var lookup = _names.GetAlternateLookup<ReadOnlySpan<byte>>();
+        if (lookup.TryGetValue(utf8, out var id))
         {
             return id;
         }
@@ -1058,7 +1089,28 @@ public sealed class SqliteAccessLog : IAccessLog
             _addName!.Reset();
         }
 
-        return lookup[name] = id;
+        return lookup[utf8] = id;
+    }
+
+    /// <summary>Names compared as their UTF-8 bytes, looked up by the journal's bytes without decoding them (~0.2 µs a record).</summary>
+    private sealed class Utf8Names : IEqualityComparer<byte[]>, IAlternateEqualityComparer<ReadOnlySpan<byte>, byte[]>
+    {
+        public static Utf8Names Instance { get; } = new();
+
+        public bool Equals(byte[]? x, byte[]? y) => x.AsSpan().SequenceEqual(y);
+
+        public int GetHashCode(byte[] name) => GetHashCode(name.AsSpan());
+
+        public bool Equals(ReadOnlySpan<byte> alternate, byte[] other) => alternate.SequenceEqual(other);
+
+        public int GetHashCode(ReadOnlySpan<byte> alternate)
+        {
+            var hash = new HashCode();
+            hash.AddBytes(alternate);
+            return hash.ToHashCode();
+        }
+
+        public byte[] Create(ReadOnlySpan<byte> alternate) => alternate.ToArray();
     }
 
     /// <summary>The complete records of both journal segments, in order of seq.</summary>

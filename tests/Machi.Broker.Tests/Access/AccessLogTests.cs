@@ -91,6 +91,15 @@ public sealed class AccessLogTests
         var entries = await log.ReadAsync(limit: 100_000, newestFirst: false);
         Assert.Equal(Enumerable.Range(1, expected).Select(i => (long)i), entries.Select(e => e.Seq));
         Assert.Equal(expected, entries.Select(e => e.Record!.EntityId).Distinct().Count());
+
+        // Every record is in the compact indexes (batches insert them many rows at a time), in order.
+        foreach (var resident in (string[])["resident-0", "resident-1", "resident-2"])
+        {
+            var own = entries.Where(e => e.Record!.Resident == resident).Select(e => e.Seq).Reverse();
+            Assert.Equal(own, (await log.ReadAsync(resident: resident, limit: 100_000)).Select(e => e.Seq));
+        }
+
+        Assert.Equal(expected, (await log.ReadAsync(clientId: "clinic", limit: 100_000)).Count);
         var verification = await log.VerifyAsync();
         Assert.True(verification.Intact, verification.Problem);
         Assert.Equal(expected, verification.Records);
