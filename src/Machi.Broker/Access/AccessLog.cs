@@ -176,6 +176,13 @@ internal sealed class AccessLogVerifier
         return null;
     }
 
+    /// <summary>The verification that ends at a stored record that cannot be read as one (its bytes were altered).</summary>
+    public AccessLogVerification Unreadable(long seq)
+    {
+        _records++;
+        return Broken(seq, $"record {seq} was altered (its stored bytes are not a record)");
+    }
+
     /// <summary>Every record checked fits.</summary>
     public AccessLogVerification Intact() => new(_records, _redacted, null, null);
 

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics.CodeAnalysis;
 using System.Numerics;
 using System.Security.Cryptography;
 using System.Text;
@@ -134,6 +135,47 @@ internal static class AccessLogJournal
             text[6]!, text[7]!, text[8], text[9]!);
         return new AccessLogEntry(Seq(payload), record, Convert.ToHexStringLower(Digest(payload)), Convert.ToHexStringLower(Hash(payload)));
     }
+
+    /// <summary>
+    /// How many bytes a stored record keeps once redacted: only its digest and chain hash, the payload's last bytes (a
+    /// payload is always longer).
+    /// </summary>
+    public const int RedactedLength = 2 * HashLength;
+
+    /// <summary>
+    /// A record as <see cref="SqliteAccessLog"/>'s table stores it (<paramref name="stored"/>: a payload, or its last
+    /// <see cref="RedactedLength"/> bytes once redacted) as an entry numbered <paramref name="seq"/>; false when the
+    /// bytes are neither (altered).
+    /// </summary>
+    public static bool TryStored(long seq, ReadOnlySpan<byte> stored, [NotNullWhen(true)] out AccessLogEntry? entry)
+    {
+        if (stored.Length == RedactedLength)
+        {
+            entry = new AccessLogEntry(seq, null, Convert.ToHexStringLower(Digest(stored)), Convert.ToHexStringLower(Hash(stored)));
+            return true;
+        }
+
+        entry = WellFormed(stored) ? Entry(stored) with { Seq = seq } : null;
+        return entry is not null;
+    }
+
+    /// <summary>An entry (redacted or not) in the form <see cref="TryStored"/> reads; its length.</summary>
+    public static int Stored(AccessLogEntry entry, Span<byte> into)
+    {
+        if (entry.Record is not null)
+        {
+            var length = Frame(entry, into) - HeaderLength;
+            into.Slice(HeaderLength, length).CopyTo(into);
+            return length;
+        }
+
+        Convert.FromHexString(entry.Digest, into[..HashLength], out _, out _);
+        Convert.FromHexString(entry.Hash, into[HashLength..RedactedLength], out _, out _);
+        return RedactedLength;
+    }
+
+    /// <summary>The most bytes <see cref="Stored"/> writes for an entry.</summary>
+    public static int MaxStoredLength(AccessLogEntry entry) => entry.Record is null ? RedactedLength : MaxLength(entry.Record);
 
     /// <summary>The complete records of a journal's bytes, in either format, in order.</summary>
     public static List<AccessLogEntry> Entries(ReadOnlySpan<byte> journal)

@@ -125,20 +125,26 @@ public static class CityMove
                 var journaled = log.JournalEntries();
                 await using var logConnection = log.OpenTable();
                 await using var logTx = logConnection.BeginTransaction(deferred: true);
+                // The table stores each record's bytes; the archive holds the columns PostgreSQL's log has too.
                 await archive.PartAsync(AccessLogPart, async part =>
                 {
-                    await TableCopy.ExportAsync(logConnection, logTx, "SELECT * FROM access_log ORDER BY seq", part, cancellationToken).ConfigureAwait(false);
-                    await using var last = logConnection.CreateCommand();
-                    last.Transaction = logTx;
-                    last.CommandText = "SELECT coalesce(max(seq), 0) FROM access_log";
-                    var indexed = (long)(await last.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+                    var indexed = 0L;
+                    foreach (var (at, entry) in SqliteAccessLog.Rows(logConnection, logTx))
+                    {
+                        await part.RowAsync(json => WriteAccessLogRow(json, at, entry)).ConfigureAwait(false);
+                        indexed = entry.Seq;
+                        if (entry.Record is { } record)
+                        {
+                            nodes.Add(record.Node);
+                        }
+                    }
+
                     foreach (var entry in journaled.Where(j => j.Seq > indexed))
                     {
-                        await part.RowAsync(json => WriteAccessLogRow(json, entry)).ConfigureAwait(false);
+                        await part.RowAsync(json => WriteAccessLogRow(json, entry.Record!.At.UtcTicks, entry)).ConfigureAwait(false);
                         nodes.Add(entry.Record!.Node);
                     }
                 }).ConfigureAwait(false);
-                nodes.UnionWith(await NodesAsync(logConnection, logTx, cancellationToken).ConfigureAwait(false));
             }
         }
 
@@ -244,9 +250,21 @@ public static class CityMove
 
         await using var logConnection = log.OpenTable();
         await using var logTx = logConnection.BeginTransaction();
-        TableCopy.Import(logConnection, logTx, "access_log", archive.Read(AccessLogPart), TableCopy.Columns(logConnection, logTx, "access_log"));
+        SqliteAccessLog.Store(logConnection, logTx, archive.Read(AccessLogPart).Select(AccessLogRow));
         await logTx.CommitAsync(cancellationToken).ConfigureAwait(false);
-        SqliteAccessLog.IndexRows(logConnection); // the log's own indexes, as for every other table
+    }
+
+    /// <summary>A row of the archive's access log (either database's columns) as a stored entry and its time.</summary>
+    private static (long At, AccessLogEntry Entry) AccessLogRow(JsonObject row)
+    {
+        string? Text(string name) => row[name]?.GetValue<string>();
+        var at = row["at"]!.GetValue<long>();
+        var redacted = row["redacted"] is JsonValue flag && (flag.TryGetValue<bool>(out var b) ? b : flag.GetValue<long>() != 0);
+        var record = redacted
+            ? null
+            : new AccessRecord(new DateTimeOffset(at, TimeSpan.Zero), Text("resident")!, Text("client_id"), Text("subject"), Text("purpose"),
+                Text("emergency_reason"), Text("operation")!, Text("tenant")!, Text("entity_id")!, Text("attributes"), Text("node")!);
+        return (at, new AccessLogEntry(row["seq"]!.GetValue<long>(), record, Text("digest")!, Text("hash")!));
     }
 
     private static async Task ImportPostgresAsync(CityArchive archive, string database, IReadOnlyList<TrustTable> trustTables, string? chain, CancellationToken cancellationToken)
@@ -323,23 +341,23 @@ public static class CityMove
         return TrustTables.InOrder(scope.ServiceProvider.GetRequiredService<TrustDbContext>().Model);
     }
 
-    /// <summary>A journal record (never redacted) as a row of access_log.</summary>
-    private static void WriteAccessLogRow(System.Text.Json.Utf8JsonWriter json, AccessLogEntry entry)
+    /// <summary>A record of the SQLite log as a row of the archive's access log (a redacted one keeps only seq, time, digest and hash).</summary>
+    private static void WriteAccessLogRow(System.Text.Json.Utf8JsonWriter json, long at, AccessLogEntry entry)
     {
-        var record = entry.Record!;
+        var record = entry.Record;
         TableCopy.Write(json, "seq", entry.Seq);
-        TableCopy.Write(json, "at", record.At.UtcTicks);
-        TableCopy.Write(json, "resident", record.Resident);
-        TableCopy.Write(json, "client_id", record.ClientId);
-        TableCopy.Write(json, "subject", record.Subject);
-        TableCopy.Write(json, "purpose", record.Purpose);
-        TableCopy.Write(json, "emergency_reason", record.EmergencyReason);
-        TableCopy.Write(json, "operation", record.Operation);
-        TableCopy.Write(json, "tenant", record.Tenant);
-        TableCopy.Write(json, "entity_id", record.EntityId);
-        TableCopy.Write(json, "attributes", record.Attributes);
-        TableCopy.Write(json, "node", record.Node);
-        TableCopy.Write(json, "redacted", 0L);
+        TableCopy.Write(json, "at", at);
+        TableCopy.Write(json, "resident", record?.Resident);
+        TableCopy.Write(json, "client_id", record?.ClientId);
+        TableCopy.Write(json, "subject", record?.Subject);
+        TableCopy.Write(json, "purpose", record?.Purpose);
+        TableCopy.Write(json, "emergency_reason", record?.EmergencyReason);
+        TableCopy.Write(json, "operation", record?.Operation);
+        TableCopy.Write(json, "tenant", record?.Tenant);
+        TableCopy.Write(json, "entity_id", record?.EntityId);
+        TableCopy.Write(json, "attributes", record?.Attributes);
+        TableCopy.Write(json, "node", record?.Node);
+        TableCopy.Write(json, "redacted", record is null ? 1L : 0L);
         TableCopy.Write(json, "digest", entry.Digest);
         TableCopy.Write(json, "hash", entry.Hash);
     }

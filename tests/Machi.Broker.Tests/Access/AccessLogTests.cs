@@ -91,6 +91,15 @@ public sealed class AccessLogTests
         var entries = await log.ReadAsync(limit: 100_000, newestFirst: false);
         Assert.Equal(Enumerable.Range(1, expected).Select(i => (long)i), entries.Select(e => e.Seq));
         Assert.Equal(expected, entries.Select(e => e.Record!.EntityId).Distinct().Count());
+
+        // Every record is in the compact indexes (batches insert them many rows at a time), in order.
+        foreach (var resident in (string[])["resident-0", "resident-1", "resident-2"])
+        {
+            var own = entries.Where(e => e.Record!.Resident == resident).Select(e => e.Seq).Reverse();
+            Assert.Equal(own, (await log.ReadAsync(resident: resident, limit: 100_000)).Select(e => e.Seq));
+        }
+
+        Assert.Equal(expected, (await log.ReadAsync(clientId: "clinic", limit: 100_000)).Count);
         var verification = await log.VerifyAsync();
         Assert.True(verification.Intact, verification.Problem);
         Assert.Equal(expected, verification.Records);
@@ -197,53 +206,184 @@ public sealed class AccessLogTests
         return bytes[..length];
     }
 
-    [Fact]
-    public async Task A_log_written_with_the_older_text_indexes_is_read_by_resident_and_client_after_the_upgrade_and_erasure_hides_the_resident()
+    /// <summary>
+    /// Writes a table in the column format the log used before it stored records whole (a column per field, digest and
+    /// hash as hex), holding records 1–30 with record 3 redacted, and the indexes of that time: compact ones, or before
+    /// them an index on each text column.
+    /// </summary>
+    private static void WriteColumnFormat(string path, bool compactIndexes)
+    {
+        using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Pooling=false");
+        db.Open();
+        using var cmd = db.CreateCommand();
+        cmd.CommandText = """
+            PRAGMA journal_mode=WAL;
+            CREATE TABLE access_log (seq INTEGER PRIMARY KEY, at INTEGER, resident TEXT, client_id TEXT, subject TEXT, purpose TEXT,
+                emergency_reason TEXT, operation TEXT, tenant TEXT, entity_id TEXT, attributes TEXT, node TEXT,
+                redacted INTEGER NOT NULL DEFAULT 0, digest TEXT NOT NULL, hash TEXT NOT NULL);
+            """;
+        cmd.ExecuteNonQuery();
+        var hash = AccessLogChain.Start();
+        for (var seq = 1; seq <= 30; seq++)
+        {
+            var record = Record(seq);
+            var digest = AccessLogChain.Digest(seq, record);
+            hash = AccessLogChain.Chain(hash, digest);
+            cmd.CommandText = """
+                INSERT INTO access_log (seq, at, resident, client_id, subject, purpose, emergency_reason, operation, tenant, entity_id, attributes, node, digest, hash)
+                VALUES ($seq, $at, $resident, $client, NULL, $purpose, NULL, $operation, $tenant, $entity, NULL, $node, $digest, $hash)
+                """;
+            cmd.Parameters.Clear();
+            cmd.Parameters.AddWithValue("$seq", seq);
+            cmd.Parameters.AddWithValue("$at", record.At.UtcTicks);
+            cmd.Parameters.AddWithValue("$resident", record.Resident);
+            cmd.Parameters.AddWithValue("$client", record.ClientId);
+            cmd.Parameters.AddWithValue("$purpose", record.Purpose);
+            cmd.Parameters.AddWithValue("$operation", record.Operation);
+            cmd.Parameters.AddWithValue("$tenant", record.Tenant);
+            cmd.Parameters.AddWithValue("$entity", record.EntityId);
+            cmd.Parameters.AddWithValue("$node", record.Node);
+            cmd.Parameters.AddWithValue("$digest", Convert.ToHexStringLower(digest));
+            cmd.Parameters.AddWithValue("$hash", Convert.ToHexStringLower(hash));
+            cmd.ExecuteNonQuery();
+        }
+
+        cmd.Parameters.Clear();
+        cmd.CommandText = compactIndexes
+            ? """
+                CREATE TABLE access_log_names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+                CREATE TABLE access_log_by_resident (resident INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (resident, seq)) WITHOUT ROWID;
+                CREATE TABLE access_log_by_client (client INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (client, seq)) WITHOUT ROWID;
+                INSERT INTO access_log_names (name) SELECT DISTINCT resident FROM access_log UNION SELECT DISTINCT client_id FROM access_log;
+                INSERT INTO access_log_by_resident SELECT n.id, a.seq FROM access_log a JOIN access_log_names n ON n.name = a.resident WHERE a.seq <> 3;
+                INSERT INTO access_log_by_client SELECT n.id, a.seq FROM access_log a JOIN access_log_names n ON n.name = a.client_id;
+                """
+            : "CREATE INDEX access_log_resident ON access_log (resident, seq); CREATE INDEX access_log_client ON access_log (client_id, seq);";
+        cmd.ExecuteNonQuery();
+        cmd.CommandText = """
+            UPDATE access_log SET resident = NULL, client_id = NULL, purpose = NULL, operation = NULL, tenant = NULL, entity_id = NULL, node = NULL, redacted = 1
+            WHERE seq = 3
+            """;
+        cmd.ExecuteNonQuery();
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_log_written_in_the_column_format_is_converted_verifies_and_is_read_by_resident_and_client_and_erasure_hides_the_resident(bool compactIndexes)
     {
         var temp = TempDirectory.Create();
         using var cleanup = new Cleanup(temp);
         var path = Path.Combine(temp, "access-log.db");
-        await using (var before = new SqliteAccessLog(path))
-        {
-            await before.AppendAsync([.. Enumerable.Range(1, 30).Select(Record)]);
-            Assert.Equal(10, (await before.ReadAsync(resident: "resident-1", limit: 100)).Count); // indexes everything
-        }
+        WriteColumnFormat(path, compactIndexes);
 
-        // The shape a log had before the compact indexes: only the two indexes on the text columns.
-        using (var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Pooling=false"))
+        // Verification alone (machi audit verify) opens the log: it is converted then, redacted record included.
+        await using (var verifying = new SqliteAccessLog(path))
         {
-            db.Open();
-            using var downgrade = db.CreateCommand();
-            downgrade.CommandText = """
-                DROP TABLE access_log_by_resident; DROP TABLE access_log_by_client; DROP TABLE access_log_names;
-                CREATE INDEX access_log_resident ON access_log (resident, seq); CREATE INDEX access_log_client ON access_log (client_id, seq);
-                """;
-            downgrade.ExecuteNonQuery();
+            var converted = await verifying.VerifyAsync();
+            Assert.True(converted.Intact, converted.Problem);
+            Assert.Equal((30, 1), (converted.Records, converted.Redacted));
         }
 
         await using var after = new SqliteAccessLog(path);
         var residentOne = await after.ReadAsync(resident: "resident-1", limit: 100);
         Assert.Equal(Enumerable.Range(0, 10).Select(k => 28L - (3 * k)), residentOne.Select(e => e.Seq)); // newest first
         Assert.All(residentOne, e => Assert.Equal("resident-1", e.Record!.Resident));
+        Assert.Equal(Record(28), residentOne[0].Record);
         Assert.Equal([28L, 25L], (await after.ReadAsync(resident: "resident-1", limit: 2)).Select(e => e.Seq));
         Assert.Equal([22L, 19L], (await after.ReadAsync(resident: "resident-1", limit: 2, offset: 2)).Select(e => e.Seq));
-        Assert.Equal(30, (await after.ReadAsync(clientId: "clinic", limit: 100)).Count);
+        Assert.Equal(29, (await after.ReadAsync(clientId: "clinic", limit: 100)).Count); // not the redacted one
+        Assert.Equal(9, (await after.ReadAsync(resident: "resident-0", clientId: "clinic", limit: 100)).Count);
+        Assert.Empty(await after.ReadAsync(resident: "resident-0", clientId: "someone-else", limit: 100));
         Assert.Empty(await after.ReadAsync(clientId: "someone-else", limit: 100));
+        Assert.Null((await after.ReadAsync(limit: 100, newestFirst: false))[2].Record);
 
         // Records appended after the upgrade are listed too, and erasure takes the resident's records out of both.
         await after.AppendAsync([Record(31), Record(34)]);
         Assert.Equal(12, (await after.ReadAsync(resident: "resident-1", limit: 100)).Count);
         Assert.Equal(12, await after.RedactAsync("resident-1", Record(34) with { Operation = "erasure" }));
         Assert.Equal(["erasure"], (await after.ReadAsync(resident: "resident-1", limit: 100)).Select(e => e.Record!.Operation));
-        Assert.Equal(21, (await after.ReadAsync(clientId: "clinic", limit: 100)).Count); // 20 of the others, the erasure
+        Assert.Equal(20, (await after.ReadAsync(clientId: "clinic", limit: 100)).Count); // 19 of the others, the erasure
         var verification = await after.VerifyAsync();
         Assert.True(verification.Intact, verification.Problem);
-        Assert.Equal(33, verification.Records);
+        Assert.Equal((33, 13), (verification.Records, verification.Redacted)); // record 3 was redacted before
 
         using var check = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Pooling=false");
         check.Open();
-        using var indexes = check.CreateCommand();
-        indexes.CommandText = "SELECT count(*) FROM sqlite_master WHERE name IN ('access_log_resident', 'access_log_client')";
-        Assert.Equal(0L, indexes.ExecuteScalar());
+        using var tables = check.CreateCommand();
+        tables.CommandText = "SELECT count(*) FROM sqlite_master WHERE name IN ('access_log_resident', 'access_log_client', 'access_log_columns')";
+        Assert.Equal(0L, tables.ExecuteScalar());
+    }
+
+    [Fact]
+    public async Task Erasure_leaves_only_digest_and_hash_in_the_table_and_the_chain_still_verifies()
+    {
+        var temp = TempDirectory.Create();
+        using var cleanup = new Cleanup(temp);
+        var path = Path.Combine(temp, "access-log.db");
+        await using var log = new SqliteAccessLog(path);
+        await log.AppendAsync([.. Enumerable.Range(1, 9).Select(Record)]);
+        Assert.Equal(3, await log.RedactAsync("resident-1", Record(10) with { Operation = "erasure" }));
+
+        Assert.Equal([7L, 4L, 1L], (await log.ReadAsync(limit: 100)).Where(e => e.Record is null).Select(e => e.Seq));
+        using (var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Pooling=false"))
+        {
+            db.Open();
+            using var rows = db.CreateCommand();
+            rows.CommandText = "SELECT seq, record FROM access_log WHERE seq IN (1, 2)";
+            using var r = rows.ExecuteReader();
+            Assert.True(r.Read());
+            var redacted = r.GetFieldValue<byte[]>(1);
+            Assert.Equal(64, redacted.Length);
+            Assert.Equal(-1, redacted.AsSpan().IndexOf("resident-1"u8));
+            Assert.True(r.Read());
+            Assert.NotEqual(-1, r.GetFieldValue<byte[]>(1).AsSpan().IndexOf("resident-2"u8));
+        }
+
+        var verification = await log.VerifyAsync();
+        Assert.True(verification.Intact, verification.Problem);
+        Assert.Equal((10, 3), (verification.Records, verification.Redacted));
+    }
+
+    [Theory]
+    [InlineData("another client")]
+    [InlineData("bytes that are not a record")]
+    public async Task A_record_altered_in_the_table_is_reported_by_verification(string alteration)
+    {
+        var temp = TempDirectory.Create();
+        using var cleanup = new Cleanup(temp);
+        var path = Path.Combine(temp, "access-log.db");
+        await using (var log = new SqliteAccessLog(path))
+        {
+            await log.AppendAsync([.. Enumerable.Range(1, 5).Select(Record)]);
+            Assert.Equal(5, (await log.ReadAsync(limit: 100)).Count); // indexed
+        }
+
+        using (var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Pooling=false"))
+        {
+            db.Open();
+            using var cmd = db.CreateCommand();
+            cmd.CommandText = "SELECT record FROM access_log WHERE seq = 2";
+            var record = (byte[])cmd.ExecuteScalar()!;
+            if (alteration == "another client")
+            {
+                // Same length, digest and hash kept: only recomputing the digest shows it.
+                "clinix"u8.CopyTo(record.AsSpan(record.AsSpan().IndexOf("clinic"u8)));
+            }
+            else
+            {
+                record = [.. record.AsSpan(0, 20), .. record.AsSpan(record.Length - 64)];
+            }
+
+            cmd.CommandText = "UPDATE access_log SET record = $record WHERE seq = 2";
+            cmd.Parameters.AddWithValue("$record", record);
+            cmd.ExecuteNonQuery();
+        }
+
+        await using var reopened = new SqliteAccessLog(path);
+        var verification = await reopened.VerifyAsync();
+        Assert.False(verification.Intact);
+        Assert.Equal(2, verification.FirstBrokenSeq);
+        Assert.Contains("altered", verification.Problem, StringComparison.Ordinal);
     }
 }
