@@ -86,7 +86,7 @@ internal static class EntitiesApi
 
         // join=flat answers the entity and its Linked Entities as an array; join=inline, the entity with them inside.
         var (written, joined) = await join.ApplyAsync(
-            ids => distributed.QueryByIdsAsync(http, tenant, ids, context, (q, ct) => entities.QueryAsync(tenant, q, http.Caller(), ct)), [entity], render);
+            ids => distributed.QueryByIdsAsync(http, tenant, ids, context, entities.QueriesAs(tenant, http.Caller())), [entity], render);
         return join.Mode == JoinMode.Flat
             ? new NgsiJsonResult(200, mediaType, context, w => WriteEntities(w, written, joined))
             : new NgsiJsonResult(200, mediaType, context, w => EntityRenderer.WriteEntity(w, entity, joined));

@@ -35,6 +35,10 @@ internal sealed class EntityService(IEntityStore store, AccessPolicy access, Acc
         return entity;
     }
 
+    /// <summary>Queries on this broker as <paramref name="caller"/>: the local part of a distributed query, a join or an entity map.</summary>
+    public Func<EntityQuery, CancellationToken, Task<EntityPage>> QueriesAs(string tenant, Caller caller) =>
+        (query, ct) => QueryAsync(tenant, query, caller, ct);
+
     /// <summary>A page of the entities the caller may see, decided in the store's query (counts and pages stay right).</summary>
     public async Task<EntityPage> QueryAsync(string tenant, EntityQuery query, Caller caller, CancellationToken ct)
     {

@@ -53,6 +53,15 @@ internal sealed record RequestOptions
         _ => throw NgsiException.BadData("datasetId: one datasetId is expected here."),
     };
 
+    /// <summary>Rejects a datasetId list (URL or Query body) with a member that is neither a URI nor "@none".</summary>
+    public static void CheckDatasetIds(IReadOnlyCollection<string> datasetIds)
+    {
+        if (datasetIds.Count == 0 || datasetIds.Any(d => d != "@none" && !NgsiText.IsUri(d)))
+        {
+            throw NgsiException.BadData("datasetId must be a URI or a list of URIs (@none for the default instance).");
+        }
+    }
+
     public bool DeleteAll { get; init; }
 
     public bool Local { get; init; }
@@ -124,9 +133,9 @@ internal sealed record RequestOptions
         }
 
         var datasetIds = List(query, "datasetId");
-        if (datasetIds is not null && Array.Exists(datasetIds, d => d != "@none" && !NgsiText.IsUri(d)))
+        if (datasetIds is not null)
         {
-            throw NgsiException.BadData("datasetId must be a URI (or @none for the default instance).");
+            CheckDatasetIds(datasetIds);
         }
 
         var ids = List(query, "id");

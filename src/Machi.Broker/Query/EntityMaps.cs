@@ -53,10 +53,10 @@ internal sealed class EntityMaps(IEntityMapStore store, TimeProvider time, IOpti
         }
 
         var caller = http.Caller();
-        Task<EntityPage> Local(EntityQuery q, CancellationToken ct) => entities.QueryAsync(tenant, q, caller, ct);
+        var local = entities.QueriesAs(tenant, caller);
         if (asked == "true")
         {
-            var (found, sources) = await distributed.QueryWithSourcesAsync(http, tenant, query with { Limit = settings.Value.EntityMapMaxEntities }, render.Context, Local);
+            var (found, sources) = await distributed.QueryWithSourcesAsync(http, tenant, query with { Limit = settings.Value.EntityMapMaxEntities }, render.Context, local);
             var entries = new JsonObject();
             foreach (var entity in found)
             {
@@ -80,7 +80,7 @@ internal sealed class EntityMaps(IEntityMapStore store, TimeProvider time, IOpti
         }
 
         // The page's entities as they are now, wherever they are; an entity gone since the map was made is left out.
-        var current = await distributed.QueryByIdsAsync(http, tenant, slice, render.Context, Local);
+        var current = await distributed.QueryByIdsAsync(http, tenant, slice, render.Context, local);
         var order = slice.Select((id, i) => (id, i)).ToDictionary(p => p.id, p => p.i, StringComparer.Ordinal);
         return new EntityPage([.. current.OrderBy(e => order.GetValueOrDefault(e.Id, int.MaxValue))], total);
     }

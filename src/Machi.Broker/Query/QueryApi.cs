@@ -130,7 +130,7 @@ internal static class QueryApi
         // map, when asked for, fixes which entities the pages walk through.
         var query = new EntityQuery(filter) { Limit = limit, Offset = options.Offset, Count = options.Count };
         var page = await maps.PageAsync(http, tenant, query, entities, distributed, render)
-            ?? await distributed.QueryAsync(http, tenant, query, render.Context, (q, ct) => entities.QueryAsync(tenant, q, http.Caller(), ct));
+            ?? await distributed.QueryAsync(http, tenant, query, render.Context, entities.QueriesAs(tenant, http.Caller()));
         if (page.TotalCount is { } total)
         {
             http.Response.Headers["NGSILD-Results-Count"] = total.ToString(CultureInfo.InvariantCulture);
@@ -138,7 +138,7 @@ internal static class QueryApi
 
         var (written, joined) = join is null
             ? (page.Entities, render)
-            : await join.ApplyAsync(ids => distributed.QueryByIdsAsync(http, tenant, ids, render.Context, (q, ct) => entities.QueryAsync(tenant, q, http.Caller(), ct)), page.Entities, render);
+            : await join.ApplyAsync(ids => distributed.QueryByIdsAsync(http, tenant, ids, render.Context, entities.QueriesAs(tenant, http.Caller())), page.Entities, render);
         return new NgsiJsonResult(200, mediaType, render.Context, w => EntitiesApi.WriteEntities(w, written, joined));
     }
 
@@ -156,11 +156,7 @@ internal static class QueryApi
             JsonValueKind.Array => value.EnumerateArray().Select(v => v.ValueKind == JsonValueKind.String ? v.GetString()! : string.Empty).ToList(),
             _ => [],
         };
-        if (items.Count == 0 || items.Exists(d => d != "@none" && !NgsiText.IsUri(d)))
-        {
-            throw NgsiException.BadData("datasetId must be a URI or an array of URIs (@none for the default instance).");
-        }
-
+        RequestOptions.CheckDatasetIds(items);
         return items.ToHashSet(StringComparer.Ordinal);
     }
 

@@ -17,13 +17,6 @@ namespace Machi.Broker.Storage;
 /// </summary>
 internal sealed class SqliteQueryPlanner
 {
-    private const int RankIds = 0;
-    private const int RankEquality = 1;
-    private const int RankGeo = 2;
-    private const int RankRange = 3;
-    private const int RankAttributes = 4;
-    private const int RankTypes = 5;
-
     private readonly SqliteCommand _command;
     private readonly Func<string, long?> _termId;
     private readonly List<Condition> _conditions = [];
@@ -149,7 +142,7 @@ internal sealed class SqliteQueryPlanner
             if (selector.Ids is { Count: > 0 } ids)
             {
                 var list = List(ids);
-                parts.Add(new Condition(RankIds, $"SELECT rid FROM entities WHERE tenant = $tenant AND id IN ({list})", _ => $"e.id IN ({list})"));
+                parts.Add(new Condition(DriverRank.Ids, $"SELECT rid FROM entities WHERE tenant = $tenant AND id IN ({list})", _ => $"e.id IN ({list})"));
             }
 
             if (selector.IdPattern is not null)
@@ -171,7 +164,7 @@ internal sealed class SqliteQueryPlanner
                     continue;
                 }
 
-                parts.Add(KeyCondition(RankTypes, "entity_types", "type", terms));
+                parts.Add(KeyCondition(DriverRank.Types, "entity_types", "type", terms));
             }
 
             if (parts.Count == 0)
@@ -212,14 +205,14 @@ internal sealed class SqliteQueryPlanner
             return;
         }
 
-        _conditions.Add(KeyCondition(RankAttributes, "entity_attrs", "name", terms));
+        _conditions.Add(KeyCondition(DriverRank.Attributes, "entity_attrs", "name", terms));
     }
 
     /// <summary>
     /// Entities with any of <paramref name="keys"/> in an index table keyed (tenant, column, rid): streamed in rid
     /// order from the index when there is one key, checked by point lookups when it does not drive.
     /// </summary>
-    private Condition KeyCondition(int rank, string table, string column, List<long> keys)
+    private Condition KeyCondition(DriverRank rank, string table, string column, List<long> keys)
     {
         var list = List(keys);
         return new Condition(
@@ -264,7 +257,7 @@ internal sealed class SqliteQueryPlanner
             return;
         }
 
-        _conditions.Add(KeyCondition(RankAttributes, "entity_attrs", "name", [term]));
+        _conditions.Add(KeyCondition(DriverRank.Attributes, "entity_attrs", "name", [term]));
     }
 
     private void AddComparison(string attribute, QOperator op, QValue value)
@@ -294,7 +287,7 @@ internal sealed class SqliteQueryPlanner
         if (range is not null)
         {
             // A range is gathered whole when it drives and left to the evaluator otherwise (no point lookup answers it).
-            _conditions.Add(new Condition(RankRange, $"SELECT rid FROM entity_values WHERE tenant = $tenant AND {range}", null));
+            _conditions.Add(new Condition(DriverRank.Range, $"SELECT rid FROM entity_values WHERE tenant = $tenant AND {range}", null));
         }
     }
 
@@ -305,7 +298,7 @@ internal sealed class SqliteQueryPlanner
             ? ("entity_values", $"d.tenant = $tenant AND d.attr = {Parameter(keys[0].Key)} AND d.value = {Parameter(keys[0].Value)}")
             : null;
         return new Condition(
-            RankEquality,
+            DriverRank.Equality,
             $"SELECT rid FROM entity_values WHERE tenant = $tenant AND ({groups})",
             rid => $"EXISTS (SELECT 1 FROM entity_values x WHERE x.tenant = $tenant AND ({groups}) AND x.rid = {rid})",
             stream);
@@ -457,7 +450,7 @@ internal sealed class SqliteQueryPlanner
         var west = lonRanges.Min(r => r.West);
         var east = lonRanges.Max(r => r.East);
         _conditions.Add(new Condition(
-            RankGeo,
+            DriverRank.Geo,
             string.Create(CultureInfo.InvariantCulture, $"SELECT id / {SqliteEntityStore.GeoSlotsPerEntity} AS rid FROM entity_geo WHERE max_lat >= {Parameter(south)} AND min_lat <= {Parameter(north)} AND max_lon >= {Parameter(west)} AND min_lon <= {Parameter(east)}"),
             null));
     }
@@ -488,5 +481,5 @@ internal sealed class SqliteQueryPlanner
     /// <param name="Rids">A query of the rids that satisfy it.</param>
     /// <param name="Filter">A test of one candidate, given the SQL of its rid, by point lookups; null when only the evaluator can tell.</param>
     /// <param name="Stream">An index table (as d) and condition that yield the rids in order, when it is one key.</param>
-    private sealed record Condition(int Rank, string Rids, Func<string, string>? Filter, (string Table, string Where)? Stream = null);
+    private sealed record Condition(DriverRank Rank, string Rids, Func<string, string>? Filter, (string Table, string Where)? Stream = null);
 }

@@ -141,19 +141,16 @@ public abstract class RegistrationApiTests(Backend backend) : IAsyncLifetime
         await Client.PostJson(Path, Registration("urn:ngsi-ld:ContextSourceRegistration:q3",
             """[{"entities":[{"type":"Shelter"}],"propertyNames":["capacity"]}]"""));
 
-        async Task<List<string>> Ids(string query) =>
-            [.. (await (await Client.GetAsync(Path + query)).ReadJson()).AsArray().Select(r => r!["id"]!.GetValue<string>()[^2..])];
-
-        Assert.Equal(["q1", "q2"], await Ids("?type=Vehicle"));
+        Assert.Equal(["q1", "q2"], await RegistrationIds("?type=Vehicle"));
         // q2 registers whole entities, so it may hold any attribute.
-        Assert.Equal(["q1", "q2", "q3"], await Ids("?attrs=speed,capacity"));
-        Assert.Equal(["q2", "q3"], await Ids("?attrs=capacity"));
-        Assert.Equal(["q2"], await Ids("?type=Vehicle&id=urn:ngsi-ld:Vehicle:kitakata-7"));
-        Assert.Equal(["q2", "q3"], await Ids("?id=urn:ngsi-ld:Vehicle:kitakata-7")); // q3 names no ids: any may be there
-        Assert.Equal(["q1"], await Ids("?type=Vehicle&attrs=speed&id=urn:ngsi-ld:Vehicle:plow-1"));
-        Assert.Equal(["q1", "q2"], await Ids("?idPattern=urn:ngsi-ld:Vehicle:plow-.*&attrs=speed"));
-        Assert.Equal(["q2"], await Ids("?idPattern=urn:ngsi-ld:Vehicle:snow-.*&type=Vehicle"));
-        Assert.Equal(["q1", "q2", "q3"], await Ids(""));
+        Assert.Equal(["q1", "q2", "q3"], await RegistrationIds("?attrs=speed,capacity"));
+        Assert.Equal(["q2", "q3"], await RegistrationIds("?attrs=capacity"));
+        Assert.Equal(["q2"], await RegistrationIds("?type=Vehicle&id=urn:ngsi-ld:Vehicle:kitakata-7"));
+        Assert.Equal(["q2", "q3"], await RegistrationIds("?id=urn:ngsi-ld:Vehicle:kitakata-7")); // q3 names no ids: any may be there
+        Assert.Equal(["q1"], await RegistrationIds("?type=Vehicle&attrs=speed&id=urn:ngsi-ld:Vehicle:plow-1"));
+        Assert.Equal(["q1", "q2"], await RegistrationIds("?idPattern=urn:ngsi-ld:Vehicle:plow-.*&attrs=speed"));
+        Assert.Equal(["q2"], await RegistrationIds("?idPattern=urn:ngsi-ld:Vehicle:snow-.*&type=Vehicle"));
+        Assert.Equal(["q1", "q2", "q3"], await RegistrationIds(""));
 
         var page = await Client.GetAsync(Path + "?limit=1&offset=1&count=true");
         Assert.Equal("3", page.Headers.GetValues("NGSILD-Results-Count").Single());
@@ -162,12 +159,12 @@ public abstract class RegistrationApiTests(Backend backend) : IAsyncLifetime
         await (await Client.GetAsync(Path + "?idPattern=(")).AssertProblem(400, "BadRequestData");
         await (await Client.GetAsync(Path + "?limit=-1")).AssertProblem(400, "BadRequestData");
         // q selects the registrations whose sources could hold matching entities: those registering what q tests.
-        Assert.Equal(["q1", "q2"], await Ids("?q=speed>30"));
-        Assert.Equal(["q2", "q3"], await Ids("?q=capacity>100"));
-        Assert.Equal(["q1", "q2", "q3"], await Ids("?q=speed>30|capacity>100"));
-        Assert.Equal(["q2"], await Ids("?q=speed>30;capacity>100"));
-        Assert.Equal(["q1", "q2", "q3"], await Ids("?q=!fuel"));
-        Assert.Equal(["q2"], await Ids("?q=fuel"));
+        Assert.Equal(["q1", "q2"], await RegistrationIds("?q=speed>30"));
+        Assert.Equal(["q2", "q3"], await RegistrationIds("?q=capacity>100"));
+        Assert.Equal(["q1", "q2", "q3"], await RegistrationIds("?q=speed>30|capacity>100"));
+        Assert.Equal(["q2"], await RegistrationIds("?q=speed>30;capacity>100"));
+        Assert.Equal(["q1", "q2", "q3"], await RegistrationIds("?q=!fuel"));
+        Assert.Equal(["q2"], await RegistrationIds("?q=fuel"));
         await (await Client.GetAsync(Path + "?q=speed>>1")).AssertProblem(400, "BadRequestData");
     }
 
@@ -182,17 +179,14 @@ public abstract class RegistrationApiTests(Backend backend) : IAsyncLifetime
             """, "observationInterval":{"startAt":"2026-06-01T00:00:00Z"} """))).StatusCode);
         Assert.Equal(HttpStatusCode.Created, (await Client.PostJson(Path, Registration("urn:ngsi-ld:ContextSourceRegistration:t3", Info))).StatusCode);
 
-        async Task<List<string>> Ids(string query) =>
-            [.. (await (await Client.GetAsync(Path + query)).ReadJson()).AsArray().Select(r => r!["id"]!.GetValue<string>()[^2..])];
-
-        Assert.Equal(["t1", "t3"], await Ids("?timerel=before&timeAt=2026-01-01T00:00:00Z"));
-        Assert.Equal(["t1", "t2", "t3"], await Ids("?timerel=after&timeAt=2026-01-01T00:00:00Z"));
-        Assert.Equal(["t2", "t3"], await Ids("?timerel=after&timeAt=2026-05-01T00:00:00Z"));
-        Assert.Equal(["t1", "t3"], await Ids("?timerel=between&timeAt=2026-03-01T00:00:00Z&endTimeAt=2026-05-01T00:00:00Z"));
-        Assert.Equal(["t1", "t2", "t3"], await Ids("?timerel=between&timeAt=2026-03-01T00:00:00Z&endTimeAt=2026-07-01T00:00:00Z"));
+        Assert.Equal(["t1", "t3"], await RegistrationIds("?timerel=before&timeAt=2026-01-01T00:00:00Z"));
+        Assert.Equal(["t1", "t2", "t3"], await RegistrationIds("?timerel=after&timeAt=2026-01-01T00:00:00Z"));
+        Assert.Equal(["t2", "t3"], await RegistrationIds("?timerel=after&timeAt=2026-05-01T00:00:00Z"));
+        Assert.Equal(["t1", "t3"], await RegistrationIds("?timerel=between&timeAt=2026-03-01T00:00:00Z&endTimeAt=2026-05-01T00:00:00Z"));
+        Assert.Equal(["t1", "t2", "t3"], await RegistrationIds("?timerel=between&timeAt=2026-03-01T00:00:00Z&endTimeAt=2026-07-01T00:00:00Z"));
         // The management interval ends a month later than the observation interval.
-        Assert.Equal(["t1", "t2", "t3"], await Ids("?timeproperty=managementInterval&timerel=after&timeAt=2026-04-15T00:00:00Z"));
-        Assert.Equal(["t2", "t3"], await Ids("?timeproperty=observationInterval&timerel=after&timeAt=2026-04-15T00:00:00Z"));
+        Assert.Equal(["t1", "t2", "t3"], await RegistrationIds("?timeproperty=managementInterval&timerel=after&timeAt=2026-04-15T00:00:00Z"));
+        Assert.Equal(["t2", "t3"], await RegistrationIds("?timeproperty=observationInterval&timerel=after&timeAt=2026-04-15T00:00:00Z"));
 
         await (await Client.GetAsync(Path + "?timerel=before")).AssertProblem(400, "BadRequestData");
         await (await Client.GetAsync(Path + "?timerel=between&timeAt=2026-03-01T00:00:00Z")).AssertProblem(400, "BadRequestData");
@@ -208,18 +202,15 @@ public abstract class RegistrationApiTests(Backend backend) : IAsyncLifetime
         Assert.Equal(HttpStatusCode.Created, (await Client.PostJson(Path, Registration("urn:ngsi-ld:ContextSourceRegistration:c2", Info,
             """, "mode":"auxiliary","operations":["retrieveOps"],"contextSourceInfo":[{"key":"city","value":"会津若松"}],"scope":"/Fukushima/Aizuwakamatsu/Kita","location":{"type":"Point","coordinates":[139.9298,37.4877]}, "level": 5 """))).StatusCode);
 
-        async Task<string[]> Ids(string query) =>
-            [.. (await (await Client.GetAsync(Path + query)).ReadJson()).AsArray().Select(r => r!["id"]!.GetValue<string>()[^2..]).Order()];
-
-        Assert.Equal(["c1"], await Ids("?csf=" + Uri.EscapeDataString("mode==\"inclusive\"")));
-        Assert.Equal(["c2"], await Ids("?csf=" + Uri.EscapeDataString("contextSourceInfo[city]==\"会津若松\"")));
-        Assert.Equal(["c1"], await Ids("?csf=" + Uri.EscapeDataString("operator==\"Kitakata City\"")));
-        Assert.Equal(["c1", "c2"], await Ids("?csf=" + Uri.EscapeDataString("level>=2")));
-        Assert.Equal(["c2"], await Ids("?csf=" + Uri.EscapeDataString("level>2;mode==\"auxiliary\"")));
-        Assert.Equal(["c2"], await Ids("?georel=" + Uri.EscapeDataString("near;maxDistance==2000") + "&geometry=Point&coordinates=" + Uri.EscapeDataString("[139.93,37.49]")));
-        Assert.Equal(["c1"], await Ids("?scopeQ=" + Uri.EscapeDataString("/Fukushima/Kitakata")));
-        Assert.Equal(["c1", "c2"], await Ids("?scopeQ=" + Uri.EscapeDataString("/Fukushima/#")));
-        Assert.Equal(["c2"], await Ids("?scopeQ=" + Uri.EscapeDataString("/Fukushima/+/Kita")));
+        Assert.Equal(["c1"], await RegistrationIds("?csf=" + Uri.EscapeDataString("mode==\"inclusive\"")));
+        Assert.Equal(["c2"], await RegistrationIds("?csf=" + Uri.EscapeDataString("contextSourceInfo[city]==\"会津若松\"")));
+        Assert.Equal(["c1"], await RegistrationIds("?csf=" + Uri.EscapeDataString("operator==\"Kitakata City\"")));
+        Assert.Equal(["c1", "c2"], await RegistrationIds("?csf=" + Uri.EscapeDataString("level>=2")));
+        Assert.Equal(["c2"], await RegistrationIds("?csf=" + Uri.EscapeDataString("level>2;mode==\"auxiliary\"")));
+        Assert.Equal(["c2"], await RegistrationIds("?georel=" + Uri.EscapeDataString("near;maxDistance==2000") + "&geometry=Point&coordinates=" + Uri.EscapeDataString("[139.93,37.49]")));
+        Assert.Equal(["c1"], await RegistrationIds("?scopeQ=" + Uri.EscapeDataString("/Fukushima/Kitakata")));
+        Assert.Equal(["c1", "c2"], await RegistrationIds("?scopeQ=" + Uri.EscapeDataString("/Fukushima/#")));
+        Assert.Equal(["c2"], await RegistrationIds("?scopeQ=" + Uri.EscapeDataString("/Fukushima/+/Kita")));
         var badCsf = await (await Client.GetAsync(Path + "?csf=" + Uri.EscapeDataString("mode=="))).AssertProblem(400, "BadRequestData");
         Assert.StartsWith("csf: ", badCsf, StringComparison.Ordinal);
         await (await Client.GetAsync(Path + "?georel=near&geometry=Point&coordinates=[1,2]")).AssertProblem(400, "BadRequestData");
@@ -283,9 +274,8 @@ public abstract class RegistrationApiTests(Backend backend) : IAsyncLifetime
             TempDirectory.Delete(data);
         }
     }
+
+    /// <summary>The last two characters of the ids of the registrations a query answers (their test names), in order.</summary>
+    private async Task<List<string>> RegistrationIds(string query) =>
+        [.. (await (await Client.GetAsync(Path + query)).ReadJson()).AsArray().Select(r => r!["id"]!.GetValue<string>()[^2..]).Order()];
 }
-
-public sealed class RegistrationApiTestsOnSqlite() : RegistrationApiTests(Backend.Sqlite);
-
-[Collection(PostgresSecondGroup.Name)]
-public sealed class RegistrationApiTestsOnPostgres(PostgresServer postgres) : RegistrationApiTests(Backend.Postgres(postgres));

@@ -208,8 +208,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         foreach (var phase in plan.Phases)
         {
             cmd.CommandText = phase.Sql;
-            var key = phase.Start is null ? null
-                : new NpgsqlParameter("key", phase.Key == StreamKey.Text ? NpgsqlDbType.Text : NpgsqlDbType.Double) { Value = phase.Start };
+            var key = phase.KeyParameter();
             if (key is not null)
             {
                 cmd.Parameters.Add(key);
@@ -329,12 +328,20 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         await using var cmd = connection.CreateCommand();
         cmd.Transaction = transaction;
         var plan = PostgresQueryPlanner.Plan(cmd, tenant, query.Filter, terms, query.Access);
-        cmd.CommandText = plan.Exact ? $"EXPLAIN SELECT e.doc {plan.FromWhere} ORDER BY e.rid LIMIT 20" : "EXPLAIN " + plan.Phases[0].Sql;
         cmd.Parameters.Add(new NpgsqlParameter("after", NpgsqlDbType.Bigint) { Value = long.MinValue });
         cmd.Parameters.Add(new NpgsqlParameter("chunk", NpgsqlDbType.Bigint) { Value = 20L });
-        if (!plan.Exact && plan.Phases[0].Start is { } start)
+        if (plan.Exact)
         {
-            cmd.Parameters.Add(new NpgsqlParameter("key", plan.Phases[0].Key == StreamKey.Text ? NpgsqlDbType.Text : NpgsqlDbType.Double) { Value = start });
+            cmd.CommandText = $"EXPLAIN SELECT e.doc {plan.FromWhere} ORDER BY e.rid LIMIT 20";
+        }
+        else
+        {
+            var phase = plan.Phases[0];
+            cmd.CommandText = "EXPLAIN " + phase.Sql;
+            if (phase.KeyParameter() is { } key)
+            {
+                cmd.Parameters.Add(key);
+            }
         }
 
         var lines = new List<string>();

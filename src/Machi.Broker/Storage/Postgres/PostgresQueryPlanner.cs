@@ -36,13 +36,6 @@ internal sealed class PostgresQueryPlanner
     /// </summary>
     private const string OneByOne = " OFFSET 0";
 
-    private const int RankIds = 0;
-    private const int RankEquality = 1;
-    private const int RankGeo = 2;
-    private const int RankRange = 3;
-    private const int RankAttributes = 4;
-    private const int RankTypes = 5;
-
     private readonly NpgsqlCommand _command;
     private readonly Func<string, long?> _termId;
     private readonly List<Condition> _conditions = [];
@@ -88,24 +81,27 @@ internal sealed class PostgresQueryPlanner
             var doc = filters.Count == 0 ? entity : $"CASE WHEN {string.Join(" AND ", filters)} THEN {entity} END";
             return stream switch
             {
-                RidStream rids => [Phase(rids)],
+                RidStream rids => [ByRid(rids)],
                 ValueStream values => [new StreamPhase(
-                    $"SELECT k.rid, k.key, {doc} FROM (SELECT v.rid, v.value AS key FROM {values.Table} v WHERE {values.Where} AND (v.value, v.rid) > (@key, @after) ORDER BY v.value, v.rid LIMIT @chunk) k ORDER BY k.key, k.rid",
+                    Candidates($"SELECT v.rid, v.value AS key FROM {values.Table} v WHERE {values.Where} AND (v.value, v.rid) > (@key, @after) ORDER BY v.value, v.rid", "k.key, k.rid"),
                     values.IsText ? StreamKey.Text : StreamKey.Number,
                     double.PositiveInfinity,
                     values.Start)],
                 DistanceStream distance => [
                     new StreamPhase(
-                        $"SELECT k.rid, k.key, {doc} FROM (SELECT g.rid, g.geog <-> {distance.Origin} AS key FROM entity_geo g WHERE g.tenant = @tenant AND g.attr = {distance.Attr} AND g.geog <-> {distance.Origin} >= @key ORDER BY g.geog <-> {distance.Origin} LIMIT @chunk) k ORDER BY k.key, k.rid",
+                        Candidates($"SELECT g.rid, g.geog <-> {distance.Origin} AS key FROM entity_geo g WHERE g.tenant = @tenant AND g.attr = {distance.Attr} AND g.geog <-> {distance.Origin} >= @key ORDER BY g.geog <-> {distance.Origin}", "k.key, k.rid"),
                         StreamKey.Distance,
                         distance.Bound,
                         0.0),
-                    Phase(new RidStream([distance.Unindexed]))],
+                    ByRid(new RidStream([distance.Unindexed]))],
                 _ => throw new InvalidOperationException("unknown candidate stream"),
             };
 
-            StreamPhase Phase(RidStream rids) => new(
-                $"SELECT k.rid, k.key, {doc} FROM (SELECT d.rid, NULL::float8 AS key FROM ({string.Join(" UNION ALL ", rids.Arms.Select(a => $"({a} AND x.rid > @after ORDER BY x.rid)"))}) d ORDER BY d.rid LIMIT @chunk) k ORDER BY k.rid",
+            // A chunk of the driver's rows (rid, key), each with its document when the other conditions keep it.
+            string Candidates(string driven, string order) => $"SELECT k.rid, k.key, {doc} FROM ({driven} LIMIT @chunk) k ORDER BY {order}";
+
+            StreamPhase ByRid(RidStream rids) => new(
+                Candidates($"SELECT d.rid, NULL::float8 AS key FROM ({string.Join(" UNION ALL ", rids.Arms.Select(a => $"({a} AND x.rid > @after ORDER BY x.rid)"))}) d ORDER BY d.rid", "k.rid"),
                 StreamKey.Rid,
                 double.PositiveInfinity,
                 null);
@@ -149,7 +145,7 @@ internal sealed class PostgresQueryPlanner
             {
                 var list = Parameter(ids.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Text);
                 parts.Add(new Condition(
-                    RankIds,
+                    DriverRank.Ids,
                     (rid, tail) => $"EXISTS (SELECT 1 FROM entities i WHERE i.tenant = @tenant AND i.rid = {rid} AND i.id = ANY({list}){tail})",
                     new RidStream([$"SELECT x.rid FROM entities x WHERE x.tenant = @tenant AND x.id = ANY({list})"])));
             }
@@ -173,7 +169,7 @@ internal sealed class PostgresQueryPlanner
                     continue;
                 }
 
-                parts.Add(KeyCondition(RankTypes, "entity_types", "type", terms));
+                parts.Add(KeyCondition(DriverRank.Types, "entity_types", "type", terms));
             }
 
             if (parts.Count == 0)
@@ -219,11 +215,11 @@ internal sealed class PostgresQueryPlanner
             return;
         }
 
-        _conditions.Add(KeyCondition(RankAttributes, "entity_attrs", "name", terms));
+        _conditions.Add(KeyCondition(DriverRank.Attributes, "entity_attrs", "name", terms));
     }
 
     /// <summary>An entity has one of <paramref name="keys"/> in <paramref name="table"/>: a probe on a rid, or the keys' rids merged in rid order.</summary>
-    private Condition KeyCondition(int rank, string table, string column, List<long> keys)
+    private Condition KeyCondition(DriverRank rank, string table, string column, List<long> keys)
     {
         var any = Parameter(keys.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint);
         var arms = keys.Select(key => $"SELECT x.rid FROM {table} x WHERE x.tenant = @tenant AND x.{column} = {Parameter(key)}").ToList();
@@ -252,7 +248,7 @@ internal sealed class PostgresQueryPlanner
                         return;
                     }
 
-                    _conditions.Add(KeyCondition(RankAttributes, "entity_attrs", "name", [id]));
+                    _conditions.Add(KeyCondition(DriverRank.Attributes, "entity_attrs", "name", [id]));
                     break;
                 case QComparison { Path: { Names.Count: 1, Members.Count: 0 } path } comparison:
                     AddComparison(path.Attribute, comparison.Operator, comparison.Value);
@@ -307,7 +303,7 @@ internal sealed class PostgresQueryPlanner
         if (range is { } r)
         {
             var table = Table(r.Key);
-            _conditions.Add(new Condition(RankRange, (rid, tail) => $"EXISTS (SELECT 1 FROM {table} v WHERE {r.Where} AND v.rid = {rid}{tail})", new ValueStream(table, r.Where, r.Key.IsText, r.Start)));
+            _conditions.Add(new Condition(DriverRank.Range, (rid, tail) => $"EXISTS (SELECT 1 FROM {table} v WHERE {r.Where} AND v.rid = {rid}{tail})", new ValueStream(table, r.Where, r.Key.IsText, r.Start)));
         }
     }
 
@@ -326,7 +322,7 @@ internal sealed class PostgresQueryPlanner
         }
 
         var arms = keys.Select(k => $"SELECT x.rid FROM {Table(k)} x WHERE x.tenant = @tenant AND x.attr = {Parameter(k.Attr)} AND x.value = {Parameter(k.Value)}").ToList();
-        return new Condition(RankEquality, (rid, tail) => "(" + string.Join(" OR ", parts.Select(p => $"EXISTS ({p} AND v.rid = {rid}{tail})")) + ")", new RidStream(arms));
+        return new Condition(DriverRank.Equality, (rid, tail) => "(" + string.Join(" OR ", parts.Select(p => $"EXISTS ({p} AND v.rid = {rid}{tail})")) + ")", new RidStream(arms));
     }
 
     /// <summary>The index keys of values compared for equality, or null when one of them is not indexed.</summary>
@@ -431,7 +427,7 @@ internal sealed class PostgresQueryPlanner
         string Touching(string g) => $"SELECT {g}.rid FROM entity_geo {g} WHERE {g}.tenant = @tenant AND {g}.attr = {attr} AND ST_DWithin({g}.geog, {shape}, {within})";
         string Unindexed(string g) => $"SELECT {g}.rid FROM entity_geo {g} WHERE {g}.tenant = @tenant AND {g}.attr = {attr} AND {g}.geog IS NULL";
         _conditions.Add(new Condition(
-            RankGeo,
+            DriverRank.Geo,
             (rid, tail) => $"EXISTS (SELECT 1 FROM entity_geo g WHERE g.tenant = @tenant AND g.rid = {rid} AND g.attr = {attr} AND (g.geog IS NULL OR ST_DWithin(g.geog, {shape}, {within})){tail})",
             (CandidateStream?)DistanceFrom(geo, attr, Unindexed("x")) ?? new RidStream([Touching("x"), Unindexed("x")])));
     }
@@ -508,7 +504,7 @@ internal sealed class PostgresQueryPlanner
     /// A condition on candidates: its rank as a driver (most selective first), its SQL on a rid expression (each
     /// subquery ending with the tail it is given), and its candidates in an index's order when it can drive.
     /// </summary>
-    private sealed record Condition(int Rank, Func<string, string, string> On, CandidateStream? Stream);
+    private sealed record Condition(DriverRank Rank, Func<string, string, string> On, CandidateStream? Stream);
 
     private abstract record CandidateStream;
 
@@ -543,4 +539,9 @@ internal enum StreamKey
 
 /// <summary>One statement of candidates (see <see cref="PostgresQueryPlanner.Phases"/>): its first @key is
 /// <paramref name="Start"/>, and past a key of <paramref name="StopBeyond"/> no row can match.</summary>
-internal sealed record StreamPhase(string Sql, StreamKey Key, double StopBeyond, object? Start);
+internal sealed record StreamPhase(string Sql, StreamKey Key, double StopBeyond, object? Start)
+{
+    /// <summary>@key at its start, or null for a stream in rid order (it continues after @after alone).</summary>
+    public NpgsqlParameter? KeyParameter() => Start is null ? null
+        : new NpgsqlParameter("key", Key == StreamKey.Text ? NpgsqlDbType.Text : NpgsqlDbType.Double) { Value = Start };
+}
