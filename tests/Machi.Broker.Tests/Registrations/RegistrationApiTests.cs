@@ -279,3 +279,8 @@ public abstract class RegistrationApiTests(Backend backend) : IAsyncLifetime
     private async Task<List<string>> RegistrationIds(string query) =>
         [.. (await (await Client.GetAsync(Path + query)).ReadJson()).AsArray().Select(r => r!["id"]!.GetValue<string>()[^2..]).Order()];
 }
+
+public sealed class RegistrationApiTestsOnSqlite() : RegistrationApiTests(Backend.Sqlite);
+
+[Collection(PostgresSecondGroup.Name)]
+public sealed class RegistrationApiTestsOnPostgres(PostgresServer postgres) : RegistrationApiTests(Backend.Postgres(postgres));
