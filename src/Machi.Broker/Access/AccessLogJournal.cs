@@ -43,19 +43,21 @@ internal static class AccessLogJournal
 
     /// <summary>
     /// Numbers a framed record and chains it: its digest, then its hash = SHA-256(<paramref name="chain"/> ‖ digest),
-    /// which is written into <paramref name="chain"/> too (the next record's predecessor), then the checksum.
+    /// which is written into <paramref name="chain"/> too (the next record's predecessor), then the checksum. Both
+    /// hashes go through <paramref name="sha256"/>, one hasher the caller keeps (under its lock): a one-shot hash sets up
+    /// and frees OpenSSL's context each time, ~0.07 µs of the ~0.4 µs a hash of a record costs.
     /// </summary>
-    public static void Seal(Span<byte> framed, long seq, Span<byte> chain)
+    public static void Seal(Span<byte> framed, long seq, Span<byte> chain, IncrementalHash sha256)
     {
         var payload = framed[HeaderLength..];
         var encoded = payload.Length - (2 * HashLength);
         BinaryPrimitives.WriteInt64BigEndian(payload, seq);
         var digest = payload.Slice(encoded, HashLength);
-        SHA256.HashData(payload[..encoded], digest);
-        Span<byte> both = stackalloc byte[2 * HashLength];
-        chain.CopyTo(both);
-        digest.CopyTo(both[HashLength..]);
-        SHA256.HashData(both, chain);
+        sha256.AppendData(payload[..encoded]);
+        sha256.GetHashAndReset(digest);
+        sha256.AppendData(chain);
+        sha256.AppendData(digest);
+        sha256.GetHashAndReset(chain);
         chain.CopyTo(payload[(encoded + HashLength)..]);
         BinaryPrimitives.WriteUInt32LittleEndian(framed[5..], Crc32C(payload));
     }

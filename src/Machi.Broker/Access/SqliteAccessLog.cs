@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Security.Cryptography;
 using Machi.Broker.Storage;
 using Microsoft.Data.Sqlite;
 using Microsoft.Win32.SafeHandles;
@@ -60,6 +61,9 @@ public sealed class SqliteAccessLog : IAccessLog
     private WalCheckpointer? _checkpointer;
     private long _lastSeq;
     private byte[] _lastHash = AccessLogChain.Start();
+
+    /// <summary>The hasher that seals records (under the gate).</summary>
+    private readonly IncrementalHash _sha256 = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private int _current;
 
     /// <summary>The indexer's copy of the segment it moves (kept: a batch is megabytes).</summary>
@@ -499,6 +503,7 @@ public sealed class SqliteAccessLog : IAccessLog
 
         _indexWake.Dispose();
         _flushWake.Dispose();
+        _sha256.Dispose();
     }
 
     private const string Select = "SELECT a.seq, a.record";
@@ -932,7 +937,7 @@ public sealed class SqliteAccessLog : IAccessLog
         for (var at = 0; at < framed.Length;)
         {
             var length = AccessLogJournal.HeaderLength + BinaryPrimitives.ReadInt32LittleEndian(framed[(at + 1)..]);
-            AccessLogJournal.Seal(framed.Slice(at, length), ++seq, chain);
+            AccessLogJournal.Seal(framed.Slice(at, length), ++seq, chain, _sha256);
             at += length;
         }
 
