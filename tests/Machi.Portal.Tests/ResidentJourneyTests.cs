@@ -64,7 +64,9 @@ public sealed class ResidentJourneyTests(Chromium chromium)
 
         // Back on the portal's home page, signed in (the URL once the redirects are done, then the signed-in header:
         // not the page's load event, which the sign-in's chain of redirects made unreliable to wait for).
-        await resident.WaitForURLAsync(server.BaseAddress.AbsoluteUri, new PageWaitForURLOptions { WaitUntil = WaitUntilState.Commit });
+        // A minute, not Playwright's 30 s: the password hash (Argon2id) and the redirects share two cores with the
+        // other test classes' servers, and once took longer than 30 s in a full run.
+        await resident.WaitForURLAsync(server.BaseAddress.AbsoluteUri, new PageWaitForURLOptions { WaitUntil = WaitUntilState.Commit, Timeout = 60_000 });
         await resident.Locator("a[href='/account/consents']").WaitForAsync();
         Assert.True(await resident.Locator("a[href='/account/consents']").IsVisibleAsync());
         Assert.True(await resident.Locator("a[href='/account/access-log']").IsVisibleAsync());
