@@ -24,6 +24,10 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     private const int MaxWritesPerCommit = 512;
     private const int MaxPooledReaders = 16;
 
+    // The index rows of no entity (never changed).
+    private static readonly HashSet<IndexedValue> NoValues = [];
+    private static readonly List<IndexedBox> NoBoxes = [];
+
     /// <summary>R*Tree ids are rid * this + the ordinal of the GeoProperty name within the entity.</summary>
     internal const int GeoSlotsPerEntity = 1024;
 
@@ -566,8 +570,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             // Rows the index tables hold now; the mutation may change the entity in place.
             string[]? typesBefore = current is null ? null : [.. current.Types];
             string[]? attrsBefore = current is null ? null : [.. current.Attributes.Keys];
-            var valuesBefore = current is null ? [] : EntityIndexRows.Values(current);
-            var boxesBefore = current is null ? [] : EntityIndexRows.Boxes(current);
+            var valuesBefore = current is null ? NoValues : EntityIndexRows.Values(current);
+            var boxesBefore = current is null ? NoBoxes : EntityIndexRows.Boxes(current);
             var stampsBefore = HistoryDiff.Stamps(current);
             var accessBefore = EntityAccess.Of(current);
             var mutation = write.Mutate(current);
@@ -612,7 +616,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     {
                         s.Index(s.InsertTypes, tenant, rid.Value, entity.Types, TermId);
                         s.Index(s.InsertAttrs, tenant, rid.Value, entity.Attributes.Keys, TermId);
-                        UpdateQueryIndexes(s, tenant, rid.Value, [], [], EntityIndexRows.Values(entity), EntityIndexRows.Boxes(entity));
+                        InsertQueryIndexes(s, tenant, rid.Value, entity);
                         var created = LogChange(s, tenant, entity.Id, ChangeKind.Created, null, doc, at);
                         RecordCreation(s, tenant, entity.Id, created, prepared, entity);
                         break;
@@ -719,6 +723,20 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             var box = boxesAfter[i];
             s.InsertGeo.Bind(1, (rid * GeoSlotsPerEntity) + i).Bind(2, box.MinLon).Bind(3, box.MaxLon).Bind(4, box.MinLat).Bind(5, box.MaxLat).Execute();
         }
+    }
+
+    /// <summary>The value and geo index rows of a new entity (no rows to compare with, so no sets to build).</summary>
+    private void InsertQueryIndexes(WriterStatements s, string tenant, long rid, Entity entity)
+    {
+        var values = s.Values;
+        values.Clear();
+        EntityIndexRows.AddValues(entity, values);
+        foreach (var row in values)
+        {
+            s.InsertValue.Bind(1, tenant).Bind(2, ValueKey(s, row)).BindValue(3, row.Value).Bind(4, rid).Execute();
+        }
+
+        UpdateQueryIndexes(s, tenant, rid, NoValues, [], NoValues, EntityIndexRows.Boxes(entity));
     }
 
     private long ValueKey(WriterStatements s, IndexedValue row)
@@ -994,6 +1012,9 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             """);
 
         public RawStatement Select { get; }
+
+        /// <summary>The value rows of the entity being written (one list, cleared for each).</summary>
+        public List<IndexedValue> Values { get; } = [];
 
 
         public RawStatement Delete { get; }
