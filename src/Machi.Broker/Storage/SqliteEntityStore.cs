@@ -479,10 +479,12 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         {
             using var tx = _writer!.BeginTransaction(deferred: false);
             writer.Bind(tx);
+            writer.NewValues.Clear();
             foreach (var job in batch)
             {
                 if (job.Work is { } work)
                 {
+                    InsertNewValues(writer);
                     job.Results[0] = RunWork(tx, work);
                     continue;
                 }
@@ -493,6 +495,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                 }
             }
 
+            InsertNewValues(writer);
             tx.Commit();
             _checkpointer!.Committed();
         }
@@ -565,6 +568,13 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             finally
             {
                 s.Select.Reset();
+            }
+
+            // The entity may have been created earlier in this transaction: its value rows must be there before this
+            // write compares against them.
+            if (current is not null)
+            {
+                InsertNewValues(s);
             }
 
             // Rows the index tables hold now; the mutation may change the entity in place.
@@ -725,7 +735,10 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         }
     }
 
-    /// <summary>The value and geo index rows of a new entity (no rows to compare with, so no sets to build).</summary>
+    /// <summary>
+    /// The value and geo index rows of a new entity (no rows to compare with, so no sets to build). Its value rows wait
+    /// in <see cref="WriterStatements.NewValues"/> until <see cref="InsertNewValues"/>.
+    /// </summary>
     private void InsertQueryIndexes(WriterStatements s, string tenant, long rid, Entity entity)
     {
         var values = s.Values;
@@ -733,10 +746,60 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         EntityIndexRows.AddValues(entity, values);
         foreach (var row in values)
         {
-            s.InsertValue.Bind(1, tenant).Bind(2, ValueKey(s, row)).BindValue(3, row.Value).Bind(4, rid).Execute();
+            s.NewValues.Add(new NewValueRow(tenant, ValueKey(s, row), row.Value, rid));
         }
 
         UpdateQueryIndexes(s, tenant, rid, NoValues, [], NoValues, EntityIndexRows.Boxes(entity));
+    }
+
+    /// <summary>
+    /// Inserts the value rows of the entities created so far in this transaction, in the index's order: a batch's rows
+    /// land all over the value index, and in key order each insert finds the pages the one before it walked still in
+    /// the CPU's caches.
+    /// </summary>
+    private static void InsertNewValues(WriterStatements s)
+    {
+        var rows = s.NewValues;
+        if (rows.Count == 0)
+        {
+            return;
+        }
+
+        rows.Sort(NewValueRow.Compare);
+        foreach (var row in rows)
+        {
+            s.InsertValue.Bind(1, row.Tenant).Bind(2, row.Attr).BindValue(3, row.Value).Bind(4, row.Rid).Execute();
+        }
+
+        rows.Clear();
+    }
+
+    /// <summary>A value index row (entity_values) waiting to be inserted.</summary>
+    private readonly record struct NewValueRow(string Tenant, long Attr, object Value, long Rid)
+    {
+        /// <summary>About SQLite's order of the key: numbers (by value) before text (by code unit), then the rid.</summary>
+        public static int Compare(NewValueRow a, NewValueRow b)
+        {
+            var c = string.CompareOrdinal(a.Tenant, b.Tenant);
+            if (c == 0)
+            {
+                c = a.Attr.CompareTo(b.Attr);
+            }
+
+            if (c == 0)
+            {
+                c = (a.Value, b.Value) switch
+                {
+                    (string x, string y) => string.CompareOrdinal(x, y),
+                    (string, _) => 1,
+                    (_, string) => -1,
+                    (var x, var y) => Convert.ToDouble(x, System.Globalization.CultureInfo.InvariantCulture)
+                        .CompareTo(Convert.ToDouble(y, System.Globalization.CultureInfo.InvariantCulture)),
+                };
+            }
+
+            return c != 0 ? c : a.Rid.CompareTo(b.Rid);
+        }
     }
 
     private long ValueKey(WriterStatements s, IndexedValue row)
@@ -1015,6 +1078,9 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
         /// <summary>The value rows of the entity being written (one list, cleared for each).</summary>
         public List<IndexedValue> Values { get; } = [];
+
+        /// <summary>The value rows of the entities this transaction has created, not inserted yet.</summary>
+        public List<NewValueRow> NewValues { get; } = [];
 
 
         public RawStatement Delete { get; }
