@@ -480,6 +480,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             using var tx = _writer!.BeginTransaction(deferred: false);
             writer.Bind(tx);
             writer.NewValues.Clear();
+            writer.NewBoxes.Clear();
             foreach (var job in batch)
             {
                 if (job.Work is { } work)
@@ -749,7 +750,16 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             s.NewValues.Add(new NewValueRow(tenant, ValueKey(s, row), row.Value, rid));
         }
 
-        UpdateQueryIndexes(s, tenant, rid, NoValues, [], NoValues, EntityIndexRows.Boxes(entity));
+        var boxes = EntityIndexRows.Boxes(entity);
+        if (boxes.Count > GeoSlotsPerEntity)
+        {
+            throw Machi.Ngsi.Errors.NgsiException.BadData($"An entity may have at most {GeoSlotsPerEntity} GeoProperty names.");
+        }
+
+        for (var i = 0; i < boxes.Count; i++)
+        {
+            s.NewBoxes.Add(((rid * GeoSlotsPerEntity) + i, boxes[i]));
+        }
     }
 
     /// <summary>
@@ -760,7 +770,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     private static void InsertNewValues(WriterStatements s)
     {
         var rows = s.NewValues;
-        if (rows.Count == 0)
+        if (rows.Count == 0 && s.NewBoxes.Count == 0)
         {
             return;
         }
@@ -772,6 +782,16 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         }
 
         rows.Clear();
+
+        // Boxes near each other share the R*Tree's nodes: in order of place, one insert finds the nodes the last one read.
+        var boxes = s.NewBoxes;
+        boxes.Sort(static (a, b) => a.Box.MinLon != b.Box.MinLon ? a.Box.MinLon.CompareTo(b.Box.MinLon) : a.Box.MinLat.CompareTo(b.Box.MinLat));
+        foreach (var (id, box) in boxes)
+        {
+            s.InsertGeo.Bind(1, id).Bind(2, box.MinLon).Bind(3, box.MaxLon).Bind(4, box.MinLat).Bind(5, box.MaxLat).Execute();
+        }
+
+        boxes.Clear();
     }
 
     /// <summary>A value index row (entity_values) waiting to be inserted.</summary>
@@ -1081,6 +1101,9 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
         /// <summary>The value rows of the entities this transaction has created, not inserted yet.</summary>
         public List<NewValueRow> NewValues { get; } = [];
+
+        /// <summary>The geo index rows (R*Tree id, box) of the entities this transaction has created, not inserted yet.</summary>
+        public List<(long Id, IndexedBox Box)> NewBoxes { get; } = [];
 
 
         public RawStatement Delete { get; }
