@@ -479,13 +479,12 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         {
             using var tx = _writer!.BeginTransaction(deferred: false);
             writer.Bind(tx);
-            writer.NewValues.Clear();
-            writer.NewBoxes.Clear();
+            writer.ClearNewIndexRows();
             foreach (var job in batch)
             {
                 if (job.Work is { } work)
                 {
-                    InsertNewValues(writer);
+                    InsertNewIndexRows(writer);
                     job.Results[0] = RunWork(tx, work);
                     continue;
                 }
@@ -496,7 +495,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                 }
             }
 
-            InsertNewValues(writer);
+            InsertNewIndexRows(writer);
             tx.Commit();
             _checkpointer!.Committed();
         }
@@ -575,7 +574,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             // write compares against them.
             if (current is not null)
             {
-                InsertNewValues(s);
+                InsertNewIndexRows(s);
             }
 
             // Rows the index tables hold now; the mutation may change the entity in place.
@@ -625,9 +624,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     var at = DateTimeOffset.UtcNow;
                     if (prepared is not null)
                     {
-                        s.Index(s.InsertTypes, tenant, rid.Value, entity.Types, TermId);
-                        s.Index(s.InsertAttrs, tenant, rid.Value, entity.Attributes.Keys, TermId);
-                        InsertQueryIndexes(s, tenant, rid.Value, entity);
+                        AddNewIndexRows(s, tenant, rid.Value, entity);
                         var created = LogChange(s, tenant, entity.Id, ChangeKind.Created, null, doc, at);
                         RecordCreation(s, tenant, entity.Id, created, prepared, entity);
                         break;
@@ -737,11 +734,21 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     }
 
     /// <summary>
-    /// The value and geo index rows of a new entity (no rows to compare with, so no sets to build). Its value rows wait
-    /// in <see cref="WriterStatements.NewValues"/> until <see cref="InsertNewValues"/>.
+    /// The index rows of a new entity (no rows to compare with, so no sets to build), kept in the writer's lists until
+    /// <see cref="InsertNewIndexRows"/> inserts them.
     /// </summary>
-    private void InsertQueryIndexes(WriterStatements s, string tenant, long rid, Entity entity)
+    private void AddNewIndexRows(WriterStatements s, string tenant, long rid, Entity entity)
     {
+        foreach (var type in entity.Types)
+        {
+            WriterStatements.NewRids(s.NewTypes, tenant, TermId(s, type)).Add(rid);
+        }
+
+        foreach (var name in entity.Attributes.Keys)
+        {
+            WriterStatements.NewRids(s.NewAttrs, tenant, TermId(s, name)).Add(rid);
+        }
+
         var values = s.Values;
         values.Clear();
         EntityIndexRows.AddValues(entity, values);
@@ -763,17 +770,15 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     }
 
     /// <summary>
-    /// Inserts the value rows of the entities created so far in this transaction, in the index's order: a batch's rows
-    /// land all over the value index, and in key order each insert finds the pages the one before it walked still in
-    /// the CPU's caches.
+    /// Inserts the index rows of the entities created so far in this transaction, each index's in its own order: a
+    /// batch's rows land all over the value and geo indexes, and in key order each insert finds the pages the one
+    /// before it walked still in the CPU's caches; the type and attribute-name rows go in one statement per name.
     /// </summary>
-    private static void InsertNewValues(WriterStatements s)
+    private static void InsertNewIndexRows(WriterStatements s)
     {
+        InsertNewRids(s.InsertTypeRids, s.NewTypes);
+        InsertNewRids(s.InsertAttrRids, s.NewAttrs);
         var rows = s.NewValues;
-        if (rows.Count == 0 && s.NewBoxes.Count == 0)
-        {
-            return;
-        }
 
         rows.Sort(NewValueRow.Compare);
         foreach (var row in rows)
@@ -792,6 +797,30 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         }
 
         boxes.Clear();
+    }
+
+    /// <summary>Runs <paramref name="statement"/> once for each (tenant, term) with its rids as a JSON array.</summary>
+    private static void InsertNewRids(RawStatement statement, Dictionary<(string Tenant, long Term), List<long>> rids)
+    {
+        if (rids.Count == 0)
+        {
+            return;
+        }
+
+        var json = new StringBuilder();
+        foreach (var ((tenant, term), list) in rids)
+        {
+            json.Clear().Append('[');
+            foreach (var rid in list)
+            {
+                json.Append(rid).Append(',');
+            }
+
+            json[^1] = ']';
+            statement.Bind(1, tenant).Bind(2, term).Bind(3, json.ToString()).Execute();
+        }
+
+        rids.Clear();
     }
 
     /// <summary>A value index row (entity_values) waiting to be inserted.</summary>
@@ -1052,6 +1081,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             DeleteAttrs = Raw(c, "DELETE FROM entity_attrs WHERE tenant = ?1 AND name IN (SELECT value FROM json_each(?2)) AND rid = ?3");
             InsertTypes = Raw(c, "INSERT OR IGNORE INTO entity_types(tenant, type, rid) SELECT ?1, value, ?3 FROM json_each(?2)");
             InsertAttrs = Raw(c, "INSERT OR IGNORE INTO entity_attrs(tenant, name, rid) SELECT ?1, value, ?3 FROM json_each(?2)");
+            InsertTypeRids = Raw(c, "INSERT OR IGNORE INTO entity_types(tenant, type, rid) SELECT ?1, ?2, value FROM json_each(?3)");
+            InsertAttrRids = Raw(c, "INSERT OR IGNORE INTO entity_attrs(tenant, name, rid) SELECT ?1, ?2, value FROM json_each(?3)");
             InsertValue = Raw(c, "INSERT OR IGNORE INTO entity_values(tenant, attr, value, rid) VALUES (?1, ?2, ?3, ?4)");
             DeleteValue = Raw(c, "DELETE FROM entity_values WHERE tenant = ?1 AND attr = ?2 AND value = ?3 AND rid = ?4");
             InsertGeo = Raw(c, "INSERT INTO entity_geo(id, min_lon, max_lon, min_lat, max_lat) VALUES (?1, ?2, ?3, ?4, ?5)");
@@ -1099,6 +1130,12 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         /// <summary>The value rows of the entity being written (one list, cleared for each).</summary>
         public List<IndexedValue> Values { get; } = [];
 
+        /// <summary>The type and attribute-name rows of the entities this transaction has created, by (tenant, term), not inserted yet.</summary>
+        public Dictionary<(string Tenant, long Term), List<long>> NewTypes { get; } = [];
+
+        /// <inheritdoc cref="NewTypes"/>
+        public Dictionary<(string Tenant, long Term), List<long>> NewAttrs { get; } = [];
+
         /// <summary>The value rows of the entities this transaction has created, not inserted yet.</summary>
         public List<NewValueRow> NewValues { get; } = [];
 
@@ -1116,6 +1153,12 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
         public RawStatement InsertAttrs { get; }
 
+        /// <summary>One type's rows for many entities: the rids as a JSON array (?3).</summary>
+        public RawStatement InsertTypeRids { get; }
+
+        /// <summary>One attribute name's rows for many entities: the rids as a JSON array (?3).</summary>
+        public RawStatement InsertAttrRids { get; }
+
         public RawStatement InsertValue { get; }
 
         public RawStatement DeleteValue { get; }
@@ -1131,6 +1174,26 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         public SqliteCommand SelectTerm { get; }
 
         public SqliteCommand InsertTerm { get; }
+
+        /// <summary>The list of rids waiting for (tenant, term) in <paramref name="rows"/>.</summary>
+        public static List<long> NewRids(Dictionary<(string Tenant, long Term), List<long>> rows, string tenant, long term)
+        {
+            if (!rows.TryGetValue((tenant, term), out var rids))
+            {
+                rows[(tenant, term)] = rids = [];
+            }
+
+            return rids;
+        }
+
+        /// <summary>Forgets the rows of a transaction that did not commit.</summary>
+        public void ClearNewIndexRows()
+        {
+            NewTypes.Clear();
+            NewAttrs.Clear();
+            NewValues.Clear();
+            NewBoxes.Clear();
+        }
 
         public void Bind(SqliteTransaction tx)
         {
