@@ -46,11 +46,17 @@ internal static class EntityIndexRows
     public static HashSet<IndexedValue> Values(Entity? entity)
     {
         var rows = new HashSet<IndexedValue>();
-        if (entity is null)
+        if (entity is not null)
         {
-            return rows;
+            AddValues(entity, rows);
         }
 
+        return rows;
+    }
+
+    /// <summary>Adds the value rows of <paramref name="entity"/> to <paramref name="rows"/> (a list may get a row twice).</summary>
+    public static void AddValues(Entity entity, ICollection<IndexedValue> rows)
+    {
         foreach (var (name, instances) in entity.Attributes)
         {
             foreach (var instance in instances)
@@ -67,8 +73,6 @@ internal static class EntityIndexRows
                 }
             }
         }
-
-        return rows;
     }
 
     public static List<IndexedBox> Boxes(Entity? entity)
@@ -101,7 +105,7 @@ internal static class EntityIndexRows
 
     // Scalars are indexed; arrays contribute each element; objects contribute their members' values (a
     // languageMap's strings, a ListRelationship item's object, a typed {"@type","@value"} literal), one level deep.
-    private static void AddValues(HashSet<IndexedValue> rows, string name, ref Utf8JsonReader reader, int depth)
+    private static void AddValues(ICollection<IndexedValue> rows, string name, ref Utf8JsonReader reader, int depth)
     {
         switch (reader.TokenType)
         {

@@ -1,3 +1,4 @@
+using System.Buffers;
 using Machi.Ngsi.Errors;
 using Machi.Ngsi.Model;
 
@@ -13,6 +14,9 @@ internal static class HistoryDiff
 {
     /// <summary>Instances a single write may record (the ordinal is the low 16 bits of the instance number).</summary>
     public const int MaxInstancesPerWrite = 1 << 16;
+
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? t_instance;
 
     /// <summary>What an entity's instances were before a write: enough to tell which instances the write touched.</summary>
     public readonly record struct InstanceStamp(string Name, string? DatasetId, DateTimeOffset ModifiedAt, string? ObservedAt, AttributeKind Kind);
@@ -95,9 +99,10 @@ internal static class HistoryDiff
     /// <summary>One instance in EntityCodec's form, inside a nameless carrier (the row already names entity and attribute).</summary>
     public static byte[] EncodeInstance(AttributeInstance instance)
     {
-        var carrier = new Entity(string.Empty, []);
-        carrier.Attributes[string.Empty] = [instance];
-        return EntityCodec.Encode(carrier);
+        var buffer = t_instance ??= new ArrayBufferWriter<byte>(512);
+        buffer.ResetWrittenCount();
+        EntityCodec.EncodeInstance(instance, buffer);
+        return buffer.WrittenSpan.ToArray();
     }
 
     private static bool Unchanged(List<InstanceStamp> before, string name, AttributeInstance instance)

@@ -32,7 +32,7 @@ internal sealed class NewEntityRows
         {
             foreach (var instance in instances)
             {
-                buffer.Write(HistoryDiff.EncodeInstance(instance));
+                EntityCodec.EncodeInstance(instance, buffer);
                 var observed = NgsiText.TryParseDateTime(instance.ObservedAt, out var o) ? o.UtcTicks : (long?)null;
                 stamps.Add(new Stamp(buffer.WrittenCount, observed));
             }

@@ -63,6 +63,18 @@ internal sealed class ChangeFeed : BackgroundService
             try
             {
                 await _store.WaitForChangeAsync(_position, stoppingToken).ConfigureAwait(false);
+
+                // With no client to hand them to, the changes need not even be read: the position moves past them (a
+                // client that connects later starts there and replays anything older from the log itself).
+                lock (_gate)
+                {
+                    if (_subscribers.Count == 0)
+                    {
+                        _position = Math.Max(_position, _store.LastChangeSeq);
+                        continue;
+                    }
+                }
+
                 var changes = await _store.ReadChangesAsync(_position, BatchSize, stoppingToken).ConfigureAwait(false);
                 if (changes.Count == 0)
                 {

@@ -55,6 +55,28 @@ public static class EntityCodec
         return buffer.WrittenSpan.ToArray();
     }
 
+    /// <summary>
+    /// Writes one attribute instance to <paramref name="output"/> inside a nameless carrier: what <see cref="Decode"/>
+    /// reads back as an entity with id "" whose only attribute "" holds the instance (the temporal history stores
+    /// instances so). The carrier's members that would hold their defaults (no types, no timestamps) are left out.
+    /// </summary>
+    public static void EncodeInstance(AttributeInstance instance, IBufferWriter<byte> output)
+    {
+        var w = t_writer ??= new Utf8JsonWriter(output, new JsonWriterOptions { SkipValidation = true });
+        w.Reset(output);
+        w.WriteStartObject();
+        w.WriteNumber("v", Version);
+        w.WriteString("id", string.Empty);
+        w.WritePropertyName("attrs");
+        w.WriteStartObject();
+        w.WriteStartArray(string.Empty);
+        WriteInstance(w, instance);
+        w.WriteEndArray();
+        w.WriteEndObject();
+        w.WriteEndObject();
+        w.Flush();
+    }
+
     private static void WriteMap(Utf8JsonWriter w, AttributeMap map)
     {
         w.WriteStartObject();
@@ -63,32 +85,37 @@ public static class EntityCodec
             w.WriteStartArray(name);
             foreach (var a in instances)
             {
-                w.WriteStartObject();
-                w.WriteString("k", AttributeKinds.Name(a.Kind));
-                w.WritePropertyName("p");
-                a.WritePayload(w);
-                if (a.DatasetId is not null) w.WriteString("ds", a.DatasetId);
-                if (a.ObservedAt is not null) w.WriteString("oa", a.ObservedAt);
-                if (a.UnitCode is not null) w.WriteString("uc", a.UnitCode);
-                if (a.ValueType is not null) w.WriteString("vt", a.ValueType);
-                if (a.ObjectType is not null)
-                {
-                    w.WritePropertyName("ot");
-                    a.ObjectType.WriteTo(w);
-                }
-
-                w.WriteNumber("c", Ticks(a.CreatedAt));
-                w.WriteNumber("m", Ticks(a.ModifiedAt));
-                if (a.Sub is { Count: > 0 })
-                {
-                    w.WritePropertyName("sub");
-                    WriteMap(w, a.Sub);
-                }
-
-                w.WriteEndObject();
+                WriteInstance(w, a);
             }
 
             w.WriteEndArray();
+        }
+
+        w.WriteEndObject();
+    }
+
+    private static void WriteInstance(Utf8JsonWriter w, AttributeInstance a)
+    {
+        w.WriteStartObject();
+        w.WriteString("k", AttributeKinds.Name(a.Kind));
+        w.WritePropertyName("p");
+        a.WritePayload(w);
+        if (a.DatasetId is not null) w.WriteString("ds", a.DatasetId);
+        if (a.ObservedAt is not null) w.WriteString("oa", a.ObservedAt);
+        if (a.UnitCode is not null) w.WriteString("uc", a.UnitCode);
+        if (a.ValueType is not null) w.WriteString("vt", a.ValueType);
+        if (a.ObjectType is not null)
+        {
+            w.WritePropertyName("ot");
+            a.ObjectType.WriteTo(w);
+        }
+
+        w.WriteNumber("c", Ticks(a.CreatedAt));
+        w.WriteNumber("m", Ticks(a.ModifiedAt));
+        if (a.Sub is { Count: > 0 })
+        {
+            w.WritePropertyName("sub");
+            WriteMap(w, a.Sub);
         }
 
         w.WriteEndObject();

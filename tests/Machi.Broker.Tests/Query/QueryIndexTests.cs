@@ -150,6 +150,96 @@ public sealed class QueryIndexTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Index_rows_are_those_of_the_stored_entities_after_one_transaction_creates_replaces_deletes_and_recreates_them()
+    {
+        // The writer inserts a transaction's new entities' index rows together at its end: a later write of the same
+        // transaction to such an entity must still find them, or a replaced value's row would stay behind.
+        var random = new Random(11);
+        var created = Enumerable.Range(1000, 40).Select(i => Parse(RandomEntity(random, i))).ToList();
+        var writes = created.ConvertAll(e => EntityWrite.Creating(e, EntityService.Create(e)));
+        for (var i = 0; i < created.Count; i += 3)
+        {
+            var replacement = Parse(RandomEntity(random, 1000 + i));
+            writes.Add(new EntityWrite(replacement.Id, _ => Mutation.Put(replacement)));
+        }
+
+        for (var i = 1; i < created.Count; i += 5)
+        {
+            writes.Add(new EntityWrite(created[i].Id, _ => Mutation.Delete));
+        }
+
+        var again = Parse(RandomEntity(random, 1001));
+        writes.Add(EntityWrite.Creating(again, EntityService.Create(again)));
+        Assert.All(await _store.WriteAsync(string.Empty, writes, CancellationToken.None), Assert.Null);
+
+        var stored = 0;
+        foreach (var entity in created)
+        {
+            if (await _store.GetAsync(string.Empty, entity.Id, CancellationToken.None) is not { } current)
+            {
+                continue;
+            }
+
+            stored++;
+            Assert.Equal(ExpectedIndexRows(current), _store.Read(c => IndexRows(c, entity.Id)));
+        }
+
+        Assert.Equal(40 - 8 + 1, stored);
+        Assert.Equal(0L, _store.Read(c => Scalar(c, """
+            SELECT (SELECT count(*) FROM entity_values WHERE rid NOT IN (SELECT rid FROM entities))
+                 + (SELECT count(*) FROM entity_attrs WHERE rid NOT IN (SELECT rid FROM entities))
+                 + (SELECT count(*) FROM entity_types WHERE rid NOT IN (SELECT rid FROM entities))
+                 + (SELECT count(*) FROM entity_geo WHERE id / 1024 NOT IN (SELECT rid FROM entities))
+            """)));
+    }
+
+    private static List<string> ExpectedIndexRows(Entity entity)
+    {
+        var rows = entity.Types.Distinct().Select(t => "type " + t).ToList();
+        rows.AddRange(entity.Attributes.Keys.Select(name => "attr " + name));
+        rows.AddRange(EntityIndexRows.Values(entity).Select(v => IndexRow(v.Attribute, v.Kind == IndexedValueKind.Instant, v.Value)));
+        rows.AddRange(EntityIndexRows.Boxes(entity).Select((_, i) => "geo " + i.ToString(CultureInfo.InvariantCulture)));
+        rows.Sort(StringComparer.Ordinal);
+        return rows;
+    }
+
+    private static List<string> IndexRows(Microsoft.Data.Sqlite.SqliteConnection connection, string id)
+    {
+        var rid = Scalar(connection, $"SELECT rid FROM entities WHERE id = '{id}'");
+        var rows = new List<string>();
+        using var cmd = connection.CreateCommand();
+        cmd.CommandText = $"""
+            SELECT 'type', t.iri, NULL FROM entity_types x JOIN terms t ON t.id = x.type WHERE x.rid = {rid}
+            UNION ALL SELECT 'attr', t.iri, NULL FROM entity_attrs x JOIN terms t ON t.id = x.name WHERE x.rid = {rid}
+            UNION ALL SELECT CASE WHEN x.attr < 0 THEN 'instant' ELSE 'value' END, t.iri, x.value FROM entity_values x JOIN terms t ON t.id = abs(x.attr) WHERE x.rid = {rid}
+            UNION ALL SELECT 'geo', id - {rid} * 1024, NULL FROM entity_geo WHERE id BETWEEN {rid} * 1024 AND {rid} * 1024 + 1023
+            """;
+        using var r = cmd.ExecuteReader();
+        while (r.Read())
+        {
+            rows.Add(r.GetString(0) switch
+            {
+                "value" => IndexRow(r.GetString(1), instant: false, r.GetValue(2)),
+                "instant" => IndexRow(r.GetString(1), instant: true, r.GetValue(2)),
+                var kind => kind + " " + Convert.ToString(r.GetValue(1), CultureInfo.InvariantCulture),
+            });
+        }
+
+        rows.Sort(StringComparer.Ordinal);
+        return rows;
+    }
+
+    private static string IndexRow(string attribute, bool instant, object value) =>
+        $"{(instant ? "instant" : "value")} {attribute} {value.GetType().Name} {(value is double d ? F(d) : Convert.ToString(value, CultureInfo.InvariantCulture))}";
+
+    private static long Scalar(Microsoft.Data.Sqlite.SqliteConnection connection, string sql)
+    {
+        using var cmd = connection.CreateCommand();
+        cmd.CommandText = sql;
+        return (long)cmd.ExecuteScalar()!;
+    }
+
+    [Fact]
     public void A_type_and_q_query_checks_the_type_before_it_reads_the_entity_row()
     {
         // The value index drives; the type is probed on the candidate's rid from that index, so a candidate of
