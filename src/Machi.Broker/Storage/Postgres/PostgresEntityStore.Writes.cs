@@ -16,8 +16,9 @@ namespace Machi.Broker.Storage.Postgres;
 /// </summary>
 internal sealed partial class PostgresEntityStore
 {
+    /// <param name="creation">The rows of the write's new entity, worked out when it was queued (null: none).</param>
     /// <returns>The mutation's failure, or null (the write is in <paramref name="group"/>).</returns>
-    private async Task<Exception?> PlanWriteAsync(GroupWrites group, string tenant, EntityWrite write)
+    private async Task<Exception?> PlanWriteAsync(GroupWrites group, string tenant, EntityWrite write, PreparedCreation? creation)
     {
         var entity = group.Entity(tenant, write.Id);
         try
@@ -40,11 +41,17 @@ internal sealed partial class PostgresEntityStore
             if (after is not null)
             {
                 HistoryDiff.CheckLimit(after);
-                doc = write.PreparedFor(current, after)?.Doc ?? EntityCodec.Encode(after);
+                var prepared = write.PreparedFor(current, after);
+                doc = prepared?.Doc ?? EntityCodec.Encode(after);
+                creation = prepared is null ? null : creation;
+            }
+            else
+            {
+                creation = null;
             }
 
             var at = _time.GetUtcNow();
-            var history = HistoryDiff.Rows(stampsBefore, after, at).ToList();
+            var history = creation?.History ?? HistoryDiff.Rows(stampsBefore, after, at).ToList();
             var terms = await TermIdsAsync(history.Select(r => r.Attr)).ConfigureAwait(false);
 
             // Nothing below can fail: the write is recorded.
@@ -65,12 +72,14 @@ internal sealed partial class PostgresEntityStore
             for (var i = 0; i < history.Count; i++)
             {
                 var row = history[i];
+                var encoded = creation?.Instances[i] ?? (row.Instance is { } instance ? HistoryDiff.EncodeInstance(instance) : null);
                 group.History.Add(new HistoryRow(tenant, hid, terms[row.Attr], row.Time, (seq << 16) | (long)i, row.DatasetId, (short)row.Kind, row.ObservedAt,
-                    row.At, row.Value, row.Instance is { } instance ? HistoryDiff.EncodeInstance(instance) : null));
+                    row.At, row.Value, encoded));
             }
 
             entity.Doc = doc;
             entity.After = after;
+            entity.AfterRows = creation?.Index;
             entity.Written = true;
             return null;
         }
@@ -88,7 +97,7 @@ internal sealed partial class PostgresEntityStore
     private async Task AddGroupAsync(NpgsqlBatch batch, GroupWrites group)
     {
         var written = group.Written.ToList();
-        var rows = written.Select(e => IndexedRows.Of(e.After)).ToList();
+        var rows = written.Select(e => e.AfterRows ?? IndexedRows.Of(e.After)).ToList();
         var terms = await TermIdsAsync(written.SelectMany(e => e.Stored!.Names).Concat(rows.SelectMany(r => r.Names))).ConfigureAwait(false);
         var tenants = new ArrayRows("INSERT INTO tenants (name, created_at) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (name) DO NOTHING",
             NpgsqlDbType.Text, NpgsqlDbType.Text);
@@ -160,6 +169,9 @@ internal sealed partial class PostgresEntityStore
 
         /// <summary>The entity after the group's last write to it (null: deleted).</summary>
         public Entity? After { get; set; }
+
+        /// <summary>The index rows of <see cref="After"/> when its write prepared them (a creation), else null.</summary>
+        public IndexedRows? AfterRows { get; set; }
 
         /// <summary>The index rows as stored, taken at the group's first write to the entity.</summary>
         public IndexedRows? Stored { get; set; }
@@ -347,6 +359,50 @@ internal sealed partial class PostgresEntityStore
             await NewHistoryEntities.CopyAsync(connection).ConfigureAwait(false);
             await History.CopyAsync(connection).ConfigureAwait(false);
             await Changes.CopyAsync(connection).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// What a write that creates its entity records besides <see cref="NewEntityRows"/> (the stored form, the encoded
+    /// instances): its index rows and its history rows, worked out on the request's thread when the write is queued
+    /// (<see cref="WriteAsync"/>) so that the single writer, which PostgreSQL waits on between groups, does not.
+    /// </summary>
+    private sealed class PreparedCreation
+    {
+        public PreparedCreation(Entity entity, NewEntityRows rows)
+        {
+            Index = IndexedRows.Of(entity);
+
+            // A creation records every instance, in the entity's order, as HistoryDiff.Rows does (no removals, so
+            // the write's time is not used).
+            History = HistoryDiff.Rows(null, entity, default).ToList();
+            Instances = new byte[History.Count][];
+            for (var i = 0; i < Instances.Length; i++)
+            {
+                Instances[i] = rows.Instance(i).ToArray();
+            }
+        }
+
+        public IndexedRows Index { get; }
+
+        public List<HistoryDiff.Row> History { get; }
+
+        /// <summary>The history rows' instances, encoded (the same bytes as <see cref="HistoryDiff.EncodeInstance"/>).</summary>
+        public byte[][] Instances { get; }
+
+        /// <summary>The prepared rows of each write that may create its entity (null for the others).</summary>
+        public static PreparedCreation?[] Of(IReadOnlyList<EntityWrite> writes)
+        {
+            var prepared = new PreparedCreation?[writes.Count];
+            for (var i = 0; i < writes.Count; i++)
+            {
+                if (writes[i] is { NewEntity: { } entity, Prepared: { } rows })
+                {
+                    prepared[i] = new PreparedCreation(entity, rows);
+                }
+            }
+
+            return prepared;
         }
     }
 

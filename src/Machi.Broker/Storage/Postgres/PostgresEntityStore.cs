@@ -532,7 +532,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
             {
                 for (var i = 0; i < job.Writes.Count; i++)
                 {
-                    job.Results[i] = await PlanWriteAsync(group, job.Tenant, job.Writes[i]).ConfigureAwait(false);
+                    job.Results[i] = await PlanWriteAsync(group, job.Tenant, job.Writes[i], job.Creations[i]).ConfigureAwait(false);
                 }
             }
 
@@ -775,6 +775,9 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         public IReadOnlyList<EntityWrite> Writes { get; } = writes;
 
         public Exception?[] Results { get; } = new Exception?[writes.Count];
+
+        /// <summary>The rows of the writes' new entities, worked out on the caller's thread.</summary>
+        public PreparedCreation?[] Creations { get; } = PreparedCreation.Of(writes);
 
         public TaskCompletionSource<Exception?[]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
