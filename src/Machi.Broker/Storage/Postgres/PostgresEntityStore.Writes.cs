@@ -16,9 +16,9 @@ namespace Machi.Broker.Storage.Postgres;
 /// </summary>
 internal sealed partial class PostgresEntityStore
 {
-    /// <param name="creation">The rows of the write's new entity, worked out when it was queued (null: none).</param>
+    /// <param name="created">The index and history rows of the write's new entity, worked out when it was queued (null: none).</param>
     /// <returns>The mutation's failure, or null (the write is in <paramref name="group"/>).</returns>
-    private async Task<Exception?> PlanWriteAsync(GroupWrites group, string tenant, EntityWrite write, PreparedCreation? creation)
+    private async Task<Exception?> PlanWriteAsync(GroupWrites group, string tenant, EntityWrite write, CreatedRows? created)
     {
         var entity = group.Entity(tenant, write.Id);
         try
@@ -38,21 +38,20 @@ internal sealed partial class PostgresEntityStore
 
             var after = mutation.Kind == MutationKind.Put ? mutation.Entity! : null;
             byte[]? doc = null;
+            NewEntityRows? prepared = null;
             if (after is not null)
             {
                 HistoryDiff.CheckLimit(after);
-                var prepared = write.PreparedFor(current, after);
+                prepared = write.PreparedFor(current, after);
                 doc = prepared?.Doc ?? EntityCodec.Encode(after);
-                creation = prepared is null ? null : creation;
-            }
-            else
-            {
-                creation = null;
             }
 
             var at = _time.GetUtcNow();
-            var history = creation?.History ?? HistoryDiff.Rows(stampsBefore, after, at).ToList();
-            var terms = await TermIdsAsync(history.Select(r => r.Attr)).ConfigureAwait(false);
+            var history = prepared is not null && created is not null ? created.History : HistoryDiff.Rows(stampsBefore, after, at).ToList();
+            if (!history.TrueForAll(row => _termIds.ContainsKey(row.Attr)))
+            {
+                await TermIdsAsync(history.Select(r => r.Attr)).ConfigureAwait(false);
+            }
 
             // Nothing below can fail: the write is recorded.
             if (after is not null && entity.Rid is null)
@@ -72,14 +71,15 @@ internal sealed partial class PostgresEntityStore
             for (var i = 0; i < history.Count; i++)
             {
                 var row = history[i];
-                var encoded = creation?.Instances[i] ?? (row.Instance is { } instance ? HistoryDiff.EncodeInstance(instance) : null);
-                group.History.Add(new HistoryRow(tenant, hid, terms[row.Attr], row.Time, (seq << 16) | (long)i, row.DatasetId, (short)row.Kind, row.ObservedAt,
+                // A creation records every instance in the entity's order: NewEntityRows encoded them in that order.
+                var encoded = prepared is not null ? prepared.Instance(i).ToArray() : row.Instance is { } instance ? HistoryDiff.EncodeInstance(instance) : null;
+                group.History.Add(new HistoryRow(tenant, hid, _termIds[row.Attr], row.Time, (seq << 16) | (long)i, row.DatasetId, (short)row.Kind, row.ObservedAt,
                     row.At, row.Value, encoded));
             }
 
             entity.Doc = doc;
             entity.After = after;
-            entity.AfterRows = creation?.Index;
+            entity.AfterRows = prepared is null ? null : created?.Index;
             entity.Written = true;
             return null;
         }
@@ -363,48 +363,27 @@ internal sealed partial class PostgresEntityStore
     }
 
     /// <summary>
-    /// What a write that creates its entity records besides <see cref="NewEntityRows"/> (the stored form, the encoded
-    /// instances): its index rows and its history rows, worked out on the request's thread when the write is queued
-    /// (<see cref="WriteAsync"/>) so that the single writer, which PostgreSQL waits on between groups, does not.
+    /// The index and history rows of each write's new entity (null for a write that creates none), worked out on the
+    /// request's thread when the writes are queued (<see cref="WriteAsync"/>) so that the single writer, which
+    /// PostgreSQL waits on between groups, does not: used when the write does create the entity it was made for, as
+    /// <see cref="NewEntityRows"/> is (whose encoded instances the history rows take).
     /// </summary>
-    private sealed class PreparedCreation
+    private static CreatedRows?[] Created(IReadOnlyList<EntityWrite> writes)
     {
-        public PreparedCreation(Entity entity, NewEntityRows rows)
+        var rows = new CreatedRows?[writes.Count];
+        for (var i = 0; i < writes.Count; i++)
         {
-            Index = IndexedRows.Of(entity);
-
-            // A creation records every instance, in the entity's order, as HistoryDiff.Rows does (no removals, so
-            // the write's time is not used).
-            History = HistoryDiff.Rows(null, entity, default).ToList();
-            Instances = new byte[History.Count][];
-            for (var i = 0; i < Instances.Length; i++)
+            if (writes[i] is { NewEntity: { } entity, Prepared: not null })
             {
-                Instances[i] = rows.Instance(i).ToArray();
+                // A creation records every instance, in the entity's order, and no removal (so the time is not used).
+                rows[i] = new CreatedRows(IndexedRows.Of(entity), HistoryDiff.Rows(null, entity, default).ToList());
             }
         }
 
-        public IndexedRows Index { get; }
-
-        public List<HistoryDiff.Row> History { get; }
-
-        /// <summary>The history rows' instances, encoded (the same bytes as <see cref="HistoryDiff.EncodeInstance"/>).</summary>
-        public byte[][] Instances { get; }
-
-        /// <summary>The prepared rows of each write that may create its entity (null for the others).</summary>
-        public static PreparedCreation?[] Of(IReadOnlyList<EntityWrite> writes)
-        {
-            var prepared = new PreparedCreation?[writes.Count];
-            for (var i = 0; i < writes.Count; i++)
-            {
-                if (writes[i] is { NewEntity: { } entity, Prepared: { } rows })
-                {
-                    prepared[i] = new PreparedCreation(entity, rows);
-                }
-            }
-
-            return prepared;
-        }
+        return rows;
     }
+
+    private sealed record CreatedRows(IndexedRows Index, List<HistoryDiff.Row> History);
 
     private readonly record struct EntityRow(string Tenant, string Id, long Rid, byte[] Doc, short Access, string? Owner, string? Category);
 

@@ -776,8 +776,8 @@ internal sealed partial class PostgresEntityStore : IEntityStore
 
         public Exception?[] Results { get; } = new Exception?[writes.Count];
 
-        /// <summary>The rows of the writes' new entities, worked out on the caller's thread.</summary>
-        public PreparedCreation?[] Creations { get; } = PreparedCreation.Of(writes);
+        /// <summary>The index and history rows of the writes' new entities, worked out on the caller's thread.</summary>
+        public CreatedRows?[] Creations { get; } = Created(writes);
 
         public TaskCompletionSource<Exception?[]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text.Json;
 using Machi.Ngsi.Geo;
 using Machi.Ngsi.Model;
@@ -235,30 +236,45 @@ internal sealed class ArrayRows(string sql, params NpgsqlDbType[] columns)
 /// arrays costs per row (the executor's projection, a WAL record a row instead of a page) and, without ON CONFLICT,
 /// the speculative insertion an upsert makes in every unique index (a probe, then a confirmation record a row).
 /// </summary>
+/// <remarks>
+/// A group's rows of one table fill arrays of hundreds of kilobytes, which the runtime allocates on its large object
+/// heap, where every allocation counts towards the next full collection: the lists are kept for the next group.
+/// </remarks>
 internal sealed class CopyRows<TRow>(string table, Func<NpgsqlBinaryImporter, TRow, Task> write)
 {
-    private readonly List<TRow> _rows = [];
+    private const int MaxKeptRows = 1 << 16;
+    private static readonly ConcurrentBag<List<TRow>> Kept = [];
+    private List<TRow>? _rows;
 
-    public int Count => _rows.Count;
+    public int Count => _rows?.Count ?? 0;
 
-    public void Add(TRow row) => _rows.Add(row);
+    public void Add(TRow row) => (_rows ??= Kept.TryTake(out var kept) ? kept : []).Add(row);
 
     /// <summary>Copies the rows (none: nothing is sent).</summary>
     public async Task CopyAsync(NpgsqlConnection connection)
     {
-        if (_rows.Count == 0)
+        if (_rows is not { Count: > 0 } rows)
         {
             return;
         }
 
-        await using var copy = await connection.BeginBinaryImportAsync($"COPY {table} FROM STDIN (FORMAT BINARY)").ConfigureAwait(false);
-        foreach (var row in _rows)
+        await using (var copy = await connection.BeginBinaryImportAsync($"COPY {table} FROM STDIN (FORMAT BINARY)").ConfigureAwait(false))
         {
-            await copy.StartRowAsync().ConfigureAwait(false);
-            await write(copy, row).ConfigureAwait(false);
+            foreach (var row in rows)
+            {
+                await copy.StartRowAsync().ConfigureAwait(false);
+                await write(copy, row).ConfigureAwait(false);
+            }
+
+            await copy.CompleteAsync().ConfigureAwait(false);
         }
 
-        await copy.CompleteAsync().ConfigureAwait(false);
+        _rows = null;
+        if (rows.Capacity <= MaxKeptRows)
+        {
+            rows.Clear();
+            Kept.Add(rows);
+        }
     }
 }
 
