@@ -72,6 +72,78 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
     }
 
     [Fact]
+    public async Task A_batch_mixing_new_stored_and_recreated_entities_leaves_each_ones_index_and_history_rows()
+    {
+        // Stored before the batch: a (replaced by it), b (deleted by it), c (deleted already: only its history is left).
+        foreach (var (id, speed) in new[] { ("a", 10.0), ("b", 20.0), ("c", 30.0) })
+        {
+            var vehicle = Vehicle($"urn:ngsi-ld:Vehicle:{id}", speed);
+            await _store.WriteOneAsync("", EntityWrite.Creating(vehicle, EntityService.Create(vehicle)), CancellationToken.None);
+        }
+
+        await _store.WriteOneAsync("", "urn:ngsi-ld:Vehicle:c", _ => Mutation.Delete, CancellationToken.None);
+
+        // One batch (one group): c created again, d created and then changed, e created, next to a replace and a delete.
+        var c = Vehicle("urn:ngsi-ld:Vehicle:c", 31);
+        var d = Vehicle("urn:ngsi-ld:Vehicle:d", 40);
+        var e = Vehicle("urn:ngsi-ld:Vehicle:e", 50);
+        var results = await _store.WriteAsync("", [
+            new EntityWrite("urn:ngsi-ld:Vehicle:a", _ => Mutation.Put(Vehicle("urn:ngsi-ld:Vehicle:a", 11))),
+            new EntityWrite("urn:ngsi-ld:Vehicle:b", _ => Mutation.Delete),
+            EntityWrite.Creating(c, EntityService.Create(c)),
+            EntityWrite.Creating(d, EntityService.Create(d)),
+            new EntityWrite("urn:ngsi-ld:Vehicle:d", _ => Mutation.Put(Vehicle("urn:ngsi-ld:Vehicle:d", 41))),
+            EntityWrite.Creating(e, EntityService.Create(e)),
+        ], CancellationToken.None);
+        Assert.All(results, Assert.Null);
+
+        async Task<string> QueryAsync(string q)
+        {
+            var filter = new EntityFilter { Q = QExpressions.Expand(QParser.Parse(q), LdContext.Core.ExpandTerm) };
+            var page = await _store.QueryAsync("", new EntityQuery(filter) { Limit = 100 }, CancellationToken.None);
+            return string.Join(' ', page.Entities.Select(v => v.Id["urn:ngsi-ld:Vehicle:".Length..]).Order(StringComparer.Ordinal));
+        }
+
+        Assert.Equal("a c d e", await QueryAsync("speed>0"));
+        Assert.Equal("a", await QueryAsync("speed==11"));
+        Assert.Equal("d", await QueryAsync("speed==41"));
+        Assert.Equal("c e", await QueryAsync("speed>=31;speed!=41"));
+
+        await using var data = NpgsqlDataSource.Create(_connectionString);
+        async Task<string> RowsAsync(string sql)
+        {
+            await using var cmd = data.CreateCommand(sql);
+            cmd.Parameters.Add(new NpgsqlParameter { Value = LdContext.Core.ExpandTerm("speed") });
+            var rows = new List<string>();
+            await using var r = await cmd.ExecuteReaderAsync();
+            while (await r.ReadAsync())
+            {
+                rows.Add($"{r.GetString(0)["urn:ngsi-ld:Vehicle:".Length..]}:{r.GetValue(1)}");
+            }
+
+            return string.Join(' ', rows);
+        }
+
+        // Exactly the index rows of what is stored: none left of a's old speed, b or d's first state.
+        Assert.Equal("a:11 c:31 d:41 e:50", await RowsAsync("""
+            SELECT e.id, n.value FROM entity_numbers n JOIN entities e ON e.tenant = n.tenant AND e.rid = n.rid JOIN terms t ON t.id = n.attr
+            WHERE t.iri = $1 ORDER BY e.id
+            """));
+        Assert.Equal("a:1 c:1 d:1 e:1", await RowsAsync("""
+            SELECT e.id, count(*) FROM entity_geo g JOIN entities e ON e.tenant = g.tenant AND e.rid = g.rid WHERE $1 <> '' GROUP BY e.id ORDER BY e.id
+            """));
+
+        // Every write's history, under one history id an entity (c's two lives too), with deletions marked.
+        Assert.Equal("a:10 a:11 b:20 b:\"urn:ngsi-ld:null\" c:30 c:\"urn:ngsi-ld:null\" c:31 d:40 d:41 e:50", await RowsAsync("""
+            SELECT he.id, h.value FROM history h JOIN history_entities he ON he.tenant = h.tenant AND he.hid = h.hid JOIN terms t ON t.id = h.attr
+            WHERE t.iri = $1 ORDER BY he.id, h.n
+            """));
+        Assert.Equal("a:False b:True c:False d:False e:False", await RowsAsync("""
+            SELECT id, deleted_at IS NOT NULL FROM history_entities WHERE $1 <> '' ORDER BY id
+            """));
+    }
+
+    [Fact]
     public async Task Entities_loaded_in_bulk_get_planner_statistics_before_autovacuum_would_take_them()
     {
         var vehicles = Enumerable.Range(0, 1_500).Select(i => Vehicle($"urn:ngsi-ld:Vehicle:bulk{i}", i % 40)).ToList();

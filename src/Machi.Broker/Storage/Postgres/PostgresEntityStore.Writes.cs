@@ -16,8 +16,9 @@ namespace Machi.Broker.Storage.Postgres;
 /// </summary>
 internal sealed partial class PostgresEntityStore
 {
+    /// <param name="created">The index and history rows of the write's new entity, worked out when it was queued (null: none).</param>
     /// <returns>The mutation's failure, or null (the write is in <paramref name="group"/>).</returns>
-    private async Task<Exception?> PlanWriteAsync(GroupWrites group, string tenant, EntityWrite write)
+    private async Task<Exception?> PlanWriteAsync(GroupWrites group, string tenant, EntityWrite write, CreatedRows? created)
     {
         var entity = group.Entity(tenant, write.Id);
         try
@@ -37,15 +38,20 @@ internal sealed partial class PostgresEntityStore
 
             var after = mutation.Kind == MutationKind.Put ? mutation.Entity! : null;
             byte[]? doc = null;
+            NewEntityRows? prepared = null;
             if (after is not null)
             {
                 HistoryDiff.CheckLimit(after);
-                doc = write.PreparedFor(current, after)?.Doc ?? EntityCodec.Encode(after);
+                prepared = write.PreparedFor(current, after);
+                doc = prepared?.Doc ?? EntityCodec.Encode(after);
             }
 
             var at = _time.GetUtcNow();
-            var history = HistoryDiff.Rows(stampsBefore, after, at).ToList();
-            var terms = await TermIdsAsync(history.Select(r => r.Attr)).ConfigureAwait(false);
+            var history = prepared is not null && created is not null ? created.History : HistoryDiff.Rows(stampsBefore, after, at).ToList();
+            if (!history.TrueForAll(row => _termIds.ContainsKey(row.Attr)))
+            {
+                await TermIdsAsync(history.Select(r => r.Attr)).ConfigureAwait(false);
+            }
 
             // Nothing below can fail: the write is recorded.
             if (after is not null && entity.Rid is null)
@@ -60,17 +66,20 @@ internal sealed partial class PostgresEntityStore
             var seq = group.Seqs.Dequeue();
             group.LastSeq = seq;
             var kind = after is null ? ChangeKind.Deleted : current is null ? ChangeKind.Created : ChangeKind.Updated;
-            group.Changes.Add(seq, tenant, write.Id, (short)kind, entity.Doc, doc, at.UtcTicks);
-            group.HistoryEntity(tenant, write.Id, at, typesBefore, after, EntityAccess.ForHistory(accessBefore, current is not null, after));
+            group.Changes.Add(new ChangeRow(seq, tenant, write.Id, (short)kind, entity.Doc, doc, at.UtcTicks));
+            var hid = group.HistoryEntity(tenant, write.Id, at, typesBefore, after, EntityAccess.ForHistory(accessBefore, current is not null, after));
             for (var i = 0; i < history.Count; i++)
             {
                 var row = history[i];
-                group.History.Add(tenant, write.Id, terms[row.Attr], row.Time, (seq << 16) | (long)i, row.DatasetId, (short)row.Kind, row.ObservedAt,
-                    row.At, row.At, row.Value, row.Instance is { } instance ? HistoryDiff.EncodeInstance(instance) : null, row.Deleted);
+                // A creation records every instance in the entity's order: NewEntityRows encoded them in that order.
+                var encoded = prepared is not null ? prepared.Instance(i).ToArray() : row.Instance is { } instance ? HistoryDiff.EncodeInstance(instance) : null;
+                group.History.Add(new HistoryRow(tenant, hid, _termIds[row.Attr], row.Time, (seq << 16) | (long)i, row.DatasetId, (short)row.Kind, row.ObservedAt,
+                    row.At, row.Value, encoded));
             }
 
             entity.Doc = doc;
             entity.After = after;
+            entity.AfterRows = prepared is null ? null : created?.Index;
             entity.Written = true;
             return null;
         }
@@ -80,18 +89,18 @@ internal sealed partial class PostgresEntityStore
         }
     }
 
-    /// <summary>Adds the group's statements to <paramref name="batch"/>, each table's rows in one statement.</summary>
+    /// <summary>
+    /// Adds the group's statements to <paramref name="batch"/>, each table's rows in one statement; the rows nothing
+    /// stored can conflict with (new entities and their index rows, the change log, history) are left in
+    /// <paramref name="group"/> for <see cref="GroupWrites.CopyAsync"/>, after the batch.
+    /// </summary>
     private async Task AddGroupAsync(NpgsqlBatch batch, GroupWrites group)
     {
         var written = group.Written.ToList();
-        var rows = written.Select(e => IndexedRows.Of(e.After)).ToList();
+        var rows = written.Select(e => e.AfterRows ?? IndexedRows.Of(e.After)).ToList();
         var terms = await TermIdsAsync(written.SelectMany(e => e.Stored!.Names).Concat(rows.SelectMany(r => r.Names))).ConfigureAwait(false);
         var tenants = new ArrayRows("INSERT INTO tenants (name, created_at) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (name) DO NOTHING",
             NpgsqlDbType.Text, NpgsqlDbType.Text);
-        var inserts = new ArrayRows("""
-            INSERT INTO entities (tenant, id, rid, doc, access, owner, category)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[], $5::smallint[], $6::text[], $7::text[])
-            """, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea, NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text);
         var updates = new ArrayRows("""
             UPDATE entities e SET doc = u.doc, access = u.access, owner = u.owner, category = u.category
             FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::smallint[], $5::text[], $6::text[]) u(tenant, rid, doc, access, owner, category)
@@ -99,7 +108,7 @@ internal sealed partial class PostgresEntityStore
             """, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea, NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text);
         var deletes = new ArrayRows("DELETE FROM entities e USING unnest($1::text[], $2::bigint[]) u(tenant, rid) WHERE e.tenant = u.tenant AND e.rid = u.rid",
             NpgsqlDbType.Text, NpgsqlDbType.Bigint);
-        var index = new IndexChanges();
+        var index = group.Index;
         foreach (var tenant in group.NewTenants)
         {
             tenants.Add(tenant, NgsiText.FormatDateTime(_time.GetUtcNow()));
@@ -109,7 +118,15 @@ internal sealed partial class PostgresEntityStore
         {
             var entity = written[i];
             var rid = entity.Rid!.Value;
-            index.Change(entity.Tenant, rid, entity.Stored!, rows[i], terms);
+            if (entity.WasStored)
+            {
+                index.Change(entity.Tenant, rid, entity.Stored!, rows[i], terms);
+            }
+            else
+            {
+                index.Fresh(entity.Tenant, rid, rows[i], terms);
+            }
+
             if (entity.After is { } after)
             {
                 var access = EntityAccess.Of(after);
@@ -119,7 +136,7 @@ internal sealed partial class PostgresEntityStore
                 }
                 else
                 {
-                    inserts.Add(entity.Tenant, after.Id, rid, entity.Doc, (short)access.Level, access.Owner, access.Category);
+                    group.Inserts.Add(new EntityRow(entity.Tenant, after.Id, rid, entity.Doc!, (short)access.Level, access.Owner, access.Category));
                 }
             }
             else if (entity.WasStored)
@@ -133,10 +150,7 @@ internal sealed partial class PostgresEntityStore
         deletes.AddTo(batch);
         index.AddTo(batch);
         updates.AddTo(batch);
-        inserts.AddTo(batch);
-        group.Changes.AddTo(batch);
         group.AddHistoryEntities(batch);
-        group.History.AddTo(batch);
     }
 
     /// <summary>An entity through a group of writes.</summary>
@@ -156,6 +170,9 @@ internal sealed partial class PostgresEntityStore
         /// <summary>The entity after the group's last write to it (null: deleted).</summary>
         public Entity? After { get; set; }
 
+        /// <summary>The index rows of <see cref="After"/> when its write prepared them (a creation), else null.</summary>
+        public IndexedRows? AfterRows { get; set; }
+
         /// <summary>The index rows as stored, taken at the group's first write to the entity.</summary>
         public IndexedRows? Stored { get; set; }
 
@@ -165,7 +182,8 @@ internal sealed partial class PostgresEntityStore
 
     /// <summary>
     /// A group of writes as its statements will record them: the entities it touches (rows prefetched at the start),
-    /// the rids and change seqs taken for it under the writers' lock, and the change-log and history rows in order.
+    /// the rids, history ids and change seqs taken for it under the writers' lock, and the change-log and history rows
+    /// in order.
     /// </summary>
     private sealed class GroupWrites
     {
@@ -176,6 +194,12 @@ internal sealed partial class PostgresEntityStore
         /// <summary>Stored rows, by key, read at the start of the group.</summary>
         public Dictionary<(string Tenant, string Id), (long Rid, byte[] Doc)> Prefetched { get; } = [];
 
+        /// <summary>
+        /// The history id of every entity of the group, by key, read at the start of the group (Stored) or taken
+        /// from its sequence for those that have no history row yet.
+        /// </summary>
+        public Dictionary<(string Tenant, string Id), (long Hid, bool Stored)> HistoryIds { get; } = [];
+
         public Stack<long> FreeRids { get; } = new();
 
         /// <summary>Change seqs taken for the group, one a write, ascending (a write that records nothing leaves a gap).</summary>
@@ -185,20 +209,64 @@ internal sealed partial class PostgresEntityStore
 
         public List<string> NewTenants { get; } = [];
 
-        public ArrayRows Changes { get; } = new("""
-            INSERT INTO entity_changes (seq, tenant, entity_id, kind, before, after, at)
-            SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[], $5::bytea[], $6::bytea[], $7::bigint[])
-            """, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Smallint, NpgsqlDbType.Bytea, NpgsqlDbType.Bytea, NpgsqlDbType.Bigint);
+        public IndexChanges Index { get; } = new();
 
-        public ArrayRows History { get; } = new("""
-            INSERT INTO history (tenant, hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
-            SELECT v.tenant, h.hid, v.attr, v.t, v.n, v.dataset_id, v.kind, v.observed_at, v.created_at, v.modified_at, v.value, v.instance, v.deleted
-            FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::smallint[], $8::bigint[], $9::bigint[], $10::bigint[],
-                        $11::text[], $12::bytea[], $13::boolean[])
-                AS v(tenant, id, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
-            JOIN history_entities h ON h.tenant = v.tenant AND h.id = v.id
-            """, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Smallint,
-            NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Bytea, NpgsqlDbType.Boolean);
+        /// <summary>Rows of the entities the group creates.</summary>
+        public CopyRows<EntityRow> Inserts { get; } = new("entities (tenant, id, rid, doc, access, owner, category)", static async (copy, row) =>
+        {
+            await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
+            await copy.WriteAsync(row.Id, NpgsqlDbType.Text).ConfigureAwait(false);
+            await copy.WriteAsync(row.Rid, NpgsqlDbType.Bigint).ConfigureAwait(false);
+            await copy.WriteAsync(row.Doc, NpgsqlDbType.Bytea).ConfigureAwait(false);
+            await copy.WriteAsync(row.Access, NpgsqlDbType.Smallint).ConfigureAwait(false);
+            await copy.WriteOrNullAsync(row.Owner).ConfigureAwait(false);
+            await copy.WriteOrNullAsync(row.Category).ConfigureAwait(false);
+        });
+
+        public CopyRows<ChangeRow> Changes { get; } = new("entity_changes (seq, tenant, entity_id, kind, before, after, at)", static async (copy, row) =>
+        {
+            await copy.WriteAsync(row.Seq, NpgsqlDbType.Bigint).ConfigureAwait(false);
+            await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
+            await copy.WriteAsync(row.EntityId, NpgsqlDbType.Text).ConfigureAwait(false);
+            await copy.WriteAsync(row.Kind, NpgsqlDbType.Smallint).ConfigureAwait(false);
+            await copy.WriteOrNullAsync(row.Before).ConfigureAwait(false);
+            await copy.WriteOrNullAsync(row.After).ConfigureAwait(false);
+            await copy.WriteAsync(row.At, NpgsqlDbType.Bigint).ConfigureAwait(false);
+        });
+
+        public CopyRows<HistoryRow> History { get; } = new(
+            "history (tenant, hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)", static async (copy, row) =>
+            {
+                await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
+                await copy.WriteAsync(row.Hid, NpgsqlDbType.Bigint).ConfigureAwait(false);
+                await copy.WriteAsync(row.Attr, NpgsqlDbType.Bigint).ConfigureAwait(false);
+                await copy.WriteAsync(row.Time, NpgsqlDbType.Bigint).ConfigureAwait(false);
+                await copy.WriteAsync(row.N, NpgsqlDbType.Bigint).ConfigureAwait(false);
+                await copy.WriteOrNullAsync(row.DatasetId).ConfigureAwait(false);
+                await copy.WriteAsync(row.Kind, NpgsqlDbType.Smallint).ConfigureAwait(false);
+                await copy.WriteOrNullAsync(row.ObservedAt).ConfigureAwait(false);
+                await copy.WriteAsync(row.At, NpgsqlDbType.Bigint).ConfigureAwait(false);
+                await copy.WriteAsync(row.At, NpgsqlDbType.Bigint).ConfigureAwait(false);
+                await copy.WriteAsync(row.Value, NpgsqlDbType.Text).ConfigureAwait(false);
+                await copy.WriteOrNullAsync(row.Instance).ConfigureAwait(false);
+                await copy.WriteAsync(row.Instance is null, NpgsqlDbType.Boolean).ConfigureAwait(false);
+            });
+
+        /// <summary>The history's rows of entities that had none before the group.</summary>
+        private CopyRows<HistoryEntityRow> NewHistoryEntities { get; } = new(
+            "history_entities (tenant, id, hid, types, created_at, modified_at, deleted_at, access, owner, category)", static async (copy, row) =>
+            {
+                await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
+                await copy.WriteAsync(row.Id, NpgsqlDbType.Text).ConfigureAwait(false);
+                await copy.WriteAsync(row.Hid, NpgsqlDbType.Bigint).ConfigureAwait(false);
+                await copy.WriteAsync(row.Types, NpgsqlDbType.Text).ConfigureAwait(false);
+                await copy.WriteAsync(row.Created, NpgsqlDbType.Bigint).ConfigureAwait(false);
+                await copy.WriteAsync(row.Modified, NpgsqlDbType.Bigint).ConfigureAwait(false);
+                await copy.WriteOrNullAsync(row.Deleted).ConfigureAwait(false);
+                await copy.WriteAsync((short)(row.Marks?.Level ?? 0), NpgsqlDbType.Smallint).ConfigureAwait(false);
+                await copy.WriteOrNullAsync(row.Marks?.Owner).ConfigureAwait(false);
+                await copy.WriteOrNullAsync(row.Marks?.Category).ConfigureAwait(false);
+            });
 
         /// <summary>The entities the group's writes changed, in the order first touched.</summary>
         public IEnumerable<GroupEntity> Written => _order.Where(e => e.Written);
@@ -222,14 +290,19 @@ internal sealed partial class PostgresEntityStore
         /// A group's writes to one entity fold into one row: the first write's creation time, the last setting write's
         /// types and times, the last marks.
         /// </summary>
-        public void HistoryEntity(string tenant, string id, DateTimeOffset at, string[]? typesBefore, Entity? after, EntityAccess? marks)
+        /// <returns>The entity's history id.</returns>
+        public long HistoryEntity(string tenant, string id, DateTimeOffset at, string[]? typesBefore, Entity? after, EntityAccess? marks)
         {
             var types = JsonSerializer.Serialize((IReadOnlyList<string>?)after?.Types ?? typesBefore ?? []);
             var modified = after?.ModifiedAt.UtcTicks ?? at.UtcTicks;
             var set = typesBefore is null || after is null || !typesBefore.SequenceEqual(after.Types);
             if (!_historyEntities.TryGetValue((tenant, id), out var row))
             {
-                row = new HistoryEntityRow { Created = after?.CreatedAt.UtcTicks ?? at.UtcTicks, Types = types, Modified = modified };
+                var (hid, stored) = HistoryIds[(tenant, id)];
+                row = new HistoryEntityRow
+                {
+                    Tenant = tenant, Id = id, Hid = hid, Stored = stored, Created = after?.CreatedAt.UtcTicks ?? at.UtcTicks, Types = types, Modified = modified,
+                };
                 _historyEntities[(tenant, id)] = row;
             }
 
@@ -239,60 +312,108 @@ internal sealed partial class PostgresEntityStore
             }
 
             row.Marks = marks ?? row.Marks;
+            return row.Hid;
         }
 
+        /// <summary>Adds the changes of the history rows that existed before the group (the new ones are copied).</summary>
         public void AddHistoryEntities(NpgsqlBatch batch)
         {
-            var keep = new ArrayRows("""
-                INSERT INTO history_entities (tenant, id, types, created_at, modified_at)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
-                ON CONFLICT (tenant, id) DO NOTHING
-                """, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint);
             var set = new ArrayRows("""
-                INSERT INTO history_entities (tenant, id, types, created_at, modified_at, deleted_at)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[])
-                ON CONFLICT (tenant, id) DO UPDATE SET types = excluded.types, modified_at = excluded.modified_at, deleted_at = excluded.deleted_at
-                """, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint);
+                UPDATE history_entities h SET types = u.types, modified_at = u.modified_at, deleted_at = u.deleted_at
+                FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) u(tenant, hid, types, modified_at, deleted_at)
+                WHERE h.tenant = u.tenant AND h.hid = u.hid
+                """, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint);
             var marks = new ArrayRows("""
                 UPDATE history_entities h SET access = u.access, owner = u.owner, category = u.category
-                FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::text[]) u(tenant, id, access, owner, category)
-                WHERE h.tenant = u.tenant AND h.id = u.id
-                """, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text);
-            foreach (var ((tenant, id), row) in _historyEntities)
+                FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::text[], $5::text[]) u(tenant, hid, access, owner, category)
+                WHERE h.tenant = u.tenant AND h.hid = u.hid
+                """, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text);
+            foreach (var row in _historyEntities.Values)
             {
+                if (!row.Stored)
+                {
+                    NewHistoryEntities.Add(row);
+                    continue;
+                }
+
                 if (row.Set)
                 {
-                    set.Add(tenant, id, row.Types, row.Created, row.Modified, row.Deleted);
-                }
-                else
-                {
-                    keep.Add(tenant, id, row.Types, row.Created, row.Modified);
+                    set.Add(row.Tenant, row.Hid, row.Types, row.Modified, row.Deleted);
                 }
 
                 if (row.Marks is { } access)
                 {
-                    marks.Add(tenant, id, (short)access.Level, access.Owner, access.Category);
+                    marks.Add(row.Tenant, row.Hid, (short)access.Level, access.Owner, access.Category);
                 }
             }
 
-            keep.AddTo(batch);
             set.AddTo(batch);
             marks.AddTo(batch);
         }
 
-        private sealed class HistoryEntityRow
+        /// <summary>Copies the group's new rows, after its batch of statements.</summary>
+        public async Task CopyAsync(NpgsqlConnection connection)
         {
-            public required long Created { get; init; }
-
-            public required string Types { get; set; }
-
-            public required long Modified { get; set; }
-
-            public long? Deleted { get; set; }
-
-            public bool Set { get; set; }
-
-            public EntityAccess? Marks { get; set; }
+            await Inserts.CopyAsync(connection).ConfigureAwait(false);
+            await Index.CopyFreshAsync(connection).ConfigureAwait(false);
+            await NewHistoryEntities.CopyAsync(connection).ConfigureAwait(false);
+            await History.CopyAsync(connection).ConfigureAwait(false);
+            await Changes.CopyAsync(connection).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// The index and history rows of each write's new entity (null for a write that creates none), worked out on the
+    /// request's thread when the writes are queued (<see cref="WriteAsync"/>) so that the single writer, which
+    /// PostgreSQL waits on between groups, does not: used when the write does create the entity it was made for, as
+    /// <see cref="NewEntityRows"/> is (whose encoded instances the history rows take).
+    /// </summary>
+    private static CreatedRows?[] Created(IReadOnlyList<EntityWrite> writes)
+    {
+        var rows = new CreatedRows?[writes.Count];
+        for (var i = 0; i < writes.Count; i++)
+        {
+            if (writes[i] is { NewEntity: { } entity, Prepared: not null })
+            {
+                // A creation records every instance, in the entity's order, and no removal (so the time is not used).
+                rows[i] = new CreatedRows(IndexedRows.Of(entity), HistoryDiff.Rows(null, entity, default).ToList());
+            }
+        }
+
+        return rows;
+    }
+
+    private sealed record CreatedRows(IndexedRows Index, List<HistoryDiff.Row> History);
+
+    private readonly record struct EntityRow(string Tenant, string Id, long Rid, byte[] Doc, short Access, string? Owner, string? Category);
+
+    private readonly record struct ChangeRow(long Seq, string Tenant, string EntityId, short Kind, byte[]? Before, byte[]? After, long At);
+
+    /// <summary>One history row; <see cref="Instance"/> null for a deletion.</summary>
+    private readonly record struct HistoryRow(string Tenant, long Hid, long Attr, long Time, long N, string? DatasetId, short Kind, long? ObservedAt, long At,
+        string Value, byte[]? Instance);
+
+    private sealed class HistoryEntityRow
+    {
+        public required string Tenant { get; init; }
+
+        public required string Id { get; init; }
+
+        public required long Hid { get; init; }
+
+        /// <summary>Whether the row existed before the group (it is updated, not copied).</summary>
+        public required bool Stored { get; init; }
+
+        public required long Created { get; init; }
+
+        public required string Types { get; set; }
+
+        public required long Modified { get; set; }
+
+        public long? Deleted { get; set; }
+
+        public bool Set { get; set; }
+
+        public EntityAccess? Marks { get; set; }
     }
 }

@@ -532,7 +532,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
             {
                 for (var i = 0; i < job.Writes.Count; i++)
                 {
-                    job.Results[i] = await PlanWriteAsync(group, job.Tenant, job.Writes[i]).ConfigureAwait(false);
+                    job.Results[i] = await PlanWriteAsync(group, job.Tenant, job.Writes[i], job.Creations[i]).ConfigureAwait(false);
                 }
             }
 
@@ -550,6 +550,8 @@ internal sealed partial class PostgresEntityStore : IEntityStore
             {
                 await statements.ExecuteNonQueryAsync().ConfigureAwait(false);
             }
+
+            await group.CopyAsync(connection).ConfigureAwait(false);
 
             await tx.CommitAsync().ConfigureAwait(false);
         }
@@ -624,8 +626,9 @@ internal sealed partial class PostgresEntityStore : IEntityStore
 
     /// <summary>
     /// One round trip at the start of a group's transaction: takes the writers' lock, reads the current rows of
-    /// every entity the group writes, numbers the ones that do not exist yet and takes a change seq for every
-    /// write, so that the whole group's statements can then go in one batch with every rid and seq known.
+    /// every entity the group writes, numbers the ones that do not exist yet, reads or takes each one's history id
+    /// and takes a change seq for every write, so that the whole group's statements can then go in one batch, and
+    /// its new rows in binary copies, with every rid, history id and seq known.
     /// </summary>
     private static async Task PrefetchAsync(NpgsqlConnection connection, NpgsqlTransaction tx, List<WriteJob> batch, GroupWrites group)
     {
@@ -646,6 +649,15 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         select.Parameters.Add(new NpgsqlParameter { Value = keys.Select(k => k.Tenant).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         select.Parameters.Add(new NpgsqlParameter { Value = keys.Select(k => k.Id).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         prefetch.BatchCommands.Add(select);
+
+        // coalesce evaluates nextval only for the entities without a history row.
+        var hids = new NpgsqlBatchCommand("""
+            SELECT k.tenant, k.id, coalesce(h.hid, nextval('history_entity_seq')), h.hid IS NOT NULL
+            FROM unnest($1::text[], $2::text[]) k(tenant, id) LEFT JOIN history_entities h ON h.tenant = k.tenant AND h.id = k.id
+            """);
+        hids.Parameters.Add(new NpgsqlParameter { Value = select.Parameters[0].Value, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        hids.Parameters.Add(new NpgsqlParameter { Value = select.Parameters[1].Value, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        prefetch.BatchCommands.Add(hids);
         var rids = new NpgsqlBatchCommand("SELECT nextval('entity_rid_seq') FROM generate_series(1, $1)");
         rids.Parameters.Add(new NpgsqlParameter { Value = keys.Count, NpgsqlDbType = NpgsqlDbType.Integer });
         prefetch.BatchCommands.Add(rids);
@@ -657,6 +669,12 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         while (await r.ReadAsync().ConfigureAwait(false))
         {
             group.Prefetched[(r.GetString(0), r.GetString(1))] = (r.GetInt64(2), r.GetFieldValue<byte[]>(3));
+        }
+
+        await r.NextResultAsync().ConfigureAwait(false);
+        while (await r.ReadAsync().ConfigureAwait(false))
+        {
+            group.HistoryIds[(r.GetString(0), r.GetString(1))] = (r.GetInt64(2), r.GetBoolean(3));
         }
 
         await r.NextResultAsync().ConfigureAwait(false);
@@ -757,6 +775,9 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         public IReadOnlyList<EntityWrite> Writes { get; } = writes;
 
         public Exception?[] Results { get; } = new Exception?[writes.Count];
+
+        /// <summary>The index and history rows of the writes' new entities, worked out on the caller's thread.</summary>
+        public CreatedRows?[] Creations { get; } = Created(writes);
 
         public TaskCompletionSource<Exception?[]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }

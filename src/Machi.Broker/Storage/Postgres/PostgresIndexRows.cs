@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text.Json;
 using Machi.Ngsi.Geo;
 using Machi.Ngsi.Model;
@@ -229,6 +230,67 @@ internal sealed class ArrayRows(string sql, params NpgsqlDbType[] columns)
     }
 }
 
+/// <summary>
+/// Rows appended to one table by binary COPY in the caller's transaction: for rows nothing stored can conflict with
+/// (a group's change-log and history rows, the rows of entities it creates). COPY skips what an INSERT of unnested
+/// arrays costs per row (the executor's projection, a WAL record a row instead of a page) and, without ON CONFLICT,
+/// the speculative insertion an upsert makes in every unique index (a probe, then a confirmation record a row).
+/// </summary>
+/// <remarks>
+/// A group's rows of one table fill arrays of hundreds of kilobytes, which the runtime allocates on its large object
+/// heap, where every allocation counts towards the next full collection: the lists are kept for the next group.
+/// </remarks>
+internal sealed class CopyRows<TRow>(string table, Func<NpgsqlBinaryImporter, TRow, Task> write)
+{
+    private const int MaxKeptRows = 1 << 16;
+    private static readonly ConcurrentBag<List<TRow>> Kept = [];
+    private List<TRow>? _rows;
+
+    public int Count => _rows?.Count ?? 0;
+
+    public void Add(TRow row) => (_rows ??= Kept.TryTake(out var kept) ? kept : []).Add(row);
+
+    /// <summary>Copies the rows (none: nothing is sent).</summary>
+    public async Task CopyAsync(NpgsqlConnection connection)
+    {
+        if (_rows is not { Count: > 0 } rows)
+        {
+            return;
+        }
+
+        await using (var copy = await connection.BeginBinaryImportAsync($"COPY {table} FROM STDIN (FORMAT BINARY)").ConfigureAwait(false))
+        {
+            foreach (var row in rows)
+            {
+                await copy.StartRowAsync().ConfigureAwait(false);
+                await write(copy, row).ConfigureAwait(false);
+            }
+
+            await copy.CompleteAsync().ConfigureAwait(false);
+        }
+
+        _rows = null;
+        if (rows.Capacity <= MaxKeptRows)
+        {
+            rows.Clear();
+            Kept.Add(rows);
+        }
+    }
+}
+
+/// <summary>Writes of possibly null values to a binary COPY.</summary>
+internal static class CopyValues
+{
+    public static Task WriteOrNullAsync(this NpgsqlBinaryImporter copy, string? value) =>
+        value is null ? copy.WriteNullAsync() : copy.WriteAsync(value, NpgsqlDbType.Text);
+
+    public static Task WriteOrNullAsync(this NpgsqlBinaryImporter copy, byte[]? value) =>
+        value is null ? copy.WriteNullAsync() : copy.WriteAsync(value, NpgsqlDbType.Bytea);
+
+    public static Task WriteOrNullAsync(this NpgsqlBinaryImporter copy, long? value) =>
+        value is { } v ? copy.WriteAsync(v, NpgsqlDbType.Bigint) : copy.WriteNullAsync();
+}
+
 /// <summary>The index rows of one entity (none for no entity): its types, attribute names, values and geometries.</summary>
 internal sealed class IndexedRows
 {
@@ -279,6 +341,60 @@ internal sealed class IndexChanges
         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[]) u(t, a, r, v)
         ON CONFLICT (tenant, rid, attr) DO UPDATE SET geog = excluded.geog
         """, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea);
+
+    // Rows of entities whose rid is new (no index rows can exist): copied, with no conflict to look for.
+    private readonly CopyRows<TermRow> _typesFresh = new("entity_types (tenant, type, rid)", WriteAsync);
+    private readonly CopyRows<TermRow> _attrsFresh = new("entity_attrs (tenant, name, rid)", WriteAsync);
+    private readonly CopyRows<NumberRow> _numbersFresh = new("entity_numbers (tenant, attr, rid, value)", WriteAsync);
+    private readonly CopyRows<StringRow> _stringsFresh = new("entity_strings (tenant, attr, rid, value)", WriteAsync);
+
+    private readonly ArrayRows _geoFresh = new($"""
+        INSERT INTO entity_geo (tenant, rid, attr, geog)
+        SELECT t, r, a, CASE WHEN v IS NULL THEN NULL ELSE {PostgresGeo.Geography("v")} END
+        FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[]) u(t, a, r, v)
+        """, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea);
+
+    /// <summary>The rows of an entity whose <paramref name="rid"/> was just taken, so that none of its index rows exist.</summary>
+    /// <param name="terms">The id of every term <paramref name="rows"/> names.</param>
+    public void Fresh(string tenant, long rid, IndexedRows rows, IReadOnlyDictionary<string, long> terms)
+    {
+        foreach (var type in rows.Types)
+        {
+            _typesFresh.Add(new TermRow(tenant, terms[type], rid));
+        }
+
+        foreach (var name in rows.Attributes)
+        {
+            _attrsFresh.Add(new TermRow(tenant, terms[name], rid));
+        }
+
+        foreach (var row in rows.Values)
+        {
+            var term = terms[row.Attribute];
+            if (row.Text is null)
+            {
+                _numbersFresh.Add(new NumberRow(tenant, row.Instant ? -term : term, rid, row.Number));
+            }
+            else
+            {
+                _stringsFresh.Add(new StringRow(tenant, term, rid, row.Text));
+            }
+        }
+
+        foreach (var row in rows.Geo)
+        {
+            _geoFresh.Add(tenant, terms[row.Attribute], rid, row.Wkb);
+        }
+    }
+
+    /// <summary>Copies the rows of <see cref="Fresh"/> (after <see cref="AddTo"/>'s statements, in the same transaction).</summary>
+    public async Task CopyFreshAsync(NpgsqlConnection connection)
+    {
+        await _typesFresh.CopyAsync(connection).ConfigureAwait(false);
+        await _attrsFresh.CopyAsync(connection).ConfigureAwait(false);
+        await _numbersFresh.CopyAsync(connection).ConfigureAwait(false);
+        await _stringsFresh.CopyAsync(connection).ConfigureAwait(false);
+    }
 
     /// <summary>The rows that take entity <paramref name="rid"/>'s index from <paramref name="before"/> to <paramref name="after"/>.</summary>
     /// <param name="terms">The id of every term either side names.</param>
@@ -340,10 +456,33 @@ internal sealed class IndexChanges
     /// <summary>Adds the statements (removals first) to <paramref name="batch"/>.</summary>
     public void AddTo(NpgsqlBatch batch)
     {
-        foreach (var rows in (ArrayRows[])[_typesGone, _attrsGone, _numbersGone, _stringsGone, _geoGone, _typesNew, _attrsNew, _numbersNew, _stringsNew, _geoNew])
+        foreach (var rows in (ArrayRows[])[_typesGone, _attrsGone, _numbersGone, _stringsGone, _geoGone, _typesNew, _attrsNew, _numbersNew, _stringsNew, _geoNew, _geoFresh])
         {
             rows.AddTo(batch);
         }
+    }
+
+    private static async Task WriteAsync(NpgsqlBinaryImporter copy, TermRow row)
+    {
+        await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
+        await copy.WriteAsync(row.Term, NpgsqlDbType.Bigint).ConfigureAwait(false);
+        await copy.WriteAsync(row.Rid, NpgsqlDbType.Bigint).ConfigureAwait(false);
+    }
+
+    private static async Task WriteAsync(NpgsqlBinaryImporter copy, NumberRow row)
+    {
+        await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
+        await copy.WriteAsync(row.Term, NpgsqlDbType.Bigint).ConfigureAwait(false);
+        await copy.WriteAsync(row.Rid, NpgsqlDbType.Bigint).ConfigureAwait(false);
+        await copy.WriteAsync(row.Value, NpgsqlDbType.Double).ConfigureAwait(false);
+    }
+
+    private static async Task WriteAsync(NpgsqlBinaryImporter copy, StringRow row)
+    {
+        await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
+        await copy.WriteAsync(row.Term, NpgsqlDbType.Bigint).ConfigureAwait(false);
+        await copy.WriteAsync(row.Rid, NpgsqlDbType.Bigint).ConfigureAwait(false);
+        await copy.WriteAsync(row.Value, NpgsqlDbType.Text).ConfigureAwait(false);
     }
 
     /// <summary>Removes rows (tenant, term, rid[, value]) of a table keyed (tenant, term[, value], rid), each by its whole key.</summary>
@@ -378,4 +517,10 @@ internal sealed class IndexChanges
             rows.Add(tenant, term, rid, row.Text);
         }
     }
+
+    private readonly record struct TermRow(string Tenant, long Term, long Rid);
+
+    private readonly record struct NumberRow(string Tenant, long Term, long Rid, double Value);
+
+    private readonly record struct StringRow(string Tenant, long Term, long Rid, string Value);
 }
