@@ -13,6 +13,8 @@ namespace Machi.Broker.Storage.Postgres;
 /// records them). After the last write, each entity's row and index rows go from their state before the group to
 /// their state after it. Every table then gets one statement for the whole group (<see cref="ArrayRows"/>): a
 /// statement a write and table cost PostgreSQL ~10 statements an entity, which it parsed, bound and ran one by one.
+/// Rows nothing stored can conflict with (new entities and their index rows, the change log, history) are copied
+/// instead (<see cref="CopyRows{TRow}"/>).
 /// </summary>
 internal sealed partial class PostgresEntityStore
 {
