@@ -13,6 +13,8 @@ namespace Machi.Broker.Storage.Postgres;
 /// records them). After the last write, each entity's row and index rows go from their state before the group to
 /// their state after it. Every table then gets one statement for the whole group (<see cref="ArrayRows"/>): a
 /// statement a write and table cost PostgreSQL ~10 statements an entity, which it parsed, bound and ran one by one.
+/// Rows nothing stored can conflict with (new entities and their index rows, the change log, history) are copied
+/// instead (<see cref="CopyRows{TRow}"/>).
 /// </summary>
 internal sealed partial class PostgresEntityStore
 {
@@ -150,6 +152,7 @@ internal sealed partial class PostgresEntityStore
         deletes.AddTo(batch);
         index.AddTo(batch);
         updates.AddTo(batch);
+        group.Inserts.AddTo(batch);
         group.AddHistoryEntities(batch);
     }
 
@@ -212,7 +215,11 @@ internal sealed partial class PostgresEntityStore
         public IndexChanges Index { get; } = new();
 
         /// <summary>Rows of the entities the group creates.</summary>
-        public CopyRows<EntityRow> Inserts { get; } = new("entities (tenant, id, rid, doc, access, owner, category)", static async (copy, row) =>
+        public CopyRows<EntityRow> Inserts { get; } = new(
+            "entities (tenant, id, rid, doc, access, owner, category)",
+            [NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea, NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text],
+            static row => [row.Tenant, row.Id, row.Rid, row.Doc, row.Access, row.Owner, row.Category],
+            static async (copy, row) =>
         {
             await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
             await copy.WriteAsync(row.Id, NpgsqlDbType.Text).ConfigureAwait(false);
@@ -223,7 +230,11 @@ internal sealed partial class PostgresEntityStore
             await copy.WriteOrNullAsync(row.Category).ConfigureAwait(false);
         });
 
-        public CopyRows<ChangeRow> Changes { get; } = new("entity_changes (seq, tenant, entity_id, kind, before, after, at)", static async (copy, row) =>
+        public CopyRows<ChangeRow> Changes { get; } = new(
+            "entity_changes (seq, tenant, entity_id, kind, before, after, at)",
+            [NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Smallint, NpgsqlDbType.Bytea, NpgsqlDbType.Bytea, NpgsqlDbType.Bigint],
+            static row => [row.Seq, row.Tenant, row.EntityId, row.Kind, row.Before, row.After, row.At],
+            static async (copy, row) =>
         {
             await copy.WriteAsync(row.Seq, NpgsqlDbType.Bigint).ConfigureAwait(false);
             await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
@@ -235,7 +246,12 @@ internal sealed partial class PostgresEntityStore
         });
 
         public CopyRows<HistoryRow> History { get; } = new(
-            "history (tenant, hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)", static async (copy, row) =>
+            "history (tenant, hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)",
+            [NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Smallint,
+                NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Bytea, NpgsqlDbType.Boolean],
+            static row => [row.Tenant, row.Hid, row.Attr, row.Time, row.N, row.DatasetId, row.Kind, row.ObservedAt, row.At, row.At, row.Value, row.Instance,
+                row.Instance is null],
+            static async (copy, row) =>
             {
                 await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
                 await copy.WriteAsync(row.Hid, NpgsqlDbType.Bigint).ConfigureAwait(false);
@@ -254,7 +270,12 @@ internal sealed partial class PostgresEntityStore
 
         /// <summary>The history's rows of entities that had none before the group.</summary>
         private CopyRows<HistoryEntityRow> NewHistoryEntities { get; } = new(
-            "history_entities (tenant, id, hid, types, created_at, modified_at, deleted_at, access, owner, category)", static async (copy, row) =>
+            "history_entities (tenant, id, hid, types, created_at, modified_at, deleted_at, access, owner, category)",
+            [NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint,
+                NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text],
+            static row => [row.Tenant, row.Id, row.Hid, row.Types, row.Created, row.Modified, row.Deleted, (short)(row.Marks?.Level ?? 0), row.Marks?.Owner,
+                row.Marks?.Category],
+            static async (copy, row) =>
             {
                 await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
                 await copy.WriteAsync(row.Id, NpgsqlDbType.Text).ConfigureAwait(false);
@@ -349,6 +370,9 @@ internal sealed partial class PostgresEntityStore
 
             set.AddTo(batch);
             marks.AddTo(batch);
+            NewHistoryEntities.AddTo(batch);
+            History.AddTo(batch);
+            Changes.AddTo(batch);
         }
 
         /// <summary>Copies the group's new rows, after its batch of statements.</summary>

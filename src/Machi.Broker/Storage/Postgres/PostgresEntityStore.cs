@@ -12,8 +12,8 @@ namespace Machi.Broker.Storage.Postgres;
 /// The PostgreSQL (+ PostGIS) backend. Writes go through one writer per node that groups the writes waiting at the
 /// same moment into one transaction, as <see cref="SqliteEntityStore"/> does: the entity row, its index rows, the
 /// change-log row and the history rows of each write are in that transaction, and a write is acknowledged once the
-/// commit is flushed (synchronous_commit). A group costs three round trips whatever its size: read the current rows
-/// of all its entities, send all its statements as one batch, commit. Each transaction takes one advisory lock first, so writers on every node
+/// commit is flushed (synchronous_commit). A group costs a few round trips whatever its size: read the current rows
+/// of all its entities, send all its statements as one batch, copy its new rows (a COPY a table), commit. Each transaction takes one advisory lock first, so writers on every node
 /// take turns: the change log's seqs then commit in order (a consumer reading "after seq" never skips a change that
 /// commits late) and two nodes never lose each other's update of one entity. Reads use the data source's pool.
 /// Waits for changes LISTEN on a channel each writer NOTIFYs in its transaction (delivered at commit, on every

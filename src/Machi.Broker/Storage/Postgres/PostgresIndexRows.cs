@@ -231,17 +231,26 @@ internal sealed class ArrayRows(string sql, params NpgsqlDbType[] columns)
 }
 
 /// <summary>
-/// Rows appended to one table by binary COPY in the caller's transaction: for rows nothing stored can conflict with
-/// (a group's change-log and history rows, the rows of entities it creates). COPY skips what an INSERT of unnested
-/// arrays costs per row (the executor's projection, a WAL record a row instead of a page) and, without ON CONFLICT,
-/// the speculative insertion an upsert makes in every unique index (a probe, then a confirmation record a row).
+/// Rows appended to one table in the caller's transaction, for rows nothing stored can conflict with (a group's
+/// change-log and history rows, the rows of entities it creates): many by binary COPY, a few as one unnested
+/// <c>INSERT</c> in the group's batch. COPY skips what an INSERT of unnested arrays costs per row (the executor's
+/// projection, a WAL record a row instead of a page) and, without ON CONFLICT, the speculative insertion an upsert makes
+/// in every unique index (a probe, then a confirmation record a row); but each COPY is its own round trips and
+/// importer, which cost a group of a few single writes more than they save.
 /// </summary>
 /// <remarks>
 /// A group's rows of one table fill arrays of hundreds of kilobytes, which the runtime allocates on its large object
 /// heap, where every allocation counts towards the next full collection: the lists are kept for the next group.
 /// </remarks>
-internal sealed class CopyRows<TRow>(string table, Func<NpgsqlBinaryImporter, TRow, Task> write)
+/// <param name="table">The table and its columns, <c>name (column, …)</c>.</param>
+/// <param name="types">The columns' types, in order.</param>
+/// <param name="values">A row's values in the columns' order (null for SQL NULL), for the <c>INSERT</c>.</param>
+/// <param name="write">Writes a row's values in the columns' order to the COPY.</param>
+internal sealed class CopyRows<TRow>(string table, NpgsqlDbType[] types, Func<TRow, object?[]> values, Func<NpgsqlBinaryImporter, TRow, Task> write)
 {
+    /// <summary>Fewer rows than this go as an <c>INSERT</c> in the batch.</summary>
+    internal const int MinCopyRows = 256;
+
     private const int MaxKeptRows = 1 << 16;
     private static readonly ConcurrentBag<List<TRow>> Kept = [];
     private List<TRow>? _rows;
@@ -250,7 +259,25 @@ internal sealed class CopyRows<TRow>(string table, Func<NpgsqlBinaryImporter, TR
 
     public void Add(TRow row) => (_rows ??= Kept.TryTake(out var kept) ? kept : []).Add(row);
 
-    /// <summary>Copies the rows (none: nothing is sent).</summary>
+    /// <summary>Adds the rows to <paramref name="batch"/> as one <c>INSERT</c> when they are few (then <see cref="CopyAsync"/> has none left).</summary>
+    public void AddTo(NpgsqlBatch batch)
+    {
+        if (_rows is not { Count: > 0 and < MinCopyRows } rows)
+        {
+            return;
+        }
+
+        var insert = new ArrayRows($"INSERT INTO {table} SELECT * FROM unnest({string.Join(", ", types.Select((t, i) => $"${i + 1}::{SqlType(t)}[]"))})", types);
+        foreach (var row in rows)
+        {
+            insert.Add(values(row));
+        }
+
+        insert.AddTo(batch);
+        Keep(rows);
+    }
+
+    /// <summary>Copies the rows left (none: nothing is sent).</summary>
     public async Task CopyAsync(NpgsqlConnection connection)
     {
         if (_rows is not { Count: > 0 } rows)
@@ -269,6 +296,22 @@ internal sealed class CopyRows<TRow>(string table, Func<NpgsqlBinaryImporter, TR
             await copy.CompleteAsync().ConfigureAwait(false);
         }
 
+        Keep(rows);
+    }
+
+    private static string SqlType(NpgsqlDbType type) => type switch
+    {
+        NpgsqlDbType.Text => "text",
+        NpgsqlDbType.Bigint => "bigint",
+        NpgsqlDbType.Smallint => "smallint",
+        NpgsqlDbType.Bytea => "bytea",
+        NpgsqlDbType.Double => "float8",
+        NpgsqlDbType.Boolean => "boolean",
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "No array column of this type."),
+    };
+
+    private void Keep(List<TRow> rows)
+    {
         _rows = null;
         if (rows.Capacity <= MaxKeptRows)
         {
@@ -343,10 +386,10 @@ internal sealed class IndexChanges
         """, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea);
 
     // Rows of entities whose rid is new (no index rows can exist): copied, with no conflict to look for.
-    private readonly CopyRows<TermRow> _typesFresh = new("entity_types (tenant, type, rid)", WriteAsync);
-    private readonly CopyRows<TermRow> _attrsFresh = new("entity_attrs (tenant, name, rid)", WriteAsync);
-    private readonly CopyRows<NumberRow> _numbersFresh = new("entity_numbers (tenant, attr, rid, value)", WriteAsync);
-    private readonly CopyRows<StringRow> _stringsFresh = new("entity_strings (tenant, attr, rid, value)", WriteAsync);
+    private readonly CopyRows<TermRow> _typesFresh = new("entity_types (tenant, type, rid)", Columns(null), Values, WriteAsync);
+    private readonly CopyRows<TermRow> _attrsFresh = new("entity_attrs (tenant, name, rid)", Columns(null), Values, WriteAsync);
+    private readonly CopyRows<NumberRow> _numbersFresh = new("entity_numbers (tenant, attr, rid, value)", Columns(NpgsqlDbType.Double), Values, WriteAsync);
+    private readonly CopyRows<StringRow> _stringsFresh = new("entity_strings (tenant, attr, rid, value)", Columns(NpgsqlDbType.Text), Values, WriteAsync);
 
     private readonly ArrayRows _geoFresh = new($"""
         INSERT INTO entity_geo (tenant, rid, attr, geog)
@@ -387,7 +430,7 @@ internal sealed class IndexChanges
         }
     }
 
-    /// <summary>Copies the rows of <see cref="Fresh"/> (after <see cref="AddTo"/>'s statements, in the same transaction).</summary>
+    /// <summary>Copies the rows of <see cref="Fresh"/> that <see cref="AddTo"/> left (after its statements, in the same transaction).</summary>
     public async Task CopyFreshAsync(NpgsqlConnection connection)
     {
         await _typesFresh.CopyAsync(connection).ConfigureAwait(false);
@@ -453,14 +496,25 @@ internal sealed class IndexChanges
         }
     }
 
-    /// <summary>Adds the statements (removals first) to <paramref name="batch"/>.</summary>
+    /// <summary>Adds the statements (removals first, then the new entities' rows when they are few) to <paramref name="batch"/>.</summary>
     public void AddTo(NpgsqlBatch batch)
     {
         foreach (var rows in (ArrayRows[])[_typesGone, _attrsGone, _numbersGone, _stringsGone, _geoGone, _typesNew, _attrsNew, _numbersNew, _stringsNew, _geoNew, _geoFresh])
         {
             rows.AddTo(batch);
         }
+
+        _typesFresh.AddTo(batch);
+        _attrsFresh.AddTo(batch);
+        _numbersFresh.AddTo(batch);
+        _stringsFresh.AddTo(batch);
     }
+
+    private static object?[] Values(TermRow row) => [row.Tenant, row.Term, row.Rid];
+
+    private static object?[] Values(NumberRow row) => [row.Tenant, row.Term, row.Rid, row.Value];
+
+    private static object?[] Values(StringRow row) => [row.Tenant, row.Term, row.Rid, row.Value];
 
     private static async Task WriteAsync(NpgsqlBinaryImporter copy, TermRow row)
     {
