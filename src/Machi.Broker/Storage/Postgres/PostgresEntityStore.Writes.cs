@@ -218,55 +218,19 @@ internal sealed partial class PostgresEntityStore
         public CopyRows<EntityRow> Inserts { get; } = new(
             "entities (tenant, id, rid, doc, access, owner, category)",
             [NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea, NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text],
-            static row => [row.Tenant, row.Id, row.Rid, row.Doc, row.Access, row.Owner, row.Category],
-            static async (copy, row) =>
-        {
-            await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
-            await copy.WriteAsync(row.Id, NpgsqlDbType.Text).ConfigureAwait(false);
-            await copy.WriteAsync(row.Rid, NpgsqlDbType.Bigint).ConfigureAwait(false);
-            await copy.WriteAsync(row.Doc, NpgsqlDbType.Bytea).ConfigureAwait(false);
-            await copy.WriteAsync(row.Access, NpgsqlDbType.Smallint).ConfigureAwait(false);
-            await copy.WriteOrNullAsync(row.Owner).ConfigureAwait(false);
-            await copy.WriteOrNullAsync(row.Category).ConfigureAwait(false);
-        });
+            static row => [row.Tenant, row.Id, row.Rid, row.Doc, row.Access, row.Owner, row.Category]);
 
         public CopyRows<ChangeRow> Changes { get; } = new(
             "entity_changes (seq, tenant, entity_id, kind, before, after, at)",
             [NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Smallint, NpgsqlDbType.Bytea, NpgsqlDbType.Bytea, NpgsqlDbType.Bigint],
-            static row => [row.Seq, row.Tenant, row.EntityId, row.Kind, row.Before, row.After, row.At],
-            static async (copy, row) =>
-        {
-            await copy.WriteAsync(row.Seq, NpgsqlDbType.Bigint).ConfigureAwait(false);
-            await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
-            await copy.WriteAsync(row.EntityId, NpgsqlDbType.Text).ConfigureAwait(false);
-            await copy.WriteAsync(row.Kind, NpgsqlDbType.Smallint).ConfigureAwait(false);
-            await copy.WriteOrNullAsync(row.Before).ConfigureAwait(false);
-            await copy.WriteOrNullAsync(row.After).ConfigureAwait(false);
-            await copy.WriteAsync(row.At, NpgsqlDbType.Bigint).ConfigureAwait(false);
-        });
+            static row => [row.Seq, row.Tenant, row.EntityId, row.Kind, row.Before, row.After, row.At]);
 
         public CopyRows<HistoryRow> History { get; } = new(
             "history (tenant, hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)",
             [NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Smallint,
                 NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Bytea, NpgsqlDbType.Boolean],
             static row => [row.Tenant, row.Hid, row.Attr, row.Time, row.N, row.DatasetId, row.Kind, row.ObservedAt, row.At, row.At, row.Value, row.Instance,
-                row.Instance is null],
-            static async (copy, row) =>
-            {
-                await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
-                await copy.WriteAsync(row.Hid, NpgsqlDbType.Bigint).ConfigureAwait(false);
-                await copy.WriteAsync(row.Attr, NpgsqlDbType.Bigint).ConfigureAwait(false);
-                await copy.WriteAsync(row.Time, NpgsqlDbType.Bigint).ConfigureAwait(false);
-                await copy.WriteAsync(row.N, NpgsqlDbType.Bigint).ConfigureAwait(false);
-                await copy.WriteOrNullAsync(row.DatasetId).ConfigureAwait(false);
-                await copy.WriteAsync(row.Kind, NpgsqlDbType.Smallint).ConfigureAwait(false);
-                await copy.WriteOrNullAsync(row.ObservedAt).ConfigureAwait(false);
-                await copy.WriteAsync(row.At, NpgsqlDbType.Bigint).ConfigureAwait(false);
-                await copy.WriteAsync(row.At, NpgsqlDbType.Bigint).ConfigureAwait(false);
-                await copy.WriteAsync(row.Value, NpgsqlDbType.Text).ConfigureAwait(false);
-                await copy.WriteOrNullAsync(row.Instance).ConfigureAwait(false);
-                await copy.WriteAsync(row.Instance is null, NpgsqlDbType.Boolean).ConfigureAwait(false);
-            });
+                row.Instance is null]);
 
         /// <summary>The history's rows of entities that had none before the group.</summary>
         private CopyRows<HistoryEntityRow> NewHistoryEntities { get; } = new(
@@ -274,20 +238,7 @@ internal sealed partial class PostgresEntityStore
             [NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint,
                 NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text],
             static row => [row.Tenant, row.Id, row.Hid, row.Types, row.Created, row.Modified, row.Deleted, (short)(row.Marks?.Level ?? 0), row.Marks?.Owner,
-                row.Marks?.Category],
-            static async (copy, row) =>
-            {
-                await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
-                await copy.WriteAsync(row.Id, NpgsqlDbType.Text).ConfigureAwait(false);
-                await copy.WriteAsync(row.Hid, NpgsqlDbType.Bigint).ConfigureAwait(false);
-                await copy.WriteAsync(row.Types, NpgsqlDbType.Text).ConfigureAwait(false);
-                await copy.WriteAsync(row.Created, NpgsqlDbType.Bigint).ConfigureAwait(false);
-                await copy.WriteAsync(row.Modified, NpgsqlDbType.Bigint).ConfigureAwait(false);
-                await copy.WriteOrNullAsync(row.Deleted).ConfigureAwait(false);
-                await copy.WriteAsync((short)(row.Marks?.Level ?? 0), NpgsqlDbType.Smallint).ConfigureAwait(false);
-                await copy.WriteOrNullAsync(row.Marks?.Owner).ConfigureAwait(false);
-                await copy.WriteOrNullAsync(row.Marks?.Category).ConfigureAwait(false);
-            });
+                row.Marks?.Category]);
 
         /// <summary>The entities the group's writes changed, in the order first touched.</summary>
         public IEnumerable<GroupEntity> Written => _order.Where(e => e.Written);

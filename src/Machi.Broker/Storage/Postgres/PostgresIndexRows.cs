@@ -244,9 +244,8 @@ internal sealed class ArrayRows(string sql, params NpgsqlDbType[] columns)
 /// </remarks>
 /// <param name="table">The table and its columns, <c>name (column, …)</c>.</param>
 /// <param name="types">The columns' types, in order.</param>
-/// <param name="values">A row's values in the columns' order (null for SQL NULL), for the <c>INSERT</c>.</param>
-/// <param name="write">Writes a row's values in the columns' order to the COPY.</param>
-internal sealed class CopyRows<TRow>(string table, NpgsqlDbType[] types, Func<TRow, object?[]> values, Func<NpgsqlBinaryImporter, TRow, Task> write)
+/// <param name="values">A row's values in the columns' order (null for SQL NULL), for the <c>INSERT</c> and the COPY alike.</param>
+internal sealed class CopyRows<TRow>(string table, NpgsqlDbType[] types, Func<TRow, object?[]> values)
 {
     /// <summary>Fewer rows than this go as an <c>INSERT</c> in the batch.</summary>
     internal const int MinCopyRows = 256;
@@ -290,7 +289,11 @@ internal sealed class CopyRows<TRow>(string table, NpgsqlDbType[] types, Func<TR
             foreach (var row in rows)
             {
                 await copy.StartRowAsync().ConfigureAwait(false);
-                await write(copy, row).ConfigureAwait(false);
+                var columns = values(row);
+                for (var i = 0; i < columns.Length; i++)
+                {
+                    await (columns[i] is { } value ? copy.WriteAsync(value, types[i]) : copy.WriteNullAsync()).ConfigureAwait(false);
+                }
             }
 
             await copy.CompleteAsync().ConfigureAwait(false);
@@ -319,19 +322,6 @@ internal sealed class CopyRows<TRow>(string table, NpgsqlDbType[] types, Func<TR
             Kept.Add(rows);
         }
     }
-}
-
-/// <summary>Writes of possibly null values to a binary COPY.</summary>
-internal static class CopyValues
-{
-    public static Task WriteOrNullAsync(this NpgsqlBinaryImporter copy, string? value) =>
-        value is null ? copy.WriteNullAsync() : copy.WriteAsync(value, NpgsqlDbType.Text);
-
-    public static Task WriteOrNullAsync(this NpgsqlBinaryImporter copy, byte[]? value) =>
-        value is null ? copy.WriteNullAsync() : copy.WriteAsync(value, NpgsqlDbType.Bytea);
-
-    public static Task WriteOrNullAsync(this NpgsqlBinaryImporter copy, long? value) =>
-        value is { } v ? copy.WriteAsync(v, NpgsqlDbType.Bigint) : copy.WriteNullAsync();
 }
 
 /// <summary>The index rows of one entity (none for no entity): its types, attribute names, values and geometries.</summary>
@@ -386,10 +376,10 @@ internal sealed class IndexChanges
         """, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea);
 
     // Rows of entities whose rid is new (no index rows can exist): copied, with no conflict to look for.
-    private readonly CopyRows<TermRow> _typesFresh = new("entity_types (tenant, type, rid)", Columns(null), Values, WriteAsync);
-    private readonly CopyRows<TermRow> _attrsFresh = new("entity_attrs (tenant, name, rid)", Columns(null), Values, WriteAsync);
-    private readonly CopyRows<NumberRow> _numbersFresh = new("entity_numbers (tenant, attr, rid, value)", Columns(NpgsqlDbType.Double), Values, WriteAsync);
-    private readonly CopyRows<StringRow> _stringsFresh = new("entity_strings (tenant, attr, rid, value)", Columns(NpgsqlDbType.Text), Values, WriteAsync);
+    private readonly CopyRows<TermRow> _typesFresh = new("entity_types (tenant, type, rid)", Columns(null), Values);
+    private readonly CopyRows<TermRow> _attrsFresh = new("entity_attrs (tenant, name, rid)", Columns(null), Values);
+    private readonly CopyRows<NumberRow> _numbersFresh = new("entity_numbers (tenant, attr, rid, value)", Columns(NpgsqlDbType.Double), Values);
+    private readonly CopyRows<StringRow> _stringsFresh = new("entity_strings (tenant, attr, rid, value)", Columns(NpgsqlDbType.Text), Values);
 
     private readonly ArrayRows _geoFresh = new($"""
         INSERT INTO entity_geo (tenant, rid, attr, geog)
@@ -515,29 +505,6 @@ internal sealed class IndexChanges
     private static object?[] Values(NumberRow row) => [row.Tenant, row.Term, row.Rid, row.Value];
 
     private static object?[] Values(StringRow row) => [row.Tenant, row.Term, row.Rid, row.Value];
-
-    private static async Task WriteAsync(NpgsqlBinaryImporter copy, TermRow row)
-    {
-        await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
-        await copy.WriteAsync(row.Term, NpgsqlDbType.Bigint).ConfigureAwait(false);
-        await copy.WriteAsync(row.Rid, NpgsqlDbType.Bigint).ConfigureAwait(false);
-    }
-
-    private static async Task WriteAsync(NpgsqlBinaryImporter copy, NumberRow row)
-    {
-        await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
-        await copy.WriteAsync(row.Term, NpgsqlDbType.Bigint).ConfigureAwait(false);
-        await copy.WriteAsync(row.Rid, NpgsqlDbType.Bigint).ConfigureAwait(false);
-        await copy.WriteAsync(row.Value, NpgsqlDbType.Double).ConfigureAwait(false);
-    }
-
-    private static async Task WriteAsync(NpgsqlBinaryImporter copy, StringRow row)
-    {
-        await copy.WriteAsync(row.Tenant, NpgsqlDbType.Text).ConfigureAwait(false);
-        await copy.WriteAsync(row.Term, NpgsqlDbType.Bigint).ConfigureAwait(false);
-        await copy.WriteAsync(row.Rid, NpgsqlDbType.Bigint).ConfigureAwait(false);
-        await copy.WriteAsync(row.Value, NpgsqlDbType.Text).ConfigureAwait(false);
-    }
 
     /// <summary>Removes rows (tenant, term, rid[, value]) of a table keyed (tenant, term[, value], rid), each by its whole key.</summary>
     private static ArrayRows Gone(string table, string term, NpgsqlDbType? value) => new(
