@@ -1,4 +1,3 @@
-using System.Buffers;
 using Machi.Ngsi.Errors;
 using Machi.Ngsi.Model;
 
@@ -14,9 +13,6 @@ internal static class HistoryDiff
 {
     /// <summary>Instances a single write may record (the ordinal is the low 16 bits of the instance number).</summary>
     public const int MaxInstancesPerWrite = 1 << 16;
-
-    [ThreadStatic]
-    private static ArrayBufferWriter<byte>? t_instance;
 
     /// <summary>What an entity's instances were before a write: enough to tell which instances the write touched.</summary>
     public readonly record struct InstanceStamp(string Name, string? DatasetId, DateTimeOffset ModifiedAt, string? ObservedAt, AttributeKind Kind);
@@ -94,15 +90,6 @@ internal static class HistoryDiff
             var nullValue = gone.Kind == AttributeKind.LanguageProperty ? $"{{\"@none\":\"{NgsiText.NullUri}\"}}" : $"\"{NgsiText.NullUri}\"";
             yield return new Row(gone.Name, gone.DatasetId, gone.Kind, at.UtcTicks, null, at.UtcTicks, nullValue, null);
         }
-    }
-
-    /// <summary>One instance in EntityCodec's form, inside a nameless carrier (the row already names entity and attribute).</summary>
-    public static byte[] EncodeInstance(AttributeInstance instance)
-    {
-        var buffer = t_instance ??= new ArrayBufferWriter<byte>(512);
-        buffer.ResetWrittenCount();
-        EntityCodec.EncodeInstance(instance, buffer);
-        return buffer.WrittenSpan.ToArray();
     }
 
     private static bool Unchanged(List<InstanceStamp> before, string name, AttributeInstance instance)

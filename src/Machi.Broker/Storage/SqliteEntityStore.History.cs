@@ -32,7 +32,7 @@ internal sealed partial class SqliteEntityStore
             s.InsertHistory.Bind(10, row.Value);
             if (row.Instance is { } instance)
             {
-                s.InsertHistory.Bind(11, HistoryDiff.EncodeInstance(instance));
+                s.InsertHistory.Bind(11, EntityCodec.EncodeInstance(instance));
             }
 
             InsertHistoryRow(s, hid, (changeSeq << 16) | ordinal++, row.Attr, row.DatasetId, row.Kind, row.Time, row.ObservedAt, row.At, row.Deleted);

@@ -716,11 +716,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             return;
         }
 
-        if (boxesAfter.Count > GeoSlotsPerEntity)
-        {
-            throw Machi.Ngsi.Errors.NgsiException.BadData($"An entity may have at most {GeoSlotsPerEntity} GeoProperty names.");
-        }
-
+        CheckGeoSlots(boxesAfter);
         for (var i = 0; i < boxesBefore.Count; i++)
         {
             s.DeleteGeo.Bind(1, (rid * GeoSlotsPerEntity) + i).Execute();
@@ -757,17 +753,17 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             s.NewValues.Add(new NewValueRow(tenant, ValueKey(s, row), row.Value, rid));
         }
 
-        var boxes = EntityIndexRows.Boxes(entity);
-        if (boxes.Count > GeoSlotsPerEntity)
-        {
-            throw Machi.Ngsi.Errors.NgsiException.BadData($"An entity may have at most {GeoSlotsPerEntity} GeoProperty names.");
-        }
-
+        var boxes = CheckGeoSlots(EntityIndexRows.Boxes(entity));
         for (var i = 0; i < boxes.Count; i++)
         {
             s.NewBoxes.Add(((rid * GeoSlotsPerEntity) + i, boxes[i]));
         }
     }
+
+    /// <summary>An entity's geo boxes, when each has an R*Tree id slot (<see cref="GeoSlotsPerEntity"/>).</summary>
+    private static List<IndexedBox> CheckGeoSlots(List<IndexedBox> boxes) => boxes.Count <= GeoSlotsPerEntity
+        ? boxes
+        : throw Machi.Ngsi.Errors.NgsiException.BadData($"An entity may have at most {GeoSlotsPerEntity} GeoProperty names.");
 
     /// <summary>
     /// Inserts the index rows of the entities created so far in this transaction, each index's in its own order: a

@@ -71,7 +71,7 @@ internal sealed class PostgresTemporalHistory(PostgresEntityStore store) : ITemp
                 INSERT INTO history (tenant, hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, false)
                 """, tenant, hid, terms[attr], observed ?? now.UtcTicks, -(++number), (object?)instance.DatasetId ?? DBNull.Value, (short)instance.Kind,
-                observed is { } o ? o : DBNull.Value, now.UtcTicks, Encoding.UTF8.GetString(instance.PayloadUtf8), HistoryDiff.EncodeInstance(instance));
+                observed is { } o ? o : DBNull.Value, now.UtcTicks, Encoding.UTF8.GetString(instance.PayloadUtf8), EntityCodec.EncodeInstance(instance));
             insert.Parameters[5].NpgsqlDbType = NpgsqlDbType.Text;
             insert.Parameters[7].NpgsqlDbType = NpgsqlDbType.Bigint;
             await insert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
@@ -114,7 +114,7 @@ internal sealed class PostgresTemporalHistory(PostgresEntityStore store) : ITemp
             UPDATE history SET t = $1, kind = $2, observed_at = $3, modified_at = $4, value = $5, instance = $6
             WHERE tenant = $7 AND hid = $8 AND attr = $9 AND t = $10 AND n = $11
             """, observed ?? modified, (short)instance.Kind, observed is { } o ? o : DBNull.Value, modified, Encoding.UTF8.GetString(instance.PayloadUtf8),
-            HistoryDiff.EncodeInstance(instance), tenant, hid, attrId, t, n))
+            EntityCodec.EncodeInstance(instance), tenant, hid, attrId, t, n))
         {
             update.Parameters[2].NpgsqlDbType = NpgsqlDbType.Bigint;
             await update.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);

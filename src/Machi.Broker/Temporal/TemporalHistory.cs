@@ -225,7 +225,7 @@ internal sealed class TemporalHistory(SqliteEntityStore store) : ITemporalHistor
                     insert.Parameters.AddWithValue("$o", observed is { } o ? o : DBNull.Value);
                     insert.Parameters.AddWithValue("$now", now.UtcTicks);
                     insert.Parameters.AddWithValue("$v", Encoding.UTF8.GetString(instance.PayloadUtf8));
-                    insert.Parameters.AddWithValue("$b", HistoryDiff.EncodeInstance(instance));
+                    insert.Parameters.AddWithValue("$b", EntityCodec.EncodeInstance(instance));
                     insert.ExecuteNonQuery();
                 }
 
@@ -275,7 +275,7 @@ internal sealed class TemporalHistory(SqliteEntityStore store) : ITemporalHistor
                 update.Parameters.AddWithValue("$o", observed is { } o ? o : DBNull.Value);
                 update.Parameters.AddWithValue("$m", modified);
                 update.Parameters.AddWithValue("$v", Encoding.UTF8.GetString(instance.PayloadUtf8));
-                update.Parameters.AddWithValue("$b", HistoryDiff.EncodeInstance(instance));
+                update.Parameters.AddWithValue("$b", EntityCodec.EncodeInstance(instance));
                 update.Parameters.AddWithValue("$h", hid);
                 update.Parameters.AddWithValue("$a", attrId);
                 update.Parameters.AddWithValue("$oldTime", t);

@@ -21,13 +21,8 @@ public static class EntityCodec
 
     public static byte[] Encode(Entity entity)
     {
-        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(4096);
-        buffer.ResetWrittenCount();
-        var w = t_writer ??= new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
-        w.Reset(buffer);
-        w.WriteStartObject();
-        w.WriteNumber("v", Version);
-        w.WriteString("id", entity.Id);
+        var buffer = Buffer();
+        var w = Start(buffer, entity.Id);
         w.WriteStartArray("type");
         foreach (var t in entity.Types)
         {
@@ -62,11 +57,7 @@ public static class EntityCodec
     /// </summary>
     public static void EncodeInstance(AttributeInstance instance, IBufferWriter<byte> output)
     {
-        var w = t_writer ??= new Utf8JsonWriter(output, new JsonWriterOptions { SkipValidation = true });
-        w.Reset(output);
-        w.WriteStartObject();
-        w.WriteNumber("v", Version);
-        w.WriteString("id", string.Empty);
+        var w = Start(output, string.Empty);
         w.WritePropertyName("attrs");
         w.WriteStartObject();
         w.WriteStartArray(string.Empty);
@@ -75,6 +66,33 @@ public static class EntityCodec
         w.WriteEndObject();
         w.WriteEndObject();
         w.Flush();
+    }
+
+    /// <summary>One instance as <see cref="EncodeInstance(AttributeInstance, IBufferWriter{byte})"/> writes it, as an array.</summary>
+    public static byte[] EncodeInstance(AttributeInstance instance)
+    {
+        var buffer = Buffer();
+        EncodeInstance(instance, buffer);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>This thread's buffer, emptied.</summary>
+    private static ArrayBufferWriter<byte> Buffer()
+    {
+        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(4096);
+        buffer.ResetWrittenCount();
+        return buffer;
+    }
+
+    /// <summary>This thread's writer on <paramref name="output"/>, the document started: its version and id written.</summary>
+    private static Utf8JsonWriter Start(IBufferWriter<byte> output, string id)
+    {
+        var w = t_writer ??= new Utf8JsonWriter(output, new JsonWriterOptions { SkipValidation = true });
+        w.Reset(output);
+        w.WriteStartObject();
+        w.WriteNumber("v", Version);
+        w.WriteString("id", id);
+        return w;
     }
 
     private static void WriteMap(Utf8JsonWriter w, AttributeMap map)

@@ -74,7 +74,7 @@ internal sealed partial class PostgresEntityStore
             {
                 var row = history[i];
                 // A creation records every instance in the entity's order: NewEntityRows encoded them in that order.
-                var encoded = prepared is not null ? prepared.Instance(i).ToArray() : row.Instance is { } instance ? HistoryDiff.EncodeInstance(instance) : null;
+                var encoded = prepared is not null ? prepared.Instance(i).ToArray() : row.Instance is { } instance ? EntityCodec.EncodeInstance(instance) : null;
                 group.History.Add(new HistoryRow(tenant, hid, _termIds[row.Attr], row.Time, (seq << 16) | (long)i, row.DatasetId, (short)row.Kind, row.ObservedAt,
                     row.At, row.Value, encoded));
             }
