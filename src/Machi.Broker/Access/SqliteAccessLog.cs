@@ -20,11 +20,12 @@ namespace Machi.Broker.Access;
 /// </summary>
 /// <remarks>
 /// A request that shows personal data appends its records itself, under one lock: the records are numbered, chained and
-/// written to a journal file (<c>access-log.journal.0</c> or <c>.1</c>) with one write, so a crash of the process
-/// (kill -9) loses no acknowledged record, and the request goes on without waiting for another thread. A flusher thread
-/// makes the journal durable (one fdatasync for whatever was written meanwhile, at most one every
-/// <see cref="FlushPause"/>) without the request waiting: a power failure can lose only the records written since the
-/// last flush, at most 20 ms' worth. An indexer thread moves
+/// copied into the staging file in shared memory (<see cref="AccessLogStaging"/>), which outlives the process, so a
+/// crash of the process (kill -9) loses no acknowledged record, and the request goes on without waiting for another
+/// thread or a system call. A flusher thread writes the staged records out to a journal file
+/// (<c>access-log.journal.0</c> or <c>.1</c>) with one write and makes it durable (one fdatasync for whatever was
+/// staged meanwhile, at most one every <see cref="FlushPause"/>) without the request waiting: a power failure can lose
+/// only the records appended since the last flush, at most 20 ms' worth. An indexer thread moves
 /// the journal's records into the indexed SQLite table in large transactions (every <see cref="IndexDelay"/>, or
 /// <see cref="IndexBatch"/> records, or before anything reads the log) while appends go on in the other journal file,
 /// then empties the journal it moved; records a journal still holds at start-up are moved first. The journal's records
@@ -65,6 +66,10 @@ public sealed class SqliteAccessLog : IAccessLog
     /// <summary>The hasher that seals records (under the gate).</summary>
     private readonly IncrementalHash _sha256 = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private int _current;
+
+    /// <summary>The staging file appends copy records into (<see cref="AccessLogStaging"/>), and the bytes staged (under the gate).</summary>
+    private AccessLogStaging? _staging;
+    private int _staged;
 
     /// <summary>The indexer's copy of the segment it moves (kept: a batch is megabytes).</summary>
     private byte[] _indexing = [];
@@ -218,7 +223,7 @@ public sealed class SqliteAccessLog : IAccessLog
         /// <summary>The seq of its first record, while it has any.</summary>
         public long First { get; set; }
 
-        /// <summary>The bytes its records take.</summary>
+        /// <summary>The bytes its records take in the file (records still staged are not counted: they belong to the current segment).</summary>
         public long Length { get; set; }
 
         public long Oldest { get; set; }
@@ -230,6 +235,7 @@ public sealed class SqliteAccessLog : IAccessLog
         Path = path;
         JournalPath = System.IO.Path.ChangeExtension(path, ".journal");
         _segments = [new Segment(JournalPath + ".0"), new Segment(JournalPath + ".1")];
+        StagingPath = AccessLogStaging.PathFor(JournalPath);
         _logger = logger ?? NullLogger<SqliteAccessLog>.Instance;
         _connectionString = new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString();
     }
@@ -239,7 +245,10 @@ public sealed class SqliteAccessLog : IAccessLog
     /// <summary>The journal's two files are this path with <c>.0</c> and <c>.1</c>.</summary>
     public string JournalPath { get; }
 
-    /// <summary>Appends records; completes when they are written to the journal (safe from a crash of the process), which is before it returns.</summary>
+    /// <summary>The staging file in shared memory (<see cref="AccessLogStaging.PathFor"/>).</summary>
+    public string StagingPath { get; }
+
+    /// <summary>Appends records; completes when they are staged (safe from a crash of the process), which is before it returns.</summary>
     public Task AppendAsync(IReadOnlyList<AccessRecord> records)
     {
         if (records.Count == 0)
@@ -489,6 +498,13 @@ public sealed class SqliteAccessLog : IAccessLog
             {
                 segment.File!.Dispose();
                 segment.Flush!.Dispose();
+            }
+
+            // Records that could not be written out stay staged for the next start; otherwise the file goes.
+            _staging!.Dispose();
+            if (_staged == 0)
+            {
+                File.Delete(StagingPath);
             }
 
             foreach (var statement in new[] { _insert, _nameId, _addName })
@@ -768,8 +784,8 @@ public sealed class SqliteAccessLog : IAccessLog
         _byResident = new IndexInserts(_writer, "access_log_by_resident (resident, seq)");
         _byClient = new IndexInserts(_writer, "access_log_by_client (client, seq)");
 
-        // Records a crash left in the journal (written, not yet indexed; in either format) are indexed first, then
-        // both segments are emptied: appends start a segment of the current format.
+        // Records a crash left staged or in the journal (written, not yet indexed; in either format) are indexed first,
+        // then both segments and the staging file are emptied: appends start a segment of the current format.
         var left = ReadJournals().Where(j => j.Seq > _lastSeq).ToList();
         if (left.Count > 0)
         {
@@ -795,6 +811,9 @@ public sealed class SqliteAccessLog : IAccessLog
             segment.Flush = new FileStream(segment.Path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
         }
 
+        // Created anew (zeros): what it held is in the table now.
+        _staging = new AccessLogStaging(StagingPath);
+
         _checkpointer = new WalCheckpointer(_connectionString, _logger);
         _indexer = new Thread(IndexLoop) { IsBackground = true, Name = "Access log indexer" };
         _flusher = new Thread(FlushLoop) { IsBackground = true, Name = "Access log flusher" };
@@ -814,6 +833,7 @@ public sealed class SqliteAccessLog : IAccessLog
         while (true)
         {
             Segment? due = null;
+            Exception? writeOut = null;
             var wait = Timeout.InfiniteTimeSpan;
             bool stopping;
             lock (_gate)
@@ -831,8 +851,17 @@ public sealed class SqliteAccessLog : IAccessLog
                     var age = Stopwatch.GetElapsedTime(current.Oldest);
                     if (pressed || current.Count >= IndexBatch || age >= IndexDelay)
                     {
-                        _current = 1 - _current;
-                        due = current;
+                        // Its staged records go with it; if they cannot be written out, the segment waits for later.
+                        writeOut = Catch(() => WriteOut(current));
+                        if (writeOut is null)
+                        {
+                            _current = 1 - _current;
+                            due = current;
+                        }
+                        else
+                        {
+                            wait = IndexDelay;
+                        }
                     }
                     else
                     {
@@ -842,7 +871,7 @@ public sealed class SqliteAccessLog : IAccessLog
 
                 if (due is null)
                 {
-                    CompleteIndexRequests(null);
+                    CompleteIndexRequests(writeOut);
                     if (stopping)
                     {
                         return;
@@ -885,6 +914,11 @@ public sealed class SqliteAccessLog : IAccessLog
             _flushWake.Wait();
             var stopping = Volatile.Read(ref _disposed);
             Volatile.Write(ref _unflushed, 0);
+            lock (_gate)
+            {
+                Catch(() => WriteOut(_segments[_current]));
+            }
+
             foreach (var segment in _segments)
             {
                 try
@@ -928,7 +962,7 @@ public sealed class SqliteAccessLog : IAccessLog
         });
     }
 
-    /// <summary>Numbers, chains and writes framed records to the segment with one write (under the gate).</summary>
+    /// <summary>Numbers and chains framed records and stages them for the segment (under the gate).</summary>
     private void Journal(Segment segment, Span<byte> framed, int count)
     {
         var seq = _lastSeq;
@@ -941,16 +975,81 @@ public sealed class SqliteAccessLog : IAccessLog
             at += length;
         }
 
-        RandomAccess.Write(segment.File!, framed, segment.Length);
+        if (framed.Length > AccessLogStaging.Capacity - _staged)
+        {
+            WriteOut(segment);
+        }
+
+        if (framed.Length <= AccessLogStaging.Capacity)
+        {
+            framed.CopyTo(_staging!.Bytes[_staged..]);
+            _staged += framed.Length;
+        }
+        else
+        {
+            RandomAccess.Write(segment.File!, framed, segment.Length);
+            segment.Length += framed.Length;
+        }
+
         if (segment.Count == 0)
         {
             (segment.Oldest, segment.First) = (Stopwatch.GetTimestamp(), _lastSeq + 1);
         }
 
         segment.Count += count;
-        segment.Length += framed.Length;
         _lastSeq = seq;
         chain.CopyTo(_lastHash);
+    }
+
+    /// <summary>
+    /// Writes the staged records out to the end of <paramref name="segment"/> (the current one) with one write, then
+    /// zeroes them in the staging file (under the gate). Until the write succeeds they stay staged.
+    /// </summary>
+    private void WriteOut(Segment segment)
+    {
+        if (_staged == 0)
+        {
+            return;
+        }
+
+        var staged = _staging!.Bytes[.._staged];
+        RandomAccess.Write(segment.File!, staged, segment.Length);
+        segment.Length += _staged;
+        staged.Clear();
+        _staged = 0;
+    }
+
+    /// <summary>Runs a write-out, logging its failure (the records stay staged; the next flush tries again); the failure, if any.</summary>
+    private IOException? Catch(Action writeOut)
+    {
+        try
+        {
+            writeOut();
+            return null;
+        }
+        catch (IOException ex)
+        {
+            _logger.LogCritical(ex, "Writing the access log's staged records to its journal failed; they stay staged");
+            return ex;
+        }
+    }
+
+    /// <summary>Writes the staged records out to the journal now (tests take crash images of both states).</summary>
+    internal void WriteOutStaged()
+    {
+        lock (_gate)
+        {
+            WriteOut(_segments[_current]);
+        }
+    }
+
+    /// <summary>Runs <paramref name="action"/> while nothing is appended or written out (tests copy the files as a crash would leave them).</summary>
+    internal void WhileStill(Action action)
+    {
+        lock (_gate)
+        {
+            action();
+        }
     }
 
     /// <summary>
@@ -1118,8 +1217,23 @@ public sealed class SqliteAccessLog : IAccessLog
         public byte[] Create(ReadOnlySpan<byte> alternate) => alternate.ToArray();
     }
 
-    /// <summary>The complete records of both journal segments, in order of seq.</summary>
-    private List<AccessLogEntry> ReadJournals() => [.. _segments.SelectMany(s => ReadJournal(s.Path)).OrderBy(j => j.Seq)];
+    /// <summary>
+    /// The complete records staged and in both journal segments, in order of seq. The staging file is read first:
+    /// records move from it to the journal (then to the table), so one written out meanwhile is read there. Of the
+    /// staged records only those in an unbroken run of seqs are taken (a reading beside appends may see a later record
+    /// without an earlier one).
+    /// </summary>
+    private List<AccessLogEntry> ReadJournals()
+    {
+        var staged = AccessLogJournal.Entries(AccessLogStaging.Read(StagingPath));
+        var run = staged.Count == 0 ? 0 : 1;
+        while (run < staged.Count && staged[run].Seq == staged[run - 1].Seq + 1)
+        {
+            run++;
+        }
+
+        return [.. _segments.SelectMany(s => ReadJournal(s.Path)).Concat(staged.Take(run)).DistinctBy(j => j.Seq).OrderBy(j => j.Seq)];
+    }
 
     /// <summary>The complete records of a journal file (in either format), in order; a torn last record (a write cut by power loss) is ignored.</summary>
     private static List<AccessLogEntry> ReadJournal(string path)

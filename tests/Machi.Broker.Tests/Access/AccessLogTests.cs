@@ -6,10 +6,10 @@ using Machi.Broker.Tests.Infrastructure;
 namespace Machi.Broker.Tests.Access;
 
 /// <summary>
-/// The access log keeps every record it acknowledged: records still in its journal when the process dies are in the
-/// log after a restart, in order and verifiable; a record cut off by a crash in mid-write is ignored; a record
-/// altered in the journal is reported by verification once it has been indexed. (The journal is indexed only when
-/// read here, so the crash images hold their records in the journal.)
+/// The access log keeps every record it acknowledged: records still staged in shared memory or in its journal when the
+/// process dies are in the log after a restart, in order and verifiable; a record cut off by a crash in mid-write is
+/// ignored; a record altered in the journal is reported by verification once it has been indexed. (The journal is
+/// indexed only when read here, so the crash images hold their records staged or in the journal.)
 /// </summary>
 public sealed class AccessLogTests
 {
@@ -22,18 +22,31 @@ public sealed class AccessLogTests
         public void Dispose() => TempDirectory.Delete(path);
     }
 
-    /// <summary>Copies the log's files as a crash would leave them: whatever is on the file system at this moment.</summary>
-    private static string CrashImage(SqliteAccessLog log, string into)
+    /// <summary>
+    /// Copies the log's files as a crash would leave them: whatever is on the file system and in its staging file at
+    /// this moment (taken while nothing is appended or written out); the log of the copy, not yet opened.
+    /// </summary>
+    private static SqliteAccessLog CrashImage(SqliteAccessLog log, string into)
     {
         Directory.CreateDirectory(into);
-        foreach (var file in Directory.GetFiles(Path.GetDirectoryName(log.Path)!))
+        var image = new SqliteAccessLog(Path.Combine(into, Path.GetFileName(log.Path)));
+        log.WhileStill(() =>
         {
-            using var source = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            using var copy = File.Create(Path.Combine(into, Path.GetFileName(file)));
-            source.CopyTo(copy);
-        }
+            foreach (var file in Directory.GetFiles(Path.GetDirectoryName(log.Path)!))
+            {
+                Copy(file, Path.Combine(into, Path.GetFileName(file)));
+            }
 
-        return Path.Combine(into, Path.GetFileName(log.Path));
+            Copy(log.StagingPath, image.StagingPath);
+        });
+        return image;
+    }
+
+    private static void Copy(string from, string to)
+    {
+        using var source = new FileStream(from, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        using var copy = File.Create(to);
+        source.CopyTo(copy);
     }
 
     [Fact]
@@ -44,18 +57,25 @@ public sealed class AccessLogTests
         var running = new SqliteAccessLog(Path.Combine(temp, "live", "access-log.db")) { IndexDelay = TimeSpan.FromHours(1) };
         Directory.CreateDirectory(Path.GetDirectoryName(running.Path)!);
         await running.AppendAsync([Record(1), Record(2)]);
-        await Task.WhenAll(Enumerable.Range(3, 40).Select(i => running.AppendAsync([Record(i)])));
-        var image = CrashImage(running, Path.Combine(temp, "crashed"));
+        await Task.WhenAll(Enumerable.Range(3, 20).Select(i => running.AppendAsync([Record(i)])));
+        running.WriteOutStaged();
+        await Task.WhenAll(Enumerable.Range(23, 20).Select(i => running.AppendAsync([Record(i)])));
+        var restarted = CrashImage(running, Path.Combine(temp, "crashed"));
 
-        // A write the crash cut short (the first bytes of a record): not a record, not acknowledged.
-        var journal = Path.ChangeExtension(image, ".journal") + ".0";
+        // The first 22 records were written out to the journal; the others are still staged in shared memory, which
+        // outlives the process (unless the flusher wrote them out too meanwhile).
+        var journal = Path.ChangeExtension(restarted.Path, ".journal") + ".0";
         var written = await File.ReadAllBytesAsync(journal);
-        await using (var append = new FileStream(journal, FileMode.Append))
-        {
-            append.Write(written.AsSpan(0, 60));
-        }
+        var staged = await File.ReadAllBytesAsync(restarted.StagingPath);
+        Assert.Equal(Enumerable.Range(1, 42).Select(i => (long)i),
+            AccessLogJournal.Entries(written).Concat(AccessLogJournal.Entries(staged)).Select(e => e.Seq).Order());
 
-        await using (var restarted = new SqliteAccessLog(image))
+        // A copy the crash cut short (the first bytes of a record after the staged ones): not a record, not acknowledged.
+        var end = staged.AsSpan().IndexOf(new byte[AccessLogJournal.HeaderLength]);
+        written.AsSpan(0, 60).CopyTo(staged.AsSpan(end));
+        await File.WriteAllBytesAsync(restarted.StagingPath, staged);
+
+        await using (restarted)
         {
             var entries = await restarted.ReadAsync(limit: 1000, newestFirst: false);
             Assert.Equal(Enumerable.Range(1, 42).Select(i => (long)i), entries.Select(e => e.Seq));
@@ -67,7 +87,10 @@ public sealed class AccessLogTests
             Assert.Equal(43, verification.Records);
         }
 
+        // A log closed with nothing left staged leaves no file in shared memory.
+        Assert.False(File.Exists(restarted.StagingPath));
         await running.DisposeAsync();
+        Assert.False(File.Exists(running.StagingPath));
     }
 
     [Fact]
@@ -113,16 +136,17 @@ public sealed class AccessLogTests
         var running = new SqliteAccessLog(Path.Combine(temp, "live", "access-log.db")) { IndexDelay = TimeSpan.FromHours(1) };
         Directory.CreateDirectory(Path.GetDirectoryName(running.Path)!);
         await running.AppendAsync([Record(1), Record(2), Record(3)]);
-        var image = CrashImage(running, Path.Combine(temp, "crashed"));
+        running.WriteOutStaged();
+        var restarted = CrashImage(running, Path.Combine(temp, "crashed"));
         await running.DisposeAsync();
 
         // Rewritten by someone who knows the journal's format (its checksums fit), keeping the digests and hashes.
-        var journal = Path.ChangeExtension(image, ".journal") + ".0";
+        var journal = Path.ChangeExtension(restarted.Path, ".journal") + ".0";
         var entries = AccessLogJournal.Entries(await File.ReadAllBytesAsync(journal));
         Assert.Equal([1L, 2L, 3L], entries.Select(e => e.Seq));
         entries[0] = entries[0] with { Record = entries[0].Record! with { ClientId = "someone-innocent" } };
         await File.WriteAllBytesAsync(journal, Framed(entries));
-        await using var restarted = new SqliteAccessLog(image);
+        await using var opened = restarted;
         Assert.Equal(3, (await restarted.ReadAsync(limit: 10)).Count);
         var verification = await restarted.VerifyAsync();
         Assert.False(verification.Intact);
@@ -138,16 +162,17 @@ public sealed class AccessLogTests
         var running = new SqliteAccessLog(Path.Combine(temp, "live", "access-log.db")) { IndexDelay = TimeSpan.FromHours(1) };
         Directory.CreateDirectory(Path.GetDirectoryName(running.Path)!);
         await running.AppendAsync([Record(1), Record(2), Record(3)]);
-        var image = CrashImage(running, Path.Combine(temp, "crashed"));
+        running.WriteOutStaged();
+        var restarted = CrashImage(running, Path.Combine(temp, "crashed"));
         await running.DisposeAsync();
 
         // The same length, another client: the record's checksum no longer fits, so it is not read as a record.
-        var journal = Path.ChangeExtension(image, ".journal") + ".0";
+        var journal = Path.ChangeExtension(restarted.Path, ".journal") + ".0";
         var bytes = await File.ReadAllBytesAsync(journal);
         var at = bytes.AsSpan().IndexOf("clinic"u8);
         "clinix"u8.CopyTo(bytes.AsSpan(at));
         await File.WriteAllBytesAsync(journal, bytes);
-        await using var restarted = new SqliteAccessLog(image);
+        await using var opened = restarted;
         Assert.Equal([3L, 2L], (await restarted.ReadAsync(limit: 10)).Select(e => e.Seq));
         var verification = await restarted.VerifyAsync();
         Assert.False(verification.Intact);
@@ -180,6 +205,7 @@ public sealed class AccessLogTests
             Assert.Equal([1L, 2L, 3L, 4L, 5L], (await log.ReadAsync(limit: 100, newestFirst: false)).Select(e => e.Seq));
             Assert.Equal(2, (await log.ReadAsync(resident: "resident-1", limit: 100)).Count);
             await log.AppendAsync([Record(6), Record(7)]);
+            log.WriteOutStaged();
             var journal = await File.ReadAllBytesAsync(Path.ChangeExtension(path, ".journal") + ".0");
             Assert.Equal([6L, 7L], AccessLogJournal.Entries(journal).Select(e => e.Seq)); // in the binary format
             Assert.NotEqual((byte)'{', journal[0]);
