@@ -811,8 +811,10 @@ public sealed class SqliteAccessLog : IAccessLog
             segment.Flush = new FileStream(segment.Path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
         }
 
-        // Created anew (zeros): what it held is in the table now.
-        _staging = new AccessLogStaging(StagingPath);
+        // Created anew (zeros): what it held is in the table now. Files that killed servers left for data directories
+        // removed since are deleted.
+        _staging = new AccessLogStaging(StagingPath, JournalPath);
+        AccessLogStaging.DeleteOrphans();
 
         _checkpointer = new WalCheckpointer(_connectionString, _logger);
         _indexer = new Thread(IndexLoop) { IsBackground = true, Name = "Access log indexer" };

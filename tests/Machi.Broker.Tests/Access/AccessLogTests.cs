@@ -59,6 +59,12 @@ public sealed class AccessLogTests
         await running.AppendAsync([Record(1), Record(2)]);
         await Task.WhenAll(Enumerable.Range(3, 20).Select(i => running.AppendAsync([Record(i)])));
         running.WriteOutStaged();
+        Assert.StartsWith("/dev/shm/", running.StagingPath, StringComparison.Ordinal);
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(running.StagingPath)); // residents' data: not for other users
+        }
+
         await Task.WhenAll(Enumerable.Range(23, 20).Select(i => running.AppendAsync([Record(i)])));
         var restarted = CrashImage(running, Path.Combine(temp, "crashed"));
 
@@ -66,14 +72,15 @@ public sealed class AccessLogTests
         // outlives the process (unless the flusher wrote them out too meanwhile).
         var journal = Path.ChangeExtension(restarted.Path, ".journal") + ".0";
         var written = await File.ReadAllBytesAsync(journal);
-        var staged = await File.ReadAllBytesAsync(restarted.StagingPath);
+        var staged = AccessLogStaging.Read(restarted.StagingPath);
         Assert.Equal(Enumerable.Range(1, 42).Select(i => (long)i),
             AccessLogJournal.Entries(written).Concat(AccessLogJournal.Entries(staged)).Select(e => e.Seq).Order());
 
         // A copy the crash cut short (the first bytes of a record after the staged ones): not a record, not acknowledged.
-        var end = staged.AsSpan().IndexOf(new byte[AccessLogJournal.HeaderLength]);
-        written.AsSpan(0, 60).CopyTo(staged.AsSpan(end));
-        await File.WriteAllBytesAsync(restarted.StagingPath, staged);
+        var file = await File.ReadAllBytesAsync(restarted.StagingPath);
+        var end = AccessLogStaging.HeaderLength + staged.AsSpan().IndexOf(new byte[AccessLogJournal.HeaderLength]);
+        written.AsSpan(0, 60).CopyTo(file.AsSpan(end));
+        await File.WriteAllBytesAsync(restarted.StagingPath, file);
 
         await using (restarted)
         {
@@ -91,6 +98,28 @@ public sealed class AccessLogTests
         Assert.False(File.Exists(restarted.StagingPath));
         await running.DisposeAsync();
         Assert.False(File.Exists(running.StagingPath));
+    }
+
+    [Fact]
+    public void Staging_files_of_data_directories_that_are_gone_are_deleted_and_the_others_kept()
+    {
+        var temp = TempDirectory.Create();
+        using var cleanup = new Cleanup(temp);
+        var kept = AccessLogStaging.PathFor(Path.Combine(temp, "access-log.journal"));
+        var orphan = AccessLogStaging.PathFor(Path.Combine(temp, "removed", "access-log.journal"));
+        new AccessLogStaging(kept, Path.Combine(temp, "access-log.journal")).Dispose();
+        new AccessLogStaging(orphan, Path.Combine(temp, "removed", "access-log.journal")).Dispose();
+        try
+        {
+            AccessLogStaging.DeleteOrphans();
+            Assert.True(File.Exists(kept));
+            Assert.False(File.Exists(orphan));
+        }
+        finally
+        {
+            File.Delete(kept);
+            File.Delete(orphan);
+        }
     }
 
     [Fact]
