@@ -97,23 +97,33 @@ public static class Oidc
     /// The whole authorization code + PKCE flow as a browser and a client do it: authorize, sign in on the login
     /// page, come back with a code, exchange it. Returns the token response.
     /// </summary>
+    public static Task<JsonObject> SignInAsync(
+        MachiServer server, string clientId, string? secret, string email, string password, string scope = "openid profile email offline_access ngsi:read") =>
+        SignInAsync(server.BaseAddress, server.Client, clientId, secret, email, password, scope);
+
+    /// <summary>As <see cref="SignInAsync(MachiServer, string, string?, string, string, string)"/>, with any Machi at <paramref name="baseAddress"/> (<paramref name="http"/> exchanges the code).</summary>
     public static async Task<JsonObject> SignInAsync(
-        MachiServer server, string clientId, string? secret, string email, string password, string scope = "openid profile email offline_access ngsi:read")
+        Uri baseAddress, HttpClient http, string clientId, string? secret, string email, string password, string scope = "openid profile email offline_access ngsi:read")
     {
-        using var browser = new Browser(server.BaseAddress);
+        using var browser = new Browser(baseAddress);
         var (verifier, challenge) = Pkce();
         await browser.GetAsync(AuthorizeUrl(clientId, scope, challenge));
         Assert.Equal("/account/login", browser.Address!.AbsolutePath);
         await browser.SubmitAsync("/account/login", new Dictionary<string, string> { ["email"] = email, ["password"] = password });
         var code = CodeFrom(browser);
-        return await ExchangeAsync(server.Client, clientId, secret, code, verifier);
+        return await ExchangeAsync(http, clientId, secret, code, verifier);
     }
 
     /// <summary>Signs the resident in with a browser, opens the service's opt-in URL, checks it names <paramref name="serviceName"/> and agrees; the consent id.</summary>
+    public static Task<string> ConsentOnThePageAsync(
+        MachiServer server, string serviceId, string serviceName, string email, string password, string purpose, string categories) =>
+        ConsentOnThePageAsync(server.BaseAddress, serviceId, serviceName, email, password, purpose, categories);
+
+    /// <summary>As <see cref="ConsentOnThePageAsync(MachiServer, string, string, string, string, string, string)"/>, with any Machi at <paramref name="baseAddress"/>.</summary>
     public static async Task<string> ConsentOnThePageAsync(
-        MachiServer server, string serviceId, string serviceName, string email, string password, string purpose, string categories)
+        Uri baseAddress, string serviceId, string serviceName, string email, string password, string purpose, string categories)
     {
-        using var browser = new Browser(server.BaseAddress);
+        using var browser = new Browser(baseAddress);
         await browser.GetAsync("/account/login");
         await browser.SubmitAsync("/account/login", new Dictionary<string, string> { ["email"] = email, ["password"] = password });
         await browser.GetAsync(QueryHelpers.AddQueryString("/consent", new Dictionary<string, string?>
