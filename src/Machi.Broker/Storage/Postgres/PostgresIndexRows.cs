@@ -239,22 +239,38 @@ internal sealed class ArrayRows(string sql, params NpgsqlDbType[] columns)
 /// importer, which cost a group of a few single writes more than they save.
 /// </summary>
 /// <remarks>
-/// A group's rows of one table fill arrays of hundreds of kilobytes, which the runtime allocates on its large object
-/// heap, where every allocation counts towards the next full collection: the lists are kept for the next group.
+/// Each column is listed once (<see cref="Text"/>, <see cref="Bigint(string, Func{TRow, long})"/>, …), with its value
+/// read from the row by its own type: the COPY and the <c>INSERT</c> write the same values, and a row's values are
+/// never boxed (a 1,000-entity group copies ~27,000 rows). A group's rows of one table fill arrays of hundreds of
+/// kilobytes, which the runtime allocates on its large object heap, where every allocation counts towards the next
+/// full collection: the lists are kept for the next group.
 /// </remarks>
-/// <param name="table">The table and its columns, <c>name (column, …)</c>.</param>
-/// <param name="types">The columns' types, in order.</param>
-/// <param name="values">A row's values in the columns' order (null for SQL NULL), for the <c>INSERT</c> and the COPY alike.</param>
-internal sealed class CopyRows<TRow>(string table, NpgsqlDbType[] types, Func<TRow, object?[]> values)
+/// <param name="table">The table's name.</param>
+internal sealed class CopyRows<TRow>(string table)
 {
     /// <summary>Fewer rows than this go as an <c>INSERT</c> in the batch.</summary>
     internal const int MinCopyRows = 256;
 
     private const int MaxKeptRows = 1 << 16;
     private static readonly ConcurrentBag<List<TRow>> Kept = [];
+    private readonly List<Column> _columns = [];
     private List<TRow>? _rows;
 
     public int Count => _rows?.Count ?? 0;
+
+    public CopyRows<TRow> Text(string name, Func<TRow, string?> value) => Add(new ReferenceColumn<string>(name, NpgsqlDbType.Text, value));
+
+    public CopyRows<TRow> Bytea(string name, Func<TRow, byte[]?> value) => Add(new ReferenceColumn<byte[]>(name, NpgsqlDbType.Bytea, value));
+
+    public CopyRows<TRow> Bigint(string name, Func<TRow, long> value) => Add(new ValueColumn<long>(name, NpgsqlDbType.Bigint, value));
+
+    public CopyRows<TRow> Bigint(string name, Func<TRow, long?> value) => Add(new NullableColumn<long>(name, NpgsqlDbType.Bigint, value));
+
+    public CopyRows<TRow> Smallint(string name, Func<TRow, short> value) => Add(new ValueColumn<short>(name, NpgsqlDbType.Smallint, value));
+
+    public CopyRows<TRow> Double(string name, Func<TRow, double> value) => Add(new ValueColumn<double>(name, NpgsqlDbType.Double, value));
+
+    public CopyRows<TRow> Boolean(string name, Func<TRow, bool> value) => Add(new ValueColumn<bool>(name, NpgsqlDbType.Boolean, value));
 
     public void Add(TRow row) => (_rows ??= Kept.TryTake(out var kept) ? kept : []).Add(row);
 
@@ -266,13 +282,15 @@ internal sealed class CopyRows<TRow>(string table, NpgsqlDbType[] types, Func<TR
             return;
         }
 
-        var insert = new ArrayRows($"INSERT INTO {table} SELECT * FROM unnest({string.Join(", ", types.Select((t, i) => $"${i + 1}::{SqlType(t)}[]"))})", types);
-        foreach (var row in rows)
+        var names = string.Join(", ", _columns.Select(c => c.Name));
+        var arrays = string.Join(", ", _columns.Select((c, i) => $"${i + 1}::{SqlType(c.Type)}[]"));
+        var insert = new NpgsqlBatchCommand($"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})");
+        foreach (var column in _columns)
         {
-            insert.Add(values(row));
+            insert.Parameters.Add(column.Array(rows));
         }
 
-        insert.AddTo(batch);
+        batch.BatchCommands.Add(insert);
         Keep(rows);
     }
 
@@ -284,15 +302,14 @@ internal sealed class CopyRows<TRow>(string table, NpgsqlDbType[] types, Func<TR
             return;
         }
 
-        await using (var copy = await connection.BeginBinaryImportAsync($"COPY {table} FROM STDIN (FORMAT BINARY)").ConfigureAwait(false))
+        await using (var copy = await connection.BeginBinaryImportAsync($"COPY {table} ({string.Join(", ", _columns.Select(c => c.Name))}) FROM STDIN (FORMAT BINARY)").ConfigureAwait(false))
         {
             foreach (var row in rows)
             {
                 await copy.StartRowAsync().ConfigureAwait(false);
-                var columns = values(row);
-                for (var i = 0; i < columns.Length; i++)
+                foreach (var column in _columns)
                 {
-                    await (columns[i] is { } value ? copy.WriteAsync(value, types[i]) : copy.WriteNullAsync()).ConfigureAwait(false);
+                    await column.WriteAsync(copy, row).ConfigureAwait(false);
                 }
             }
 
@@ -313,6 +330,12 @@ internal sealed class CopyRows<TRow>(string table, NpgsqlDbType[] types, Func<TR
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, "No array column of this type."),
     };
 
+    private CopyRows<TRow> Add(Column column)
+    {
+        _columns.Add(column);
+        return this;
+    }
+
     private void Keep(List<TRow> rows)
     {
         _rows = null;
@@ -321,6 +344,45 @@ internal sealed class CopyRows<TRow>(string table, NpgsqlDbType[] types, Func<TR
             rows.Clear();
             Kept.Add(rows);
         }
+    }
+
+    /// <summary>One column: its value in a row, written to a COPY or gathered into the <c>INSERT</c>'s array parameter.</summary>
+    private abstract class Column(string name, NpgsqlDbType type)
+    {
+        public string Name => name;
+
+        public NpgsqlDbType Type => type;
+
+        public abstract Task WriteAsync(NpgsqlBinaryImporter copy, TRow row);
+
+        public abstract NpgsqlParameter Array(List<TRow> rows);
+    }
+
+    private sealed class ValueColumn<T>(string name, NpgsqlDbType type, Func<TRow, T> value) : Column(name, type)
+        where T : struct
+    {
+        public override Task WriteAsync(NpgsqlBinaryImporter copy, TRow row) => copy.WriteAsync(value(row), Type);
+
+        public override NpgsqlParameter Array(List<TRow> rows) =>
+            new NpgsqlParameter<T[]> { TypedValue = [.. rows.Select(value)], NpgsqlDbType = NpgsqlDbType.Array | Type };
+    }
+
+    private sealed class NullableColumn<T>(string name, NpgsqlDbType type, Func<TRow, T?> value) : Column(name, type)
+        where T : struct
+    {
+        public override Task WriteAsync(NpgsqlBinaryImporter copy, TRow row) => value(row) is { } v ? copy.WriteAsync(v, Type) : copy.WriteNullAsync();
+
+        public override NpgsqlParameter Array(List<TRow> rows) =>
+            new NpgsqlParameter<T?[]> { TypedValue = [.. rows.Select(value)], NpgsqlDbType = NpgsqlDbType.Array | Type };
+    }
+
+    private sealed class ReferenceColumn<T>(string name, NpgsqlDbType type, Func<TRow, T?> value) : Column(name, type)
+        where T : class
+    {
+        public override Task WriteAsync(NpgsqlBinaryImporter copy, TRow row) => value(row) is { } v ? copy.WriteAsync(v, Type) : copy.WriteNullAsync();
+
+        public override NpgsqlParameter Array(List<TRow> rows) =>
+            new NpgsqlParameter<T?[]> { TypedValue = [.. rows.Select(value)], NpgsqlDbType = NpgsqlDbType.Array | Type };
     }
 }
 
@@ -376,10 +438,13 @@ internal sealed class IndexChanges
         """, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea);
 
     // Rows of entities whose rid is new (no index rows can exist): copied, with no conflict to look for.
-    private readonly CopyRows<TermRow> _typesFresh = new("entity_types (tenant, type, rid)", Columns(null), Values);
-    private readonly CopyRows<TermRow> _attrsFresh = new("entity_attrs (tenant, name, rid)", Columns(null), Values);
-    private readonly CopyRows<NumberRow> _numbersFresh = new("entity_numbers (tenant, attr, rid, value)", Columns(NpgsqlDbType.Double), Values);
-    private readonly CopyRows<StringRow> _stringsFresh = new("entity_strings (tenant, attr, rid, value)", Columns(NpgsqlDbType.Text), Values);
+    private readonly CopyRows<TermRow> _typesFresh = new CopyRows<TermRow>("entity_types").Text("tenant", r => r.Tenant).Bigint("type", r => r.Term).Bigint("rid", r => r.Rid);
+    private readonly CopyRows<TermRow> _attrsFresh = new CopyRows<TermRow>("entity_attrs").Text("tenant", r => r.Tenant).Bigint("name", r => r.Term).Bigint("rid", r => r.Rid);
+    private readonly CopyRows<NumberRow> _numbersFresh = new CopyRows<NumberRow>("entity_numbers")
+        .Text("tenant", r => r.Tenant).Bigint("attr", r => r.Term).Bigint("rid", r => r.Rid).Double("value", r => r.Value);
+
+    private readonly CopyRows<StringRow> _stringsFresh = new CopyRows<StringRow>("entity_strings")
+        .Text("tenant", r => r.Tenant).Bigint("attr", r => r.Term).Bigint("rid", r => r.Rid).Text("value", r => r.Value);
 
     private readonly ArrayRows _geoFresh = new($"""
         INSERT INTO entity_geo (tenant, rid, attr, geog)
@@ -499,12 +564,6 @@ internal sealed class IndexChanges
         _numbersFresh.AddTo(batch);
         _stringsFresh.AddTo(batch);
     }
-
-    private static object?[] Values(TermRow row) => [row.Tenant, row.Term, row.Rid];
-
-    private static object?[] Values(NumberRow row) => [row.Tenant, row.Term, row.Rid, row.Value];
-
-    private static object?[] Values(StringRow row) => [row.Tenant, row.Term, row.Rid, row.Value];
 
     /// <summary>Removes rows (tenant, term, rid[, value]) of a table keyed (tenant, term[, value], rid), each by its whole key.</summary>
     private static ArrayRows Gone(string table, string term, NpgsqlDbType? value) => new(
