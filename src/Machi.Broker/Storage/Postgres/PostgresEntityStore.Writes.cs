@@ -103,11 +103,12 @@ internal sealed partial class PostgresEntityStore
         var terms = await TermIdsAsync(written.SelectMany(e => e.Stored!.Names).Concat(rows.SelectMany(r => r.Names))).ConfigureAwait(false);
         var tenants = new ArrayRows("INSERT INTO tenants (name, created_at) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (name) DO NOTHING",
             NpgsqlDbType.Text, NpgsqlDbType.Text);
+        // attrs: the text form of the new attribute names (cast to bigint[]), or null when they stay.
         var updates = new ArrayRows("""
-            UPDATE entities e SET doc = u.doc, access = u.access, owner = u.owner, category = u.category
-            FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::smallint[], $5::text[], $6::text[]) u(tenant, rid, doc, access, owner, category)
+            UPDATE entities e SET doc = u.doc, access = u.access, owner = u.owner, category = u.category, attrs = coalesce(u.attrs::bigint[], e.attrs)
+            FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::smallint[], $5::text[], $6::text[], $7::text[]) u(tenant, rid, doc, access, owner, category, attrs)
             WHERE e.tenant = u.tenant AND e.rid = u.rid
-            """, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea, NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text);
+            """, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea, NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Text);
         var deletes = new ArrayRows("DELETE FROM entities e USING unnest($1::text[], $2::bigint[]) u(tenant, rid) WHERE e.tenant = u.tenant AND e.rid = u.rid",
             NpgsqlDbType.Text, NpgsqlDbType.Bigint);
         var index = group.Index;
@@ -134,11 +135,13 @@ internal sealed partial class PostgresEntityStore
                 var access = EntityAccess.Of(after);
                 if (entity.WasStored)
                 {
-                    updates.Add(entity.Tenant, rid, entity.Doc, (short)access.Level, access.Owner, access.Category);
+                    var attrs = EntityAttrs.Same(entity.Stored!, rows[i]) ? null : EntityAttrs.Literal(EntityAttrs.Ids(rows[i], terms));
+                    updates.Add(entity.Tenant, rid, entity.Doc, (short)access.Level, access.Owner, access.Category, attrs);
                 }
                 else
                 {
-                    group.Inserts.Add(new EntityRow(entity.Tenant, after.Id, rid, entity.Doc!, (short)access.Level, access.Owner, access.Category));
+                    group.Inserts.Add(new EntityRow(entity.Tenant, after.Id, rid, entity.Doc!, (short)access.Level, access.Owner, access.Category,
+                        EntityAttrs.Ids(rows[i], terms)));
                 }
             }
             else if (entity.WasStored)
@@ -217,7 +220,7 @@ internal sealed partial class PostgresEntityStore
         /// <summary>Rows of the entities the group creates.</summary>
         public CopyRows<EntityRow> Inserts { get; } = new CopyRows<EntityRow>("entities")
             .Text("tenant", r => r.Tenant).Text("id", r => r.Id).Bigint("rid", r => r.Rid).Bytea("doc", r => r.Doc)
-            .Smallint("access", r => r.Access).Text("owner", r => r.Owner).Text("category", r => r.Category);
+            .Smallint("access", r => r.Access).Text("owner", r => r.Owner).Text("category", r => r.Category).BigintArray("attrs", r => r.Attrs);
 
         public CopyRows<ChangeRow> Changes { get; } = new CopyRows<ChangeRow>("entity_changes")
             .Bigint("seq", r => r.Seq).Text("tenant", r => r.Tenant).Text("entity_id", r => r.EntityId).Smallint("kind", r => r.Kind)
@@ -355,7 +358,7 @@ internal sealed partial class PostgresEntityStore
 
     private sealed record CreatedRows(IndexedRows Index, List<HistoryDiff.Row> History);
 
-    private readonly record struct EntityRow(string Tenant, string Id, long Rid, byte[] Doc, short Access, string? Owner, string? Category);
+    private readonly record struct EntityRow(string Tenant, string Id, long Rid, byte[] Doc, short Access, string? Owner, string? Category, long[] Attrs);
 
     private readonly record struct ChangeRow(long Seq, string Tenant, string EntityId, short Kind, byte[]? Before, byte[]? After, long At);
 

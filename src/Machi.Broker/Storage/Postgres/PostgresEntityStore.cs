@@ -582,7 +582,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
     }
 
     /// <summary>The tables whose statistics decide the query plans (<see cref="AnalyzeAsync"/>).</summary>
-    internal const string PlannedTables = "entities, entity_types, entity_attrs, entity_numbers, entity_strings, entity_geo, history_entities";
+    internal const string PlannedTables = "entities, entity_types, entity_numbers, entity_strings, entity_geo, history_entities";
 
     /// <summary>
     /// Takes the planner's statistics again in the background once the entities written since the last time reach a

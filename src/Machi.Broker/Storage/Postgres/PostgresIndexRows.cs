@@ -272,6 +272,9 @@ internal sealed class CopyRows<TRow>(string table)
 
     public CopyRows<TRow> Boolean(string name, Func<TRow, bool> value) => Add(new ValueColumn<bool>(name, NpgsqlDbType.Boolean, value));
 
+    /// <summary>A bigint[] column (<see cref="EntityAttrs"/>): copied as an array; in the <c>INSERT</c>, as its text form (an unnested parameter cannot hold arrays of arrays).</summary>
+    public CopyRows<TRow> BigintArray(string name, Func<TRow, long[]> value) => Add(new BigintArrayColumn(name, value));
+
     public void Add(TRow row) => (_rows ??= Kept.TryTake(out var kept) ? kept : []).Add(row);
 
     /// <summary>Adds the rows to <paramref name="batch"/> as one <c>INSERT</c> when they are few (then <see cref="CopyAsync"/> has none left).</summary>
@@ -283,8 +286,10 @@ internal sealed class CopyRows<TRow>(string table)
         }
 
         var names = string.Join(", ", _columns.Select(c => c.Name));
-        var arrays = string.Join(", ", _columns.Select((c, i) => $"${i + 1}::{SqlType(c.Type)}[]"));
-        var insert = new NpgsqlBatchCommand($"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})");
+        var arrays = string.Join(", ", _columns.Select((c, i) => $"${i + 1}::{c.ParameterType}[]"));
+        var values = string.Join(", ", _columns.Select((c, i) => c.Value($"u.c{i}")));
+        var aliases = string.Join(", ", _columns.Select((_, i) => $"c{i}"));
+        var insert = new NpgsqlBatchCommand($"INSERT INTO {table} ({names}) SELECT {values} FROM unnest({arrays}) u({aliases})");
         foreach (var column in _columns)
         {
             insert.Parameters.Add(column.Array(rows));
@@ -319,7 +324,7 @@ internal sealed class CopyRows<TRow>(string table)
         Keep(rows);
     }
 
-    private static string SqlType(NpgsqlDbType type) => type switch
+    internal static string SqlType(NpgsqlDbType type) => type switch
     {
         NpgsqlDbType.Text => "text",
         NpgsqlDbType.Bigint => "bigint",
@@ -353,6 +358,12 @@ internal sealed class CopyRows<TRow>(string table)
 
         public NpgsqlDbType Type => type;
 
+        /// <summary>The type of an element of the <c>INSERT</c>'s array parameter.</summary>
+        public virtual string ParameterType => SqlType(type);
+
+        /// <summary>The column's value in the <c>INSERT</c>, from the unnested <paramref name="element"/>.</summary>
+        public virtual string Value(string element) => element;
+
         public abstract Task WriteAsync(NpgsqlBinaryImporter copy, TRow row);
 
         public abstract NpgsqlParameter Array(List<TRow> rows);
@@ -384,6 +395,44 @@ internal sealed class CopyRows<TRow>(string table)
         public override NpgsqlParameter Array(List<TRow> rows) =>
             new NpgsqlParameter<T?[]> { TypedValue = [.. rows.Select(value)], NpgsqlDbType = NpgsqlDbType.Array | Type };
     }
+
+    private sealed class BigintArrayColumn(string name, Func<TRow, long[]> value) : Column(name, NpgsqlDbType.Array | NpgsqlDbType.Bigint)
+    {
+        public override string ParameterType => "text";
+
+        public override string Value(string element) => element + "::bigint[]";
+
+        public override Task WriteAsync(NpgsqlBinaryImporter copy, TRow row) => copy.WriteAsync(value(row), Type);
+
+        public override NpgsqlParameter Array(List<TRow> rows) =>
+            new NpgsqlParameter<string[]> { TypedValue = [.. rows.Select(row => EntityAttrs.Literal(value(row)))], NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text };
+    }
+}
+
+/// <summary>
+/// entities.attrs: an entity's attribute names as term ids, ascending (one array in its row, found through a GIN index,
+/// where a row a name in entity_attrs cost a batch upsert ~8 index rows an entity).
+/// </summary>
+internal static class EntityAttrs
+{
+    public static long[] Ids(IndexedRows rows, IReadOnlyDictionary<string, long> terms)
+    {
+        var ids = new long[rows.Attributes.Length];
+        for (var i = 0; i < ids.Length; i++)
+        {
+            ids[i] = terms[rows.Attributes[i]];
+        }
+
+        Array.Sort(ids);
+        return ids;
+    }
+
+    /// <summary>The array's text form, for a statement's text parameter (cast to bigint[] in the statement).</summary>
+    public static string Literal(long[] ids) => "{" + string.Join(',', ids.Select(id => id.ToString(System.Globalization.CultureInfo.InvariantCulture))) + "}";
+
+    /// <summary>Whether two entities' rows name the same attributes.</summary>
+    public static bool Same(IndexedRows before, IndexedRows after) =>
+        before.Attributes.Length == after.Attributes.Length && before.Attributes.ToHashSet(StringComparer.Ordinal).SetEquals(after.Attributes);
 }
 
 /// <summary>The index rows of one entity (none for no entity): its types, attribute names, values and geometries.</summary>
@@ -421,8 +470,6 @@ internal sealed class IndexChanges
 {
     private readonly ArrayRows _typesGone = Gone("entity_types", "type", null);
     private readonly ArrayRows _typesNew = Added("entity_types", "type", null);
-    private readonly ArrayRows _attrsGone = Gone("entity_attrs", "name", null);
-    private readonly ArrayRows _attrsNew = Added("entity_attrs", "name", null);
     private readonly ArrayRows _numbersGone = Gone("entity_numbers", "attr", NpgsqlDbType.Double);
     private readonly ArrayRows _numbersNew = Added("entity_numbers", "attr", NpgsqlDbType.Double);
     private readonly ArrayRows _stringsGone = Gone("entity_strings", "attr", NpgsqlDbType.Text);
@@ -439,7 +486,6 @@ internal sealed class IndexChanges
 
     // Rows of entities whose rid is new (no index rows can exist): copied, with no conflict to look for.
     private readonly CopyRows<TermRow> _typesFresh = new CopyRows<TermRow>("entity_types").Text("tenant", r => r.Tenant).Bigint("type", r => r.Term).Bigint("rid", r => r.Rid);
-    private readonly CopyRows<TermRow> _attrsFresh = new CopyRows<TermRow>("entity_attrs").Text("tenant", r => r.Tenant).Bigint("name", r => r.Term).Bigint("rid", r => r.Rid);
     private readonly CopyRows<NumberRow> _numbersFresh = new CopyRows<NumberRow>("entity_numbers")
         .Text("tenant", r => r.Tenant).Bigint("attr", r => r.Term).Bigint("rid", r => r.Rid).Double("value", r => r.Value);
 
@@ -459,11 +505,6 @@ internal sealed class IndexChanges
         foreach (var type in rows.Types)
         {
             _typesFresh.Add(new TermRow(tenant, terms[type], rid));
-        }
-
-        foreach (var name in rows.Attributes)
-        {
-            _attrsFresh.Add(new TermRow(tenant, terms[name], rid));
         }
 
         foreach (var row in rows.Values)
@@ -489,7 +530,6 @@ internal sealed class IndexChanges
     public async Task CopyFreshAsync(NpgsqlConnection connection)
     {
         await _typesFresh.CopyAsync(connection).ConfigureAwait(false);
-        await _attrsFresh.CopyAsync(connection).ConfigureAwait(false);
         await _numbersFresh.CopyAsync(connection).ConfigureAwait(false);
         await _stringsFresh.CopyAsync(connection).ConfigureAwait(false);
     }
@@ -506,16 +546,6 @@ internal sealed class IndexChanges
         foreach (var type in after.Types.Except(before.Types, StringComparer.Ordinal))
         {
             _typesNew.Add(tenant, terms[type], rid);
-        }
-
-        foreach (var name in before.Attributes.Except(after.Attributes, StringComparer.Ordinal))
-        {
-            _attrsGone.Add(tenant, terms[name], rid);
-        }
-
-        foreach (var name in after.Attributes.Except(before.Attributes, StringComparer.Ordinal))
-        {
-            _attrsNew.Add(tenant, terms[name], rid);
         }
 
         foreach (var row in before.Values)
@@ -554,13 +584,12 @@ internal sealed class IndexChanges
     /// <summary>Adds the statements (removals first, then the new entities' rows when they are few) to <paramref name="batch"/>.</summary>
     public void AddTo(NpgsqlBatch batch)
     {
-        foreach (var rows in (ArrayRows[])[_typesGone, _attrsGone, _numbersGone, _stringsGone, _geoGone, _typesNew, _attrsNew, _numbersNew, _stringsNew, _geoNew, _geoFresh])
+        foreach (var rows in (ArrayRows[])[_typesGone, _numbersGone, _stringsGone, _geoGone, _typesNew, _numbersNew, _stringsNew, _geoNew, _geoFresh])
         {
             rows.AddTo(batch);
         }
 
         _typesFresh.AddTo(batch);
-        _attrsFresh.AddTo(batch);
         _numbersFresh.AddTo(batch);
         _stringsFresh.AddTo(batch);
     }
