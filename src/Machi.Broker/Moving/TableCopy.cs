@@ -35,7 +35,9 @@ internal enum ColumnKind
 /// Moves the rows of one table between the archive and a database, with no column list of its own: an export writes
 /// what the source's <c>SELECT</c> returns under the source's column names, an import reads the target table's
 /// columns from its catalog (<c>PRAGMA table_info</c>, <c>information_schema.columns</c>) and converts each value to
-/// the column's type. The schema is the stores' own, created by their migrations before the rows come in.
+/// the column's type. The schema is the stores' own, created by their migrations before the rows come in. Array
+/// columns (PostgreSQL's entities.attrs) are index data a store derives from the documents, as the index tables are:
+/// neither exported nor filled by an import.
 /// </summary>
 internal static class TableCopy
 {
@@ -46,13 +48,14 @@ internal static class TableCopy
         cmd.Transaction = tx;
         cmd.CommandText = select;
         await using var r = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        var names = Enumerable.Range(0, r.FieldCount).Select(r.GetName).ToArray();
+        var fields = Enumerable.Range(0, r.FieldCount).Where(i => !r.GetDataTypeName(i).EndsWith("[]", StringComparison.Ordinal)).ToArray();
+        var names = fields.Select(r.GetName).ToArray();
         var values = new object?[names.Length];
         while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
             for (var i = 0; i < values.Length; i++)
             {
-                values[i] = r.IsDBNull(i) ? null : r.GetValue(i);
+                values[i] = r.IsDBNull(fields[i]) ? null : r.GetValue(fields[i]);
             }
 
             await part.RowAsync(json =>
@@ -135,6 +138,12 @@ internal static class TableCopy
         var columns = new Dictionary<string, ColumnKind>(StringComparer.Ordinal);
         while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
+            if (r.GetString(1) == "ARRAY")
+            {
+                // Derived from the documents after the rows are in (see the class summary).
+                continue;
+            }
+
             columns[r.GetString(0)] = r.GetString(1) switch
             {
                 "bigint" => ColumnKind.BigInt,

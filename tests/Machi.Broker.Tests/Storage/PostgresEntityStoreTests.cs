@@ -153,6 +153,126 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
             """));
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(300)]
+    public async Task Each_entity_row_names_exactly_its_attributes_after_a_batch_adds_and_drops_attributes(int others)
+    {
+        // others: new entities beside them, so that the group's new rows are copied (300) or inserted (0).
+        var a = Vehicle("urn:ngsi-ld:Vehicle:a", 10);
+        var b = Vehicle("urn:ngsi-ld:Vehicle:b", 20);
+        Assert.All(await _store.WriteAsync("", [EntityWrite.Creating(a, EntityService.Create(a)), EntityWrite.Creating(b, EntityService.Create(b))], CancellationToken.None), Assert.Null);
+
+        // One batch: a gains an attribute, b loses two, c is created with one more, d is created then loses one, e is
+        // created and deleted; f only changes a value (its names stay).
+        var c = Vehicle("urn:ngsi-ld:Vehicle:c", 30, add: "extra");
+        var d = Vehicle("urn:ngsi-ld:Vehicle:d", 40);
+        var e = Vehicle("urn:ngsi-ld:Vehicle:e", 50);
+        var fillers = Enumerable.Range(0, others).Select(i => Vehicle($"urn:ngsi-ld:Vehicle:other{i}", i)).ToList();
+        Assert.All(await _store.WriteAsync("", [
+            .. fillers.Select(v => EntityWrite.Creating(v, EntityService.Create(v))),
+            new EntityWrite(a.Id, _ => Mutation.Put(Vehicle(a.Id, 11, add: "extra"))),
+            new EntityWrite(b.Id, _ => Mutation.Put(Vehicle(b.Id, 21, drop: ["name", "operator"]))),
+            EntityWrite.Creating(c, EntityService.Create(c)),
+            EntityWrite.Creating(d, EntityService.Create(d)),
+            new EntityWrite(d.Id, _ => Mutation.Put(Vehicle(d.Id, 41, drop: ["category"]))),
+            EntityWrite.Creating(e, EntityService.Create(e)),
+            new EntityWrite(e.Id, _ => Mutation.Delete),
+        ], CancellationToken.None), Assert.Null);
+        var f = fillers.FirstOrDefault();
+        if (f is not null)
+        {
+            await _store.WriteOneAsync("", new EntityWrite(f.Id, _ => Mutation.Put(Vehicle(f.Id, 1_000))), CancellationToken.None);
+        }
+
+        await using var data = NpgsqlDataSource.Create(_connectionString);
+        await using var cmd = data.CreateCommand("""
+            SELECT e.id, coalesce((SELECT string_agg(t.iri, ' ' ORDER BY t.iri) FROM unnest(e.attrs) a(id) JOIN terms t ON t.id = a.id), '')
+            FROM entities e ORDER BY e.id
+            """);
+        var stored = new Dictionary<string, string>();
+        await using (var r = await cmd.ExecuteReaderAsync())
+        {
+            while (await r.ReadAsync())
+            {
+                stored[r.GetString(0)] = r.GetString(1);
+            }
+        }
+
+        Assert.Equal(new[] { a.Id, b.Id, c.Id, d.Id }.Concat(fillers.Select(v => v.Id)).Order(StringComparer.Ordinal), stored.Keys.Order(StringComparer.Ordinal));
+        foreach (var (id, names) in stored)
+        {
+            var entity = await _store.GetAsync("", id, CancellationToken.None);
+            Assert.Equal(string.Join(' ', entity!.Attributes.Keys.Order(StringComparer.Ordinal)), names);
+        }
+
+        Assert.Contains(LdContext.Core.ExpandTerm("extra"), stored[a.Id]);
+        Assert.DoesNotContain(LdContext.Core.ExpandTerm("operator"), stored[b.Id]);
+        Assert.DoesNotContain(LdContext.Core.ExpandTerm("category"), stored[d.Id]);
+
+        // Queries by attribute name find them.
+        var extra = await _store.QueryAsync("", new EntityQuery(new EntityFilter { Attrs = [LdContext.Core.ExpandTerm("extra")] }) { Limit = 1000 }, CancellationToken.None);
+        Assert.Equal([a.Id, c.Id], extra.Entities.Select(v => v.Id).Order(StringComparer.Ordinal));
+        var filter = new EntityFilter { Q = QExpressions.Expand(QParser.Parse("operator"), LdContext.Core.ExpandTerm) };
+        var operated = await _store.QueryAsync("", new EntityQuery(filter) { Limit = 1000, Count = true }, CancellationToken.None);
+        Assert.Equal(others + 3, operated.TotalCount);
+        Assert.DoesNotContain(b.Id, operated.Entities.Select(v => v.Id));
+    }
+
+    [Fact]
+    public async Task Attribute_rows_stored_before_the_attrs_step_move_into_the_entity_rows_when_it_is_applied()
+    {
+        var old = await server.CreateDatabaseAsync("before_attrs");
+        var vehicle = Vehicle("urn:ngsi-ld:Vehicle:old", 12);
+        await using (var data = NpgsqlDataSource.Create(old))
+        {
+            // As the writer of the version before left an entity: its row, a type row and a row each attribute name.
+            await PostgresSchema.MigrateAsync(data, CancellationToken.None, upTo: PostgresSchema.AttrsVersion - 1);
+            await using var insert = data.CreateBatch();
+            var terms = new NpgsqlBatchCommand("INSERT INTO terms (iri) SELECT unnest($1::text[])");
+            terms.Parameters.Add(new NpgsqlParameter { Value = vehicle.Attributes.Keys.Append(vehicle.Types[0]).ToArray() });
+            var entity = new NpgsqlBatchCommand("INSERT INTO entities (tenant, id, doc) VALUES ('', $1, $2)");
+            entity.Parameters.Add(new NpgsqlParameter { Value = vehicle.Id });
+            entity.Parameters.Add(new NpgsqlParameter { Value = EntityCodec.Encode(vehicle) });
+            var other = new NpgsqlBatchCommand("INSERT INTO entities (tenant, id, doc) VALUES ('', 'urn:ngsi-ld:Thing:none', $1)");
+            other.Parameters.Add(new NpgsqlParameter { Value = EntityCodec.Encode(EntityParser.ParseEntity(JsonDocument.Parse("""{"id":"urn:ngsi-ld:Thing:none","type":"Thing"}""").RootElement, LdContext.Core, DateTimeOffset.UtcNow)) });
+            var type = new NpgsqlBatchCommand("INSERT INTO entity_types (tenant, type, rid) SELECT '', t.id, e.rid FROM terms t, entities e WHERE t.iri = $1 AND e.id = $2");
+            type.Parameters.Add(new NpgsqlParameter { Value = vehicle.Types[0] });
+            type.Parameters.Add(new NpgsqlParameter { Value = vehicle.Id });
+            var attrs = new NpgsqlBatchCommand("INSERT INTO entity_attrs (tenant, name, rid) SELECT '', t.id, e.rid FROM terms t, entities e WHERE t.iri <> $1 AND e.id = $2");
+            attrs.Parameters.Add(new NpgsqlParameter { Value = vehicle.Types[0] });
+            attrs.Parameters.Add(new NpgsqlParameter { Value = vehicle.Id });
+            foreach (var command in new[] { terms, entity, other, type, attrs })
+            {
+                insert.BatchCommands.Add(command);
+            }
+
+            await insert.ExecuteNonQueryAsync();
+        }
+
+        var store = new PostgresEntityStore(old, NullLogger<PostgresEntityStore>.Instance);
+        await using var owned = store;
+        await store.InitializeAsync(CancellationToken.None);
+        await using var names = store.DataSource.CreateCommand("""
+            SELECT e.id, coalesce((SELECT string_agg(t.iri, ' ' ORDER BY t.iri) FROM unnest(e.attrs) a(id) JOIN terms t ON t.id = a.id), ''), to_regclass('entity_attrs') IS NULL
+            FROM entities e ORDER BY e.id
+            """);
+        await using (var r = await names.ExecuteReaderAsync())
+        {
+            Assert.True(await r.ReadAsync());
+            Assert.Equal(("urn:ngsi-ld:Thing:none", "", true), (r.GetString(0), r.GetString(1), r.GetBoolean(2)));
+            Assert.True(await r.ReadAsync());
+            Assert.Equal((vehicle.Id, string.Join(' ', vehicle.Attributes.Keys.Order(StringComparer.Ordinal))), (r.GetString(0), r.GetString(1)));
+        }
+
+        var speed = LdContext.Core.ExpandTerm("speed");
+        var found = await store.QueryAsync("", new EntityQuery(new EntityFilter { Attrs = [speed] }) { Count = true }, CancellationToken.None);
+        Assert.Equal([vehicle.Id], found.Entities.Select(v => v.Id));
+        var catalog = await store.DescribeAsync("", new CatalogQuery(), CancellationToken.None);
+        Assert.Equal(1, catalog.Attributes.Single(a => a.Name == speed).EntityCount);
+        Assert.Contains(vehicle.Types[0], catalog.Attributes.Single(a => a.Name == speed).TypeNames);
+    }
+
     [Fact]
     public async Task Entities_loaded_in_bulk_get_planner_statistics_before_autovacuum_would_take_them()
     {
@@ -273,6 +393,20 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
 
     private static double Speed(Entity entity) => entity.Attributes[LdContext.Core.ExpandTerm("speed")][0].Payload.GetValue<double>();
 
-    private static Entity Vehicle(string id, double speed) => EntityParser.ParseEntity(
-        JsonDocument.Parse(NgsiHttp.Vehicle(id, speed)).RootElement, LdContext.Core, DateTimeOffset.UtcNow);
+    /// <summary>A vehicle with an attribute <paramref name="add"/> more, or without the attributes <paramref name="drop"/>.</summary>
+    private static Entity Vehicle(string id, double speed, string? add = null, string[]? drop = null)
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(NgsiHttp.Vehicle(id, speed))!.AsObject();
+        if (add is not null)
+        {
+            json[add] = new System.Text.Json.Nodes.JsonObject { ["type"] = "Property", ["value"] = 1 };
+        }
+
+        foreach (var name in drop ?? [])
+        {
+            json.Remove(name);
+        }
+
+        return EntityParser.ParseEntity(JsonDocument.Parse(json.ToJsonString()).RootElement, LdContext.Core, DateTimeOffset.UtcNow);
+    }
 }

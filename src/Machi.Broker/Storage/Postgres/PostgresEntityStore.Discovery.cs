@@ -4,7 +4,7 @@ using NpgsqlTypes;
 
 namespace Machi.Broker.Storage.Postgres;
 
-/// <summary>Discovery over the type and attribute-name indexes, as SqliteEntityStore.Discovery.cs answers it.</summary>
+/// <summary>Discovery over the type index and the entities' attribute names (entities.attrs), as SqliteEntityStore.Discovery.cs answers it.</summary>
 internal sealed partial class PostgresEntityStore
 {
     public async ValueTask<EntityCatalog> DescribeAsync(string tenant, CatalogQuery query, CancellationToken cancellationToken)
@@ -52,7 +52,7 @@ internal sealed partial class PostgresEntityStore
         // Entities in scope: of the type asked for, having the attribute asked for.
         static string Scope(string alias) => $"""
             (@type IS NULL OR EXISTS (SELECT 1 FROM entity_types s WHERE s.tenant = @tenant AND s.rid = {alias}.rid AND s.type = @type))
-            AND (@attr IS NULL OR EXISTS (SELECT 1 FROM entity_attrs s WHERE s.tenant = @tenant AND s.rid = {alias}.rid AND s.name = @attr))
+            AND (@attr IS NULL OR EXISTS (SELECT 1 FROM entities s WHERE s.tenant = @tenant AND s.rid = {alias}.rid AND @attr = ANY (s.attrs)))
             """;
 
         var types = new SortedDictionary<string, (long Count, SortedSet<string> Attrs)>(StringComparer.Ordinal);
@@ -71,8 +71,8 @@ internal sealed partial class PostgresEntityStore
 
         var attrs = new SortedDictionary<string, (long Count, SortedSet<string> Types, SortedSet<AttributeKind>? Kinds)>(StringComparer.Ordinal);
         cmd.CommandText = $"""
-            SELECT t.iri, count(*) FROM entity_attrs ea JOIN terms t ON t.id = ea.name
-            WHERE ea.tenant = @tenant AND (@attr IS NULL OR ea.name = @attr) AND {Scope("ea")}
+            SELECT t.iri, count(*) FROM entities e CROSS JOIN LATERAL unnest(e.attrs) ea(name) JOIN terms t ON t.id = ea.name
+            WHERE e.tenant = @tenant AND (@attr IS NULL OR ea.name = @attr) AND {Scope("e")}
             GROUP BY t.iri
             """;
         await using (var r = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
@@ -85,7 +85,7 @@ internal sealed partial class PostgresEntityStore
 
         cmd.CommandText = $"""
             SELECT DISTINCT tt.iri, ta.iri FROM entity_types et
-            JOIN entity_attrs ea ON ea.tenant = et.tenant AND ea.rid = et.rid
+            JOIN entities e ON e.tenant = et.tenant AND e.rid = et.rid CROSS JOIN LATERAL unnest(e.attrs) ea(name)
             JOIN terms tt ON tt.id = et.type JOIN terms ta ON ta.id = ea.name
             WHERE et.tenant = @tenant AND (@type IS NULL OR et.type = @type) AND (@attr IS NULL OR ea.name = @attr)
               AND {Scope("et")}

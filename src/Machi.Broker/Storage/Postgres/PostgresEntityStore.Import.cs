@@ -9,7 +9,7 @@ internal sealed partial class PostgresEntityStore
     private const int IndexChunk = 2_000;
 
     /// <summary>
-    /// Writes the type, attribute, value and geo index rows of every stored entity in the caller's transaction, a chunk
+    /// Writes the type, value and geo index rows and the attribute names (entities.attrs) of every stored entity in the caller's transaction, a chunk
     /// of entities per statement and table (<see cref="IndexChanges"/>, as the writer makes them). Terms come from the terms table of the same transaction.
     /// </summary>
     internal static async Task IndexAllAsync(NpgsqlConnection connection, NpgsqlTransaction tx, CancellationToken cancellationToken)
@@ -60,6 +60,9 @@ internal sealed partial class PostgresEntityStore
 
             after = (chunk[^1].Tenant, chunk[^1].Rid);
             var index = new IndexChanges();
+            var attrs = new ArrayRows(
+                "UPDATE entities e SET attrs = u.attrs::bigint[] FROM unnest($1::text[], $2::bigint[], $3::text[]) u(tenant, rid, attrs) WHERE e.tenant = u.tenant AND e.rid = u.rid",
+                NpgsqlTypes.NpgsqlDbType.Text, NpgsqlTypes.NpgsqlDbType.Bigint, NpgsqlTypes.NpgsqlDbType.Text);
             foreach (var (tenant, rid, entity) in chunk)
             {
                 var rows = IndexedRows.Of(entity);
@@ -69,10 +72,12 @@ internal sealed partial class PostgresEntityStore
                 }
 
                 index.Change(tenant, rid, IndexedRows.None, rows, terms);
+                attrs.Add(tenant, rid, EntityAttrs.Literal(EntityAttrs.Ids(rows, terms)));
             }
 
             await using var batch = new NpgsqlBatch(connection, tx);
             index.AddTo(batch);
+            attrs.AddTo(batch);
             if (batch.BatchCommands.Count > 0)
             {
                 await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);

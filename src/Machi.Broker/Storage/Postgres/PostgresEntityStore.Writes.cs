@@ -103,11 +103,12 @@ internal sealed partial class PostgresEntityStore
         var terms = await TermIdsAsync(written.SelectMany(e => e.Stored!.Names).Concat(rows.SelectMany(r => r.Names))).ConfigureAwait(false);
         var tenants = new ArrayRows("INSERT INTO tenants (name, created_at) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (name) DO NOTHING",
             NpgsqlDbType.Text, NpgsqlDbType.Text);
+        // attrs: the text form of the new attribute names (cast to bigint[]), or null when they stay.
         var updates = new ArrayRows("""
-            UPDATE entities e SET doc = u.doc, access = u.access, owner = u.owner, category = u.category
-            FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::smallint[], $5::text[], $6::text[]) u(tenant, rid, doc, access, owner, category)
+            UPDATE entities e SET doc = u.doc, access = u.access, owner = u.owner, category = u.category, attrs = coalesce(u.attrs::bigint[], e.attrs)
+            FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::smallint[], $5::text[], $6::text[], $7::text[]) u(tenant, rid, doc, access, owner, category, attrs)
             WHERE e.tenant = u.tenant AND e.rid = u.rid
-            """, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea, NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text);
+            """, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea, NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Text);
         var deletes = new ArrayRows("DELETE FROM entities e USING unnest($1::text[], $2::bigint[]) u(tenant, rid) WHERE e.tenant = u.tenant AND e.rid = u.rid",
             NpgsqlDbType.Text, NpgsqlDbType.Bigint);
         var index = group.Index;
@@ -134,11 +135,13 @@ internal sealed partial class PostgresEntityStore
                 var access = EntityAccess.Of(after);
                 if (entity.WasStored)
                 {
-                    updates.Add(entity.Tenant, rid, entity.Doc, (short)access.Level, access.Owner, access.Category);
+                    var attrs = EntityAttrs.Same(entity.Stored!, rows[i]) ? null : EntityAttrs.Literal(EntityAttrs.Ids(rows[i], terms));
+                    updates.Add(entity.Tenant, rid, entity.Doc, (short)access.Level, access.Owner, access.Category, attrs);
                 }
                 else
                 {
-                    group.Inserts.Add(new EntityRow(entity.Tenant, after.Id, rid, entity.Doc!, (short)access.Level, access.Owner, access.Category));
+                    group.Inserts.Add(new EntityRow(entity.Tenant, after.Id, rid, entity.Doc!, (short)access.Level, access.Owner, access.Category,
+                        EntityAttrs.Ids(rows[i], terms)));
                 }
             }
             else if (entity.WasStored)
@@ -215,30 +218,25 @@ internal sealed partial class PostgresEntityStore
         public IndexChanges Index { get; } = new();
 
         /// <summary>Rows of the entities the group creates.</summary>
-        public CopyRows<EntityRow> Inserts { get; } = new(
-            "entities (tenant, id, rid, doc, access, owner, category)",
-            [NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bytea, NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text],
-            static row => [row.Tenant, row.Id, row.Rid, row.Doc, row.Access, row.Owner, row.Category]);
+        public CopyRows<EntityRow> Inserts { get; } = new CopyRows<EntityRow>("entities")
+            .Text("tenant", r => r.Tenant).Text("id", r => r.Id).Bigint("rid", r => r.Rid).Bytea("doc", r => r.Doc)
+            .Smallint("access", r => r.Access).Text("owner", r => r.Owner).Text("category", r => r.Category).BigintArray("attrs", r => r.Attrs);
 
-        public CopyRows<ChangeRow> Changes { get; } = new(
-            "entity_changes (seq, tenant, entity_id, kind, before, after, at)",
-            [NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Smallint, NpgsqlDbType.Bytea, NpgsqlDbType.Bytea, NpgsqlDbType.Bigint],
-            static row => [row.Seq, row.Tenant, row.EntityId, row.Kind, row.Before, row.After, row.At]);
+        public CopyRows<ChangeRow> Changes { get; } = new CopyRows<ChangeRow>("entity_changes")
+            .Bigint("seq", r => r.Seq).Text("tenant", r => r.Tenant).Text("entity_id", r => r.EntityId).Smallint("kind", r => r.Kind)
+            .Bytea("before", r => r.Before).Bytea("after", r => r.After).Bigint("at", r => r.At);
 
-        public CopyRows<HistoryRow> History { get; } = new(
-            "history (tenant, hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)",
-            [NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Smallint,
-                NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Bytea, NpgsqlDbType.Boolean],
-            static row => [row.Tenant, row.Hid, row.Attr, row.Time, row.N, row.DatasetId, row.Kind, row.ObservedAt, row.At, row.At, row.Value, row.Instance,
-                row.Instance is null]);
+        public CopyRows<HistoryRow> History { get; } = new CopyRows<HistoryRow>("history")
+            .Text("tenant", r => r.Tenant).Bigint("hid", r => r.Hid).Bigint("attr", r => r.Attr).Bigint("t", r => r.Time).Bigint("n", r => r.N)
+            .Text("dataset_id", r => r.DatasetId).Smallint("kind", r => r.Kind).Bigint("observed_at", r => r.ObservedAt)
+            .Bigint("created_at", r => r.At).Bigint("modified_at", r => r.At).Text("value", r => r.Value).Bytea("instance", r => r.Instance)
+            .Boolean("deleted", r => r.Instance is null);
 
         /// <summary>The history's rows of entities that had none before the group.</summary>
-        private CopyRows<HistoryEntityRow> NewHistoryEntities { get; } = new(
-            "history_entities (tenant, id, hid, types, created_at, modified_at, deleted_at, access, owner, category)",
-            [NpgsqlDbType.Text, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Text, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint, NpgsqlDbType.Bigint,
-                NpgsqlDbType.Smallint, NpgsqlDbType.Text, NpgsqlDbType.Text],
-            static row => [row.Tenant, row.Id, row.Hid, row.Types, row.Created, row.Modified, row.Deleted, (short)(row.Marks?.Level ?? 0), row.Marks?.Owner,
-                row.Marks?.Category]);
+        private CopyRows<HistoryEntityRow> NewHistoryEntities { get; } = new CopyRows<HistoryEntityRow>("history_entities")
+            .Text("tenant", r => r.Tenant).Text("id", r => r.Id).Bigint("hid", r => r.Hid).Text("types", r => r.Types)
+            .Bigint("created_at", r => r.Created).Bigint("modified_at", r => r.Modified).Bigint("deleted_at", r => r.Deleted)
+            .Smallint("access", r => (short)(r.Marks?.Level ?? 0)).Text("owner", r => r.Marks?.Owner).Text("category", r => r.Marks?.Category);
 
         /// <summary>The entities the group's writes changed, in the order first touched.</summary>
         public IEnumerable<GroupEntity> Written => _order.Where(e => e.Written);
@@ -360,7 +358,7 @@ internal sealed partial class PostgresEntityStore
 
     private sealed record CreatedRows(IndexedRows Index, List<HistoryDiff.Row> History);
 
-    private readonly record struct EntityRow(string Tenant, string Id, long Rid, byte[] Doc, short Access, string? Owner, string? Category);
+    private readonly record struct EntityRow(string Tenant, string Id, long Rid, byte[] Doc, short Access, string? Owner, string? Category, long[] Attrs);
 
     private readonly record struct ChangeRow(long Seq, string Tenant, string EntityId, short Kind, byte[]? Before, byte[]? After, long At);
 

@@ -36,6 +36,8 @@ internal sealed partial class PostgresEntityStore : IEntityStore
     internal const string ConsentChannel = "machi_consents";
 
     private const int MaxWritesPerCommit = 512;
+    private const int DefaultWriteBufferSize = 8192;
+    private const int CopyWriteBufferSize = 64 * 1024;
     private const int CandidateChunk = 256;
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(5);
 
@@ -107,7 +109,16 @@ internal sealed partial class PostgresEntityStore : IEntityStore
             connection.Options = (connection.Options + " -c jit=off").Trim();
         }
 
+        // The writer streams a group's new rows (~6 MB for 1,000 entities) by COPY: a larger buffer sends them in fewer
+        // socket writes (on loopback each write also runs the receiving side's TCP work on the sender's core).
+        var writeBuffer = connection.WriteBufferSize;
+        if (writeBuffer == DefaultWriteBufferSize)
+        {
+            connection.WriteBufferSize = CopyWriteBufferSize;
+        }
+
         _dataSource = NpgsqlDataSource.Create(connection.ConnectionString);
+        connection.WriteBufferSize = writeBuffer;
 
         // Reads by id and queries share a few connections, many commands in flight on each (Npgsql's multiplexing):
         // a command a connection at a time cost the broker ~170 µs of CPU a read (socket round trips, wake-ups) and
@@ -582,7 +593,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
     }
 
     /// <summary>The tables whose statistics decide the query plans (<see cref="AnalyzeAsync"/>).</summary>
-    internal const string PlannedTables = "entities, entity_types, entity_attrs, entity_numbers, entity_strings, entity_geo, history_entities";
+    internal const string PlannedTables = "entities, entity_types, entity_numbers, entity_strings, entity_geo, history_entities";
 
     /// <summary>
     /// Takes the planner's statistics again in the background once the entities written since the last time reach a

@@ -11,7 +11,7 @@ namespace Machi.Broker.Storage.Postgres;
 
 /// <summary>
 /// Turns an <see cref="EntityFilter"/> into the SQL that finds its candidates through the index tables: ids through
-/// the entities' key, types and attribute names through entity_types/entity_attrs, q comparisons on a top-level
+/// the entities' key, types through entity_types, attribute names through entities.attrs, q comparisons on a top-level
 /// attribute through entity_numbers/entity_strings, geo-queries through the GiST index of entity_geo. The same cuts
 /// as <see cref="SqliteQueryPlanner"/>: what SQL cannot decide exactly (idPattern, scopeQ, the geometry itself, the
 /// parts of q no index holds) stays with the evaluator, which runs on every candidate; when nothing is left for it
@@ -215,7 +215,21 @@ internal sealed class PostgresQueryPlanner
             return;
         }
 
-        _conditions.Add(KeyCondition(DriverRank.Attributes, "entity_attrs", "name", terms));
+        _conditions.Add(NamesAny(terms));
+    }
+
+    /// <summary>
+    /// An entity has an attribute named by one of <paramref name="names"/> (entities.attrs): a probe on a rid, or the
+    /// entities in rid order (PostgreSQL reads the rid index and checks each row when most entities have one of them,
+    /// or the GIN index, sorted, when few have).
+    /// </summary>
+    private Condition NamesAny(List<long> names)
+    {
+        var any = Parameter(names.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint);
+        return new Condition(
+            DriverRank.Attributes,
+            (rid, tail) => $"EXISTS (SELECT 1 FROM entities x WHERE x.tenant = @tenant AND x.rid = {rid} AND x.attrs && {any}{tail})",
+            new RidStream([$"SELECT x.rid FROM entities x WHERE x.tenant = @tenant AND x.attrs && {any}"]));
     }
 
     /// <summary>An entity has one of <paramref name="keys"/> in <paramref name="table"/>: a probe on a rid, or the keys' rids merged in rid order.</summary>
@@ -248,7 +262,7 @@ internal sealed class PostgresQueryPlanner
                         return;
                     }
 
-                    _conditions.Add(KeyCondition(DriverRank.Attributes, "entity_attrs", "name", [id]));
+                    _conditions.Add(NamesAny([id]));
                     break;
                 case QComparison { Path: { Names.Count: 1, Members.Count: 0 } path } comparison:
                     AddComparison(path.Attribute, comparison.Operator, comparison.Value);
