@@ -153,6 +153,16 @@ internal sealed class RawStatement : IDisposable
         }
     }
 
+    /// <summary>
+    /// Runs an INSERT and returns the rowid it gave its row (SQLite's last insert rowid of the connection): cheaper than
+    /// RETURNING, which collects the returned rows in a temporary table before the first step returns.
+    /// </summary>
+    public long Insert()
+    {
+        Execute();
+        return Native.sqlite3_last_insert_rowid(_db.DangerousGetHandle());
+    }
+
     /// <summary>Makes the statement ready for the next use (always call after reading rows).</summary>
     public void Reset()
     {
@@ -208,5 +218,8 @@ internal sealed class RawStatement : IDisposable
 
         [DllImport(Library, ExactSpelling = true)]
         public static extern int sqlite3_column_type(nint statement, int column);
+
+        [DllImport(Library, ExactSpelling = true)]
+        public static extern long sqlite3_last_insert_rowid(nint db);
     }
 }

@@ -603,17 +603,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                             s.InsertTenant.ExecuteNonQuery();
                         }
 
-                        s.Insert.Bind(1, tenant).Bind(2, entity.Id).Bind(3, doc)
-                            .Bind(4, (long)access.Level).BindOrNull(5, access.Owner).BindOrNull(6, access.Category);
-                        try
-                        {
-                            s.Insert.Step();
-                            rid = s.Insert.Int64(0);
-                        }
-                        finally
-                        {
-                            s.Insert.Reset();
-                        }
+                        rid = s.Insert.Bind(1, tenant).Bind(2, entity.Id).Bind(3, doc)
+                            .Bind(4, (long)access.Level).BindOrNull(5, access.Owner).BindOrNull(6, access.Category).Insert();
                     }
                     else
                     {
@@ -679,16 +670,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             s.InsertChange.Bind(5, after);
         }
 
-        try
-        {
-            s.InsertChange.Step();
-            _pendingLastSeq = s.InsertChange.Int64(0);
-            return _pendingLastSeq;
-        }
-        finally
-        {
-            s.InsertChange.Reset();
-        }
+        _pendingLastSeq = s.InsertChange.Insert();
+        return _pendingLastSeq;
     }
 
     /// <summary>Brings the value and geo index rows of one entity from what they were to what they are now.</summary>
@@ -822,10 +805,13 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     /// <summary>A value index row (entity_values) waiting to be inserted.</summary>
     private readonly record struct NewValueRow(string Tenant, long Attr, object Value, long Rid)
     {
+        // The value as a number (NaN for text), unboxed once: a batch's rows are compared ~13 times each in the sort.
+        private readonly double _number = Value is string ? double.NaN : Convert.ToDouble(Value, System.Globalization.CultureInfo.InvariantCulture);
+
         /// <summary>About SQLite's order of the key: numbers (by value) before text (by code unit), then the rid.</summary>
         public static int Compare(NewValueRow a, NewValueRow b)
         {
-            var c = string.CompareOrdinal(a.Tenant, b.Tenant);
+            var c = ReferenceEquals(a.Tenant, b.Tenant) ? 0 : string.CompareOrdinal(a.Tenant, b.Tenant);
             if (c == 0)
             {
                 c = a.Attr.CompareTo(b.Attr);
@@ -838,8 +824,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     (string x, string y) => string.CompareOrdinal(x, y),
                     (string, _) => 1,
                     (_, string) => -1,
-                    (var x, var y) => Convert.ToDouble(x, System.Globalization.CultureInfo.InvariantCulture)
-                        .CompareTo(Convert.ToDouble(y, System.Globalization.CultureInfo.InvariantCulture)),
+                    _ => a._number.CompareTo(b._number),
                 };
             }
 
@@ -1083,7 +1068,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             DeleteValue = Raw(c, "DELETE FROM entity_values WHERE tenant = ?1 AND attr = ?2 AND value = ?3 AND rid = ?4");
             InsertGeo = Raw(c, "INSERT INTO entity_geo(id, min_lon, max_lon, min_lat, max_lat) VALUES (?1, ?2, ?3, ?4, ?5)");
             DeleteGeo = Raw(c, "DELETE FROM entity_geo WHERE id = ?1");
-            InsertChange = Raw(c, "INSERT INTO entity_changes(tenant, entity_id, kind, before, after, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING seq");
+            InsertChange = Raw(c, "INSERT INTO entity_changes(tenant, entity_id, kind, before, after, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
             SelectTerm = Make(c, "SELECT id FROM terms WHERE iri = $iri", "$iri");
             InsertTerm = Make(c, "INSERT INTO terms(iri) VALUES ($iri) RETURNING id", "$iri");
             InsertTenant = Make(c, "INSERT OR IGNORE INTO tenants(name, created_at) VALUES ($name, $at)", "$name", "$at");
@@ -1098,7 +1083,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
         // Prepared on first use, like the history statements: the access columns come with a later schema step.
         public RawStatement Insert => field ??= Raw(_connection,
-            "INSERT INTO entities(tenant, id, doc, access, owner, category) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING rid");
+            "INSERT INTO entities(tenant, id, doc, access, owner, category) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
 
         public RawStatement Update => field ??= Raw(_connection, "UPDATE entities SET doc = ?2, access = ?3, owner = ?4, category = ?5 WHERE rid = ?1");
 
