@@ -1,6 +1,4 @@
 using System.Net;
-using System.Net.Http.Headers;
-using System.Text;
 using System.Text.Json.Nodes;
 using Machi.Broker.Tests.Infrastructure;
 using static Machi.Trust.Tests.Infrastructure.Oidc;
@@ -101,22 +99,5 @@ public sealed class AccessLogCrashTests
         {
             TempDirectory.Delete(data);
         }
-    }
-
-    private static async Task<HttpResponseMessage> SendAsync(HttpClient http, HttpMethod method, string path, string token, string? body = null, string? purpose = null)
-    {
-        using var request = new HttpRequestMessage(method, path);
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        if (purpose is not null)
-        {
-            request.Headers.Add("Machi-Purpose", purpose);
-        }
-
-        if (body is not null)
-        {
-            request.Content = new StringContent(body, Encoding.UTF8, "application/json");
-        }
-
-        return await http.SendAsync(request);
     }
 }

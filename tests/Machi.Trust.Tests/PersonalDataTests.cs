@@ -48,27 +48,6 @@ public abstract class PersonalDataTests(Backend backend)
          "{{{Owner}}}":{"type":"Property","value":"{{{owner}}}"},"{{{Category}}}":{"type":"Property","value":"vitals"}}
         """;
 
-    protected static async Task<HttpResponseMessage> SendAsync(HttpClient http, HttpMethod method, string path, string? token, string? body = null, string? purpose = null)
-    {
-        using var request = new HttpRequestMessage(method, path);
-        if (token is not null)
-        {
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        }
-
-        if (purpose is not null)
-        {
-            request.Headers.Add("Machi-Purpose", purpose);
-        }
-
-        if (body is not null)
-        {
-            request.Content = new StringContent(body, Encoding.UTF8, "application/json");
-        }
-
-        return await http.SendAsync(request);
-    }
-
     protected static async Task<(HttpStatusCode Status, string Body, string? Count)> GetAsync(HttpClient http, string path, string? token, string? purpose = null)
     {
         using var response = await SendAsync(http, HttpMethod.Get, path, token, purpose: purpose);

@@ -916,10 +916,7 @@ public sealed class SqliteAccessLog : IAccessLog
             _flushWake.Wait();
             var stopping = Volatile.Read(ref _disposed);
             Volatile.Write(ref _unflushed, 0);
-            lock (_gate)
-            {
-                Catch(() => WriteOut(_segments[_current]));
-            }
+            Catch(WriteOutStaged);
 
             foreach (var segment in _segments)
             {
@@ -1036,7 +1033,7 @@ public sealed class SqliteAccessLog : IAccessLog
         }
     }
 
-    /// <summary>Writes the staged records out to the journal now (tests take crash images of both states).</summary>
+    /// <summary>Writes the staged records out to the current journal segment now (the flusher; tests take crash images of both states).</summary>
     internal void WriteOutStaged()
     {
         lock (_gate)

@@ -63,6 +63,28 @@ public static class Oidc
         return body["access_token"]!.GetValue<string>();
     }
 
+    /// <summary>Sends a request with a bearer token (none when null), a declared purpose (Machi-Purpose) and a JSON body, when given.</summary>
+    public static async Task<HttpResponseMessage> SendAsync(HttpClient http, HttpMethod method, string path, string? token, string? body = null, string? purpose = null)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        if (token is not null)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        }
+
+        if (purpose is not null)
+        {
+            request.Headers.Add("Machi-Purpose", purpose);
+        }
+
+        if (body is not null)
+        {
+            request.Content = new StringContent(body, Encoding.UTF8, "application/json");
+        }
+
+        return await http.SendAsync(request);
+    }
+
     public static async Task<(int Status, string Body)> GetWithTokenAsync(HttpClient http, string path, string? token)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, path);
