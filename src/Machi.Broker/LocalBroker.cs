@@ -33,7 +33,7 @@ public sealed class LocalBroker
         }
 
         var touched = new List<(string, EntityAccess)>();
-        var write = _entities.Guard(caller, EntityWrite.Creating(parsed, _entities.Upsert(parsed, update: true, static () => { })), creates: true, touched);
+        var write = _entities.Guard(caller, EntityWrite.Creating(parsed, rows => _entities.Upsert(rows, update: true, static () => { })), creates: true, touched);
         var results = await _entities.BatchAsync(tenant, [write], cancellationToken).ConfigureAwait(false);
         if (results[0] is { } error)
         {

@@ -32,17 +32,17 @@ internal static class BatchApi
 
     private static async Task<IResult> Create(HttpContext http, EntityService entities, IContextResolver resolver)
     {
-        var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: true);
-        await batch.RunAsync(entities, i => EntityWrite.Creating(i.Entity!, EntityService.Create(i.Entity!)), http.Caller(), creates: true, http.RequestAborted);
+        var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: true, prepare: true);
+        await batch.RunAsync(entities, i => EntityWrite.Creating(i.Prepared!, EntityService.Create), http.Caller(), creates: true, http.RequestAborted);
         return batch.Result(successStatus: 201, listIds: batch.SucceededIds());
     }
 
     private static async Task<IResult> Upsert(HttpContext http, EntityService entities, IContextResolver resolver)
     {
         var options = RequestOptions.Parse(http.Request.Query);
-        var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: true);
+        var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: true, prepare: true);
         var created = new HashSet<string>(StringComparer.Ordinal);
-        await batch.RunAsync(entities, i => EntityWrite.Creating(i.Entity!, entities.Upsert(i.Entity!, options.UpsertUpdate, () => created.Add(i.Id))), http.Caller(), creates: true, http.RequestAborted);
+        await batch.RunAsync(entities, i => EntityWrite.Creating(i.Prepared!, rows => entities.Upsert(rows, options.UpsertUpdate, () => created.Add(rows.Id))), http.Caller(), creates: true, http.RequestAborted);
         return created.Count > 0
             ? batch.Result(successStatus: 201, listIds: batch.SucceededIds().Where(created.Contains).ToList())
             : batch.Result(successStatus: 204, listIds: null);
@@ -88,7 +88,9 @@ internal static class BatchApi
     }
 
     /// <summary>Parses the array of entities; an entity that does not parse fails alone.</summary>
-    private static async Task<BatchRun> ReadEntitiesAsync(HttpContext http, EntityService entities, IContextResolver resolver, bool requireType, bool merge = false)
+    /// <param name="prepare">Prepare each entity for storing as a new one as soon as it is parsed (create, upsert), so the
+    /// parsed entity is let go at once instead of living, with the whole batch's, until the batch is written.</param>
+    private static async Task<BatchRun> ReadEntitiesAsync(HttpContext http, EntityService entities, IContextResolver resolver, bool requireType, bool merge = false, bool prepare = false)
     {
         var tenant = NgsiRequest.Tenant(http.Request);
         var (array, mediaType) = await ReadArrayAsync(http, "entities");
@@ -113,7 +115,7 @@ internal static class BatchApi
 
                 var context = await NgsiRequest.BodyContextAsync(http, resolver, obj, mediaType);
                 var entity = EntityParser.ParseEntity(obj, context, now, fragment: !requireType, allowNullMarker: merge);
-                batch.Items.Add(new BatchItem(entity.Id, entity));
+                batch.Items.Add(prepare ? new BatchItem(entity.Id, Prepared: entities.Prepare(entity)) : new BatchItem(entity.Id, entity));
             }
             catch (NgsiException ex)
             {
@@ -136,8 +138,8 @@ internal static class BatchApi
         return array.GetArrayLength() == 0 ? throw NgsiException.BadData("The batch is empty.") : (array, mediaType);
     }
 
-    /// <summary>One item of a batch: its parsed entity (none for deletes) and, once known, why it failed.</summary>
-    private sealed record BatchItem(string Id, Entity? Entity = null, Exception? Failure = null)
+    /// <summary>One item of a batch: its parsed entity or the entity prepared for storing (none for deletes) and, once known, why it failed.</summary>
+    private sealed record BatchItem(string Id, Entity? Entity = null, NewEntityRows? Prepared = null, Exception? Failure = null)
     {
         public Exception? Failure { get; set; } = Failure;
     }

@@ -51,7 +51,7 @@ internal sealed class EntityService(IEntityStore store, AccessPolicy access, Acc
     public async Task CreateAsync(string tenant, Entity entity, Caller caller, CancellationToken ct)
     {
         var touched = new List<(string, EntityAccess)>();
-        await store.WriteOneAsync(tenant, Guard(caller, EntityWrite.Creating(entity, Create(entity)), creates: true, touched), ct).ConfigureAwait(false);
+        await store.WriteOneAsync(tenant, Guard(caller, EntityWrite.Creating(entity, Create), creates: true, touched), ct).ConfigureAwait(false);
         await LogWritesAsync(caller, tenant, touched).ConfigureAwait(false);
     }
 
@@ -147,7 +147,7 @@ internal sealed class EntityService(IEntityStore store, AccessPolicy access, Acc
 
             var mutation = write.Mutate(current);
             var after = mutation.Kind == MutationKind.Put
-                ? write.PreparedFor(current, mutation.Entity!)?.Access ?? EntityAccess.Of(mutation.Entity)
+                ? mutation.Created?.Access ?? EntityAccess.Of(mutation.Entity)
                 : EntityAccess.Of(current);
             if (mutation.Kind == MutationKind.Put && !access.CanWrite(caller, after))
             {
@@ -170,13 +170,17 @@ internal sealed class EntityService(IEntityStore store, AccessPolicy access, Acc
     /// <summary>A mutation of an entity that must exist (ResourceNotFound otherwise).</summary>
     private static EntityMutation Existing(string id, Func<Entity, Mutation> change) => current => change(current ?? throw Missing(id));
 
+    /// <summary>A new entity prepared for storing (<see cref="IEntityStore.Prepare"/>), to be written with <see cref="EntityWrite.Creating(NewEntityRows, Func{NewEntityRows, EntityMutation})"/>.</summary>
+    public NewEntityRows Prepare(Entity entity) => store.Prepare(entity);
+
     /// <summary>Runs a batch of mutations in one transaction; per item null or the failure.</summary>
     public Task<Exception?[]> BatchAsync(string tenant, IReadOnlyList<EntityWrite> writes, CancellationToken ct) =>
         store.WriteAsync(tenant, writes, ct);
 
-    public static EntityMutation Create(Entity entity) => current =>
+    /// <summary>Create (5.6.1) of a prepared entity: stored where none exists, AlreadyExists otherwise.</summary>
+    internal static EntityMutation Create(NewEntityRows entity) => current =>
         current is null
-            ? Mutation.Put(entity)
+            ? Mutation.Create(entity)
             : throw new NgsiException(NgsiErrorType.AlreadyExists, $"Entity '{entity.Id}' already exists.");
 
     public static EntityMutation Delete(string id) => Existing(id, _ => Mutation.Delete);
@@ -198,8 +202,8 @@ internal sealed class EntityService(IEntityStore store, AccessPolicy access, Acc
         });
     }
 
-    /// <summary>Upsert (5.6.8): create, or replace (default) / append (options=update) when it exists.</summary>
-    public EntityMutation Upsert(Entity entity, bool update, Action created)
+    /// <summary>Upsert (5.6.8) of a prepared entity: create, or replace (default) / append (options=update) when it exists.</summary>
+    internal EntityMutation Upsert(NewEntityRows prepared, bool update, Action created)
     {
         var now = Now();
         return current =>
@@ -207,9 +211,10 @@ internal sealed class EntityService(IEntityStore store, AccessPolicy access, Acc
             if (current is null)
             {
                 created();
-                return Mutation.Put(entity);
+                return Mutation.Create(prepared);
             }
 
+            var entity = prepared.Entity;
             if (update)
             {
                 EntityOperations.Append(current, entity.Attributes, noOverwrite: false, now);

@@ -61,17 +61,23 @@ internal static class EntityIndexRows
         {
             foreach (var instance in instances)
             {
-                if (instance.Kind is AttributeKind.GeoProperty or AttributeKind.JsonProperty)
-                {
-                    continue;
-                }
-
-                var reader = new Utf8JsonReader(instance.PayloadUtf8);
-                if (reader.Read())
-                {
-                    AddValues(rows, name, ref reader, depth: 0);
-                }
+                AddValues(name, instance.Kind, instance.PayloadUtf8, rows);
             }
+        }
+    }
+
+    /// <summary>Adds the value rows of one instance of attribute <paramref name="name"/> with the given payload.</summary>
+    public static void AddValues(string name, AttributeKind kind, ReadOnlySpan<byte> payload, ICollection<IndexedValue> rows)
+    {
+        if (kind is AttributeKind.GeoProperty or AttributeKind.JsonProperty)
+        {
+            return;
+        }
+
+        var reader = new Utf8JsonReader(payload);
+        if (reader.Read())
+        {
+            AddValues(rows, name, ref reader, depth: 0);
         }
     }
 
@@ -83,21 +89,18 @@ internal static class EntityIndexRows
             return boxes;
         }
 
+        var box = new BoxBuilder();
         foreach (var (name, instances) in entity.Attributes)
         {
-            var box = new Box();
             foreach (var instance in instances)
             {
                 if (instance.Kind == AttributeKind.GeoProperty)
                 {
-                    AddCoordinates(ref box, instance.PayloadUtf8);
+                    box.Add(instance.PayloadUtf8);
                 }
             }
 
-            if (box.HasPoints)
-            {
-                boxes.Add(new IndexedBox(name, box.MinLon, box.MaxLon, box.MinLat, box.MaxLat));
-            }
+            box.AddTo(boxes, name);
         }
 
         return boxes;
@@ -161,7 +164,7 @@ internal static class EntityIndexRows
     }
 
     // Every position in a GeoJSON geometry is an innermost array [lon, lat, (alt)] of "coordinates".
-    private static void AddCoordinates(ref Box box, ReadOnlySpan<byte> geometry)
+    private static void AddCoordinates(ref BoxBuilder box, ReadOnlySpan<byte> geometry)
     {
         var reader = new Utf8JsonReader(geometry);
         var inCoordinates = false;
@@ -201,26 +204,41 @@ internal static class EntityIndexRows
         }
     }
 
-    private struct Box
+    /// <summary>The box of one attribute name's geometries, built instance by instance.</summary>
+    internal struct BoxBuilder
     {
-        public double MinLon;
-        public double MaxLon;
-        public double MinLat;
-        public double MaxLat;
-        public bool HasPoints;
+        private double _minLon;
+        private double _maxLon;
+        private double _minLat;
+        private double _maxLat;
+        private bool _hasPoints;
+
+        /// <summary>Takes in every position of a GeoJSON geometry.</summary>
+        public void Add(ReadOnlySpan<byte> geometry) => AddCoordinates(ref this, geometry);
+
+        /// <summary>Adds the box, when it has a point, to <paramref name="boxes"/> as <paramref name="name"/>'s, and starts again.</summary>
+        public void AddTo(List<IndexedBox> boxes, string name)
+        {
+            if (_hasPoints)
+            {
+                boxes.Add(new IndexedBox(name, _minLon, _maxLon, _minLat, _maxLat));
+            }
+
+            this = default;
+        }
 
         public void Add(double lon, double lat)
         {
-            if (!HasPoints)
+            if (!_hasPoints)
             {
-                (MinLon, MaxLon, MinLat, MaxLat, HasPoints) = (lon, lon, lat, lat, true);
+                (_minLon, _maxLon, _minLat, _maxLat, _hasPoints) = (lon, lon, lat, lat, true);
                 return;
             }
 
-            MinLon = Math.Min(MinLon, lon);
-            MaxLon = Math.Max(MaxLon, lon);
-            MinLat = Math.Min(MinLat, lat);
-            MaxLat = Math.Max(MaxLat, lat);
+            _minLon = Math.Min(_minLon, lon);
+            _maxLon = Math.Max(_maxLon, lon);
+            _minLat = Math.Min(_minLat, lat);
+            _maxLat = Math.Max(_maxLat, lat);
         }
     }
 }

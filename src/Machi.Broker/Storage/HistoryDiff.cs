@@ -52,6 +52,12 @@ internal static class HistoryDiff
             count += instances.Count;
         }
 
+        CheckLimit(count);
+    }
+
+    /// <summary>Refuses, before anything is written, an entity of <paramref name="count"/> instances when they could not all be numbered.</summary>
+    public static void CheckLimit(int count)
+    {
         if (count >= MaxInstancesPerWrite)
         {
             throw NgsiException.BadData($"An entity may have at most {MaxInstancesPerWrite - 1} attribute instances.");

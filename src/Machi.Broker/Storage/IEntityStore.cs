@@ -48,26 +48,38 @@ public interface IEntityStore : IAsyncDisposable
     ValueTask PruneChangesAsync(long throughSeq, CancellationToken cancellationToken);
 
     ValueTask<bool> PingAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// What storing <paramref name="entity"/> as a new entity writes, worked out on the calling thread; the parsed entity
+    /// is let go (<see cref="NewEntityRows.Release"/>), so a batch's entities do not wait in the queue as object graphs.
+    /// A backend whose writer needs more of a new entity adds it here.
+    /// </summary>
+    internal NewEntityRows Prepare(Entity entity)
+    {
+        var rows = NewEntityRows.Of(entity);
+        rows.Release();
+        return rows;
+    }
 }
 
 /// <summary>Decides the new state of one entity from its current state (null: it does not exist).</summary>
 public delegate Mutation EntityMutation(Entity? current);
 
 /// <summary>One entity write: the entity id and the mutation to apply to it.</summary>
-/// <param name="NewEntity">The entity the mutation stores when none exists yet (create, upsert); what storing it
-/// writes is worked out ahead by the caller in <see cref="Prepared"/>, so the single writer does not have to.</param>
-public readonly record struct EntityWrite(string Id, EntityMutation Mutate, Entity? NewEntity = null)
+public readonly record struct EntityWrite(string Id, EntityMutation Mutate)
 {
-    /// <summary>The stored form, index and history rows of <see cref="NewEntity"/>, used when the write creates it.</summary>
+    /// <summary>
+    /// The entity the write creates when none exists (create, upsert), prepared for storing on the calling thread;
+    /// its mutation answers <see cref="Mutation.Create"/> with it.
+    /// </summary>
     internal NewEntityRows? Prepared { get; init; }
 
-    /// <summary>A write that will store <paramref name="entity"/> if it is new, its rows prepared now on the calling thread.</summary>
-    public static EntityWrite Creating(Entity entity, EntityMutation mutate) =>
-        new(entity.Id, mutate, entity) { Prepared = NewEntityRows.Of(entity) };
+    /// <summary>A write that may create <paramref name="entity"/>: its rows are prepared now, and the mutation is made from them.</summary>
+    internal static EntityWrite Creating(Entity entity, Func<NewEntityRows, EntityMutation> mutate) => Creating(NewEntityRows.Of(entity), mutate);
 
-    /// <summary>The prepared rows when the mutation stored <see cref="NewEntity"/> where no entity was.</summary>
-    internal NewEntityRows? PreparedFor(Entity? current, Entity stored) =>
-        current is null && ReferenceEquals(stored, NewEntity) ? Prepared : null;
+    /// <summary>A write that may create the prepared entity, with the mutation made from it.</summary>
+    internal static EntityWrite Creating(NewEntityRows entity, Func<NewEntityRows, EntityMutation> mutate) =>
+        new(entity.Id, mutate(entity)) { Prepared = entity };
 }
 
 public enum MutationKind
@@ -78,13 +90,33 @@ public enum MutationKind
 }
 
 /// <summary>What a mutation decided: keep, store the given entity, or delete.</summary>
-public readonly record struct Mutation(MutationKind Kind, Entity? Entity)
+public readonly struct Mutation
 {
-    public static Mutation None => new(MutationKind.None, null);
+    private readonly Entity? _entity;
 
-    public static Mutation Delete => new(MutationKind.Delete, null);
+    private Mutation(MutationKind kind, Entity? entity, NewEntityRows? created)
+    {
+        Kind = kind;
+        _entity = entity;
+        Created = created;
+    }
 
-    public static Mutation Put(Entity entity) => new(MutationKind.Put, entity);
+    public MutationKind Kind { get; }
+
+    /// <summary>The entity to store (for a creation from prepared rows, decoded from them: writers use <see cref="Created"/>).</summary>
+    public Entity? Entity => _entity ?? Created?.Entity;
+
+    /// <summary>The prepared new entity when the mutation creates it where none was (<see cref="Create"/>).</summary>
+    internal NewEntityRows? Created { get; }
+
+    public static Mutation None => new(MutationKind.None, null, null);
+
+    public static Mutation Delete => new(MutationKind.Delete, null, null);
+
+    public static Mutation Put(Entity entity) => new(MutationKind.Put, entity, null);
+
+    /// <summary>Stores a prepared new entity; only where no entity exists.</summary>
+    internal static Mutation Create(NewEntityRows rows) => new(MutationKind.Put, null, rows);
 }
 
 /// <summary>A paged entity query: which entities (names and types expanded IRIs) and which page of them.</summary>

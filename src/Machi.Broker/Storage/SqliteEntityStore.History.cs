@@ -40,15 +40,15 @@ internal sealed partial class SqliteEntityStore
     }
 
     /// <summary>
-    /// Records the creation of an entity (the rows <see cref="HistoryDiff.Rows"/> gives for it) with its instances
-    /// encoded ahead (<see cref="NewEntityRows"/>).
+    /// Records the creation of an entity (the rows <see cref="HistoryDiff.Rows"/> gives for it) from its prepared rows
+    /// (<see cref="NewEntityRows"/>: the instances in the entity's order, encoded ahead).
     /// </summary>
-    private void RecordCreation(WriterStatements s, string tenant, string entityId, long changeSeq, NewEntityRows prepared, Entity entity)
+    private void RecordCreation(WriterStatements s, string tenant, long changeSeq, NewEntityRows created)
     {
         // Its history may exist from an entity of the same id deleted before: it takes this one's types and marks.
-        var access = prepared.Access;
-        s.UpsertCreatedHistoryEntity.Bind(1, tenant).Bind(2, entityId).Bind(3, prepared.TypesJson)
-            .Bind(4, entity.CreatedAt.UtcTicks).Bind(5, entity.ModifiedAt.UtcTicks)
+        var access = created.Access;
+        s.UpsertCreatedHistoryEntity.Bind(1, tenant).Bind(2, created.Id).Bind(3, created.TypesJson)
+            .Bind(4, created.CreatedAt).Bind(5, created.ModifiedAt)
             .Bind(6, (long)access.Level).BindOrNull(7, access.Owner).BindOrNull(8, access.Category);
         long hid;
         try
@@ -61,17 +61,12 @@ internal sealed partial class SqliteEntityStore
             s.UpsertCreatedHistoryEntity.Reset();
         }
 
-        var ordinal = 0;
-        foreach (var (name, instances) in entity.Attributes)
+        for (var i = 0; i < created.InstanceCount; i++)
         {
-            foreach (var instance in instances)
-            {
-                var observed = prepared.ObservedAt(ordinal);
-                var stamp = instance.ModifiedAt.UtcTicks;
-                s.InsertHistory.BindText(10, instance.PayloadUtf8).Bind(11, prepared.Instance(ordinal));
-                InsertHistoryRow(s, hid, (changeSeq << 16) | (long)ordinal, name, instance.DatasetId, instance.Kind, observed ?? stamp, observed, stamp, deleted: false);
-                ordinal++;
-            }
+            var observed = created.ObservedAt(i);
+            var stamp = created.InstanceModifiedAt(i);
+            s.InsertHistory.BindText(10, created.Payload(i)).Bind(11, created.Instance(i));
+            InsertHistoryRow(s, hid, (changeSeq << 16) | (long)i, created.Name(i), created.DatasetId(i), created.Kind(i), observed ?? stamp, observed, stamp, deleted: false);
         }
     }
 

@@ -284,6 +284,12 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
     public Task<Exception?[]> WriteAsync(string tenant, IReadOnlyList<EntityWrite> writes, CancellationToken cancellationToken)
     {
+        // The writer creates a prepared entity from its rows alone: the parsed one need not wait in the queue.
+        foreach (var write in writes)
+        {
+            write.Prepared?.Release();
+        }
+
         var job = new WriteJob(tenant, writes);
         if (!_writes.Writer.TryWrite(job))
         {
@@ -587,22 +593,17 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             var mutation = write.Mutate(current);
             switch (mutation.Kind)
             {
+                case MutationKind.Put when mutation.Created is { } created && rid is null:
+                    Create(s, tenant, created, newTenants);
+                    break;
                 case MutationKind.Put:
                     var entity = mutation.Entity!;
                     HistoryDiff.CheckLimit(entity);
-                    var prepared = write.PreparedFor(current, entity);
-                    var doc = prepared?.Doc ?? EntityCodec.Encode(entity);
-                    var access = prepared?.Access ?? EntityAccess.Of(entity);
+                    var doc = EntityCodec.Encode(entity);
+                    var access = EntityAccess.Of(entity);
                     if (rid is null)
                     {
-                        if (tenant.Length > 0 && _knownTenants.TryAdd(tenant, true))
-                        {
-                            newTenants.Add(tenant);
-                            s.InsertTenant.Parameters[0].Value = tenant;
-                            s.InsertTenant.Parameters[1].Value = NgsiText.FormatDateTime(DateTimeOffset.UtcNow);
-                            s.InsertTenant.ExecuteNonQuery();
-                        }
-
+                        AddTenant(s, tenant, newTenants);
                         rid = s.Insert.Bind(1, tenant).Bind(2, entity.Id).Bind(3, doc)
                             .Bind(4, (long)access.Level).BindOrNull(5, access.Owner).BindOrNull(6, access.Category).Insert();
                     }
@@ -613,14 +614,6 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     }
 
                     var at = DateTimeOffset.UtcNow;
-                    if (prepared is not null)
-                    {
-                        AddNewIndexRows(s, tenant, rid.Value, entity);
-                        var created = LogChange(s, tenant, entity.Id, ChangeKind.Created, null, doc, at);
-                        RecordCreation(s, tenant, entity.Id, created, prepared, entity);
-                        break;
-                    }
-
                     // Index rows change only by the names that came or went (usually none on an update).
                     s.Index(s.DeleteTypes, tenant, rid.Value, EntityIndexRows.Except(typesBefore, entity.Types), TermId);
                     s.Index(s.DeleteAttrs, tenant, rid.Value, EntityIndexRows.Except(attrsBefore, entity.Attributes.Keys), TermId);
@@ -653,6 +646,35 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             }
 
             return ex;
+        }
+    }
+
+    /// <summary>
+    /// Stores a prepared new entity (<see cref="NewEntityRows"/>): its row, index rows, change-log row and history, from
+    /// the prepared arrays alone. Whatever can refuse it is checked before the first row is written.
+    /// </summary>
+    private void Create(WriterStatements s, string tenant, NewEntityRows created, List<string> newTenants)
+    {
+        HistoryDiff.CheckLimit(created.InstanceCount);
+        var boxes = CheckGeoSlots(created.Boxes());
+        AddTenant(s, tenant, newTenants);
+        var access = created.Access;
+        var rid = s.Insert.Bind(1, tenant).Bind(2, created.Id).Bind(3, created.Doc)
+            .Bind(4, (long)access.Level).BindOrNull(5, access.Owner).BindOrNull(6, access.Category).Insert();
+        AddNewIndexRows(s, tenant, rid, created, boxes);
+        var seq = LogChange(s, tenant, created.Id, ChangeKind.Created, null, created.Doc, DateTimeOffset.UtcNow);
+        RecordCreation(s, tenant, seq, created);
+    }
+
+    /// <summary>Records a tenant the first time an entity is stored in it.</summary>
+    private void AddTenant(WriterStatements s, string tenant, List<string> newTenants)
+    {
+        if (tenant.Length > 0 && _knownTenants.TryAdd(tenant, true))
+        {
+            newTenants.Add(tenant);
+            s.InsertTenant.Parameters[0].Value = tenant;
+            s.InsertTenant.Parameters[1].Value = NgsiText.FormatDateTime(DateTimeOffset.UtcNow);
+            s.InsertTenant.ExecuteNonQuery();
         }
     }
 
@@ -716,27 +738,26 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     /// The index rows of a new entity (no rows to compare with, so no sets to build), kept in the writer's lists until
     /// <see cref="InsertNewIndexRows"/> inserts them.
     /// </summary>
-    private void AddNewIndexRows(WriterStatements s, string tenant, long rid, Entity entity)
+    private void AddNewIndexRows(WriterStatements s, string tenant, long rid, NewEntityRows entity, List<IndexedBox> boxes)
     {
         foreach (var type in entity.Types)
         {
             WriterStatements.NewRids(s.NewTypes, tenant, TermId(s, type)).Add(rid);
         }
 
-        foreach (var name in entity.Attributes.Keys)
+        foreach (var name in entity.Names)
         {
             WriterStatements.NewRids(s.NewAttrs, tenant, TermId(s, name)).Add(rid);
         }
 
         var values = s.Values;
         values.Clear();
-        EntityIndexRows.AddValues(entity, values);
+        entity.AddValues(values);
         foreach (var row in values)
         {
             s.NewValues.Add(new NewValueRow(tenant, ValueKey(s, row), row.Value, rid));
         }
 
-        var boxes = CheckGeoSlots(EntityIndexRows.Boxes(entity));
         for (var i = 0; i < boxes.Count; i++)
         {
             s.NewBoxes.Add(((rid * GeoSlotsPerEntity) + i, boxes[i]));

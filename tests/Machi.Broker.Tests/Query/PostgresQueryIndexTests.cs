@@ -36,7 +36,7 @@ public sealed class PostgresQueryIndexTests(PostgresServer server) : IAsyncLifet
         {
             var entity = QueryIndexTests.Parse(QueryIndexTests.RandomEntity(random, i));
             _all.Add(entity);
-            writes.Add(EntityWrite.Creating(entity, EntityService.Create(entity)));
+            writes.Add(EntityWrite.Creating(entity, EntityService.Create));
         }
 
         var updates = new List<EntityWrite>();
@@ -111,7 +111,7 @@ public sealed class PostgresQueryIndexTests(PostgresServer server) : IAsyncLifet
             var entity = QueryIndexTests.Parse(string.Create(
                 CultureInfo.InvariantCulture,
                 $$"""{"id":"urn:ngsi-ld:P:{{i}}","type":"P","location":{"type":"GeoProperty","value":{"type":"Point","coordinates":[{{lon}},{{lat}}]} } }"""));
-            writes.Add(EntityWrite.Creating(entity, EntityService.Create(entity)));
+            writes.Add(EntityWrite.Creating(entity, EntityService.Create));
         }
 
         Assert.All(await _store.WriteAsync(tenant, writes, CancellationToken.None), Assert.Null);

@@ -33,7 +33,7 @@ public sealed class QueryIndexTests : IAsyncLifetime
         {
             var entity = Parse(RandomEntity(random, i));
             _all.Add(entity);
-            writes.Add(EntityWrite.Creating(entity, EntityService.Create(entity)));
+            writes.Add(EntityWrite.Creating(entity, EntityService.Create));
         }
 
         var results = await _store.WriteAsync(string.Empty, writes, CancellationToken.None);
@@ -156,7 +156,7 @@ public sealed class QueryIndexTests : IAsyncLifetime
         // transaction to such an entity must still find them, or a replaced value's row would stay behind.
         var random = new Random(11);
         var created = Enumerable.Range(1000, 40).Select(i => Parse(RandomEntity(random, i))).ToList();
-        var writes = created.ConvertAll(e => EntityWrite.Creating(e, EntityService.Create(e)));
+        var writes = created.ConvertAll(e => EntityWrite.Creating(e, EntityService.Create));
         for (var i = 0; i < created.Count; i += 3)
         {
             var replacement = Parse(RandomEntity(random, 1000 + i));
@@ -169,7 +169,7 @@ public sealed class QueryIndexTests : IAsyncLifetime
         }
 
         var again = Parse(RandomEntity(random, 1001));
-        writes.Add(EntityWrite.Creating(again, EntityService.Create(again)));
+        writes.Add(EntityWrite.Creating(again, EntityService.Create));
         Assert.All(await _store.WriteAsync(string.Empty, writes, CancellationToken.None), Assert.Null);
 
         var stored = 0;
@@ -203,7 +203,7 @@ public sealed class QueryIndexTests : IAsyncLifetime
         var refused = Parse("""{"id":"urn:ngsi-ld:X:refused","type":"FreshType","freshName":{"type":"Property","value":7},""" + geo + "}");
         var later = Parse("""{"id":"urn:ngsi-ld:X:later","type":"FreshType","freshName":{"type":"Property","value":8},"where0":{"type":"GeoProperty","value":{"type":"Point","coordinates":[139.9,37.5]}}}""");
         var results = await _store.WriteAsync(string.Empty,
-            [EntityWrite.Creating(refused, EntityService.Create(refused)), EntityWrite.Creating(later, EntityService.Create(later))], CancellationToken.None);
+            [EntityWrite.Creating(refused, EntityService.Create), EntityWrite.Creating(later, EntityService.Create)], CancellationToken.None);
 
         Assert.NotNull(results[0]);
         Assert.Null(results[1]);

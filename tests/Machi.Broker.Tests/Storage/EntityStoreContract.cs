@@ -66,7 +66,7 @@ public abstract class EntityStoreContract : IAsyncLifetime
             var entity = EntityParser.ParseEntity(JsonDocument.Parse($$"""
                 {"id":"{{id}}","type":"Reading","level":{"type":"Property","value":5}{{(marks.Length == 0 ? "" : "," + marks)}}}
                 """).RootElement, LdContext.Core, DateTimeOffset.UtcNow);
-            await Store.WriteOneAsync("", EntityWrite.Creating(entity, EntityService.Create(entity)), CancellationToken.None);
+            await Store.WriteOneAsync("", EntityWrite.Creating(entity, EntityService.Create), CancellationToken.None);
         }
 
         var now = DateTimeOffset.UtcNow;
@@ -118,12 +118,12 @@ public abstract class EntityStoreContract : IAsyncLifetime
         var waiting = Store.WaitForChangeAsync(Store.LastChangeSeq, CancellationToken.None);
         Assert.False(waiting.IsCompleted);
         var first = Vehicle("urn:ngsi-ld:Vehicle:a", 10);
-        await Store.WriteOneAsync("", EntityWrite.Creating(first, EntityService.Create(first)), CancellationToken.None);
+        await Store.WriteOneAsync("", EntityWrite.Creating(first, EntityService.Create), CancellationToken.None);
         await waiting.WaitAsync(TimeSpan.FromSeconds(5));
 
         var faster = Vehicle("urn:ngsi-ld:Vehicle:a", 20);
         await Store.WriteOneAsync("", "urn:ngsi-ld:Vehicle:a", _ => Mutation.Put(faster), CancellationToken.None);
-        await Store.WriteOneAsync("city-b", EntityWrite.Creating(Vehicle("urn:ngsi-ld:Vehicle:b", 5), EntityService.Create(Vehicle("urn:ngsi-ld:Vehicle:b", 5))), CancellationToken.None);
+        await Store.WriteOneAsync("city-b", EntityWrite.Creating(Vehicle("urn:ngsi-ld:Vehicle:b", 5), EntityService.Create), CancellationToken.None);
         await Store.WriteOneAsync("", "urn:ngsi-ld:Vehicle:a", _ => Mutation.Delete, CancellationToken.None);
 
         // A mutation that fails leaves nothing in the log.
@@ -156,10 +156,10 @@ public abstract class EntityStoreContract : IAsyncLifetime
         var a = Vehicle("urn:ngsi-ld:Vehicle:a", 10);
         var b = Vehicle("urn:ngsi-ld:Vehicle:b", 30);
         var results = await Store.WriteAsync("", [
-            EntityWrite.Creating(a, EntityService.Create(a)),
+            EntityWrite.Creating(a, EntityService.Create),
             new EntityWrite("urn:ngsi-ld:Vehicle:x", _ => throw new InvalidOperationException("refused")),
-            EntityWrite.Creating(b, EntityService.Create(b)),
-            EntityWrite.Creating(a, EntityService.Create(a)),
+            EntityWrite.Creating(b, EntityService.Create),
+            EntityWrite.Creating(a, EntityService.Create),
         ], CancellationToken.None);
 
         Assert.Null(results[0]);
@@ -189,7 +189,7 @@ public abstract class EntityStoreContract : IAsyncLifetime
              "far": {"type": "GeoProperty", "value": {"type": "LineString", "coordinates": [[170, 10], [-170, 10]]}}}
             """.Replace("LONG", longText + "b", StringComparison.Ordinal);
         var entity = EntityParser.ParseEntity(JsonDocument.Parse(json).RootElement, LdContext.Core, DateTimeOffset.UtcNow);
-        await Store.WriteOneAsync("", EntityWrite.Creating(entity, EntityService.Create(entity)), CancellationToken.None);
+        await Store.WriteOneAsync("", EntityWrite.Creating(entity, EntityService.Create), CancellationToken.None);
 
         async Task<int> CountAsync(string q, GeoQuery? geo = null)
         {
@@ -220,12 +220,12 @@ public abstract class EntityStoreContract : IAsyncLifetime
         var brief = Vehicle("urn:ngsi-ld:Vehicle:brief", 25);
         var after = Store.LastChangeSeq;
         var results = await Store.WriteAsync("", [
-            EntityWrite.Creating(first, EntityService.Create(first)),
-            EntityWrite.Creating(brief, EntityService.Create(brief)),
+            EntityWrite.Creating(first, EntityService.Create),
+            EntityWrite.Creating(brief, EntityService.Create),
             new EntityWrite(first.Id, _ => Mutation.Put(faster)),
             new EntityWrite(first.Id, _ => Mutation.Delete),
             new EntityWrite(brief.Id, _ => Mutation.Delete),
-            EntityWrite.Creating(again, EntityService.Create(again)),
+            EntityWrite.Creating(again, EntityService.Create),
         ], CancellationToken.None);
 
         Assert.All(results, Assert.Null);

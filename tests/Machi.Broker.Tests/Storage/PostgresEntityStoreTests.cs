@@ -40,7 +40,7 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
     public async Task Every_write_records_its_history_in_the_same_transaction_in_the_month_partition()
     {
         var vehicle = Vehicle("urn:ngsi-ld:Vehicle:h", 10);
-        await _store.WriteOneAsync("", EntityWrite.Creating(vehicle, EntityService.Create(vehicle)), CancellationToken.None);
+        await _store.WriteOneAsync("", EntityWrite.Creating(vehicle, EntityService.Create), CancellationToken.None);
         var faster = Vehicle("urn:ngsi-ld:Vehicle:h", 20);
         await _store.WriteOneAsync("", "urn:ngsi-ld:Vehicle:h", _ => Mutation.Put(faster), CancellationToken.None);
         await _store.WriteOneAsync("", "urn:ngsi-ld:Vehicle:h", _ => Mutation.Delete, CancellationToken.None);
@@ -82,7 +82,7 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
         foreach (var (id, speed) in new[] { ("a", 10.0), ("b", 20.0), ("c", 30.0) })
         {
             var vehicle = Vehicle($"urn:ngsi-ld:Vehicle:{id}", speed);
-            await _store.WriteOneAsync("", EntityWrite.Creating(vehicle, EntityService.Create(vehicle)), CancellationToken.None);
+            await _store.WriteOneAsync("", EntityWrite.Creating(vehicle, EntityService.Create), CancellationToken.None);
         }
 
         await _store.WriteOneAsync("", "urn:ngsi-ld:Vehicle:c", _ => Mutation.Delete, CancellationToken.None);
@@ -93,14 +93,14 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
         var e = Vehicle("urn:ngsi-ld:Vehicle:e", 50);
         var fillers = Enumerable.Range(0, others).Select(i => Vehicle($"urn:ngsi-ld:Vehicle:other{i}", -1)).ToList();
         var results = await _store.WriteAsync("", [
-            .. fillers.Take(others / 2).Select(v => EntityWrite.Creating(v, EntityService.Create(v))),
+            .. fillers.Take(others / 2).Select(v => EntityWrite.Creating(v, EntityService.Create)),
             new EntityWrite("urn:ngsi-ld:Vehicle:a", _ => Mutation.Put(Vehicle("urn:ngsi-ld:Vehicle:a", 11))),
             new EntityWrite("urn:ngsi-ld:Vehicle:b", _ => Mutation.Delete),
-            EntityWrite.Creating(c, EntityService.Create(c)),
-            EntityWrite.Creating(d, EntityService.Create(d)),
+            EntityWrite.Creating(c, EntityService.Create),
+            EntityWrite.Creating(d, EntityService.Create),
             new EntityWrite("urn:ngsi-ld:Vehicle:d", _ => Mutation.Put(Vehicle("urn:ngsi-ld:Vehicle:d", 41))),
-            EntityWrite.Creating(e, EntityService.Create(e)),
-            .. fillers.Skip(others / 2).Select(v => EntityWrite.Creating(v, EntityService.Create(v))),
+            EntityWrite.Creating(e, EntityService.Create),
+            .. fillers.Skip(others / 2).Select(v => EntityWrite.Creating(v, EntityService.Create)),
         ], CancellationToken.None);
         Assert.All(results, Assert.Null);
 
@@ -161,7 +161,7 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
         // others: new entities beside them, so that the group's new rows are copied (300) or inserted (0).
         var a = Vehicle("urn:ngsi-ld:Vehicle:a", 10);
         var b = Vehicle("urn:ngsi-ld:Vehicle:b", 20);
-        Assert.All(await _store.WriteAsync("", [EntityWrite.Creating(a, EntityService.Create(a)), EntityWrite.Creating(b, EntityService.Create(b))], CancellationToken.None), Assert.Null);
+        Assert.All(await _store.WriteAsync("", [EntityWrite.Creating(a, EntityService.Create), EntityWrite.Creating(b, EntityService.Create)], CancellationToken.None), Assert.Null);
 
         // One batch: a gains an attribute, b loses two, c is created with one more, d is created then loses one, e is
         // created and deleted; f only changes a value (its names stay).
@@ -170,13 +170,13 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
         var e = Vehicle("urn:ngsi-ld:Vehicle:e", 50);
         var fillers = Enumerable.Range(0, others).Select(i => Vehicle($"urn:ngsi-ld:Vehicle:other{i}", i)).ToList();
         Assert.All(await _store.WriteAsync("", [
-            .. fillers.Select(v => EntityWrite.Creating(v, EntityService.Create(v))),
+            .. fillers.Select(v => EntityWrite.Creating(v, EntityService.Create)),
             new EntityWrite(a.Id, _ => Mutation.Put(Vehicle(a.Id, 11, add: "extra"))),
             new EntityWrite(b.Id, _ => Mutation.Put(Vehicle(b.Id, 21, drop: ["name", "operator"]))),
-            EntityWrite.Creating(c, EntityService.Create(c)),
-            EntityWrite.Creating(d, EntityService.Create(d)),
+            EntityWrite.Creating(c, EntityService.Create),
+            EntityWrite.Creating(d, EntityService.Create),
             new EntityWrite(d.Id, _ => Mutation.Put(Vehicle(d.Id, 41, drop: ["category"]))),
-            EntityWrite.Creating(e, EntityService.Create(e)),
+            EntityWrite.Creating(e, EntityService.Create),
             new EntityWrite(e.Id, _ => Mutation.Delete),
         ], CancellationToken.None), Assert.Null);
         var f = fillers.FirstOrDefault();
@@ -277,7 +277,7 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
     public async Task Entities_loaded_in_bulk_get_planner_statistics_before_autovacuum_would_take_them()
     {
         var vehicles = Enumerable.Range(0, 1_500).Select(i => Vehicle($"urn:ngsi-ld:Vehicle:bulk{i}", i % 40)).ToList();
-        var results = await _store.WriteAsync("", [.. vehicles.Select(v => EntityWrite.Creating(v, EntityService.Create(v)))], CancellationToken.None);
+        var results = await _store.WriteAsync("", [.. vehicles.Select(v => EntityWrite.Creating(v, EntityService.Create))], CancellationToken.None);
         Assert.All(results, Assert.Null);
 
         // Without the store's own ANALYZE the tables keep the statistics of empty tables until autovacuum's next
@@ -304,7 +304,7 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
         await using var other = await OpenAsync();
         var waiting = other.WaitForChangeAsync(other.LastChangeSeq, CancellationToken.None);
         var vehicle = Vehicle("urn:ngsi-ld:Vehicle:n", 10);
-        await _store.WriteOneAsync("", EntityWrite.Creating(vehicle, EntityService.Create(vehicle)), CancellationToken.None);
+        await _store.WriteOneAsync("", EntityWrite.Creating(vehicle, EntityService.Create), CancellationToken.None);
 
         // Woken by NOTIFY, well before the backstop poll.
         await waiting.WaitAsync(TimeSpan.FromSeconds(3));

@@ -44,7 +44,7 @@ internal sealed partial class PostgresEntityStore
             if (after is not null)
             {
                 HistoryDiff.CheckLimit(after);
-                prepared = write.PreparedFor(current, after);
+                prepared = current is null ? mutation.Created : null;
                 doc = prepared?.Doc ?? EntityCodec.Encode(after);
             }
 
@@ -346,15 +346,26 @@ internal sealed partial class PostgresEntityStore
         var rows = new CreatedRows?[writes.Count];
         for (var i = 0; i < writes.Count; i++)
         {
-            if (writes[i] is { NewEntity: { } entity, Prepared: not null })
+            if (writes[i].Prepared is { } prepared)
             {
-                // A creation records every instance, in the entity's order, and no removal (so the time is not used).
-                rows[i] = new CreatedRows(IndexedRows.Of(entity), HistoryDiff.Rows(null, entity, default).ToList());
+                rows[i] = prepared.BackendRows as CreatedRows ?? CreatedRowsOf(prepared.Entity);
             }
         }
 
         return rows;
     }
+
+    /// <summary>A new entity prepared with the index and history rows this writer takes from it (<see cref="Created"/>).</summary>
+    NewEntityRows IEntityStore.Prepare(Entity entity)
+    {
+        var rows = NewEntityRows.Of(entity);
+        rows.BackendRows = CreatedRowsOf(entity);
+        rows.Release();
+        return rows;
+    }
+
+    // A creation records every instance, in the entity's order, and no removal (so the time is not used).
+    private static CreatedRows CreatedRowsOf(Entity entity) => new(IndexedRows.Of(entity), HistoryDiff.Rows(null, entity, default).ToList());
 
     private sealed record CreatedRows(IndexedRows Index, List<HistoryDiff.Row> History);
 
