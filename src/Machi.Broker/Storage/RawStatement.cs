@@ -163,6 +163,14 @@ internal sealed class RawStatement : IDisposable
         return Native.sqlite3_last_insert_rowid(_db.DangerousGetHandle());
     }
 
+    /// <summary>Runs an INSERT OR IGNORE: the rowid it gave its row, or null when a conflict left the row out.</summary>
+    public long? InsertOrIgnore()
+    {
+        Execute();
+        var db = _db.DangerousGetHandle();
+        return Native.sqlite3_changes(db) == 0 ? null : Native.sqlite3_last_insert_rowid(db);
+    }
+
     /// <summary>Makes the statement ready for the next use (always call after reading rows).</summary>
     public void Reset()
     {
@@ -221,5 +229,8 @@ internal sealed class RawStatement : IDisposable
 
         [DllImport(Library, ExactSpelling = true)]
         public static extern long sqlite3_last_insert_rowid(nint db);
+
+        [DllImport(Library, ExactSpelling = true)]
+        public static extern int sqlite3_changes(nint db);
     }
 }

@@ -1118,6 +1118,11 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             RETURNING hid
             """);
 
+        public RawStatement InsertCreatedHistoryEntity => field ??= Raw(_connection, """
+            INSERT OR IGNORE INTO history_entities (tenant, id, types, created_at, modified_at, deleted_at, access, owner, category)
+            VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8)
+            """);
+
         // A created entity's history row takes the entity's access marks in the same statement (no UPDATE after it).
         public RawStatement UpsertCreatedHistoryEntity => field ??= Raw(_connection, """
             INSERT INTO history_entities (tenant, id, types, created_at, modified_at, deleted_at, access, owner, category)

@@ -355,12 +355,14 @@ internal sealed partial class PostgresEntityStore
         return rows;
     }
 
-    /// <summary>A new entity prepared with the index and history rows this writer takes from it (<see cref="Created"/>).</summary>
+    /// <summary>
+    /// A new entity prepared with the index and history rows this writer takes from it (<see cref="Created"/>). The
+    /// parsed entity is kept: the writer still reads its types, times and access marks.
+    /// </summary>
     NewEntityRows IEntityStore.Prepare(Entity entity)
     {
         var rows = NewEntityRows.Of(entity);
         rows.BackendRows = CreatedRowsOf(entity);
-        rows.Release();
         return rows;
     }
 
