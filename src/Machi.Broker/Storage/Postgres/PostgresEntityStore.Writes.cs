@@ -50,9 +50,13 @@ internal sealed partial class PostgresEntityStore
 
             var at = _time.GetUtcNow();
             var history = prepared is not null && created is not null ? created.History : HistoryDiff.Rows(stampsBefore, after, at).ToList();
-            if (!history.TrueForAll(row => _termIds.ContainsKey(row.Attr)))
+            foreach (var row in history)
             {
-                await TermIdsAsync(history.Select(r => r.Attr)).ConfigureAwait(false);
+                if (!_termIds.ContainsKey(row.Attr))
+                {
+                    await TermIdsAsync(history.Select(r => r.Attr)).ConfigureAwait(false);
+                    break;
+                }
             }
 
             // Nothing below can fail: the write is recorded.
@@ -69,7 +73,7 @@ internal sealed partial class PostgresEntityStore
             group.LastSeq = seq;
             var kind = after is null ? ChangeKind.Deleted : current is null ? ChangeKind.Created : ChangeKind.Updated;
             group.Changes.Add(new ChangeRow(seq, tenant, write.Id, (short)kind, entity.Doc, doc, at.UtcTicks));
-            var hid = group.HistoryEntity(tenant, write.Id, at, typesBefore, after, EntityAccess.ForHistory(accessBefore, current is not null, after));
+            var hid = group.HistoryEntity(tenant, write.Id, at, typesBefore, after, prepared?.TypesJson, EntityAccess.ForHistory(accessBefore, current is not null, after));
             for (var i = 0; i < history.Count; i++)
             {
                 var row = history[i];
@@ -98,9 +102,19 @@ internal sealed partial class PostgresEntityStore
     /// </summary>
     private async Task AddGroupAsync(NpgsqlBatch batch, GroupWrites group)
     {
-        var written = group.Written.ToList();
-        var rows = written.Select(e => e.AfterRows ?? IndexedRows.Of(e.After)).ToList();
-        var terms = await TermIdsAsync(written.SelectMany(e => e.Stored!.Names).Concat(rows.SelectMany(r => r.Names))).ConfigureAwait(false);
+        var written = group.Written;
+        var rows = new List<IndexedRows>(written.Count);
+        var missing = new List<string>();
+        foreach (var entity in written)
+        {
+            var after = entity.AfterRows ?? IndexedRows.Of(entity.After);
+            rows.Add(after);
+            entity.Stored!.AllKnown(_termIds, missing);
+            after.AllKnown(_termIds, missing);
+        }
+
+        // Usually every term is known (numbered by an earlier write), and the store's own map serves.
+        IReadOnlyDictionary<string, long> terms = missing.Count == 0 ? _termIds : await TermIdsAsync(missing.Concat(written.SelectMany(e => e.Stored!.Names)).Concat(rows.SelectMany(r => r.Names))).ConfigureAwait(false);
         var tenants = new ArrayRows("INSERT INTO tenants (name, created_at) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (name) DO NOTHING",
             NpgsqlDbType.Text, NpgsqlDbType.Text);
         // attrs: the text form of the new attribute names (cast to bigint[]), or null when they stay.
@@ -193,18 +207,18 @@ internal sealed partial class PostgresEntityStore
     /// </summary>
     private sealed class GroupWrites
     {
-        private readonly Dictionary<(string Tenant, string Id), GroupEntity> _entities = [];
-        private readonly List<GroupEntity> _order = [];
-        private readonly Dictionary<(string Tenant, string Id), HistoryEntityRow> _historyEntities = [];
+        private Dictionary<(string Tenant, string Id), GroupEntity> _entities = [];
+        private List<GroupEntity> _order = [];
+        private Dictionary<(string Tenant, string Id), HistoryEntityRow> _historyEntities = [];
 
         /// <summary>Stored rows, by key, read at the start of the group.</summary>
-        public Dictionary<(string Tenant, string Id), (long Rid, byte[] Doc)> Prefetched { get; } = [];
+        public Dictionary<(string Tenant, string Id), (long Rid, byte[] Doc)> Prefetched { get; private set; } = [];
 
         /// <summary>
         /// The history id of every entity of the group, by key, read at the start of the group (Stored) or taken
         /// from its sequence for those that have no history row yet.
         /// </summary>
-        public Dictionary<(string Tenant, string Id), (long Hid, bool Stored)> HistoryIds { get; } = [];
+        public Dictionary<(string Tenant, string Id), (long Hid, bool Stored)> HistoryIds { get; private set; } = [];
 
         public Stack<long> FreeRids { get; } = new();
 
@@ -239,7 +253,16 @@ internal sealed partial class PostgresEntityStore
             .Smallint("access", r => (short)(r.Marks?.Level ?? 0)).Text("owner", r => r.Marks?.Owner).Text("category", r => r.Marks?.Category);
 
         /// <summary>The entities the group's writes changed, in the order first touched.</summary>
-        public IEnumerable<GroupEntity> Written => _order.Where(e => e.Written);
+        public List<GroupEntity> Written => _order.FindAll(e => e.Written);
+
+        /// <summary>Sizes the group's maps for <paramref name="entities"/> entities (a batch's ~1,000, grown one doubling at a time, allocated each size on the way).</summary>
+        public void Expect(int entities)
+        {
+            _entities = new(entities);
+            _order = new(entities);
+            _historyEntities = new(entities);
+            HistoryIds = new(entities);
+        }
 
         public GroupEntity Entity(string tenant, string id)
         {
@@ -261,9 +284,10 @@ internal sealed partial class PostgresEntityStore
         /// types and times, the last marks.
         /// </summary>
         /// <returns>The entity's history id.</returns>
-        public long HistoryEntity(string tenant, string id, DateTimeOffset at, string[]? typesBefore, Entity? after, EntityAccess? marks)
+        /// <param name="typesJson">The JSON of <paramref name="after"/>'s types when its write worked them out already (a creation).</param>
+        public long HistoryEntity(string tenant, string id, DateTimeOffset at, string[]? typesBefore, Entity? after, string? typesJson, EntityAccess? marks)
         {
-            var types = JsonSerializer.Serialize((IReadOnlyList<string>?)after?.Types ?? typesBefore ?? []);
+            var types = typesJson ?? JsonSerializer.Serialize((IReadOnlyList<string>?)after?.Types ?? typesBefore ?? []);
             var modified = after?.ModifiedAt.UtcTicks ?? at.UtcTicks;
             var set = typesBefore is null || after is null || !typesBefore.SequenceEqual(after.Types);
             if (!_historyEntities.TryGetValue((tenant, id), out var row))

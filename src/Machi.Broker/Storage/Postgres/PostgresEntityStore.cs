@@ -589,7 +589,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
             job.Completion.TrySetResult(job.Results);
         }
 
-        NoteWritten(group.Written.Count());
+        NoteWritten(group.Written.Count);
     }
 
     /// <summary>The tables whose statistics decide the query plans (<see cref="AnalyzeAsync"/>).</summary>
@@ -643,22 +643,33 @@ internal sealed partial class PostgresEntityStore : IEntityStore
     /// </summary>
     private static async Task PrefetchAsync(NpgsqlConnection connection, NpgsqlTransaction tx, List<WriteJob> batch, GroupWrites group)
     {
-        var keys = new HashSet<(string Tenant, string Id)>();
         var writes = 0;
+        foreach (var job in batch)
+        {
+            writes += job.Writes.Count;
+        }
+
+        var keys = new HashSet<(string Tenant, string Id)>(writes);
+        var (tenants, ids) = (new List<string>(writes), new List<string>(writes));
         foreach (var job in batch)
         {
             foreach (var write in job.Writes)
             {
-                keys.Add((job.Tenant, write.Id));
-                writes++;
+                if (keys.Add((job.Tenant, write.Id)))
+                {
+                    tenants.Add(job.Tenant);
+                    ids.Add(write.Id);
+                }
             }
         }
+
+        group.Expect(keys.Count);
 
         await using var prefetch = new NpgsqlBatch(connection, tx);
         prefetch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_advisory_xact_lock({WriterLock})"));
         var select = new NpgsqlBatchCommand("SELECT e.tenant, e.id, e.rid, e.doc FROM unnest($1::text[], $2::text[]) k(tenant, id) JOIN entities e ON e.tenant = k.tenant AND e.id = k.id");
-        select.Parameters.Add(new NpgsqlParameter { Value = keys.Select(k => k.Tenant).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
-        select.Parameters.Add(new NpgsqlParameter { Value = keys.Select(k => k.Id).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        select.Parameters.Add(new NpgsqlParameter<List<string>> { TypedValue = tenants, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        select.Parameters.Add(new NpgsqlParameter<List<string>> { TypedValue = ids, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         prefetch.BatchCommands.Add(select);
 
         // coalesce evaluates nextval only for the entities without a history row.
@@ -666,8 +677,8 @@ internal sealed partial class PostgresEntityStore : IEntityStore
             SELECT k.tenant, k.id, coalesce(h.hid, nextval('history_entity_seq')), h.hid IS NOT NULL
             FROM unnest($1::text[], $2::text[]) k(tenant, id) LEFT JOIN history_entities h ON h.tenant = k.tenant AND h.id = k.id
             """);
-        hids.Parameters.Add(new NpgsqlParameter { Value = select.Parameters[0].Value, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
-        hids.Parameters.Add(new NpgsqlParameter { Value = select.Parameters[1].Value, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        hids.Parameters.Add(new NpgsqlParameter<List<string>> { TypedValue = tenants, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        hids.Parameters.Add(new NpgsqlParameter<List<string>> { TypedValue = ids, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         prefetch.BatchCommands.Add(hids);
         var rids = new NpgsqlBatchCommand("SELECT nextval('entity_rid_seq') FROM generate_series(1, $1)");
         rids.Parameters.Add(new NpgsqlParameter { Value = keys.Count, NpgsqlDbType = NpgsqlDbType.Integer });

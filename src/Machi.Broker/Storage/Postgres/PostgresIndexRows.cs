@@ -22,10 +22,22 @@ internal static class PostgresValueRows
 {
     private const int MaxTextCodePoints = 200;
 
+    // The values as EntityIndexRows reads them, before the rows dedupe them (a list reused by the thread: the rows of
+    // each new entity are made on a request's thread, ~1,000 a batch).
+    [ThreadStatic]
+    private static List<IndexedValue>? t_values;
+
     public static HashSet<ValueRow> Rows(Entity? entity)
     {
-        var rows = new HashSet<ValueRow>();
-        foreach (var value in EntityIndexRows.Values(entity))
+        var values = t_values ??= [];
+        values.Clear();
+        if (entity is not null)
+        {
+            EntityIndexRows.AddValues(entity, values);
+        }
+
+        var rows = new HashSet<ValueRow>(values.Count);
+        foreach (var value in values)
         {
             rows.Add(value.Value switch
             {
@@ -36,6 +48,7 @@ internal static class PostgresValueRows
             });
         }
 
+        values.Clear();
         return rows;
     }
 
@@ -767,6 +780,44 @@ internal sealed class IndexedRows
 
     /// <summary>Every term the rows name.</summary>
     public IEnumerable<string> Names => Types.Concat(Attributes).Concat(Values.Select(v => v.Attribute)).Concat(Geo.Select(g => g.Attribute));
+
+    /// <summary>Whether <paramref name="terms"/> has an id for every term the rows name; else adds the missing ones to <paramref name="missing"/>.</summary>
+    public bool AllKnown(IReadOnlyDictionary<string, long> terms, List<string> missing)
+    {
+        var known = true;
+        foreach (var type in Types)
+        {
+            known &= Known(type, terms, missing);
+        }
+
+        foreach (var attribute in Attributes)
+        {
+            known &= Known(attribute, terms, missing);
+        }
+
+        foreach (var value in Values)
+        {
+            known &= Known(value.Attribute, terms, missing);
+        }
+
+        foreach (var geo in Geo)
+        {
+            known &= Known(geo.Attribute, terms, missing);
+        }
+
+        return known;
+    }
+
+    private static bool Known(string term, IReadOnlyDictionary<string, long> terms, List<string> missing)
+    {
+        if (terms.ContainsKey(term))
+        {
+            return true;
+        }
+
+        missing.Add(term);
+        return false;
+    }
 
     public static IndexedRows Of(Entity? entity) => entity is null ? None : new IndexedRows(entity);
 }
