@@ -49,7 +49,8 @@ internal sealed partial class PostgresEntityStore
             }
 
             var at = _time.GetUtcNow();
-            var history = prepared is not null && created is not null ? created.History : HistoryDiff.Rows(stampsBefore, after, at).ToList();
+            var encodedHistory = prepared is not null ? created?.EncodedHistory : null;
+            var history = encodedHistory is not null ? [] : prepared is not null && created is not null ? created.History! : HistoryDiff.Rows(stampsBefore, after, at).ToList();
             foreach (var row in history)
             {
                 if (!_termIds.ContainsKey(row.Attr))
@@ -74,6 +75,12 @@ internal sealed partial class PostgresEntityStore
             var kind = after is null ? ChangeKind.Deleted : current is null ? ChangeKind.Created : ChangeKind.Updated;
             group.Changes.Add(new ChangeRow(seq, tenant, write.Id, (short)kind, entity.Doc, doc, at.UtcTicks));
             var hid = group.HistoryEntity(tenant, write.Id, at, typesBefore, after, prepared?.TypesJson, EntityAccess.ForHistory(accessBefore, current is not null, after));
+            if (encodedHistory is not null)
+            {
+                CreationHistory.Number(encodedHistory, hid, seq);
+                group.History.AddEncoded(encodedHistory);
+            }
+
             for (var i = 0; i < history.Count; i++)
             {
                 var row = history[i];
@@ -365,22 +372,35 @@ internal sealed partial class PostgresEntityStore
     /// PostgreSQL waits on between groups, does not: used when the write does create the entity it was made for, as
     /// <see cref="NewEntityRows"/> is (whose encoded instances the history rows take).
     /// </summary>
-    private static CreatedRows?[] Created(IReadOnlyList<EntityWrite> writes)
+    /// <remarks>
+    /// In a batch (<see cref="CreationHistory.MinWrites"/> writes or more) whose attribute names all have term ids, a
+    /// creation's history rows are encoded here in COPY's form, one array an entity, instead of kept as a row and a
+    /// value string an instance until the writer encodes them: fewer objects live until the writer reaches them
+    /// (each one promoted by the collector costs), and the writer only numbers them.
+    /// </remarks>
+    private CreatedRows?[] Created(string tenant, IReadOnlyList<EntityWrite> writes)
     {
         var rows = new CreatedRows?[writes.Count];
+        var encode = writes.Count >= CreationHistory.MinWrites;
         for (var i = 0; i < writes.Count; i++)
         {
-            if (writes[i] is { NewEntity: { } entity, Prepared: not null })
+            if (writes[i] is { NewEntity: { } entity, Prepared: { } prepared })
             {
-                // A creation records every instance, in the entity's order, and no removal (so the time is not used).
-                rows[i] = new CreatedRows(IndexedRows.Of(entity), HistoryDiff.Rows(null, entity, default).ToList());
+                var index = IndexedRows.Of(entity);
+                rows[i] = encode && CreationHistory.Encode(tenant, entity, prepared, _termIds) is { } history
+                    ? new CreatedRows(index, null, history)
+
+                    // A creation records every instance, in the entity's order, and no removal (so the time is not used).
+                    : new CreatedRows(index, HistoryDiff.Rows(null, entity, default).ToList(), null);
             }
         }
 
         return rows;
     }
 
-    private sealed record CreatedRows(IndexedRows Index, List<HistoryDiff.Row> History);
+    /// <param name="History">The history rows, unless encoded ahead (<paramref name="EncodedHistory"/>).</param>
+    /// <param name="EncodedHistory">The history rows as COPY tuples with no history id or change seq yet (<see cref="CreationHistory"/>).</param>
+    private sealed record CreatedRows(IndexedRows Index, List<HistoryDiff.Row>? History, byte[]? EncodedHistory);
 
     private readonly record struct EntityRow(string Tenant, string Id, long Rid, byte[] Doc, short Access, string? Owner, string? Category, long[] Attrs);
 
@@ -413,4 +433,103 @@ internal sealed partial class PostgresEntityStore
 
         public EntityAccess? Marks { get; set; }
     }
+}
+
+/// <summary>
+/// A creation's history rows encoded ahead as binary COPY tuples of the history table (<see cref="PostgresEntityStore"/>'s
+/// <c>History</c> columns: tenant, hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value,
+/// instance, deleted), as the writer would encode the rows <see cref="HistoryDiff.Rows"/> gives a creation: every
+/// instance in the entity's order, n its ordinal. hid and the change seq in n are known only in the writer's group:
+/// <see cref="Number"/> writes them in.
+/// </summary>
+internal static class CreationHistory
+{
+    /// <summary>Fewer writes than this in a request keep their rows (a group of a few single writes inserts them, see <see cref="CopyRows{TRow}.MinCopyRows"/>).</summary>
+    public const int MinWrites = 32;
+
+    private const short Columns = 13;
+
+    [ThreadStatic]
+    private static CopyEncoder? t_encoder;
+
+    /// <returns>The tuples, or null when an attribute name has no term id yet or a value is not UTF-8 (the writer's rows then take it).</returns>
+    public static byte[]? Encode(string tenant, Entity entity, NewEntityRows prepared, IReadOnlyDictionary<string, long> terms)
+    {
+        var encoder = t_encoder ??= new CopyEncoder(pooled: false);
+        encoder.Reset();
+        var ordinal = 0;
+        foreach (var (name, instances) in entity.Attributes)
+        {
+            if (!terms.TryGetValue(name, out var attr))
+            {
+                return null;
+            }
+
+            foreach (var instance in instances)
+            {
+                // The rows' value is the payload's text; bytes that are not UTF-8 the text would have replaced.
+                var value = instance.PayloadUtf8;
+                if (ordinal >= prepared.InstanceCount || !System.Text.Unicode.Utf8.IsValid(value))
+                {
+                    return null;
+                }
+
+                var encoded = prepared.Instance(ordinal);
+                var observed = prepared.ObservedAt(ordinal);
+                var stamp = instance.ModifiedAt.UtcTicks;
+                encoder.Grow(CopyEncoder.TupleHeader + (Columns * CopyEncoder.LengthWord) + CopyEncoder.MaxTextBytes(tenant) + CopyEncoder.MaxTextBytes(instance.DatasetId)
+                    + (7 * sizeof(long)) + sizeof(short) + 1 + value.Length + encoded.Length);
+                encoder.Int16(Columns);
+                encoder.Text(tenant);
+                encoder.Value(0L);
+                encoder.Value(attr);
+                encoder.Value(observed ?? stamp);
+                encoder.Value((long)ordinal);
+                encoder.Text(instance.DatasetId);
+                encoder.Value((short)instance.Kind);
+                if (observed is { } ticks)
+                {
+                    encoder.Value(ticks);
+                }
+                else
+                {
+                    encoder.Null();
+                }
+
+                encoder.Value(stamp);
+                encoder.Value(stamp);
+                encoder.Bytes(value);
+                encoder.Bytes(encoded);
+                encoder.Value(false);
+                ordinal++;
+            }
+        }
+
+        return ordinal == prepared.InstanceCount ? encoder.ToArray() : null;
+    }
+
+    /// <summary>Writes the entity's history id and the write's change seq into the tuples (n = seq &lt;&lt; 16 | ordinal).</summary>
+    public static void Number(byte[] tuples, long hid, long seq)
+    {
+        var span = tuples.AsSpan();
+        var at = 0;
+        while (at < span.Length)
+        {
+            at += CopyEncoder.TupleHeader;
+            at = Skip(span, at); // tenant
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(span[(at + CopyEncoder.LengthWord)..], hid);
+            at += CopyEncoder.LengthWord + sizeof(long);
+            at += 2 * (CopyEncoder.LengthWord + sizeof(long)); // attr, t
+            var n = span[(at + CopyEncoder.LengthWord)..];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(n, (seq << 16) | System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(n));
+            at += CopyEncoder.LengthWord + sizeof(long);
+            for (var column = 5; column < Columns; column++)
+            {
+                at = Skip(span, at);
+            }
+        }
+    }
+
+    private static int Skip(ReadOnlySpan<byte> span, int at) =>
+        at + CopyEncoder.LengthWord + Math.Max(0, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(span[at..]));
 }

@@ -419,7 +419,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
 
     public Task<Exception?[]> WriteAsync(string tenant, IReadOnlyList<EntityWrite> writes, CancellationToken cancellationToken)
     {
-        var job = new WriteJob(tenant, writes);
+        var job = new WriteJob(tenant, writes, Created(tenant, writes));
         if (!_writes.Writer.TryWrite(job))
         {
             throw new ObjectDisposedException(nameof(PostgresEntityStore), "The store is shutting down.");
@@ -790,7 +790,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         return result;
     }
 
-    private sealed class WriteJob(string tenant, IReadOnlyList<EntityWrite> writes)
+    private sealed class WriteJob(string tenant, IReadOnlyList<EntityWrite> writes, CreatedRows?[] creations)
     {
         public string Tenant { get; } = tenant;
 
@@ -799,7 +799,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         public Exception?[] Results { get; } = new Exception?[writes.Count];
 
         /// <summary>The index and history rows of the writes' new entities, worked out on the caller's thread.</summary>
-        public CreatedRows?[] Creations { get; } = Created(writes);
+        public CreatedRows?[] Creations { get; } = creations;
 
         public TaskCompletionSource<Exception?[]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }

@@ -333,7 +333,13 @@ internal sealed class CopyRows<TRow>(string table)
     private readonly List<Column> _columns = [];
     private List<TRow>? _rows;
 
+    // Rows encoded ahead in COPY's binary form, whole tuples (AddEncoded): they are only ever copied.
+    private List<byte[]>? _encoded;
+
     public int Count => _rows?.Count ?? 0;
+
+    /// <summary>Adds tuples encoded ahead (<see cref="CopyEncoder"/>, this table's columns in order): the table's rows are then all copied, however few.</summary>
+    public void AddEncoded(byte[] tuples) => (_encoded ??= []).Add(tuples);
 
     public CopyRows<TRow> Text(string name, Func<TRow, string?> value) => Add(new TextColumn(name, value));
 
@@ -360,7 +366,7 @@ internal sealed class CopyRows<TRow>(string table)
     /// <summary>Adds the rows to <paramref name="batch"/> as one <c>INSERT</c> when they are few (then <see cref="CopyAsync"/> has none left).</summary>
     public void AddTo(NpgsqlBatch batch)
     {
-        if (_rows is not { Count: > 0 and < MinCopyRows } rows)
+        if (_rows is not { Count: > 0 and < MinCopyRows } rows || _encoded is not null)
         {
             return;
         }
@@ -387,7 +393,8 @@ internal sealed class CopyRows<TRow>(string table)
     /// </remarks>
     public async Task CopyAsync(NpgsqlConnection connection)
     {
-        if (_rows is not { Count: > 0 } rows)
+        var rows = _rows ?? [];
+        if (rows.Count == 0 && _encoded is null)
         {
             return;
         }
@@ -414,6 +421,16 @@ internal sealed class CopyRows<TRow>(string table)
                 EncodeRow(encoder, row);
             }
 
+            foreach (var tuples in _encoded ?? [])
+            {
+                if (!encoder.Fits(tuples.Length))
+                {
+                    await encoder.FlushAsync(stream, tuples.Length).ConfigureAwait(false);
+                }
+
+                encoder.Raw(tuples);
+            }
+
             if (!encoder.Fits(CopyEncoder.TupleHeader))
             {
                 await encoder.FlushAsync(stream, CopyEncoder.TupleHeader).ConfigureAwait(false);
@@ -434,7 +451,11 @@ internal sealed class CopyRows<TRow>(string table)
             await stream.DisposeAsync().ConfigureAwait(false);
         }
 
-        Keep(rows);
+        _encoded = null;
+        if (_rows is not null)
+        {
+            Keep(rows);
+        }
     }
 
     private void EncodeRow(CopyEncoder encoder, TRow row)
@@ -588,8 +609,17 @@ internal sealed class CopyEncoder : IDisposable
     /// <summary>As Npgsql encodes text: UTF-8 that throws on a lone surrogate instead of replacing it.</summary>
     private static readonly System.Text.UTF8Encoding Utf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
-    private byte[] _buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(ChunkSize);
+    private readonly bool _pooled;
+    private byte[] _buffer;
     private int _written;
+
+    /// <param name="pooled">Whether the buffer comes from the shared pool (an encoder a COPY, disposed after it); else
+    /// it is the encoder's own, kept by a thread that encodes rows ahead (<see cref="Grow"/>, <see cref="ToArray"/>).</param>
+    public CopyEncoder(bool pooled = true)
+    {
+        _pooled = pooled;
+        _buffer = pooled ? System.Buffers.ArrayPool<byte>.Shared.Rent(ChunkSize) : new byte[ChunkSize];
+    }
 
     /// <summary>"PGCOPY\n\xff\r\n\0".</summary>
     private static ReadOnlySpan<byte> Signature => [0x50, 0x47, 0x43, 0x4F, 0x50, 0x59, 0x0A, 0xFF, 0x0D, 0x0A, 0x00];
@@ -619,6 +649,26 @@ internal sealed class CopyEncoder : IDisposable
             System.Buffers.ArrayPool<byte>.Shared.Return(_buffer);
             _buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(next);
         }
+    }
+
+    /// <summary>Makes room for <paramref name="bytes"/> more bytes (an encoder that is not streamed: its rows stay in the buffer).</summary>
+    public void Grow(int bytes)
+    {
+        if (!Fits(bytes))
+        {
+            Array.Resize(ref _buffer, Math.Max(_buffer.Length * 2, _written + bytes));
+        }
+    }
+
+    public void Reset() => _written = 0;
+
+    public byte[] ToArray() => _buffer.AsSpan(0, _written).ToArray();
+
+    /// <summary>Rows encoded ahead (whole tuples), as they are.</summary>
+    public void Raw(ReadOnlySpan<byte> tuples)
+    {
+        tuples.CopyTo(_buffer.AsSpan(_written));
+        _written += tuples.Length;
     }
 
     public void Header()
@@ -699,6 +749,14 @@ internal sealed class CopyEncoder : IDisposable
         _written += value.Length;
     }
 
+    /// <summary>A value given as its bytes: a bytea, or text already in UTF-8.</summary>
+    public void Bytes(ReadOnlySpan<byte> value)
+    {
+        Int32(value.Length);
+        value.CopyTo(_buffer.AsSpan(_written));
+        _written += value.Length;
+    }
+
     public void BigintArray(long[] values)
     {
         Int32(BigintArraySize(values));
@@ -720,7 +778,11 @@ internal sealed class CopyEncoder : IDisposable
 
     public void Dispose()
     {
-        System.Buffers.ArrayPool<byte>.Shared.Return(_buffer);
+        if (_pooled)
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(_buffer);
+        }
+
         _buffer = [];
     }
 
