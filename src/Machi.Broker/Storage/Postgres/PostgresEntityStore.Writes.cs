@@ -93,6 +93,7 @@ internal sealed partial class PostgresEntityStore
             entity.Doc = doc;
             entity.After = after;
             entity.AfterRows = prepared is null ? null : created?.Index;
+            entity.AfterEncoded = prepared is null ? null : created?.EncodedIndex;
             entity.Written = true;
             return null;
         }
@@ -110,18 +111,19 @@ internal sealed partial class PostgresEntityStore
     private async Task AddGroupAsync(NpgsqlBatch batch, GroupWrites group)
     {
         var written = group.Written;
-        var rows = new List<IndexedRows>(written.Count);
+        var rows = new List<IndexedRows?>(written.Count);
         var missing = new List<string>();
         foreach (var entity in written)
         {
-            var after = entity.AfterRows ?? IndexedRows.Of(entity.After);
+            // A creation's rows encoded ahead name only terms that have ids; an entity stored before the group needs its rows to diff.
+            var after = entity.AfterEncoded is not null && !entity.WasStored ? null : entity.AfterRows ?? IndexedRows.Of(entity.After);
             rows.Add(after);
             entity.Stored!.AllKnown(_termIds, missing);
-            after.AllKnown(_termIds, missing);
+            after?.AllKnown(_termIds, missing);
         }
 
         // Usually every term is known (numbered by an earlier write), and the store's own map serves.
-        IReadOnlyDictionary<string, long> terms = missing.Count == 0 ? _termIds : await TermIdsAsync(missing.Concat(written.SelectMany(e => e.Stored!.Names)).Concat(rows.SelectMany(r => r.Names))).ConfigureAwait(false);
+        IReadOnlyDictionary<string, long> terms = missing.Count == 0 ? _termIds : await TermIdsAsync(missing.Concat(written.SelectMany(e => e.Stored!.Names)).Concat(rows.SelectMany(r => r?.Names ?? []))).ConfigureAwait(false);
         var tenants = new ArrayRows("INSERT INTO tenants (name, created_at) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (name) DO NOTHING",
             NpgsqlDbType.Text, NpgsqlDbType.Text);
         // attrs: the text form of the new attribute names (cast to bigint[]), or null when they stay.
@@ -142,13 +144,17 @@ internal sealed partial class PostgresEntityStore
         {
             var entity = written[i];
             var rid = entity.Rid!.Value;
-            if (entity.WasStored)
+            if (rows[i] is null)
             {
-                index.Change(entity.Tenant, rid, entity.Stored!, rows[i], terms);
+                index.FreshEncoded(entity.AfterEncoded!, rid);
+            }
+            else if (entity.WasStored)
+            {
+                index.Change(entity.Tenant, rid, entity.Stored!, rows[i]!, terms);
             }
             else
             {
-                index.Fresh(entity.Tenant, rid, rows[i], terms);
+                index.Fresh(entity.Tenant, rid, rows[i]!, terms);
             }
 
             if (entity.After is { } after)
@@ -156,13 +162,13 @@ internal sealed partial class PostgresEntityStore
                 var access = EntityAccess.Of(after);
                 if (entity.WasStored)
                 {
-                    var attrs = EntityAttrs.Same(entity.Stored!, rows[i]) ? null : EntityAttrs.Literal(EntityAttrs.Ids(rows[i], terms));
+                    var attrs = EntityAttrs.Same(entity.Stored!, rows[i]!) ? null : EntityAttrs.Literal(EntityAttrs.Ids(rows[i]!, terms));
                     updates.Add(entity.Tenant, rid, entity.Doc, (short)access.Level, access.Owner, access.Category, attrs);
                 }
                 else
                 {
                     group.Inserts.Add(new EntityRow(entity.Tenant, after.Id, rid, entity.Doc!, (short)access.Level, access.Owner, access.Category,
-                        EntityAttrs.Ids(rows[i], terms)));
+                        rows[i] is { } fresh ? EntityAttrs.Ids(fresh, terms) : entity.AfterEncoded!.Attrs));
                 }
             }
             else if (entity.WasStored)
@@ -199,6 +205,9 @@ internal sealed partial class PostgresEntityStore
 
         /// <summary>The index rows of <see cref="After"/> when its write prepared them (a creation), else null.</summary>
         public IndexedRows? AfterRows { get; set; }
+
+        /// <summary>The index rows of <see cref="After"/> encoded ahead when its write did (a creation in a batch), else null.</summary>
+        public CreationIndex? AfterEncoded { get; set; }
 
         /// <summary>The index rows as stored, taken at the group's first write to the entity.</summary>
         public IndexedRows? Stored { get; set; }
@@ -387,11 +396,12 @@ internal sealed partial class PostgresEntityStore
             if (writes[i] is { NewEntity: { } entity, Prepared: { } prepared })
             {
                 var index = IndexedRows.Of(entity);
+                var encodedIndex = encode ? CreationIndex.Encode(tenant, index, _termIds) : null;
                 rows[i] = encode && CreationHistory.Encode(tenant, entity, prepared, _termIds) is { } history
-                    ? new CreatedRows(index, null, history)
+                    ? new CreatedRows(encodedIndex is null ? index : null, encodedIndex, null, history)
 
                     // A creation records every instance, in the entity's order, and no removal (so the time is not used).
-                    : new CreatedRows(index, HistoryDiff.Rows(null, entity, default).ToList(), null);
+                    : new CreatedRows(encodedIndex is null ? index : null, encodedIndex, HistoryDiff.Rows(null, entity, default).ToList(), null);
             }
         }
 
@@ -400,7 +410,8 @@ internal sealed partial class PostgresEntityStore
 
     /// <param name="History">The history rows, unless encoded ahead (<paramref name="EncodedHistory"/>).</param>
     /// <param name="EncodedHistory">The history rows as COPY tuples with no history id or change seq yet (<see cref="CreationHistory"/>).</param>
-    private sealed record CreatedRows(IndexedRows Index, List<HistoryDiff.Row>? History, byte[]? EncodedHistory);
+    /// <param name="Index">The index rows, unless encoded ahead (<paramref name="EncodedIndex"/>).</param>
+    private sealed record CreatedRows(IndexedRows? Index, CreationIndex? EncodedIndex, List<HistoryDiff.Row>? History, byte[]? EncodedHistory);
 
     private readonly record struct EntityRow(string Tenant, string Id, long Rid, byte[] Doc, short Access, string? Owner, string? Category, long[] Attrs);
 

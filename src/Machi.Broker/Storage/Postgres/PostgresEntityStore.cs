@@ -672,10 +672,11 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         select.Parameters.Add(new NpgsqlParameter<List<string>> { TypedValue = ids, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         prefetch.BatchCommands.Add(select);
 
-        // coalesce evaluates nextval only for the entities without a history row.
+        // coalesce evaluates nextval only for the entities without a history row. Each key comes back as its ordinal in
+        // the parameters, not as text (a group's ~1,000 keys would be read and decoded into new strings again).
         var hids = new NpgsqlBatchCommand("""
-            SELECT k.tenant, k.id, coalesce(h.hid, nextval('history_entity_seq')), h.hid IS NOT NULL
-            FROM unnest($1::text[], $2::text[]) k(tenant, id) LEFT JOIN history_entities h ON h.tenant = k.tenant AND h.id = k.id
+            SELECT k.i, coalesce(h.hid, nextval('history_entity_seq')), h.hid IS NOT NULL
+            FROM unnest($1::text[], $2::text[]) WITH ORDINALITY k(tenant, id, i) LEFT JOIN history_entities h ON h.tenant = k.tenant AND h.id = k.id
             """);
         hids.Parameters.Add(new NpgsqlParameter<List<string>> { TypedValue = tenants, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         hids.Parameters.Add(new NpgsqlParameter<List<string>> { TypedValue = ids, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
@@ -696,7 +697,8 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         await r.NextResultAsync().ConfigureAwait(false);
         while (await r.ReadAsync().ConfigureAwait(false))
         {
-            group.HistoryIds[(r.GetString(0), r.GetString(1))] = (r.GetInt64(2), r.GetBoolean(3));
+            var key = (int)r.GetInt64(0) - 1;
+            group.HistoryIds[(tenants[key], ids[key])] = (r.GetInt64(1), r.GetBoolean(2));
         }
 
         await r.NextResultAsync().ConfigureAwait(false);

@@ -334,12 +334,12 @@ internal sealed class CopyRows<TRow>(string table)
     private List<TRow>? _rows;
 
     // Rows encoded ahead in COPY's binary form, whole tuples (AddEncoded): they are only ever copied.
-    private List<byte[]>? _encoded;
+    private List<ReadOnlyMemory<byte>>? _encoded;
 
     public int Count => _rows?.Count ?? 0;
 
     /// <summary>Adds tuples encoded ahead (<see cref="CopyEncoder"/>, this table's columns in order): the table's rows are then all copied, however few.</summary>
-    public void AddEncoded(byte[] tuples) => (_encoded ??= []).Add(tuples);
+    public void AddEncoded(ReadOnlyMemory<byte> tuples) => (_encoded ??= []).Add(tuples);
 
     public CopyRows<TRow> Text(string name, Func<TRow, string?> value) => Add(new TextColumn(name, value));
 
@@ -428,7 +428,7 @@ internal sealed class CopyRows<TRow>(string table)
                     await encoder.FlushAsync(stream, tuples.Length).ConfigureAwait(false);
                 }
 
-                encoder.Raw(tuples);
+                encoder.Raw(tuples.Span);
             }
 
             if (!encoder.Fits(CopyEncoder.TupleHeader))
@@ -661,6 +661,9 @@ internal sealed class CopyEncoder : IDisposable
     }
 
     public void Reset() => _written = 0;
+
+    /// <summary>The bytes encoded so far.</summary>
+    public int Written => _written;
 
     public byte[] ToArray() => _buffer.AsSpan(0, _written).ToArray();
 
@@ -959,6 +962,31 @@ internal sealed class IndexChanges
         }
     }
 
+    /// <summary>The rows of a new entity encoded ahead (<see cref="CreationIndex"/>), its <paramref name="rid"/> written in.</summary>
+    public void FreshEncoded(CreationIndex rows, long rid)
+    {
+        rows.Number(rid);
+        var tuples = rows.Tuples.AsMemory();
+        ReadOnlySpan<int> ends = [rows.TypesEnd, rows.NumbersEnd, rows.StringsEnd, tuples.Length];
+        var start = 0;
+        for (var table = 0; table < ends.Length; table++)
+        {
+            if (ends[table] > start)
+            {
+                var segment = tuples[start..ends[table]];
+                switch (table)
+                {
+                    case 0: _typesFresh.AddEncoded(segment); break;
+                    case 1: _numbersFresh.AddEncoded(segment); break;
+                    case 2: _stringsFresh.AddEncoded(segment); break;
+                    default: _geoCopied.AddEncoded(segment); break;
+                }
+            }
+
+            start = ends[table];
+        }
+    }
+
     /// <summary>Copies the rows of <see cref="Fresh"/> that <see cref="AddTo"/> left (after its statements, in the same transaction).</summary>
     public async Task CopyFreshAsync(NpgsqlConnection connection)
     {
@@ -1069,4 +1097,143 @@ internal sealed class IndexChanges
     private readonly record struct StringRow(string Tenant, long Term, long Rid, string Value);
 
     private readonly record struct GeoFreshRow(string Tenant, long Term, long Rid, byte[]? Wkb);
+}
+
+/// <summary>
+/// A new entity's index rows encoded ahead as binary COPY tuples, as <see cref="IndexChanges.Fresh"/> would give
+/// them (entity_types, entity_numbers, entity_strings, then entity_geo, one after another in <see cref="Tuples"/>), and
+/// its attrs: worked out on the request's thread, where its <see cref="IndexedRows"/> then die young instead of
+/// living until the writer reaches them. The rid is known only in the writer's group: <see cref="Number"/> writes it in.
+/// </summary>
+internal sealed class CreationIndex
+{
+    [ThreadStatic]
+    private static CopyEncoder? t_encoder;
+
+    private CreationIndex(byte[] tuples, int typesEnd, int numbersEnd, int stringsEnd, long[] attrs) =>
+        (Tuples, TypesEnd, NumbersEnd, StringsEnd, Attrs) = (tuples, typesEnd, numbersEnd, stringsEnd, attrs);
+
+    public byte[] Tuples { get; }
+
+    public int TypesEnd { get; }
+
+    public int NumbersEnd { get; }
+
+    public int StringsEnd { get; }
+
+    /// <summary>entities.attrs (<see cref="EntityAttrs.Ids"/>).</summary>
+    public long[] Attrs { get; }
+
+    /// <returns>The rows, or null when a term has no id yet or a geography needs its edges split in SQL (the writer then makes the rows).</returns>
+    public static CreationIndex? Encode(string tenant, IndexedRows rows, IReadOnlyDictionary<string, long> terms)
+    {
+        foreach (var geo in rows.Geo)
+        {
+            if ((geo.Wkb is not null && !geo.AsIs) || !terms.ContainsKey(geo.Attribute))
+            {
+                return null;
+            }
+        }
+
+        foreach (var value in rows.Values)
+        {
+            if (!terms.ContainsKey(value.Attribute))
+            {
+                return null;
+            }
+        }
+
+        foreach (var name in rows.Types)
+        {
+            if (!terms.ContainsKey(name))
+            {
+                return null;
+            }
+        }
+
+        foreach (var name in rows.Attributes)
+        {
+            if (!terms.ContainsKey(name))
+            {
+                return null;
+            }
+        }
+
+        var encoder = t_encoder ??= new CopyEncoder(pooled: false);
+        encoder.Reset();
+        var tenantBytes = CopyEncoder.MaxTextBytes(tenant);
+        foreach (var type in rows.Types)
+        {
+            encoder.Grow(CopyEncoder.TupleHeader + (3 * CopyEncoder.LengthWord) + tenantBytes + (2 * sizeof(long)));
+            encoder.Int16(3);
+            encoder.Text(tenant);
+            encoder.Value(terms[type]);
+            encoder.Value(0L);
+        }
+
+        var typesEnd = encoder.Written;
+        foreach (var row in rows.Values)
+        {
+            if (row.Text is null)
+            {
+                // Instants share the attribute's term, negated (as IndexChanges.Fresh writes them).
+                var term = terms[row.Attribute];
+                encoder.Grow(CopyEncoder.TupleHeader + (4 * CopyEncoder.LengthWord) + tenantBytes + (3 * sizeof(long)));
+                encoder.Int16(4);
+                encoder.Text(tenant);
+                encoder.Value(row.Instant ? -term : term);
+                encoder.Value(0L);
+                encoder.Value(row.Number);
+            }
+        }
+
+        var numbersEnd = encoder.Written;
+        foreach (var row in rows.Values)
+        {
+            if (row.Text is { } text)
+            {
+                encoder.Grow(CopyEncoder.TupleHeader + (4 * CopyEncoder.LengthWord) + tenantBytes + (2 * sizeof(long)) + CopyEncoder.MaxTextBytes(text));
+                encoder.Int16(4);
+                encoder.Text(tenant);
+                encoder.Value(terms[row.Attribute]);
+                encoder.Value(0L);
+                encoder.Text(text);
+            }
+        }
+
+        var stringsEnd = encoder.Written;
+        foreach (var geo in rows.Geo)
+        {
+            encoder.Grow(CopyEncoder.TupleHeader + (4 * CopyEncoder.LengthWord) + tenantBytes + (2 * sizeof(long)) + (geo.Wkb?.Length ?? 0));
+            encoder.Int16(4);
+            encoder.Text(tenant);
+            encoder.Value(0L);
+            encoder.Value(terms[geo.Attribute]);
+            encoder.Bytes(geo.Wkb);
+        }
+
+        return new CreationIndex(encoder.ToArray(), typesEnd, numbersEnd, stringsEnd, EntityAttrs.Ids(rows, terms));
+    }
+
+    /// <summary>Writes the entity's rid into every row (the third column of the value tables, the second of entity_geo).</summary>
+    public void Number(long rid)
+    {
+        var span = Tuples.AsSpan();
+        var at = 0;
+        while (at < span.Length)
+        {
+            var ridColumn = at >= StringsEnd ? 1 : 2;
+            var columns = System.Buffers.Binary.BinaryPrimitives.ReadInt16BigEndian(span[at..]);
+            at += CopyEncoder.TupleHeader;
+            for (var column = 0; column < columns; column++)
+            {
+                if (column == ridColumn)
+                {
+                    System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(span[(at + CopyEncoder.LengthWord)..], rid);
+                }
+
+                at += CopyEncoder.LengthWord + Math.Max(0, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(span[at..]));
+            }
+        }
+    }
 }
