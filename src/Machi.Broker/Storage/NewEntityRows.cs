@@ -98,13 +98,17 @@ internal sealed class NewEntityRows
     /// <summary>The number of instances (history rows of the creation).</summary>
     public int InstanceCount => _instances.Length;
 
-    /// <summary>What a backend's writer takes from the entity besides these rows, worked out with them (<see cref="IEntityStore.Prepare"/>).</summary>
-    public object? BackendRows { get; set; }
-
     /// <summary>The entity: as parsed until <see cref="Release"/>, then decoded again from <see cref="Doc"/> when asked for.</summary>
     public Entity Entity => _entity ??= EntityCodec.Decode(Doc);
 
     public static NewEntityRows Of(Entity entity) => new(entity);
+
+    /// <summary>The entity without attributes (id, types, times), for a writer that takes the rest from these rows.</summary>
+    public Entity Shell() => new(Id, [.. Types])
+    {
+        CreatedAt = new DateTimeOffset(CreatedAt, TimeSpan.Zero),
+        ModifiedAt = new DateTimeOffset(ModifiedAt, TimeSpan.Zero),
+    };
 
     /// <summary>Lets the parsed entity go: a store calls this once it has taken from it what its writer needs.</summary>
     public void Release() => _entity = null;

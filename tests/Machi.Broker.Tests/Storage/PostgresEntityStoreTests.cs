@@ -153,6 +153,90 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
             """));
     }
 
+    /// <summary>
+    /// A batch of creations (300: many enough that its history rows are encoded on the request's thread and its geo
+    /// rows copied as WKB) stores the same history and index rows as the same entities written alone (rows built by
+    /// the writer, inserted, geographies built by PostGIS in SQL), and each history row carries its write's change seq.
+    /// </summary>
+    [Fact]
+    public async Task Creations_in_a_large_batch_store_the_same_history_and_geo_rows_as_the_same_creations_written_alone()
+    {
+        var modified = new DateTimeOffset(2026, 11, 27, 9, 0, 0, TimeSpan.Zero);
+        // Every other one has an area whose edges PostGIS splits (its index rows are then made by the writer).
+        Entity Sensor(string id, int i) => EntityParser.ParseEntity(JsonDocument.Parse($$$"""
+            {"id":"{{{id}}}","type":["Sensor","Device"],
+             "speed":{"type":"Property","value":12.5,"observedAt":"2026-11-25T08:00:00Z"},
+             "reading":[{"type":"Property","value":"雪 10cm","datasetId":"urn:ngsi-ld:Dataset:a"},
+                        {"type":"Property","value":{"depth":2},"datasetId":"urn:ngsi-ld:Dataset:b","observedAt":"2026-11-26T01:02:03.456Z"}],
+             "location":{"type":"GeoProperty","value":{"type":"Point","coordinates":[139.9299,37.4947]}},
+             "route":{"type":"GeoProperty","value":{"type":"LineString","coordinates":[[139.92,37.49],[139.93,37.5],[139.96,37.52]]}},
+             {{{(i % 2 == 0 ? "\"area\":{\"type\":\"GeoProperty\",\"value\":{\"type\":\"Polygon\",\"coordinates\":[[[139.9,37.4],[140.0,37.4],[140.0,37.5],[139.9,37.5],[139.9,37.4]]]}}," : "")}}}
+             "since":{"type":"Property","value":{"@type":"DateTime","@value":"2026-11-20T00:00:00Z"}},
+             "name":{"type":"LanguageProperty","languageMap":{"ja":"除雪車","en":"Snowplow"}},
+             "operator":{"type":"Relationship","object":"urn:ngsi-ld:Organization:aizu-city"}}
+            """).RootElement, LdContext.Core, modified);
+
+        // The attribute names get their term ids first (rows are encoded ahead only for names that have one).
+        var seed = Sensor("urn:ngsi-ld:Sensor:seed", 0);
+        await _store.WriteOneAsync("", EntityWrite.Creating(seed, EntityService.Create), CancellationToken.None);
+        var batch = Enumerable.Range(0, 300).Select(i => Sensor($"urn:ngsi-ld:Sensor:a{i}", i)).ToList();
+        Assert.All(await _store.WriteAsync("", [.. batch.Select(e => EntityWrite.Creating(e, EntityService.Create))], CancellationToken.None), Assert.Null);
+        for (var i = 0; i < 3; i++)
+        {
+            var alone = Sensor($"urn:ngsi-ld:Sensor:b{i}", i);
+            await _store.WriteOneAsync("", EntityWrite.Creating(alone, EntityService.Create), CancellationToken.None);
+        }
+
+        await using var data = NpgsqlDataSource.Create(_connectionString);
+        async Task<List<string>> RowsAsync(string sql, string id)
+        {
+            await using var cmd = data.CreateCommand(sql);
+            cmd.Parameters.Add(new NpgsqlParameter { Value = id });
+            var rows = new List<string>();
+            await using var r = await cmd.ExecuteReaderAsync();
+            while (await r.ReadAsync())
+            {
+                rows.Add(string.Join('|', Enumerable.Range(0, r.FieldCount).Select(c => r.IsDBNull(c) ? "null" : r.GetValue(c) is byte[] b ? Convert.ToHexString(b) : Convert.ToString(r.GetValue(c), System.Globalization.CultureInfo.InvariantCulture))));
+            }
+
+            return rows;
+        }
+
+        const string history = """
+            SELECT t.iri, h.t, h.n & 65535, h.dataset_id, h.kind, h.observed_at, h.created_at, h.modified_at, h.value, h.instance, h.deleted,
+                   (SELECT count(*) FROM entity_changes c WHERE c.seq = h.n >> 16 AND c.entity_id = he.id), h.tableoid::regclass::text
+            FROM history h JOIN history_entities he ON he.tenant = h.tenant AND he.hid = h.hid JOIN terms t ON t.id = h.attr
+            WHERE he.id = $1 ORDER BY h.n
+            """;
+        const string geo = """
+            SELECT t.iri, g.geog::text, ST_NPoints(g.geog::geometry) FROM entity_geo g JOIN entities e ON e.tenant = g.tenant AND e.rid = g.rid JOIN terms t ON t.id = g.attr
+            WHERE e.id = $1 ORDER BY t.iri
+            """;
+        const string values = """
+            SELECT 'n', t.iri, sign(v.attr)::text || ' ' || v.value::text FROM entity_numbers v JOIN entities e ON e.tenant = v.tenant AND e.rid = v.rid JOIN terms t ON t.id = abs(v.attr) WHERE e.id = $1
+            UNION ALL SELECT 's', t.iri, v.value FROM entity_strings v JOIN entities e ON e.tenant = v.tenant AND e.rid = v.rid JOIN terms t ON t.id = v.attr WHERE e.id = $1
+            UNION ALL SELECT 't', t.iri, '' FROM entity_types v JOIN entities e ON e.tenant = v.tenant AND e.rid = v.rid JOIN terms t ON t.id = v.type WHERE e.id = $1
+            ORDER BY 1, 2, 3
+            """;
+        for (var i = 0; i < 3; i++)
+        {
+            var alone = await RowsAsync(history, $"urn:ngsi-ld:Sensor:b{i}");
+            Assert.Equal(i % 2 == 0 ? 9 : 8, alone.Count);
+            Assert.All(alone, row => Assert.Contains("|1|history_y", row, StringComparison.Ordinal));
+            Assert.Equal(alone, await RowsAsync(history, $"urn:ngsi-ld:Sensor:a{i}"));
+
+            var geoAlone = await RowsAsync(geo, $"urn:ngsi-ld:Sensor:b{i}");
+            Assert.Equal(i % 2 == 0 ? 3 : 2, geoAlone.Count);
+            Assert.Equal(geoAlone, await RowsAsync(geo, $"urn:ngsi-ld:Sensor:a{i}"));
+            Assert.Equal(await RowsAsync(values, $"urn:ngsi-ld:Sensor:b{i}"), await RowsAsync(values, $"urn:ngsi-ld:Sensor:a{i}"));
+            const string attrs = "SELECT attrs::text, cardinality(attrs) FROM entities WHERE id = $1";
+            Assert.Equal(await RowsAsync(attrs, $"urn:ngsi-ld:Sensor:b{i}"), await RowsAsync(attrs, $"urn:ngsi-ld:Sensor:a{i}"));
+        }
+
+        // The polygon's edges were split (PostGIS's segmentize, in SQL) in both.
+        Assert.Contains(await RowsAsync(geo, "urn:ngsi-ld:Sensor:a0"), row => row.StartsWith(LdContext.Core.ExpandTerm("area"), StringComparison.Ordinal) && !row.EndsWith("|5", StringComparison.Ordinal));
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(300)]

@@ -38,21 +38,32 @@ internal sealed partial class PostgresEntityStore
                 return null;
             }
 
-            var after = mutation.Kind == MutationKind.Put ? mutation.Entity! : null;
+            // A creation from prepared rows is written from them and the rows worked out when it was queued: its entity
+            // stands in as a shell (id, types, times), and its access marks come from the rows.
+            var prepared = mutation.Kind == MutationKind.Put && current is null ? mutation.Created : null;
+            var after = mutation.Kind != MutationKind.Put ? null : prepared?.Shell() ?? mutation.Entity!;
             byte[]? doc = null;
-            NewEntityRows? prepared = null;
-            if (after is not null)
+            if (prepared is not null)
+            {
+                HistoryDiff.CheckLimit(prepared.InstanceCount);
+                doc = prepared.Doc;
+            }
+            else if (after is not null)
             {
                 HistoryDiff.CheckLimit(after);
-                prepared = current is null ? mutation.Created : null;
-                doc = prepared?.Doc ?? EntityCodec.Encode(after);
+                doc = EntityCodec.Encode(after);
             }
 
             var at = _time.GetUtcNow();
-            var history = prepared is not null && created is not null ? created.History : HistoryDiff.Rows(stampsBefore, after, at).ToList();
-            if (!history.TrueForAll(row => _termIds.ContainsKey(row.Attr)))
+            var encodedHistory = prepared is not null ? created?.EncodedHistory : null;
+            var history = encodedHistory is not null ? [] : prepared is not null && created is not null ? created.History! : HistoryDiff.Rows(stampsBefore, after, at).ToList();
+            foreach (var row in history)
             {
-                await TermIdsAsync(history.Select(r => r.Attr)).ConfigureAwait(false);
+                if (!_termIds.ContainsKey(row.Attr))
+                {
+                    await TermIdsAsync(history.Select(r => r.Attr)).ConfigureAwait(false);
+                    break;
+                }
             }
 
             // Nothing below can fail: the write is recorded.
@@ -69,7 +80,14 @@ internal sealed partial class PostgresEntityStore
             group.LastSeq = seq;
             var kind = after is null ? ChangeKind.Deleted : current is null ? ChangeKind.Created : ChangeKind.Updated;
             group.Changes.Add(new ChangeRow(seq, tenant, write.Id, (short)kind, entity.Doc, doc, at.UtcTicks));
-            var hid = group.HistoryEntity(tenant, write.Id, at, typesBefore, after, EntityAccess.ForHistory(accessBefore, current is not null, after));
+            var hid = group.HistoryEntity(tenant, write.Id, at, typesBefore, after, prepared?.TypesJson,
+                prepared?.Access ?? EntityAccess.ForHistory(accessBefore, current is not null, after));
+            if (encodedHistory is not null)
+            {
+                CreationHistory.Number(encodedHistory, hid, seq);
+                group.History.AddEncoded(encodedHistory);
+            }
+
             for (var i = 0; i < history.Count; i++)
             {
                 var row = history[i];
@@ -81,7 +99,11 @@ internal sealed partial class PostgresEntityStore
 
             entity.Doc = doc;
             entity.After = after;
-            entity.AfterRows = prepared is null ? null : created?.Index;
+            entity.AfterAccess = prepared?.Access;
+            // The index rows of a creation: as worked out when queued, or (an entity the group deleted before creating it
+            // again, whose rows are diffed against the stored ones) from the entity itself, decoded — its shell has none.
+            entity.AfterRows = prepared is null ? null : created?.Index ?? (entity.WasStored ? IndexedRows.Of(prepared.Entity) : null);
+            entity.AfterEncoded = prepared is null ? null : created?.EncodedIndex;
             entity.Written = true;
             return null;
         }
@@ -98,9 +120,20 @@ internal sealed partial class PostgresEntityStore
     /// </summary>
     private async Task AddGroupAsync(NpgsqlBatch batch, GroupWrites group)
     {
-        var written = group.Written.ToList();
-        var rows = written.Select(e => e.AfterRows ?? IndexedRows.Of(e.After)).ToList();
-        var terms = await TermIdsAsync(written.SelectMany(e => e.Stored!.Names).Concat(rows.SelectMany(r => r.Names))).ConfigureAwait(false);
+        var written = group.Written;
+        var rows = new List<IndexedRows?>(written.Count);
+        var missing = new List<string>();
+        foreach (var entity in written)
+        {
+            // A creation's rows encoded ahead name only terms that have ids; an entity stored before the group needs its rows to diff.
+            var after = entity.AfterEncoded is not null && !entity.WasStored ? null : entity.AfterRows ?? IndexedRows.Of(entity.After);
+            rows.Add(after);
+            entity.Stored!.AllKnown(_termIds, missing);
+            after?.AllKnown(_termIds, missing);
+        }
+
+        // Usually every term is known (numbered by an earlier write), and the store's own map serves.
+        IReadOnlyDictionary<string, long> terms = missing.Count == 0 ? _termIds : await TermIdsAsync(missing.Concat(written.SelectMany(e => e.Stored!.Names)).Concat(rows.SelectMany(r => r?.Names ?? []))).ConfigureAwait(false);
         var tenants = new ArrayRows("INSERT INTO tenants (name, created_at) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (name) DO NOTHING",
             NpgsqlDbType.Text, NpgsqlDbType.Text);
         // attrs: the text form of the new attribute names (cast to bigint[]), or null when they stay.
@@ -121,27 +154,31 @@ internal sealed partial class PostgresEntityStore
         {
             var entity = written[i];
             var rid = entity.Rid!.Value;
-            if (entity.WasStored)
+            if (rows[i] is null)
             {
-                index.Change(entity.Tenant, rid, entity.Stored!, rows[i], terms);
+                index.FreshEncoded(entity.AfterEncoded!, rid);
+            }
+            else if (entity.WasStored)
+            {
+                index.Change(entity.Tenant, rid, entity.Stored!, rows[i]!, terms);
             }
             else
             {
-                index.Fresh(entity.Tenant, rid, rows[i], terms);
+                index.Fresh(entity.Tenant, rid, rows[i]!, terms);
             }
 
             if (entity.After is { } after)
             {
-                var access = EntityAccess.Of(after);
+                var access = entity.AfterAccess ?? EntityAccess.Of(after);
                 if (entity.WasStored)
                 {
-                    var attrs = EntityAttrs.Same(entity.Stored!, rows[i]) ? null : EntityAttrs.Literal(EntityAttrs.Ids(rows[i], terms));
+                    var attrs = EntityAttrs.Same(entity.Stored!, rows[i]!) ? null : EntityAttrs.Literal(EntityAttrs.Ids(rows[i]!, terms));
                     updates.Add(entity.Tenant, rid, entity.Doc, (short)access.Level, access.Owner, access.Category, attrs);
                 }
                 else
                 {
                     group.Inserts.Add(new EntityRow(entity.Tenant, after.Id, rid, entity.Doc!, (short)access.Level, access.Owner, access.Category,
-                        EntityAttrs.Ids(rows[i], terms)));
+                        rows[i] is { } fresh ? EntityAttrs.Ids(fresh, terms) : entity.AfterEncoded!.Attrs));
                 }
             }
             else if (entity.WasStored)
@@ -173,11 +210,17 @@ internal sealed partial class PostgresEntityStore
         /// <summary>The document as the group's writes so far leave it (null: no entity).</summary>
         public byte[]? Doc { get; set; } = doc;
 
-        /// <summary>The entity after the group's last write to it (null: deleted).</summary>
+        /// <summary>The entity after the group's last write to it (null: deleted; a shell when it created it from prepared rows).</summary>
         public Entity? After { get; set; }
+
+        /// <summary>The access marks of <see cref="After"/> when its write created it from prepared rows, else null (read them from it).</summary>
+        public EntityAccess? AfterAccess { get; set; }
 
         /// <summary>The index rows of <see cref="After"/> when its write prepared them (a creation), else null.</summary>
         public IndexedRows? AfterRows { get; set; }
+
+        /// <summary>The index rows of <see cref="After"/> encoded ahead when its write did (a creation in a batch), else null.</summary>
+        public CreationIndex? AfterEncoded { get; set; }
 
         /// <summary>The index rows as stored, taken at the group's first write to the entity.</summary>
         public IndexedRows? Stored { get; set; }
@@ -193,18 +236,18 @@ internal sealed partial class PostgresEntityStore
     /// </summary>
     private sealed class GroupWrites
     {
-        private readonly Dictionary<(string Tenant, string Id), GroupEntity> _entities = [];
-        private readonly List<GroupEntity> _order = [];
-        private readonly Dictionary<(string Tenant, string Id), HistoryEntityRow> _historyEntities = [];
+        private Dictionary<(string Tenant, string Id), GroupEntity> _entities = [];
+        private List<GroupEntity> _order = [];
+        private Dictionary<(string Tenant, string Id), HistoryEntityRow> _historyEntities = [];
 
         /// <summary>Stored rows, by key, read at the start of the group.</summary>
-        public Dictionary<(string Tenant, string Id), (long Rid, byte[] Doc)> Prefetched { get; } = [];
+        public Dictionary<(string Tenant, string Id), (long Rid, byte[] Doc)> Prefetched { get; private set; } = [];
 
         /// <summary>
         /// The history id of every entity of the group, by key, read at the start of the group (Stored) or taken
         /// from its sequence for those that have no history row yet.
         /// </summary>
-        public Dictionary<(string Tenant, string Id), (long Hid, bool Stored)> HistoryIds { get; } = [];
+        public Dictionary<(string Tenant, string Id), (long Hid, bool Stored)> HistoryIds { get; private set; } = [];
 
         public Stack<long> FreeRids { get; } = new();
 
@@ -239,7 +282,16 @@ internal sealed partial class PostgresEntityStore
             .Smallint("access", r => (short)(r.Marks?.Level ?? 0)).Text("owner", r => r.Marks?.Owner).Text("category", r => r.Marks?.Category);
 
         /// <summary>The entities the group's writes changed, in the order first touched.</summary>
-        public IEnumerable<GroupEntity> Written => _order.Where(e => e.Written);
+        public List<GroupEntity> Written => _order.FindAll(e => e.Written);
+
+        /// <summary>Sizes the group's maps for <paramref name="entities"/> entities (a batch's ~1,000, grown one doubling at a time, allocated each size on the way).</summary>
+        public void Expect(int entities)
+        {
+            _entities = new(entities);
+            _order = new(entities);
+            _historyEntities = new(entities);
+            HistoryIds = new(entities);
+        }
 
         public GroupEntity Entity(string tenant, string id)
         {
@@ -261,9 +313,10 @@ internal sealed partial class PostgresEntityStore
         /// types and times, the last marks.
         /// </summary>
         /// <returns>The entity's history id.</returns>
-        public long HistoryEntity(string tenant, string id, DateTimeOffset at, string[]? typesBefore, Entity? after, EntityAccess? marks)
+        /// <param name="typesJson">The JSON of <paramref name="after"/>'s types when its write worked them out already (a creation).</param>
+        public long HistoryEntity(string tenant, string id, DateTimeOffset at, string[]? typesBefore, Entity? after, string? typesJson, EntityAccess? marks)
         {
-            var types = JsonSerializer.Serialize((IReadOnlyList<string>?)after?.Types ?? typesBefore ?? []);
+            var types = typesJson ?? JsonSerializer.Serialize((IReadOnlyList<string>?)after?.Types ?? typesBefore ?? []);
             var modified = after?.ModifiedAt.UtcTicks ?? at.UtcTicks;
             var set = typesBefore is null || after is null || !typesBefore.SequenceEqual(after.Types);
             if (!_historyEntities.TryGetValue((tenant, id), out var row))
@@ -341,14 +394,28 @@ internal sealed partial class PostgresEntityStore
     /// PostgreSQL waits on between groups, does not: used when the write does create the entity it was made for, as
     /// <see cref="NewEntityRows"/> is (whose encoded instances the history rows take).
     /// </summary>
-    private static CreatedRows?[] Created(IReadOnlyList<EntityWrite> writes)
+    /// <remarks>
+    /// In a batch (<see cref="CreationHistory.MinWrites"/> writes or more) whose attribute names all have term ids, a
+    /// creation's history rows are encoded here in COPY's form, one array an entity, instead of kept as a row and a
+    /// value string an instance until the writer encodes them: fewer objects live until the writer reaches them
+    /// (each one promoted by the collector costs), and the writer only numbers them.
+    /// </remarks>
+    private CreatedRows?[] Created(string tenant, IReadOnlyList<EntityWrite> writes)
     {
         var rows = new CreatedRows?[writes.Count];
+        var encode = writes.Count >= CreationHistory.MinWrites;
         for (var i = 0; i < writes.Count; i++)
         {
             if (writes[i].Prepared is { } prepared)
             {
-                rows[i] = prepared.BackendRows as CreatedRows ?? CreatedRowsOf(prepared.Entity);
+                var entity = prepared.Entity;
+                var index = IndexedRows.Of(entity);
+                var encodedIndex = encode ? CreationIndex.Encode(tenant, index, _termIds) : null;
+                rows[i] = encode && CreationHistory.Encode(tenant, entity, prepared, _termIds) is { } history
+                    ? new CreatedRows(encodedIndex is null ? index : null, encodedIndex, null, history)
+
+                    // A creation records every instance, in the entity's order, and no removal (so the time is not used).
+                    : new CreatedRows(encodedIndex is null ? index : null, encodedIndex, HistoryDiff.Rows(null, entity, default).ToList(), null);
             }
         }
 
@@ -356,20 +423,15 @@ internal sealed partial class PostgresEntityStore
     }
 
     /// <summary>
-    /// A new entity prepared with the index and history rows this writer takes from it (<see cref="Created"/>). The
-    /// parsed entity is kept: the writer still reads its types, times and access marks.
+    /// A new entity prepared for this writer: the parsed entity is kept until <see cref="Created"/> has encoded its rows
+    /// when the writes are queued (how depends on the batch's size and tenant, known only then); then it goes.
     /// </summary>
-    NewEntityRows IEntityStore.Prepare(Entity entity)
-    {
-        var rows = NewEntityRows.Of(entity);
-        rows.BackendRows = CreatedRowsOf(entity);
-        return rows;
-    }
+    NewEntityRows IEntityStore.Prepare(Entity entity) => NewEntityRows.Of(entity);
 
-    // A creation records every instance, in the entity's order, and no removal (so the time is not used).
-    private static CreatedRows CreatedRowsOf(Entity entity) => new(IndexedRows.Of(entity), HistoryDiff.Rows(null, entity, default).ToList());
-
-    private sealed record CreatedRows(IndexedRows Index, List<HistoryDiff.Row> History);
+    /// <param name="History">The history rows, unless encoded ahead (<paramref name="EncodedHistory"/>).</param>
+    /// <param name="EncodedHistory">The history rows as COPY tuples with no history id or change seq yet (<see cref="CreationHistory"/>).</param>
+    /// <param name="Index">The index rows, unless encoded ahead (<paramref name="EncodedIndex"/>).</param>
+    private sealed record CreatedRows(IndexedRows? Index, CreationIndex? EncodedIndex, List<HistoryDiff.Row>? History, byte[]? EncodedHistory);
 
     private readonly record struct EntityRow(string Tenant, string Id, long Rid, byte[] Doc, short Access, string? Owner, string? Category, long[] Attrs);
 
@@ -402,4 +464,103 @@ internal sealed partial class PostgresEntityStore
 
         public EntityAccess? Marks { get; set; }
     }
+}
+
+/// <summary>
+/// A creation's history rows encoded ahead as binary COPY tuples of the history table (<see cref="PostgresEntityStore"/>'s
+/// <c>History</c> columns: tenant, hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value,
+/// instance, deleted), as the writer would encode the rows <see cref="HistoryDiff.Rows"/> gives a creation: every
+/// instance in the entity's order, n its ordinal. hid and the change seq in n are known only in the writer's group:
+/// <see cref="Number"/> writes them in.
+/// </summary>
+internal static class CreationHistory
+{
+    /// <summary>Fewer writes than this in a request keep their rows (a group of a few single writes inserts them, see <see cref="CopyRows{TRow}.MinCopyRows"/>).</summary>
+    public const int MinWrites = 32;
+
+    private const short Columns = 13;
+
+    [ThreadStatic]
+    private static CopyEncoder? t_encoder;
+
+    /// <returns>The tuples, or null when an attribute name has no term id yet or a value is not UTF-8 (the writer's rows then take it).</returns>
+    public static byte[]? Encode(string tenant, Entity entity, NewEntityRows prepared, IReadOnlyDictionary<string, long> terms)
+    {
+        var encoder = t_encoder ??= new CopyEncoder(pooled: false);
+        encoder.Reset();
+        var ordinal = 0;
+        foreach (var (name, instances) in entity.Attributes)
+        {
+            if (!terms.TryGetValue(name, out var attr))
+            {
+                return null;
+            }
+
+            foreach (var instance in instances)
+            {
+                // The rows' value is the payload's text; bytes that are not UTF-8 the text would have replaced.
+                var value = instance.PayloadUtf8;
+                if (ordinal >= prepared.InstanceCount || !System.Text.Unicode.Utf8.IsValid(value))
+                {
+                    return null;
+                }
+
+                var encoded = prepared.Instance(ordinal);
+                var observed = prepared.ObservedAt(ordinal);
+                var stamp = instance.ModifiedAt.UtcTicks;
+                encoder.Grow(CopyEncoder.TupleHeader + (Columns * CopyEncoder.LengthWord) + CopyEncoder.MaxTextBytes(tenant) + CopyEncoder.MaxTextBytes(instance.DatasetId)
+                    + (7 * sizeof(long)) + sizeof(short) + 1 + value.Length + encoded.Length);
+                encoder.Int16(Columns);
+                encoder.Text(tenant);
+                encoder.Value(0L);
+                encoder.Value(attr);
+                encoder.Value(observed ?? stamp);
+                encoder.Value((long)ordinal);
+                encoder.Text(instance.DatasetId);
+                encoder.Value((short)instance.Kind);
+                if (observed is { } ticks)
+                {
+                    encoder.Value(ticks);
+                }
+                else
+                {
+                    encoder.Null();
+                }
+
+                encoder.Value(stamp);
+                encoder.Value(stamp);
+                encoder.Bytes(value);
+                encoder.Bytes(encoded);
+                encoder.Value(false);
+                ordinal++;
+            }
+        }
+
+        return ordinal == prepared.InstanceCount ? encoder.ToArray() : null;
+    }
+
+    /// <summary>Writes the entity's history id and the write's change seq into the tuples (n = seq &lt;&lt; 16 | ordinal).</summary>
+    public static void Number(byte[] tuples, long hid, long seq)
+    {
+        var span = tuples.AsSpan();
+        var at = 0;
+        while (at < span.Length)
+        {
+            at += CopyEncoder.TupleHeader;
+            at = Skip(span, at); // tenant
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(span[(at + CopyEncoder.LengthWord)..], hid);
+            at += CopyEncoder.LengthWord + sizeof(long);
+            at += 2 * (CopyEncoder.LengthWord + sizeof(long)); // attr, t
+            var n = span[(at + CopyEncoder.LengthWord)..];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(n, (seq << 16) | System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(n));
+            at += CopyEncoder.LengthWord + sizeof(long);
+            for (var column = 5; column < Columns; column++)
+            {
+                at = Skip(span, at);
+            }
+        }
+    }
+
+    private static int Skip(ReadOnlySpan<byte> span, int at) =>
+        at + CopyEncoder.LengthWord + Math.Max(0, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(span[at..]));
 }

@@ -419,7 +419,14 @@ internal sealed partial class PostgresEntityStore : IEntityStore
 
     public Task<Exception?[]> WriteAsync(string tenant, IReadOnlyList<EntityWrite> writes, CancellationToken cancellationToken)
     {
-        var job = new WriteJob(tenant, writes);
+        var job = new WriteJob(tenant, writes, Created(tenant, writes));
+
+        // The writer creates a prepared entity from its rows and those worked out just now: the parsed one may go.
+        foreach (var write in writes)
+        {
+            write.Prepared?.Release();
+        }
+
         if (!_writes.Writer.TryWrite(job))
         {
             throw new ObjectDisposedException(nameof(PostgresEntityStore), "The store is shutting down.");
@@ -589,7 +596,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
             job.Completion.TrySetResult(job.Results);
         }
 
-        NoteWritten(group.Written.Count());
+        NoteWritten(group.Written.Count);
     }
 
     /// <summary>The tables whose statistics decide the query plans (<see cref="AnalyzeAsync"/>).</summary>
@@ -643,31 +650,43 @@ internal sealed partial class PostgresEntityStore : IEntityStore
     /// </summary>
     private static async Task PrefetchAsync(NpgsqlConnection connection, NpgsqlTransaction tx, List<WriteJob> batch, GroupWrites group)
     {
-        var keys = new HashSet<(string Tenant, string Id)>();
         var writes = 0;
+        foreach (var job in batch)
+        {
+            writes += job.Writes.Count;
+        }
+
+        var keys = new HashSet<(string Tenant, string Id)>(writes);
+        var (tenants, ids) = (new List<string>(writes), new List<string>(writes));
         foreach (var job in batch)
         {
             foreach (var write in job.Writes)
             {
-                keys.Add((job.Tenant, write.Id));
-                writes++;
+                if (keys.Add((job.Tenant, write.Id)))
+                {
+                    tenants.Add(job.Tenant);
+                    ids.Add(write.Id);
+                }
             }
         }
+
+        group.Expect(keys.Count);
 
         await using var prefetch = new NpgsqlBatch(connection, tx);
         prefetch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_advisory_xact_lock({WriterLock})"));
         var select = new NpgsqlBatchCommand("SELECT e.tenant, e.id, e.rid, e.doc FROM unnest($1::text[], $2::text[]) k(tenant, id) JOIN entities e ON e.tenant = k.tenant AND e.id = k.id");
-        select.Parameters.Add(new NpgsqlParameter { Value = keys.Select(k => k.Tenant).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
-        select.Parameters.Add(new NpgsqlParameter { Value = keys.Select(k => k.Id).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        select.Parameters.Add(new NpgsqlParameter<List<string>> { TypedValue = tenants, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        select.Parameters.Add(new NpgsqlParameter<List<string>> { TypedValue = ids, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         prefetch.BatchCommands.Add(select);
 
-        // coalesce evaluates nextval only for the entities without a history row.
+        // coalesce evaluates nextval only for the entities without a history row. Each key comes back as its ordinal in
+        // the parameters, not as text (a group's ~1,000 keys would be read and decoded into new strings again).
         var hids = new NpgsqlBatchCommand("""
-            SELECT k.tenant, k.id, coalesce(h.hid, nextval('history_entity_seq')), h.hid IS NOT NULL
-            FROM unnest($1::text[], $2::text[]) k(tenant, id) LEFT JOIN history_entities h ON h.tenant = k.tenant AND h.id = k.id
+            SELECT k.i, coalesce(h.hid, nextval('history_entity_seq')), h.hid IS NOT NULL
+            FROM unnest($1::text[], $2::text[]) WITH ORDINALITY k(tenant, id, i) LEFT JOIN history_entities h ON h.tenant = k.tenant AND h.id = k.id
             """);
-        hids.Parameters.Add(new NpgsqlParameter { Value = select.Parameters[0].Value, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
-        hids.Parameters.Add(new NpgsqlParameter { Value = select.Parameters[1].Value, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        hids.Parameters.Add(new NpgsqlParameter<List<string>> { TypedValue = tenants, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        hids.Parameters.Add(new NpgsqlParameter<List<string>> { TypedValue = ids, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         prefetch.BatchCommands.Add(hids);
         var rids = new NpgsqlBatchCommand("SELECT nextval('entity_rid_seq') FROM generate_series(1, $1)");
         rids.Parameters.Add(new NpgsqlParameter { Value = keys.Count, NpgsqlDbType = NpgsqlDbType.Integer });
@@ -685,7 +704,8 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         await r.NextResultAsync().ConfigureAwait(false);
         while (await r.ReadAsync().ConfigureAwait(false))
         {
-            group.HistoryIds[(r.GetString(0), r.GetString(1))] = (r.GetInt64(2), r.GetBoolean(3));
+            var key = (int)r.GetInt64(0) - 1;
+            group.HistoryIds[(tenants[key], ids[key])] = (r.GetInt64(1), r.GetBoolean(2));
         }
 
         await r.NextResultAsync().ConfigureAwait(false);
@@ -779,7 +799,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         return result;
     }
 
-    private sealed class WriteJob(string tenant, IReadOnlyList<EntityWrite> writes)
+    private sealed class WriteJob(string tenant, IReadOnlyList<EntityWrite> writes, CreatedRows?[] creations)
     {
         public string Tenant { get; } = tenant;
 
@@ -788,7 +808,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         public Exception?[] Results { get; } = new Exception?[writes.Count];
 
         /// <summary>The index and history rows of the writes' new entities, worked out on the caller's thread.</summary>
-        public CreatedRows?[] Creations { get; } = Created(writes);
+        public CreatedRows?[] Creations { get; } = creations;
 
         public TaskCompletionSource<Exception?[]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
