@@ -78,8 +78,9 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
     [InlineData(300)]
     public async Task A_batch_mixing_new_stored_and_recreated_entities_leaves_each_ones_index_and_history_rows(int others)
     {
-        // Stored before the batch: a (replaced by it), b (deleted by it), c (deleted already: only its history is left).
-        foreach (var (id, speed) in new[] { ("a", 10.0), ("b", 20.0), ("c", 30.0) })
+        // Stored before the batch: a (replaced by it), b (deleted by it), c (deleted already: only its history is left),
+        // f (deleted by it and created again: the creation's rows are diffed against the stored ones).
+        foreach (var (id, speed) in new[] { ("a", 10.0), ("b", 20.0), ("c", 30.0), ("f", 60.0) })
         {
             var vehicle = Vehicle($"urn:ngsi-ld:Vehicle:{id}", speed);
             await _store.WriteOneAsync("", EntityWrite.Creating(vehicle, EntityService.Create), CancellationToken.None);
@@ -91,11 +92,14 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
         var c = Vehicle("urn:ngsi-ld:Vehicle:c", 31);
         var d = Vehicle("urn:ngsi-ld:Vehicle:d", 40);
         var e = Vehicle("urn:ngsi-ld:Vehicle:e", 50);
+        var f = Vehicle("urn:ngsi-ld:Vehicle:f", 61);
         var fillers = Enumerable.Range(0, others).Select(i => Vehicle($"urn:ngsi-ld:Vehicle:other{i}", -1)).ToList();
         var results = await _store.WriteAsync("", [
             .. fillers.Take(others / 2).Select(v => EntityWrite.Creating(v, EntityService.Create)),
             new EntityWrite("urn:ngsi-ld:Vehicle:a", _ => Mutation.Put(Vehicle("urn:ngsi-ld:Vehicle:a", 11))),
             new EntityWrite("urn:ngsi-ld:Vehicle:b", _ => Mutation.Delete),
+            new EntityWrite("urn:ngsi-ld:Vehicle:f", _ => Mutation.Delete),
+            EntityWrite.Creating(f, EntityService.Create),
             EntityWrite.Creating(c, EntityService.Create),
             EntityWrite.Creating(d, EntityService.Create),
             new EntityWrite("urn:ngsi-ld:Vehicle:d", _ => Mutation.Put(Vehicle("urn:ngsi-ld:Vehicle:d", 41))),
@@ -111,10 +115,12 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
             return string.Join(' ', page.Entities.Select(v => v.Id["urn:ngsi-ld:Vehicle:".Length..]).Order(StringComparer.Ordinal));
         }
 
-        Assert.Equal("a c d e", await QueryAsync("speed>0"));
+        Assert.Equal("a c d e f", await QueryAsync("speed>0"));
         Assert.Equal("a", await QueryAsync("speed==11"));
         Assert.Equal("d", await QueryAsync("speed==41"));
-        Assert.Equal("c e", await QueryAsync("speed>=31;speed!=41"));
+        Assert.Equal("f", await QueryAsync("speed==61"));
+        Assert.Equal("", await QueryAsync("speed==60"));
+        Assert.Equal("c e f", await QueryAsync("speed>=31;speed!=41"));
 
         await using var data = NpgsqlDataSource.Create(_connectionString);
         async Task<string> RowsAsync(string sql)
@@ -135,20 +141,20 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
         }
 
         // Exactly the index rows of what is stored: none left of a's old speed, b or d's first state.
-        Assert.Equal("a:11 c:31 d:41 e:50", await RowsAsync("""
+        Assert.Equal("a:11 c:31 d:41 e:50 f:61", await RowsAsync("""
             SELECT e.id, n.value FROM entity_numbers n JOIN entities e ON e.tenant = n.tenant AND e.rid = n.rid JOIN terms t ON t.id = n.attr
             WHERE t.iri = $1 ORDER BY e.id
             """));
-        Assert.Equal("a:1 c:1 d:1 e:1", await RowsAsync("""
+        Assert.Equal("a:1 c:1 d:1 e:1 f:1", await RowsAsync("""
             SELECT e.id, count(*) FROM entity_geo g JOIN entities e ON e.tenant = g.tenant AND e.rid = g.rid WHERE $1 <> '' GROUP BY e.id ORDER BY e.id
             """));
 
         // Every write's history, under one history id an entity (c's two lives too), with deletions marked.
-        Assert.Equal("a:10 a:11 b:20 b:\"urn:ngsi-ld:null\" c:30 c:\"urn:ngsi-ld:null\" c:31 d:40 d:41 e:50", await RowsAsync("""
+        Assert.Equal("a:10 a:11 b:20 b:\"urn:ngsi-ld:null\" c:30 c:\"urn:ngsi-ld:null\" c:31 d:40 d:41 e:50 f:60 f:\"urn:ngsi-ld:null\" f:61", await RowsAsync("""
             SELECT he.id, h.value FROM history h JOIN history_entities he ON he.tenant = h.tenant AND he.hid = h.hid JOIN terms t ON t.id = h.attr
             WHERE t.iri = $1 ORDER BY he.id, h.n
             """));
-        Assert.Equal("a:False b:True c:False d:False e:False", await RowsAsync("""
+        Assert.Equal("a:False b:True c:False d:False e:False f:False", await RowsAsync("""
             SELECT id, deleted_at IS NOT NULL FROM history_entities WHERE $1 <> '' ORDER BY id
             """));
     }
