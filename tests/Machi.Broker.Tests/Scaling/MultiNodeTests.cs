@@ -11,7 +11,7 @@ namespace Machi.Broker.Tests.Scaling;
 /// Several <c>machi serve --database …</c> processes on one PostgreSQL database: the same answers from each node,
 /// notifications delivered by one node at a time and taken over when it is killed, and event streams on every node.
 /// </summary>
-[Collection(PostgresGroup.Name)]
+[Collection(PostgresAloneGroup.Name)]
 public sealed class MultiNodeTests(PostgresServer postgres) : IAsyncLifetime
 {
     private const string Leading = "This node now matches and delivers notifications";
