@@ -52,7 +52,8 @@ public interface IEntityStore : IAsyncDisposable
     /// <summary>
     /// What storing <paramref name="entity"/> as a new entity writes, worked out on the calling thread; the parsed entity
     /// is let go (<see cref="NewEntityRows.Release"/>), so a batch's entities do not wait in the queue as object graphs.
-    /// A backend whose writer needs more of a new entity adds it here.
+    /// A backend that still needs the parsed entity when the writes are queued keeps it here and lets it go in
+    /// <see cref="WriteAsync"/>.
     /// </summary>
     internal NewEntityRows Prepare(Entity entity)
     {

@@ -47,23 +47,25 @@ internal sealed partial class SqliteEntityStore
     {
         // Its history may exist from an entity of the same id deleted before: it takes this one's types and marks. Most
         // creations have none, and a plain insert costs less than the upsert (whose RETURNING fills a temporary table).
-        var access = created.Access;
-        var hid = s.InsertCreatedHistoryEntity.Bind(1, tenant).Bind(2, created.Id).Bind(3, created.TypesJson)
-            .Bind(4, created.CreatedAt).Bind(5, created.ModifiedAt)
-            .Bind(6, (long)access.Level).BindOrNull(7, access.Owner).BindOrNull(8, access.Category).InsertOrIgnore();
+        RawStatement Bound(RawStatement statement)
+        {
+            var access = created.Access;
+            return statement.Bind(1, tenant).Bind(2, created.Id).Bind(3, created.TypesJson).Bind(4, created.CreatedAt).Bind(5, created.ModifiedAt)
+                .Bind(6, (long)access.Level).BindOrNull(7, access.Owner).BindOrNull(8, access.Category);
+        }
+
+        var hid = Bound(s.InsertCreatedHistoryEntity).InsertOrIgnore();
         if (hid is null)
         {
-            s.UpsertCreatedHistoryEntity.Bind(1, tenant).Bind(2, created.Id).Bind(3, created.TypesJson)
-                .Bind(4, created.CreatedAt).Bind(5, created.ModifiedAt)
-                .Bind(6, (long)access.Level).BindOrNull(7, access.Owner).BindOrNull(8, access.Category);
+            var upsert = Bound(s.UpsertCreatedHistoryEntity);
             try
             {
-                s.UpsertCreatedHistoryEntity.Step();
-                hid = s.UpsertCreatedHistoryEntity.Int64(0);
+                upsert.Step();
+                hid = upsert.Int64(0);
             }
             finally
             {
-                s.UpsertCreatedHistoryEntity.Reset();
+                upsert.Reset();
             }
         }
 

@@ -603,9 +603,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     var access = EntityAccess.Of(entity);
                     if (rid is null)
                     {
-                        AddTenant(s, tenant, newTenants);
-                        rid = s.Insert.Bind(1, tenant).Bind(2, entity.Id).Bind(3, doc)
-                            .Bind(4, (long)access.Level).BindOrNull(5, access.Owner).BindOrNull(6, access.Category).Insert();
+                        rid = InsertEntity(s, tenant, entity.Id, doc, access, newTenants);
                     }
                     else
                     {
@@ -657,17 +655,14 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     {
         HistoryDiff.CheckLimit(created.InstanceCount);
         var boxes = CheckGeoSlots(created.Boxes());
-        AddTenant(s, tenant, newTenants);
-        var access = created.Access;
-        var rid = s.Insert.Bind(1, tenant).Bind(2, created.Id).Bind(3, created.Doc)
-            .Bind(4, (long)access.Level).BindOrNull(5, access.Owner).BindOrNull(6, access.Category).Insert();
+        var rid = InsertEntity(s, tenant, created.Id, created.Doc, created.Access, newTenants);
         AddNewIndexRows(s, tenant, rid, created, boxes);
         var seq = LogChange(s, tenant, created.Id, ChangeKind.Created, null, created.Doc, DateTimeOffset.UtcNow);
         RecordCreation(s, tenant, seq, created);
     }
 
-    /// <summary>Records a tenant the first time an entity is stored in it.</summary>
-    private void AddTenant(WriterStatements s, string tenant, List<string> newTenants)
+    /// <summary>Inserts a new entity's row (and its tenant's, the first time an entity is stored in it); its rid.</summary>
+    private long InsertEntity(WriterStatements s, string tenant, string id, byte[] doc, EntityAccess access, List<string> newTenants)
     {
         if (tenant.Length > 0 && _knownTenants.TryAdd(tenant, true))
         {
@@ -676,6 +671,9 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             s.InsertTenant.Parameters[1].Value = NgsiText.FormatDateTime(DateTimeOffset.UtcNow);
             s.InsertTenant.ExecuteNonQuery();
         }
+
+        return s.Insert.Bind(1, tenant).Bind(2, id).Bind(3, doc)
+            .Bind(4, (long)access.Level).BindOrNull(5, access.Owner).BindOrNull(6, access.Category).Insert();
     }
 
     /// <summary>Appends a change to the log; its seq.</summary>

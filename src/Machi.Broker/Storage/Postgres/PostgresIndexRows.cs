@@ -846,8 +846,8 @@ internal sealed class IndexedRows
     /// <summary>Every term the rows name.</summary>
     public IEnumerable<string> Names => Types.Concat(Attributes).Concat(Values.Select(v => v.Attribute)).Concat(Geo.Select(g => g.Attribute));
 
-    /// <summary>Whether <paramref name="terms"/> has an id for every term the rows name; else adds the missing ones to <paramref name="missing"/>.</summary>
-    public bool AllKnown(IReadOnlyDictionary<string, long> terms, List<string> missing)
+    /// <summary>Whether <paramref name="terms"/> has an id for every term the rows name; else adds the missing ones to <paramref name="missing"/> (when given).</summary>
+    public bool AllKnown(IReadOnlyDictionary<string, long> terms, List<string>? missing = null)
     {
         var known = true;
         foreach (var type in Types)
@@ -873,14 +873,14 @@ internal sealed class IndexedRows
         return known;
     }
 
-    private static bool Known(string term, IReadOnlyDictionary<string, long> terms, List<string> missing)
+    private static bool Known(string term, IReadOnlyDictionary<string, long> terms, List<string>? missing)
     {
         if (terms.ContainsKey(term))
         {
             return true;
         }
 
-        missing.Add(term);
+        missing?.Add(term);
         return false;
     }
 
@@ -1129,34 +1129,15 @@ internal sealed class CreationIndex
     {
         foreach (var geo in rows.Geo)
         {
-            if ((geo.Wkb is not null && !geo.AsIs) || !terms.ContainsKey(geo.Attribute))
+            if (geo.Wkb is not null && !geo.AsIs)
             {
                 return null;
             }
         }
 
-        foreach (var value in rows.Values)
+        if (!rows.AllKnown(terms))
         {
-            if (!terms.ContainsKey(value.Attribute))
-            {
-                return null;
-            }
-        }
-
-        foreach (var name in rows.Types)
-        {
-            if (!terms.ContainsKey(name))
-            {
-                return null;
-            }
-        }
-
-        foreach (var name in rows.Attributes)
-        {
-            if (!terms.ContainsKey(name))
-            {
-                return null;
-            }
+            return null;
         }
 
         var encoder = t_encoder ??= new CopyEncoder(pooled: false);
