@@ -439,6 +439,32 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
     }
 
     [Fact]
+    public async Task A_node_starting_while_another_migrates_for_longer_than_the_command_timeout_waits_and_starts()
+    {
+        var fresh = await server.CreateDatabaseAsync("migrate_slow");
+        var oneSecond = new NpgsqlConnectionStringBuilder(fresh) { CommandTimeout = 1 }.ConnectionString;
+        await using var data = NpgsqlDataSource.Create(oneSecond);
+
+        // The other node's migration: it holds the lock for 3 s, as a step over a large table would.
+        await using var other = await data.OpenConnectionAsync();
+        await using (var take = new NpgsqlCommand($"SELECT pg_advisory_lock({PostgresSchema.MigrationLock})", other))
+        {
+            await take.ExecuteNonQueryAsync();
+        }
+
+        var migrating = Task.Run(() => PostgresSchema.MigrateAsync(data, CancellationToken.None));
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.False(migrating.IsCompleted);
+        await using (var release = new NpgsqlCommand($"SELECT pg_advisory_unlock({PostgresSchema.MigrationLock})", other))
+        {
+            await release.ExecuteNonQueryAsync();
+        }
+
+        await migrating;
+        Assert.Equal(Enumerable.Range(1, PostgresSchema.LatestVersion), await PostgresSchema.AppliedAsync(data, CancellationToken.None));
+    }
+
+    [Fact]
     public async Task Entities_stored_before_the_access_step_get_their_marks_when_it_is_applied()
     {
         var old = await server.CreateDatabaseAsync("before_access");

@@ -33,7 +33,7 @@ internal sealed partial class PostgresEntityStore
     private static async Task MarkAccessAsync(NpgsqlConnection connection, NpgsqlTransaction tx)
     {
         var marks = new List<(string Tenant, long Rid, EntityAccess Access)>();
-        await using (var all = new NpgsqlCommand("SELECT tenant, rid, doc FROM entities WHERE position($1 in doc) > 0", connection, tx))
+        await using (var all = PostgresSchema.Command("SELECT tenant, rid, doc FROM entities WHERE position($1 in doc) > 0", connection, tx))
         {
             all.Parameters.Add(new NpgsqlParameter { Value = System.Text.Encoding.UTF8.GetBytes(EntityAccess.Vocabulary), NpgsqlDbType = NpgsqlDbType.Bytea });
             await using var r = await all.ExecuteReaderAsync().ConfigureAwait(false);
@@ -52,7 +52,7 @@ internal sealed partial class PostgresEntityStore
             return;
         }
 
-        await using var update = new NpgsqlCommand("""
+        await using var update = PostgresSchema.Command("""
             UPDATE entities e SET access = u.access, owner = u.owner, category = u.category
             FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::text[], $5::text[]) u(tenant, rid, access, owner, category)
             WHERE e.tenant = u.tenant AND e.rid = u.rid;
@@ -63,7 +63,7 @@ internal sealed partial class PostgresEntityStore
         update.Parameters.Add(new NpgsqlParameter { Value = marks.Select(m => m.Access.Owner).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         update.Parameters.Add(new NpgsqlParameter { Value = marks.Select(m => m.Access.Category).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         await update.ExecuteNonQueryAsync().ConfigureAwait(false);
-        await using var history = new NpgsqlCommand("""
+        await using var history = PostgresSchema.Command("""
             UPDATE history_entities h SET access = e.access, owner = e.owner, category = e.category
             FROM entities e WHERE e.tenant = h.tenant AND e.id = h.id AND e.access <> 0
             """, connection, tx);

@@ -319,7 +319,7 @@ internal static class PostgresSchema
 
             // Under the lock: the table is created once, by whoever got the lock first.
             await ExecuteAsync(connection, tx, "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL)", cancellationToken).ConfigureAwait(false);
-            await using (var check = new NpgsqlCommand("SELECT count(*) FROM schema_migrations WHERE version = $1", connection, tx))
+            await using (var check = Command("SELECT count(*) FROM schema_migrations WHERE version = $1", connection, tx))
             {
                 check.Parameters.Add(new NpgsqlParameter { Value = version });
                 if ((long)(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))! > 0)
@@ -377,9 +377,16 @@ internal static class PostgresSchema
         }
     }
 
+    /// <summary>
+    /// A statement of a migration, without the connection's command timeout: a step over a city's tables (or a node
+    /// waiting for another's step) takes as long as it takes, where a timeout would leave the node unable to start.
+    /// </summary>
+    internal static NpgsqlCommand Command(string sql, NpgsqlConnection connection, NpgsqlTransaction tx) =>
+        new(sql, connection, tx) { CommandTimeout = 0 };
+
     private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string sql, CancellationToken cancellationToken)
     {
-        await using var cmd = new NpgsqlCommand(sql, connection, tx);
+        await using var cmd = Command(sql, connection, tx);
         await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 }
