@@ -47,6 +47,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
     private readonly Channel<WriteJob> _writes = Channel.CreateUnbounded<WriteJob>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentDictionary<string, bool> _knownTenants = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _termIds = new(StringComparer.Ordinal);
+    private readonly CandidateShares _candidateShares = new();
     private readonly CancellationTokenSource _stopping = new();
     private NpgsqlDataSource? _dataSource;
     private NpgsqlDataSource? _readSource;
@@ -206,9 +207,9 @@ internal sealed partial class PostgresEntityStore : IEntityStore
         }
 
         // The evaluator decides on each candidate, streamed from the driving index in chunks (keyset), so a page reads
-        // only the candidates it needs; counting needs every candidate. Most candidates of a geo or range condition
-        // match, so the first chunk is about one page.
-        var first = query.Count ? CandidateChunk : (int)Math.Clamp((long)query.Offset + query.Limit + 4, 16, CandidateChunk);
+        // only the candidates it needs; counting needs every candidate. The first chunk is sized for a page at the share
+        // of candidates that statement kept in earlier queries (nearly all for a geo or range condition alone).
+        var wanted = (long)query.Offset + query.Limit;
         var seen = new HashSet<long>();
         var matched = 0L;
         var after = new NpgsqlParameter("after", NpgsqlDbType.Bigint);
@@ -226,7 +227,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
             }
 
             after.Value = long.MinValue;
-            var chunk = first;
+            var chunk = query.Count ? CandidateChunk : CandidateShares.FirstChunk(wanted, _candidateShares.Of(phase.Sql), 16, CandidateChunk);
             var (readInPhase, matchedBefore) = (0L, matched);
             var ended = false;
             while (!ended)
@@ -300,6 +301,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
                     matched++;
                     if (!query.Count && entities.Count >= query.Limit)
                     {
+                        _candidateShares.Learn(phase.Sql, readInPhase + i + 1, matched - matchedBefore);
                         return new EntityPage(entities, null);
                     }
                 }
@@ -307,9 +309,14 @@ internal sealed partial class PostgresEntityStore : IEntityStore
                 // The next chunk is sized for the page's rest at the share of candidates that matched so far (other
                 // conditions and the evaluator reject some: a type + q query keeps about one in five).
                 readInPhase += take;
-                var missing = query.Offset + query.Limit - matched;
+                var missing = wanted - matched;
                 chunk = query.Count ? Math.Max(CandidateChunk, chunk)
                     : (int)Math.Clamp(missing * 1.25 * readInPhase / Math.Max(matched - matchedBefore, 1) + 4, 16, Math.Max(CandidateChunk, chunk));
+            }
+
+            if (!query.Count)
+            {
+                _candidateShares.Learn(phase.Sql, readInPhase, matched - matchedBefore);
             }
 
             if (key is not null)
