@@ -58,8 +58,8 @@ public sealed class ParserPropertyTests
             };
             var p = OsmAndParser.Parse(fields, null, Now).Report!;
             Assert.Equal((lat, lon, seconds, state), (p.Lat, p.Lon, p.Time.ToUnixTimeSeconds(), PlowStates.Name(p.State)));
-            Assert.Equal(knots * 1.852, p.SpeedKmh!.Value, 9);
-            Assert.Equal(bearing, p.Heading!.Value, 9);
+            Assert.Equal(knots * 1.852, p.SpeedKmh!.Value, tolerance: 1e-9);
+            Assert.Equal(bearing, p.Heading!.Value, tolerance: 1e-9);
         });
 
     [Fact]

@@ -95,7 +95,8 @@ internal static class OsmAndParser
         }
 
         var direction = bearing ?? heading;
-        if (direction is { } d)
+        // Only a direction outside [0, 360) is folded into it: folding costs a tiny bearing its low digits.
+        if (direction is { } d and (< 0 or >= 360))
         {
             direction = ((d % 360) + 360) % 360;
         }
