@@ -3,6 +3,8 @@ using Machi.Broker.Entities;
 using Machi.Broker.Storage;
 using Machi.Broker.Storage.Postgres;
 using Machi.Broker.Tests.Infrastructure;
+using CsCheck;
+using Machi.Ngsi.Geo;
 using Machi.Ngsi.Model;
 using Machi.Ngsi.Query;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -89,9 +91,13 @@ public sealed class PostgresQueryIndexTests(PostgresServer server) : IAsyncLifet
     [Fact]
     public async Task Geo_queries_use_the_gist_index_and_value_queries_the_value_tables()
     {
+        // Nearest first on the lon/lat plane; by the antimeridian, on the sphere.
         var near = new EntityFilter { Geo = GeoQuery.Parse("near;maxDistance==1000", "Point", "[139.93,37.49]", null, QueryIndexTests.Expand) };
         var plan = await _store.ExplainAsync(string.Empty, new EntityQuery(near), CancellationToken.None);
-        Assert.True(plan.Contains("entity_geo_geog", StringComparison.Ordinal), plan);
+        Assert.True(plan.Contains("entity_geo_plane", StringComparison.Ordinal), plan);
+        var dateLine = new EntityFilter { Geo = GeoQuery.Parse("near;maxDistance==1000", "Point", "[179.999,-16.5]", null, QueryIndexTests.Expand) };
+        plan = await _store.ExplainAsync(string.Empty, new EntityQuery(dateLine), CancellationToken.None);
+        Assert.True(plan.Contains("entity_geo_geog", StringComparison.Ordinal) && !plan.Contains("entity_geo_plane", StringComparison.Ordinal), plan);
 
         var value = new EntityFilter { Q = QExpressions.Expand(QParser.Parse("num==4"), QueryIndexTests.Expand) };
         plan = await _store.ExplainAsync(string.Empty, new EntityQuery(value), CancellationToken.None);
@@ -134,6 +140,29 @@ public sealed class PostgresQueryIndexTests(PostgresServer server) : IAsyncLifet
 
         Assert.Equal(all.Entities.Select(e => e.Id).Order(StringComparer.Ordinal), walked.Order(StringComparer.Ordinal));
     }
+
+    [Fact]
+    public void Every_point_within_a_distance_lies_within_the_planar_bound_of_its_nearest_first_scan() =>
+        Gen.Select(Gen.Double[-179, 179], Gen.Double[-79, 79], Gen.Double[1, 200_000], Gen.Double[0, 1], Gen.Double[0, 1])
+            .Sample((x, y, metres, u, v) =>
+            {
+                if (PostgresQueryPlanner.PlaneDegrees(x, y, metres) is not { } degrees)
+                {
+                    // Only near a pole or the antimeridian (200 km: 10° east at 80°N) does the scan stay on the sphere.
+                    Assert.True(Math.Abs(y) > 78 || Math.Abs(x) > 169, $"no bound at ({x}, {y}) for {metres} m");
+                    return;
+                }
+
+                // A point of the box around the circle (the box spans the reach on the sphere at the circle's
+                // farthest latitude): whenever it is within reach on the ellipsoid, it is within the bound on the plane.
+                var dLat = metres / 110_574 * ((2 * u) - 1);
+                var dLon = metres / (111_319 * Math.Cos(Math.Min(89, Math.Abs(y) + (metres / 110_574)) * Math.PI / 180)) * ((2 * v) - 1);
+                var (lat, lon) = (y + dLat, x + dLon);
+                if (Math.Abs(lon) <= 180 && GeoMath.DistanceMeters(y, x, lat, lon) <= metres)
+                {
+                    Assert.True(Math.Sqrt((dLat * dLat) + (dLon * dLon)) <= degrees, $"({lon}, {lat}) from ({x}, {y}) within {metres} m, bound {degrees}°");
+                }
+            }, iter: 20_000);
 
     [Fact]
     public async Task Discovery_answers_as_the_sqlite_store_does()

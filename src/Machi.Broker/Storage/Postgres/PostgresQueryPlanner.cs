@@ -62,7 +62,7 @@ internal sealed class PostgresQueryPlanner
     /// <summary>
     /// The statements that hand the candidates out, one after the other (a geo-query's second phase: the entities
     /// whose value is no geography). Each answers rows (rid, key, doc) in its driving index's order — rid, value, or
-    /// distance from the query's point (a GiST nearest-first scan: near answers nearest first) — so no candidate set
+    /// distance from the query's point (a GiST nearest-first scan, see <see cref="Around"/>) — so no candidate set
     /// is gathered and sorted: a page costs the candidates it reads, however many match. Each takes @chunk and
     /// continues after @after and @key (see <see cref="StreamKey"/>); doc is null for a candidate another condition
     /// or the caller's access rejects, read only for those that pass. A candidate may come twice (an entity with
@@ -89,7 +89,7 @@ internal sealed class PostgresQueryPlanner
                     values.Start)],
                 DistanceStream distance => [
                     new StreamPhase(
-                        Candidates($"SELECT g.rid, g.geog <-> {distance.Origin} AS key FROM entity_geo g WHERE g.tenant = @tenant AND g.attr = {distance.Attr} AND g.geog <-> {distance.Origin} >= @key ORDER BY g.geog <-> {distance.Origin}", "k.key, k.rid"),
+                        Candidates($"SELECT g.rid, {distance.Key} AS key FROM entity_geo g WHERE g.tenant = @tenant AND g.attr = {distance.Attr} AND {distance.Key} >= @key ORDER BY {distance.Key}", "k.key, k.rid"),
                         StreamKey.Distance,
                         distance.Bound,
                         0.0),
@@ -449,15 +449,15 @@ internal sealed class PostgresQueryPlanner
     /// <summary>
     /// The candidates of a geo-query nearest first from its point (near) or from the centre of its shape's box, up to
     /// the distance beyond which none can match; null for a shape too large for a circle around it to be a good
-    /// bound. <c>&lt;-&gt;</c> measures on the sphere, up to 0.5 % off the ellipsoid the evaluator measures on: the
-    /// bound allows 1 %.
+    /// bound. <c>&lt;-&gt;</c> on the sphere is up to 0.5 % off the ellipsoid the evaluator measures on: the bound
+    /// allows 1 %.
     /// </summary>
     private DistanceStream? DistanceFrom(GeoQuery geo, string attr, string unindexed)
     {
         if (geo.Relation == GeoRelation.Near)
         {
             var point = (Point)geo.Geometry;
-            return new DistanceStream(attr, Origin(point.X, point.Y), geo.MaxDistance!.Value * 1.01 + GeoSlackMeters, unindexed);
+            return Around(attr, point.X, point.Y, geo.MaxDistance!.Value * 1.01 + GeoSlackMeters, unindexed);
         }
 
         var box = geo.Geometry.EnvelopeInternal;
@@ -469,10 +469,44 @@ internal sealed class PostgresQueryPlanner
         var (x, y) = (box.Centre.X, box.Centre.Y);
         var reach = new[] { (box.MinX, box.MinY), (box.MinX, box.MaxY), (box.MaxX, box.MinY), (box.MaxX, box.MaxY) }
             .Max(corner => GeoMath.DistanceMeters(y, x, corner.Item2, corner.Item1));
-        return new DistanceStream(attr, Origin(x, y), reach * 1.01 + 2 * GeoSlackMeters, unindexed);
+        return Around(attr, x, y, reach * 1.01 + 2 * GeoSlackMeters, unindexed);
     }
 
-    private string Origin(double x, double y) => $"ST_SetSRID(ST_MakePoint({Parameter(x)}, {Parameter(y)}), 4326)::geography";
+    /// <summary>
+    /// The candidates within <paramref name="metres"/> of (x, y), nearest first. Measured in degrees on the lon/lat
+    /// plane (the GiST index entity_geo_plane) when a bound in degrees holds them all (<see cref="PlaneDegrees"/>):
+    /// PostGIS finds the nearest points on the plane about ten times faster than on the sphere (24 of 1,000,000: 0.09
+    /// against 0.9 ms). Degrees east shrink with latitude, so such a page comes nearest first only roughly (NGSI-LD
+    /// asks no order of a geo-query; SQLite answers in its R*Tree's); the geo condition's probe still decides.
+    /// </summary>
+    private DistanceStream Around(string attr, double x, double y, double metres, string unindexed)
+    {
+        var point = $"ST_SetSRID(ST_MakePoint({Parameter(x)}, {Parameter(y)}), 4326)";
+        return PlaneDegrees(x, y, metres) is { } degrees
+            ? new DistanceStream(attr, $"g.geog::geometry <-> {point}", degrees, unindexed)
+            : new DistanceStream(attr, $"g.geog <-> {point}::geography", metres, unindexed);
+    }
+
+    /// <summary>
+    /// How far, in degrees on the lon/lat plane, a point can be from (x, y) and still lie within
+    /// <paramref name="metres"/> of it on the ellipsoid: a degree spans at least 110,574 m along a meridian and
+    /// 111,319·cos φ m along a parallel, φ the farthest latitude a geodesic that short reaches (1 % more for the
+    /// evaluator's own measure). Null near a pole or the antimeridian, or for a reach of more than 200 km, where the
+    /// bound would hold far more than the circle.
+    /// </summary>
+    internal static double? PlaneDegrees(double x, double y, double metres)
+    {
+        const double MeridianDegree = 110_574;
+        const double EquatorDegree = 111_319;
+        var farthest = Math.Abs(y) + (metres / MeridianDegree);
+        if (metres > 200_000 || farthest > 80)
+        {
+            return null;
+        }
+
+        var degrees = metres * 1.01 / Math.Min(MeridianDegree, EquatorDegree * Math.Cos(farthest * Math.PI / 180));
+        return Math.Abs(x) + degrees < 180 ? degrees : null;
+    }
 
     private List<long> Terms(IEnumerable<string> iris)
     {
@@ -529,9 +563,10 @@ internal sealed class PostgresQueryPlanner
     /// lower bound <paramref name="Start"/> (PostgreSQL starts the scan where the continuation says, not at the bound).</summary>
     private sealed record ValueStream(string Table, string Where, bool IsText, object Start) : CandidateStream;
 
-    /// <summary>Candidates nearest first from <paramref name="Origin"/>; none beyond <paramref name="Bound"/> metres matches
-    /// but those of <paramref name="Unindexed"/> (an arm of the values that are no geography), which follow.</summary>
-    private sealed record DistanceStream(string Attr, string Origin, double Bound, string Unindexed) : CandidateStream;
+    /// <summary>Candidates in the order of <paramref name="Key"/>, a distance of entity_geo g's geography from a point;
+    /// none beyond <paramref name="Bound"/> (in the key's unit) matches but those of <paramref name="Unindexed"/> (an arm
+    /// of the values that are no geography), which follow.</summary>
+    private sealed record DistanceStream(string Attr, string Key, double Bound, string Unindexed) : CandidateStream;
 }
 
 /// <summary>What orders a stream's rows, and so what continues it after a chunk.</summary>
@@ -546,8 +581,8 @@ internal enum StreamKey
     /// <summary>(text value, rid): continue after (@key, @after).</summary>
     Text,
 
-    /// <summary>(distance in metres, rid): continue from @key, the last distance read, whose rows come again (a
-    /// nearest-first scan cannot start after a rid); the reader takes a chunk's rows only up to its last distance.</summary>
+    /// <summary>(distance, rid): continue from @key, the last distance read, whose rows come again (a nearest-first scan
+    /// cannot start after a rid); the reader takes a chunk's rows only up to its last distance.</summary>
     Distance,
 }
 

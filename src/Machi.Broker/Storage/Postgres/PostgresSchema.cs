@@ -292,6 +292,11 @@ internal static class PostgresSchema
         CREATE INDEX entities_attrs ON entities USING gin (attrs);
         DROP TABLE entity_attrs;
         """,
+        """
+        -- The geographies as points and shapes on the lon/lat plane, for nearest-first scans: PostGIS orders them about
+        -- ten times faster there than on the sphere (PostgresQueryPlanner.Around bounds what the plane may miss).
+        CREATE INDEX entity_geo_plane ON entity_geo USING gist ((geog::geometry));
+        """,
     ];
 
     /// <summary>The version that added access marks to entities: entities stored before it get theirs when it is applied.</summary>
