@@ -75,8 +75,9 @@ internal sealed class PostgresQueryPlanner
             var driver = _conditions.Where(c => c.Stream is not null).MinBy(c => c.Rank);
             var stream = driver?.Stream ?? new RidStream(["SELECT x.rid FROM entities x WHERE x.tenant = @tenant"]);
 
-            // A distance stream reads a circle around the shape: the geo condition itself still applies.
-            var filters = _conditions.Where(c => c != driver || stream is DistanceStream).Select(c => c.On("k.rid", OneByOne)).ToList();
+            // A distance stream around a shape reads a circle around it: the geo condition itself still applies. Around
+            // a point (near), the stream's bound is the condition, give or take the evaluator's exact measure.
+            var filters = _conditions.Where(c => c != driver || stream is DistanceStream { Decides: false }).Select(c => c.On("k.rid", OneByOne)).ToList();
             var entity = $"(SELECT e.doc FROM entities e WHERE e.tenant = @tenant AND e.rid = k.rid{_access})";
             var doc = filters.Count == 0 ? entity : $"CASE WHEN {string.Join(" AND ", filters)} THEN {entity} END";
             return stream switch
@@ -457,7 +458,7 @@ internal sealed class PostgresQueryPlanner
         if (geo.Relation == GeoRelation.Near)
         {
             var point = (Point)geo.Geometry;
-            return Around(attr, point.X, point.Y, geo.MaxDistance!.Value * 1.01 + GeoSlackMeters, unindexed);
+            return Around(attr, point.X, point.Y, geo.MaxDistance!.Value * 1.01 + GeoSlackMeters, unindexed) with { Decides = true };
         }
 
         var box = geo.Geometry.EnvelopeInternal;
@@ -565,8 +566,9 @@ internal sealed class PostgresQueryPlanner
 
     /// <summary>Candidates in the order of <paramref name="Key"/>, a distance of entity_geo g's geography from a point;
     /// none beyond <paramref name="Bound"/> (in the key's unit) matches but those of <paramref name="Unindexed"/> (an arm
-    /// of the values that are no geography), which follow.</summary>
-    private sealed record DistanceStream(string Attr, string Key, double Bound, string Unindexed) : CandidateStream;
+    /// of the values that are no geography), which follow. <paramref name="Decides"/>: the bound is the geo condition
+    /// (near), which needs no probe of its own.</summary>
+    private sealed record DistanceStream(string Attr, string Key, double Bound, string Unindexed, bool Decides = false) : CandidateStream;
 }
 
 /// <summary>What orders a stream's rows, and so what continues it after a chunk.</summary>
