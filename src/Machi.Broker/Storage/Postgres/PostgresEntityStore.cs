@@ -123,9 +123,11 @@ internal sealed partial class PostgresEntityStore : IEntityStore
 
         // Reads by id and queries share a few connections, many commands in flight on each (Npgsql's multiplexing):
         // a command a connection at a time cost the broker ~170 µs of CPU a read (socket round trips, wake-ups) and
-        // held reads near 4,000/s. Transactions, LISTEN and session locks stay on the other source.
+        // held reads near 4,000/s. Transactions, LISTEN and session locks stay on the other source. Two connections a
+        // core: with four, PostgreSQL's backends took the cores from each other mid-statement, and 16 clients' queries
+        // over 1,000,000 entities waited for it (p99 near 1 km 32 ms, with two a core 21–23 ms; bench/README.md).
         connection.Multiplexing = connection.Pooling;
-        connection.MaxPoolSize = Math.Min(connection.MaxPoolSize, 4 * Environment.ProcessorCount);
+        connection.MaxPoolSize = Math.Min(connection.MaxPoolSize, 2 * Environment.ProcessorCount);
         _readSource = NpgsqlDataSource.Create(connection.ConnectionString);
         await PostgresSchema.MigrateAsync(_dataSource, cancellationToken, afterStep: MigrateDataAsync).ConfigureAwait(false);
         await EnsurePartitionsAsync(cancellationToken).ConfigureAwait(false);
