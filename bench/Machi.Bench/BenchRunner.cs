@@ -304,7 +304,8 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
             ? new PushParametersReport(
                 options.NotifyRate, options.SseRate, options.Subscriptions, options.Fanout, options.SharedEndpoint, options.SseClients, options.Concurrency, options.DrainSeconds)
             : null,
-        options.Scenarios.Any(Scenario.IsQuery) ? options.QueryEntities : null);
+        options.Scenarios.Any(Scenario.IsQuery) ? options.QueryEntities : null,
+        options.Scenarios.Any(Scenario.IsQuery) ? options.QueryConcurrency : null);
 
     private string WriteResults(BenchReport report, string root, DateTimeOffset started)
     {

@@ -42,7 +42,8 @@ internal sealed record ParametersReport(
     bool Baseline,
     int Seed,
     PushParametersReport? Push = null,
-    int? QueryEntities = null);
+    int? QueryEntities = null,
+    int? QueryConcurrency = null);
 
 internal sealed record PushParametersReport(
     double NotifyRate, double SseRate, int Subscriptions, int Fanout, bool SharedEndpoint, int SseClients, int Senders, double DrainSeconds);
