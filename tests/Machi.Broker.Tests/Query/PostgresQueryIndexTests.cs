@@ -1,9 +1,9 @@
 using System.Globalization;
+using CsCheck;
 using Machi.Broker.Entities;
 using Machi.Broker.Storage;
 using Machi.Broker.Storage.Postgres;
 using Machi.Broker.Tests.Infrastructure;
-using CsCheck;
 using Machi.Ngsi.Geo;
 using Machi.Ngsi.Model;
 using Machi.Ngsi.Query;

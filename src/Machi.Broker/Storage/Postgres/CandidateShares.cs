@@ -41,9 +41,9 @@ internal sealed class CandidateShares
     }
 
     /// <summary>
-    /// The first chunk for a page of <paramref name="wanted"/> entities (offset + limit) at <paramref name="share"/>,
-    /// a quarter over, within [<paramref name="min"/>, <paramref name="max"/>].
+    /// The chunk of candidates that should give <paramref name="wanted"/> more entities when <paramref name="share"/>
+    /// of them match, a quarter over, within [<paramref name="min"/>, <paramref name="max"/>].
     /// </summary>
-    public static int FirstChunk(long wanted, double share, int min, int max) =>
+    public static int Chunk(long wanted, double share, int min, int max) =>
         (int)Math.Clamp((wanted * 1.25 / share) + 4, min, max);
 }

@@ -229,7 +229,7 @@ internal sealed partial class PostgresEntityStore : IEntityStore
             }
 
             after.Value = long.MinValue;
-            var chunk = query.Count ? CandidateChunk : CandidateShares.FirstChunk(wanted, _candidateShares.Of(phase.Sql), 16, CandidateChunk);
+            var chunk = query.Count ? CandidateChunk : CandidateShares.Chunk(wanted, _candidateShares.Of(phase.Sql), 16, CandidateChunk);
             var (readInPhase, matchedBefore) = (0L, matched);
             var ended = false;
             while (!ended)
@@ -311,9 +311,8 @@ internal sealed partial class PostgresEntityStore : IEntityStore
                 // The next chunk is sized for the page's rest at the share of candidates that matched so far (other
                 // conditions and the evaluator reject some: a type + q query keeps about one in five).
                 readInPhase += take;
-                var missing = wanted - matched;
                 chunk = query.Count ? Math.Max(CandidateChunk, chunk)
-                    : (int)Math.Clamp(missing * 1.25 * readInPhase / Math.Max(matched - matchedBefore, 1) + 4, 16, Math.Max(CandidateChunk, chunk));
+                    : CandidateShares.Chunk(wanted - matched, (double)Math.Max(matched - matchedBefore, 1) / readInPhase, 16, Math.Max(CandidateChunk, chunk));
             }
 
             if (!query.Count)

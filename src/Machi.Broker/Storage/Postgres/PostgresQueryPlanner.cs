@@ -482,7 +482,8 @@ internal sealed class PostgresQueryPlanner
     /// plane (the GiST index entity_geo_plane) when a bound in degrees holds them all (<see cref="PlaneDegrees"/>):
     /// PostGIS finds the nearest points on the plane about ten times faster than on the sphere (24 of 1,000,000: 0.09
     /// against 0.9 ms). Degrees east shrink with latitude, so such a page comes nearest first only roughly (NGSI-LD
-    /// asks no order of a geo-query; SQLite answers in its R*Tree's); the geo condition's probe still decides.
+    /// asks no order of a geo-query; SQLite answers in its R*Tree's), and the bound holds a little more than the circle:
+    /// the evaluator decides on each candidate.
     /// </summary>
     private DistanceStream Around(string attr, double x, double y, double metres, string unindexed)
     {
