@@ -65,6 +65,8 @@ internal sealed class SqliteStoreMaintenance(SqliteEntityStore store) : IStoreMa
                 var count = 0L;
                 foreach (var (h, _, c) in cutoffs)
                 {
+                    // A folded creation with an instance before the cutoff is unfolded, so that its later instances stay.
+                    SqliteEntityStore.UnfoldCreations(writer, tx, h, before: c);
                     hid.Value = h;
                     cutoff.Value = c;
                     count += delete.ExecuteNonQuery();
@@ -102,16 +104,24 @@ internal sealed class PostgresStoreMaintenance(PostgresEntityStore store) : ISto
         return rows;
     }
 
-    /// <summary>One statement for the whole step; the time partitioning keeps each entity's range scan in few partitions.</summary>
+    /// <summary>
+    /// One statement for the whole step (after the folded creations straddling a cutoff are unfolded, so that their
+    /// later instances stay); the time partitioning keeps each entity's range scan in few partitions.
+    /// </summary>
     public async Task<long> DeleteHistoryBeforeAsync(IReadOnlyList<(long Hid, string Tenant, long Cutoff)> cutoffs, CancellationToken cancellationToken)
     {
-        await using var cmd = store.DataSource.CreateCommand("""
+        await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var tx = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await Temporal.PostgresTemporalHistory.UnfoldCreationsAsync(connection, tx, cutoffs, cancellationToken).ConfigureAwait(false);
+        await using var cmd = new NpgsqlCommand("""
             DELETE FROM history h USING unnest($1::text[], $2::bigint[], $3::bigint[]) c(tenant, hid, cutoff)
             WHERE h.tenant = c.tenant AND h.hid = c.hid AND h.t < c.cutoff
-            """);
+            """, connection, tx);
         cmd.Parameters.Add(new NpgsqlParameter { Value = cutoffs.Select(c => c.Tenant).ToArray() });
         cmd.Parameters.Add(new NpgsqlParameter { Value = cutoffs.Select(c => c.Hid).ToArray() });
         cmd.Parameters.Add(new NpgsqlParameter { Value = cutoffs.Select(c => c.Cutoff).ToArray() });
-        return await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        var deleted = await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return deleted;
     }
 }

@@ -8,8 +8,8 @@ namespace Machi.Broker.Storage;
 /// <summary>
 /// An entity a write stores when none exists yet (create, upsert), with what storing it writes that costs the single
 /// writer most and does not depend on the database: its stored form, access marks, and for each attribute instance
-/// its name, kind, times, payload and the encoding its history row keeps. All of it is worked out on the request's
-/// thread when the write is made, so the writer mostly binds and steps.
+/// its name, kind, times and payload. All of it is worked out on the request's thread when the write is made, so the
+/// writer mostly binds and steps.
 /// <para>
 /// Everything is held in a few arrays, and the parsed <see cref="Entity"/> can be let go once a store has taken what it
 /// needs (<see cref="Release"/>): a queued write lives until the writer reaches it and its commit is on disk, long
@@ -26,7 +26,7 @@ internal sealed class NewEntityRows
 
     private Entity? _entity;
 
-    // Each instance's encoding (the history's instance blob) followed by its payload (UTF-8 JSON).
+    // The instances' payloads (UTF-8 JSON), one after the other.
     private readonly byte[] _bytes;
     private readonly InstanceRow[] _instances;
 
@@ -57,11 +57,9 @@ internal sealed class NewEntityRows
             Names[name] = attribute;
             foreach (var instance in instances)
             {
-                EntityCodec.EncodeInstance(instance, buffer);
-                var encoded = buffer.WrittenCount;
                 buffer.Write(instance.PayloadUtf8);
                 var observed = NgsiText.TryParseDateTime(instance.ObservedAt, out var o) ? o.UtcTicks : (long?)null;
-                _instances[ordinal++] = new InstanceRow(name, instance.Kind, instance.DatasetId, instance.ModifiedAt.UtcTicks, observed, encoded, buffer.WrittenCount);
+                _instances[ordinal++] = new InstanceRow(name, instance.Kind, instance.DatasetId, instance.ModifiedAt.UtcTicks, observed, buffer.WrittenCount);
             }
 
             name++;
@@ -70,8 +68,8 @@ internal sealed class NewEntityRows
         _bytes = buffer.WrittenSpan.ToArray();
     }
 
-    /// <summary>One instance: its attribute (index into <see cref="Names"/>), and where its bytes end in <see cref="_bytes"/>.</summary>
-    private readonly record struct InstanceRow(int Name, AttributeKind Kind, string? DatasetId, long ModifiedAt, long? ObservedAt, int EncodedEnd, int PayloadEnd);
+    /// <summary>One instance: its attribute (index into <see cref="Names"/>), and where its payload ends in <see cref="_bytes"/>.</summary>
+    private readonly record struct InstanceRow(int Name, AttributeKind Kind, string? DatasetId, long ModifiedAt, long? ObservedAt, int PayloadEnd);
 
     public string Id { get; }
 
@@ -95,7 +93,7 @@ internal sealed class NewEntityRows
     /// <summary>The types as a JSON array (the history's entity row).</summary>
     public string TypesJson { get; }
 
-    /// <summary>The number of instances (history rows of the creation).</summary>
+    /// <summary>The number of attribute instances.</summary>
     public int InstanceCount => _instances.Length;
 
     /// <summary>The entity: as parsed until <see cref="Release"/>, then decoded again from <see cref="Doc"/> when asked for.</summary>
@@ -126,18 +124,11 @@ internal sealed class NewEntityRows
     /// <summary>The observedAt of the <paramref name="ordinal"/>-th instance in UTC ticks, null when it has none.</summary>
     public long? ObservedAt(int ordinal) => _instances[ordinal].ObservedAt;
 
-    /// <summary>The <paramref name="ordinal"/>-th instance in the entity's order, encoded as the history stores it.</summary>
-    public ReadOnlySpan<byte> Instance(int ordinal)
-    {
-        var start = ordinal == 0 ? 0 : _instances[ordinal - 1].PayloadEnd;
-        return _bytes.AsSpan(start, _instances[ordinal].EncodedEnd - start);
-    }
-
     /// <summary>The payload of the <paramref name="ordinal"/>-th instance as UTF-8 JSON.</summary>
     public ReadOnlySpan<byte> Payload(int ordinal)
     {
-        var row = _instances[ordinal];
-        return _bytes.AsSpan(row.EncodedEnd, row.PayloadEnd - row.EncodedEnd);
+        var start = ordinal == 0 ? 0 : _instances[ordinal - 1].PayloadEnd;
+        return _bytes.AsSpan(start, _instances[ordinal].PayloadEnd - start);
     }
 
     /// <summary>Adds the value index rows of the entity (<see cref="EntityIndexRows.AddValues(Entity, ICollection{IndexedValue})"/>).</summary>

@@ -40,10 +40,10 @@ internal sealed partial class SqliteEntityStore
     }
 
     /// <summary>
-    /// Records the creation of an entity (the rows <see cref="HistoryDiff.Rows"/> gives for it) from its prepared rows
-    /// (<see cref="NewEntityRows"/>: the instances in the entity's order, encoded ahead).
+    /// Records the creation of an entity from its prepared rows (<see cref="NewEntityRows"/>): one folded row
+    /// (<see cref="FoldedCreation"/>) for all its instances.
     /// </summary>
-    private void RecordCreation(WriterStatements s, string tenant, long changeSeq, NewEntityRows created)
+    private static void RecordCreation(WriterStatements s, string tenant, long changeSeq, NewEntityRows created)
     {
         // Its history may exist from an entity of the same id deleted before: it takes this one's types and marks. Most
         // creations have none, and a plain insert costs less than the upsert (whose RETURNING fills a temporary table).
@@ -69,12 +69,72 @@ internal sealed partial class SqliteEntityStore
             }
         }
 
-        for (var i = 0; i < created.InstanceCount; i++)
+        if (created.InstanceCount == 0)
         {
-            var observed = created.ObservedAt(i);
-            var stamp = created.InstanceModifiedAt(i);
-            s.InsertHistory.BindText(10, created.Payload(i)).Bind(11, created.Instance(i));
-            InsertHistoryRow(s, hid.Value, (changeSeq << 16) | (long)i, created.Name(i), created.DatasetId(i), created.Kind(i), observed ?? stamp, observed, stamp, deleted: false);
+            return;
+        }
+
+        var stamp = FoldedCreation.Stamp(created);
+        s.InsertHistory.Bind(1, hid.Value).Bind(2, FoldedCreation.Attr).Bind(3, FoldedCreation.Time(created)).Bind(4, changeSeq << 16)
+            .Bind(6, (long)AttributeKind.Property).Bind(8, stamp).Bind(9, stamp).BindText(10, ""u8).Bind(11, created.Doc).Bind(12, 0L).Execute();
+    }
+
+    /// <summary>
+    /// Turns an entity's folded creations (<see cref="FoldedCreation"/>) into a row an instance, before something
+    /// changes single instances of its history: all of them, or those whose earliest instance is before
+    /// <paramref name="before"/> (UTC ticks). Writer thread, inside its transaction.
+    /// </summary>
+    internal static void UnfoldCreations(SqliteConnection writer, SqliteTransaction tx, long hid, long? before = null)
+    {
+        var folded = new List<(long N, byte[] Doc)>();
+        using (var delete = writer.CreateCommand())
+        {
+            delete.Transaction = tx;
+            delete.CommandText = "DELETE FROM history WHERE hid = $h AND attr = 0" + (before is null ? string.Empty : " AND t < $before") + " RETURNING n, instance";
+            delete.Parameters.AddWithValue("$h", hid);
+            delete.Parameters.AddWithValue("$before", before ?? 0L);
+            using var r = delete.ExecuteReader();
+            while (r.Read())
+            {
+                folded.Add((r.GetInt64(0), (byte[])r.GetValue(1)));
+            }
+        }
+
+        if (folded.Count == 0)
+        {
+            return;
+        }
+
+        using var term = writer.CreateCommand();
+        term.Transaction = tx;
+        term.CommandText = "INSERT INTO terms (iri) VALUES ($iri) ON CONFLICT (iri) DO UPDATE SET iri = iri RETURNING id";
+        var iri = term.Parameters.Add("$iri", SqliteType.Text);
+        using var insert = writer.CreateCommand();
+        insert.Transaction = tx;
+        insert.CommandText = """
+            INSERT INTO history (hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
+            VALUES ($h, $a, $t, $n, $d, $k, $o, $at, $at, $v, $b, 0)
+            """;
+        var p = insert.Parameters;
+        p.AddWithValue("$h", hid);
+        var (attr, time, n, dataset, kind, observed, at, value, instance) = (p.Add("$a", SqliteType.Integer), p.Add("$t", SqliteType.Integer),
+            p.Add("$n", SqliteType.Integer), p.Add("$d", SqliteType.Text), p.Add("$k", SqliteType.Integer), p.Add("$o", SqliteType.Integer),
+            p.Add("$at", SqliteType.Integer), p.Add("$v", SqliteType.Text), p.Add("$b", SqliteType.Blob));
+        var terms = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var (first, doc) in folded)
+        {
+            foreach (var (number, row) in FoldedCreation.Unfold(first, doc))
+            {
+                if (!terms.TryGetValue(row.Attr, out var id))
+                {
+                    iri.Value = row.Attr;
+                    terms[row.Attr] = id = (long)term.ExecuteScalar()!;
+                }
+
+                (attr.Value, time.Value, n.Value, dataset.Value, kind.Value) = (id, row.Time, number, (object?)row.DatasetId ?? DBNull.Value, (long)row.Kind);
+                (observed.Value, at.Value, value.Value, instance.Value) = (row.ObservedAt is { } o ? o : DBNull.Value, row.At, row.Value, EntityCodec.EncodeInstance(row.Instance!));
+                insert.ExecuteNonQuery();
+            }
         }
     }
 

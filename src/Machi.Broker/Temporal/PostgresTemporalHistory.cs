@@ -90,6 +90,7 @@ internal sealed class PostgresTemporalHistory(PostgresEntityStore store) : ITemp
 
         await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var tx = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await UnfoldAsync(connection, tx, tenant, entityId, cancellationToken).ConfigureAwait(false);
         long hid, attrId, t, createdAt;
         AttributeKind kind;
         string? datasetId;
@@ -146,14 +147,18 @@ internal sealed class PostgresTemporalHistory(PostgresEntityStore store) : ITemp
     public async Task<bool> DeleteAttributeAsync(string tenant, string entityId, string attr, string? datasetId, bool all, CancellationToken cancellationToken)
     {
         await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var tx = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await UnfoldAsync(connection, tx, tenant, entityId, cancellationToken).ConfigureAwait(false);
         const string Attribute = """
             DELETE FROM history WHERE tenant = $1 AND hid = (SELECT hid FROM history_entities WHERE tenant = $1 AND id = $2)
             AND attr = (SELECT id FROM terms WHERE iri = $3)
             """;
-        await using var cmd = all ? Command(connection, null, Attribute, tenant, entityId, attr)
-            : datasetId is null ? Command(connection, null, Attribute + " AND dataset_id IS NULL", tenant, entityId, attr)
-            : Command(connection, null, Attribute + " AND dataset_id = $4", tenant, entityId, attr, datasetId);
-        return await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) > 0;
+        await using var cmd = all ? Command(connection, tx, Attribute, tenant, entityId, attr)
+            : datasetId is null ? Command(connection, tx, Attribute + " AND dataset_id IS NULL", tenant, entityId, attr)
+            : Command(connection, tx, Attribute + " AND dataset_id = $4", tenant, entityId, attr, datasetId);
+        var deleted = await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return deleted > 0;
     }
 
     public async Task<bool> DeleteInstanceAsync(string tenant, string entityId, string attr, string instanceId, CancellationToken cancellationToken)
@@ -164,8 +169,78 @@ internal sealed class PostgresTemporalHistory(PostgresEntityStore store) : ITemp
         }
 
         await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var cmd = InstanceCommand(connection, null, "DELETE FROM history WHERE (tenant, hid, attr, t, n) IN (SELECT h.tenant, h.hid, h.attr, h.t, h.n", tenant, entityId, attr, n, ")");
-        return await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) > 0;
+        await using var tx = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await UnfoldAsync(connection, tx, tenant, entityId, cancellationToken).ConfigureAwait(false);
+        await using var cmd = InstanceCommand(connection, tx, "DELETE FROM history WHERE (tenant, hid, attr, t, n) IN (SELECT h.tenant, h.hid, h.attr, h.t, h.n", tenant, entityId, attr, n, ")");
+        var deleted = await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return deleted > 0;
+    }
+
+    /// <summary>Turns the entity's folded creations into a row an instance (<see cref="FoldedCreation"/>) before a change to single instances.</summary>
+    private static async Task UnfoldAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string tenant, string entityId, CancellationToken cancellationToken)
+    {
+        await using var find = Command(connection, tx, "SELECT hid FROM history_entities WHERE tenant = $1 AND id = $2", tenant, entityId);
+        if (await find.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is long hid)
+        {
+            await UnfoldCreationsAsync(connection, tx, [(hid, tenant, long.MaxValue)], cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Turns the folded creations (<see cref="FoldedCreation"/>) of each entity whose earliest instance is before its
+    /// cutoff (UTC ticks) into a row an instance, in <paramref name="tx"/>. The delete takes the folded rows first, so
+    /// of two transactions unfolding the same entity the second waits and finds none.
+    /// </summary>
+    internal static async Task UnfoldCreationsAsync(NpgsqlConnection connection, NpgsqlTransaction tx, IReadOnlyList<(long Hid, string Tenant, long Cutoff)> entities, CancellationToken cancellationToken)
+    {
+        var folded = new List<(string Tenant, long Hid, long N, byte[] Doc)>();
+        await using (var delete = Command(connection, tx, """
+            DELETE FROM history h USING unnest($1::text[], $2::bigint[], $3::bigint[]) c(tenant, hid, cutoff)
+            WHERE h.tenant = c.tenant AND h.hid = c.hid AND h.attr = 0 AND h.t < c.cutoff
+            RETURNING h.tenant, h.hid, h.n, h.instance
+            """, entities.Select(e => e.Tenant).ToArray(), entities.Select(e => e.Hid).ToArray(), entities.Select(e => e.Cutoff).ToArray()))
+        await using (var r = await delete.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                folded.Add((r.GetString(0), r.GetInt64(1), r.GetInt64(2), r.GetFieldValue<byte[]>(3)));
+            }
+        }
+
+        if (folded.Count == 0)
+        {
+            return;
+        }
+
+        var rows = folded.SelectMany(f => FoldedCreation.Unfold(f.N, f.Doc).Select(u => (f.Tenant, f.Hid, u.N, u.Row))).ToList();
+        var names = rows.Select(r => r.Row.Attr).Distinct(StringComparer.Ordinal).ToArray();
+        var terms = new Dictionary<string, long>(StringComparer.Ordinal);
+        await using (var term = Command(connection, tx, "INSERT INTO terms (iri) SELECT unnest($1::text[]) ON CONFLICT (iri) DO NOTHING", (object)names))
+        {
+            await term.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await using (var ids = Command(connection, tx, "SELECT iri, id FROM terms WHERE iri = ANY($1)", (object)names))
+        await using (var r = await ids.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                terms[r.GetString(0)] = r.GetInt64(1);
+            }
+        }
+
+        await using var insert = Command(connection, tx, """
+            INSERT INTO history (tenant, hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
+            SELECT tenant, hid, attr, t, n, dataset_id, kind, observed_at, at, at, value, instance, false
+            FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::smallint[], $8::bigint[], $9::bigint[], $10::text[], $11::bytea[])
+                AS u(tenant, hid, attr, t, n, dataset_id, kind, observed_at, at, value, instance)
+            """,
+            rows.Select(r => r.Tenant).ToArray(), rows.Select(r => r.Hid).ToArray(), rows.Select(r => terms[r.Row.Attr]).ToArray(),
+            rows.Select(r => r.Row.Time).ToArray(), rows.Select(r => r.N).ToArray(), rows.Select(r => r.Row.DatasetId).ToArray(),
+            rows.Select(r => (short)r.Row.Kind).ToArray(), rows.Select(r => r.Row.ObservedAt).ToArray(), rows.Select(r => r.Row.At).ToArray(),
+            rows.Select(r => r.Row.Value).ToArray(), rows.Select(r => EntityCodec.EncodeInstance(r.Row.Instance!)).ToArray());
+        await insert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private static NpgsqlCommand InstanceCommand(NpgsqlConnection connection, NpgsqlTransaction? tx, string select, string tenant, string entityId, string attr, long n, string close) =>
@@ -196,6 +271,7 @@ internal sealed class PostgresHistoryReader(NpgsqlConnection connection) : IHist
     private const string EntityColumns = "hid, id, types, created_at, modified_at, deleted_at, tenant, access, owner, category";
 
     private readonly Dictionary<long, string> _terms = [];
+    private readonly Dictionary<string, long> _termIds = new(StringComparer.Ordinal);
 
     // The tenant of each entity row handed out: the history's keys lead with it.
     private readonly Dictionary<long, string> _tenants = [];
@@ -239,53 +315,82 @@ internal sealed class PostgresHistoryReader(NpgsqlConnection connection) : IHist
 
     public List<HistoryRow> History(TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query)
     {
+        var unfolded = Unfolded(entity, attrs, query);
         using var cmd = Select("h.attr, h.dataset_id, h.n, h.kind, h.observed_at, h.created_at, h.modified_at, h.value, h.instance, h.deleted", entity, attrs, query);
-        var rows = new List<HistoryRow>();
-        using var r = cmd.ExecuteReader();
-        while (r.Read())
+        var stored = new List<(long Attr, long N, HistoryRow Row)>();
+        using (var r = cmd.ExecuteReader())
         {
-            rows.Add(new HistoryRow(
-                r.GetInt64(0).ToString(System.Globalization.CultureInfo.InvariantCulture),
-                r.IsDBNull(1) ? null : r.GetString(1),
-                TemporalHistory.InstanceId(r.GetInt64(2)),
-                (AttributeKind)r.GetInt16(3),
-                r.IsDBNull(4) ? null : new DateTimeOffset(r.GetInt64(4), TimeSpan.Zero),
-                new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero),
-                new DateTimeOffset(r.GetInt64(6), TimeSpan.Zero),
-                r.GetString(7),
-                r.IsDBNull(8) ? null : r.GetFieldValue<byte[]>(8),
-                r.GetBoolean(9)));
+            while (r.Read())
+            {
+                var n = r.GetInt64(2);
+                stored.Add((r.GetInt64(0), n, new HistoryRow(
+                    string.Empty,
+                    r.IsDBNull(1) ? null : r.GetString(1),
+                    TemporalHistory.InstanceId(n),
+                    (AttributeKind)r.GetInt16(3),
+                    r.IsDBNull(4) ? null : new DateTimeOffset(r.GetInt64(4), TimeSpan.Zero),
+                    new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero),
+                    new DateTimeOffset(r.GetInt64(6), TimeSpan.Zero),
+                    r.GetString(7),
+                    r.IsDBNull(8) ? null : r.GetFieldValue<byte[]>(8),
+                    r.GetBoolean(9))));
+            }
         }
 
-        r.Close();
-        for (var i = 0; i < rows.Count; i++)
+        // Names once the reader is closed: a connection runs one command at a time.
+        var rows = new List<HistoryRow>(stored.Count);
+        foreach (var (attr, n, row) in stored)
         {
-            rows[i] = rows[i] with { Attr = TermIri(long.Parse(rows[i].Attr, System.Globalization.CultureInfo.InvariantCulture)) };
+            unfolded?.Before(attr, row.Time(query.Property).UtcTicks, n, rows.Add);
+            rows.Add(row with { Attr = TermIri(attr) });
         }
 
+        unfolded?.Rest(rows.Add);
         return rows;
     }
 
     public List<AggregatedSeries> Aggregate(TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query)
     {
+        var unfolded = Unfolded(entity, attrs, query);
         var time = TimeColumn(query);
-        using var cmd = Select($"h.attr, h.dataset_id, h.kind, {time}, h.value, h.deleted", entity, attrs, query);
-        var rows = new List<(long Attr, string? DatasetId, AttributeKind Kind, long Time, string Value, bool Deleted)>();
+        using var cmd = Select($"h.attr, h.dataset_id, h.kind, {time}, h.value, h.deleted, h.n", entity, attrs, query);
+        var rows = new List<(long Attr, string? DatasetId, AttributeKind Kind, long Time, string Value, bool Deleted, long N)>();
         using (var r = cmd.ExecuteReader())
         {
             while (r.Read())
             {
-                rows.Add((r.GetInt64(0), r.IsDBNull(1) ? null : r.GetString(1), (AttributeKind)r.GetInt16(2), r.GetInt64(3), r.GetString(4), r.GetBoolean(5)));
+                rows.Add((r.GetInt64(0), r.IsDBNull(1) ? null : r.GetString(1), (AttributeKind)r.GetInt16(2), r.GetInt64(3), r.GetString(4), r.GetBoolean(5), r.GetInt64(6)));
             }
         }
 
         var builder = new AggregationBuilder(query);
+        void Take(HistoryRow row) => builder.Add(row.Attr, row.DatasetId, row.Kind, row.Time(query.Property), Encoding.UTF8.GetBytes(row.Value), row.Deleted);
         foreach (var row in rows)
         {
+            unfolded?.Before(row.Attr, row.Time, row.N, Take);
             builder.Add(TermIri(row.Attr), row.DatasetId, row.Kind, new DateTimeOffset(row.Time, TimeSpan.Zero), Encoding.UTF8.GetBytes(row.Value), row.Deleted);
         }
 
+        unfolded?.Rest(Take);
         return builder.Finish();
+    }
+
+    /// <summary>The instances of the entity's folded creations the read takes in; null when it has none.</summary>
+    private UnfoldedInstances? Unfolded(TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query)
+    {
+        var folded = new List<(long, byte[])>();
+        using (var cmd = new NpgsqlCommand("SELECT n, instance FROM history WHERE tenant = $1 AND hid = $2 AND attr = 0", connection))
+        {
+            cmd.Parameters.Add(new NpgsqlParameter { Value = _tenants[entity.Hid] });
+            cmd.Parameters.Add(new NpgsqlParameter { Value = entity.Hid });
+            using var r = cmd.ExecuteReader();
+            while (r.Read())
+            {
+                folded.Add((r.GetInt64(0), r.GetFieldValue<byte[]>(1)));
+            }
+        }
+
+        return folded.Count == 0 ? null : new UnfoldedInstances(folded, attrs, query, TermId);
     }
 
     public void Dispose() => connection.Dispose();
@@ -294,7 +399,8 @@ internal sealed class PostgresHistoryReader(NpgsqlConnection connection) : IHist
     {
         var time = TimeColumn(query);
         var cmd = new NpgsqlCommand { Connection = connection };
-        var sql = new StringBuilder($"SELECT {columns} FROM history h WHERE h.tenant = $1 AND h.hid = $2");
+        // attr 0: folded creations, read on their own (Unfolded).
+        var sql = new StringBuilder($"SELECT {columns} FROM history h WHERE h.tenant = $1 AND h.hid = $2 AND h.attr > 0");
         cmd.Parameters.Add(new NpgsqlParameter { Value = _tenants[entity.Hid] });
         cmd.Parameters.Add(new NpgsqlParameter { Value = entity.Hid });
         if (attrs is not null)
@@ -347,6 +453,19 @@ internal sealed class PostgresHistoryReader(NpgsqlConnection connection) : IHist
         using var cmd = new NpgsqlCommand("SELECT iri FROM terms WHERE id = $1", connection);
         cmd.Parameters.Add(new NpgsqlParameter { Value = id });
         return _terms[id] = (string)cmd.ExecuteScalar()!;
+    }
+
+    /// <summary>The term id of an attribute name (the history's order of attributes).</summary>
+    private long TermId(string iri)
+    {
+        if (_termIds.TryGetValue(iri, out var id))
+        {
+            return id;
+        }
+
+        using var cmd = new NpgsqlCommand("SELECT id FROM terms WHERE iri = $1", connection);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = iri });
+        return _termIds[iri] = cmd.ExecuteScalar() is long found ? found : long.MaxValue;
     }
 
     private TemporalEntityRow EntityRow(NpgsqlDataReader r)

@@ -9,11 +9,14 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace Machi.Broker.Temporal;
 
-/// <summary>One recorded attribute instance (a row of attribute_history).</summary>
+/// <summary>One recorded attribute instance (a row of the history, or an instance of a folded creation).</summary>
 internal sealed record HistoryRow(
     string Attr, string? DatasetId, string InstanceId, AttributeKind Kind, DateTimeOffset? ObservedAt,
     DateTimeOffset CreatedAt, DateTimeOffset ModifiedAt, string Value, byte[]? Instance, bool Deleted)
 {
+    /// <summary>The instance itself, already decoded, when it comes from a folded creation (<see cref="FoldedCreation"/>).</summary>
+    public AttributeInstance? Unfolded { get; init; }
+
     /// <summary>The instant the query's time property names; an instance without observedAt counts at its modifiedAt.</summary>
     public DateTimeOffset Time(TimeProperty property) => property switch
     {
@@ -26,7 +29,11 @@ internal sealed record HistoryRow(
     public AttributeInstance ToInstance()
     {
         AttributeInstance instance;
-        if (Instance is null)
+        if (Unfolded is not null)
+        {
+            instance = Unfolded;
+        }
+        else if (Instance is null)
         {
             instance = AttributeInstance.FromStored(Kind, Encoding.UTF8.GetBytes(Value));
             instance.DatasetId = DatasetId;
@@ -244,6 +251,7 @@ internal sealed class TemporalHistory(SqliteEntityStore store) : ITemporalHistor
         return store.RunInWriterAsync(
             (writer, tx) =>
             {
+                Unfold(writer, tx, tenant, entityId);
                 using var find = InstanceCommand(writer, tx, "SELECT h.hid, h.attr, h.t, h.kind, h.dataset_id, h.created_at", tenant, entityId, attr, n);
                 long hid, attrId, t, createdAt;
                 AttributeKind kind;
@@ -306,6 +314,7 @@ internal sealed class TemporalHistory(SqliteEntityStore store) : ITemporalHistor
         store.RunInWriterAsync(
             (writer, tx) =>
             {
+                Unfold(writer, tx, tenant, entityId);
                 using var cmd = Command(writer, tx, """
                     DELETE FROM history WHERE hid = (SELECT hid FROM history_entities WHERE tenant = $t AND id = $e)
                     AND attr = (SELECT id FROM terms WHERE iri = $a)
@@ -329,10 +338,23 @@ internal sealed class TemporalHistory(SqliteEntityStore store) : ITemporalHistor
         return store.RunInWriterAsync(
             (writer, tx) =>
             {
+                Unfold(writer, tx, tenant, entityId);
                 using var cmd = InstanceCommand(writer, tx, "DELETE FROM history WHERE (hid, attr, t, n) IN (SELECT h.hid, h.attr, h.t, h.n", tenant, entityId, attr, n, close: ")");
                 return cmd.ExecuteNonQuery() > 0;
             },
             cancellationToken);
+    }
+
+    /// <summary>Turns the entity's folded creations into a row an instance (<see cref="FoldedCreation"/>) before a change to single instances.</summary>
+    private static void Unfold(SqliteConnection writer, SqliteTransaction tx, string tenant, string entityId)
+    {
+        using var find = Command(writer, tx, "SELECT hid FROM history_entities WHERE tenant = $t AND id = $e");
+        find.Parameters.AddWithValue("$t", tenant);
+        find.Parameters.AddWithValue("$e", entityId);
+        if (find.ExecuteScalar() is long hid)
+        {
+            SqliteEntityStore.UnfoldCreations(writer, tx, hid);
+        }
     }
 
     /// <summary>A statement over one instance, found by its number within the entity's history of the attribute.</summary>
@@ -366,6 +388,7 @@ internal sealed class TemporalHistory(SqliteEntityStore store) : ITemporalHistor
 internal sealed class HistoryReader(SqliteConnection connection) : IHistoryReader
 {
     private readonly Dictionary<long, string> _terms = [];
+    private readonly Dictionary<string, long> _termIds = new(StringComparer.Ordinal);
 
     private const string EntityColumns = "hid, id, types, created_at, modified_at, deleted_at, access, owner, category";
 
@@ -424,25 +447,31 @@ internal sealed class HistoryReader(SqliteConnection connection) : IHistoryReade
     /// </summary>
     public List<HistoryRow> History(TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query)
     {
+        var unfolded = Unfolded(entity, attrs, query);
         using var cmd = connection.CreateCommand();
         cmd.CommandText = Select("h.attr, h.dataset_id, h.n, h.kind, h.observed_at, h.created_at, h.modified_at, h.value, h.instance, h.deleted", entity, attrs, query, (name, value) => cmd.Parameters.AddWithValue(name, value));
         var rows = new List<HistoryRow>();
         using var r = cmd.ExecuteReader();
         while (r.Read())
         {
-            rows.Add(new HistoryRow(
-                TermIri(r.GetInt64(0)),
+            var attr = r.GetInt64(0);
+            var n = r.GetInt64(2);
+            var row = new HistoryRow(
+                TermIri(attr),
                 r.IsDBNull(1) ? null : r.GetString(1),
-                TemporalHistory.InstanceId(r.GetInt64(2)),
+                TemporalHistory.InstanceId(n),
                 (AttributeKind)r.GetInt64(3),
                 r.IsDBNull(4) ? null : new DateTimeOffset(r.GetInt64(4), TimeSpan.Zero),
                 new DateTimeOffset(r.GetInt64(5), TimeSpan.Zero),
                 new DateTimeOffset(r.GetInt64(6), TimeSpan.Zero),
                 r.GetString(7),
                 r.IsDBNull(8) ? null : (byte[])r.GetValue(8),
-                r.GetInt64(9) != 0));
+                r.GetInt64(9) != 0);
+            unfolded?.Before(attr, row.Time(query.Property).UtcTicks, n, rows.Add);
+            rows.Add(row);
         }
 
+        unfolded?.Rest(rows.Add);
         return rows;
     }
 
@@ -452,9 +481,10 @@ internal sealed class HistoryReader(SqliteConnection connection) : IHistoryReade
     /// </summary>
     public List<AggregatedSeries> Aggregate(TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query)
     {
+        var unfolded = Unfolded(entity, attrs, query);
         var time = TimeColumn(query);
         var bindings = new List<(string Name, object Value)>();
-        var sql = Select($"h.attr, h.dataset_id, h.kind, {time}, h.value, h.deleted", entity, attrs, query, (name, value) => bindings.Add((name, value)));
+        var sql = Select($"h.attr, h.dataset_id, h.kind, {time}, h.value, h.deleted, h.n", entity, attrs, query, (name, value) => bindings.Add((name, value)));
         using var statement = new RawStatement(connection, sql);
         foreach (var (name, value) in bindings)
         {
@@ -462,15 +492,19 @@ internal sealed class HistoryReader(SqliteConnection connection) : IHistoryReade
         }
 
         var builder = new AggregationBuilder(query);
+        void Take(HistoryRow row) => builder.Add(row.Attr, row.DatasetId, row.Kind, row.Time(query.Property), Encoding.UTF8.GetBytes(row.Value), row.Deleted);
         try
         {
             while (statement.Step())
             {
+                var attr = statement.Int64(0);
+                var at = statement.Int64(3);
+                unfolded?.Before(attr, at, statement.Int64(6), Take);
                 builder.Add(
-                    TermIri(statement.Int64(0)),
+                    TermIri(attr),
                     statement.IsNull(1) ? null : statement.Text(1),
                     (AttributeKind)statement.Int64(2),
-                    new DateTimeOffset(statement.Int64(3), TimeSpan.Zero),
+                    new DateTimeOffset(at, TimeSpan.Zero),
                     statement.Blob(4),
                     statement.Int64(5) != 0);
             }
@@ -480,14 +514,34 @@ internal sealed class HistoryReader(SqliteConnection connection) : IHistoryReade
             statement.Reset();
         }
 
+        unfolded?.Rest(Take);
         return builder.Finish();
+    }
+
+    /// <summary>The instances of the entity's folded creations the read takes in; null when it has none.</summary>
+    private UnfoldedInstances? Unfolded(TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query)
+    {
+        using var cmd = connection.CreateCommand();
+        cmd.CommandText = "SELECT n, instance FROM history WHERE hid = $h AND attr = 0";
+        cmd.Parameters.AddWithValue("$h", entity.Hid);
+        var folded = new List<(long, byte[])>();
+        using (var r = cmd.ExecuteReader())
+        {
+            while (r.Read())
+            {
+                folded.Add((r.GetInt64(0), (byte[])r.GetValue(1)));
+            }
+        }
+
+        return folded.Count == 0 ? null : new UnfoldedInstances(folded, attrs, query, TermId);
     }
 
     /// <summary>The SQL of a read of one entity's history in the query's range, in the order of the history's key.</summary>
     private static string Select(string columns, TemporalEntityRow entity, IReadOnlyCollection<string>? attrs, TemporalQuery query, Action<string, object> bind)
     {
         var time = TimeColumn(query);
-        var sql = new StringBuilder($"SELECT {columns} FROM history h WHERE h.hid = $h");
+        // attr 0: folded creations, read on their own (Unfolded).
+        var sql = new StringBuilder($"SELECT {columns} FROM history h WHERE h.hid = $h AND h.attr > 0");
         bind("$h", entity.Hid);
         if (attrs is not null)
         {
@@ -545,6 +599,20 @@ internal sealed class HistoryReader(SqliteConnection connection) : IHistoryReade
         cmd.CommandText = "SELECT iri FROM terms WHERE id = $id";
         cmd.Parameters.AddWithValue("$id", id);
         return _terms[id] = (string)cmd.ExecuteScalar()!;
+    }
+
+    /// <summary>The term id of an attribute name (the history's order of attributes).</summary>
+    private long TermId(string iri)
+    {
+        if (_termIds.TryGetValue(iri, out var id))
+        {
+            return id;
+        }
+
+        using var cmd = connection.CreateCommand();
+        cmd.CommandText = "SELECT id FROM terms WHERE iri = $iri";
+        cmd.Parameters.AddWithValue("$iri", iri);
+        return _termIds[iri] = cmd.ExecuteScalar() is long found ? found : long.MaxValue;
     }
 
     private static TemporalEntityRow EntityRow(SqliteDataReader r) => new(

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Machi.Broker.Entities;
 using Machi.Broker.Storage;
 using Machi.Broker.Storage.Postgres;
+using Machi.Broker.Temporal;
 using Machi.Broker.Tests.Infrastructure;
 using Machi.Ngsi.JsonLd;
 using Machi.Ngsi.Model;
@@ -36,6 +37,16 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
         }
     }
 
+    /// <summary>The instance's number: the order the writes recorded it in.</summary>
+    private static long Number(HistoryRow row) => TemporalHistory.TryParseInstanceId(row.InstanceId, out var n) ? n : throw new FormatException(row.InstanceId);
+
+    /// <summary>The history of an entity's speed as the temporal API reads it (in time order).</summary>
+    private List<HistoryRow> SpeedHistory(string id)
+    {
+        using var reader = new PostgresTemporalHistory(_store).OpenReader();
+        return reader.Entity("", id) is { } entity ? reader.History(entity, [LdContext.Core.ExpandTerm("speed")], new TemporalQuery()) : [];
+    }
+
     [Fact]
     public async Task Every_write_records_its_history_in_the_same_transaction_in_the_month_partition()
     {
@@ -45,27 +56,29 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
         await _store.WriteOneAsync("", "urn:ngsi-ld:Vehicle:h", _ => Mutation.Put(faster), CancellationToken.None);
         await _store.WriteOneAsync("", "urn:ngsi-ld:Vehicle:h", _ => Mutation.Delete, CancellationToken.None);
 
+        // The creation is one folded row (attr 0); the update and the deletion a row each for speed.
         var changes = await _store.ReadChangesAsync(0, 10, CancellationToken.None);
         await using var data = NpgsqlDataSource.Create(_connectionString);
         await using var cmd = data.CreateCommand("""
-            SELECT h.n >> 16, h.value, h.deleted, h.tableoid::regclass::text FROM history h JOIN terms t ON t.id = h.attr
-            WHERE t.iri = $1 ORDER BY h.n
+            SELECT h.n >> 16, h.attr = 0, h.deleted, h.tableoid::regclass::text FROM history h LEFT JOIN terms t ON t.id = h.attr
+            WHERE h.attr = 0 OR t.iri = $1 ORDER BY h.n
             """);
         cmd.Parameters.Add(new NpgsqlParameter { Value = LdContext.Core.ExpandTerm("speed") });
-        var rows = new List<(long Seq, string Value, bool Deleted, string Partition)>();
+        var rows = new List<(long Seq, bool Folded, bool Deleted, string Partition)>();
         await using (var r = await cmd.ExecuteReaderAsync())
         {
             while (await r.ReadAsync())
             {
-                rows.Add((r.GetInt64(0), r.GetString(1), r.GetBoolean(2), r.GetString(3)));
+                rows.Add((r.GetInt64(0), r.GetBoolean(1), r.GetBoolean(2), r.GetString(3)));
             }
         }
 
         Assert.Equal(changes.Select(c => c.Seq), rows.Select(r => r.Seq));
-        Assert.Equal(["10", "20", "\"urn:ngsi-ld:null\""], rows.Select(r => r.Value));
+        Assert.Equal([true, false, false], rows.Select(r => r.Folded));
         Assert.Equal([false, false, true], rows.Select(r => r.Deleted));
         Assert.All(rows, r => Assert.StartsWith("history_y", r.Partition, StringComparison.Ordinal));
         Assert.Equal(PostgresSchema.HistoryPartition(DateTime.UtcNow), rows[^1].Partition);
+        Assert.Equal(["10", "20", "\"urn:ngsi-ld:null\""], SpeedHistory("urn:ngsi-ld:Vehicle:h").Select(row => row.Value));
 
         await using var entity = data.CreateCommand("SELECT deleted_at IS NOT NULL FROM history_entities WHERE id = 'urn:ngsi-ld:Vehicle:h'");
         Assert.True((bool)(await entity.ExecuteScalarAsync())!);
@@ -149,20 +162,19 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
             SELECT e.id, count(*) FROM entity_geo g JOIN entities e ON e.tenant = g.tenant AND e.rid = g.rid WHERE $1 <> '' GROUP BY e.id ORDER BY e.id
             """));
 
-        // Every write's history, under one history id an entity (c's two lives too), with deletions marked.
-        Assert.Equal("a:10 a:11 b:20 b:\"urn:ngsi-ld:null\" c:30 c:\"urn:ngsi-ld:null\" c:31 d:40 d:41 e:50 f:60 f:\"urn:ngsi-ld:null\" f:61", await RowsAsync("""
-            SELECT he.id, h.value FROM history h JOIN history_entities he ON he.tenant = h.tenant AND he.hid = h.hid JOIN terms t ON t.id = h.attr
-            WHERE t.iri = $1 ORDER BY he.id, h.n
-            """));
+        // Every write's history in the order of the writes, under one history id an entity (c's two lives too), with deletions marked.
+        Assert.Equal("a:10 a:11 b:20 b:\"urn:ngsi-ld:null\" c:30 c:\"urn:ngsi-ld:null\" c:31 d:40 d:41 e:50 f:60 f:\"urn:ngsi-ld:null\" f:61", string.Join(' ',
+            "abcdef".SelectMany(id => SpeedHistory($"urn:ngsi-ld:Vehicle:{id}").OrderBy(Number).Select(row => $"{id}:{row.Value}"))));
         Assert.Equal("a:False b:True c:False d:False e:False f:False", await RowsAsync("""
             SELECT id, deleted_at IS NOT NULL FROM history_entities WHERE $1 <> '' ORDER BY id
             """));
     }
 
     /// <summary>
-    /// A batch of creations (300: many enough that its history rows are encoded on the request's thread and its geo
-    /// rows copied as WKB) stores the same history and index rows as the same entities written alone (rows built by
-    /// the writer, inserted, geographies built by PostGIS in SQL), and each history row carries its write's change seq.
+    /// A batch of creations (300: many enough that its index rows are encoded on the request's thread and its geo rows
+    /// copied as WKB) stores the same history and index rows as the same entities written alone (rows built by the
+    /// writer, inserted, geographies built by PostGIS in SQL), and each creation's folded history row carries its
+    /// write's change seq.
     /// </summary>
     [Fact]
     public async Task Creations_in_a_large_batch_store_the_same_history_and_geo_rows_as_the_same_creations_written_alone()
@@ -208,12 +220,19 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
             return rows;
         }
 
+        // A creation's history is one folded row (attr 0, the first instance's number), in its month's partition.
         const string history = """
-            SELECT t.iri, h.t, h.n & 65535, h.dataset_id, h.kind, h.observed_at, h.created_at, h.modified_at, h.value, h.instance, h.deleted,
-                   (SELECT count(*) FROM entity_changes c WHERE c.seq = h.n >> 16 AND c.entity_id = he.id), h.tableoid::regclass::text
-            FROM history h JOIN history_entities he ON he.tenant = h.tenant AND he.hid = h.hid JOIN terms t ON t.id = h.attr
-            WHERE he.id = $1 ORDER BY h.n
+            SELECT h.attr, h.n & 65535, (SELECT count(*) FROM entity_changes c WHERE c.seq = h.n >> 16 AND c.entity_id = he.id), h.tableoid::regclass::text
+            FROM history h JOIN history_entities he ON he.tenant = h.tenant AND he.hid = h.hid WHERE he.id = $1
             """;
+        using var reader = new PostgresTemporalHistory(_store).OpenReader();
+        List<string> Instances(string id)
+        {
+            var entity = reader.Entity("", id)!;
+            return [.. reader.History(entity, null, new TemporalQuery()).Select(h => string.Join('|', h.Attr, h.DatasetId, h.InstanceId[(h.InstanceId.LastIndexOf('-') + 1)..], h.Kind,
+                h.ObservedAt?.UtcTicks, h.CreatedAt.UtcTicks, h.ModifiedAt.UtcTicks, h.Value, Convert.ToHexString(EntityCodec.EncodeInstance(h.ToInstance())), h.Deleted))];
+        }
+
         const string geo = """
             SELECT t.iri, g.geog::text, ST_NPoints(g.geog::geometry) FROM entity_geo g JOIN entities e ON e.tenant = g.tenant AND e.rid = g.rid JOIN terms t ON t.id = g.attr
             WHERE e.id = $1 ORDER BY t.iri
@@ -227,9 +246,11 @@ public sealed class PostgresEntityStoreTests(PostgresServer server) : IAsyncLife
         for (var i = 0; i < 3; i++)
         {
             var alone = await RowsAsync(history, $"urn:ngsi-ld:Sensor:b{i}");
-            Assert.Equal(i % 2 == 0 ? 9 : 8, alone.Count);
-            Assert.All(alone, row => Assert.Contains("|1|history_y", row, StringComparison.Ordinal));
+            Assert.Equal(["0|0|1|" + PostgresSchema.HistoryPartition(new DateTime(2026, 11, 1, 0, 0, 0, DateTimeKind.Utc))], alone);
             Assert.Equal(alone, await RowsAsync(history, $"urn:ngsi-ld:Sensor:a{i}"));
+            var instances = Instances($"urn:ngsi-ld:Sensor:b{i}");
+            Assert.Equal(i % 2 == 0 ? 9 : 8, instances.Count);
+            Assert.Equal(instances, Instances($"urn:ngsi-ld:Sensor:a{i}"));
 
             var geoAlone = await RowsAsync(geo, $"urn:ngsi-ld:Sensor:b{i}");
             Assert.Equal(i % 2 == 0 ? 3 : 2, geoAlone.Count);

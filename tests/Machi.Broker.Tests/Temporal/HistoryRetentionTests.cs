@@ -91,6 +91,29 @@ public abstract class HistoryRetentionTests(Backend backend) : IAsyncLifetime
         // Running it again finds nothing more.
         Assert.Equal(0, await _server.Services.GetRequiredService<HistoryRetention>().CompactAsync(CancellationToken.None));
     }
+
+    [Fact]
+    public async Task Retention_cuts_inside_what_an_entity_was_created_with_and_keeps_its_later_instances()
+    {
+        var now = DateTimeOffset.UtcNow;
+        string Days(int days) => now.AddDays(-days).ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture);
+        const string id = "urn:ngsi-ld:Vehicle:created";
+        var created = await Client.PostJson(NgsiHttp.Entities, $$$"""
+            {"id":"{{{id}}}","type":"Vehicle",
+             "speed":{"type":"Property","value":60,"observedAt":"{{{Days(60)}}}"},
+             "heading":{"type":"Property","value":20,"observedAt":"{{{Days(20)}}}"},
+             "fuelLevel":{"type":"Property","value":2,"observedAt":"{{{Days(2)}}}"}}
+            """);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+
+        Assert.Equal(1, await _server.Services.GetRequiredService<HistoryRetention>().CompactAsync(CancellationToken.None));
+
+        var history = JsonNode.Parse(await Client.GetStringAsync($"{Temporal}/{id}"))!;
+        Assert.Null(history["speed"]);
+        Assert.Equal(20, history["heading"]![0]!["value"]!.GetValue<double>());
+        Assert.Equal(2, history["fuelLevel"]![0]!["value"]!.GetValue<double>());
+        Assert.Equal(0, await _server.Services.GetRequiredService<HistoryRetention>().CompactAsync(CancellationToken.None));
+    }
 }
 
 public sealed class HistoryRetentionTestsOnSqlite() : HistoryRetentionTests(Backend.Sqlite);

@@ -214,6 +214,49 @@ public abstract class TemporalApiTests(Backend backend) : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await Client.GetAsync($"{NgsiHttp.Entities}/{id}")).StatusCode);
     }
 
+    /// <summary>
+    /// A creation records its instances together (one folded row), yet each is selected, corrected and deleted on its
+    /// own, in time order with the instances later writes recorded, and keeps its instanceId when another one changes.
+    /// </summary>
+    [Fact]
+    public async Task The_instances_an_entity_was_created_with_are_read_corrected_and_deleted_one_by_one()
+    {
+        const string id = "urn:ngsi-ld:Vehicle:plow-created";
+        var created = await Client.PostJson(NgsiHttp.Entities, """
+            {"id":"urn:ngsi-ld:Vehicle:plow-created","type":"Vehicle",
+             "speed":[{"type":"Property","value":12,"observedAt":"2026-11-25T08:00:00Z"},
+                      {"type":"Property","value":99,"datasetId":"urn:ngsi-ld:Dataset:radar","observedAt":"2026-11-25T08:30:00Z"}],
+             "fuelLevel":{"type":"Property","value":0.5,"observedAt":"2026-11-25T09:00:00Z"},
+             "name":{"type":"LanguageProperty","languageMap":{"ja":"除雪車","en":"Snowplow"}}}
+            """);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        await UpdateSpeed(id, 20, "2026-11-25T08:10:00Z");
+        async Task<double[]> Values(string query, string attr = "speed") =>
+            (await Get($"{Temporal}/{id}{query}"))[attr]?.AsArray().Select(i => i!["value"]!.GetValue<double>()).ToArray() ?? [];
+
+        Assert.Equal(new[] { 12.0, 20, 99 }, await Values(""));
+        Assert.Equal(new[] { 20.0, 99 }, await Values("?timerel=after&timeAt=2026-11-25T08:05:00Z"));
+        Assert.Equal(new[] { 12.0, 20 }, await Values("?timerel=before&timeAt=2026-11-25T08:20:00Z"));
+        Assert.Equal(new[] { 12.0 }, await Values("?timerel=between&timeAt=2026-11-25T07:00:00Z&endTimeAt=2026-11-25T08:10:00Z"));
+        Assert.Equal(new[] { 0.5 }, await Values("?timerel=after&timeAt=2026-11-25T08:05:00Z", "fuelLevel"));
+        Assert.Empty(await Values("?timerel=before&timeAt=2026-11-25T08:20:00Z", "fuelLevel"));
+        var hourly = await Get($"{Temporal}/{id}?options=aggregatedValues&aggrMethods=sum&aggrPeriodDuration=PT1H&attrs=fuelLevel");
+        Assert.Equal(0.5, hourly["fuelLevel"]!["sum"]![0]![0]!.GetValue<double>());
+
+        var before = await Get($"{Temporal}/{id}");
+        var first = before["speed"]![0]!["instanceId"]!.GetValue<string>();
+        var patched = await Client.PatchJson($"{Temporal}/{id}/attrs/speed/{Uri.EscapeDataString(first)}", """{"type":"Property","value":13,"observedAt":"2026-11-25T08:00:00Z"}""");
+        Assert.Equal(HttpStatusCode.NoContent, patched.StatusCode);
+        var radar = before["speed"]![2]!["instanceId"]!.GetValue<string>();
+        Assert.Equal(HttpStatusCode.NoContent, (await Client.DeleteAsync($"{Temporal}/{id}/attrs/speed/{Uri.EscapeDataString(radar)}")).StatusCode);
+
+        var after = await Get($"{Temporal}/{id}");
+        Assert.Equal(new[] { 13.0, 20 }, await Values(""));
+        Assert.Equal(first, after["speed"]![0]!["instanceId"]!.GetValue<string>());
+        Assert.Equal(before["fuelLevel"]!.ToJsonString(), after["fuelLevel"]!.ToJsonString());
+        Assert.Equal(before["name"]!.ToJsonString(), after["name"]!.ToJsonString());
+    }
+
     [Fact]
     public async Task History_can_be_written_directly_added_to_and_corrected_without_changing_the_current_state()
     {

@@ -55,8 +55,8 @@ internal sealed partial class PostgresEntityStore
             }
 
             var at = _time.GetUtcNow();
-            var encodedHistory = prepared is not null ? created?.EncodedHistory : null;
-            var history = encodedHistory is not null ? [] : prepared is not null && created is not null ? created.History! : HistoryDiff.Rows(stampsBefore, after, at).ToList();
+            // A creation's history is one folded row (FoldedCreation); other writes record a row an instance they touch.
+            var history = prepared is not null ? [] : HistoryDiff.Rows(stampsBefore, after, at).ToList();
             foreach (var row in history)
             {
                 if (!_termIds.ContainsKey(row.Attr))
@@ -82,17 +82,17 @@ internal sealed partial class PostgresEntityStore
             group.Changes.Add(new ChangeRow(seq, tenant, write.Id, (short)kind, entity.Doc, doc, at.UtcTicks));
             var hid = group.HistoryEntity(tenant, write.Id, at, typesBefore, after, prepared?.TypesJson,
                 prepared?.Access ?? EntityAccess.ForHistory(accessBefore, current is not null, after));
-            if (encodedHistory is not null)
+            if (prepared is { InstanceCount: > 0 })
             {
-                CreationHistory.Number(encodedHistory, hid, seq);
-                group.History.AddEncoded(encodedHistory);
+                var stamp = FoldedCreation.Stamp(prepared);
+                group.History.Add(new HistoryRow(tenant, hid, FoldedCreation.Attr, FoldedCreation.Time(prepared), seq << 16, null, (short)AttributeKind.Property, null,
+                    stamp, string.Empty, prepared.Doc));
             }
 
             for (var i = 0; i < history.Count; i++)
             {
                 var row = history[i];
-                // A creation records every instance in the entity's order: NewEntityRows encoded them in that order.
-                var encoded = prepared is not null ? prepared.Instance(i).ToArray() : row.Instance is { } instance ? EntityCodec.EncodeInstance(instance) : null;
+                var encoded = row.Instance is { } instance ? EntityCodec.EncodeInstance(instance) : null;
                 group.History.Add(new HistoryRow(tenant, hid, _termIds[row.Attr], row.Time, (seq << 16) | (long)i, row.DatasetId, (short)row.Kind, row.ObservedAt,
                     row.At, row.Value, encoded));
             }
@@ -389,33 +389,27 @@ internal sealed partial class PostgresEntityStore
     }
 
     /// <summary>
-    /// The index and history rows of each write's new entity (null for a write that creates none), worked out on the
-    /// request's thread when the writes are queued (<see cref="WriteAsync"/>) so that the single writer, which
-    /// PostgreSQL waits on between groups, does not: used when the write does create the entity it was made for, as
-    /// <see cref="NewEntityRows"/> is (whose encoded instances the history rows take).
+    /// The index rows of each write's new entity (null for a write that creates none), worked out on the request's
+    /// thread when the writes are queued (<see cref="WriteAsync"/>) so that the single writer, which PostgreSQL waits on
+    /// between groups, does not: used when the write does create the entity it was made for, as
+    /// <see cref="NewEntityRows"/> is.
     /// </summary>
     /// <remarks>
-    /// In a batch (<see cref="CreationHistory.MinWrites"/> writes or more) whose attribute names all have term ids, a
-    /// creation's history rows are encoded here in COPY's form, one array an entity, instead of kept as a row and a
-    /// value string an instance until the writer encodes them: fewer objects live until the writer reaches them
-    /// (each one promoted by the collector costs), and the writer only numbers them.
+    /// In a batch (<see cref="CreationIndex.MinWrites"/> writes or more) whose names all have term ids, they are encoded
+    /// here in COPY's form, one array an entity: fewer objects live until the writer reaches them (each one promoted by
+    /// the collector costs), and the writer only writes the rid in.
     /// </remarks>
     private CreatedRows?[] Created(string tenant, IReadOnlyList<EntityWrite> writes)
     {
         var rows = new CreatedRows?[writes.Count];
-        var encode = writes.Count >= CreationHistory.MinWrites;
+        var encode = writes.Count >= CreationIndex.MinWrites;
         for (var i = 0; i < writes.Count; i++)
         {
             if (writes[i].Prepared is { } prepared)
             {
-                var entity = prepared.Entity;
-                var index = IndexedRows.Of(entity);
+                var index = IndexedRows.Of(prepared.Entity);
                 var encodedIndex = encode ? CreationIndex.Encode(tenant, index, _termIds) : null;
-                rows[i] = encode && CreationHistory.Encode(tenant, entity, prepared, _termIds) is { } history
-                    ? new CreatedRows(encodedIndex is null ? index : null, encodedIndex, null, history)
-
-                    // A creation records every instance, in the entity's order, and no removal (so the time is not used).
-                    : new CreatedRows(encodedIndex is null ? index : null, encodedIndex, HistoryDiff.Rows(null, entity, default).ToList(), null);
+                rows[i] = new CreatedRows(encodedIndex is null ? index : null, encodedIndex);
             }
         }
 
@@ -428,10 +422,8 @@ internal sealed partial class PostgresEntityStore
     /// </summary>
     NewEntityRows IEntityStore.Prepare(Entity entity) => NewEntityRows.Of(entity);
 
-    /// <param name="History">The history rows, unless encoded ahead (<paramref name="EncodedHistory"/>).</param>
-    /// <param name="EncodedHistory">The history rows as COPY tuples with no history id or change seq yet (<see cref="CreationHistory"/>).</param>
     /// <param name="Index">The index rows, unless encoded ahead (<paramref name="EncodedIndex"/>).</param>
-    private sealed record CreatedRows(IndexedRows? Index, CreationIndex? EncodedIndex, List<HistoryDiff.Row>? History, byte[]? EncodedHistory);
+    private sealed record CreatedRows(IndexedRows? Index, CreationIndex? EncodedIndex);
 
     private readonly record struct EntityRow(string Tenant, string Id, long Rid, byte[] Doc, short Access, string? Owner, string? Category, long[] Attrs);
 
@@ -464,103 +456,4 @@ internal sealed partial class PostgresEntityStore
 
         public EntityAccess? Marks { get; set; }
     }
-}
-
-/// <summary>
-/// A creation's history rows encoded ahead as binary COPY tuples of the history table (<see cref="PostgresEntityStore"/>'s
-/// <c>History</c> columns: tenant, hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value,
-/// instance, deleted), as the writer would encode the rows <see cref="HistoryDiff.Rows"/> gives a creation: every
-/// instance in the entity's order, n its ordinal. hid and the change seq in n are known only in the writer's group:
-/// <see cref="Number"/> writes them in.
-/// </summary>
-internal static class CreationHistory
-{
-    /// <summary>Fewer writes than this in a request keep their rows (a group of a few single writes inserts them, see <see cref="CopyRows{TRow}.MinCopyRows"/>).</summary>
-    public const int MinWrites = 32;
-
-    private const short Columns = 13;
-
-    [ThreadStatic]
-    private static CopyEncoder? t_encoder;
-
-    /// <returns>The tuples, or null when an attribute name has no term id yet or a value is not UTF-8 (the writer's rows then take it).</returns>
-    public static byte[]? Encode(string tenant, Entity entity, NewEntityRows prepared, IReadOnlyDictionary<string, long> terms)
-    {
-        var encoder = t_encoder ??= new CopyEncoder(pooled: false);
-        encoder.Reset();
-        var ordinal = 0;
-        foreach (var (name, instances) in entity.Attributes)
-        {
-            if (!terms.TryGetValue(name, out var attr))
-            {
-                return null;
-            }
-
-            foreach (var instance in instances)
-            {
-                // The rows' value is the payload's text; bytes that are not UTF-8 the text would have replaced.
-                var value = instance.PayloadUtf8;
-                if (ordinal >= prepared.InstanceCount || !System.Text.Unicode.Utf8.IsValid(value))
-                {
-                    return null;
-                }
-
-                var encoded = prepared.Instance(ordinal);
-                var observed = prepared.ObservedAt(ordinal);
-                var stamp = instance.ModifiedAt.UtcTicks;
-                encoder.Grow(CopyEncoder.TupleHeader + (Columns * CopyEncoder.LengthWord) + CopyEncoder.MaxTextBytes(tenant) + CopyEncoder.MaxTextBytes(instance.DatasetId)
-                    + (7 * sizeof(long)) + sizeof(short) + 1 + value.Length + encoded.Length);
-                encoder.Int16(Columns);
-                encoder.Text(tenant);
-                encoder.Value(0L);
-                encoder.Value(attr);
-                encoder.Value(observed ?? stamp);
-                encoder.Value((long)ordinal);
-                encoder.Text(instance.DatasetId);
-                encoder.Value((short)instance.Kind);
-                if (observed is { } ticks)
-                {
-                    encoder.Value(ticks);
-                }
-                else
-                {
-                    encoder.Null();
-                }
-
-                encoder.Value(stamp);
-                encoder.Value(stamp);
-                encoder.Bytes(value);
-                encoder.Bytes(encoded);
-                encoder.Value(false);
-                ordinal++;
-            }
-        }
-
-        return ordinal == prepared.InstanceCount ? encoder.ToArray() : null;
-    }
-
-    /// <summary>Writes the entity's history id and the write's change seq into the tuples (n = seq &lt;&lt; 16 | ordinal).</summary>
-    public static void Number(byte[] tuples, long hid, long seq)
-    {
-        var span = tuples.AsSpan();
-        var at = 0;
-        while (at < span.Length)
-        {
-            at += CopyEncoder.TupleHeader;
-            at = Skip(span, at); // tenant
-            System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(span[(at + CopyEncoder.LengthWord)..], hid);
-            at += CopyEncoder.LengthWord + sizeof(long);
-            at += 2 * (CopyEncoder.LengthWord + sizeof(long)); // attr, t
-            var n = span[(at + CopyEncoder.LengthWord)..];
-            System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(n, (seq << 16) | System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(n));
-            at += CopyEncoder.LengthWord + sizeof(long);
-            for (var column = 5; column < Columns; column++)
-            {
-                at = Skip(span, at);
-            }
-        }
-    }
-
-    private static int Skip(ReadOnlySpan<byte> span, int at) =>
-        at + CopyEncoder.LengthWord + Math.Max(0, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(span[at..]));
 }

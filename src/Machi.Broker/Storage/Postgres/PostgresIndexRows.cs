@@ -1107,6 +1107,9 @@ internal sealed class IndexChanges
 /// </summary>
 internal sealed class CreationIndex
 {
+    /// <summary>Fewer writes than this in a request keep their rows (a group of a few single writes inserts them, see <see cref="CopyRows{TRow}.MinCopyRows"/>).</summary>
+    public const int MinWrites = 32;
+
     [ThreadStatic]
     private static CopyEncoder? t_encoder;
 
