@@ -16,7 +16,14 @@ namespace Machi.Broker.Temporal;
 /// </summary>
 internal sealed class PostgresTemporalHistory(PostgresEntityStore store) : ITemporalHistory
 {
-    public IHistoryReader OpenReader() => new PostgresHistoryReader(store.DataSource.OpenConnection());
+    public IHistoryReader OpenReader()
+    {
+        // One snapshot for the request's reads: an entity's folded creations and its other rows (two statements) agree
+        // even while an unfold commits between them.
+        var connection = store.DataSource.OpenConnection();
+        connection.BeginTransaction(System.Data.IsolationLevel.RepeatableRead);
+        return new PostgresHistoryReader(connection);
+    }
 
     public async Task<bool> AppendAsync(string tenant, string entityId, List<string>? types, IReadOnlyList<(string Attr, AttributeInstance Instance)> instances, DateTimeOffset now, CancellationToken cancellationToken)
     {

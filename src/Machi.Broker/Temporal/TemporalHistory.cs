@@ -155,7 +155,9 @@ internal sealed class TemporalHistory(SqliteEntityStore store) : ITemporalHistor
     {
         var connection = new SqliteConnection(store.ConnectionString);
         connection.Open();
-        SqliteEntityStore.Execute(connection, "PRAGMA query_only=1; PRAGMA mmap_size=67108864;");
+        // One read transaction for the request: its reads see one state of the history, so that an entity's folded
+        // creations and its other rows (two statements) agree even while an unfold commits between them.
+        SqliteEntityStore.Execute(connection, "PRAGMA query_only=1; PRAGMA mmap_size=67108864; BEGIN;");
         return new HistoryReader(connection);
     }
 
