@@ -9,8 +9,9 @@ namespace Machi.Broker.Storage;
 /// It stands for exactly the rows <see cref="HistoryDiff.Rows"/> gives the creation — every instance in the entity's
 /// order, numbered seq &lt;&lt; 16 | ordinal — and <see cref="Unfold"/> gives them back.
 /// <para>
-/// Why: a batch of new entities wrote ~8 history rows an entity, a quarter of the single writer's work (measured: with
-/// one row an entity, SQLite batch upserts went from ~21,000 to ~26,000 entities/s). Readers unfold the row as they read
+/// Why: a batch of new entities wrote ~8 history rows an entity, a quarter of SQLite's single writer (measured with one
+/// row an entity: batch upserts ~22,900 → ~27,300 entities/s on SQLite, ~11,200 → ~14,600 on PostgreSQL; bench/README,
+/// session 15). Readers unfold the row as they read
 /// an entity's history; anything that changes single recorded instances (the temporal API's replace and delete, the
 /// retention rules) first unfolds it into ordinary rows, in its own transaction.
 /// </para>
