@@ -11,9 +11,9 @@ namespace Machi.Broker.Storage;
 /// <para>
 /// Why: a batch of new entities wrote ~8 history rows an entity, a quarter of SQLite's single writer (measured with one
 /// row an entity: batch upserts ~22,900 → ~27,300 entities/s on SQLite, ~11,200 → ~14,600 on PostgreSQL; bench/README,
-/// session 15). Readers unfold the row as they read
-/// an entity's history; anything that changes single recorded instances (the temporal API's replace and delete, the
-/// retention rules) first unfolds it into ordinary rows, in its own transaction.
+/// session 15). Readers unfold the row as they read an entity's history; anything that changes single recorded
+/// instances (the temporal API's replace and delete, the retention rules) first unfolds it into ordinary rows, in its
+/// own transaction.
 /// </para>
 /// </summary>
 internal static class FoldedCreation
