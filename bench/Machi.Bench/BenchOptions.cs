@@ -57,6 +57,8 @@ internal sealed record BenchOptions
           --startup-timeout SECONDS
                                   wait for a launched broker's /health (default: 60)
           --seed N                seed of ids and values (default: 42)
+          --value-variants N      different sets of attribute values the entities cycle through (default: 64;
+                                  e.g. 4096 for values nearly all different, as real readings are)
           --results DIR           where the JSON goes (default: bench/results)
           --help
         """;
@@ -120,6 +122,9 @@ internal sealed record BenchOptions
     public double StartupTimeoutSeconds { get; init; } = 60;
 
     public int Seed { get; init; } = 42;
+
+    /// <summary>--value-variants: how many different sets of attribute values the entities cycle through.</summary>
+    public int ValueVariants { get; init; } = Machi.Bench.Scenarios.VehicleDocuments.DefaultVariants;
 
     public string? ResultsDirectory { get; init; }
 
@@ -265,7 +270,7 @@ internal sealed record BenchOptions
         }
 
         if (name is not ("--concurrency" or "--connections" or "--batch-concurrency" or "--batch-size" or "--requests"
-            or "--entities" or "--memory-entities" or "--server-pid" or "--seed" or "--query-entities" or "--query-concurrency"
+            or "--entities" or "--memory-entities" or "--server-pid" or "--seed" or "--value-variants" or "--query-entities" or "--query-concurrency"
             or "--subscriptions" or "--fanout" or "--sse-clients"))
         {
             error = $"unknown option: {name} (see --help)";
@@ -307,6 +312,11 @@ internal sealed record BenchOptions
                 return o with { Fanout = count };
             case "--sse-clients":
                 return o with { SseClients = count };
+            case "--value-variants" when count < 1:
+                error = $"{name}: at least 1";
+                return null;
+            case "--value-variants":
+                return o with { ValueVariants = count };
             default:
                 return o with { Seed = count };
         }

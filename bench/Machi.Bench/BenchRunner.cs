@@ -31,7 +31,7 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
                 $"warning: load average {load:0.0} on {machine.Cores} cores before the run; other work will skew the figures").ConfigureAwait(false);
         }
 
-        var documents = new VehicleDocuments(options.Seed);
+        var documents = new VehicleDocuments(options.Seed, options.ValueVariants);
         var problems = new List<string>();
         var brokerRuns = new List<ScenarioRun>();
         var rawRuns = new List<ScenarioRun>();
@@ -305,7 +305,8 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
                 options.NotifyRate, options.SseRate, options.Subscriptions, options.Fanout, options.SharedEndpoint, options.SseClients, options.Concurrency, options.DrainSeconds)
             : null,
         options.Scenarios.Any(Scenario.IsQuery) ? options.QueryEntities : null,
-        options.Scenarios.Any(Scenario.IsQuery) ? options.QueryConcurrency : null);
+        options.Scenarios.Any(Scenario.IsQuery) ? options.QueryConcurrency : null,
+        options.ValueVariants);
 
     private string WriteResults(BenchReport report, string root, DateTimeOffset started)
     {

@@ -43,7 +43,8 @@ internal sealed record ParametersReport(
     int Seed,
     PushParametersReport? Push = null,
     int? QueryEntities = null,
-    int? QueryConcurrency = null);
+    int? QueryConcurrency = null,
+    int ValueVariants = Scenarios.VehicleDocuments.DefaultVariants);
 
 internal sealed record PushParametersReport(
     double NotifyRate, double SseRate, int Subscriptions, int Fanout, bool SharedEndpoint, int SseClients, int Senders, double DrainSeconds);

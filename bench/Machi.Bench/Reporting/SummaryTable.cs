@@ -19,7 +19,8 @@ internal static class SummaryTable
             (pushOnly
                 ? $" · open loop, ≤{p.Concurrency} updates in flight · "
                 : $" · {p.Concurrency} workers over ≤{p.Connections} connections (batches: {p.BatchConcurrency} × {p.BatchSize}"
-                    + (p.QueryConcurrency is { } queries ? $"; queries: {queries} workers" : "") + ") · ")
+                    + (p.QueryConcurrency is { } queries ? $"; queries: {queries} workers" : "")
+                    + (p.ValueVariants != Scenarios.VehicleDocuments.DefaultVariants ? $"; {p.ValueVariants} value variants" : "") + ") · ")
             + (p.Requests is { } requests ? $"{p.WarmupSeconds:0.#} s warm-up + {requests:N0} requests" : $"{p.WarmupSeconds:0.#} s warm-up + {p.DurationSeconds:0.#} s")));
         Line(text, $"{m.Cores} cores · {m.CpuModel ?? m.Architecture} · {m.Os} · {m.Dotnet}" + (m.GitCommit is { } c ? $" · {c[..Math.Min(10, c.Length)]}{(m.GitDirty == true ? "+dirty" : "")}" : ""));
         if (m.LoadAverageAtStart is { } load && load > m.Cores * 0.25)

@@ -8,7 +8,7 @@ namespace Machi.Bench.Scenarios;
 
 /// <summary>
 /// The NGSI-LD Vehicle entities and update bodies the scenarios send, serialised once up front. An entity body is a
-/// fixed prefix, the digits of its number and one of <see cref="Variants"/> pre-built suffixes (its attribute
+/// fixed prefix, the digits of its number and one of <see cref="_variants"/> pre-built suffixes (its attribute
 /// values), so making the body of any entity is three copies, with no JSON serialisation per request.
 /// </summary>
 internal sealed class VehicleDocuments
@@ -16,7 +16,9 @@ internal sealed class VehicleDocuments
     public const string IdPrefix = "urn:ngsi-ld:Vehicle:bench-";
     public const string TypeName = "Vehicle";
 
-    private const int Variants = 64;
+    /// <summary>The default number of different attribute-value sets the entities cycle through.</summary>
+    public const int DefaultVariants = 64;
+
     private const int UpdateVariants = 256;
     private const string Placeholder = "@ID@";
 
@@ -38,12 +40,18 @@ internal sealed class VehicleDocuments
     private readonly string[] _updatePatches;
     private readonly string[] _speedPatches;
 
-    public VehicleDocuments(int seed)
+    private readonly int _variants;
+
+    /// <param name="variants">How many different sets of attribute values the entities cycle through: few make a commit
+    /// of many entities touch few ranges of each value index; real readings are nearly all different.</param>
+    public VehicleDocuments(int seed, int variants = DefaultVariants)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(variants, 1);
+        _variants = variants;
         var random = new Random(seed);
-        _suffixes = new byte[Variants][];
+        _suffixes = new byte[variants][];
         _prefix = [];
-        for (int v = 0; v < Variants; v++)
+        for (int v = 0; v < variants; v++)
         {
             byte[] whole = SerialiseEntity(random, v);
             int at = whole.AsSpan().IndexOf(Encoding.UTF8.GetBytes(Placeholder));
@@ -58,7 +66,7 @@ internal sealed class VehicleDocuments
         _speedPatches = new string[UpdateVariants];
         for (int v = 0; v < UpdateVariants; v++)
         {
-            string observedAt = ObservedAt(Variants + v);
+            string observedAt = ObservedAt(variants + v);
             _updateBodies[v] = Serialise(w =>
             {
                 w.WriteStartObject();
@@ -94,7 +102,7 @@ internal sealed class VehicleDocuments
     {
         Span<byte> digits = stackalloc byte[20];
         number.TryFormat(digits, out int length, default, CultureInfo.InvariantCulture);
-        byte[] suffix = _suffixes[number % Variants];
+        byte[] suffix = _suffixes[number % _variants];
         var body = new byte[_prefix.Length + length + suffix.Length];
         _prefix.CopyTo(body, 0);
         digits[..length].CopyTo(body.AsSpan(_prefix.Length));
@@ -122,7 +130,7 @@ internal sealed class VehicleDocuments
             at += _prefix.Length;
             n.TryFormat(span[at..], out int length, default, CultureInfo.InvariantCulture);
             at += length;
-            byte[] suffix = _suffixes[n % Variants];
+            byte[] suffix = _suffixes[n % _variants];
             suffix.CopyTo(span[at..]);
             at += suffix.Length;
         }
