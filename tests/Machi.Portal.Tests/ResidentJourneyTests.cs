@@ -58,7 +58,11 @@ public sealed class ResidentJourneyTests(Chromium chromium)
         // Sign in through Trust's login page and come back to the portal.
         await resident.GotoAsync("/");
         await resident.Locator("[data-login]").ClickAsync();
-        await resident.WaitForURLAsync("**/account/login**");
+
+        // The login page once took more than Playwright's 30 s to fire its load event in a full run (two cores shared
+        // with the other test classes' servers): wait for the navigation, then for the form itself.
+        await resident.WaitForURLAsync("**/account/login**", new PageWaitForURLOptions { WaitUntil = WaitUntilState.Commit, Timeout = 60_000 });
+        await resident.Locator("#email").WaitForAsync(new LocatorWaitForOptions { Timeout = 60_000 });
         await CheckAsync(resident, "04-login");
         await SignInAsync(resident, "taro@aizu.example");
 
@@ -111,9 +115,11 @@ public sealed class ResidentJourneyTests(Chromium chromium)
         // Staff at a PC: the queue, the application, in review then completed with a comment.
         var staff = await desk.NewPageAsync();
         await staff.GotoAsync("/portal/staff/queue");
-        await staff.WaitForURLAsync("**/account/login**");
+        await staff.WaitForURLAsync("**/account/login**", new PageWaitForURLOptions { WaitUntil = WaitUntilState.Commit, Timeout = 60_000 });
+        await staff.Locator("#email").WaitForAsync(new LocatorWaitForOptions { Timeout = 60_000 });
         await SignInAsync(staff, "kankyo@city.aizu.example");
-        await staff.WaitForURLAsync("**/portal/staff/queue");
+        await staff.WaitForURLAsync("**/portal/staff/queue", new PageWaitForURLOptions { WaitUntil = WaitUntilState.Commit, Timeout = 60_000 });
+        await staff.Locator("h1").WaitForAsync(new LocatorWaitForOptions { Timeout = 60_000 });
         await CheckAsync(staff, "10-staff-queue");
         await staff.Locator("[data-queue-item] a").First.ClickAsync();
         await CheckAsync(staff, "11-staff-application");
