@@ -21,28 +21,20 @@ internal static class FoldedCreation
     /// <summary>The attr of a folded creation's row.</summary>
     public const long Attr = 0;
 
-    /// <summary>t of the folded row: the earliest time (observedAt, else modifiedAt) of the creation's instances.</summary>
-    public static long Time(NewEntityRows created)
+    /// <summary>
+    /// t of the folded row, the earliest time (observedAt, else modifiedAt) of the creation's instances, and its
+    /// created_at and modified_at, their latest stamp.
+    /// </summary>
+    public static (long Time, long Stamp) Bounds(NewEntityRows created)
     {
-        var time = long.MaxValue;
+        var (time, stamp) = (long.MaxValue, long.MinValue);
         for (var i = 0; i < created.InstanceCount; i++)
         {
             time = Math.Min(time, created.ObservedAt(i) ?? created.InstanceModifiedAt(i));
-        }
-
-        return time;
-    }
-
-    /// <summary>created_at and modified_at of the folded row: the latest stamp of the creation's instances.</summary>
-    public static long Stamp(NewEntityRows created)
-    {
-        var stamp = long.MinValue;
-        for (var i = 0; i < created.InstanceCount; i++)
-        {
             stamp = Math.Max(stamp, created.InstanceModifiedAt(i));
         }
 
-        return stamp;
+        return (time, stamp);
     }
 
     /// <summary>The rows a folded creation stands for, with their instance numbers.</summary>

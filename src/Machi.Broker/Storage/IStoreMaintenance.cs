@@ -112,7 +112,7 @@ internal sealed class PostgresStoreMaintenance(PostgresEntityStore store) : ISto
     {
         await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var tx = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await Temporal.PostgresTemporalHistory.UnfoldCreationsAsync(connection, tx, cutoffs, cancellationToken).ConfigureAwait(false);
+        await store.UnfoldCreationsAsync(connection, tx, cutoffs, cancellationToken).ConfigureAwait(false);
         await using var cmd = new NpgsqlCommand("""
             DELETE FROM history h USING unnest($1::text[], $2::bigint[], $3::bigint[]) c(tenant, hid, cutoff)
             WHERE h.tenant = c.tenant AND h.hid = c.hid AND h.t < c.cutoff

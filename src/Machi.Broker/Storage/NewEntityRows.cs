@@ -59,7 +59,7 @@ internal sealed class NewEntityRows
             {
                 buffer.Write(instance.PayloadUtf8);
                 var observed = NgsiText.TryParseDateTime(instance.ObservedAt, out var o) ? o.UtcTicks : (long?)null;
-                _instances[ordinal++] = new InstanceRow(name, instance.Kind, instance.DatasetId, instance.ModifiedAt.UtcTicks, observed, buffer.WrittenCount);
+                _instances[ordinal++] = new InstanceRow(name, instance.Kind, instance.ModifiedAt.UtcTicks, observed, buffer.WrittenCount);
             }
 
             name++;
@@ -69,7 +69,7 @@ internal sealed class NewEntityRows
     }
 
     /// <summary>One instance: its attribute (index into <see cref="Names"/>), and where its payload ends in <see cref="_bytes"/>.</summary>
-    private readonly record struct InstanceRow(int Name, AttributeKind Kind, string? DatasetId, long ModifiedAt, long? ObservedAt, int PayloadEnd);
+    private readonly record struct InstanceRow(int Name, AttributeKind Kind, long ModifiedAt, long? ObservedAt, int PayloadEnd);
 
     public string Id { get; }
 
@@ -115,8 +115,6 @@ internal sealed class NewEntityRows
     public string Name(int ordinal) => Names[_instances[ordinal].Name];
 
     public AttributeKind Kind(int ordinal) => _instances[ordinal].Kind;
-
-    public string? DatasetId(int ordinal) => _instances[ordinal].DatasetId;
 
     /// <summary>The instance's modifiedAt in UTC ticks.</summary>
     public long InstanceModifiedAt(int ordinal) => _instances[ordinal].ModifiedAt;

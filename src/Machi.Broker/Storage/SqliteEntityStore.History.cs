@@ -74,8 +74,8 @@ internal sealed partial class SqliteEntityStore
             return;
         }
 
-        var stamp = FoldedCreation.Stamp(created);
-        s.InsertHistory.Bind(1, hid.Value).Bind(2, FoldedCreation.Attr).Bind(3, FoldedCreation.Time(created)).Bind(4, changeSeq << 16)
+        var (time, stamp) = FoldedCreation.Bounds(created);
+        s.InsertHistory.Bind(1, hid.Value).Bind(2, FoldedCreation.Attr).Bind(3, time).Bind(4, changeSeq << 16)
             .Bind(6, (long)AttributeKind.Property).Bind(8, stamp).Bind(9, stamp).BindText(10, ""u8).Bind(11, created.Doc).Bind(12, 0L).Execute();
     }
 
@@ -90,9 +90,9 @@ internal sealed partial class SqliteEntityStore
         using (var delete = writer.CreateCommand())
         {
             delete.Transaction = tx;
-            delete.CommandText = "DELETE FROM history WHERE hid = $h AND attr = 0" + (before is null ? string.Empty : " AND t < $before") + " RETURNING n, instance";
+            delete.CommandText = "DELETE FROM history WHERE hid = $h AND attr = 0 AND t < $before RETURNING n, instance";
             delete.Parameters.AddWithValue("$h", hid);
-            delete.Parameters.AddWithValue("$before", before ?? 0L);
+            delete.Parameters.AddWithValue("$before", before ?? long.MaxValue);
             using var r = delete.ExecuteReader();
             while (r.Read())
             {
@@ -105,10 +105,7 @@ internal sealed partial class SqliteEntityStore
             return;
         }
 
-        using var term = writer.CreateCommand();
-        term.Transaction = tx;
-        term.CommandText = "INSERT INTO terms (iri) VALUES ($iri) ON CONFLICT (iri) DO UPDATE SET iri = iri RETURNING id";
-        var iri = term.Parameters.Add("$iri", SqliteType.Text);
+        using var terms = new TermNumbering(writer, tx);
         using var insert = writer.CreateCommand();
         insert.Transaction = tx;
         insert.CommandText = """
@@ -120,18 +117,11 @@ internal sealed partial class SqliteEntityStore
         var (attr, time, n, dataset, kind, observed, at, value, instance) = (p.Add("$a", SqliteType.Integer), p.Add("$t", SqliteType.Integer),
             p.Add("$n", SqliteType.Integer), p.Add("$d", SqliteType.Text), p.Add("$k", SqliteType.Integer), p.Add("$o", SqliteType.Integer),
             p.Add("$at", SqliteType.Integer), p.Add("$v", SqliteType.Text), p.Add("$b", SqliteType.Blob));
-        var terms = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (var (first, doc) in folded)
         {
             foreach (var (number, row) in FoldedCreation.Unfold(first, doc))
             {
-                if (!terms.TryGetValue(row.Attr, out var id))
-                {
-                    iri.Value = row.Attr;
-                    terms[row.Attr] = id = (long)term.ExecuteScalar()!;
-                }
-
-                (attr.Value, time.Value, n.Value, dataset.Value, kind.Value) = (id, row.Time, number, (object?)row.DatasetId ?? DBNull.Value, (long)row.Kind);
+                (attr.Value, time.Value, n.Value, dataset.Value, kind.Value) = (terms.Id(row.Attr), row.Time, number, (object?)row.DatasetId ?? DBNull.Value, (long)row.Kind);
                 (observed.Value, at.Value, value.Value, instance.Value) = (row.ObservedAt is { } o ? o : DBNull.Value, row.At, row.Value, EntityCodec.EncodeInstance(row.Instance!));
                 insert.ExecuteNonQuery();
             }
@@ -255,4 +245,36 @@ internal sealed partial class SqliteEntityStore
             DROP TABLE temporal_entities;
             """, tx);
     }
+}
+
+/// <summary>
+/// Term ids inside one of the writer's transactions, numbering a name no term has yet (the temporal API's own writes
+/// and unfolded creations, which run as work items beside the store's cached numbering); each name asked once.
+/// </summary>
+internal sealed class TermNumbering : IDisposable
+{
+    private readonly SqliteCommand _command;
+    private readonly SqliteParameter _iri;
+    private readonly Dictionary<string, long> _ids = new(StringComparer.Ordinal);
+
+    public TermNumbering(SqliteConnection writer, SqliteTransaction tx)
+    {
+        _command = writer.CreateCommand();
+        _command.Transaction = tx;
+        _command.CommandText = "INSERT INTO terms (iri) VALUES ($iri) ON CONFLICT (iri) DO UPDATE SET iri = iri RETURNING id";
+        _iri = _command.Parameters.Add("$iri", SqliteType.Text);
+    }
+
+    public long Id(string iri)
+    {
+        if (!_ids.TryGetValue(iri, out var id))
+        {
+            _iri.Value = iri;
+            _ids[iri] = id = (long)_command.ExecuteScalar()!;
+        }
+
+        return id;
+    }
+
+    public void Dispose() => _command.Dispose();
 }

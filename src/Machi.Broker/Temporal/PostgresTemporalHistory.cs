@@ -185,69 +185,13 @@ internal sealed class PostgresTemporalHistory(PostgresEntityStore store) : ITemp
     }
 
     /// <summary>Turns the entity's folded creations into a row an instance (<see cref="FoldedCreation"/>) before a change to single instances.</summary>
-    private static async Task UnfoldAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string tenant, string entityId, CancellationToken cancellationToken)
+    private async Task UnfoldAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string tenant, string entityId, CancellationToken cancellationToken)
     {
         await using var find = Command(connection, tx, "SELECT hid FROM history_entities WHERE tenant = $1 AND id = $2", tenant, entityId);
         if (await find.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is long hid)
         {
-            await UnfoldCreationsAsync(connection, tx, [(hid, tenant, long.MaxValue)], cancellationToken).ConfigureAwait(false);
+            await store.UnfoldCreationsAsync(connection, tx, [(hid, tenant, long.MaxValue)], cancellationToken).ConfigureAwait(false);
         }
-    }
-
-    /// <summary>
-    /// Turns the folded creations (<see cref="FoldedCreation"/>) of each entity whose earliest instance is before its
-    /// cutoff (UTC ticks) into a row an instance, in <paramref name="tx"/>. The delete takes the folded rows first, so
-    /// of two transactions unfolding the same entity the second waits and finds none.
-    /// </summary>
-    internal static async Task UnfoldCreationsAsync(NpgsqlConnection connection, NpgsqlTransaction tx, IReadOnlyList<(long Hid, string Tenant, long Cutoff)> entities, CancellationToken cancellationToken)
-    {
-        var folded = new List<(string Tenant, long Hid, long N, byte[] Doc)>();
-        await using (var delete = Command(connection, tx, """
-            DELETE FROM history h USING unnest($1::text[], $2::bigint[], $3::bigint[]) c(tenant, hid, cutoff)
-            WHERE h.tenant = c.tenant AND h.hid = c.hid AND h.attr = 0 AND h.t < c.cutoff
-            RETURNING h.tenant, h.hid, h.n, h.instance
-            """, entities.Select(e => e.Tenant).ToArray(), entities.Select(e => e.Hid).ToArray(), entities.Select(e => e.Cutoff).ToArray()))
-        await using (var r = await delete.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
-        {
-            while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                folded.Add((r.GetString(0), r.GetInt64(1), r.GetInt64(2), r.GetFieldValue<byte[]>(3)));
-            }
-        }
-
-        if (folded.Count == 0)
-        {
-            return;
-        }
-
-        var rows = folded.SelectMany(f => FoldedCreation.Unfold(f.N, f.Doc).Select(u => (f.Tenant, f.Hid, u.N, u.Row))).ToList();
-        var names = rows.Select(r => r.Row.Attr).Distinct(StringComparer.Ordinal).ToArray();
-        var terms = new Dictionary<string, long>(StringComparer.Ordinal);
-        await using (var term = Command(connection, tx, "INSERT INTO terms (iri) SELECT unnest($1::text[]) ON CONFLICT (iri) DO NOTHING", (object)names))
-        {
-            await term.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        await using (var ids = Command(connection, tx, "SELECT iri, id FROM terms WHERE iri = ANY($1)", (object)names))
-        await using (var r = await ids.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
-        {
-            while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                terms[r.GetString(0)] = r.GetInt64(1);
-            }
-        }
-
-        await using var insert = Command(connection, tx, """
-            INSERT INTO history (tenant, hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
-            SELECT tenant, hid, attr, t, n, dataset_id, kind, observed_at, at, at, value, instance, false
-            FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::smallint[], $8::bigint[], $9::bigint[], $10::text[], $11::bytea[])
-                AS u(tenant, hid, attr, t, n, dataset_id, kind, observed_at, at, value, instance)
-            """,
-            rows.Select(r => r.Tenant).ToArray(), rows.Select(r => r.Hid).ToArray(), rows.Select(r => terms[r.Row.Attr]).ToArray(),
-            rows.Select(r => r.Row.Time).ToArray(), rows.Select(r => r.N).ToArray(), rows.Select(r => r.Row.DatasetId).ToArray(),
-            rows.Select(r => (short)r.Row.Kind).ToArray(), rows.Select(r => r.Row.ObservedAt).ToArray(), rows.Select(r => r.Row.At).ToArray(),
-            rows.Select(r => r.Row.Value).ToArray(), rows.Select(r => EntityCodec.EncodeInstance(r.Row.Instance!)).ToArray());
-        await insert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private static NpgsqlCommand InstanceCommand(NpgsqlConnection connection, NpgsqlTransaction? tx, string select, string tenant, string entityId, string attr, long n, string close) =>
@@ -277,8 +221,9 @@ internal sealed class PostgresHistoryReader(NpgsqlConnection connection) : IHist
 {
     private const string EntityColumns = "hid, id, types, created_at, modified_at, deleted_at, tenant, access, owner, category";
 
-    private readonly Dictionary<long, string> _terms = [];
-    private readonly Dictionary<string, long> _termIds = new(StringComparer.Ordinal);
+    private readonly TermNames _terms = new(
+        id => (string)Scalar(connection, "SELECT iri FROM terms WHERE id = $1", id)!,
+        iri => Scalar(connection, "SELECT id FROM terms WHERE iri = $1", iri) as long?);
 
     // The tenant of each entity row handed out: the history's keys lead with it.
     private readonly Dictionary<long, string> _tenants = [];
@@ -349,7 +294,7 @@ internal sealed class PostgresHistoryReader(NpgsqlConnection connection) : IHist
         foreach (var (attr, n, row) in stored)
         {
             unfolded?.Before(attr, row.Time(query.Property).UtcTicks, n, rows.Add);
-            rows.Add(row with { Attr = TermIri(attr) });
+            rows.Add(row with { Attr = _terms.Iri(attr) });
         }
 
         unfolded?.Rest(rows.Add);
@@ -375,7 +320,7 @@ internal sealed class PostgresHistoryReader(NpgsqlConnection connection) : IHist
         foreach (var row in rows)
         {
             unfolded?.Before(row.Attr, row.Time, row.N, Take);
-            builder.Add(TermIri(row.Attr), row.DatasetId, row.Kind, new DateTimeOffset(row.Time, TimeSpan.Zero), Encoding.UTF8.GetBytes(row.Value), row.Deleted);
+            builder.Add(_terms.Iri(row.Attr), row.DatasetId, row.Kind, new DateTimeOffset(row.Time, TimeSpan.Zero), Encoding.UTF8.GetBytes(row.Value), row.Deleted);
         }
 
         unfolded?.Rest(Take);
@@ -397,7 +342,7 @@ internal sealed class PostgresHistoryReader(NpgsqlConnection connection) : IHist
             }
         }
 
-        return folded.Count == 0 ? null : new UnfoldedInstances(folded, attrs, query, TermId);
+        return folded.Count == 0 ? null : new UnfoldedInstances(folded, attrs, query, _terms.Id);
     }
 
     public void Dispose() => connection.Dispose();
@@ -450,29 +395,11 @@ internal sealed class PostgresHistoryReader(NpgsqlConnection connection) : IHist
         _ => "h.t",
     };
 
-    private string TermIri(long id)
+    private static object? Scalar(NpgsqlConnection connection, string sql, object value)
     {
-        if (_terms.TryGetValue(id, out var iri))
-        {
-            return iri;
-        }
-
-        using var cmd = new NpgsqlCommand("SELECT iri FROM terms WHERE id = $1", connection);
-        cmd.Parameters.Add(new NpgsqlParameter { Value = id });
-        return _terms[id] = (string)cmd.ExecuteScalar()!;
-    }
-
-    /// <summary>The term id of an attribute name (the history's order of attributes).</summary>
-    private long TermId(string iri)
-    {
-        if (_termIds.TryGetValue(iri, out var id))
-        {
-            return id;
-        }
-
-        using var cmd = new NpgsqlCommand("SELECT id FROM terms WHERE iri = $1", connection);
-        cmd.Parameters.Add(new NpgsqlParameter { Value = iri });
-        return _termIds[iri] = cmd.ExecuteScalar() is long found ? found : long.MaxValue;
+        using var cmd = new NpgsqlCommand(sql, connection);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = value });
+        return cmd.ExecuteScalar();
     }
 
     private TemporalEntityRow EntityRow(NpgsqlDataReader r)

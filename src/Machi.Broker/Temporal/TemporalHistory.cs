@@ -207,26 +207,18 @@ internal sealed class TemporalHistory(SqliteEntityStore store) : ITemporalHistor
                     number = (long)counter.ExecuteScalar()! - instances.Count;
                 }
 
-                using var term = Command(writer, tx, "INSERT INTO terms (iri) VALUES ($iri) ON CONFLICT (iri) DO UPDATE SET iri = iri RETURNING id");
+                using var terms = new TermNumbering(writer, tx);
                 using var insert = Command(writer, tx, """
                     INSERT INTO history (hid, attr, t, n, dataset_id, kind, observed_at, created_at, modified_at, value, instance, deleted)
                     VALUES ($h, $a, $time, $n, $d, $k, $o, $now, $now, $v, $b, 0)
                     """);
-                var terms = new Dictionary<string, long>(StringComparer.Ordinal);
                 foreach (var (attr, instance) in instances)
                 {
-                    if (!terms.TryGetValue(attr, out var attrId))
-                    {
-                        term.Parameters.Clear();
-                        term.Parameters.AddWithValue("$iri", attr);
-                        terms[attr] = attrId = (long)term.ExecuteScalar()!;
-                    }
-
                     instance.CreatedAt = instance.ModifiedAt = now;
                     var observed = ObservedTicks(instance);
                     insert.Parameters.Clear();
                     insert.Parameters.AddWithValue("$h", hid);
-                    insert.Parameters.AddWithValue("$a", attrId);
+                    insert.Parameters.AddWithValue("$a", terms.Id(attr));
                     insert.Parameters.AddWithValue("$time", observed ?? now.UtcTicks);
                     insert.Parameters.AddWithValue("$n", -(++number));
                     insert.Parameters.AddWithValue("$d", (object?)instance.DatasetId ?? DBNull.Value);
@@ -389,8 +381,9 @@ internal sealed class TemporalHistory(SqliteEntityStore store) : ITemporalHistor
 /// <summary>Reads of the history for one request, on one read-only connection.</summary>
 internal sealed class HistoryReader(SqliteConnection connection) : IHistoryReader
 {
-    private readonly Dictionary<long, string> _terms = [];
-    private readonly Dictionary<string, long> _termIds = new(StringComparer.Ordinal);
+    private readonly TermNames _terms = new(
+        id => (string)Scalar(connection, "SELECT iri FROM terms WHERE id = $id", "$id", id)!,
+        iri => Scalar(connection, "SELECT id FROM terms WHERE iri = $iri", "$iri", iri) as long?);
 
     private const string EntityColumns = "hid, id, types, created_at, modified_at, deleted_at, access, owner, category";
 
@@ -459,7 +452,7 @@ internal sealed class HistoryReader(SqliteConnection connection) : IHistoryReade
             var attr = r.GetInt64(0);
             var n = r.GetInt64(2);
             var row = new HistoryRow(
-                TermIri(attr),
+                _terms.Iri(attr),
                 r.IsDBNull(1) ? null : r.GetString(1),
                 TemporalHistory.InstanceId(n),
                 (AttributeKind)r.GetInt64(3),
@@ -503,7 +496,7 @@ internal sealed class HistoryReader(SqliteConnection connection) : IHistoryReade
                 var at = statement.Int64(3);
                 unfolded?.Before(attr, at, statement.Int64(6), Take);
                 builder.Add(
-                    TermIri(attr),
+                    _terms.Iri(attr),
                     statement.IsNull(1) ? null : statement.Text(1),
                     (AttributeKind)statement.Int64(2),
                     new DateTimeOffset(at, TimeSpan.Zero),
@@ -535,7 +528,7 @@ internal sealed class HistoryReader(SqliteConnection connection) : IHistoryReade
             }
         }
 
-        return folded.Count == 0 ? null : new UnfoldedInstances(folded, attrs, query, TermId);
+        return folded.Count == 0 ? null : new UnfoldedInstances(folded, attrs, query, _terms.Id);
     }
 
     /// <summary>The SQL of a read of one entity's history in the query's range, in the order of the history's key.</summary>
@@ -589,32 +582,12 @@ internal sealed class HistoryReader(SqliteConnection connection) : IHistoryReade
         _ => "h.t",
     };
 
-    /// <summary>The attribute name of a term id (one string per name for the whole request).</summary>
-    private string TermIri(long id)
+    private static object? Scalar(SqliteConnection connection, string sql, string name, object value)
     {
-        if (_terms.TryGetValue(id, out var iri))
-        {
-            return iri;
-        }
-
         using var cmd = connection.CreateCommand();
-        cmd.CommandText = "SELECT iri FROM terms WHERE id = $id";
-        cmd.Parameters.AddWithValue("$id", id);
-        return _terms[id] = (string)cmd.ExecuteScalar()!;
-    }
-
-    /// <summary>The term id of an attribute name (the history's order of attributes).</summary>
-    private long TermId(string iri)
-    {
-        if (_termIds.TryGetValue(iri, out var id))
-        {
-            return id;
-        }
-
-        using var cmd = connection.CreateCommand();
-        cmd.CommandText = "SELECT id FROM terms WHERE iri = $iri";
-        cmd.Parameters.AddWithValue("$iri", iri);
-        return _termIds[iri] = cmd.ExecuteScalar() is long found ? found : long.MaxValue;
+        cmd.CommandText = sql;
+        cmd.Parameters.AddWithValue(name, value);
+        return cmd.ExecuteScalar();
     }
 
     private static TemporalEntityRow EntityRow(SqliteDataReader r) => new(

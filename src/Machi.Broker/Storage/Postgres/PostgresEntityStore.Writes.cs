@@ -84,8 +84,8 @@ internal sealed partial class PostgresEntityStore
                 prepared?.Access ?? EntityAccess.ForHistory(accessBefore, current is not null, after));
             if (prepared is { InstanceCount: > 0 })
             {
-                var stamp = FoldedCreation.Stamp(prepared);
-                group.History.Add(new HistoryRow(tenant, hid, FoldedCreation.Attr, FoldedCreation.Time(prepared), seq << 16, null, (short)AttributeKind.Property, null,
+                var (time, stamp) = FoldedCreation.Bounds(prepared);
+                group.History.Add(new HistoryRow(tenant, hid, FoldedCreation.Attr, time, seq << 16, null, (short)AttributeKind.Property, null,
                     stamp, string.Empty, prepared.Doc));
             }
 
