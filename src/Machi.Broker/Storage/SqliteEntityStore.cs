@@ -28,7 +28,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     private static readonly HashSet<IndexedValue> NoValues = [];
     private static readonly List<IndexedBox> NoBoxes = [];
 
-    /// <summary>R*Tree ids are rid * this + the ordinal of the GeoProperty name within the entity.</summary>
+    /// <summary>Geo index ids are rid * this + the ordinal of the GeoProperty name within the entity.</summary>
     internal const int GeoSlotsPerEntity = 1024;
 
     private readonly string _connectionString;
@@ -37,6 +37,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     private readonly ConcurrentBag<Reader> _readers = [];
     private readonly ConcurrentDictionary<string, bool> _knownTenants = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _termIds = new(StringComparer.Ordinal);
+    private readonly MemoryQueryIndex _memory = new();
 
     // Terms numbered by the write being applied: forgotten again if that write rolls back (writer thread only).
     private readonly List<string> _termsOfCurrentWrite = [];
@@ -110,6 +111,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             _lastChangeSeq = _pendingLastSeq = _committedSeq = (long)cmd.ExecuteScalar()!;
         }
 
+        IndexValuesAndPlaces();
         _checkpointer = new WalCheckpointer(_connectionString, _logger);
         _syncer = new WalSyncer(Path + "-wal", _logger);
         _writerLoop = Task.Factory.StartNew(WriterLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
@@ -145,7 +147,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         try
         {
             using var cmd = reader.Connection.CreateCommand();
-            var plan = SqliteQueryPlanner.Plan(cmd, tenant, query.Filter, iri => TermId(reader, iri), query.Access);
+            var plan = SqliteQueryPlanner.Plan(cmd, tenant, query.Filter, _memory, iri => TermId(reader, iri), query.Access);
             if (!plan.Satisfiable)
             {
                 return ValueTask.FromResult(new EntityPage([], query.Count ? 0 : null));
@@ -184,20 +186,68 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             // The evaluator decides on each candidate, in the driving index's order; counting needs every
             // candidate, a page only enough of them to fill it.
             var statement = Prepare(reader, cmd, plan.Streamed);
-
             var matched = 0L;
             var seen = new HashSet<long>();
-            try
+            if (plan.Candidates is not { } candidates)
             {
-                while (statement.Step())
+                try
+                {
+                    Consume(statement);
+                }
+                finally
+                {
+                    statement.Reset();
+                }
+            }
+            else
+            {
+                // Candidates from memory, a growing part at a time, all read in one snapshot; the index keeps what
+                // that snapshot may need until the query ends.
+                var since = _memory.BeginRead();
+                Execute(reader.Connection, "BEGIN");
+                try
+                {
+                    var rids = new List<long>();
+                    var json = new StringBuilder();
+                    for (var part = 64; candidates.Read(rids, part) > 0; part = Math.Min(part * 2, 4096), rids.Clear())
+                    {
+                        // Reset clears the bindings: bind the planner's again with each part.
+                        json.Clear().Append('[').AppendJoin(',', rids).Append(']');
+                        statement = Prepare(reader, cmd, plan.Streamed).BindNamed("$rids", json.ToString());
+                        try
+                        {
+                            if (!Consume(statement))
+                            {
+                                break;
+                            }
+                        }
+                        finally
+                        {
+                            statement.Reset();
+                        }
+                    }
+                }
+                finally
+                {
+                    Execute(reader.Connection, "COMMIT");
+                    _memory.EndRead(since);
+                }
+            }
+
+            return ValueTask.FromResult(new EntityPage(entities, query.Count ? matched : null));
+
+            // Evaluates the statement's candidates; false once the page is full and nothing is counted.
+            bool Consume(RawStatement candidates)
+            {
+                while (candidates.Step())
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    if (!seen.Add(statement.Int64(0)))
+                    if (!seen.Add(candidates.Int64(0)))
                     {
                         continue;
                     }
 
-                    var entity = EntityCodec.Decode(statement.Blob(1));
+                    var entity = EntityCodec.Decode(candidates.Blob(1));
                     if (!query.Filter.Matches(entity))
                     {
                         continue;
@@ -211,16 +261,12 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     matched++;
                     if (!query.Count && entities.Count >= query.Limit)
                     {
-                        break;
+                        return false;
                     }
                 }
-            }
-            finally
-            {
-                statement.Reset();
-            }
 
-            return ValueTask.FromResult(new EntityPage(entities, query.Count ? matched : null));
+                return true;
+            }
         }
         finally
         {
@@ -235,7 +281,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         try
         {
             using var cmd = reader.Connection.CreateCommand();
-            var plan = SqliteQueryPlanner.Plan(cmd, tenant, query.Filter, iri => TermId(reader, iri), query.Access);
+            var plan = SqliteQueryPlanner.Plan(cmd, tenant, query.Filter, _memory, iri => TermId(reader, iri), query.Access);
             cmd.CommandText = "EXPLAIN QUERY PLAN " + (plan.Exact ? $"SELECT e.doc {plan.Sql.FromWhere} ORDER BY {plan.Sql.OrderBy}" : plan.Streamed);
             var lines = new List<string>();
             using var r = cmd.ExecuteReader();
@@ -251,6 +297,9 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             ReturnReader(reader);
         }
     }
+
+    /// <summary>The in-memory value entries (index key, value) and geo ids of one entity (tests compare them with the entity).</summary>
+    internal (List<(long Attr, object Value)> Values, List<long> Boxes) MemoryIndexEntries(string tenant, long rid) => _memory.EntriesOf(tenant, rid);
 
     /// <summary>The reader's prepared statement for <paramref name="sql"/>, bound to the planner's parameters.</summary>
     private static RawStatement Prepare(Reader reader, SqliteCommand planned, string sql)
@@ -503,11 +552,13 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
             InsertNewIndexRows(writer);
             tx.Commit();
+            _memory.Committed();
             _checkpointer!.Committed();
         }
         catch (Exception ex)
         {
             _pendingLastSeq = _committedSeq;
+            _memory.RolledBack();
 
             // The commit itself failed (disk full, I/O error): nothing in this batch was kept.
             _logger.LogError(ex, "Commit of {Count} write requests failed", batch.Count);
@@ -576,8 +627,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                 s.Select.Reset();
             }
 
-            // The entity may have been created earlier in this transaction: its value rows must be there before this
-            // write compares against them.
+            // The entity may have been created earlier in this transaction: its type and name rows must be there
+            // before this write compares against them.
             if (current is not null)
             {
                 InsertNewIndexRows(s);
@@ -694,7 +745,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         return _pendingLastSeq;
     }
 
-    /// <summary>Brings the value and geo index rows of one entity from what they were to what they are now.</summary>
+    /// <summary>Brings the value and geo index entries of one entity from what they were to what they are now (<see cref="MemoryQueryIndex"/>).</summary>
     private void UpdateQueryIndexes(WriterStatements s, string tenant, long rid, HashSet<IndexedValue> valuesBefore, List<IndexedBox> boxesBefore,
         HashSet<IndexedValue> valuesAfter, List<IndexedBox> boxesAfter)
     {
@@ -702,7 +753,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         {
             if (!valuesAfter.Contains(row))
             {
-                s.DeleteValue.Bind(1, tenant).Bind(2, ValueKey(s, row)).BindValue(3, row.Value).Bind(4, rid).Execute();
+                _memory.RemoveValue(tenant, ValueKey(s, row), row.Value, rid);
             }
         }
 
@@ -710,7 +761,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         {
             if (!valuesBefore.Contains(row))
             {
-                s.InsertValue.Bind(1, tenant).Bind(2, ValueKey(s, row)).BindValue(3, row.Value).Bind(4, rid).Execute();
+                _memory.AddValue(tenant, ValueKey(s, row), row.Value, rid);
             }
         }
 
@@ -722,19 +773,18 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         CheckGeoSlots(boxesAfter);
         for (var i = 0; i < boxesBefore.Count; i++)
         {
-            s.DeleteGeo.Bind(1, (rid * GeoSlotsPerEntity) + i).Execute();
+            _memory.RemoveBox(tenant, (rid * GeoSlotsPerEntity) + i, boxesBefore[i]);
         }
 
         for (var i = 0; i < boxesAfter.Count; i++)
         {
-            var box = boxesAfter[i];
-            s.InsertGeo.Bind(1, (rid * GeoSlotsPerEntity) + i).Bind(2, box.MinLon).Bind(3, box.MaxLon).Bind(4, box.MinLat).Bind(5, box.MaxLat).Execute();
+            _memory.AddBox(tenant, (rid * GeoSlotsPerEntity) + i, boxesAfter[i]);
         }
     }
 
     /// <summary>
-    /// The index rows of a new entity (no rows to compare with, so no sets to build), kept in the writer's lists until
-    /// <see cref="InsertNewIndexRows"/> inserts them.
+    /// The index rows of a new entity (no rows to compare with, so no sets to build): its geo entries at once; its
+    /// type and attribute-name rows and value entries kept until <see cref="InsertNewIndexRows"/> adds them.
     /// </summary>
     private void AddNewIndexRows(WriterStatements s, string tenant, long rid, NewEntityRows entity, List<IndexedBox> boxes)
     {
@@ -753,48 +803,29 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         entity.AddValues(values);
         foreach (var row in values)
         {
-            s.NewValues.Add(new NewValueRow(tenant, ValueKey(s, row), row.Value, rid));
+            _memory.StageValue(tenant, ValueKey(s, row), row.Value, rid);
         }
 
         for (var i = 0; i < boxes.Count; i++)
         {
-            s.NewBoxes.Add(((rid * GeoSlotsPerEntity) + i, boxes[i]));
+            _memory.AddBox(tenant, (rid * GeoSlotsPerEntity) + i, boxes[i]);
         }
     }
 
-    /// <summary>An entity's geo boxes, when each has an R*Tree id slot (<see cref="GeoSlotsPerEntity"/>).</summary>
+    /// <summary>An entity's geo boxes, when each has an id slot (<see cref="GeoSlotsPerEntity"/>).</summary>
     private static List<IndexedBox> CheckGeoSlots(List<IndexedBox> boxes) => boxes.Count <= GeoSlotsPerEntity
         ? boxes
         : throw Machi.Ngsi.Errors.NgsiException.BadData($"An entity may have at most {GeoSlotsPerEntity} GeoProperty names.");
 
     /// <summary>
-    /// Inserts the index rows of the entities created so far in this transaction, each index's in its own order: a
-    /// batch's rows land all over the value and geo indexes, and in key order each insert finds the pages the one
-    /// before it walked still in the CPU's caches; the type and attribute-name rows go in one statement per name.
+    /// Inserts the type and attribute-name rows of the entities created so far in this transaction, one statement per
+    /// name (the rows of one name are next to each other in its index), and adds their value entries in order.
     /// </summary>
-    private static void InsertNewIndexRows(WriterStatements s)
+    private void InsertNewIndexRows(WriterStatements s)
     {
         InsertNewRids(s.InsertTypeRids, s.NewTypes);
         InsertNewRids(s.InsertAttrRids, s.NewAttrs);
-        var rows = s.NewValues;
-
-        rows.Sort(NewValueRow.Compare);
-        foreach (var row in rows)
-        {
-            s.InsertValue.Bind(1, row.Tenant).Bind(2, row.Attr).BindValue(3, row.Value).Bind(4, row.Rid).Execute();
-        }
-
-        rows.Clear();
-
-        // Boxes near each other share the R*Tree's nodes: in order of place, one insert finds the nodes the last one read.
-        var boxes = s.NewBoxes;
-        boxes.Sort(static (a, b) => a.Box.MinLon != b.Box.MinLon ? a.Box.MinLon.CompareTo(b.Box.MinLon) : a.Box.MinLat.CompareTo(b.Box.MinLat));
-        foreach (var (id, box) in boxes)
-        {
-            s.InsertGeo.Bind(1, id).Bind(2, box.MinLon).Bind(3, box.MaxLon).Bind(4, box.MinLat).Bind(5, box.MaxLat).Execute();
-        }
-
-        boxes.Clear();
+        _memory.AddStaged();
     }
 
     /// <summary>Runs <paramref name="statement"/> once for each (tenant, term) with its rids as a JSON array.</summary>
@@ -821,36 +852,6 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         rids.Clear();
     }
 
-    /// <summary>A value index row (entity_values) waiting to be inserted.</summary>
-    private readonly record struct NewValueRow(string Tenant, long Attr, object Value, long Rid)
-    {
-        // The value as a number (NaN for text), unboxed once: a batch's rows are compared ~13 times each in the sort.
-        private readonly double _number = Value is string ? double.NaN : Convert.ToDouble(Value, System.Globalization.CultureInfo.InvariantCulture);
-
-        /// <summary>About SQLite's order of the key: numbers (by value) before text (by code unit), then the rid.</summary>
-        public static int Compare(NewValueRow a, NewValueRow b)
-        {
-            var c = ReferenceEquals(a.Tenant, b.Tenant) ? 0 : string.CompareOrdinal(a.Tenant, b.Tenant);
-            if (c == 0)
-            {
-                c = a.Attr.CompareTo(b.Attr);
-            }
-
-            if (c == 0)
-            {
-                c = (a.Value, b.Value) switch
-                {
-                    (string x, string y) => string.CompareOrdinal(x, y),
-                    (string, _) => 1,
-                    (_, string) => -1,
-                    _ => a._number.CompareTo(b._number),
-                };
-            }
-
-            return c != 0 ? c : a.Rid.CompareTo(b.Rid);
-        }
-    }
-
     private long ValueKey(WriterStatements s, IndexedValue row)
     {
         var term = TermId(s, row.Attribute);
@@ -859,8 +860,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
     /// <summary>
     /// Indexes every stored entity: its types and attribute names (already there when the query index tables are
-    /// created; inserted if missing), values and boxes. Run once when the query index tables are created, and after
-    /// <see cref="ImportAsync"/> stored entities as they were.
+    /// created; inserted if missing), and its values and boxes in memory. Run once when the query index tables are
+    /// created, and after <see cref="ImportAsync"/> stored entities as they were.
     /// </summary>
     private void IndexAll(SqliteTransaction tx)
     {
@@ -877,6 +878,45 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             s.Index(s.InsertAttrs, tenant, rid, [.. entity.Attributes.Keys], TermId);
             UpdateQueryIndexes(s, tenant, rid, [], [], EntityIndexRows.Values(entity), EntityIndexRows.Boxes(entity));
         }
+    }
+
+    /// <summary>Fills the in-memory value and geo indexes from every stored entity (at start, before any query or write).</summary>
+    private void IndexValuesAndPlaces()
+    {
+        var terms = new Dictionary<string, long>(StringComparer.Ordinal);
+        using (var cmd = _writer!.CreateCommand())
+        {
+            cmd.CommandText = "SELECT id, iri FROM terms";
+            using var r = cmd.ExecuteReader();
+            while (r.Read())
+            {
+                terms[r.GetString(1)] = r.GetInt64(0);
+            }
+        }
+
+        using (var cmd = _writer!.CreateCommand())
+        {
+            cmd.CommandText = "SELECT rid, tenant, doc FROM entities";
+            using var r = cmd.ExecuteReader();
+            while (r.Read())
+            {
+                var (rid, tenant, entity) = (r.GetInt64(0), r.GetString(1), Decode(r, 2));
+                foreach (var row in EntityIndexRows.Values(entity))
+                {
+                    // Every attribute name is a term from the entity's first write (entity_attrs holds it).
+                    var term = terms[row.Attribute];
+                    _memory.AddValue(tenant, row.Kind == IndexedValueKind.Instant ? -term : term, row.Value, rid);
+                }
+
+                var boxes = EntityIndexRows.Boxes(entity);
+                for (var i = 0; i < boxes.Count; i++)
+                {
+                    _memory.AddBox(tenant, (rid * GeoSlotsPerEntity) + i, boxes[i]);
+                }
+            }
+        }
+
+        _memory.Committed();
     }
 
     /// <summary>
@@ -1083,10 +1123,6 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             InsertAttrs = Raw(c, "INSERT OR IGNORE INTO entity_attrs(tenant, name, rid) SELECT ?1, value, ?3 FROM json_each(?2)");
             InsertTypeRids = Raw(c, "INSERT OR IGNORE INTO entity_types(tenant, type, rid) SELECT ?1, ?2, value FROM json_each(?3)");
             InsertAttrRids = Raw(c, "INSERT OR IGNORE INTO entity_attrs(tenant, name, rid) SELECT ?1, ?2, value FROM json_each(?3)");
-            InsertValue = Raw(c, "INSERT OR IGNORE INTO entity_values(tenant, attr, value, rid) VALUES (?1, ?2, ?3, ?4)");
-            DeleteValue = Raw(c, "DELETE FROM entity_values WHERE tenant = ?1 AND attr = ?2 AND value = ?3 AND rid = ?4");
-            InsertGeo = Raw(c, "INSERT INTO entity_geo(id, min_lon, max_lon, min_lat, max_lat) VALUES (?1, ?2, ?3, ?4, ?5)");
-            DeleteGeo = Raw(c, "DELETE FROM entity_geo WHERE id = ?1");
             InsertChange = Raw(c, "INSERT INTO entity_changes(tenant, entity_id, kind, before, after, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
             SelectTerm = Make(c, "SELECT id FROM terms WHERE iri = $iri", "$iri");
             InsertTerm = Make(c, "INSERT INTO terms(iri) VALUES ($iri) RETURNING id", "$iri");
@@ -1141,13 +1177,6 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         /// <inheritdoc cref="NewTypes"/>
         public Dictionary<(string Tenant, long Term), List<long>> NewAttrs { get; } = [];
 
-        /// <summary>The value rows of the entities this transaction has created, not inserted yet.</summary>
-        public List<NewValueRow> NewValues { get; } = [];
-
-        /// <summary>The geo index rows (R*Tree id, box) of the entities this transaction has created, not inserted yet.</summary>
-        public List<(long Id, IndexedBox Box)> NewBoxes { get; } = [];
-
-
         public RawStatement Delete { get; }
 
         public RawStatement DeleteTypes { get; }
@@ -1163,14 +1192,6 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
         /// <summary>One attribute name's rows for many entities: the rids as a JSON array (?3).</summary>
         public RawStatement InsertAttrRids { get; }
-
-        public RawStatement InsertValue { get; }
-
-        public RawStatement DeleteValue { get; }
-
-        public RawStatement InsertGeo { get; }
-
-        public RawStatement DeleteGeo { get; }
 
         public RawStatement InsertChange { get; }
 
@@ -1196,8 +1217,6 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         {
             NewTypes.Clear();
             NewAttrs.Clear();
-            NewValues.Clear();
-            NewBoxes.Clear();
         }
 
         public void Bind(SqliteTransaction tx)

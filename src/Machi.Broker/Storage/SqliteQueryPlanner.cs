@@ -11,21 +11,26 @@ namespace Machi.Broker.Storage;
 /// <summary>
 /// Turns an <see cref="EntityFilter"/> into the SQL that finds its candidates through the indexes: ids through the
 /// entities' unique key, types and attribute names through entity_types/entity_attrs, q comparisons on a top-level
-/// attribute through entity_values, and geo-queries through the entity_geo R*Tree. What SQL cannot decide exactly
+/// attribute and geo-queries through the in-memory indexes (<see cref="MemoryQueryIndex"/>), whose candidates the SQL
+/// reads a part at a time as a JSON array of rids ($rids). What SQL cannot decide exactly
 /// (idPattern, scopeQ, the geometry itself, the parts of q no index holds) stays with the evaluator, which runs
 /// on every candidate; when nothing is left for it, the database pages and counts on its own.
 /// </summary>
 internal sealed class SqliteQueryPlanner
 {
     private readonly SqliteCommand _command;
+    private readonly string _tenant;
+    private readonly MemoryQueryIndex _memory;
     private readonly Func<string, long?> _termId;
     private readonly List<Condition> _conditions = [];
     private string _access = "";
     private int _parameters;
 
-    private SqliteQueryPlanner(SqliteCommand command, string tenant, Func<string, long?> termId)
+    private SqliteQueryPlanner(SqliteCommand command, string tenant, MemoryQueryIndex memory, Func<string, long?> termId)
     {
         _command = command;
+        _tenant = tenant;
+        _memory = memory;
         _termId = termId;
         command.Parameters.AddWithValue("$tenant", tenant);
     }
@@ -38,10 +43,11 @@ internal sealed class SqliteQueryPlanner
 
     /// <summary>
     /// "SELECT e.rid, e.doc …" of the candidates for the evaluator, in the driving index's own order (rid order
-    /// for one key, value order for a range, R*Tree order for a box): no candidate set is gathered and sorted
-    /// first, so a page costs the candidates it reads, however many there are. The order is the same for the
-    /// same data, so pages follow each other; a candidate may come twice (a box per GeoProperty), so the reader
-    /// skips rids it has seen.
+    /// for one key, value order for a range, rid order for a box): no candidate set is gathered and sorted
+    /// first (but a geo-query's), so a page costs the candidates it reads, however many there are. The order is the
+    /// same for the same data, so pages follow each other; a candidate may come twice (two values in a range), so
+    /// the reader skips rids it has seen. When an in-memory index drives (<see cref="Candidates"/>), the statement
+    /// reads the rids bound as $rids, in their order, and runs once for each part of them.
     /// </summary>
     public string Streamed
     {
@@ -53,6 +59,11 @@ internal sealed class SqliteQueryPlanner
             }
 
             var (driver, others) = plan;
+            if (driver.Memory is not null)
+            {
+                return $"SELECT e.rid, e.doc FROM json_each($rids) d CROSS JOIN entities e ON e.rid = d.value WHERE +e.tenant = $tenant{Filters(others, "d.value")}{_access}";
+            }
+
             var filters = Filters(others, "d.rid");
             return driver.Stream is { } stream
                 ? $"SELECT e.rid, e.doc FROM {stream.Table} d JOIN entities e ON e.rid = d.rid WHERE {stream.Where} AND +e.tenant = $tenant{filters}{_access} ORDER BY d.rid"
@@ -81,6 +92,9 @@ internal sealed class SqliteQueryPlanner
         }
     }
 
+    /// <summary>The candidates of the driving condition when an in-memory index holds it (read them into $rids of <see cref="Streamed"/>).</summary>
+    public IRidSource? Candidates => Driver()?.Driver.Memory?.Invoke();
+
     /// <summary>The most selective condition, which drives, and the others. Null when there is no condition.</summary>
     private (Condition Driver, IEnumerable<Condition> Others)? Driver()
     {
@@ -103,9 +117,9 @@ internal sealed class SqliteQueryPlanner
         string.Concat(others.Where(c => c.Filter is not null).Select(c => " AND " + c.Filter!(rid)));
 
     /// <summary>Plans <paramref name="filter"/> into <paramref name="command"/>'s parameters; read <see cref="Sql"/>.</summary>
-    public static SqliteQueryPlanner Plan(SqliteCommand command, string tenant, EntityFilter filter, Func<string, long?> termId, AccessFilter? access = null)
+    public static SqliteQueryPlanner Plan(SqliteCommand command, string tenant, EntityFilter filter, MemoryQueryIndex memory, Func<string, long?> termId, AccessFilter? access = null)
     {
-        var planner = new SqliteQueryPlanner(command, tenant, termId);
+        var planner = new SqliteQueryPlanner(command, tenant, memory, termId);
         planner.AddAccess(access);
         planner.AddSelectors(filter.Selectors);
         planner.AddAttrs(filter.Attrs);
@@ -284,25 +298,21 @@ internal sealed class SqliteQueryPlanner
         }
 
         var range = op == QOperator.Equal ? Between(term, ((QRange)value).From, ((QRange)value).To) : Bound(term, op, value);
-        if (range is not null)
+        if (range is { } r)
         {
-            // A range is gathered whole when it drives and left to the evaluator otherwise (no point lookup answers it).
-            _conditions.Add(new Condition(DriverRank.Range, $"SELECT rid FROM entity_values WHERE tenant = $tenant AND {range}", null));
+            // Left to the evaluator when it does not drive.
+            _conditions.Add(InMemory(DriverRank.Range, () => _memory.Values(_tenant, [r])));
         }
     }
 
+    /// <summary>Any of the values, a range each, one after another (a candidate of two is read twice and skipped once); left to the evaluator when it does not drive.</summary>
     private Condition EqualAny(List<(long Key, object Value)> keys)
     {
-        var groups = string.Join(" OR ", keys.GroupBy(k => k.Key).Select(g => $"(attr = {Parameter(g.Key)} AND value IN ({List(g.Select(k => k.Value).ToList())}))"));
-        (string, string)? stream = keys.Count == 1
-            ? ("entity_values", $"d.tenant = $tenant AND d.attr = {Parameter(keys[0].Key)} AND d.value = {Parameter(keys[0].Value)}")
-            : null;
-        return new Condition(
-            DriverRank.Equality,
-            $"SELECT rid FROM entity_values WHERE tenant = $tenant AND ({groups})",
-            rid => $"EXISTS (SELECT 1 FROM entity_values x WHERE x.tenant = $tenant AND ({groups}) AND x.rid = {rid})",
-            stream);
+        var ranges = keys.Select(k => ValueRange.Equal(k.Key, IndexValue.Of(k.Value))).Distinct().ToList();
+        return InMemory(DriverRank.Equality, () => _memory.Values(_tenant, ranges));
     }
+
+    private static Condition InMemory(DriverRank rank, Func<IRidSource> candidates) => new(rank, null, null, Memory: candidates);
 
     /// <summary>The index keys of values compared for equality, or null when one of them is not indexed.</summary>
     private static List<(long Key, object Value)>? Keys(long term, IReadOnlyList<QValue> values)
@@ -333,53 +343,44 @@ internal sealed class SqliteQueryPlanner
         return keys;
     }
 
-    private string? Between(long term, QValue from, QValue to)
+    private static ValueRange? Between(long term, QValue from, QValue to)
     {
         if (!Orderable(from) || !Orderable(to) || Key(term, from) is not { } low || Key(term, to) is not { } high || low.Key != high.Key || ClassOf(low.Value) != ClassOf(high.Value))
         {
             return null;
         }
 
-        return $"attr = {Parameter(low.Key)} AND value >= {Parameter(low.Value)} AND value <= {Parameter(high.Value)}";
+        return new ValueRange(low.Key, IndexValue.Of(low.Value), true, IndexValue.Of(high.Value), true);
     }
 
-    // One-sided comparisons get the other side from SQLite's ordering of storage classes (numbers < text < blob),
-    // so a numeric bound never sweeps in strings and the scan stays inside one class.
-    private string? Bound(long term, QOperator op, QValue value)
+    // One-sided comparisons get the other side from the index's ordering of classes (numbers before text), so a
+    // numeric bound never sweeps in strings and the scan stays inside one class.
+    private static ValueRange? Bound(long term, QOperator op, QValue value)
     {
         if (!Orderable(value) || Key(term, value) is not { } key || value is QBoolean)
         {
             return null;
         }
 
-        var isText = key.Value is string;
-        var sign = op switch
+        var bound = IndexValue.Of(key.Value);
+        var inclusive = op is QOperator.GreaterOrEqual or QOperator.LessOrEqual;
+        return (op is QOperator.Greater or QOperator.GreaterOrEqual, bound.IsText) switch
         {
-            QOperator.Greater => ">",
-            QOperator.GreaterOrEqual => ">=",
-            QOperator.Less => "<",
-            _ => "<=",
+            (true, false) => new ValueRange(key.Key, bound, inclusive, IndexValue.FirstText, false),
+            (true, true) => new ValueRange(key.Key, bound, inclusive, null, false),
+            (false, true) => new ValueRange(key.Key, IndexValue.FirstText, true, bound, inclusive),
+            _ => new ValueRange(key.Key, null, false, bound, inclusive), // numbers come first: from the attribute's first value
         };
-        var upward = op is QOperator.Greater or QOperator.GreaterOrEqual;
-        var fence = (upward, isText) switch
-        {
-            (true, false) => " AND value < ''",
-            (true, true) => " AND value < x''",
-            (false, true) => " AND value >= ''",
-            _ => "", // numbers sort first: the scan starts at the attribute's first value anyway
-        };
-        return $"attr = {Parameter(key.Key)} AND value {sign} {Parameter(key.Value)}{fence}";
     }
 
     /// <summary>
-    /// Whether SQLite orders this bound as the evaluator does. Text is compared by UTF-16 code units there and by
-    /// UTF-8 bytes here; the two orders differ only between U+E000–U+FFFF and characters beyond U+FFFF, so a bound
-    /// holding such a character, or one that expands (vocab), is left to the evaluator alone.
+    /// Whether the index orders this bound as the evaluator does. Both compare text by UTF-16 code units; a bound the
+    /// evaluator may compare in its expanded form (a vocab term) is left to it alone.
     /// </summary>
     private static bool Orderable(QValue value) => value switch
     {
-        QString s => (s.Expanded is null || s.Expanded == s.Value) && !s.Value.Any(c => c >= '\uE000'),
-        QUri u => (u.Expanded is null || u.Expanded == u.Value) && !u.Value.Any(c => c >= '\uE000'),
+        QString s => s.Expanded is null || s.Expanded == s.Value,
+        QUri u => u.Expanded is null || u.Expanded == u.Value,
         _ => true,
     };
 
@@ -449,10 +450,7 @@ internal sealed class SqliteQueryPlanner
 
         var west = lonRanges.Min(r => r.West);
         var east = lonRanges.Max(r => r.East);
-        _conditions.Add(new Condition(
-            DriverRank.Geo,
-            string.Create(CultureInfo.InvariantCulture, $"SELECT id / {SqliteEntityStore.GeoSlotsPerEntity} AS rid FROM entity_geo WHERE max_lat >= {Parameter(south)} AND min_lat <= {Parameter(north)} AND max_lon >= {Parameter(west)} AND min_lon <= {Parameter(east)}"),
-            null));
+        _conditions.Add(InMemory(DriverRank.Geo, () => _memory.Boxes(_tenant, west, south, east, north)));
     }
 
     private List<long> Terms(IEnumerable<string> iris)
@@ -478,8 +476,9 @@ internal sealed class SqliteQueryPlanner
         return name;
     }
 
-    /// <param name="Rids">A query of the rids that satisfy it.</param>
+    /// <param name="Rids">A query of the rids that satisfy it (null: an in-memory index holds them).</param>
     /// <param name="Filter">A test of one candidate, given the SQL of its rid, by point lookups; null when only the evaluator can tell.</param>
     /// <param name="Stream">An index table (as d) and condition that yield the rids in order, when it is one key.</param>
-    private sealed record Condition(DriverRank Rank, string Rids, Func<string, string>? Filter, (string Table, string Where)? Stream = null);
+    /// <param name="Memory">The candidates from an in-memory index, when it holds them.</param>
+    private sealed record Condition(DriverRank Rank, string? Rids, Func<string, string>? Filter, (string Table, string Where)? Stream = null, Func<IRidSource>? Memory = null);
 }

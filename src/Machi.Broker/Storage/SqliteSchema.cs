@@ -265,6 +265,11 @@ internal static class SqliteSchema
             PRIMARY KEY (tenant, id)
         ) WITHOUT ROWID;
         """,
+        """
+        -- The value and geo indexes are held in memory from now on (MemoryQueryIndex, rebuilt from the entities at start).
+        DROP TABLE entity_values;
+        DROP TABLE entity_geo;
+        """,
     ];
 
     /// <summary>The version that added access marks to entities: entities stored before it get theirs when it is applied.</summary>

@@ -12,9 +12,10 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace Machi.Broker.Tests.Query;
 
 /// <summary>
-/// The SQLite store answers queries through its indexes (values, R*Tree, types, attributes): these tests check that
-/// the indexes never lose an entity the evaluator would match (random entities, random queries, compared with
-/// evaluating every entity), that paging and counting agree, and that indexable queries never scan the table.
+/// The SQLite store answers queries through its indexes (types and attribute names in the database, values and
+/// places in memory): these tests check that the indexes never lose an entity the evaluator would match (random
+/// entities, random queries, compared with evaluating every entity, also after a restart rebuilt the in-memory
+/// ones), that paging and counting agree, and that indexable queries never scan the table.
 /// </summary>
 public sealed class QueryIndexTests : IAsyncLifetime
 {
@@ -67,6 +68,15 @@ public sealed class QueryIndexTests : IAsyncLifetime
     [Fact]
     public async Task Indexed_queries_find_exactly_what_evaluating_every_entity_finds()
         => await AnswersLikeTheEvaluatorAsync(_store, _all);
+
+    [Fact]
+    public async Task Indexed_queries_find_the_same_after_a_restart_rebuilt_the_in_memory_indexes()
+    {
+        await _store.DisposeAsync();
+        _store = new SqliteEntityStore(Path.Combine(_directory, "machi.db"), NullLogger<SqliteEntityStore>.Instance);
+        await _store.InitializeAsync(CancellationToken.None);
+        await AnswersLikeTheEvaluatorAsync(_store, _all);
+    }
 
     /// <summary>
     /// 400 random filters: the store finds exactly the entities the evaluator accepts among <paramref name="all"/>, in
@@ -136,16 +146,17 @@ public sealed class QueryIndexTests : IAsyncLifetime
         };
         var plan = _store.Explain(string.Empty, new EntityQuery(filter) { Access = access });
         Assert.DoesNotContain(plan, line => line == "SCAN e" || line.StartsWith("SCAN e ", StringComparison.Ordinal) || line.StartsWith("SCAN entities", StringComparison.Ordinal)
-            || line.StartsWith("SCAN entity_values", StringComparison.Ordinal) || line.Contains("USING INDEX sqlite_autoindex_entities_1 (tenant=?)", StringComparison.Ordinal));
+            || line.Contains("USING INDEX sqlite_autoindex_entities_1 (tenant=?)", StringComparison.Ordinal));
         Assert.Contains(plan, line => line.Contains("USING INTEGER PRIMARY KEY", StringComparison.Ordinal));
         if (caller == "consent")
         {
             // The consent is found by index in consent_grants for each row, within the same statement.
             Assert.Contains(plan, line => line.StartsWith("SEARCH g USING ", StringComparison.Ordinal));
         }
-        if (what is "near" or "within")
+        if (what is "near" or "within" || what?.StartsWith("q=", StringComparison.Ordinal) == true)
         {
-            Assert.Contains(plan, line => line.StartsWith("SCAN entity_geo VIRTUAL TABLE INDEX", StringComparison.Ordinal));
+            // The in-memory index's candidates drive, bound as a JSON array of rids.
+            Assert.Contains(plan, line => line.StartsWith("SCAN d VIRTUAL TABLE INDEX", StringComparison.Ordinal));
         }
     }
 
@@ -181,16 +192,25 @@ public sealed class QueryIndexTests : IAsyncLifetime
             }
 
             stored++;
-            Assert.Equal(ExpectedIndexRows(current), _store.Read(c => IndexRows(c, entity.Id)));
+            Assert.Equal(ExpectedIndexRows(current), IndexRows(_store, entity.Id));
         }
 
         Assert.Equal(40 - 8 + 1, stored);
         Assert.Equal(0L, _store.Read(c => Scalar(c, """
-            SELECT (SELECT count(*) FROM entity_values WHERE rid NOT IN (SELECT rid FROM entities))
-                 + (SELECT count(*) FROM entity_attrs WHERE rid NOT IN (SELECT rid FROM entities))
+            SELECT (SELECT count(*) FROM entity_attrs WHERE rid NOT IN (SELECT rid FROM entities))
                  + (SELECT count(*) FROM entity_types WHERE rid NOT IN (SELECT rid FROM entities))
-                 + (SELECT count(*) FROM entity_geo WHERE id / 1024 NOT IN (SELECT rid FROM entities))
             """)));
+
+        // The deleted entities' values and places are gone from memory too.
+        var stillThere = _store.Read(c => Rids(c, "SELECT rid FROM entities")).ToHashSet();
+        for (var rid = 1L; rid <= stillThere.Max() + 50; rid++)
+        {
+            if (!stillThere.Contains(rid))
+            {
+                var (values, boxes) = _store.MemoryIndexEntries(string.Empty, rid);
+                Assert.True(values.Count + boxes.Count == 0, $"rid {rid} has no entity but {values.Count} values and {boxes.Count} boxes in memory");
+            }
+        }
     }
 
     [Fact]
@@ -208,43 +228,70 @@ public sealed class QueryIndexTests : IAsyncLifetime
         Assert.NotNull(results[0]);
         Assert.Null(results[1]);
         var stored = await _store.GetAsync(string.Empty, later.Id, CancellationToken.None);
-        Assert.Equal(ExpectedIndexRows(stored!), _store.Read(c => IndexRows(c, later.Id)));
+        Assert.Equal(ExpectedIndexRows(stored!), IndexRows(_store, later.Id));
     }
 
     private static List<string> ExpectedIndexRows(Entity entity)
     {
         var rows = entity.Types.Distinct().Select(t => "type " + t).ToList();
         rows.AddRange(entity.Attributes.Keys.Select(name => "attr " + name));
-        rows.AddRange(EntityIndexRows.Values(entity).Select(v => IndexRow(v.Attribute, v.Kind == IndexedValueKind.Instant, v.Value)));
+        rows.AddRange(EntityIndexRows.Values(entity).Select(v => IndexRow(v.Attribute, v.Kind == IndexedValueKind.Instant, IndexValue.Of(v.Value).Boxed)));
         rows.AddRange(EntityIndexRows.Boxes(entity).Select((_, i) => "geo " + i.ToString(CultureInfo.InvariantCulture)));
         rows.Sort(StringComparer.Ordinal);
         return rows;
     }
 
-    private static List<string> IndexRows(Microsoft.Data.Sqlite.SqliteConnection connection, string id)
+    /// <summary>The index rows of an entity: types and names from the database, values and places from memory.</summary>
+    private static List<string> IndexRows(SqliteEntityStore store, string id)
     {
-        var rid = Scalar(connection, $"SELECT rid FROM entities WHERE id = '{id}'");
-        var rows = new List<string>();
-        using var cmd = connection.CreateCommand();
-        cmd.CommandText = $"""
-            SELECT 'type', t.iri, NULL FROM entity_types x JOIN terms t ON t.id = x.type WHERE x.rid = {rid}
-            UNION ALL SELECT 'attr', t.iri, NULL FROM entity_attrs x JOIN terms t ON t.id = x.name WHERE x.rid = {rid}
-            UNION ALL SELECT CASE WHEN x.attr < 0 THEN 'instant' ELSE 'value' END, t.iri, x.value FROM entity_values x JOIN terms t ON t.id = abs(x.attr) WHERE x.rid = {rid}
-            UNION ALL SELECT 'geo', id - {rid} * 1024, NULL FROM entity_geo WHERE id BETWEEN {rid} * 1024 AND {rid} * 1024 + 1023
-            """;
-        using var r = cmd.ExecuteReader();
-        while (r.Read())
+        var rid = store.Read(c => Scalar(c, $"SELECT rid FROM entities WHERE id = '{id}'"));
+        var rows = store.Read(c =>
         {
-            rows.Add(r.GetString(0) switch
+            var found = new List<string>();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = $"""
+                SELECT 'type', t.iri FROM entity_types x JOIN terms t ON t.id = x.type WHERE x.rid = {rid}
+                UNION ALL SELECT 'attr', t.iri FROM entity_attrs x JOIN terms t ON t.id = x.name WHERE x.rid = {rid}
+                """;
+            using var r = cmd.ExecuteReader();
+            while (r.Read())
             {
-                "value" => IndexRow(r.GetString(1), instant: false, r.GetValue(2)),
-                "instant" => IndexRow(r.GetString(1), instant: true, r.GetValue(2)),
-                var kind => kind + " " + Convert.ToString(r.GetValue(1), CultureInfo.InvariantCulture),
-            });
+                found.Add(r.GetString(0) + " " + r.GetString(1));
+            }
+
+            return found;
+        });
+        var (values, boxes) = store.MemoryIndexEntries(string.Empty, rid);
+        foreach (var (attr, value) in values)
+        {
+            var iri = store.Read(c => Text(c, $"SELECT iri FROM terms WHERE id = {Math.Abs(attr)}"));
+            rows.Add(IndexRow(iri, attr < 0, value));
         }
 
+        rows.AddRange(boxes.Select(box => "geo " + (box - (rid * SqliteEntityStore.GeoSlotsPerEntity)).ToString(CultureInfo.InvariantCulture)));
         rows.Sort(StringComparer.Ordinal);
         return rows;
+    }
+
+    private static string Text(Microsoft.Data.Sqlite.SqliteConnection connection, string sql)
+    {
+        using var cmd = connection.CreateCommand();
+        cmd.CommandText = sql;
+        return (string)cmd.ExecuteScalar()!;
+    }
+
+    private static List<long> Rids(Microsoft.Data.Sqlite.SqliteConnection connection, string sql)
+    {
+        using var cmd = connection.CreateCommand();
+        cmd.CommandText = sql;
+        using var r = cmd.ExecuteReader();
+        var rids = new List<long>();
+        while (r.Read())
+        {
+            rids.Add(r.GetInt64(0));
+        }
+
+        return rids;
     }
 
     private static string IndexRow(string attribute, bool instant, object value) =>

@@ -1,0 +1,756 @@
+using System.Collections.Concurrent;
+
+namespace Machi.Broker.Storage;
+
+/// <summary>
+/// The embedded backend's value and geo indexes, held in memory: q comparisons and geo-queries find their candidates
+/// here, not in SQLite. As database rows, a batch of new entities put one value row per attribute value and one R*Tree
+/// box per GeoProperty into B-trees ordered by value and by place, so nearly every row dirtied a page of its own in the
+/// write-ahead log; without them the single writer stores a 1,000-entity batch about twice as fast (bench/README,
+/// session 16). They are rebuilt from the entity rows at start, so nothing in them has to survive a crash.
+///
+/// The entries only narrow the candidates: the evaluator decides on each entity as the query's read snapshot holds it.
+/// So the index may hold more than a snapshot but never less. A write's entries are added before its transaction
+/// commits; entries it replaced are removed only when no query that began before that commit is still running
+/// (<see cref="BeginRead"/>), and none at all if the transaction fails.
+/// </summary>
+internal sealed class MemoryQueryIndex
+{
+    private readonly ConcurrentDictionary<(string Tenant, long Attr), ValueRun> _values = new();
+    private readonly ConcurrentDictionary<string, GeoGrid> _geo = new(StringComparer.Ordinal);
+
+    // Writer thread only: what the transaction in progress added (taken back if it fails) and removed (removed once no
+    // query can still need it).
+    private readonly List<ValueEntry> _added = [];
+    private readonly List<ValueEntry> _staged = [];
+    private readonly List<BoxEntry> _addedBoxes = [];
+    private readonly HashSet<ValueEntry> _removed = [];
+    private readonly HashSet<BoxEntry> _removedBoxes = [];
+
+    // Writer thread only: removals waiting for older queries, with the commit that made each (a re-add cancels one).
+    private readonly Dictionary<ValueEntry, long> _pending = [];
+    private readonly Dictionary<BoxEntry, long> _pendingBoxes = [];
+    private readonly Queue<(long Commit, ValueEntry[] Values, BoxEntry[] Boxes)> _waiting = new();
+
+    // Commits counted, and how many running queries began after each count (guarded by _readersGate).
+    private readonly object _readersGate = new();
+    private readonly Dictionary<long, int> _readers = [];
+    private long _commits;
+
+    /// <summary>Registers a query about to read (call before its first statement opens the snapshot); pass the result to <see cref="EndRead"/>.</summary>
+    public long BeginRead()
+    {
+        lock (_readersGate)
+        {
+            var since = _commits;
+            _readers[since] = _readers.GetValueOrDefault(since) + 1;
+            return since;
+        }
+    }
+
+    public void EndRead(long since)
+    {
+        lock (_readersGate)
+        {
+            if (--_readers[since] == 0)
+            {
+                _readers.Remove(since);
+            }
+        }
+    }
+
+    public void AddValue(string tenant, long attr, object value, long rid) => Add(new ValueEntry(Run(tenant, attr), IndexValue.Of(value), rid));
+
+    /// <summary>
+    /// Adds a value entry of an entity new in this transaction with the others at <see cref="AddStaged"/>, in order:
+    /// each entry is then next to the one before it, in the parts of memory it just read.
+    /// </summary>
+    public void StageValue(string tenant, long attr, object value, long rid) => _staged.Add(new ValueEntry(Run(tenant, attr), IndexValue.Of(value), rid));
+
+    /// <summary>Adds the staged entries (before anything else changes those entities, and before the commit).</summary>
+    public void AddStaged()
+    {
+        if (_staged.Count == 0)
+        {
+            return;
+        }
+
+        _staged.Sort(static (a, b) =>
+        {
+            var c = a.Run.Number.CompareTo(b.Run.Number);
+            if (c == 0)
+            {
+                c = a.Value.CompareTo(b.Value);
+            }
+
+            return c != 0 ? c : a.Rid.CompareTo(b.Rid);
+        });
+        foreach (var entry in _staged)
+        {
+            Add(entry);
+        }
+
+        _staged.Clear();
+    }
+
+    private ValueRun Run(string tenant, long attr) => _values.GetOrAdd((tenant, attr), static _ => new ValueRun());
+
+    private void Add(ValueEntry entry)
+    {
+        var (run, rid) = (entry.Run, entry.Rid);
+        if (_removed.Count > 0)
+        {
+            _removed.Remove(entry);
+        }
+
+        if (_pending.Count > 0)
+        {
+            _pending.Remove(entry);
+        }
+
+        if (run.Add(entry.Value, rid))
+        {
+            _added.Add(entry);
+        }
+    }
+
+    public void RemoveValue(string tenant, long attr, object value, long rid)
+    {
+        if (_values.TryGetValue((tenant, attr), out var run))
+        {
+            _removed.Add(new ValueEntry(run, IndexValue.Of(value), rid));
+        }
+    }
+
+    public void AddBox(string tenant, long id, IndexedBox box)
+    {
+        var grid = _geo.GetOrAdd(tenant, static _ => new GeoGrid());
+        var entry = new BoxEntry(grid, new GeoEntry(id, box.MinLon, box.MaxLon, box.MinLat, box.MaxLat));
+        if (_removedBoxes.Count > 0)
+        {
+            _removedBoxes.Remove(entry);
+        }
+
+        if (_pendingBoxes.Count > 0)
+        {
+            _pendingBoxes.Remove(entry);
+        }
+
+        if (grid.Add(entry.Entry))
+        {
+            _addedBoxes.Add(entry);
+        }
+    }
+
+    public void RemoveBox(string tenant, long id, IndexedBox box)
+    {
+        if (_geo.TryGetValue(tenant, out var grid))
+        {
+            _removedBoxes.Add(new BoxEntry(grid, new GeoEntry(id, box.MinLon, box.MaxLon, box.MinLat, box.MaxLat)));
+        }
+    }
+
+    /// <summary>The transaction whose entries were added and removed since the last call committed (writer thread).</summary>
+    public void Committed()
+    {
+        _added.Clear();
+        _addedBoxes.Clear();
+        long commit;
+        long oldest;
+        lock (_readersGate)
+        {
+            commit = ++_commits;
+            oldest = _readers.Count == 0 ? long.MaxValue : _readers.Keys.Min();
+        }
+
+        if (_removed.Count + _removedBoxes.Count > 0)
+        {
+            foreach (var entry in _removed)
+            {
+                _pending[entry] = commit;
+            }
+
+            foreach (var entry in _removedBoxes)
+            {
+                _pendingBoxes[entry] = commit;
+            }
+
+            _waiting.Enqueue((commit, [.. _removed], [.. _removedBoxes]));
+            _removed.Clear();
+            _removedBoxes.Clear();
+        }
+
+        // A query that began at count c may read a snapshot from before commit c + 1, so that commit's removals wait for it.
+        while (_waiting.TryPeek(out var batch) && batch.Commit <= oldest)
+        {
+            _waiting.Dequeue();
+            foreach (var entry in batch.Values)
+            {
+                if (_pending.TryGetValue(entry, out var at) && at == batch.Commit)
+                {
+                    _pending.Remove(entry);
+                    entry.Run.Remove(entry.Value, entry.Rid);
+                }
+            }
+
+            foreach (var entry in batch.Boxes)
+            {
+                if (_pendingBoxes.TryGetValue(entry, out var at) && at == batch.Commit)
+                {
+                    _pendingBoxes.Remove(entry);
+                    entry.Grid.Remove(entry.Entry);
+                }
+            }
+        }
+    }
+
+    /// <summary>The transaction in progress failed: its new entries go (no snapshot ever held them), its removals never happen.</summary>
+    public void RolledBack()
+    {
+        _staged.Clear();
+        foreach (var entry in _added)
+        {
+            entry.Run.Remove(entry.Value, entry.Rid);
+        }
+
+        foreach (var entry in _addedBoxes)
+        {
+            entry.Grid.Remove(entry.Entry);
+        }
+
+        _added.Clear();
+        _addedBoxes.Clear();
+        _removed.Clear();
+        _removedBoxes.Clear();
+    }
+
+    /// <summary>The rids of the entries in <paramref name="ranges"/>, range after range, each in (value, rid) order.</summary>
+    public IRidSource Values(string tenant, IReadOnlyList<ValueRange> ranges) => new ValueCursor(this, tenant, ranges);
+
+    /// <summary>The rids (ascending, once each) of the entities with a box that meets the given box (degrees, west ≤ east).</summary>
+    public IRidSource Boxes(string tenant, double west, double south, double east, double north) =>
+        new ListCursor(() => _geo.TryGetValue(tenant, out var grid) ? grid.Find(west, south, east, north) : []);
+
+    /// <summary>Every value entry and box id of one entity (tests compare them with the entity).</summary>
+    internal (List<(long Attr, object Value)> Values, List<long> Boxes) EntriesOf(string tenant, long rid)
+    {
+        var values = new List<(long, object)>();
+        foreach (var ((t, attr), run) in _values)
+        {
+            if (t == tenant)
+            {
+                values.AddRange(run.ValuesOf(rid).Select(v => (attr, v.Boxed)));
+            }
+        }
+
+        var boxes = _geo.TryGetValue(tenant, out var grid) ? grid.IdsOf(rid) : [];
+        return (values, boxes);
+    }
+
+    private readonly record struct ValueEntry(ValueRun Run, IndexValue Value, long Rid);
+
+    private readonly record struct BoxEntry(GeoGrid Grid, GeoEntry Entry);
+
+    private sealed class ValueCursor(MemoryQueryIndex index, string tenant, IReadOnlyList<ValueRange> ranges) : IRidSource
+    {
+        private int _range;
+        private (IndexValue Value, long Rid)? _last;
+
+        public int Read(List<long> into, int max)
+        {
+            var start = into.Count;
+            while (_range < ranges.Count && into.Count - start < max)
+            {
+                var range = ranges[_range];
+                if (!index._values.TryGetValue((tenant, range.Attr), out var run) || run.Read(range, ref _last, into, start + max))
+                {
+                    _range++;
+                    _last = null;
+                }
+            }
+
+            return into.Count - start;
+        }
+    }
+
+    private sealed class ListCursor(Func<List<long>> gather) : IRidSource
+    {
+        private List<long>? _rids;
+        private int _next;
+
+        public int Read(List<long> into, int max)
+        {
+            _rids ??= gather();
+            var n = Math.Min(max, _rids.Count - _next);
+            for (var i = 0; i < n; i++)
+            {
+                into.Add(_rids[_next++]);
+            }
+
+            return n;
+        }
+    }
+}
+
+/// <summary>Candidate rids, a part at a time.</summary>
+internal interface IRidSource
+{
+    /// <summary>Appends up to <paramref name="max"/> more rids; 0 when there are no more.</summary>
+    int Read(List<long> into, int max);
+}
+
+/// <summary>Values of one index key (an attribute's term id, negated for instants) between two bounds (null: open).</summary>
+internal readonly record struct ValueRange(long Attr, IndexValue? Low, bool LowInclusive, IndexValue? High, bool HighInclusive)
+{
+    public static ValueRange Equal(long attr, IndexValue value) => new(attr, value, true, value, true);
+}
+
+/// <summary>
+/// A value as the index orders it, as SQLite orders its storage classes: numbers (integers and reals compared by value)
+/// before text (compared by UTF-16 code unit, as the evaluator compares strings). Booleans are the integers 0 and 1.
+/// </summary>
+internal readonly record struct IndexValue(byte Kind, long Bits, string? Text) : IComparable<IndexValue>
+{
+    private const byte Integer = 0;
+    private const byte Real = 1;
+    public const byte TextKind = 2;
+
+    /// <summary>The smallest text: every number is below it.</summary>
+    public static readonly IndexValue FirstText = new(TextKind, 0, string.Empty);
+
+    public static IndexValue Of(object value) => value switch
+    {
+        long l => new(Integer, l, null),
+        int i => new(Integer, i, null),
+        bool b => new(Integer, b ? 1 : 0, null),
+        double d => Math.Floor(d) == d && Math.Abs(d) < 9e18 ? new(Integer, (long)d, null) : new(Real, BitConverter.DoubleToInt64Bits(d), null),
+        string s => new(TextKind, 0, s),
+        _ => throw new ArgumentException("Not an indexed value: " + value.GetType().Name, nameof(value)),
+    };
+
+    public bool IsText => Kind == TextKind;
+
+    public object Boxed => Kind switch
+    {
+        Integer => Bits,
+        Real => BitConverter.Int64BitsToDouble(Bits),
+        _ => Text!,
+    };
+
+    public int CompareTo(IndexValue other)
+    {
+        if (IsText || other.IsText)
+        {
+            return IsText && other.IsText ? string.CompareOrdinal(Text, other.Text) : IsText ? 1 : -1;
+        }
+
+        return (Kind, other.Kind) switch
+        {
+            (Integer, Integer) => Bits.CompareTo(other.Bits),
+            (Real, Real) => BitConverter.Int64BitsToDouble(Bits).CompareTo(BitConverter.Int64BitsToDouble(other.Bits)),
+            (Integer, _) => Mixed(Bits, BitConverter.Int64BitsToDouble(other.Bits)),
+            _ => -Mixed(other.Bits, BitConverter.Int64BitsToDouble(Bits)),
+        };
+    }
+
+    /// <summary>An integer against a real, exactly (a long does not fit a double's mantissa).</summary>
+    private static int Mixed(long integer, double real)
+    {
+        if (real >= 9.3e18)
+        {
+            return -1;
+        }
+
+        if (real <= -9.3e18)
+        {
+            return 1;
+        }
+
+        var floor = Math.Floor(real);
+        var whole = (long)floor;
+        return integer < whole ? -1 : integer > whole ? 1 : real > floor ? -1 : 0;
+    }
+}
+
+/// <summary>
+/// One index key's (value, rid) entries in order, in chunks of at most 128 (an insert moves at most one chunk's tail).
+/// An entry holds no reference (a text is a number in the run's table of texts), so the garbage collector never
+/// looks inside a chunk however many there are. Each call locks the run: the writer changes it while queries read it
+/// a part at a time.
+/// </summary>
+internal sealed class ValueRun
+{
+    private const int ChunkSize = 128;
+    private static int s_numbered;
+    private readonly List<Chunk> _chunks = [];
+
+    // Each chunk's last entry, side by side: finding the chunk reads one array, not a line of each chunk it passes.
+    private readonly List<Slot> _lasts = [];
+    private readonly List<string?> _texts = [];
+    private readonly List<int> _textUses = [];
+    private readonly Dictionary<string, int> _textIds = new(StringComparer.Ordinal);
+    private readonly Stack<int> _freeTexts = new();
+
+    /// <summary>Tells runs apart in a sort.</summary>
+    public int Number { get; } = Interlocked.Increment(ref s_numbered);
+
+    public bool Add(IndexValue value, long rid)
+    {
+        lock (_chunks)
+        {
+            if (_chunks.Count == 0)
+            {
+                _chunks.Add(new Chunk());
+                _lasts.Add(default);
+            }
+
+            var (c, i) = Find(value, rid);
+            var chunk = _chunks[c];
+            if (i < chunk.Count && Compare(chunk.Items[i], value, rid) == 0)
+            {
+                return false;
+            }
+
+            if (i == 0 && c > 0)
+            {
+                // Between two chunks: at the end of the one before.
+                chunk = _chunks[--c];
+                i = chunk.Count;
+            }
+
+            if (chunk.Count == ChunkSize)
+            {
+                // Split in the middle, or after the last entry when the new one comes after it (entries of new
+                // entities often do, at the end of their value's range): the full chunk stays full.
+                var keep = i == ChunkSize ? ChunkSize : ChunkSize / 2;
+                var upper = new Chunk { Count = ChunkSize - keep };
+                Array.Copy(chunk.Items, keep, upper.Items, 0, upper.Count);
+                chunk.Count = keep;
+                _chunks.Insert(c + 1, upper);
+                _lasts.Insert(c + 1, upper.Count > 0 ? upper.Items[upper.Count - 1] : default);
+                _lasts[c] = chunk.Items[chunk.Count - 1];
+                if (i > keep || keep == ChunkSize)
+                {
+                    (chunk, i, c) = (upper, i - keep, c + 1);
+                }
+            }
+
+            Array.Copy(chunk.Items, i, chunk.Items, i + 1, chunk.Count - i);
+            chunk.Items[i] = new Slot(value.IsText ? UseText(value.Text!) : value.Bits, checked((int)rid), value.Kind);
+            chunk.Count++;
+            _lasts[c] = chunk.Items[chunk.Count - 1];
+            return true;
+        }
+    }
+
+    public void Remove(IndexValue value, long rid)
+    {
+        lock (_chunks)
+        {
+            if (_chunks.Count == 0)
+            {
+                return;
+            }
+
+            var (c, i) = Find(value, rid);
+            var chunk = _chunks[c];
+            if (i >= chunk.Count || Compare(chunk.Items[i], value, rid) != 0)
+            {
+                return;
+            }
+
+            if (value.IsText)
+            {
+                ReleaseText((int)chunk.Items[i].Bits);
+            }
+
+            chunk.Count--;
+            Array.Copy(chunk.Items, i + 1, chunk.Items, i, chunk.Count - i);
+            if (chunk.Count > 0)
+            {
+                _lasts[c] = chunk.Items[chunk.Count - 1];
+            }
+            else if (_chunks.Count > 1)
+            {
+                _chunks.RemoveAt(c);
+                _lasts.RemoveAt(c);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Appends the rids of <paramref name="range"/> after <paramref name="last"/> (null: from its start) until
+    /// <paramref name="into"/> holds <paramref name="fill"/>; true when the range is done.
+    /// </summary>
+    public bool Read(ValueRange range, ref (IndexValue Value, long Rid)? last, List<long> into, int fill)
+    {
+        lock (_chunks)
+        {
+            if (_chunks.Count == 0)
+            {
+                return true;
+            }
+
+            var (c, i) = last is { } after ? Find(after.Value, after.Rid + 1)
+                : range.Low is { } low ? Find(low, long.MinValue)
+                : (0, 0);
+            for (; c < _chunks.Count; c++, i = 0)
+            {
+                var chunk = _chunks[c];
+                for (; i < chunk.Count; i++)
+                {
+                    if (into.Count >= fill)
+                    {
+                        return false;
+                    }
+
+                    var slot = chunk.Items[i];
+                    var value = ValueOf(slot);
+                    if (range.High is { } high && value.CompareTo(high) is var above && (above > 0 || (above == 0 && !range.HighInclusive)))
+                    {
+                        return true;
+                    }
+
+                    last = (value, slot.Rid);
+                    if (!range.LowInclusive && range.Low is { } start && value.CompareTo(start) == 0)
+                    {
+                        continue;
+                    }
+
+                    into.Add(slot.Rid);
+                }
+            }
+
+            return true;
+        }
+    }
+
+    public List<IndexValue> ValuesOf(long rid)
+    {
+        lock (_chunks)
+        {
+            return [.. _chunks.SelectMany(c => c.Items.Take(c.Count)).Where(e => e.Rid == rid).Select(ValueOf)];
+        }
+    }
+
+    /// <summary>The first position at or after (value, rid): the first chunk whose last entry is not below it.</summary>
+    private (int Chunk, int Index) Find(IndexValue value, long rid)
+    {
+        int lo = 0, hi = _chunks.Count - 1;
+        while (lo < hi)
+        {
+            var mid = (lo + hi) >>> 1;
+            if (Compare(_lasts[mid], value, rid) < 0)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+
+        var found = _chunks[lo];
+        int a = 0, b = found.Count;
+        while (a < b)
+        {
+            var mid = (a + b) >>> 1;
+            if (Compare(found.Items[mid], value, rid) < 0)
+            {
+                a = mid + 1;
+            }
+            else
+            {
+                b = mid;
+            }
+        }
+
+        return (lo, a);
+    }
+
+    private int Compare(Slot slot, IndexValue value, long rid)
+    {
+        var c = ValueOf(slot).CompareTo(value);
+        return c != 0 ? c : ((long)slot.Rid).CompareTo(rid);
+    }
+
+    private IndexValue ValueOf(Slot slot) => slot.Kind == IndexValue.TextKind
+        ? new IndexValue(slot.Kind, 0, _texts[(int)slot.Bits])
+        : new IndexValue(slot.Kind, slot.Bits, null);
+
+    private int UseText(string text)
+    {
+        if (_textIds.TryGetValue(text, out var id))
+        {
+            _textUses[id]++;
+            return id;
+        }
+
+        if (_freeTexts.TryPop(out id))
+        {
+            _texts[id] = text;
+            _textUses[id] = 1;
+        }
+        else
+        {
+            id = _texts.Count;
+            _texts.Add(text);
+            _textUses.Add(1);
+        }
+
+        _textIds[text] = id;
+        return id;
+    }
+
+    private void ReleaseText(int id)
+    {
+        if (--_textUses[id] == 0)
+        {
+            _textIds.Remove(_texts[id]!);
+            _texts[id] = null;
+            _freeTexts.Push(id);
+        }
+    }
+
+    /// <summary>An entry: the value's bits (a text's number in the table) and kind, and the entity's rid (SQLite numbers rows from 1 up: 32 bits hold two billion entities).</summary>
+    private readonly record struct Slot(long Bits, int Rid, byte Kind);
+
+    private sealed class Chunk
+    {
+        public readonly Slot[] Items = new Slot[ChunkSize];
+        public int Count;
+    }
+}
+
+/// <summary>One GeoProperty's box: id is rid * <see cref="SqliteEntityStore.GeoSlotsPerEntity"/> + the name's ordinal.</summary>
+internal readonly record struct GeoEntry(long Id, double MinLon, double MaxLon, double MinLat, double MaxLat);
+
+/// <summary>
+/// A tenant's boxes on a grid of 0.01° cells (about 1 km here): a box is listed in every cell it touches, or among the
+/// wide ones when that would be more than 16 cells; a query looks in the cells its box touches, or at every box when
+/// it touches more than 4,096 cells.
+/// </summary>
+internal sealed class GeoGrid
+{
+    private const double CellDegrees = 0.01;
+    private const int MaxCellsPerBox = 16;
+    private const long MaxCellsPerQuery = 4096;
+
+    private readonly Dictionary<long, HashSet<GeoEntry>> _cells = [];
+    private readonly HashSet<GeoEntry> _wide = [];
+
+    public bool Add(GeoEntry entry)
+    {
+        lock (_cells)
+        {
+            if (Cells(entry) is not var (x0, x1, y0, y1))
+            {
+                return _wide.Add(entry);
+            }
+
+            var added = false;
+            for (var x = x0; x <= x1; x++)
+            {
+                for (var y = y0; y <= y1; y++)
+                {
+                    if (!_cells.TryGetValue(Key(x, y), out var set))
+                    {
+                        _cells[Key(x, y)] = set = [];
+                    }
+
+                    added |= set.Add(entry);
+                }
+            }
+
+            return added;
+        }
+    }
+
+    public void Remove(GeoEntry entry)
+    {
+        lock (_cells)
+        {
+            if (Cells(entry) is not var (x0, x1, y0, y1))
+            {
+                _wide.Remove(entry);
+                return;
+            }
+
+            for (var x = x0; x <= x1; x++)
+            {
+                for (var y = y0; y <= y1; y++)
+                {
+                    if (_cells.TryGetValue(Key(x, y), out var set) && set.Remove(entry) && set.Count == 0)
+                    {
+                        _cells.Remove(Key(x, y));
+                    }
+                }
+            }
+        }
+    }
+
+    public List<long> Find(double west, double south, double east, double north)
+    {
+        var rids = new HashSet<long>();
+        lock (_cells)
+        {
+            var (x0, x1, y0, y1) = (Cell(west), Cell(east), Cell(south), Cell(north));
+            if ((long)(x1 - x0 + 1) * (y1 - y0 + 1) > MaxCellsPerQuery)
+            {
+                foreach (var set in _cells.Values)
+                {
+                    Collect(set);
+                }
+            }
+            else
+            {
+                for (var x = x0; x <= x1; x++)
+                {
+                    for (var y = y0; y <= y1; y++)
+                    {
+                        if (_cells.TryGetValue(Key(x, y), out var set))
+                        {
+                            Collect(set);
+                        }
+                    }
+                }
+            }
+
+            Collect(_wide);
+        }
+
+        var sorted = rids.ToList();
+        sorted.Sort();
+        return sorted;
+
+        void Collect(HashSet<GeoEntry> set)
+        {
+            foreach (var e in set)
+            {
+                if (e.MaxLat >= south && e.MinLat <= north && e.MaxLon >= west && e.MinLon <= east)
+                {
+                    rids.Add(e.Id / SqliteEntityStore.GeoSlotsPerEntity);
+                }
+            }
+        }
+    }
+
+    public List<long> IdsOf(long rid)
+    {
+        lock (_cells)
+        {
+            return [.. _cells.Values.SelectMany(s => s).Concat(_wide).Where(e => e.Id / SqliteEntityStore.GeoSlotsPerEntity == rid).Select(e => e.Id).Distinct()];
+        }
+    }
+
+    /// <summary>The cells a box touches, or null when it is a wide one.</summary>
+    private static (int X0, int X1, int Y0, int Y1)? Cells(GeoEntry e)
+    {
+        var (x0, x1, y0, y1) = (Cell(e.MinLon), Cell(e.MaxLon), Cell(e.MinLat), Cell(e.MaxLat));
+        return (long)(x1 - x0 + 1) * (y1 - y0 + 1) > MaxCellsPerBox ? null : (x0, x1, y0, y1);
+    }
+
+    private static int Cell(double degrees) => (int)Math.Floor(Math.Clamp(degrees, -400, 400) / CellDegrees);
+
+    private static long Key(int x, int y) => ((long)x << 32) | (uint)y;
+}
