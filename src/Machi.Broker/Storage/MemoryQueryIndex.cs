@@ -204,32 +204,26 @@ internal sealed class MemoryQueryIndex
         }
     }
 
-    /// <summary>The transaction in progress failed: its new entries go (no snapshot ever held them), its removals never happen.</summary>
+    /// <summary>
+    /// The transaction in progress failed: its removals never happen, and its new entries (no snapshot ever held them)
+    /// go like removed ones, so that no entry leaves an index while a query reads it a part at a time.
+    /// </summary>
     public void RolledBack()
     {
         _staged.Clear();
-        foreach (var entry in _added)
-        {
-            entry.Run.Remove(entry.Value, entry.Rid);
-        }
-
-        foreach (var entry in _addedBoxes)
-        {
-            entry.Grid.Remove(entry.Entry);
-        }
-
-        _added.Clear();
-        _addedBoxes.Clear();
         _removed.Clear();
         _removedBoxes.Clear();
+        _removed.UnionWith(_added);
+        _removedBoxes.UnionWith(_addedBoxes);
+        Committed();
     }
 
     /// <summary>The rids of the entries in <paramref name="ranges"/>, range after range, each in (value, rid) order.</summary>
     public IRidSource Values(string tenant, IReadOnlyList<ValueRange> ranges) => new ValueCursor(this, tenant, ranges);
 
-    /// <summary>The rids (ascending, once each) of the entities with a box that meets the given box (degrees, west ≤ east).</summary>
+    /// <summary>The rids of the entities with a box that meets the given box (degrees, west ≤ east), in the grid's order (<see cref="GeoGrid.Meeting"/>).</summary>
     public IRidSource Boxes(string tenant, double west, double south, double east, double north) =>
-        new ListCursor(() => _geo.TryGetValue(tenant, out var grid) ? grid.Find(west, south, east, north) : []);
+        _geo.GetOrAdd(tenant, static _ => new GeoGrid()).Meeting(west, south, east, north);
 
     /// <summary>Every value entry and box id of one entity (tests compare them with the entity).</summary>
     internal (List<(long Attr, object Value)> Values, List<long> Boxes) EntriesOf(string tenant, long rid)
@@ -270,24 +264,6 @@ internal sealed class MemoryQueryIndex
             }
 
             return into.Count - start;
-        }
-    }
-
-    private sealed class ListCursor(Func<List<long>> gather) : IRidSource
-    {
-        private List<long>? _rids;
-        private int _next;
-
-        public int Read(List<long> into, int max)
-        {
-            _rids ??= gather();
-            var n = Math.Min(max, _rids.Count - _next);
-            for (var i = 0; i < n; i++)
-            {
-                into.Add(_rids[_next++]);
-            }
-
-            return n;
         }
     }
 }
@@ -689,51 +665,13 @@ internal sealed class GeoGrid
         }
     }
 
-    public List<long> Find(double west, double south, double east, double north)
-    {
-        var rids = new HashSet<long>();
-        lock (_cells)
-        {
-            var (x0, x1, y0, y1) = (Cell(west), Cell(east), Cell(south), Cell(north));
-            if ((long)(x1 - x0 + 1) * (y1 - y0 + 1) > MaxCellsPerQuery)
-            {
-                foreach (var set in _cells.Values)
-                {
-                    Collect(set);
-                }
-            }
-            else
-            {
-                for (var x = x0; x <= x1; x++)
-                {
-                    for (var y = y0; y <= y1; y++)
-                    {
-                        if (_cells.TryGetValue(Key(x, y), out var set))
-                        {
-                            Collect(set);
-                        }
-                    }
-                }
-            }
-
-            Collect(_wide);
-        }
-
-        var sorted = rids.ToList();
-        sorted.Sort();
-        return sorted;
-
-        void Collect(HashSet<GeoEntry> set)
-        {
-            foreach (var e in set)
-            {
-                if (e.MaxLat >= south && e.MinLat <= north && e.MaxLon >= west && e.MinLon <= east)
-                {
-                    rids.Add(e.Id / SqliteEntityStore.GeoSlotsPerEntity);
-                }
-            }
-        }
-    }
+    /// <summary>
+    /// The rids of the boxes that meet the given one, cell after cell (x, then y), each cell in its set's order, then the
+    /// wide ones; an entity may come more than once. Read a part at a time: a cell is taken up again by skipping what
+    /// was read of it, which holds because nothing is removed while a query runs (<see cref="MemoryQueryIndex.BeginRead"/>):
+    /// an entry added meanwhile may only make an entity come twice.
+    /// </summary>
+    public IRidSource Meeting(double west, double south, double east, double north) => new Cursor(this, west, south, east, north);
 
     public List<long> IdsOf(long rid)
     {
@@ -748,6 +686,80 @@ internal sealed class GeoGrid
     {
         var (x0, x1, y0, y1) = (Cell(e.MinLon), Cell(e.MaxLon), Cell(e.MinLat), Cell(e.MaxLat));
         return (long)(x1 - x0 + 1) * (y1 - y0 + 1) > MaxCellsPerBox ? null : (x0, x1, y0, y1);
+    }
+
+    private sealed class Cursor(GeoGrid grid, double west, double south, double east, double north) : IRidSource
+    {
+        private List<long>? _cells;
+        private int _cell;
+        private int _read;
+
+        public int Read(List<long> into, int max)
+        {
+            var start = into.Count;
+            lock (grid._cells)
+            {
+                _cells ??= Cells();
+                while (_cell <= _cells.Count && into.Count - start < max)
+                {
+                    var set = _cell == _cells.Count ? grid._wide : grid._cells.GetValueOrDefault(_cells[_cell]);
+                    if (set is null || !Take(set, into, start + max))
+                    {
+                        (_cell, _read) = (_cell + 1, 0);
+                    }
+                }
+            }
+
+            return into.Count - start;
+        }
+
+        /// <summary>Appends the next rids of one cell up to <paramref name="fill"/>; false when the cell is done.</summary>
+        private bool Take(HashSet<GeoEntry> set, List<long> into, int fill)
+        {
+            var skipped = 0;
+            foreach (var e in set)
+            {
+                if (skipped++ < _read)
+                {
+                    continue;
+                }
+
+                if (into.Count >= fill)
+                {
+                    return true;
+                }
+
+                _read++;
+                if (e.MaxLat >= south && e.MinLat <= north && e.MaxLon >= west && e.MinLon <= east)
+                {
+                    into.Add(e.Id / SqliteEntityStore.GeoSlotsPerEntity);
+                }
+            }
+
+            return false;
+        }
+
+        private List<long> Cells()
+        {
+            var (x0, x1, y0, y1) = (Cell(west), Cell(east), Cell(south), Cell(north));
+            if ((long)(x1 - x0 + 1) * (y1 - y0 + 1) > MaxCellsPerQuery)
+            {
+                var all = grid._cells.Keys.ToList();
+                all.Sort();
+                return all;
+            }
+
+            var cells = new List<long>();
+            for (var x = x0; x <= x1; x++)
+            {
+                for (var y = y0; y <= y1; y++)
+                {
+                    cells.Add(Key(x, y));
+                }
+            }
+
+            return cells;
+        }
     }
 
     private static int Cell(double degrees) => (int)Math.Floor(Math.Clamp(degrees, -400, 400) / CellDegrees);
