@@ -666,10 +666,10 @@ internal sealed class GeoGrid
     }
 
     /// <summary>
-    /// The rids of the boxes that meet the given one, cell after cell (x, then y), each cell in its set's order, then the
-    /// wide ones; an entity may come more than once. Read a part at a time: a cell is taken up again by skipping what
-    /// was read of it, which holds because nothing is removed while a query runs (<see cref="MemoryQueryIndex.BeginRead"/>):
-    /// an entry added meanwhile may only make an entity come twice.
+    /// The rids of the boxes that meet the given one, cell after cell (nearest the box's middle first), each cell in
+    /// its set's order, then the wide ones; an entity may come more than once. Read a part at a time: a cell is taken
+    /// up again by skipping what was read of it, which holds because nothing is removed while a query runs
+    /// (<see cref="MemoryQueryIndex.BeginRead"/>): an entry added meanwhile may only make an entity come twice.
     /// </summary>
     public IRidSource Meeting(double west, double south, double east, double north) => new Cursor(this, west, south, east, north);
 
@@ -749,16 +749,21 @@ internal sealed class GeoGrid
                 return all;
             }
 
-            var cells = new List<long>();
+            // Nearest the middle first: a near query's box holds its circle, whose middle cells hold the entities
+            // the evaluator keeps, so a page fills before the corners are read.
+            var (mx, my) = ((west + east) / 2 / CellDegrees, (south + north) / 2 / CellDegrees);
+            var cells = new List<(double Distance, long Key)>();
             for (var x = x0; x <= x1; x++)
             {
                 for (var y = y0; y <= y1; y++)
                 {
-                    cells.Add(Key(x, y));
+                    var (dx, dy) = (x + 0.5 - mx, y + 0.5 - my);
+                    cells.Add(((dx * dx) + (dy * dy), Key(x, y)));
                 }
             }
 
-            return cells;
+            cells.Sort();
+            return cells.ConvertAll(c => c.Key);
         }
     }
 

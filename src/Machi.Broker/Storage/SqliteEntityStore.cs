@@ -201,10 +201,11 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             }
             else
             {
-                // Candidates from memory, a growing part at a time, all read in one snapshot; the index keeps what
-                // that snapshot may need until the query ends.
+                // Candidates from memory, a growing part at a time, all read in one snapshot, taken before the first
+                // part (an entity committed before it was indexed before it too); the index keeps what that snapshot
+                // may need until the query ends.
                 var since = _memory.BeginRead();
-                Execute(reader.Connection, "BEGIN");
+                Execute(reader.Connection, "BEGIN; SELECT 1 FROM entities LIMIT 1;");
                 try
                 {
                     var rids = new List<long>();
