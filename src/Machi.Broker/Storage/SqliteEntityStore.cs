@@ -205,7 +205,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                 // part (an entity committed before it was indexed before it too); the index keeps what that snapshot
                 // may need until the query ends.
                 var since = _memory.BeginRead();
-                Execute(reader.Connection, "BEGIN; SELECT 1 FROM entities LIMIT 1;");
+                Run(reader.Prepared("BEGIN"));
+                Run(reader.Prepared("SELECT 1 FROM entities LIMIT 1"));
                 try
                 {
                     var rids = new List<long>();
@@ -230,7 +231,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                 }
                 finally
                 {
-                    Execute(reader.Connection, "COMMIT");
+                    Run(reader.Prepared("COMMIT"));
                     _memory.EndRead(since);
                 }
             }
@@ -296,6 +297,21 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         finally
         {
             ReturnReader(reader);
+        }
+    }
+
+    /// <summary>Steps a prepared statement through and resets it.</summary>
+    private static void Run(RawStatement statement)
+    {
+        try
+        {
+            while (statement.Step())
+            {
+            }
+        }
+        finally
+        {
+            statement.Reset();
         }
     }
 
