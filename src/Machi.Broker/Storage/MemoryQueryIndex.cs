@@ -21,16 +21,13 @@ internal sealed class MemoryQueryIndex
 
     // Writer thread only: what the transaction in progress added (taken back if it fails) and removed (removed once no
     // query can still need it).
-    private readonly List<ValueEntry> _added = [];
-    private readonly List<ValueEntry> _staged = [];
-    private readonly List<BoxEntry> _addedBoxes = [];
-    private readonly HashSet<ValueEntry> _removed = [];
-    private readonly HashSet<BoxEntry> _removedBoxes = [];
+    private readonly List<Entry> _added = [];
+    private readonly List<Entry> _staged = [];
+    private readonly HashSet<Entry> _removed = [];
 
     // Writer thread only: removals waiting for older queries, with the commit that made each (a re-add cancels one).
-    private readonly Dictionary<ValueEntry, long> _pending = [];
-    private readonly Dictionary<BoxEntry, long> _pendingBoxes = [];
-    private readonly Queue<(long Commit, ValueEntry[] Values, BoxEntry[] Boxes)> _waiting = new();
+    private readonly Dictionary<Entry, long> _pending = [];
+    private readonly Queue<(long Commit, Entry[] Entries)> _waiting = new();
 
     // Commits counted, and how many running queries began after each count (guarded by _readersGate).
     private readonly object _readersGate = new();
@@ -59,13 +56,13 @@ internal sealed class MemoryQueryIndex
         }
     }
 
-    public void AddValue(string tenant, long attr, object value, long rid) => Add(new ValueEntry(Run(tenant, attr), IndexValue.Of(value), rid));
+    public void AddValue(string tenant, long attr, object value, long rid) => Add(Value(tenant, attr, value, rid));
 
     /// <summary>
     /// Adds a value entry of an entity new in this transaction with the others at <see cref="AddStaged"/>, in order:
     /// each entry is then next to the one before it, in the parts of memory it just read.
     /// </summary>
-    public void StageValue(string tenant, long attr, object value, long rid) => _staged.Add(new ValueEntry(Run(tenant, attr), IndexValue.Of(value), rid));
+    public void StageValue(string tenant, long attr, object value, long rid) => _staged.Add(Value(tenant, attr, value, rid));
 
     /// <summary>Adds the staged entries (before anything else changes those entities, and before the commit).</summary>
     public void AddStaged()
@@ -77,7 +74,7 @@ internal sealed class MemoryQueryIndex
 
         _staged.Sort(static (a, b) =>
         {
-            var c = a.Run.Number.CompareTo(b.Run.Number);
+            var c = a.Run!.Number.CompareTo(b.Run!.Number);
             if (c == 0)
             {
                 c = a.Value.CompareTo(b.Value);
@@ -93,60 +90,23 @@ internal sealed class MemoryQueryIndex
         _staged.Clear();
     }
 
-    private ValueRun Run(string tenant, long attr) => _values.GetOrAdd((tenant, attr), static _ => new ValueRun());
+    public void RemoveValue(string tenant, long attr, object value, long rid) => _removed.Add(Value(tenant, attr, value, rid));
 
-    private void Add(ValueEntry entry)
+    /// <summary>Adds an entity's boxes, the i-th with id rid * <see cref="SqliteEntityStore.GeoSlotsPerEntity"/> + i.</summary>
+    public void AddBoxes(string tenant, long rid, List<IndexedBox> boxes)
     {
-        var (run, rid) = (entry.Run, entry.Rid);
-        if (_removed.Count > 0)
+        for (var i = 0; i < boxes.Count; i++)
         {
-            _removed.Remove(entry);
-        }
-
-        if (_pending.Count > 0)
-        {
-            _pending.Remove(entry);
-        }
-
-        if (run.Add(entry.Value, rid))
-        {
-            _added.Add(entry);
+            Add(Box(tenant, rid, i, boxes[i]));
         }
     }
 
-    public void RemoveValue(string tenant, long attr, object value, long rid)
+    /// <summary>Removes an entity's boxes (numbered as <see cref="AddBoxes"/> numbered them).</summary>
+    public void RemoveBoxes(string tenant, long rid, List<IndexedBox> boxes)
     {
-        if (_values.TryGetValue((tenant, attr), out var run))
+        for (var i = 0; i < boxes.Count; i++)
         {
-            _removed.Add(new ValueEntry(run, IndexValue.Of(value), rid));
-        }
-    }
-
-    public void AddBox(string tenant, long id, IndexedBox box)
-    {
-        var grid = _geo.GetOrAdd(tenant, static _ => new GeoGrid());
-        var entry = new BoxEntry(grid, new GeoEntry(id, box.MinLon, box.MaxLon, box.MinLat, box.MaxLat));
-        if (_removedBoxes.Count > 0)
-        {
-            _removedBoxes.Remove(entry);
-        }
-
-        if (_pendingBoxes.Count > 0)
-        {
-            _pendingBoxes.Remove(entry);
-        }
-
-        if (grid.Add(entry.Entry))
-        {
-            _addedBoxes.Add(entry);
-        }
-    }
-
-    public void RemoveBox(string tenant, long id, IndexedBox box)
-    {
-        if (_geo.TryGetValue(tenant, out var grid))
-        {
-            _removedBoxes.Add(new BoxEntry(grid, new GeoEntry(id, box.MinLon, box.MaxLon, box.MinLat, box.MaxLat)));
+            _removed.Add(Box(tenant, rid, i, boxes[i]));
         }
     }
 
@@ -154,7 +114,6 @@ internal sealed class MemoryQueryIndex
     public void Committed()
     {
         _added.Clear();
-        _addedBoxes.Clear();
         long commit;
         long oldest;
         lock (_readersGate)
@@ -163,42 +122,27 @@ internal sealed class MemoryQueryIndex
             oldest = _readers.Count == 0 ? long.MaxValue : _readers.Keys.Min();
         }
 
-        if (_removed.Count + _removedBoxes.Count > 0)
+        if (_removed.Count > 0)
         {
             foreach (var entry in _removed)
             {
                 _pending[entry] = commit;
             }
 
-            foreach (var entry in _removedBoxes)
-            {
-                _pendingBoxes[entry] = commit;
-            }
-
-            _waiting.Enqueue((commit, [.. _removed], [.. _removedBoxes]));
+            _waiting.Enqueue((commit, [.. _removed]));
             _removed.Clear();
-            _removedBoxes.Clear();
         }
 
         // A query that began at count c may read a snapshot from before commit c + 1, so that commit's removals wait for it.
         while (_waiting.TryPeek(out var batch) && batch.Commit <= oldest)
         {
             _waiting.Dequeue();
-            foreach (var entry in batch.Values)
+            foreach (var entry in batch.Entries)
             {
                 if (_pending.TryGetValue(entry, out var at) && at == batch.Commit)
                 {
                     _pending.Remove(entry);
-                    entry.Run.Remove(entry.Value, entry.Rid);
-                }
-            }
-
-            foreach (var entry in batch.Boxes)
-            {
-                if (_pendingBoxes.TryGetValue(entry, out var at) && at == batch.Commit)
-                {
-                    _pendingBoxes.Remove(entry);
-                    entry.Grid.Remove(entry.Entry);
+                    entry.Remove();
                 }
             }
         }
@@ -212,10 +156,33 @@ internal sealed class MemoryQueryIndex
     {
         _staged.Clear();
         _removed.Clear();
-        _removedBoxes.Clear();
         _removed.UnionWith(_added);
-        _removedBoxes.UnionWith(_addedBoxes);
         Committed();
+    }
+
+    private Entry Value(string tenant, long attr, object value, long rid) =>
+        new(_values.GetOrAdd((tenant, attr), static _ => new ValueRun()), IndexValue.Of(value), rid, null, default);
+
+    private Entry Box(string tenant, long rid, int ordinal, IndexedBox box) =>
+        new(null, default, rid, _geo.GetOrAdd(tenant, static _ => new GeoGrid()),
+            new GeoEntry((rid * SqliteEntityStore.GeoSlotsPerEntity) + ordinal, box.MinLon, box.MaxLon, box.MinLat, box.MaxLat));
+
+    private void Add(Entry entry)
+    {
+        if (_removed.Count > 0)
+        {
+            _removed.Remove(entry);
+        }
+
+        if (_pending.Count > 0)
+        {
+            _pending.Remove(entry);
+        }
+
+        if (entry.Run?.Add(entry.Value, entry.Rid) ?? entry.Grid!.Add(entry.Box))
+        {
+            _added.Add(entry);
+        }
     }
 
     /// <summary>The rids of the entries in <paramref name="ranges"/>, range after range, each in (value, rid) order.</summary>
@@ -241,9 +208,21 @@ internal sealed class MemoryQueryIndex
         return (values, boxes);
     }
 
-    private readonly record struct ValueEntry(ValueRun Run, IndexValue Value, long Rid);
-
-    private readonly record struct BoxEntry(GeoGrid Grid, GeoEntry Entry);
+    /// <summary>A value entry (Run, Value, Rid) or a box (Grid, Box): what a transaction adds and removes.</summary>
+    private readonly record struct Entry(ValueRun? Run, IndexValue Value, long Rid, GeoGrid? Grid, GeoEntry Box)
+    {
+        public void Remove()
+        {
+            if (Run is not null)
+            {
+                Run.Remove(Value, Rid);
+            }
+            else
+            {
+                Grid!.Remove(Box);
+            }
+        }
+    }
 
     private sealed class ValueCursor(MemoryQueryIndex index, string tenant, IReadOnlyList<ValueRange> ranges) : IRidSource
     {

@@ -185,11 +185,12 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
             // The evaluator decides on each candidate, in the driving index's order; counting needs every
             // candidate, a page only enough of them to fill it.
-            var statement = Prepare(reader, cmd, plan.Streamed);
+            var streamed = plan.Streamed;
             var matched = 0L;
             var seen = new HashSet<long>();
             if (plan.Candidates is not { } candidates)
             {
+                var statement = Prepare(reader, cmd, streamed);
                 try
                 {
                     Consume(statement);
@@ -205,8 +206,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                 // part (an entity committed before it was indexed before it too); the index keeps what that snapshot
                 // may need until the query ends.
                 var since = _memory.BeginRead();
-                Run(reader.Prepared("BEGIN"));
-                Run(reader.Prepared("SELECT 1 FROM entities LIMIT 1"));
+                Execute(reader.Connection, "BEGIN; SELECT 1 FROM entities LIMIT 1;");
                 try
                 {
                     var rids = new List<long>();
@@ -215,7 +215,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     {
                         // Reset clears the bindings: bind the planner's again with each part.
                         json.Clear().Append('[').AppendJoin(',', rids).Append(']');
-                        statement = Prepare(reader, cmd, plan.Streamed).BindNamed("$rids", json.ToString());
+                        var statement = Prepare(reader, cmd, streamed).BindNamed("$rids", json.ToString());
                         try
                         {
                             if (!Consume(statement))
@@ -231,7 +231,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                 }
                 finally
                 {
-                    Run(reader.Prepared("COMMIT"));
+                    Execute(reader.Connection, "COMMIT");
                     _memory.EndRead(since);
                 }
             }
@@ -297,21 +297,6 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         finally
         {
             ReturnReader(reader);
-        }
-    }
-
-    /// <summary>Steps a prepared statement through and resets it.</summary>
-    private static void Run(RawStatement statement)
-    {
-        try
-        {
-            while (statement.Step())
-            {
-            }
-        }
-        finally
-        {
-            statement.Reset();
         }
     }
 
@@ -766,6 +751,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     private void UpdateQueryIndexes(WriterStatements s, string tenant, long rid, HashSet<IndexedValue> valuesBefore, List<IndexedBox> boxesBefore,
         HashSet<IndexedValue> valuesAfter, List<IndexedBox> boxesAfter)
     {
+        // Refused before anything changes: a removal recorded for a write that fails would be carried out at commit.
+        CheckGeoSlots(boxesAfter);
         foreach (var row in valuesBefore)
         {
             if (!valuesAfter.Contains(row))
@@ -787,16 +774,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             return;
         }
 
-        CheckGeoSlots(boxesAfter);
-        for (var i = 0; i < boxesBefore.Count; i++)
-        {
-            _memory.RemoveBox(tenant, (rid * GeoSlotsPerEntity) + i, boxesBefore[i]);
-        }
-
-        for (var i = 0; i < boxesAfter.Count; i++)
-        {
-            _memory.AddBox(tenant, (rid * GeoSlotsPerEntity) + i, boxesAfter[i]);
-        }
+        _memory.RemoveBoxes(tenant, rid, boxesBefore);
+        _memory.AddBoxes(tenant, rid, boxesAfter);
     }
 
     /// <summary>
@@ -823,10 +802,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             _memory.StageValue(tenant, ValueKey(s, row), row.Value, rid);
         }
 
-        for (var i = 0; i < boxes.Count; i++)
-        {
-            _memory.AddBox(tenant, (rid * GeoSlotsPerEntity) + i, boxes[i]);
-        }
+        _memory.AddBoxes(tenant, rid, boxes);
     }
 
     /// <summary>An entity's geo boxes, when each has an id slot (<see cref="GeoSlotsPerEntity"/>).</summary>
@@ -884,56 +860,33 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     {
         using var s = new WriterStatements(_writer!);
         s.Bind(tx);
+        ForEachStored(tx, (rid, tenant, entity) =>
+        {
+            s.Index(s.InsertTypes, tenant, rid, entity.Types, TermId);
+            s.Index(s.InsertAttrs, tenant, rid, [.. entity.Attributes.Keys], TermId);
+            UpdateQueryIndexes(s, tenant, rid, [], [], EntityIndexRows.Values(entity), EntityIndexRows.Boxes(entity));
+        });
+    }
+
+    /// <summary>Fills the in-memory value and geo indexes from every stored entity (at start, before any query or write).</summary>
+    private void IndexValuesAndPlaces()
+    {
+        using var s = new WriterStatements(_writer!);
+        ForEachStored(null, (rid, tenant, entity) => UpdateQueryIndexes(s, tenant, rid, [], [], EntityIndexRows.Values(entity), EntityIndexRows.Boxes(entity)));
+        _memory.Committed();
+    }
+
+    /// <summary>Runs <paramref name="index"/> on every stored entity (rid, tenant, entity), on the writer's connection.</summary>
+    private void ForEachStored(SqliteTransaction? tx, Action<long, string, Entity> index)
+    {
         using var all = _writer!.CreateCommand();
         all.Transaction = tx;
         all.CommandText = "SELECT rid, tenant, doc FROM entities";
         using var r = all.ExecuteReader();
         while (r.Read())
         {
-            var (rid, tenant, entity) = (r.GetInt64(0), r.GetString(1), Decode(r, 2));
-            s.Index(s.InsertTypes, tenant, rid, entity.Types, TermId);
-            s.Index(s.InsertAttrs, tenant, rid, [.. entity.Attributes.Keys], TermId);
-            UpdateQueryIndexes(s, tenant, rid, [], [], EntityIndexRows.Values(entity), EntityIndexRows.Boxes(entity));
+            index(r.GetInt64(0), r.GetString(1), Decode(r, 2));
         }
-    }
-
-    /// <summary>Fills the in-memory value and geo indexes from every stored entity (at start, before any query or write).</summary>
-    private void IndexValuesAndPlaces()
-    {
-        var terms = new Dictionary<string, long>(StringComparer.Ordinal);
-        using (var cmd = _writer!.CreateCommand())
-        {
-            cmd.CommandText = "SELECT id, iri FROM terms";
-            using var r = cmd.ExecuteReader();
-            while (r.Read())
-            {
-                terms[r.GetString(1)] = r.GetInt64(0);
-            }
-        }
-
-        using (var cmd = _writer!.CreateCommand())
-        {
-            cmd.CommandText = "SELECT rid, tenant, doc FROM entities";
-            using var r = cmd.ExecuteReader();
-            while (r.Read())
-            {
-                var (rid, tenant, entity) = (r.GetInt64(0), r.GetString(1), Decode(r, 2));
-                foreach (var row in EntityIndexRows.Values(entity))
-                {
-                    // Every attribute name is a term from the entity's first write (entity_attrs holds it).
-                    var term = terms[row.Attribute];
-                    _memory.AddValue(tenant, row.Kind == IndexedValueKind.Instant ? -term : term, row.Value, rid);
-                }
-
-                var boxes = EntityIndexRows.Boxes(entity);
-                for (var i = 0; i < boxes.Count; i++)
-                {
-                    _memory.AddBox(tenant, (rid * GeoSlotsPerEntity) + i, boxes[i]);
-                }
-            }
-        }
-
-        _memory.Committed();
     }
 
     /// <summary>

@@ -146,13 +146,13 @@ public sealed class MemoryQueryIndexTests
     {
         var index = new MemoryQueryIndex();
         index.AddValue("", 7, 1.5, 1);
-        index.AddBox("", 1 * SqliteEntityStore.GeoSlotsPerEntity, new IndexedBox("p", 139.9, 139.9, 37.5, 37.5));
+        index.AddBoxes("", 1, [new IndexedBox("p", 139.9, 139.9, 37.5, 37.5)]);
         index.Committed();
 
         index.RemoveValue("", 7, 1.5, 1);
         index.AddValue("", 7, 2.5, 1);
         index.StageValue("", 7, 2.5, 2);
-        index.AddBox("", 2 * SqliteEntityStore.GeoSlotsPerEntity, new IndexedBox("p", 139.9, 139.9, 37.5, 37.5));
+        index.AddBoxes("", 2, [new IndexedBox("p", 139.9, 139.9, 37.5, 37.5)]);
         index.RolledBack();
         index.Committed();
 
