@@ -153,6 +153,11 @@ public sealed class AttributeInstance
 /// <summary>Attributes by expanded name, in insertion order; each name holds one instance per datasetId.</summary>
 public sealed class AttributeMap : OrderedDictionaryOfLists
 {
+    public AttributeMap() { }
+
+    /// <param name="capacity">How many attributes the map will hold (it grows beyond).</param>
+    public AttributeMap(int capacity) : base(capacity) { }
+
     public AttributeMap Clone()
     {
         var copy = new AttributeMap();
@@ -233,6 +238,8 @@ public sealed class AttributeMap : OrderedDictionaryOfLists
 public class OrderedDictionaryOfLists : System.Collections.Generic.OrderedDictionary<string, List<AttributeInstance>>
 {
     public OrderedDictionaryOfLists() : base(StringComparer.Ordinal) { }
+
+    public OrderedDictionaryOfLists(int capacity) : base(capacity, StringComparer.Ordinal) { }
 }
 
 public static class AttributeKinds

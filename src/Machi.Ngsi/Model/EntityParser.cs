@@ -179,21 +179,22 @@ public static class EntityParser
             throw NgsiException.BadData("The body must be a JSON object.");
         }
 
-        var map = new AttributeMap();
+        var map = new AttributeMap(obj.GetPropertyCount());
         foreach (var member in obj.EnumerateObject())
         {
-            if (EntityKeywords.Contains(member.Name))
+            var name = JsonText.Name(member);
+            if (EntityKeywords.Contains(name))
             {
                 continue;
             }
 
-            var expanded = ExpandAttributeName(member.Name, context);
+            var expanded = ExpandAttributeName(name, context);
             if (map.ContainsKey(expanded))
             {
-                throw NgsiException.BadData($"Attribute '{Truncate(member.Name)}' is given twice (after @context expansion).");
+                throw NgsiException.BadData($"Attribute '{Truncate(name)}' is given twice (after @context expansion).");
             }
 
-            map[expanded] = ParseInstances(member.Name, member.Value, context, now, allowNullMarker, depth: 0);
+            map[expanded] = ParseInstances(name, member.Value, context, now, allowNullMarker, depth: 0);
         }
 
         return map;
@@ -293,7 +294,7 @@ public static class EntityParser
             : new AttributeInstance(kind, JsonValue.Create(0)) { CreatedAt = now, ModifiedAt = now };
         instance.DatasetId = ReadOptionalUri(value, "datasetId", name);
         instance.ObservedAt = ReadOptionalDateTime(value, "observedAt", name);
-        instance.UnitCode = ReadOptionalString(value, "unitCode", name);
+        instance.UnitCode = ReadOptionalString(value, "unitCode", name, shared: true);
         if (value.TryGetProperty("objectType", out var objectType))
         {
             if (kind is not (AttributeKind.Relationship or AttributeKind.ListRelationship))
@@ -316,19 +317,20 @@ public static class EntityParser
 
         foreach (var sub in value.EnumerateObject())
         {
-            if (AttributeKeywords.Contains(sub.Name))
+            var subName = JsonText.Name(sub);
+            if (AttributeKeywords.Contains(subName))
             {
                 continue;
             }
 
-            var expanded = ExpandAttributeName(sub.Name, context);
+            var expanded = ExpandAttributeName(subName, context);
             instance.Sub ??= new AttributeMap();
             if (instance.Sub.ContainsKey(expanded))
             {
-                throw NgsiException.BadData($"Sub-attribute '{Truncate(sub.Name)}' is given twice.");
+                throw NgsiException.BadData($"Sub-attribute '{Truncate(subName)}' is given twice.");
             }
 
-            instance.Sub[expanded] = ParseInstances(sub.Name, sub.Value, context, now, allowNullMarker, depth + 1);
+            instance.Sub[expanded] = ParseInstances(subName, sub.Value, context, now, allowNullMarker, depth + 1);
         }
 
         return new(instance, hasPayload, explicitKind);
@@ -369,7 +371,7 @@ public static class EntityParser
                 throw NgsiException.BadData($"Attribute '{Truncate(name)}': 'type' must be a string.");
             }
 
-            var typeName = Text(typeNode);
+            var typeName = Text(typeNode, shared: true);
             if (AttributeKinds.TryParse(typeName, out var kind))
             {
                 explicitKind = true;
@@ -533,15 +535,27 @@ public static class EntityParser
 
     private static void RequireUri(string name, JsonElement node)
     {
-        if (node.ValueKind != JsonValueKind.String || !NgsiText.IsUri(Text(node)))
+        if (node.ValueKind != JsonValueKind.String || !IsUriText(node))
         {
             throw NgsiException.BadData($"Relationship '{Truncate(name)}' must point at a URI.");
         }
     }
 
+    private static bool IsUriText(JsonElement node)
+    {
+        try
+        {
+            return JsonText.Satisfies(node, NgsiText.IsUri);
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
     private static string? ReadOptionalUri(JsonElement obj, string member, string name)
     {
-        var s = ReadOptionalString(obj, member, name);
+        var s = ReadOptionalString(obj, member, name, shared: true);
         return s is null || NgsiText.IsUri(s) ? s : throw NgsiException.BadData($"Attribute '{Truncate(name)}': {member} must be a URI.");
     }
 
@@ -557,7 +571,8 @@ public static class EntityParser
             ?? throw NgsiException.BadData($"Attribute '{Truncate(name)}': {member} '{Truncate(s)}' is not an ISO 8601 date-time with a time zone.");
     }
 
-    private static string? ReadOptionalString(JsonElement obj, string member, string name)
+    /// <param name="shared">The text is one bodies repeat (a unit code, a dataset id): see <see cref="JsonText"/>.</param>
+    private static string? ReadOptionalString(JsonElement obj, string member, string name, bool shared = false)
     {
         if (!obj.TryGetProperty(member, out var node))
         {
@@ -565,7 +580,7 @@ public static class EntityParser
         }
 
         return node.ValueKind == JsonValueKind.String
-            ? Text(node)
+            ? Text(node, shared)
             : throw NgsiException.BadData($"Attribute '{Truncate(name)}': {member} must be a string.");
     }
 
@@ -576,11 +591,12 @@ public static class EntityParser
         value.ValueKind == JsonValueKind.String && value.ValueEquals(NgsiText.NullUri);
 
     /// <summary>A string's text; text that cannot be decoded (an unpaired surrogate escape) is bad data.</summary>
-    private static string Text(JsonElement value)
+    /// <param name="shared">The text is one bodies repeat: read it as a shared string (<see cref="JsonText"/>).</param>
+    private static string Text(JsonElement value, bool shared = false)
     {
         try
         {
-            return value.GetString()!;
+            return shared ? JsonText.String(value) : value.GetString()!;
         }
         catch (InvalidOperationException)
         {

@@ -10,9 +10,12 @@ public static class NgsiText
 
     /// <summary>An absolute URI as RFC 3986 requires for entity ids and relationship objects: a scheme, a colon,
     /// a non-empty rest with no whitespace, control characters or characters URIs never carry.</summary>
-    public static bool IsUri(string? s)
+    public static bool IsUri(string? s) => s is not null && IsUri(s.AsSpan());
+
+    /// <inheritdoc cref="IsUri(string?)"/>
+    public static bool IsUri(ReadOnlySpan<char> s)
     {
-        if (string.IsNullOrEmpty(s) || s.Length > 2048 || !char.IsAsciiLetter(s[0]))
+        if (s.IsEmpty || s.Length > 2048 || !char.IsAsciiLetter(s[0]))
         {
             return false;
         }
@@ -38,7 +41,7 @@ public static class NgsiText
             return false;
         }
 
-        foreach (var c in s.AsSpan(colon + 1))
+        foreach (var c in s[(colon + 1)..])
         {
             if (c <= ' ' || c == 0x7f || c is '<' or '>' or '"' or '{' or '}' or '|' or '\\' or '^' or '`')
             {
