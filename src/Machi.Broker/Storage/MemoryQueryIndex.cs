@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
 
 namespace Machi.Broker.Storage;
 
@@ -22,7 +23,7 @@ internal sealed class MemoryQueryIndex
     // Writer thread only: what the transaction in progress added (taken back if it fails) and removed (removed once no
     // query can still need it).
     private readonly List<Entry> _added = [];
-    private readonly List<Entry> _staged = [];
+    private readonly List<StagedValue> _staged = [];
     private readonly HashSet<Entry> _removed = [];
 
     // Writer thread only: removals waiting for older queries, with the commit that made each (a re-add cancels one).
@@ -62,9 +63,16 @@ internal sealed class MemoryQueryIndex
     /// Adds a value entry of an entity new in this transaction with the others at <see cref="AddStaged"/>, in order:
     /// each entry is then next to the one before it, in the parts of memory it just read.
     /// </summary>
-    public void StageValue(string tenant, long attr, object value, long rid) => _staged.Add(Value(tenant, attr, value, rid));
+    public void StageValue(string tenant, long attr, IndexValue value, long rid) =>
+        _staged.Add(new(_values.GetOrAdd((tenant, attr), static _ => new ValueRun()), value, rid));
 
-    /// <summary>Adds the staged entries (before anything else changes those entities, and before the commit).</summary>
+    /// <summary>How many value entries wait for <see cref="AddStaged"/>.</summary>
+    public int StagedCount => _staged.Count;
+
+    /// <summary>
+    /// Adds the staged entries (before anything else changes those entities, and before the commit). It may run on
+    /// another thread than the writer's, while the writer leaves this index alone.
+    /// </summary>
     public void AddStaged()
     {
         if (_staged.Count == 0)
@@ -72,19 +80,10 @@ internal sealed class MemoryQueryIndex
             return;
         }
 
-        _staged.Sort(static (a, b) =>
+        CollectionsMarshal.AsSpan(_staged).Sort(default(StagedOrder));
+        foreach (var (run, value, rid) in _staged)
         {
-            var c = a.Run!.Number.CompareTo(b.Run!.Number);
-            if (c == 0)
-            {
-                c = a.Value.CompareTo(b.Value);
-            }
-
-            return c != 0 ? c : a.Rid.CompareTo(b.Rid);
-        });
-        foreach (var entry in _staged)
-        {
-            Add(entry);
+            Add(new(run, value, rid, null, default));
         }
 
         _staged.Clear();
@@ -206,6 +205,24 @@ internal sealed class MemoryQueryIndex
 
         var boxes = _geo.TryGetValue(tenant, out var grid) ? grid.IdsOf(rid) : [];
         return (values, boxes);
+    }
+
+    /// <summary>A new entity's value entry, waiting for <see cref="AddStaged"/>.</summary>
+    private readonly record struct StagedValue(ValueRun Run, IndexValue Value, long Rid);
+
+    /// <summary>Run by run, then as each run orders its entries (a struct, so the sort calls it directly).</summary>
+    private readonly struct StagedOrder : IComparer<StagedValue>
+    {
+        public int Compare(StagedValue a, StagedValue b)
+        {
+            var c = a.Run.Number.CompareTo(b.Run.Number);
+            if (c == 0)
+            {
+                c = a.Value.CompareTo(b.Value);
+            }
+
+            return c != 0 ? c : a.Rid.CompareTo(b.Rid);
+        }
     }
 
     /// <summary>A value entry (Run, Value, Rid) or a box (Grid, Box): what a transaction adds and removes.</summary>

@@ -129,17 +129,37 @@ internal sealed class NewEntityRows
         return _bytes.AsSpan(start, _instances[ordinal].PayloadEnd - start);
     }
 
-    /// <summary>Adds the value index rows of the entity (<see cref="EntityIndexRows.AddValues(Entity, ICollection{IndexedValue})"/>).</summary>
-    public void AddValues(ICollection<IndexedValue> rows)
+    /// <summary>
+    /// The entity's value index entries (<see cref="EntityIndexRows.AddValues(Entity, ICollection{IndexedValue})"/>) and
+    /// geo boxes (<see cref="EntityIndexRows.Boxes(Entity)"/>), for a writer that keeps them in memory: worked out once,
+    /// by <see cref="PrepareIndexEntries"/> on the request's thread when a store calls it, else when first asked for.
+    /// </summary>
+    public IndexEntries Index => _index ??= new(Values(), Boxes());
+
+    private IndexEntries? _index;
+
+    /// <summary>Works out <see cref="Index"/> now, on the calling thread.</summary>
+    public void PrepareIndexEntries() => _ = Index;
+
+    private NewIndexValue[] Values()
     {
+        var rows = new List<IndexedValue>();
         for (var i = 0; i < _instances.Length; i++)
         {
             EntityIndexRows.AddValues(Name(i), Kind(i), Payload(i), rows);
         }
+
+        // Numbers unboxed: the entries wait in the writer's queue, and boxes would be objects for the collector to copy.
+        var values = new NewIndexValue[rows.Count];
+        for (var i = 0; i < values.Length; i++)
+        {
+            values[i] = new(rows[i].Attribute, rows[i].Kind, IndexValue.Of(rows[i].Value));
+        }
+
+        return values;
     }
 
-    /// <summary>The geo boxes of the entity (<see cref="EntityIndexRows.Boxes(Entity)"/>).</summary>
-    public List<IndexedBox> Boxes()
+    private List<IndexedBox> Boxes()
     {
         var boxes = new List<IndexedBox>();
         var box = new EntityIndexRows.BoxBuilder();
@@ -160,3 +180,9 @@ internal sealed class NewEntityRows
         return boxes;
     }
 }
+
+/// <summary>A new entity's value index entries and geo boxes (<see cref="NewEntityRows.Index"/>).</summary>
+internal sealed record IndexEntries(NewIndexValue[] Values, List<IndexedBox> Boxes);
+
+/// <summary>One value index entry of a new entity: an <see cref="IndexedValue"/> with its value as the index orders it.</summary>
+internal readonly record struct NewIndexValue(string Attribute, IndexedValueKind Kind, IndexValue Value);

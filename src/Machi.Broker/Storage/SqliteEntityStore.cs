@@ -335,9 +335,11 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
     public Task<Exception?[]> WriteAsync(string tenant, IReadOnlyList<EntityWrite> writes, CancellationToken cancellationToken)
     {
-        // The writer creates a prepared entity from its rows alone: the parsed one need not wait in the queue.
+        // The writer creates a prepared entity from its rows alone: the parsed one need not wait in the queue. Its
+        // index entries are worked out here, on the request's thread, not on the single writer's.
         foreach (var write in writes)
         {
+            write.Prepared?.PrepareIndexEntries();
             write.Prepared?.Release();
         }
 
@@ -707,7 +709,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     private void Create(WriterStatements s, string tenant, NewEntityRows created, List<string> newTenants)
     {
         HistoryDiff.CheckLimit(created.InstanceCount);
-        var boxes = CheckGeoSlots(created.Boxes());
+        var boxes = CheckGeoSlots(created.Index.Boxes);
         var rid = InsertEntity(s, tenant, created.Id, created.Doc, created.Access, newTenants);
         AddNewIndexRows(s, tenant, rid, created, boxes);
         var seq = LogChange(s, tenant, created.Id, ChangeKind.Created, null, created.Doc, DateTimeOffset.UtcNow);
@@ -794,12 +796,9 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             WriterStatements.NewRids(s.NewAttrs, tenant, TermId(s, name)).Add(rid);
         }
 
-        var values = s.Values;
-        values.Clear();
-        entity.AddValues(values);
-        foreach (var row in values)
+        foreach (var (attribute, kind, value) in entity.Index.Values)
         {
-            _memory.StageValue(tenant, ValueKey(s, row), row.Value, rid);
+            _memory.StageValue(tenant, ValueKey(s, attribute, kind), value, rid);
         }
 
         _memory.AddBoxes(tenant, rid, boxes);
@@ -816,10 +815,29 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     /// </summary>
     private void InsertNewIndexRows(WriterStatements s)
     {
-        InsertNewRids(s.InsertTypeRids, s.NewTypes);
-        InsertNewRids(s.InsertAttrRids, s.NewAttrs);
-        _memory.AddStaged();
+        // Many value entries (a batch's) are sorted and added on another core while this one, the single writer,
+        // inserts the name rows; the writer goes on only once they are in.
+        var values = _memory.StagedCount >= StagedInParallel ? Task.Run(_memory.AddStaged) : null;
+        try
+        {
+            InsertNewRids(s.InsertTypeRids, s.NewTypes);
+            InsertNewRids(s.InsertAttrRids, s.NewAttrs);
+        }
+        finally
+        {
+            if (values is null)
+            {
+                _memory.AddStaged();
+            }
+            else
+            {
+                values.GetAwaiter().GetResult();
+            }
+        }
     }
+
+    /// <summary>How many staged value entries are worth handing to another thread (<see cref="InsertNewIndexRows"/>).</summary>
+    private const int StagedInParallel = 1024;
 
     /// <summary>Runs <paramref name="statement"/> once for each (tenant, term) with its rids as a JSON array.</summary>
     private static void InsertNewRids(RawStatement statement, Dictionary<(string Tenant, long Term), List<long>> rids)
@@ -845,10 +863,12 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         rids.Clear();
     }
 
-    private long ValueKey(WriterStatements s, IndexedValue row)
+    private long ValueKey(WriterStatements s, IndexedValue row) => ValueKey(s, row.Attribute, row.Kind);
+
+    private long ValueKey(WriterStatements s, string attribute, IndexedValueKind kind)
     {
-        var term = TermId(s, row.Attribute);
-        return row.Kind == IndexedValueKind.Instant ? -term : term;
+        var term = TermId(s, attribute);
+        return kind == IndexedValueKind.Instant ? -term : term;
     }
 
     /// <summary>
@@ -1137,9 +1157,6 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             """);
 
         public RawStatement Select { get; }
-
-        /// <summary>The value rows of the entity being written (one list, cleared for each).</summary>
-        public List<IndexedValue> Values { get; } = [];
 
         /// <summary>The type and attribute-name rows of the entities this transaction has created, by (tenant, term), not inserted yet.</summary>
         public Dictionary<(string Tenant, long Term), List<long>> NewTypes { get; } = [];

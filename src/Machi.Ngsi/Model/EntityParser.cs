@@ -275,27 +275,28 @@ public static class EntityParser
             return new(Stored(AttributeKind.Property, value, now), HasPayload: true, HasKind: false);
         }
 
-        var kind = InferKind(name, value, out var explicitKind, out var bareGeometry);
+        var members = AttributeMembers.Of(value);
+        var kind = InferKind(name, members, out var explicitKind, out var bareGeometry);
         if (bareGeometry)
         {
             ValidateGeometry(name, value);
             return new(Stored(AttributeKind.GeoProperty, value, now), true, true);
         }
 
-        var member = AttributeKinds.PayloadMember(kind);
-        var hasPayload = value.TryGetProperty(member, out var payload) || (member == "value" && value.TryGetProperty("@value", out payload));
+        var payload = members.Payload(kind);
+        var hasPayload = payload.HasValue;
         if (!partial && !explicitKind && kind == AttributeKind.Property && !hasPayload)
         {
             return new(Stored(AttributeKind.Property, value, now), true, false);
         }
 
         var instance = hasPayload
-            ? ValidatePayload(name, kind, payload, context, allowNullMarker, now)
+            ? ValidatePayload(name, kind, payload!.Value, context, allowNullMarker, now)
             : new AttributeInstance(kind, JsonValue.Create(0)) { CreatedAt = now, ModifiedAt = now };
-        instance.DatasetId = ReadOptionalUri(value, "datasetId", name);
-        instance.ObservedAt = ReadOptionalDateTime(value, "observedAt", name);
-        instance.UnitCode = ReadOptionalString(value, "unitCode", name, shared: true);
-        if (value.TryGetProperty("objectType", out var objectType))
+        instance.DatasetId = OptionalUri(members.DatasetId, "datasetId", name);
+        instance.ObservedAt = OptionalDateTime(members.ObservedAt, "observedAt", name);
+        instance.UnitCode = OptionalString(members.UnitCode, "unitCode", name, shared: true);
+        if (members.ObjectType is { } objectType)
         {
             if (kind is not (AttributeKind.Relationship or AttributeKind.ListRelationship))
             {
@@ -305,7 +306,7 @@ public static class EntityParser
             instance.ObjectType = ExpandNames(name, objectType, context, "objectType must be a type name or an array of them");
         }
 
-        if (value.TryGetProperty("valueType", out var valueType))
+        if (members.ValueType is { } valueType)
         {
             if (valueType.ValueKind != JsonValueKind.String || !NgsiText.IsName(Text(valueType)))
             {
@@ -315,22 +316,25 @@ public static class EntityParser
             instance.ValueType = context.ExpandTerm(Text(valueType));
         }
 
-        foreach (var sub in value.EnumerateObject())
+        if (members.HasSubAttributes)
         {
-            var subName = JsonText.Name(sub);
-            if (AttributeKeywords.Contains(subName))
+            foreach (var sub in value.EnumerateObject())
             {
-                continue;
-            }
+                var subName = JsonText.Name(sub);
+                if (AttributeKeywords.Contains(subName))
+                {
+                    continue;
+                }
 
-            var expanded = ExpandAttributeName(subName, context);
-            instance.Sub ??= new AttributeMap();
-            if (instance.Sub.ContainsKey(expanded))
-            {
-                throw NgsiException.BadData($"Sub-attribute '{Truncate(subName)}' is given twice.");
-            }
+                var expanded = ExpandAttributeName(subName, context);
+                instance.Sub ??= new AttributeMap();
+                if (instance.Sub.ContainsKey(expanded))
+                {
+                    throw NgsiException.BadData($"Sub-attribute '{Truncate(subName)}' is given twice.");
+                }
 
-            instance.Sub[expanded] = ParseInstances(subName, sub.Value, context, now, allowNullMarker, depth + 1);
+                instance.Sub[expanded] = ParseInstances(subName, sub.Value, context, now, allowNullMarker, depth + 1);
+            }
         }
 
         return new(instance, hasPayload, explicitKind);
@@ -360,11 +364,11 @@ public static class EntityParser
         return true;
     }
 
-    private static AttributeKind InferKind(string name, JsonElement obj, out bool explicitKind, out bool bareGeometry)
+    private static AttributeKind InferKind(string name, in AttributeMembers members, out bool explicitKind, out bool bareGeometry)
     {
         bareGeometry = false;
         explicitKind = false;
-        if (TryMember(obj, "type", "@type", out var typeNode))
+        if (members.Type is { } typeNode)
         {
             if (typeNode.ValueKind != JsonValueKind.String)
             {
@@ -378,7 +382,7 @@ public static class EntityParser
                 return kind;
             }
 
-            if (GeoJsonGeometry.IsGeometryType(typeName) && obj.TryGetProperty("coordinates", out _))
+            if (GeoJsonGeometry.IsGeometryType(typeName) && members.HasCoordinates)
             {
                 bareGeometry = true;
                 return AttributeKind.GeoProperty;
@@ -387,22 +391,103 @@ public static class EntityParser
             throw NgsiException.BadData($"Attribute '{Truncate(name)}' has unknown type '{Truncate(typeName)}'.");
         }
 
-        foreach (var (member, implied) in AttributeKinds.ByPayloadMember)
+        if (members.ImpliedKind is { } implied)
         {
-            if (implied != AttributeKind.Property && obj.TryGetProperty(member, out _))
-            {
-                return implied;
-            }
+            return implied;
         }
 
-        if (TryMember(obj, "value", "@value", out var v) && v.ValueKind == JsonValueKind.Object
+        if (members.Value is { ValueKind: JsonValueKind.Object } v
             && v.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
-            && GeoJsonGeometry.IsGeometryType(Text(t)) && v.TryGetProperty("coordinates", out _))
+            && GeoJsonGeometry.IsGeometryType(Text(t, shared: true)) && v.TryGetProperty("coordinates", out _))
         {
             return AttributeKind.GeoProperty;
         }
 
         return AttributeKind.Property;
+    }
+
+    /// <summary>
+    /// The members of an attribute object that are not sub-attributes, found in one pass over its members (of two
+    /// with one name the last counts, as <see cref="JsonElement.TryGetProperty(string, out JsonElement)"/> finds it).
+    /// </summary>
+    private struct AttributeMembers
+    {
+        public JsonElement? Type;
+        public JsonElement? Value;
+        public JsonElement? Object;
+        public JsonElement? ObjectList;
+        public JsonElement? LanguageMap;
+        public JsonElement? Vocab;
+        public JsonElement? Json;
+        public JsonElement? ValueList;
+        public JsonElement? DatasetId;
+        public JsonElement? ObservedAt;
+        public JsonElement? UnitCode;
+        public JsonElement? ObjectType;
+        public JsonElement? ValueType;
+        public bool HasCoordinates;
+
+        /// <summary>A member that is no keyword: a sub-attribute (or, beside a bare geometry, "coordinates").</summary>
+        public bool HasSubAttributes;
+
+        public static AttributeMembers Of(JsonElement obj)
+        {
+            var members = default(AttributeMembers);
+            JsonElement? atType = null;
+            JsonElement? atValue = null;
+            foreach (var member in obj.EnumerateObject())
+            {
+                var name = JsonText.Name(member);
+                switch (name)
+                {
+                    case "type": members.Type = member.Value; break;
+                    case "@type": atType = member.Value; break;
+                    case "value": members.Value = member.Value; break;
+                    case "@value": atValue = member.Value; break;
+                    case "object": members.Object = member.Value; break;
+                    case "objectList": members.ObjectList = member.Value; break;
+                    case "languageMap": members.LanguageMap = member.Value; break;
+                    case "vocab": members.Vocab = member.Value; break;
+                    case "json": members.Json = member.Value; break;
+                    case "valueList": members.ValueList = member.Value; break;
+                    case "datasetId": members.DatasetId = member.Value; break;
+                    case "observedAt": members.ObservedAt = member.Value; break;
+                    case "unitCode": members.UnitCode = member.Value; break;
+                    case "objectType": members.ObjectType = member.Value; break;
+                    case "valueType": members.ValueType = member.Value; break;
+                    default:
+                        members.HasCoordinates |= name == "coordinates";
+                        members.HasSubAttributes |= !AttributeKeywords.Contains(name);
+                        break;
+                }
+            }
+
+            members.Type ??= atType;
+            members.Value ??= atValue;
+            return members;
+        }
+
+        /// <summary>The kind a payload member other than value implies (clause 4.5.9), in <see cref="AttributeKinds.ByPayloadMember"/>'s order.</summary>
+        public readonly AttributeKind? ImpliedKind =>
+            Object.HasValue ? AttributeKind.Relationship
+            : ObjectList.HasValue ? AttributeKind.ListRelationship
+            : LanguageMap.HasValue ? AttributeKind.LanguageProperty
+            : Vocab.HasValue ? AttributeKind.VocabProperty
+            : Json.HasValue ? AttributeKind.JsonProperty
+            : ValueList.HasValue ? AttributeKind.ListProperty
+            : null;
+
+        /// <summary>The member that carries a payload of this kind (<see cref="AttributeKinds.PayloadMember"/>).</summary>
+        public readonly JsonElement? Payload(AttributeKind kind) => kind switch
+        {
+            AttributeKind.Relationship => Object,
+            AttributeKind.LanguageProperty => LanguageMap,
+            AttributeKind.VocabProperty => Vocab,
+            AttributeKind.JsonProperty => Json,
+            AttributeKind.ListProperty => ValueList,
+            AttributeKind.ListRelationship => ObjectList,
+            _ => Value,
+        };
     }
 
     private static AttributeInstance ValidatePayload(string name, AttributeKind kind, JsonElement payload, LdContext context, bool allowNullMarker, DateTimeOffset now)
@@ -553,15 +638,15 @@ public static class EntityParser
         }
     }
 
-    private static string? ReadOptionalUri(JsonElement obj, string member, string name)
+    private static string? OptionalUri(JsonElement? node, string member, string name)
     {
-        var s = ReadOptionalString(obj, member, name, shared: true);
+        var s = OptionalString(node, member, name, shared: true);
         return s is null || NgsiText.IsUri(s) ? s : throw NgsiException.BadData($"Attribute '{Truncate(name)}': {member} must be a URI.");
     }
 
-    private static string? ReadOptionalDateTime(JsonElement obj, string member, string name)
+    private static string? OptionalDateTime(JsonElement? node, string member, string name)
     {
-        var s = ReadOptionalString(obj, member, name);
+        var s = OptionalString(node, member, name);
         if (s is null)
         {
             return null;
@@ -572,15 +657,15 @@ public static class EntityParser
     }
 
     /// <param name="shared">The text is one bodies repeat (a unit code, a dataset id): see <see cref="JsonText"/>.</param>
-    private static string? ReadOptionalString(JsonElement obj, string member, string name, bool shared = false)
+    private static string? OptionalString(JsonElement? node, string member, string name, bool shared = false)
     {
-        if (!obj.TryGetProperty(member, out var node))
+        if (node is not { } text)
         {
             return null;
         }
 
-        return node.ValueKind == JsonValueKind.String
-            ? Text(node, shared)
+        return text.ValueKind == JsonValueKind.String
+            ? Text(text, shared)
             : throw NgsiException.BadData($"Attribute '{Truncate(name)}': {member} must be a string.");
     }
 

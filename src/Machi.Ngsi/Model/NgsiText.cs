@@ -81,6 +81,11 @@ public static class NgsiText
             return false;
         }
 
+        if (TryCanonical(s, out value))
+        {
+            return true;
+        }
+
         var last = s[^1];
         var hasZone = last is 'Z' or 'z' || (s.Length > 6 && (s[^6] is '+' or '-') && s[^3] == ':');
         if (!hasZone)
@@ -104,7 +109,7 @@ public static class NgsiText
     /// </summary>
     public static string? CanonicalDateTime(string s)
     {
-        if (IsCanonical(s))
+        if (TryCanonical(s, out _))
         {
             return s;
         }
@@ -112,9 +117,11 @@ public static class NgsiText
         return TryParseDateTime(s, out var instant) ? FormatDateTime(instant) : null;
     }
 
-    private static bool IsCanonical(string s)
+    /// <summary>Reads text in the canonical form digit by digit (what devices send almost always).</summary>
+    private static bool TryCanonical(string s, out DateTimeOffset value)
     {
         // yyyy-MM-ddTHH:mm:ss[.f{1,7}]Z with no trailing zero in the fraction
+        value = default;
         if (s.Length < 20 || s.Length == 21 || s.Length > 28 || s[^1] != 'Z' || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':')
         {
             return false;
@@ -151,8 +158,26 @@ public static class NgsiText
 
         var year = Number(0, 4);
         var month = Number(5, 2);
-        return year >= 1 && month is >= 1 and <= 12 && Number(8, 2) is var day && day >= 1 && day <= DateTime.DaysInMonth(year, month)
-            && Number(11, 2) <= 23 && Number(14, 2) <= 59 && Number(17, 2) <= 59;
+        var day = Number(8, 2);
+        var (hour, minute, second) = (Number(11, 2), Number(14, 2), Number(17, 2));
+        if (year < 1 || month is < 1 or > 12 || day < 1 || day > DateTime.DaysInMonth(year, month) || hour > 23 || minute > 59 || second > 59)
+        {
+            return false;
+        }
+
+        var ticks = 0L;
+        if (s.Length > 20)
+        {
+            var digits = s.Length - 21;
+            ticks = Number(20, digits);
+            for (var i = digits; i < 7; i++)
+            {
+                ticks *= 10;
+            }
+        }
+
+        value = new DateTimeOffset(new DateTime(year, month, day, hour, minute, second, DateTimeKind.Utc).AddTicks(ticks));
+        return true;
     }
 
     /// <summary>The canonical text of an instant: UTC, 'Z', fraction only as long as needed.</summary>

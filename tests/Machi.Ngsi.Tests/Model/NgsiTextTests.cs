@@ -1,3 +1,4 @@
+using System.Globalization;
 using CsCheck;
 using Machi.Ngsi.Model;
 
@@ -38,8 +39,11 @@ public class NgsiTextTests
             .Select((y, mo, d, h, mi, s, frac) => $"{y:D4}-{mo:D2}-{d:D2}T{h:D2}:{mi:D2}:{s:D2}{(frac.Length > 0 ? "." + new string(frac) : string.Empty)}Z");
         near.Sample(text =>
         {
-            var slow = NgsiText.TryParseDateTime(text, out var instant) ? NgsiText.FormatDateTime(instant) : null;
-            Assert.Equal(slow, NgsiText.CanonicalDateTime(text));
+            // The framework's culture-aware parse, which the digit-by-digit reading of canonical text must agree with.
+            var parsed = DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal, out var full);
+            Assert.Equal(parsed, NgsiText.TryParseDateTime(text, out var instant));
+            Assert.Equal(parsed ? full.UtcTicks : 0, parsed ? instant.UtcTicks : 0);
+            Assert.Equal(parsed ? NgsiText.FormatDateTime(full) : null, NgsiText.CanonicalDateTime(text));
         }, iter: 20_000);
     }
 }
