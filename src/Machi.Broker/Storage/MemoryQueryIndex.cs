@@ -24,6 +24,7 @@ internal sealed class MemoryQueryIndex
     // query can still need it).
     private readonly List<Entry> _added = [];
     private readonly List<StagedValue> _staged = [];
+    private readonly List<Entry> _stagedBoxes = [];
     private readonly HashSet<Entry> _removed = [];
 
     // Writer thread only: removals waiting for older queries, with the commit that made each (a re-add cancels one).
@@ -66,8 +67,17 @@ internal sealed class MemoryQueryIndex
     public void StageValue(string tenant, long attr, IndexValue value, long rid) =>
         _staged.Add(new(_values.GetOrAdd((tenant, attr), static _ => new ValueRun()), value, rid));
 
-    /// <summary>How many value entries wait for <see cref="AddStaged"/>.</summary>
-    public int StagedCount => _staged.Count;
+    /// <summary>Adds a new entity's boxes (numbered as <see cref="AddBoxes"/> numbers them) with the staged values.</summary>
+    public void StageBoxes(string tenant, long rid, List<IndexedBox> boxes)
+    {
+        for (var i = 0; i < boxes.Count; i++)
+        {
+            _stagedBoxes.Add(Box(tenant, rid, i, boxes[i]));
+        }
+    }
+
+    /// <summary>How many entries wait for <see cref="AddStaged"/>.</summary>
+    public int StagedCount => _staged.Count + _stagedBoxes.Count;
 
     /// <summary>
     /// Adds the staged entries (before anything else changes those entities, and before the commit). It may run on
@@ -75,18 +85,19 @@ internal sealed class MemoryQueryIndex
     /// </summary>
     public void AddStaged()
     {
-        if (_staged.Count == 0)
-        {
-            return;
-        }
-
         CollectionsMarshal.AsSpan(_staged).Sort(default(StagedOrder));
         foreach (var (run, value, rid) in _staged)
         {
             Add(new(run, value, rid, null, default));
         }
 
+        foreach (var box in _stagedBoxes)
+        {
+            Add(box);
+        }
+
         _staged.Clear();
+        _stagedBoxes.Clear();
     }
 
     public void RemoveValue(string tenant, long attr, object value, long rid) => _removed.Add(Value(tenant, attr, value, rid));
@@ -154,6 +165,7 @@ internal sealed class MemoryQueryIndex
     public void RolledBack()
     {
         _staged.Clear();
+        _stagedBoxes.Clear();
         _removed.Clear();
         _removed.UnionWith(_added);
         Committed();

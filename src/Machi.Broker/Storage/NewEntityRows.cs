@@ -24,6 +24,9 @@ internal sealed class NewEntityRows
     [ThreadStatic]
     private static ArrayBufferWriter<byte>? t_bytes;
 
+    [ThreadStatic]
+    private static List<IndexedValue>? t_values;
+
     private Entity? _entity;
 
     // The instances' payloads (UTF-8 JSON), one after the other.
@@ -143,7 +146,8 @@ internal sealed class NewEntityRows
 
     private NewIndexValue[] Values()
     {
-        var rows = new List<IndexedValue>();
+        var rows = t_values ??= [];
+        rows.Clear();
         for (var i = 0; i < _instances.Length; i++)
         {
             EntityIndexRows.AddValues(Name(i), Kind(i), Payload(i), rows);

@@ -781,8 +781,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     }
 
     /// <summary>
-    /// The index rows of a new entity (no rows to compare with, so no sets to build): its geo entries at once; its
-    /// type and attribute-name rows and value entries kept until <see cref="InsertNewIndexRows"/> adds them.
+    /// The index rows of a new entity (no rows to compare with, so no sets to build): its type and attribute-name rows,
+    /// value entries and boxes kept until <see cref="InsertNewIndexRows"/> adds them.
     /// </summary>
     private void AddNewIndexRows(WriterStatements s, string tenant, long rid, NewEntityRows entity, List<IndexedBox> boxes)
     {
@@ -801,7 +801,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             _memory.StageValue(tenant, ValueKey(s, attribute, kind), value, rid);
         }
 
-        _memory.AddBoxes(tenant, rid, boxes);
+        _memory.StageBoxes(tenant, rid, boxes);
     }
 
     /// <summary>An entity's geo boxes, when each has an id slot (<see cref="GeoSlotsPerEntity"/>).</summary>

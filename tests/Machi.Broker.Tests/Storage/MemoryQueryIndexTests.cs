@@ -151,7 +151,7 @@ public sealed class MemoryQueryIndexTests
 
         index.RemoveValue("", 7, 1.5, 1);
         index.AddValue("", 7, 2.5, 1);
-        index.StageValue("", 7, 2.5, 2);
+        index.StageValue("", 7, IndexValue.Of(2.5), 2);
         index.AddBoxes("", 2, [new IndexedBox("p", 139.9, 139.9, 37.5, 37.5)]);
         index.RolledBack();
         index.Committed();
