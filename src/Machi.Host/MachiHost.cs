@@ -98,6 +98,7 @@ public static class MachiHost
         builder.Services.AddMachiSnow(builder.Configuration);
         builder.Services.AddMachiTelemetry();
         builder.Services.AddMachiApiDocs();
+        builder.Services.AddHostedService<Memory.IdleMemoryTrim>();
         return builder;
     }
 
