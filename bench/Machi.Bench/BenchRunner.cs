@@ -263,7 +263,7 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
                 Scenario.Name(kind),
                 Scenario.Description(kind),
                 b?.Result.EntitiesPerRequest ?? r!.Result.EntitiesPerRequest,
-                b is null ? null : LoadReport.From(b.Result, b.Note, b.ServerCpuMicrosecondsPerRequest),
+                b is null ? null : LoadReport.From(b),
                 r is null ? null : LoadReport.From(r.Result, r.Note),
                 ratio,
                 b?.Push));

@@ -112,8 +112,18 @@ internal sealed record LoadReport(
     IReadOnlyDictionary<string, long> ErrorsByStatus,
     IReadOnlyDictionary<string, string> ErrorSamples,
     string? Note,
-    double? ServerCpuMicrosecondsPerRequest = null)
+    double? ServerCpuMicrosecondsPerRequest = null,
+    double? ServerCpuPercent = null,
+    double? ServerBusiestThreadPercent = null)
 {
+    /// <summary>A broker run's report, with its server CPU (<see cref="Scenarios.ScenarioRun"/>).</summary>
+    public static LoadReport From(Scenarios.ScenarioRun run) =>
+        From(run.Result, run.Note, run.ServerCpuMicrosecondsPerRequest) with
+        {
+            ServerCpuPercent = run.ServerCpuPercent,
+            ServerBusiestThreadPercent = run.ServerBusiestThreadPercent,
+        };
+
     /// <param name="serverCpuMicrosecondsPerRequest">The broker's CPU time over the measured requests, per request.</param>
     public static LoadReport From(LoadResult result, string? note, double? serverCpuMicrosecondsPerRequest = null)
     {

@@ -157,6 +157,8 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
 
     public TimeSpan? ServerCpu() => Server.ProcessCpu.Read(_processId);
 
+    public Dictionary<int, TimeSpan> ServerThreads() => Server.ProcessCpu.ReadThreads(_processId);
+
     public void Dispose() => _client.Dispose();
 
     // The buffer is the worker's own and is rewritten only after its previous request has completed.

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Machi.Bench.Load;
 using Machi.Bench.Reporting;
 
@@ -12,6 +13,13 @@ internal sealed record ScenarioRun(ScenarioKind Kind, LoadResult Result, string?
     /// <summary>The server's CPU time over the measured part of the run, per successful request; null when it could
     /// not be read (no server process, or a run counted in requests rather than seconds).</summary>
     public double? ServerCpuMicrosecondsPerRequest { get; init; }
+
+    /// <summary>The server's CPU over the measured part, as a percentage of one core (200: both cores of two).</summary>
+    public double? ServerCpuPercent { get; init; }
+
+    /// <summary>The busiest server thread's CPU over the measured part, as a percentage of one core: near 100 means one
+    /// thread (the SQLite writer, say) is what limits the run, whatever the cores have left.</summary>
+    public double? ServerBusiestThreadPercent { get; init; }
 }
 
 /// <summary>Runs the chosen scenarios against one target: the preload first when any scenario needs it, then each
@@ -120,6 +128,8 @@ internal static class SuiteRunner
         var workers = target.CreateWorkers(kind, workload);
         LoadResult result;
         TimeSpan? cpu;
+        double? cpuPercent = null;
+        double? busiest = null;
         try
         {
             // The server's CPU is read when the warm-up ends and after the last request: the CPU of the measured
@@ -128,8 +138,16 @@ internal static class SuiteRunner
                 workers, plan, Scenario.Expected(kind), workload.EntitiesPerRequest(kind), target.BlockingWorkers, cancellationToken);
             await Task.Delay(plan.Warmup, cancellationToken).ConfigureAwait(false);
             var cpuBefore = target.ServerCpu();
+            var threadsBefore = target.ServerThreads();
+            var measured = Stopwatch.GetTimestamp();
             result = await load.ConfigureAwait(false);
             cpu = plan.Requests is null ? target.ServerCpu() - cpuBefore : null;
+            if (cpu is not null)
+            {
+                var elapsed = Stopwatch.GetElapsedTime(measured);
+                cpuPercent = Server.ProcessCpu.Percent(TimeSpan.Zero, cpu, elapsed);
+                busiest = Server.ProcessCpu.BusiestThreadPercent(threadsBefore, target.ServerThreads(), elapsed);
+            }
         }
         finally
         {
@@ -139,7 +157,14 @@ internal static class SuiteRunner
         cancellationToken.ThrowIfCancellationRequested();
         double? cpuPerRequest = cpu is { } c && result.Ok > 0 ? Math.Round(c.TotalMicroseconds / result.Ok, 1) : null;
         progress($"{target.Name}: {Scenario.Name(kind)}: {result.Ok:N0} ok, {result.ErrorCount:N0} errors, {result.RequestsPerSecond:N0} req/s"
-            + (cpuPerRequest is { } us ? $", server CPU {us:N0} µs/request" : ""));
-        return new ScenarioRun(kind, result, target.Annotation()) { ServerCpuMicrosecondsPerRequest = cpuPerRequest };
+            + (cpuPerRequest is { } us ? $", server CPU {us:N0} µs/request" : "")
+            + (cpuPercent is { } all ? $", {all:N0} % of a core" : "")
+            + (busiest is { } one ? $" (busiest thread {one:N0} %)" : ""));
+        return new ScenarioRun(kind, result, target.Annotation())
+        {
+            ServerCpuMicrosecondsPerRequest = cpuPerRequest,
+            ServerCpuPercent = cpuPercent,
+            ServerBusiestThreadPercent = busiest,
+        };
     }
 }

@@ -56,4 +56,7 @@ internal interface IScenarioTarget
 
     /// <summary>CPU time the server process has used so far, or null when it cannot be read (no server process).</summary>
     TimeSpan? ServerCpu() => null;
+
+    /// <summary>CPU time each thread of the server process has used so far, by thread id (empty: no server process).</summary>
+    Dictionary<int, TimeSpan> ServerThreads() => [];
 }

@@ -29,9 +29,55 @@ internal static class ProcessCpu
             return null;
         }
 
+        return Parse(text);
+    }
+
+    /// <summary>The CPU time of each thread of a process (/proc/PID/task/TID/stat), by thread id; empty when unreadable.</summary>
+    public static Dictionary<int, TimeSpan> ReadThreads(int? processId)
+    {
+        var threads = new Dictionary<int, TimeSpan>();
+        if (processId is not { } pid)
+        {
+            return threads;
+        }
+
+        try
+        {
+            foreach (var task in Directory.EnumerateDirectories(string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/task")))
+            {
+                if (int.TryParse(Path.GetFileName(task), NumberStyles.None, CultureInfo.InvariantCulture, out int tid)
+                    && Parse(File.ReadAllText(Path.Combine(task, "stat"))) is { } used)
+                {
+                    threads[tid] = used;
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A thread that ended between listing and reading, or a process that is gone: what was read stands.
+        }
+
+        return threads;
+    }
+
+    /// <summary>The most CPU one thread used between two readings (<see cref="ReadThreads"/>), as a percentage of one core.</summary>
+    public static double? BusiestThreadPercent(Dictionary<int, TimeSpan> before, Dictionary<int, TimeSpan> after, TimeSpan elapsed)
+    {
+        var busiest = TimeSpan.Zero;
+        foreach (var (tid, used) in after)
+        {
+            var delta = used - before.GetValueOrDefault(tid);
+            busiest = delta > busiest ? delta : busiest;
+        }
+
+        return after.Count == 0 ? null : Percent(TimeSpan.Zero, busiest, elapsed);
+    }
+
+    private static TimeSpan? Parse(string stat)
+    {
         // "pid (comm) state ppid …": comm may hold spaces, so count fields after its closing parenthesis;
         // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after it.
-        var fields = text[(text.LastIndexOf(')') + 2)..].Split(' ');
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
         return fields.Length > 12
             && long.TryParse(fields[11], NumberStyles.None, CultureInfo.InvariantCulture, out long user)
             && long.TryParse(fields[12], NumberStyles.None, CultureInfo.InvariantCulture, out long system)
