@@ -22,7 +22,7 @@ internal static class JsonText
     public delegate bool TextTest(ReadOnlySpan<char> text);
 
     /// <summary>The longest text (in UTF-8 bytes) kept in the table.</summary>
-    public const int MaxLength = 64;
+    private const int MaxLength = 64;
 
     private const int Capacity = 4096;
 

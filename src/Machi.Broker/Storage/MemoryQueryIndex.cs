@@ -65,16 +65,10 @@ internal sealed class MemoryQueryIndex
     /// each entry is then next to the one before it, in the parts of memory it just read.
     /// </summary>
     public void StageValue(string tenant, long attr, IndexValue value, long rid) =>
-        _staged.Add(new(_values.GetOrAdd((tenant, attr), static _ => new ValueRun()), value, rid));
+        _staged.Add(new(Run(tenant, attr), value, rid));
 
     /// <summary>Adds a new entity's boxes (numbered as <see cref="AddBoxes"/> numbers them) with the staged values.</summary>
-    public void StageBoxes(string tenant, long rid, List<IndexedBox> boxes)
-    {
-        for (var i = 0; i < boxes.Count; i++)
-        {
-            _stagedBoxes.Add(Box(tenant, rid, i, boxes[i]));
-        }
-    }
+    public void StageBoxes(string tenant, long rid, List<IndexedBox> boxes) => _stagedBoxes.AddRange(BoxEntries(tenant, rid, boxes));
 
     /// <summary>How many entries wait for <see cref="AddStaged"/>.</summary>
     public int StagedCount => _staged.Count + _stagedBoxes.Count;
@@ -102,23 +96,17 @@ internal sealed class MemoryQueryIndex
 
     public void RemoveValue(string tenant, long attr, object value, long rid) => _removed.Add(Value(tenant, attr, value, rid));
 
-    /// <summary>Adds an entity's boxes, the i-th with id rid * <see cref="SqliteEntityStore.GeoSlotsPerEntity"/> + i.</summary>
+    /// <summary>Adds an entity's boxes (<see cref="BoxEntries"/>).</summary>
     public void AddBoxes(string tenant, long rid, List<IndexedBox> boxes)
     {
-        for (var i = 0; i < boxes.Count; i++)
+        foreach (var entry in BoxEntries(tenant, rid, boxes))
         {
-            Add(Box(tenant, rid, i, boxes[i]));
+            Add(entry);
         }
     }
 
     /// <summary>Removes an entity's boxes (numbered as <see cref="AddBoxes"/> numbered them).</summary>
-    public void RemoveBoxes(string tenant, long rid, List<IndexedBox> boxes)
-    {
-        for (var i = 0; i < boxes.Count; i++)
-        {
-            _removed.Add(Box(tenant, rid, i, boxes[i]));
-        }
-    }
+    public void RemoveBoxes(string tenant, long rid, List<IndexedBox> boxes) => _removed.UnionWith(BoxEntries(tenant, rid, boxes));
 
     /// <summary>The transaction whose entries were added and removed since the last call committed (writer thread).</summary>
     public void Committed()
@@ -171,12 +159,24 @@ internal sealed class MemoryQueryIndex
         Committed();
     }
 
-    private Entry Value(string tenant, long attr, object value, long rid) =>
-        new(_values.GetOrAdd((tenant, attr), static _ => new ValueRun()), IndexValue.Of(value), rid, null, default);
+    private ValueRun Run(string tenant, long attr) => _values.GetOrAdd((tenant, attr), static _ => new ValueRun());
 
-    private Entry Box(string tenant, long rid, int ordinal, IndexedBox box) =>
-        new(null, default, rid, _geo.GetOrAdd(tenant, static _ => new GeoGrid()),
-            new GeoEntry((rid * SqliteEntityStore.GeoSlotsPerEntity) + ordinal, box.MinLon, box.MaxLon, box.MinLat, box.MaxLat));
+    private Entry Value(string tenant, long attr, object value, long rid) => new(Run(tenant, attr), IndexValue.Of(value), rid, null, default);
+
+    /// <summary>An entity's boxes as entries, the i-th with id rid * <see cref="SqliteEntityStore.GeoSlotsPerEntity"/> + i.</summary>
+    private Entry[] BoxEntries(string tenant, long rid, List<IndexedBox> boxes)
+    {
+        var grid = _geo.GetOrAdd(tenant, static _ => new GeoGrid());
+        var entries = new Entry[boxes.Count];
+        for (var i = 0; i < entries.Length; i++)
+        {
+            var box = boxes[i];
+            entries[i] = new(null, default, rid, grid,
+                new GeoEntry((rid * SqliteEntityStore.GeoSlotsPerEntity) + i, box.MinLon, box.MaxLon, box.MinLat, box.MaxLat));
+        }
+
+        return entries;
+    }
 
     private void Add(Entry entry)
     {
