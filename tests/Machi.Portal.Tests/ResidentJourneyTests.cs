@@ -60,18 +60,16 @@ public sealed class ResidentJourneyTests(Chromium chromium)
         await resident.Locator("[data-login]").ClickAsync();
 
         // The login page once took more than Playwright's 30 s to fire its load event in a full run (two cores shared
-        // with the other test classes' servers): wait for the navigation, then for the form itself.
-        await resident.WaitForURLAsync("**/account/login**", new PageWaitForURLOptions { WaitUntil = WaitUntilState.Commit, Timeout = 60_000 });
+        // with the other test classes' servers): wait for the address, then for the form itself.
+        await Chromium.WaitForAddressAsync(resident, Chromium.PathPattern("/account/login"));
         await resident.Locator("#email").WaitForAsync(new LocatorWaitForOptions { Timeout = 60_000 });
         await CheckAsync(resident, "04-login");
         await SignInAsync(resident, "taro@aizu.example");
 
-        // Back on the portal's home page, signed in (the URL once the redirects are done, then the signed-in header:
+        // Back on the portal's home page, signed in (the address once the redirects are done, then the signed-in header:
         // not the page's load event, which the sign-in's chain of redirects made unreliable to wait for).
-        // A minute, not Playwright's 30 s: the password hash (Argon2id) and the redirects share two cores with the
-        // other test classes' servers, and once took longer than 30 s in a full run.
-        await resident.WaitForURLAsync(server.BaseAddress.AbsoluteUri, new PageWaitForURLOptions { WaitUntil = WaitUntilState.Commit, Timeout = 60_000 });
-        await resident.Locator("a[href='/account/consents']").WaitForAsync();
+        await Chromium.WaitForAddressAsync(resident, Chromium.PathPattern("/"));
+        await resident.Locator("a[href='/account/consents']").WaitForAsync(new LocatorWaitForOptions { Timeout = 60_000 });
         Assert.True(await resident.Locator("a[href='/account/consents']").IsVisibleAsync());
         Assert.True(await resident.Locator("a[href='/account/access-log']").IsVisibleAsync());
         Assert.Equal(0, await resident.Locator("[data-for-you]").CountAsync());
@@ -115,10 +113,10 @@ public sealed class ResidentJourneyTests(Chromium chromium)
         // Staff at a PC: the queue, the application, in review then completed with a comment.
         var staff = await desk.NewPageAsync();
         await staff.GotoAsync("/portal/staff/queue");
-        await staff.WaitForURLAsync("**/account/login**", new PageWaitForURLOptions { WaitUntil = WaitUntilState.Commit, Timeout = 60_000 });
+        await Chromium.WaitForAddressAsync(staff, Chromium.PathPattern("/account/login"));
         await staff.Locator("#email").WaitForAsync(new LocatorWaitForOptions { Timeout = 60_000 });
         await SignInAsync(staff, "kankyo@city.aizu.example");
-        await staff.WaitForURLAsync("**/portal/staff/queue", new PageWaitForURLOptions { WaitUntil = WaitUntilState.Commit, Timeout = 60_000 });
+        await Chromium.WaitForAddressAsync(staff, Chromium.PathPattern("/portal/staff/queue"));
         await staff.Locator("h1").WaitForAsync(new LocatorWaitForOptions { Timeout = 60_000 });
         await CheckAsync(staff, "10-staff-queue");
         await staff.Locator("[data-queue-item] a").First.ClickAsync();

@@ -131,7 +131,7 @@ public sealed class SnowMapBrowserTests(Chromium chromium) : IClassFixture<Chrom
         var staff = await context.NewPageAsync();
         await staff.GotoAsync("/snow/operator");
         await SignInAsync(staff, "yuki@city.example", "correct horse 1");
-        await staff.WaitForURLAsync("**/snow/operator");
+        await Chromium.WaitForAddressAsync(staff, Chromium.PathPattern("/snow/operator"));
 
         await Assertions.Expect(staff.Locator("[data-stale] [data-unit='op-silent']")).ToBeVisibleAsync();
         await Assertions.Expect(staff.Locator("[data-stale] [data-unit='op-1']")).ToHaveCountAsync(0);
@@ -156,7 +156,7 @@ public sealed class SnowMapBrowserTests(Chromium chromium) : IClassFixture<Chrom
 
     private static async Task SignInAsync(IPage page, string email, string password)
     {
-        await page.WaitForURLAsync("**/account/login**");
+        await Chromium.WaitForAddressAsync(page, Chromium.PathPattern("/account/login"));
         await page.Locator("#email").FillAsync(email);
         await page.Locator("#password").FillAsync(password);
         await page.Locator("form[action='/account/login'] button[type=submit]").ClickAsync();

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Microsoft.Playwright;
 
 namespace Machi.Tests.Browser;
@@ -43,6 +44,18 @@ public sealed class Chromium : IAsyncLifetime
             Locale = "ja-JP",
             TimezoneId = "Asia/Tokyo",
         });
+
+    /// <summary>
+    /// Waits until the page's address matches <paramref name="url"/>, polling the address only. Not
+    /// <c>WaitForURLAsync</c>: when the address already matches (a fast chain of redirects) it waits for the page's
+    /// load event whatever <c>WaitUntil</c> says, and after a sign-in's redirects that event once never came in a full
+    /// run. A minute and a half: Argon2id and the redirects share two cores with the other test classes' servers.
+    /// </summary>
+    public static Task WaitForAddressAsync(IPage page, Regex url) =>
+        Assertions.Expect(page).ToHaveURLAsync(url, new PageAssertionsToHaveURLOptions { Timeout = 90_000 });
+
+    /// <summary>The address pattern for a path (and any query) under the page's site.</summary>
+    public static Regex PathPattern(string path) => new("^https?://[^/]+" + Regex.Escape(path) + @"(\?.*)?$");
 
     public static async Task ScreenshotAsync(IPage page, string name)
     {
