@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 
@@ -79,11 +80,24 @@ internal sealed class MemoryQueryIndex
     /// </summary>
     public void AddStaged()
     {
-        CollectionsMarshal.AsSpan(_staged).Sort(default(StagedOrder));
-        foreach (var (run, value, rid) in _staged)
+        // Only where an entry lands depends on the order, not whether it lands right, so the order is a cheap one: run
+        // by run, then by a prefix of the value that never orders two values against their order, then as staged
+        // (rid order). Sorting 16-byte keys of numbers took a quarter of what sorting the entries by their values did.
+        var staged = CollectionsMarshal.AsSpan(_staged);
+        var order = ArrayPool<StagedKey>.Shared.Rent(staged.Length);
+        for (var i = 0; i < staged.Length; i++)
         {
+            order[i] = new(((ulong)(ushort)staged[i].Run.Number << 48) | staged[i].Value.Prefix, i);
+        }
+
+        order.AsSpan(0, staged.Length).Sort();
+        foreach (var key in order.AsSpan(0, staged.Length))
+        {
+            var (run, value, rid) = staged[key.Index];
             Add(new(run, value, rid, null, default));
         }
+
+        ArrayPool<StagedKey>.Shared.Return(order);
 
         foreach (var box in _stagedBoxes)
         {
@@ -222,19 +236,10 @@ internal sealed class MemoryQueryIndex
     /// <summary>A new entity's value entry, waiting for <see cref="AddStaged"/>.</summary>
     private readonly record struct StagedValue(ValueRun Run, IndexValue Value, long Rid);
 
-    /// <summary>Run by run, then as each run orders its entries (a struct, so the sort calls it directly).</summary>
-    private readonly struct StagedOrder : IComparer<StagedValue>
+    /// <summary>A staged entry's place in the order <see cref="AddStaged"/> adds them: key, then staging order.</summary>
+    private readonly record struct StagedKey(ulong Key, int Index) : IComparable<StagedKey>
     {
-        public int Compare(StagedValue a, StagedValue b)
-        {
-            var c = a.Run.Number.CompareTo(b.Run.Number);
-            if (c == 0)
-            {
-                c = a.Value.CompareTo(b.Value);
-            }
-
-            return c != 0 ? c : a.Rid.CompareTo(b.Rid);
-        }
+        public int CompareTo(StagedKey other) => Key != other.Key ? Key.CompareTo(other.Key) : Index.CompareTo(other.Index);
     }
 
     /// <summary>A value entry (Run, Value, Rid) or a box (Grid, Box): what a transaction adds and removes.</summary>
@@ -314,6 +319,31 @@ internal readonly record struct IndexValue(byte Kind, long Bits, string? Text) :
 
     public bool IsText => Kind == TextKind;
 
+    /// <summary>
+    /// 48 bits that order values as <see cref="CompareTo"/> does wherever they differ (a &lt; b gives Prefix(a) ≤
+    /// Prefix(b)): numbers by the top 47 bits of their double in an order-preserving form, texts after every number by
+    /// their first three UTF-16 code units.
+    /// </summary>
+    public ulong Prefix
+    {
+        get
+        {
+            if (IsText)
+            {
+                ulong units = 0;
+                for (var i = 0; i < 3; i++)
+                {
+                    units = (units << 16) | (i < Text!.Length ? Text[i] : 0u);
+                }
+
+                return (1UL << 47) | (units >> 1);
+            }
+
+            var bits = (ulong)BitConverter.DoubleToInt64Bits(Kind == Integer ? Bits : BitConverter.Int64BitsToDouble(Bits));
+            return ((bits & (1UL << 63)) != 0 ? ~bits : bits | (1UL << 63)) >> 17;
+        }
+    }
+
     public object Boxed => Kind switch
     {
         Integer => Bits,
@@ -375,6 +405,11 @@ internal sealed class ValueRun
     private readonly Dictionary<string, int> _textIds = new(StringComparer.Ordinal);
     private readonly Stack<int> _freeTexts = new();
 
+    // Where the last entry was added (its chunk, -1 for none, and index): entries added in order each go just after
+    // the one before, found with two comparisons instead of two binary searches.
+    private int _fingerChunk = -1;
+    private int _fingerIndex;
+
     /// <summary>Tells runs apart in a sort.</summary>
     public int Number { get; } = Interlocked.Increment(ref s_numbered);
 
@@ -388,7 +423,7 @@ internal sealed class ValueRun
                 _lasts.Add(default);
             }
 
-            var (c, i) = Find(value, rid);
+            var (c, i) = NextToFinger(value, rid) ?? Find(value, rid);
             var chunk = _chunks[c];
             if (i < chunk.Count && Compare(chunk.Items[i], value, rid) == 0)
             {
@@ -423,6 +458,7 @@ internal sealed class ValueRun
             chunk.Items[i] = new Slot(value.IsText ? UseText(value.Text!) : value.Bits, checked((int)rid), value.Kind);
             chunk.Count++;
             _lasts[c] = chunk.Items[chunk.Count - 1];
+            (_fingerChunk, _fingerIndex) = (c, i);
             return true;
         }
     }
@@ -442,6 +478,8 @@ internal sealed class ValueRun
             {
                 return;
             }
+
+            _fingerChunk = -1;
 
             if (value.IsText)
             {
@@ -515,6 +553,34 @@ internal sealed class ValueRun
         {
             return [.. _chunks.SelectMany(c => c.Items.Take(c.Count)).Where(e => e.Rid == rid).Select(ValueOf)];
         }
+    }
+
+    /// <summary>What <see cref="Find"/> would give, when that is just after the last entry added; else null.</summary>
+    private (int Chunk, int Index)? NextToFinger(IndexValue value, long rid)
+    {
+        if (_fingerChunk < 0)
+        {
+            return null;
+        }
+
+        var chunk = _chunks[_fingerChunk];
+        if (_fingerIndex >= chunk.Count || Compare(chunk.Items[_fingerIndex], value, rid) >= 0)
+        {
+            return null;
+        }
+
+        if (_fingerIndex + 1 < chunk.Count)
+        {
+            return Compare(chunk.Items[_fingerIndex + 1], value, rid) >= 0 ? (_fingerChunk, _fingerIndex + 1) : null;
+        }
+
+        // After the chunk's last entry: the next chunk's first place, or the end of the last chunk.
+        if (_fingerChunk + 1 == _chunks.Count)
+        {
+            return (_fingerChunk, chunk.Count);
+        }
+
+        return Compare(_chunks[_fingerChunk + 1].Items[0], value, rid) >= 0 ? (_fingerChunk + 1, 0) : null;
     }
 
     /// <summary>The first position at or after (value, rid): the first chunk whose last entry is not below it.</summary>

@@ -24,40 +24,80 @@ public sealed class MemoryQueryIndexTests
     private static readonly Gen<ValueRange> Range = Gen.Select(Bound, Gen.Bool, Bound, Gen.Bool, (low, li, high, hi) => new ValueRange(1, low, li, high, hi));
 
     [Fact]
-    public void A_run_reads_back_exactly_its_entries_in_value_then_rid_order_a_part_at_a_time()
+    public void A_run_reads_back_exactly_its_entries_in_value_then_rid_order_a_part_at_a_time() =>
+        Gen.Select(Operations, Range, Gen.Int[1, 300]).Sample(CheckRun, iter: 400);
+
+    [Fact]
+    public void A_run_fed_ascending_stretches_as_a_batch_feeds_it_reads_back_the_same()
     {
-        Gen.Select(Operations, Range, Gen.Int[1, 300]).Sample((operations, range, part) =>
+        // Adds sorted within stretches of up to 80, as AddStaged feeds a run: most go just after the entry before (the
+        // run's finger), across chunk ends and splits, with removals between the stretches.
+        var order = Comparer<(bool Add, object Value, int Rid)>.Create((a, b) =>
+            IndexValue.Of(a.Value).CompareTo(IndexValue.Of(b.Value)) is var c && c != 0 ? c : a.Rid.CompareTo(b.Rid));
+        var stretched = Gen.Select(Operations, Gen.Int[1, 80], (operations, stretch) =>
         {
-            var run = new ValueRun();
-            var model = new SortedSet<(IndexValue Value, long Rid)>(Comparer<(IndexValue Value, long Rid)>.Create((a, b) =>
-                a.Value.CompareTo(b.Value) is var c && c != 0 ? c : a.Rid.CompareTo(b.Rid)));
-            foreach (var (add, value, rid) in operations)
+            for (var start = 0; start < operations.Length; start += stretch)
             {
-                var v = IndexValue.Of(value);
-                if (add)
+                var length = Math.Min(stretch, operations.Length - start);
+                if (operations.AsSpan(start, length).ToArray().All(o => o.Add))
                 {
-                    Assert.Equal(model.Add((v, rid)), run.Add(v, rid));
-                }
-                else
-                {
-                    run.Remove(v, rid);
-                    model.Remove((v, rid));
+                    Array.Sort(operations, start, length, order);
                 }
             }
 
-            var expected = model.Where(e => Inside(e.Value, range)).Select(e => e.Rid).ToList();
-            var read = new List<long>();
-            (IndexValue Value, long Rid)? last = null;
-            var done = false;
-            while (!done)
-            {
-                var before = read.Count;
-                done = run.Read(range, ref last, read, read.Count + part);
-                Assert.True(done || read.Count - before == part);
-            }
+            return operations;
+        });
+        Gen.Select(stretched, Range, Gen.Int[1, 300]).Sample(CheckRun, iter: 400);
+    }
 
-            Assert.Equal(expected, read);
-        }, iter: 400);
+    [Fact]
+    public void A_values_prefix_never_orders_two_values_against_their_order()
+    {
+        var wide = Gen.OneOf<object>(
+            Value,
+            Gen.Long.Select(l => (object)l),
+            Gen.Double.Where(double.IsFinite).Select(d => (object)d),
+            Gen.String.Select(t => (object)t));
+        Gen.Select(wide, wide).Sample((a, b) =>
+        {
+            var (x, y) = (IndexValue.Of(a), IndexValue.Of(b));
+            var c = x.CompareTo(y);
+            Assert.True(c >= 0 || x.Prefix <= y.Prefix, $"{a} < {b} but prefix {x.Prefix} > {y.Prefix}");
+            Assert.True(c <= 0 || x.Prefix >= y.Prefix, $"{a} > {b} but prefix {x.Prefix} < {y.Prefix}");
+        }, iter: 20_000);
+    }
+
+    private static void CheckRun((bool Add, object Value, int Rid)[] operations, ValueRange range, int part)
+    {
+        var run = new ValueRun();
+        var model = new SortedSet<(IndexValue Value, long Rid)>(Comparer<(IndexValue Value, long Rid)>.Create((a, b) =>
+            a.Value.CompareTo(b.Value) is var c && c != 0 ? c : a.Rid.CompareTo(b.Rid)));
+        foreach (var (add, value, rid) in operations)
+        {
+            var v = IndexValue.Of(value);
+            if (add)
+            {
+                Assert.Equal(model.Add((v, rid)), run.Add(v, rid));
+            }
+            else
+            {
+                run.Remove(v, rid);
+                model.Remove((v, rid));
+            }
+        }
+
+        var expected = model.Where(e => Inside(e.Value, range)).Select(e => e.Rid).ToList();
+        var read = new List<long>();
+        (IndexValue Value, long Rid)? last = null;
+        var done = false;
+        while (!done)
+        {
+            var before = read.Count;
+            done = run.Read(range, ref last, read, read.Count + part);
+            Assert.True(done || read.Count - before == part);
+        }
+
+        Assert.Equal(expected, read);
     }
 
     [Fact]
