@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
@@ -12,9 +11,10 @@ namespace Machi.Ngsi;
 /// what parsing one allocated.
 /// </summary>
 /// <remarks>
-/// The table is bounded: when it is full it starts again, so bodies full of names that never repeat cost what
-/// they cost without it and cannot grow it. Text with escapes, or longer than <see cref="MaxLength"/>, is read
-/// the ordinary way.
+/// The table is a fixed array of slots, each holding the last text whose UTF-8 bytes hashed to it: bodies full of
+/// names that never repeat only replace entries (one string each, as without the table) and cannot grow it, and a
+/// text is found by hashing and comparing its bytes, without decoding them. Text with escapes, or longer than
+/// <see cref="MaxLength"/>, is read the ordinary way.
 /// </remarks>
 internal static class JsonText
 {
@@ -24,16 +24,13 @@ internal static class JsonText
     /// <summary>The longest text (in UTF-8 bytes) kept in the table.</summary>
     private const int MaxLength = 64;
 
-    private const int Capacity = 4096;
+    /// <summary>Slots in the table (a power of two).</summary>
+    private const int Slots = 4096;
 
     /// <summary>The longest text (in UTF-8 bytes) <see cref="Satisfies"/> reads on the stack.</summary>
     private const int StackText = 512;
 
-    private static readonly ConcurrentDictionary<string, string> Shared = new(StringComparer.Ordinal);
-    private static readonly ConcurrentDictionary<string, string>.AlternateLookup<ReadOnlySpan<char>> ByText =
-        Shared.GetAlternateLookup<ReadOnlySpan<char>>();
-
-    private static int _count;
+    private static readonly Entry?[] Table = new Entry?[Slots];
 
     /// <summary>The member's name.</summary>
     public static string Name(JsonProperty member) =>
@@ -69,22 +66,20 @@ internal static class JsonText
             return null;
         }
 
-        // The parser has checked the bytes are UTF-8, so a character per byte at most.
-        Span<char> chars = stackalloc char[MaxLength];
-        var text = chars[..Encoding.UTF8.GetChars(utf8, chars)];
-        if (ByText.TryGetValue(text, out var shared))
+        var hash = new HashCode();
+        hash.AddBytes(utf8);
+        ref var slot = ref Table[hash.ToHashCode() & (Slots - 1)];
+        if (Volatile.Read(ref slot) is { } entry && utf8.SequenceEqual(entry.Utf8))
         {
-            return shared;
+            return entry.Text;
         }
 
-        shared = new string(text);
-        if (Interlocked.Increment(ref _count) > Capacity)
-        {
-            Shared.Clear();
-            Interlocked.Exchange(ref _count, 1);
-        }
-
-        Shared.TryAdd(shared, shared);
-        return shared;
+        // The parser has checked the bytes are UTF-8. Another thread may fill the slot meanwhile: either entry will do.
+        var text = Encoding.UTF8.GetString(utf8);
+        Volatile.Write(ref slot, new Entry(utf8.ToArray(), text));
+        return text;
     }
+
+    /// <summary>A text and its UTF-8 bytes.</summary>
+    private sealed record Entry(byte[] Utf8, string Text);
 }
