@@ -175,12 +175,14 @@ internal sealed class MemoryQueryIndex
 
     private ValueRun Run(string tenant, long attr) => _values.GetOrAdd((tenant, attr), static _ => new ValueRun());
 
+    private GeoGrid Grid(string tenant) => _geo.GetOrAdd(tenant, static _ => new GeoGrid());
+
     private Entry Value(string tenant, long attr, object value, long rid) => new(Run(tenant, attr), IndexValue.Of(value), rid, null, default);
 
     /// <summary>An entity's boxes as entries, the i-th with id rid * <see cref="SqliteEntityStore.GeoSlotsPerEntity"/> + i.</summary>
     private Entry[] BoxEntries(string tenant, long rid, List<IndexedBox> boxes)
     {
-        var grid = _geo.GetOrAdd(tenant, static _ => new GeoGrid());
+        var grid = Grid(tenant);
         var entries = new Entry[boxes.Count];
         for (var i = 0; i < entries.Length; i++)
         {
@@ -215,7 +217,7 @@ internal sealed class MemoryQueryIndex
 
     /// <summary>The rids of the entities with a box that meets the given box (degrees, west ≤ east), in the grid's order (<see cref="GeoGrid.Meeting"/>).</summary>
     public IRidSource Boxes(string tenant, double west, double south, double east, double north) =>
-        _geo.GetOrAdd(tenant, static _ => new GeoGrid()).Meeting(west, south, east, north);
+        Grid(tenant).Meeting(west, south, east, north);
 
     /// <summary>Every value entry and box id of one entity (tests compare them with the entity).</summary>
     internal (List<(long Attr, object Value)> Values, List<long> Boxes) EntriesOf(string tenant, long rid)

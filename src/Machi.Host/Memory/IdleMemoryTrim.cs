@@ -42,10 +42,10 @@ internal sealed partial class IdleMemoryTrim : BackgroundService
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
         {
             var now = GC.GetTotalAllocatedBytes();
-            var interval = now - last;
+            var allocated = now - last;
             last = now;
-            sinceTrim += interval;
-            if (interval >= _idle || sinceTrim < _burst)
+            sinceTrim += allocated;
+            if (allocated >= _idle || sinceTrim < _burst)
             {
                 continue;
             }

@@ -39,7 +39,7 @@ public sealed class MemoryQueryIndexTests
             for (var start = 0; start < operations.Length; start += stretch)
             {
                 var length = Math.Min(stretch, operations.Length - start);
-                if (operations.AsSpan(start, length).ToArray().All(o => o.Add))
+                if (Array.TrueForAll(operations[start..(start + length)], o => o.Add))
                 {
                     Array.Sort(operations, start, length, order);
                 }
