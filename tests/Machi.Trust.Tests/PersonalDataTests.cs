@@ -78,6 +78,8 @@ public abstract class PersonalDataTests(Backend backend)
             Assert.Equal(HttpStatusCode.Forbidden, forged.StatusCode);
         }
 
+        // The refused creation left nothing behind, not even for the resident it named.
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync(city.Http, $"{Entities}/urn:ngsi-ld:BloodPressureObservation:hanako-2", city.TokenA)).Status);
         Assert.Equal(HttpStatusCode.OK, (await GetAsync(city.Http, $"{Entities}/{id}", city.TokenA)).Status);
 
         // Nobody else sees it: not the service (no consent yet), not another resident guessing the id, not an admin,

@@ -608,18 +608,23 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
     private Exception? ApplyOne(WriterStatements s, string tenant, EntityWrite write, List<string> newTenants)
     {
-        // The mutation runs before this write touches the database, so a mutation that throws leaves nothing to
-        // undo; a failing SQL statement fails the whole commit instead.
+        // The mutation runs before this write touches the database (a creation tried first takes its row out again),
+        // so a mutation that throws leaves nothing to undo; a failing SQL statement fails the whole commit instead.
         _termsOfCurrentWrite.Clear();
         try
         {
+            if (TryCreate(s, tenant, write, newTenants, out var decided))
+            {
+                return null;
+            }
+
             long? rid = null;
             Entity? current = null;
             byte[]? before = null;
             s.Select.Bind(1, tenant).Bind(2, write.Id);
             try
             {
-                if (s.Select.Step())
+                if (decided is null && s.Select.Step())
                 {
                     rid = s.Select.Int64(0);
                     before = s.Select.Blob(1).ToArray();
@@ -645,7 +650,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             var boxesBefore = current is null ? NoBoxes : EntityIndexRows.Boxes(current);
             var stampsBefore = HistoryDiff.Stamps(current);
             var accessBefore = EntityAccess.Of(current);
-            var mutation = write.Mutate(current);
+            var mutation = decided ?? write.Mutate(current);
             switch (mutation.Kind)
             {
                 case MutationKind.Put when mutation.Created is { } created && rid is null:
@@ -711,6 +716,56 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         HistoryDiff.CheckLimit(created.InstanceCount);
         var boxes = CheckGeoSlots(created.Index.Boxes);
         var rid = InsertEntity(s, tenant, created.Id, created.Doc, created.Access, newTenants);
+        Created(s, tenant, created, rid, boxes);
+    }
+
+    /// <summary>
+    /// A write that may create its prepared entity (create, upsert) tries that first: its row goes in unless the id is
+    /// taken, so a new entity costs one probe of the (tenant, id) key instead of a look-up and then the insert (a batch
+    /// of new entities is mostly that). False when the entity exists, or the write decides otherwise on no entity: its
+    /// row is gone again and the write runs as any other, with the mutation it <paramref name="decided"/> on no entity.
+    /// </summary>
+    private bool TryCreate(WriterStatements s, string tenant, EntityWrite write, List<string> newTenants, out Mutation? decided)
+    {
+        decided = null;
+        if (write.Prepared is not { } prepared || prepared.InstanceCount >= HistoryDiff.MaxInstancesPerWrite || prepared.Index.Boxes.Count > GeoSlotsPerEntity)
+        {
+            return false;
+        }
+
+        var access = prepared.Access;
+        if (s.InsertNew.Bind(1, tenant).Bind(2, prepared.Id).Bind(3, prepared.Doc)
+                .Bind(4, (long)access.Level).BindOrNull(5, access.Owner).BindOrNull(6, access.Category).InsertOrIgnore() is not { } rid)
+        {
+            return false;
+        }
+
+        Mutation mutation;
+        try
+        {
+            mutation = write.Mutate(null);
+        }
+        catch
+        {
+            s.Delete.Bind(1, rid).Execute();
+            throw;
+        }
+
+        if (mutation.Kind != MutationKind.Put || !ReferenceEquals(mutation.Created, prepared))
+        {
+            s.Delete.Bind(1, rid).Execute();
+            decided = mutation;
+            return false;
+        }
+
+        EnsureTenant(s, tenant, newTenants);
+        Created(s, tenant, prepared, rid, prepared.Index.Boxes);
+        return true;
+    }
+
+    /// <summary>The rows that follow a new entity's own row (rid): index rows, change-log row, history.</summary>
+    private void Created(WriterStatements s, string tenant, NewEntityRows created, long rid, List<IndexedBox> boxes)
+    {
         AddNewIndexRows(s, tenant, rid, created, boxes);
         var seq = LogChange(s, tenant, created.Id, ChangeKind.Created, null, created.Doc, DateTimeOffset.UtcNow);
         RecordCreation(s, tenant, seq, created);
@@ -719,6 +774,14 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     /// <summary>Inserts a new entity's row (and its tenant's, the first time an entity is stored in it); its rid.</summary>
     private long InsertEntity(WriterStatements s, string tenant, string id, byte[] doc, EntityAccess access, List<string> newTenants)
     {
+        EnsureTenant(s, tenant, newTenants);
+        return s.Insert.Bind(1, tenant).Bind(2, id).Bind(3, doc)
+            .Bind(4, (long)access.Level).BindOrNull(5, access.Owner).BindOrNull(6, access.Category).Insert();
+    }
+
+    /// <summary>Stores the tenant's row the first time an entity is stored in it.</summary>
+    private void EnsureTenant(WriterStatements s, string tenant, List<string> newTenants)
+    {
         if (tenant.Length > 0 && _knownTenants.TryAdd(tenant, true))
         {
             newTenants.Add(tenant);
@@ -726,9 +789,6 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             s.InsertTenant.Parameters[1].Value = NgsiText.FormatDateTime(DateTimeOffset.UtcNow);
             s.InsertTenant.ExecuteNonQuery();
         }
-
-        return s.Insert.Bind(1, tenant).Bind(2, id).Bind(3, doc)
-            .Bind(4, (long)access.Level).BindOrNull(5, access.Owner).BindOrNull(6, access.Category).Insert();
     }
 
     /// <summary>Appends a change to the log; its seq.</summary>
@@ -1129,6 +1189,9 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         // Prepared on first use, like the history statements: the access columns come with a later schema step.
         public RawStatement Insert => field ??= Raw(_connection,
             "INSERT INTO entities(tenant, id, doc, access, owner, category) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+
+        public RawStatement InsertNew => field ??= Raw(_connection,
+            "INSERT INTO entities(tenant, id, doc, access, owner, category) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant, id) DO NOTHING");
 
         public RawStatement Update => field ??= Raw(_connection, "UPDATE entities SET doc = ?2, access = ?3, owner = ?4, category = ?5 WHERE rid = ?1");
 
