@@ -5,11 +5,13 @@ using System.Runtime.InteropServices;
 namespace Machi.Broker.Storage;
 
 /// <summary>
-/// The embedded backend's value and geo indexes, held in memory: q comparisons and geo-queries find their candidates
-/// here, not in SQLite. As database rows, a batch of new entities put one value row per attribute value and one R*Tree
-/// box per GeoProperty into B-trees ordered by value and by place, so nearly every row dirtied a page of its own in the
-/// write-ahead log; without them the single writer stores a 1,000-entity batch about twice as fast (bench/README,
-/// session 16). They are rebuilt from the entity rows at start, so nothing in them has to survive a crash.
+/// The embedded backend's value, attribute-name and geo indexes, held in memory: q comparisons, attribute names
+/// (attrs, q's "has attribute") and geo-queries find their candidates here, not in SQLite. As database rows, a batch
+/// of new entities put one value row per attribute value and one R*Tree box per GeoProperty into B-trees ordered by
+/// value and by place, so nearly every row dirtied a page of its own in the write-ahead log; without them the single
+/// writer stores a 1,000-entity batch about twice as fast (bench/README, session 16). The attribute names' rows (eight
+/// an entity of the bench) followed in session 21 (+19 %). They are rebuilt from the entity rows at start, so nothing
+/// in them has to survive a crash.
 ///
 /// The entries only narrow the candidates: the evaluator decides on each entity as the query's read snapshot holds it.
 /// So the index may hold more than a snapshot but never less. A write's entries are added before its transaction
@@ -26,6 +28,8 @@ internal sealed class MemoryQueryIndex
     private readonly List<Entry> _added = [];
     private readonly List<StagedValue> _staged = [];
     private readonly List<Entry> _stagedBoxes = [];
+    private readonly Dictionary<ValueRun, List<long>> _stagedNames = [];
+    private int _stagedNameCount;
     private readonly HashSet<Entry> _removed = [];
 
     // Writer thread only: removals waiting for older queries, with the commit that made each (a re-add cancels one).
@@ -62,6 +66,48 @@ internal sealed class MemoryQueryIndex
     public void AddValue(string tenant, long attr, object value, long rid) => Add(Value(tenant, attr, value, rid));
 
     /// <summary>
+    /// The index key of an attribute name (<paramref name="term"/> its term id): a run whose entries all hold
+    /// <see cref="Present"/>, so its rids come in rid order. Names share the value runs' keys and their handling
+    /// (staged, removed once no query needs them, taken back with a failed transaction); term ids stay far below it.
+    /// </summary>
+    public static long NameKey(long term) => NameKeys + term;
+
+    /// <summary>Whether <paramref name="key"/> is an attribute name's (<see cref="NameKey"/>) rather than a value's.</summary>
+    public static bool IsNameKey(long key) => key >= NameKeys;
+
+    private const long NameKeys = 1L << 48;
+
+    /// <summary>The one value of a name's entries.</summary>
+    private static readonly IndexValue Present = IndexValue.Of(0L);
+
+    /// <summary>Indexes that the entity <paramref name="rid"/> has the attribute named by <paramref name="term"/>.</summary>
+    public void AddName(string tenant, long term, long rid) => Add(new(Run(tenant, NameKey(term)), Present, rid, null, default));
+
+    /// <summary><see cref="AddName"/> for an entity new in this transaction, added with the staged values (<see cref="StageValue"/>).</summary>
+    public void StageName(string tenant, long term, long rid)
+    {
+        // Kept by name, in staging (rid) order: each goes at its run's end with no sort.
+        var run = Run(tenant, NameKey(term));
+        if (!_stagedNames.TryGetValue(run, out var rids))
+        {
+            _stagedNames[run] = rids = [];
+        }
+
+        rids.Add(rid);
+        _stagedNameCount++;
+    }
+
+    public void RemoveName(string tenant, long term, long rid) => _removed.Add(new(Run(tenant, NameKey(term)), Present, rid, null, default));
+
+    /// <summary>The rids of the entities with any of the attribute names <paramref name="terms"/>, name after name, each in rid order.</summary>
+    public IRidSource Names(string tenant, IEnumerable<long> terms) =>
+        Values(tenant, [.. terms.Select(t => ValueRange.Equal(NameKey(t), Present))]);
+
+    /// <summary>The term ids of the attribute names a tenant's entities have (or had: a run may be empty).</summary>
+    public IEnumerable<long> NameTerms(string tenant) =>
+        _values.Keys.Where(k => k.Tenant == tenant && IsNameKey(k.Attr)).Select(k => k.Attr - NameKeys);
+
+    /// <summary>
     /// Adds a value entry of an entity new in this transaction with the others at <see cref="AddStaged"/>, in order:
     /// each entry is then next to the one before it, in the parts of memory it just read.
     /// </summary>
@@ -72,7 +118,7 @@ internal sealed class MemoryQueryIndex
     public void StageBoxes(string tenant, long rid, List<IndexedBox> boxes) => _stagedBoxes.AddRange(BoxEntries(tenant, rid, boxes));
 
     /// <summary>How many entries wait for <see cref="AddStaged"/>.</summary>
-    public int StagedCount => _staged.Count + _stagedBoxes.Count;
+    public int StagedCount => _staged.Count + _stagedBoxes.Count + _stagedNameCount;
 
     /// <summary>
     /// Adds the staged entries (before anything else changes those entities, and before the commit). It may run on
@@ -104,8 +150,19 @@ internal sealed class MemoryQueryIndex
             Add(box);
         }
 
+        foreach (var (run, rids) in _stagedNames)
+        {
+            foreach (var rid in rids)
+            {
+                Add(new(run, Present, rid, null, default));
+            }
+
+            rids.Clear();
+        }
+
         _staged.Clear();
         _stagedBoxes.Clear();
+        _stagedNameCount = 0;
     }
 
     public void RemoveValue(string tenant, long attr, object value, long rid) => _removed.Add(Value(tenant, attr, value, rid));
@@ -168,6 +225,12 @@ internal sealed class MemoryQueryIndex
     {
         _staged.Clear();
         _stagedBoxes.Clear();
+        foreach (var rids in _stagedNames.Values)
+        {
+            rids.Clear();
+        }
+
+        _stagedNameCount = 0;
         _removed.Clear();
         _removed.UnionWith(_added);
         Committed();
@@ -220,19 +283,29 @@ internal sealed class MemoryQueryIndex
         Grid(tenant).Meeting(west, south, east, north);
 
     /// <summary>Every value entry and box id of one entity (tests compare them with the entity).</summary>
-    internal (List<(long Attr, object Value)> Values, List<long> Boxes) EntriesOf(string tenant, long rid)
+    internal (List<(long Attr, object Value)> Values, List<long> Boxes, List<long> Names) EntriesOf(string tenant, long rid)
     {
         var values = new List<(long, object)>();
+        var names = new List<long>();
         foreach (var ((t, attr), run) in _values)
         {
-            if (t == tenant)
+            if (t != tenant)
+            {
+                continue;
+            }
+
+            if (IsNameKey(attr))
+            {
+                names.AddRange(run.ValuesOf(rid).Select(_ => attr - NameKeys));
+            }
+            else
             {
                 values.AddRange(run.ValuesOf(rid).Select(v => (attr, v.Boxed)));
             }
         }
 
         var boxes = _geo.TryGetValue(tenant, out var grid) ? grid.IdsOf(rid) : [];
-        return (values, boxes);
+        return (values, boxes, names);
     }
 
     /// <summary>A new entity's value entry, waiting for <see cref="AddStaged"/>.</summary>

@@ -111,7 +111,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             _lastChangeSeq = _pendingLastSeq = _committedSeq = (long)cmd.ExecuteScalar()!;
         }
 
-        IndexValuesAndPlaces();
+        FillMemoryIndexes();
         _checkpointer = new WalCheckpointer(_connectionString, _logger);
         _syncer = new WalSyncer(Path + "-wal", _logger);
         _writerLoop = Task.Factory.StartNew(WriterLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
@@ -301,7 +301,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     }
 
     /// <summary>The in-memory value entries (index key, value) and geo ids of one entity (tests compare them with the entity).</summary>
-    internal (List<(long Attr, object Value)> Values, List<long> Boxes) MemoryIndexEntries(string tenant, long rid) => _memory.EntriesOf(tenant, rid);
+    internal (List<(long Attr, object Value)> Values, List<long> Boxes, List<long> Names) MemoryIndexEntries(string tenant, long rid) => _memory.EntriesOf(tenant, rid);
 
     /// <summary>The reader's prepared statement for <paramref name="sql"/>, bound to the planner's parameters.</summary>
     private static RawStatement Prepare(Reader reader, SqliteCommand planned, string sql)
@@ -636,7 +636,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                 s.Select.Reset();
             }
 
-            // The entity may have been created earlier in this transaction: its type and name rows must be there
+            // The entity may have been created earlier in this transaction: its type rows and index entries must be there
             // before this write compares against them.
             if (current is not null)
             {
@@ -674,9 +674,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     var at = DateTimeOffset.UtcNow;
                     // Index rows change only by the names that came or went (usually none on an update).
                     s.Index(s.DeleteTypes, tenant, rid.Value, EntityIndexRows.Except(typesBefore, entity.Types), TermId);
-                    s.Index(s.DeleteAttrs, tenant, rid.Value, EntityIndexRows.Except(attrsBefore, entity.Attributes.Keys), TermId);
                     s.Index(s.InsertTypes, tenant, rid.Value, EntityIndexRows.Except(entity.Types, typesBefore), TermId);
-                    s.Index(s.InsertAttrs, tenant, rid.Value, EntityIndexRows.Except(entity.Attributes.Keys, attrsBefore), TermId);
+                    UpdateNames(s, tenant, rid.Value, attrsBefore, entity.Attributes.Keys);
                     UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, EntityIndexRows.Values(entity), EntityIndexRows.Boxes(entity));
                     var seq = LogChange(s, tenant, entity.Id, before is null ? ChangeKind.Created : ChangeKind.Updated, before, doc, at);
                     RecordHistory(s, tenant, entity.Id, seq, at, stampsBefore, typesBefore, entity, accessBefore);
@@ -684,7 +683,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                 case MutationKind.Delete when rid is not null:
                     s.Delete.Bind(1, rid.Value).Execute();
                     s.Index(s.DeleteTypes, tenant, rid.Value, typesBefore!, TermId);
-                    s.Index(s.DeleteAttrs, tenant, rid.Value, attrsBefore!, TermId);
+                    UpdateNames(s, tenant, rid.Value, attrsBefore, []);
                     UpdateQueryIndexes(s, tenant, rid.Value, valuesBefore, boxesBefore, [], []);
                     var deletedAt = DateTimeOffset.UtcNow;
                     var deletion = LogChange(s, tenant, write.Id, ChangeKind.Deleted, before, null, deletedAt);
@@ -809,6 +808,27 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         return _pendingLastSeq;
     }
 
+    /// <summary>Adds a stored entity's attribute names, values and boxes to the in-memory indexes.</summary>
+    private void IndexInMemory(WriterStatements s, string tenant, long rid, Entity entity)
+    {
+        UpdateNames(s, tenant, rid, null, entity.Attributes.Keys);
+        UpdateQueryIndexes(s, tenant, rid, [], [], EntityIndexRows.Values(entity), EntityIndexRows.Boxes(entity));
+    }
+
+    /// <summary>Brings the attribute-name entries of one entity from the names it had (null: none) to those it has now (<see cref="MemoryQueryIndex"/>).</summary>
+    private void UpdateNames(WriterStatements s, string tenant, long rid, IReadOnlyCollection<string>? before, IReadOnlyCollection<string> after)
+    {
+        foreach (var name in EntityIndexRows.Except(before, after))
+        {
+            _memory.RemoveName(tenant, TermId(s, name), rid);
+        }
+
+        foreach (var name in EntityIndexRows.Except(after, before))
+        {
+            _memory.AddName(tenant, TermId(s, name), rid);
+        }
+    }
+
     /// <summary>Brings the value and geo index entries of one entity from what they were to what they are now (<see cref="MemoryQueryIndex"/>).</summary>
     private void UpdateQueryIndexes(WriterStatements s, string tenant, long rid, HashSet<IndexedValue> valuesBefore, List<IndexedBox> boxesBefore,
         HashSet<IndexedValue> valuesAfter, List<IndexedBox> boxesAfter)
@@ -841,7 +861,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     }
 
     /// <summary>
-    /// The index rows of a new entity (no rows to compare with, so no sets to build): its type and attribute-name rows,
+    /// The index rows of a new entity (no rows to compare with, so no sets to build): its type rows, attribute-name and
     /// value entries and boxes kept until <see cref="InsertNewIndexRows"/> adds them.
     /// </summary>
     private void AddNewIndexRows(WriterStatements s, string tenant, long rid, NewEntityRows entity, List<IndexedBox> boxes)
@@ -853,7 +873,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
         foreach (var name in entity.Names)
         {
-            WriterStatements.NewRids(s.NewAttrs, tenant, TermId(s, name)).Add(rid);
+            _memory.StageName(tenant, TermId(s, name), rid);
         }
 
         foreach (var (attribute, kind, value) in entity.Index.Values)
@@ -870,18 +890,17 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         : throw Machi.Ngsi.Errors.NgsiException.BadData($"An entity may have at most {GeoSlotsPerEntity} GeoProperty names.");
 
     /// <summary>
-    /// Inserts the type and attribute-name rows of the entities created so far in this transaction, one statement per
-    /// name (the rows of one name are next to each other in its index), and adds their value entries in order.
+    /// Inserts the type rows of the entities created so far in this transaction, one statement per type (the rows of
+    /// one type are next to each other in its index), and adds their staged memory entries in order.
     /// </summary>
     private void InsertNewIndexRows(WriterStatements s)
     {
         // Many value entries (a batch's) are sorted and added on another core while this one, the single writer,
-        // inserts the name rows; the writer goes on only once they are in.
+        // inserts the type rows; the writer goes on only once they are in.
         var values = _memory.StagedCount >= StagedInParallel ? Task.Run(_memory.AddStaged) : null;
         try
         {
             InsertNewRids(s.InsertTypeRids, s.NewTypes);
-            InsertNewRids(s.InsertAttrRids, s.NewAttrs);
         }
         finally
         {
@@ -932,9 +951,9 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     }
 
     /// <summary>
-    /// Indexes every stored entity: its types and attribute names (already there when the query index tables are
-    /// created; inserted if missing), and its values and boxes in memory. Run once when the query index tables are
-    /// created, and after <see cref="ImportAsync"/> stored entities as they were.
+    /// Indexes every stored entity: its types (already there when the query index tables are created; inserted if
+    /// missing), and its names, values and boxes in memory. Run once when the query index tables are created, and after
+    /// <see cref="ImportAsync"/> stored entities as they were.
     /// </summary>
     private void IndexAll(SqliteTransaction tx)
     {
@@ -943,16 +962,15 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         ForEachStored(tx, (rid, tenant, entity) =>
         {
             s.Index(s.InsertTypes, tenant, rid, entity.Types, TermId);
-            s.Index(s.InsertAttrs, tenant, rid, [.. entity.Attributes.Keys], TermId);
-            UpdateQueryIndexes(s, tenant, rid, [], [], EntityIndexRows.Values(entity), EntityIndexRows.Boxes(entity));
+            IndexInMemory(s, tenant, rid, entity);
         });
     }
 
-    /// <summary>Fills the in-memory value and geo indexes from every stored entity (at start, before any query or write).</summary>
-    private void IndexValuesAndPlaces()
+    /// <summary>Fills the in-memory indexes from every stored entity (at start, before any query or write).</summary>
+    private void FillMemoryIndexes()
     {
         using var s = new WriterStatements(_writer!);
-        ForEachStored(null, (rid, tenant, entity) => UpdateQueryIndexes(s, tenant, rid, [], [], EntityIndexRows.Values(entity), EntityIndexRows.Boxes(entity)));
+        ForEachStored(null, (rid, tenant, entity) => IndexInMemory(s, tenant, rid, entity));
         _memory.Committed();
     }
 
@@ -1168,11 +1186,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
             // One statement per index and entity: the term ids travel as a JSON array (?2).
             DeleteTypes = Raw(c, "DELETE FROM entity_types WHERE tenant = ?1 AND type IN (SELECT value FROM json_each(?2)) AND rid = ?3");
-            DeleteAttrs = Raw(c, "DELETE FROM entity_attrs WHERE tenant = ?1 AND name IN (SELECT value FROM json_each(?2)) AND rid = ?3");
             InsertTypes = Raw(c, "INSERT OR IGNORE INTO entity_types(tenant, type, rid) SELECT ?1, value, ?3 FROM json_each(?2)");
-            InsertAttrs = Raw(c, "INSERT OR IGNORE INTO entity_attrs(tenant, name, rid) SELECT ?1, value, ?3 FROM json_each(?2)");
             InsertTypeRids = Raw(c, "INSERT OR IGNORE INTO entity_types(tenant, type, rid) SELECT ?1, ?2, value FROM json_each(?3)");
-            InsertAttrRids = Raw(c, "INSERT OR IGNORE INTO entity_attrs(tenant, name, rid) SELECT ?1, ?2, value FROM json_each(?3)");
             InsertChange = Raw(c, "INSERT INTO entity_changes(tenant, entity_id, kind, before, after, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
             SelectTerm = Make(c, "SELECT id FROM terms WHERE iri = $iri", "$iri");
             InsertTerm = Make(c, "INSERT INTO terms(iri) VALUES ($iri) RETURNING id", "$iri");
@@ -1221,27 +1236,17 @@ internal sealed partial class SqliteEntityStore : IEntityStore
 
         public RawStatement Select { get; }
 
-        /// <summary>The type and attribute-name rows of the entities this transaction has created, by (tenant, term), not inserted yet.</summary>
+        /// <summary>The type rows of the entities this transaction has created, by (tenant, term), not inserted yet.</summary>
         public Dictionary<(string Tenant, long Term), List<long>> NewTypes { get; } = [];
-
-        /// <inheritdoc cref="NewTypes"/>
-        public Dictionary<(string Tenant, long Term), List<long>> NewAttrs { get; } = [];
 
         public RawStatement Delete { get; }
 
         public RawStatement DeleteTypes { get; }
 
-        public RawStatement DeleteAttrs { get; }
-
         public RawStatement InsertTypes { get; }
-
-        public RawStatement InsertAttrs { get; }
 
         /// <summary>One type's rows for many entities: the rids as a JSON array (?3).</summary>
         public RawStatement InsertTypeRids { get; }
-
-        /// <summary>One attribute name's rows for many entities: the rids as a JSON array (?3).</summary>
-        public RawStatement InsertAttrRids { get; }
 
         public RawStatement InsertChange { get; }
 
@@ -1266,7 +1271,6 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         public void ClearNewIndexRows()
         {
             NewTypes.Clear();
-            NewAttrs.Clear();
         }
 
         public void Bind(SqliteTransaction tx)

@@ -10,8 +10,8 @@ namespace Machi.Broker.Storage;
 
 /// <summary>
 /// Turns an <see cref="EntityFilter"/> into the SQL that finds its candidates through the indexes: ids through the
-/// entities' unique key, types and attribute names through entity_types/entity_attrs, q comparisons on a top-level
-/// attribute and geo-queries through the in-memory indexes (<see cref="MemoryQueryIndex"/>), whose candidates the SQL
+/// entities' unique key, types through entity_types, attribute names, q comparisons on a top-level attribute and
+/// geo-queries through the in-memory indexes (<see cref="MemoryQueryIndex"/>), whose candidates the SQL
 /// reads a part at a time as a JSON array of rids ($rids). What SQL cannot decide exactly
 /// (idPattern, scopeQ, the geometry itself, the parts of q no index holds) stays with the evaluator, which runs
 /// on every candidate; when nothing is left for it, the database pages and counts on its own.
@@ -219,7 +219,14 @@ internal sealed class SqliteQueryPlanner
             return;
         }
 
-        _conditions.Add(KeyCondition(DriverRank.Attributes, "entity_attrs", "name", terms));
+        AddNames(terms);
+    }
+
+    /// <summary>Entities with any of the attribute names <paramref name="terms"/>: candidates from memory when it drives, else the evaluator's to check.</summary>
+    private void AddNames(List<long> terms)
+    {
+        Exact = false;
+        _conditions.Add(InMemory(DriverRank.Attributes, () => _memory.Names(_tenant, terms)));
     }
 
     /// <summary>
@@ -271,7 +278,7 @@ internal sealed class SqliteQueryPlanner
             return;
         }
 
-        _conditions.Add(KeyCondition(DriverRank.Attributes, "entity_attrs", "name", [term]));
+        AddNames([term]);
     }
 
     private void AddComparison(string attribute, QOperator op, QValue value)

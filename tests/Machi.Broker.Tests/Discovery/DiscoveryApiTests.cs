@@ -107,6 +107,37 @@ public abstract class DiscoveryApiTests(Backend backend) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Attribute_counts_and_type_names_follow_attributes_added_and_removed()
+    {
+        // Shelter 2 gains managedBy and the plow gains capacity; Shelter 1 loses capacity.
+        Assert.Equal(HttpStatusCode.NoContent, (await Send(HttpMethod.Post, NgsiHttp.Entities + "/urn:ngsi-ld:Shelter:2/attrs", _contextUrl,
+            """{"managedBy":{"type":"Relationship","object":"urn:ngsi-ld:Organization:aizu-city"}}""")).StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await Send(HttpMethod.Post, NgsiHttp.Entities + "/urn:ngsi-ld:Vehicle:plow-1/attrs", _contextUrl,
+            """{"capacity":{"type":"Property","value":2}}""")).StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await Send(HttpMethod.Delete, NgsiHttp.Entities + "/urn:ngsi-ld:Shelter:1/attrs/capacity", _contextUrl)).StatusCode);
+
+        var details = (await (await Send(HttpMethod.Get, "/ngsi-ld/v1/attributes?details=true", _contextUrl)).ReadJson()).AsArray()
+            .ToDictionary(a => a!["attributeName"]!.GetValue<string>());
+        Assert.Equal(2, details["managedBy"]!["attributeCount"]!.GetValue<long>());
+        Assert.Equal(2, details["capacity"]!["attributeCount"]!.GetValue<long>());
+        Assert.Equal(["Shelter", "Vehicle"], Names(details["capacity"]!["typeNames"]).Order(StringComparer.Ordinal));
+
+        // Scoped to a type, and to an attribute: only the entities of that type, only those that have it.
+        var shelter = await (await Send(HttpMethod.Get, "/ngsi-ld/v1/types/Shelter", _contextUrl)).ReadJson();
+        Assert.Equal(2, shelter["entityCount"]!.GetValue<long>());
+        var managedBy = await (await Send(HttpMethod.Get, "/ngsi-ld/v1/attributes/managedBy", _contextUrl)).ReadJson();
+        Assert.Equal(["Shelter"], Names(managedBy["typeNames"]));
+        var types = (await (await Send(HttpMethod.Get, "/ngsi-ld/v1/types?details=true", _contextUrl)).ReadJson()).AsArray()
+            .ToDictionary(t => t!["typeName"]!.GetValue<string>());
+        Assert.DoesNotContain("speed", Names(types["Shelter"]!["attributeNames"]));
+        Assert.Contains("capacity", Names(types["Vehicle"]!["attributeNames"]));
+
+        // Entities by attribute name find the same.
+        var withCapacity = (await (await Send(HttpMethod.Get, NgsiHttp.Entities + "?q=capacity&count=true", _contextUrl)).ReadJson()).AsArray();
+        Assert.Equal(["urn:ngsi-ld:Shelter:2", "urn:ngsi-ld:Vehicle:plow-1"], withCapacity.Select(e => e!["id"]!.GetValue<string>()).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public async Task Attribute_info_answers_with_ld_json_when_asked_and_404_for_unknown_names()
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, "/ngsi-ld/v1/attributes/speed");
