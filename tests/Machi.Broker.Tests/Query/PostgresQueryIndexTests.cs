@@ -89,6 +89,10 @@ public sealed class PostgresQueryIndexTests(PostgresServer server) : IAsyncLifet
         await QueryIndexTests.AnswersLikeTheEvaluatorAsync(_store, _all);
 
     [Fact]
+    public async Task Discovery_counts_what_the_stored_entities_hold() =>
+        await QueryIndexTests.DescribesLikeTheEntitiesAsync(_store, _all);
+
+    [Fact]
     public async Task Geo_queries_use_the_gist_index_and_value_queries_the_value_tables()
     {
         // Nearest first on the lon/lat plane; by the antimeridian, on the sphere.

@@ -12,10 +12,11 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace Machi.Broker.Tests.Query;
 
 /// <summary>
-/// The SQLite store answers queries through its indexes (types and attribute names in the database, values and
-/// places in memory): these tests check that the indexes never lose an entity the evaluator would match (random
-/// entities, random queries, compared with evaluating every entity, also after a restart rebuilt the in-memory
-/// ones), that paging and counting agree, and that indexable queries never scan the table.
+/// The SQLite store answers queries through its indexes (types in the database, attribute names, values and places
+/// in memory): these tests check that the indexes never lose an entity the evaluator would match (random entities,
+/// random queries, compared with evaluating every entity, also after a restart rebuilt the in-memory ones), that
+/// paging and counting agree, that discovery counts what the entities hold, and that indexable queries never scan
+/// the table.
 /// </summary>
 public sealed class QueryIndexTests : IAsyncLifetime
 {
@@ -76,6 +77,52 @@ public sealed class QueryIndexTests : IAsyncLifetime
         _store = new SqliteEntityStore(Path.Combine(_directory, "machi.db"), NullLogger<SqliteEntityStore>.Instance);
         await _store.InitializeAsync(CancellationToken.None);
         await AnswersLikeTheEvaluatorAsync(_store, _all);
+    }
+
+    [Fact]
+    public async Task Discovery_counts_what_the_stored_entities_hold_also_after_a_restart_rebuilt_the_in_memory_names()
+    {
+        await DescribesLikeTheEntitiesAsync(_store, _all);
+        await _store.DisposeAsync();
+        _store = new SqliteEntityStore(Path.Combine(_directory, "machi.db"), NullLogger<SqliteEntityStore>.Instance);
+        await _store.InitializeAsync(CancellationToken.None);
+        await DescribesLikeTheEntitiesAsync(_store, _all);
+    }
+
+    /// <summary>
+    /// Discovery (types and attributes with their counts and each other's names), unscoped, scoped to each type and to
+    /// each attribute name, equals what counting over <paramref name="all"/> gives. Every backend's store must pass it.
+    /// </summary>
+    internal static async Task DescribesLikeTheEntitiesAsync(IEntityStore store, List<Entity> all)
+    {
+        var types = all.SelectMany(e => e.Types).Distinct().Order(StringComparer.Ordinal).ToList();
+        var names = all.SelectMany(e => e.Attributes.Keys).Distinct().Order(StringComparer.Ordinal).ToList();
+        Assert.NotEmpty(types);
+        Assert.True(names.Count > 3);
+        var scopes = new List<CatalogQuery> { new() };
+        scopes.AddRange(types.Select(t => new CatalogQuery { Type = t }));
+        scopes.AddRange(names.Select(n => new CatalogQuery { Attribute = n }));
+        scopes.Add(new CatalogQuery { Type = types[0], Attribute = names[0] });
+        foreach (var scope in scopes)
+        {
+            var inScope = all.Where(e => (scope.Type is null || e.Types.Contains(scope.Type)) && (scope.Attribute is null || e.Attributes.ContainsKey(scope.Attribute))).ToList();
+            var expectedTypes = inScope.SelectMany(e => e.Types).Distinct().Where(t => scope.Type is null || t == scope.Type).Order(StringComparer.Ordinal)
+                .Select(t => Line(t, inScope.Count(e => e.Types.Contains(t)),
+                    inScope.Where(e => e.Types.Contains(t)).SelectMany(e => e.Attributes.Keys).Where(n => scope.Attribute is null || n == scope.Attribute)));
+            var expectedNames = inScope.SelectMany(e => e.Attributes.Keys).Distinct().Where(n => scope.Attribute is null || n == scope.Attribute).Order(StringComparer.Ordinal)
+                .Select(n => Line(n, inScope.Count(e => e.Attributes.ContainsKey(n)),
+                    inScope.Where(e => e.Attributes.ContainsKey(n)).SelectMany(e => e.Types).Where(t => scope.Type is null || t == scope.Type)));
+
+            var catalog = await store.DescribeAsync(string.Empty, scope, CancellationToken.None);
+            var what = $"discovery with type {scope.Type} and attribute {scope.Attribute}";
+            Assert.True(expectedTypes.SequenceEqual(catalog.Types.Select(t => Line(t.Type, t.EntityCount, t.AttributeNames))),
+                $"{what}: types expected [{string.Join(", ", expectedTypes)}], found [{string.Join(", ", catalog.Types.Select(t => Line(t.Type, t.EntityCount, t.AttributeNames)))}]");
+            Assert.True(expectedNames.SequenceEqual(catalog.Attributes.Select(a => Line(a.Name, a.EntityCount, a.TypeNames))),
+                $"{what}: attributes expected [{string.Join(", ", expectedNames)}], found [{string.Join(", ", catalog.Attributes.Select(a => Line(a.Name, a.EntityCount, a.TypeNames)))}]");
+        }
+
+        static string Line(string name, long count, IEnumerable<string> others) =>
+            $"{name} {count} ({string.Join(' ', others.Distinct().Order(StringComparer.Ordinal))})";
     }
 
     /// <summary>
