@@ -12,6 +12,12 @@ namespace Machi.Bench.Server;
 /// </summary>
 internal sealed class BrokerServer : IAsyncDisposable
 {
+    /// <summary>The runtime's minimum young-generation size, an environment variable only.</summary>
+    private const string Gen0SizeVariable = "DOTNET_GCgen0size";
+
+    /// <summary>What the <c>machi</c> launcher sets it to when it is not set (64 MB).</summary>
+    private const string LauncherGen0Size = "0x4000000";
+
     private readonly Process? _process;
     private StreamWriter? _log;
     private readonly Lock _logLock = new();
@@ -85,6 +91,8 @@ internal sealed class BrokerServer : IAsyncDisposable
             RedirectStandardError = true,
             WorkingDirectory = workingDirectory,
         };
+        // The young generation's size as ./machi sets it, unless the bench's own environment says otherwise.
+        start.Environment[Gen0SizeVariable] = Environment.GetEnvironmentVariable(Gen0SizeVariable) ?? LauncherGen0Size;
         string[] storage = database is null ? [] : ["--database", database];
         foreach (string argument in (string[])[dll, "serve", "--urls", baseUri.AbsoluteUri.TrimEnd('/'), "--data", dataDirectory, .. storage])
         {
