@@ -28,9 +28,12 @@ internal static class StorageSchema
     /// <summary>
     /// Set on every connection. WAL lets readers run alongside the single writer; a 256 MiB memory map lets the
     /// per-worker read connections share the OS page cache instead of each filling its own; busy_timeout covers
-    /// the moments a checkpoint holds a lock. synchronous is added from the command line (NORMAL or FULL).
+    /// the moments a checkpoint holds a lock. synchronous is added from the command line (NORMAL or FULL). The page
+    /// size is the broker's for the databases it creates (it takes effect only on the first connection, which
+    /// creates the file).
     /// </summary>
     public const string ConnectionPragmas = """
+        PRAGMA page_size = 16384;
         PRAGMA journal_mode = WAL;
         PRAGMA busy_timeout = 5000;
         PRAGMA mmap_size = 268435456;

@@ -18,14 +18,17 @@ internal sealed class WalCheckpointer : IAsyncDisposable
     /// <summary>How often the log is copied back while writes keep coming.</summary>
     private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(200);
 
-    /// <summary>Frames (pages) in the log past which the writer restarts it: 16 MB with 4 KB pages (a larger log slows every read, which looks pages up in its index).</summary>
-    private const long RestartFrames = 4_096;
+    /// <summary>The size of the log past which the writer restarts it (a larger log slows every read, which looks pages up in its index).</summary>
+    private const long RestartBytes = 16 << 20;
 
     private readonly SqliteConnection _connection;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly SemaphoreSlim _written = new(0, 1);
     private readonly Task _loop;
+
+    /// <summary>Frames (pages of the database's size) in <see cref="RestartBytes"/>.</summary>
+    private readonly long _restartFrames;
     private int _tailRequested;
 
     public WalCheckpointer(string connectionString, ILogger logger)
@@ -34,6 +37,12 @@ internal sealed class WalCheckpointer : IAsyncDisposable
         _connection = new SqliteConnection(connectionString);
         _connection.Open();
         SqliteEntityStore.Execute(_connection, "PRAGMA busy_timeout=5000; PRAGMA cache_size=-2000;");
+        using (var cmd = _connection.CreateCommand())
+        {
+            cmd.CommandText = "PRAGMA page_size";
+            _restartFrames = RestartBytes / Convert.ToInt64(cmd.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+        }
+
         _loop = Task.Factory.StartNew(Loop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
@@ -73,11 +82,11 @@ internal sealed class WalCheckpointer : IAsyncDisposable
             try
             {
                 // Twice: the second pass copies what the writer added during the first, so the tail left is short.
-                // The writer is asked to restart the log only once it has grown past RestartFrames: its copy of the
+                // The writer is asked to restart the log only once it has grown past RestartBytes: its copy of the
                 // tail holds every write for a few milliseconds, a pause better taken every few seconds under heavy
                 // load (and never under light load) than five times a second.
                 SqliteEntityStore.Execute(_connection, "PRAGMA wal_checkpoint(PASSIVE);");
-                if (LogFrames() >= RestartFrames)
+                if (LogFrames() >= _restartFrames)
                 {
                     Volatile.Write(ref _tailRequested, 1);
                 }
