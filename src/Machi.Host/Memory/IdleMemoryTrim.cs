@@ -4,9 +4,9 @@ using Microsoft.Extensions.Logging;
 namespace Machi.Host.Memory;
 
 /// <summary>
-/// Gives memory back once a burst of work is over. The collector sizes its young generation from the processor's
-/// cache (workstation GC on a host with a 260 MB L3 cache, ~130 MB; server GC, used since session 22, budgets per
-/// heap), and after a bulk load (batch upserts, an import) it keeps that budget committed: 100,000 entities held ~160 MB committed for ~80 MB of live objects, 335 MB RSS
+/// Gives memory back once a burst of work is over. The workstation collector sizes its young generation from the
+/// processor's cache (on a host with a 260 MB L3 cache, ~130 MB), and after a bulk load (batch upserts, an import)
+/// it keeps that budget committed: 100,000 entities held ~160 MB committed for ~80 MB of live objects, 335 MB RSS
 /// (bench/README, session 17). Capping the budget instead cost ~10 % of batch-upsert throughput. So the budget stays
 /// as large as the processor makes it while work comes, and when the process has allocated next to nothing for a
 /// while after a burst, one compacting collection returns what the burst left committed.
