@@ -80,8 +80,8 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!);
         _writer = new SqliteConnection(_connectionString);
         await _writer.OpenAsync(cancellationToken).ConfigureAwait(false);
-        Execute(_writer, $"PRAGMA page_size={PageSize};");
-        Execute(_writer, """
+        Execute(_writer, $"""
+            PRAGMA page_size={PageSize};
             PRAGMA journal_mode=WAL;
             PRAGMA synchronous=NORMAL;
             PRAGMA busy_timeout=5000;
@@ -115,11 +115,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
             }
         }
 
-        using (var cmd = _writer.CreateCommand())
-        {
-            cmd.CommandText = "SELECT coalesce(max(seq), 0) FROM entity_changes";
-            _lastChangeSeq = _pendingLastSeq = _committedSeq = (long)cmd.ExecuteScalar()!;
-        }
+        _lastChangeSeq = _pendingLastSeq = _committedSeq = Scalar(_writer, "SELECT coalesce(max(seq), 0) FROM entity_changes");
 
         FillMemoryIndexes();
         _checkpointer = new WalCheckpointer(_connectionString, _logger);
@@ -430,9 +426,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         var reader = RentReader();
         try
         {
-            using var cmd = reader.Connection.CreateCommand();
-            cmd.CommandText = "SELECT count(*) FROM entities";
-            return ValueTask.FromResult((long)cmd.ExecuteScalar()!);
+            return ValueTask.FromResult(Scalar(reader.Connection, "SELECT count(*) FROM entities"));
         }
         finally
         {
@@ -1110,6 +1104,14 @@ internal sealed partial class SqliteEntityStore : IEntityStore
         cmd.Transaction = tx;
         cmd.CommandText = sql;
         cmd.ExecuteNonQuery();
+    }
+
+    /// <summary>The one integer a statement (or a pragma) returns.</summary>
+    internal static long Scalar(SqliteConnection connection, string sql)
+    {
+        using var cmd = connection.CreateCommand();
+        cmd.CommandText = sql;
+        return (long)cmd.ExecuteScalar()!;
     }
 
     private sealed class WriteJob(string tenant, IReadOnlyList<EntityWrite> writes, Action<SqliteConnection, SqliteTransaction>? work = null)

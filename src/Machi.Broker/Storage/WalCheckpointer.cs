@@ -37,12 +37,7 @@ internal sealed class WalCheckpointer : IAsyncDisposable
         _connection = new SqliteConnection(connectionString);
         _connection.Open();
         SqliteEntityStore.Execute(_connection, "PRAGMA busy_timeout=5000; PRAGMA cache_size=-2000;");
-        using (var cmd = _connection.CreateCommand())
-        {
-            cmd.CommandText = "PRAGMA page_size";
-            _restartFrames = RestartBytes / Convert.ToInt64(cmd.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
-        }
-
+        _restartFrames = RestartBytes / SqliteEntityStore.Scalar(_connection, "PRAGMA page_size");
         _loop = Task.Factory.StartNew(Loop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 

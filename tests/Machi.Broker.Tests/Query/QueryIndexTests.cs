@@ -243,7 +243,7 @@ public sealed class QueryIndexTests : IAsyncLifetime
         }
 
         Assert.Equal(40 - 8 + 1, stored);
-        Assert.Equal(0L, _store.Read(c => Scalar(c, "SELECT count(*) FROM entity_types WHERE rid NOT IN (SELECT rid FROM entities)")));
+        Assert.Equal(0L, _store.Read(c => SqliteEntityStore.Scalar(c, "SELECT count(*) FROM entity_types WHERE rid NOT IN (SELECT rid FROM entities)")));
 
         // The deleted entities' names, values and places are gone from memory too.
         var stillThere = _store.Read(c => Rids(c, "SELECT rid FROM entities")).ToHashSet();
@@ -289,7 +289,7 @@ public sealed class QueryIndexTests : IAsyncLifetime
     /// <summary>The index rows of an entity: types from the database, names, values and places from memory.</summary>
     private static List<string> IndexRows(SqliteEntityStore store, string id)
     {
-        var rid = store.Read(c => Scalar(c, $"SELECT rid FROM entities WHERE id = '{id}'"));
+        var rid = store.Read(c => SqliteEntityStore.Scalar(c, $"SELECT rid FROM entities WHERE id = '{id}'"));
         var rows = store.Read(c =>
         {
             var found = new List<string>();
@@ -341,13 +341,6 @@ public sealed class QueryIndexTests : IAsyncLifetime
 
     private static string IndexRow(string attribute, bool instant, object value) =>
         $"{(instant ? "instant" : "value")} {attribute} {value.GetType().Name} {(value is double d ? F(d) : Convert.ToString(value, CultureInfo.InvariantCulture))}";
-
-    private static long Scalar(Microsoft.Data.Sqlite.SqliteConnection connection, string sql)
-    {
-        using var cmd = connection.CreateCommand();
-        cmd.CommandText = sql;
-        return (long)cmd.ExecuteScalar()!;
-    }
 
     [Fact]
     public void A_type_and_q_query_checks_the_type_before_it_reads_the_entity_row()

@@ -67,8 +67,8 @@ public sealed class HistoryMigrationTests
                 Assert.Equal(13, rows[2].ToInstance().Payload.GetValue<double>());
             }
 
-            Assert.Equal(0L, store.Read(c => Scalar(c, "SELECT count(*) FROM change_cursors WHERE consumer = 'temporal'")));
-            Assert.Equal(0L, store.Read(c => Scalar(c, "SELECT count(*) FROM sqlite_schema WHERE name IN ('attribute_history', 'temporal_entities')")));
+            Assert.Equal(0L, store.Read(c => SqliteEntityStore.Scalar(c, "SELECT count(*) FROM change_cursors WHERE consumer = 'temporal'")));
+            Assert.Equal(0L, store.Read(c => SqliteEntityStore.Scalar(c, "SELECT count(*) FROM sqlite_schema WHERE name IN ('attribute_history', 'temporal_entities')")));
 
             // Instances added through the temporal API go on numbering after the old ones.
             var added = new AttributeInstance(AttributeKind.Property, JsonSerializer.SerializeToNode(14)!);
@@ -84,13 +84,6 @@ public sealed class HistoryMigrationTests
         {
             TempDirectory.Delete(directory);
         }
-    }
-
-    private static long Scalar(SqliteConnection connection, string sql)
-    {
-        using var cmd = connection.CreateCommand();
-        cmd.CommandText = sql;
-        return (long)cmd.ExecuteScalar()!;
     }
 
     private static Entity Vehicle(double speed, DateTimeOffset at)

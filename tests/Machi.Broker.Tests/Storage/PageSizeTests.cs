@@ -16,40 +16,21 @@ namespace Machi.Broker.Tests.Storage;
 /// </summary>
 public sealed class PageSizeTests
 {
-    [Fact]
-    public async Task A_new_database_gets_the_stores_page_size()
+    [Theory]
+    [InlineData(null, SqliteEntityStore.PageSize)]
+    [InlineData(4096, 4096)]
+    public async Task A_database_has_the_page_size_it_was_made_with_and_keeps_every_entity_written_to_it(int? madeWith, long expected)
     {
         var directory = TempDirectory.Create("machi-page-");
         var path = Path.Combine(directory, "machi.db");
         try
         {
-            await using (var store = await OpenAsync(path))
+            if (madeWith is { } size)
             {
-                await WriteVehiclesAsync(store, 300);
-            }
-
-            Assert.Equal(SqliteEntityStore.PageSize, PageSizeOf(path));
-            await using var reopened = await OpenAsync(path);
-            Assert.Equal(300, await reopened.CountAsync(CancellationToken.None));
-        }
-        finally
-        {
-            TempDirectory.Delete(directory);
-        }
-    }
-
-    [Fact]
-    public async Task A_database_with_4_KB_pages_keeps_them_and_every_entity_written_to_it()
-    {
-        var directory = TempDirectory.Create("machi-page-");
-        var path = Path.Combine(directory, "machi.db");
-        try
-        {
-            // What a broker before 16 KB pages left: SQLite's default page size, fixed by switching to WAL.
-            await using (var old = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString()))
-            {
+                // What a broker before 16 KB pages left: SQLite's default page size, fixed by switching to WAL.
+                await using var old = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
                 old.Open();
-                SqliteEntityStore.Execute(old, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL;");
+                SqliteEntityStore.Execute(old, $"PRAGMA page_size={size}; PRAGMA journal_mode=WAL;");
                 SqliteSchema.Migrate(old);
             }
 
@@ -58,8 +39,8 @@ public sealed class PageSizeTests
                 await WriteVehiclesAsync(store, 300);
             }
 
-            Assert.Equal(4096, PageSizeOf(path));
             await using var reopened = await OpenAsync(path);
+            Assert.Equal(expected, reopened.Read(c => SqliteEntityStore.Scalar(c, "PRAGMA page_size")));
             Assert.Equal(300, await reopened.CountAsync(CancellationToken.None));
             var last = await reopened.GetAsync("", "urn:ngsi-ld:Vehicle:page-299", CancellationToken.None);
             Assert.Equal(299, last!.Attributes[LdContext.Core.ExpandTerm("speed")][0].Payload.GetValue<double>());
@@ -88,14 +69,5 @@ public sealed class PageSizeTests
             """).RootElement, LdContext.Core, DateTimeOffset.UtcNow), EntityService.Create)).ToList();
         var results = await store.WriteAsync("", writes, CancellationToken.None);
         Assert.All(results, Assert.Null);
-    }
-
-    private static long PageSizeOf(string path)
-    {
-        using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadOnly, Pooling = false }.ToString());
-        connection.Open();
-        using var cmd = connection.CreateCommand();
-        cmd.CommandText = "PRAGMA page_size";
-        return (long)cmd.ExecuteScalar()!;
     }
 }
