@@ -15,7 +15,8 @@ namespace Machi.Broker.Batch;
 
 /// <summary>
 /// Batch entity operations (clauses 5.6.7–5.6.10, 5.6.20; HTTP 6.14–6.17, 6.31). Each entity succeeds or fails on
-/// its own; the whole batch is committed in one transaction, so its cost is one fsync however many entities.
+/// its own; the entities are written in runs as the body is parsed (<see cref="BatchRun"/>), a few transactions and
+/// usually one fsync for the whole batch (the store syncs the commits that are ready together).
 /// </summary>
 internal static class BatchApi
 {
@@ -32,17 +33,19 @@ internal static class BatchApi
 
     private static async Task<IResult> Create(HttpContext http, EntityService entities, IContextResolver resolver)
     {
-        var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: true, prepare: true);
-        await batch.RunAsync(entities, i => EntityWrite.Creating(i.Prepared!, EntityService.Create), http.Caller(), creates: true, http.RequestAborted);
+        var batch = BatchRun.Of(http, entities, i => EntityWrite.Creating(i.Prepared!, EntityService.Create), creates: true);
+        await ReadEntitiesAsync(http, entities, resolver, batch, requireType: true, prepare: true);
+        await batch.CompleteAsync();
         return batch.Result(successStatus: 201, listIds: batch.SucceededIds());
     }
 
     private static async Task<IResult> Upsert(HttpContext http, EntityService entities, IContextResolver resolver)
     {
         var options = RequestOptions.Parse(http.Request.Query);
-        var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: true, prepare: true);
         var created = new HashSet<string>(StringComparer.Ordinal);
-        await batch.RunAsync(entities, i => EntityWrite.Creating(i.Prepared!, rows => entities.Upsert(rows, options.UpsertUpdate, () => created.Add(rows.Id))), http.Caller(), creates: true, http.RequestAborted);
+        var batch = BatchRun.Of(http, entities, i => EntityWrite.Creating(i.Prepared!, rows => entities.Upsert(rows, options.UpsertUpdate, () => created.Add(rows.Id))), creates: true);
+        await ReadEntitiesAsync(http, entities, resolver, batch, requireType: true, prepare: true);
+        await batch.CompleteAsync();
         return created.Count > 0
             ? batch.Result(successStatus: 201, listIds: batch.SucceededIds().Where(created.Contains).ToList())
             : batch.Result(successStatus: 204, listIds: null);
@@ -51,56 +54,48 @@ internal static class BatchApi
     private static async Task<IResult> Update(HttpContext http, EntityService entities, IContextResolver resolver)
     {
         var options = RequestOptions.Parse(http.Request.Query);
-        var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: false);
-        await batch.RunAsync(entities, i => new EntityWrite(i.Id, entities.AppendTo(i.Entity!, options.NoOverwrite)), http.Caller(), creates: false, http.RequestAborted);
+        var batch = BatchRun.Of(http, entities, i => new EntityWrite(i.Id, entities.AppendTo(i.Entity!, options.NoOverwrite)), creates: false);
+        await ReadEntitiesAsync(http, entities, resolver, batch, requireType: false);
+        await batch.CompleteAsync();
         return batch.Result(successStatus: 204, listIds: null);
     }
 
     private static async Task<IResult> Merge(HttpContext http, EntityService entities, IContextResolver resolver)
     {
-        var batch = await ReadEntitiesAsync(http, entities, resolver, requireType: false, merge: true);
-        await batch.RunAsync(entities, i => new EntityWrite(i.Id, entities.Merge(i.Entity!)), http.Caller(), creates: false, http.RequestAborted);
+        var batch = BatchRun.Of(http, entities, i => new EntityWrite(i.Id, entities.Merge(i.Entity!)), creates: false);
+        await ReadEntitiesAsync(http, entities, resolver, batch, requireType: false, merge: true);
+        await batch.CompleteAsync();
         return batch.Result(successStatus: 204, listIds: null);
     }
 
     private static async Task<IResult> Delete(HttpContext http, EntityService entities)
     {
-        var tenant = NgsiRequest.Tenant(http.Request);
         var (array, _) = await ReadArrayAsync(http, "entity ids");
-
-        await entities.RequireTenantAsync(tenant, http.RequestAborted);
-        var batch = new BatchRun(tenant);
+        var batch = BatchRun.Of(http, entities, i => new EntityWrite(i.Id, EntityService.Delete(i.Id)), creates: false);
+        await entities.RequireTenantAsync(batch.Tenant, http.RequestAborted);
         foreach (var item in array.EnumerateArray())
         {
             var id = item.ValueKind == JsonValueKind.String ? item.GetString() : null;
-            if (NgsiText.IsUri(id))
-            {
-                batch.Items.Add(new BatchItem(id!));
-            }
-            else
-            {
-                batch.Items.Add(new BatchItem(item.GetRawText(), Failure: NgsiException.BadData("Every item must be an entity id (a URI).")));
-            }
+            batch.Add(NgsiText.IsUri(id)
+                ? new BatchItem(id!)
+                : new BatchItem(item.GetRawText(), Failure: NgsiException.BadData("Every item must be an entity id (a URI).")));
         }
 
-        await batch.RunAsync(entities, i => new EntityWrite(i.Id, EntityService.Delete(i.Id)), http.Caller(), creates: false, http.RequestAborted);
+        await batch.CompleteAsync();
         return batch.Result(successStatus: 204, listIds: null);
     }
 
-    /// <summary>Parses the array of entities; an entity that does not parse fails alone.</summary>
+    /// <summary>Parses the array of entities into <paramref name="batch"/>, which writes them as they come; an entity that does not parse fails alone.</summary>
     /// <param name="prepare">Prepare each entity for storing as a new one as soon as it is parsed (create, upsert), so the
-    /// parsed entity is let go at once instead of living, with the whole batch's, until the batch is written.</param>
-    private static async Task<BatchRun> ReadEntitiesAsync(HttpContext http, EntityService entities, IContextResolver resolver, bool requireType, bool merge = false, bool prepare = false)
+    /// parsed entity is let go at once.</param>
+    private static async Task ReadEntitiesAsync(HttpContext http, EntityService entities, IContextResolver resolver, BatchRun batch, bool requireType, bool merge = false, bool prepare = false)
     {
-        var tenant = NgsiRequest.Tenant(http.Request);
         var (array, mediaType) = await ReadArrayAsync(http, "entities");
-
         if (!requireType)
         {
-            await entities.RequireTenantAsync(tenant, http.RequestAborted);
+            await entities.RequireTenantAsync(batch.Tenant, http.RequestAborted);
         }
 
-        var batch = new BatchRun(tenant);
         var now = entities.Now();
         foreach (var obj in array.EnumerateArray())
         {
@@ -115,15 +110,13 @@ internal static class BatchApi
 
                 var context = await NgsiRequest.BodyContextAsync(http, resolver, obj, mediaType);
                 var entity = EntityParser.ParseEntity(obj, context, now, fragment: !requireType, allowNullMarker: merge);
-                batch.Items.Add(prepare ? new BatchItem(entity.Id, Prepared: entities.Prepare(entity)) : new BatchItem(entity.Id, entity));
+                batch.Add(prepare ? new BatchItem(entity.Id, Prepared: entities.Prepare(entity)) : new BatchItem(entity.Id, entity));
             }
             catch (NgsiException ex)
             {
-                batch.Items.Add(new BatchItem(id, Failure: ex));
+                batch.Add(new BatchItem(id, Failure: ex));
             }
         }
-
-        return batch;
     }
 
     /// <summary>The body of a batch: a non-empty JSON array.</summary>
@@ -141,29 +134,100 @@ internal static class BatchApi
     /// <summary>One item of a batch: its parsed entity or the entity prepared for storing (none for deletes) and, once known, why it failed.</summary>
     private sealed record BatchItem(string Id, Entity? Entity = null, NewEntityRows? Prepared = null, Exception? Failure = null)
     {
+        public NewEntityRows? Prepared { get; set; } = Prepared;
+
         public Exception? Failure { get; set; } = Failure;
     }
 
-    private sealed class BatchRun(string tenant)
+    /// <summary>
+    /// A batch's items and their outcomes. Items that parsed are handed to the store in runs of <see cref="RunLength"/>
+    /// while the rest of the body is still being parsed, so the single writer starts on a batch's first entities at once
+    /// and an entity's prepared rows are let go as soon as the writer has stored them, instead of all of them waiting
+    /// in memory for the last one to be parsed and the whole batch to be on disk (the collector copied them into older
+    /// generations: bench/README, session 23). Each run is one write of the store and is on disk before the response;
+    /// a batch is not one transaction (clause 5.6.7 makes every entity succeed or fail alone).
+    /// </summary>
+    private sealed class BatchRun(string tenant, EntityService entities, Caller caller, Func<BatchItem, EntityWrite> write, bool creates, CancellationToken ct)
     {
+        /// <summary>Items a run holds (a 1,000-entity batch is eight writes of the store, committed by the writer as it reaches them).</summary>
+        private const int RunLength = 128;
+
+        private readonly List<BatchItem> _run = [];
+        private readonly List<(List<BatchItem> Items, Task<Exception?[]> Results)> _written = [];
+        private readonly List<(string, EntityAccess)> _touched = [];
+
+        public string Tenant => tenant;
+
         public List<BatchItem> Items { get; } = [];
 
-        /// <summary>Writes every item that parsed, in one transaction, and records each one's outcome.</summary>
-        public async Task RunAsync(EntityService entities, Func<BatchItem, EntityWrite> write, Caller caller, bool creates, CancellationToken ct)
+        public static BatchRun Of(HttpContext http, EntityService entities, Func<BatchItem, EntityWrite> write, bool creates) =>
+            new(NgsiRequest.Tenant(http.Request), entities, http.Caller(), write, creates, http.RequestAborted);
+
+        /// <summary>Adds an item; one that parsed is written with the next run.</summary>
+        public void Add(BatchItem item)
         {
-            var pending = Items.Where(i => i.Failure is null).ToList();
-            if (pending.Count == 0)
+            Items.Add(item);
+            if (item.Failure is null)
+            {
+                _run.Add(item);
+                if (_run.Count == RunLength)
+                {
+                    WriteRun();
+                }
+            }
+        }
+
+        /// <summary>Writes the last run, waits for every run and records each item's outcome.</summary>
+        public async Task CompleteAsync()
+        {
+            WriteRun();
+            Exception? failed = null;
+            var kept = false;
+            foreach (var (items, written) in _written)
+            {
+                try
+                {
+                    var results = await written;
+                    for (var i = 0; i < items.Count; i++)
+                    {
+                        items[i].Failure = results[i];
+                    }
+
+                    kept = true;
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // The store could not commit this run (disk full, I/O error): none of its items was kept.
+                    failed ??= ex;
+                    items.ForEach(i => i.Failure = ex);
+                }
+            }
+
+            await entities.LogWritesAsync(caller, tenant, _touched);
+
+            // Nothing kept: the request fails as a whole; else the result says which items were kept.
+            if (failed is not null && !kept)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
+            }
+        }
+
+        private void WriteRun()
+        {
+            if (_run.Count == 0)
             {
                 return;
             }
 
-            var touched = new List<(string, EntityAccess)>();
-            var results = await entities.BatchAsync(tenant, pending.ConvertAll(i => entities.Guard(caller, write(i), creates, touched)), ct);
-            await entities.LogWritesAsync(caller, tenant, touched);
-            for (var i = 0; i < pending.Count; i++)
+            var items = _run.ToList();
+            _run.Clear();
+            var writes = items.ConvertAll(i => entities.Guard(caller, write(i), creates, _touched));
+            foreach (var item in items)
             {
-                pending[i].Failure = results[i];
+                item.Prepared = null;
             }
+
+            _written.Add((items, entities.BatchAsync(tenant, writes, ct)));
         }
 
         public List<string> SucceededIds() => Items.Where(i => i.Failure is null).Select(i => i.Id).ToList();

@@ -506,7 +506,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                 while (items < MaxWritesPerCommit && _writes.Reader.TryRead(out var job))
                 {
                     batch.Add(job);
-                    items += job.Writes.Count;
+                    items += job.Writes.Length;
                 }
 
                 Commit(writer, batch);
@@ -552,9 +552,12 @@ internal sealed partial class SqliteEntityStore : IEntityStore
                     continue;
                 }
 
-                for (var i = 0; i < job.Writes.Count; i++)
+                for (var i = 0; i < job.Writes.Length; i++)
                 {
                     job.Results[i] = ApplyOne(writer, job.Tenant, job.Writes[i], newTenants);
+
+                    // Stored: its prepared rows need not wait in memory for the commit to be on disk.
+                    job.Writes[i] = default;
                 }
             }
 
@@ -1118,7 +1121,7 @@ internal sealed partial class SqliteEntityStore : IEntityStore
     {
         public string Tenant { get; } = tenant;
 
-        public IReadOnlyList<EntityWrite> Writes { get; } = writes;
+        public EntityWrite[] Writes { get; } = [.. writes];
 
         /// <summary>Other work for the writer's transaction (history, outbox, cursors), instead of entity writes.</summary>
         public Action<SqliteConnection, SqliteTransaction>? Work { get; } = work;

@@ -60,6 +60,47 @@ public abstract class BatchApiTests(Backend backend) : IAsyncLifetime
         Assert.Equal(90, appended["heading"]!.GetValue<double>());
     }
 
+    /// <summary>
+    /// A batch is written in runs of 128 as its body is parsed: the outcome of every entity, the order of writes to one
+    /// id and the ids listed as created hold across runs as within one.
+    /// </summary>
+    [Fact]
+    public async Task A_batch_of_several_runs_keeps_each_entitys_outcome_and_the_order_of_its_writes()
+    {
+        static string Id(int i) => $"urn:ngsi-ld:Vehicle:run{i}";
+        var items = Enumerable.Range(0, 300).Select(i => i switch
+        {
+            150 => """{"id":"bad id","type":"Vehicle"}""",
+            200 => NgsiHttp.Vehicle(Id(5), 2),
+            _ => NgsiHttp.Vehicle(Id(i), i),
+        });
+        var created = await Client.PostJson(Ops + "create", $"[{string.Join(',', items)}]");
+        Assert.Equal((HttpStatusCode)207, created.StatusCode);
+        var result = await created.ReadJson();
+        var expected = Enumerable.Range(0, 300).Where(i => i is not (150 or 200)).Select(Id);
+        Assert.Equal(expected, result["success"]!.AsArray().Select(i => i!.GetValue<string>()));
+        var errors = result["errors"]!.AsArray();
+        Assert.Equal(["bad id", Id(5)], errors.Select(e => e!["entityId"]!.GetValue<string>()));
+        Assert.Equal("https://uri.etsi.org/ngsi-ld/errors/AlreadyExists", errors[1]!["error"]!["type"]!.GetValue<string>());
+        Assert.Equal(5, await SpeedOf(Id(5)));
+        Assert.Equal(299, await SpeedOf(Id(299)));
+
+        // An upsert whose later runs write an id again (the last write wins) and create new ones (listed, in order).
+        var upserts = Enumerable.Range(0, 260).Select(i => i switch
+        {
+            < 130 => NgsiHttp.Vehicle(Id(i), 1000 + i),
+            < 250 => NgsiHttp.Vehicle(Id(1000 + i), i),
+            _ => NgsiHttp.Vehicle(Id(i - 250), 2000 + i),
+        });
+        var upserted = await Client.PostJson(Ops + "upsert", $"[{string.Join(',', upserts)}]");
+        Assert.Equal(HttpStatusCode.Created, upserted.StatusCode);
+        Assert.Equal(Enumerable.Range(130, 120).Select(i => Id(1000 + i)), (await upserted.ReadJson()).AsArray().Select(i => i!.GetValue<string>()));
+        Assert.Equal(2250, await SpeedOf(Id(0)));
+        Assert.Equal(2259, await SpeedOf(Id(9)));
+        Assert.Equal(1010, await SpeedOf(Id(10)));
+        Assert.Equal(249, await SpeedOf(Id(1249)));
+    }
+
     [Fact]
     public async Task Update_appends_to_existing_entities_only_and_honours_noOverwrite()
     {
