@@ -53,12 +53,14 @@ public sealed class AccessTokens(OpenIddictValidationService validation, TimePro
             return (TokenState.Invalid, null);
         }
 
-        var token = value[7..].Trim();
+        // A token seen before is looked up in place: a token is ~1 KB, and every request of a client sends it.
         var now = time.GetUtcNow();
-        if (_remembered.TryGetValue(token, out var known) && known.Until > now)
+        if (_remembered.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(value.AsSpan(7).Trim(), out var known) && known.Until > now)
         {
             return (TokenState.Valid, known.Identity);
         }
+
+        var token = value[7..].Trim();
 
         ClaimsPrincipal principal;
         try
