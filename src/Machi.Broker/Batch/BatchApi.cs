@@ -134,6 +134,7 @@ internal static class BatchApi
     /// <summary>One item of a batch: its parsed entity or the entity prepared for storing (none for deletes) and, once known, why it failed.</summary>
     private sealed record BatchItem(string Id, Entity? Entity = null, NewEntityRows? Prepared = null, Exception? Failure = null)
     {
+        /// <summary>Let go once the item's write is made: the write holds the rows until the writer has stored them.</summary>
         public NewEntityRows? Prepared { get; set; } = Prepared;
 
         public Exception? Failure { get; set; } = Failure;
