@@ -1,3 +1,4 @@
+using System.Runtime.ExceptionServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Machi.Broker.Entities;
@@ -15,8 +16,8 @@ namespace Machi.Broker.Batch;
 
 /// <summary>
 /// Batch entity operations (clauses 5.6.7–5.6.10, 5.6.20; HTTP 6.14–6.17, 6.31). Each entity succeeds or fails on
-/// its own; the entities are written in runs as the body is parsed (<see cref="BatchRun"/>), a few transactions and
-/// usually one fsync for the whole batch (the store syncs the commits that are ready together).
+/// its own; the entities are written in runs as the body is parsed (<see cref="BatchRun"/>): a few transactions, flushed
+/// to disk together with whatever other commits are ready.
 /// </summary>
 internal static class BatchApi
 {
@@ -153,7 +154,7 @@ internal static class BatchApi
         /// <summary>Items a run holds (a 1,000-entity batch is eight writes of the store, committed by the writer as it reaches them).</summary>
         private const int RunLength = 128;
 
-        private readonly List<BatchItem> _run = [];
+        private List<BatchItem> _run = new(RunLength);
         private readonly List<(List<BatchItem> Items, Task<Exception?[]> Results)> _written = [];
         private readonly List<(string, EntityAccess)> _touched = [];
 
@@ -209,7 +210,7 @@ internal static class BatchApi
             // Nothing kept: the request fails as a whole; else the result says which items were kept.
             if (failed is not null && !kept)
             {
-                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
+                ExceptionDispatchInfo.Throw(failed);
             }
         }
 
@@ -220,8 +221,8 @@ internal static class BatchApi
                 return;
             }
 
-            var items = _run.ToList();
-            _run.Clear();
+            var items = _run;
+            _run = new(RunLength);
             var writes = items.ConvertAll(i => entities.Guard(caller, write(i), creates, _touched));
             foreach (var item in items)
             {
