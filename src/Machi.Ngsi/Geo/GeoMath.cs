@@ -10,6 +10,12 @@ internal static class GeoMath
 
     public const double Wgs84Flattening = 1 / 298.257223563;
 
+    /// <summary>
+    /// A bound, in metres, on how far <see cref="DistanceMeters"/> may be from the true geodesic distance: under
+    /// 0.1 mm against GeographicLib, and points within 11 µm of the equator are counted as on it.
+    /// </summary>
+    public const double DistanceError = 1e-3;
+
     /// <summary>The WGS84 ellipsoid, which GeoJSON positions are on (RFC 7946 §4).</summary>
     public static Ellipsoid Wgs84 { get; } = new(Wgs84SemiMajorAxis, Wgs84Flattening);
 
@@ -28,6 +34,8 @@ internal static class GeoMath
     /// moving a distance r along any path changes latitude by at most r / M and longitude by at most
     /// r / (N cos φ), with M ≥ a(1 − e²) the meridional radius of curvature and N ≥ a the transverse one.
     /// A box reaching a pole spans all longitudes; one across the antimeridian has West &gt; East.
+    /// The radius is widened by <see cref="DistanceError"/> first, so that the box never drops a point that
+    /// <see cref="DistanceMeters"/> puts inside the circle: a pre-filter and the exact test must agree.
     /// </summary>
     public static GeoBox BoundingBox(double lat, double lon, double radiusMeters)
     {
@@ -40,6 +48,7 @@ internal static class GeoMath
 
         // A part in 10⁹ of slack absorbs rounding in the degree conversions.
         const double Slack = 1 + 1e-9;
+        radiusMeters += DistanceError;
         var e2 = Wgs84Flattening * (2 - Wgs84Flattening);
         var dLat = radiusMeters / (Wgs84SemiMajorAxis * (1 - e2)) * (180 / Math.PI) * Slack;
         var south = Math.Max(-90, lat - dLat);
