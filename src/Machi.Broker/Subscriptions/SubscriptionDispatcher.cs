@@ -68,6 +68,7 @@ internal sealed class SubscriptionDispatcher(
                 if (cursor < 0)
                 {
                     cursor = await subscriptions.Store.ReadCursorAsync(stoppingToken);
+                    logger.LogInformation("Matching resumes after change {Cursor}; the change log ends at {Last}", cursor, entities.LastChangeSeq);
                 }
 
                 if (!_seeded)

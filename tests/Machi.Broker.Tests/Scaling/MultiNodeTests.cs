@@ -184,7 +184,7 @@ public sealed class MultiNodeTests(PostgresServer postgres) : IAsyncLifetime
             var since = clock.Elapsed - killedAt;
             var logs = others.Select(n => $"--- node {n.Port} ---\n" + string.Join("\n", n.Output.Split('\n')
                 .Where(l => !l.Contains("System.Net.Http", StringComparison.Ordinal) && (l.Contains("\"Warning\"", StringComparison.Ordinal)
-                    || l.Contains("\"Error\"", StringComparison.Ordinal) || l.Contains(Leading, StringComparison.Ordinal)))
+                    || l.Contains("\"Error\"", StringComparison.Ordinal) || l.Contains(Leading, StringComparison.Ordinal) || l.Contains("Matching resumes", StringComparison.Ordinal)))
                 .TakeLast(40)));
             Assert.Fail($"missing after {since} since the kill at {DateTimeOffset.UtcNow - since:O}: {string.Join(", ", expected.Except(got).Take(30))}; " +
                 $"received {string.Join(", ", receiver.Received.Select(r => $"{r.Entity["id"]!.GetValue<string>()[^2..]}:{r.Entity["speed"]!["value"]}"))}\n{string.Join("\n", logs)}");
