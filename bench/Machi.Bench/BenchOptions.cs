@@ -44,6 +44,10 @@ internal sealed record BenchOptions
           --settle SECONDS        pause before the second RSS reading (default: 10)
           --baseline | --no-baseline
                                   run the same scenarios on raw SQLite too (default: on)
+          --http-floor | --no-http-floor
+                                  run read also against a bare Kestrel server that answers every read with
+                                  the broker's answer for one entity: the floor any read has on this machine
+                                  (default: on; needs a broker launched here or given with --url)
           --no-broker             run only the raw SQLite baseline
           --baseline-sync MODE    normal | full: the baseline's PRAGMA synchronous (default: full, as the broker)
           --baseline-postgres CONNSTRING
@@ -104,6 +108,9 @@ internal sealed record BenchOptions
     public double SettleSeconds { get; init; } = 10;
 
     public bool Baseline { get; init; } = true;
+
+    /// <summary>The read scenario is also run against the HTTP floor (<see cref="Server.HttpFloor"/>), after the broker.</summary>
+    public bool HttpFloor { get; init; } = true;
 
     public bool Broker { get; init; } = true;
 
@@ -178,6 +185,12 @@ internal sealed record BenchOptions
                     continue;
                 case "--no-baseline":
                     options = options with { Baseline = false };
+                    continue;
+                case "--http-floor":
+                    options = options with { HttpFloor = true };
+                    continue;
+                case "--no-http-floor":
+                    options = options with { HttpFloor = false };
                     continue;
                 case "--no-broker":
                     options = options with { Broker = false };

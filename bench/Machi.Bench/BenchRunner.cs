@@ -18,6 +18,9 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
 {
     private const string Interrupted = "interrupted";
 
+    /// <summary>The broker's answer to a read, which the HTTP floor serves (null: no floor this run).</summary>
+    private byte[]? _floorBody;
+
     /// <summary>Exit codes: 0 all requests succeeded; 1 the run could not be completed; 3 it completed but some
     /// requests failed (they are in the summary and the results file).</summary>
     public async Task<int> RunAsync(CancellationToken cancellationToken)
@@ -35,6 +38,7 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
         var problems = new List<string>();
         var brokerRuns = new List<ScenarioRun>();
         var rawRuns = new List<ScenarioRun>();
+        ScenarioRun? floorRun = null;
         ServerReport? server = null;
         MemoryReport? memory = null;
 
@@ -43,6 +47,12 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
             if (options.Broker && options.Scenarios.Count > 0)
             {
                 server = await RunBrokerAsync(root, documents, brokerRuns, problems, cancellationToken).ConfigureAwait(false);
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
+            if (_floorBody is { } body)
+            {
+                floorRun = await RunHttpFloorAsync(body, documents, cancellationToken).ConfigureAwait(false);
             }
 
             cancellationToken.ThrowIfCancellationRequested();
@@ -83,7 +93,7 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
                         + $"group commit of up to {GroupCommitWriter.MaxGroup} queued operations per IMMEDIATE transaction, prepared "
                         + "INSERT / INSERT … ON CONFLICT DO UPDATE / UPDATE … json_patch")
                 : null,
-            Combine(brokerRuns, rawRuns),
+            Combine(brokerRuns, rawRuns, floorRun),
             memory,
             problems);
 
@@ -116,6 +126,11 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
                 long firstNewId = server.Launched ? 0 : DateTimeOffset.UtcNow.ToUnixTimeSeconds() * 1_000_000;
                 await SuiteRunner.RunAsync(target, options, documents, firstNewId, runs, progress.WriteLine, cancellationToken)
                     .ConfigureAwait(false);
+                if (options.HttpFloor && runs.Exists(r => r.Kind == ScenarioKind.Read))
+                {
+                    _floorBody = await target.ReadEntityAsync(0, cancellationToken).ConfigureAwait(false);
+                }
+
                 if (options.Scenarios.Contains(ScenarioKind.Notify))
                 {
                     runs.Add(await NotifyScenario.RunAsync(server, options, progress.WriteLine, cancellationToken).ConfigureAwait(false));
@@ -148,6 +163,28 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
             return new ServerReport(
                 server.BaseUri.AbsoluteUri.TrimEnd('/'), server.Launched, server.Dll, memory?.ResidentBytes, memory?.PeakResidentBytes, log,
                 !server.Launched ? null : options.ServerDatabase is null ? "sqlite" : "postgresql");
+        }
+    }
+
+    /// <summary>
+    /// The read scenario against the HTTP floor, launched once the broker has stopped so that they never share the
+    /// cores: same workers, connections, warm-up and duration, the same ids asked for.
+    /// </summary>
+    private async Task<ScenarioRun> RunHttpFloorAsync(byte[] body, VehicleDocuments documents, CancellationToken cancellationToken)
+    {
+        await progress.WriteLineAsync($"starting the HTTP floor: every read answered with the broker's {body.Length:N0}-byte answer for one entity")
+            .ConfigureAwait(false);
+        var floor = await BrokerServer.LaunchHttpFloorAsync(body, TimeSpan.FromSeconds(options.StartupTimeoutSeconds), cancellationToken).ConfigureAwait(false);
+        await using (floor.ConfigureAwait(false))
+        {
+            using var target = new BrokerTarget(
+                floor.BaseUri, options.EffectiveConnections, TimeSpan.FromSeconds(options.TimeoutSeconds), floor.Problem, floor.ProcessId, "HTTP floor");
+            var workload = new Workload(
+                documents, options.Concurrency, options.BatchConcurrency, options.BatchSize, options.Entities, new IdAllocator(0), null, options.Seed);
+            var plan = new RunPlan(
+                TimeSpan.FromSeconds(options.WarmupSeconds), TimeSpan.FromSeconds(options.DurationSeconds), options.Requests,
+                TimeSpan.FromSeconds(options.MaxDurationSeconds));
+            return await SuiteRunner.RunOneAsync(target, ScenarioKind.Read, workload, plan, progress.WriteLine, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -235,7 +272,7 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
         return server;
     }
 
-    private static List<ScenarioReport> Combine(List<ScenarioRun> broker, List<ScenarioRun> raw)
+    private static List<ScenarioReport> Combine(List<ScenarioRun> broker, List<ScenarioRun> raw, ScenarioRun? floor)
     {
         var reports = new List<ScenarioReport>();
         var kinds = new List<ScenarioKind>();
@@ -266,7 +303,8 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
                 b is null ? null : LoadReport.From(b),
                 r is null ? null : LoadReport.From(r.Result, r.Note),
                 ratio,
-                b?.Push));
+                b?.Push,
+                floor is not null && floor.Kind == kind ? LoadReport.From(floor) : null));
         }
 
         return reports;
@@ -276,7 +314,7 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
     {
         foreach (var s in report.Scenarios)
         {
-            if (s.Broker is { Errors: > 0 } || s.Baseline is { Errors: > 0 })
+            if (s.Broker is { Errors: > 0 } || s.Baseline is { Errors: > 0 } || s.HttpFloor is { Errors: > 0 })
             {
                 return true;
             }

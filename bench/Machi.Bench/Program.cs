@@ -3,6 +3,12 @@ using Machi.Bench;
 using Machi.Bench.Consent;
 using Machi.Bench.Snow;
 
+// The HTTP floor the read scenario is compared with, launched by the bench itself (BrokerServer.LaunchHttpFloorAsync).
+if (Machi.Bench.Server.HttpFloor.IsServe(args))
+{
+    return await Machi.Bench.Server.HttpFloor.ServeAsync(args);
+}
+
 // Scenarios with their own options and reports.
 if (SnowScenario.IsSnow(args))
 {

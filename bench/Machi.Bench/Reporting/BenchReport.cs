@@ -61,7 +61,8 @@ internal sealed record ScenarioReport(
     LoadReport? Broker,
     LoadReport? Baseline,
     double? BrokerOverRaw,
-    PushReport? Push = null);
+    PushReport? Push = null,
+    LoadReport? HttpFloor = null);
 
 /// <summary>
 /// What a push scenario measured besides its update requests (which are <see cref="ScenarioReport.Broker"/>, their

@@ -62,20 +62,12 @@ internal static class SummaryTable
                     b?.ServerCpuMicrosecondsPerRequest is { } cpu ? Count(cpu) : "-"));
                 if (s.Baseline is { } r)
                 {
-                    Line(text, string.Format(
-                        CultureInfo.InvariantCulture,
-                        Row,
-                        "  └ raw",
-                        Count(r.RequestsPerSecond),
-                        s.Name == "read" ? "-" : Count(r.EntitiesPerSecond),
-                        r.Requests > 0 ? Milliseconds(r.LatencyMs.P50) : "-",
-                        r.Requests > 0 ? Milliseconds(r.LatencyMs.P95) : "-",
-                        r.Requests > 0 ? Milliseconds(r.LatencyMs.P99) : "-",
-                        r.Requests > 0 ? Milliseconds(r.LatencyMs.Max) : "-",
-                        Count(r.Errors),
-                        "",
-                        "",
-                        ""));
+                    Line(text, Under("  └ raw", s, r));
+                }
+
+                if (s.HttpFloor is { } floor)
+                {
+                    Line(text, Under("  └ HTTP floor", s, floor));
                 }
             }
         }
@@ -98,6 +90,22 @@ internal static class SummaryTable
 
         return text.ToString();
     }
+
+    /// <summary>A row under a scenario's broker row: its raw baseline, or for read its HTTP floor.</summary>
+    private static string Under(string label, ScenarioReport s, LoadReport load) => string.Format(
+        CultureInfo.InvariantCulture,
+        Row,
+        label,
+        Count(load.RequestsPerSecond),
+        s.Name == "read" ? "-" : Count(load.EntitiesPerSecond),
+        load.Requests > 0 ? Milliseconds(load.LatencyMs.P50) : "-",
+        load.Requests > 0 ? Milliseconds(load.LatencyMs.P95) : "-",
+        load.Requests > 0 ? Milliseconds(load.LatencyMs.P99) : "-",
+        load.Requests > 0 ? Milliseconds(load.LatencyMs.Max) : "-",
+        Count(load.Errors),
+        "",
+        "",
+        load.ServerCpuMicrosecondsPerRequest is { } cpu ? Count(cpu) : "");
 
     /// <summary>The push scenarios' rows show their updates; what reached the receivers is said here.</summary>
     private static void AppendPush(StringBuilder text, BenchReport report)
@@ -178,7 +186,8 @@ internal static class SummaryTable
                     break;
                 case "read":
                     verdicts.Add(Verdict(
-                        $"reads ≥ 10,000/s with p99 < 5 ms ({Count(b.RequestsPerSecond)}, {Milliseconds(b.LatencyMs.P99)} ms)",
+                        $"reads ≥ 10,000/s with p99 < 5 ms ({Count(b.RequestsPerSecond)}, {Milliseconds(b.LatencyMs.P99)} ms"
+                            + (s.HttpFloor is { Requests: > 0 } floor ? $"; the HTTP floor {Count(floor.RequestsPerSecond)}, {Milliseconds(floor.LatencyMs.P99)} ms)" : ")"),
                         b.RequestsPerSecond >= 10_000 && b.LatencyMs.P99 < 5 && b.Errors == 0));
                     break;
                 case "batch-upsert":
@@ -234,6 +243,7 @@ internal static class SummaryTable
         {
             AppendErrors(text, $"broker {s.Name}", s.Broker);
             AppendErrors(text, $"raw {s.Name}", s.Baseline);
+            AppendErrors(text, $"HTTP floor {s.Name}", s.HttpFloor);
         }
 
         if (report.Memory is { } memory)

@@ -21,11 +21,13 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
 
     /// <param name="problem">Says why the broker can no longer be measured (it exited), or null.</param>
     /// <param name="processId">The broker's process, whose CPU time each scenario reports per request; null when unknown.</param>
-    public BrokerTarget(Uri baseUri, int connections, TimeSpan requestTimeout, Func<string?> problem, int? processId = null)
+    /// <param name="name">What the progress lines call it.</param>
+    public BrokerTarget(Uri baseUri, int connections, TimeSpan requestTimeout, Func<string?> problem, int? processId = null, string name = "broker")
     {
         ArgumentNullException.ThrowIfNull(baseUri);
         _problem = problem;
         _processId = processId;
+        Name = name;
         _entitiesPath = baseUri.AbsoluteUri.TrimEnd('/') + "/ngsi-ld/v1/entities";
         _entitiesUri = new Uri(_entitiesPath);
         _upsertUri = new Uri(baseUri.AbsoluteUri.TrimEnd('/') + "/ngsi-ld/v1/entityOperations/upsert");
@@ -38,7 +40,7 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
     /// </summary>
     public static string? AccessToken { get; set; } = Environment.GetEnvironmentVariable("MACHI_TOKEN");
 
-    public string Name => "broker";
+    public string Name { get; }
 
     public bool BlockingWorkers => false;
 
@@ -119,6 +121,16 @@ internal sealed class BrokerTarget : IScenarioTarget, IDisposable
     }
 
     public bool Supports(ScenarioKind kind) => true;
+
+    /// <summary>The body of the answer to a read of preloaded entity <paramref name="number"/>, as the read scenario gets it.</summary>
+    public async Task<byte[]> ReadEntityAsync(long number, CancellationToken cancellationToken)
+    {
+        using var response = await _client.GetAsync(new Uri(_entitiesPath + "/" + VehicleDocuments.Id(number)), cancellationToken).ConfigureAwait(false);
+        var body = await response.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
+        return response.StatusCode == HttpStatusCode.OK
+            ? body
+            : throw new BenchFailure($"reading {VehicleDocuments.Id(number)} for the HTTP floor gave {(int)response.StatusCode}: {System.Text.Encoding.UTF8.GetString(body)}");
+    }
 
     /// <summary>
     /// A temporal read makes the broker record every change committed so far in the history before it answers, so

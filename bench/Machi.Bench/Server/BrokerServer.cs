@@ -99,17 +99,10 @@ internal sealed class BrokerServer : IAsyncDisposable
             start.ArgumentList.Add(argument);
         }
 
-        var process = new Process { StartInfo = start };
-        var server = new BrokerServer(baseUri, null, process, dll, dataDirectory, logPath, log);
-        process.OutputDataReceived += (_, e) => server.WriteLog(e.Data);
-        process.ErrorDataReceived += (_, e) => server.WriteLog(e.Data);
+        var server = new BrokerServer(baseUri, null, new Process { StartInfo = start }, dll, dataDirectory, logPath, log);
+        await server.StartAsync(startupTimeout, cancellationToken).ConfigureAwait(false);
         try
         {
-            process.Start();
-            server.ProcessId = process.Id;
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            await server.WaitUntilHealthyAsync(startupTimeout, cancellationToken).ConfigureAwait(false);
             Scenarios.BrokerTarget.AccessToken = await AdminTokenAsync(dll, dataDirectory, storage, baseUri, cancellationToken).ConfigureAwait(false);
             return server;
         }
@@ -117,6 +110,56 @@ internal sealed class BrokerServer : IAsyncDisposable
         {
             server._keepLog = true;
             await server.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Launches the HTTP floor (<see cref="HttpFloor"/>): this program again, serving <paramref name="body"/> as every
+    /// entity on a free loopback port, in a process of its own and with the broker's collector settings.
+    /// </summary>
+    public static async Task<BrokerServer> LaunchHttpFloorAsync(byte[] body, TimeSpan startupTimeout, CancellationToken cancellationToken)
+    {
+        int port = FreeLoopbackPort();
+        var baseUri = new Uri(string.Create(CultureInfo.InvariantCulture, $"http://127.0.0.1:{port}"));
+        string directory = Directory.CreateTempSubdirectory("machi-bench-floor-").FullName;
+        string bodyPath = Path.Combine(directory, "entity.json");
+        await File.WriteAllBytesAsync(bodyPath, body, cancellationToken).ConfigureAwait(false);
+        string logPath = Path.Combine(
+            Path.GetTempPath(), string.Create(CultureInfo.InvariantCulture, $"machi-bench-floor-{DateTime.UtcNow:yyyyMMdd'T'HHmmss}-{port}.log"));
+        var start = new ProcessStartInfo(DotnetHost()) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+
+        // The bench itself runs the server collector; the broker runs the workstation one with ./machi's young generation.
+        start.Environment["DOTNET_gcServer"] = "0";
+        start.Environment[Gen0SizeVariable] = Environment.GetEnvironmentVariable(Gen0SizeVariable) ?? LauncherGen0Size;
+        foreach (string argument in (string[])[typeof(HttpFloor).Assembly.Location, HttpFloor.ServeArgument, baseUri.AbsoluteUri.TrimEnd('/'), bodyPath])
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        var server = new BrokerServer(baseUri, null, new Process { StartInfo = start }, null, directory, logPath, new StreamWriter(logPath) { AutoFlush = true });
+        await server.StartAsync(startupTimeout, cancellationToken).ConfigureAwait(false);
+        return server;
+    }
+
+    /// <summary>Starts the process, its output into the log, and waits for its /health; on failure keeps the log and stops it.</summary>
+    private async Task StartAsync(TimeSpan startupTimeout, CancellationToken cancellationToken)
+    {
+        var process = _process!;
+        process.OutputDataReceived += (_, e) => WriteLog(e.Data);
+        process.ErrorDataReceived += (_, e) => WriteLog(e.Data);
+        try
+        {
+            process.Start();
+            ProcessId = process.Id;
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            await WaitUntilHealthyAsync(startupTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            _keepLog = true;
+            await DisposeAsync().ConfigureAwait(false);
             throw;
         }
     }
