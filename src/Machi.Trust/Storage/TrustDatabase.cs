@@ -2,6 +2,8 @@ using System.Data.Common;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Machi.Trust.Storage;
@@ -59,7 +61,30 @@ internal static class TrustDatabase
             await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken).ConfigureAwait(false);
         }
 
+        else
+        {
+            await CreateHistoryTableAsync(db, cancellationToken).ConfigureAwait(false);
+        }
+
         await db.Database.MigrateAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The advisory lock under which nodes create Trust's migration history table (any constant shared by the nodes).</summary>
+    private const long HistoryTableLock = 0x6D61636869_04;
+
+    /// <summary>
+    /// Creates the migration history table, with EF Core's own statement, before migrating. On PostgreSQL EF Core
+    /// finds out whether it exists by reading it, and logs the failed read of a new database as an error (npgsql/efcore.pg
+    /// #3407), which an operator would see at every first start. Nodes starting together take turns on a lock:
+    /// concurrent <c>CREATE TABLE IF NOT EXISTS</c> can collide in PostgreSQL's catalog.
+    /// </summary>
+    private static async Task CreateHistoryTableAsync(TrustDbContext db, CancellationToken cancellationToken)
+    {
+        var create = db.GetService<IHistoryRepository>().GetCreateIfNotExistsScript();
+        await using var tx = await db.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await db.Database.ExecuteSqlRawAsync($"SELECT pg_advisory_xact_lock({HistoryTableLock})", cancellationToken).ConfigureAwait(false);
+        await db.Database.ExecuteSqlRawAsync(create, cancellationToken).ConfigureAwait(false);
+        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
