@@ -106,7 +106,13 @@ public static class MachiHost
     {
         ArgumentNullException.ThrowIfNull(builder);
         var app = builder.Build();
-        Directory.CreateDirectory(app.Services.GetRequiredService<IOptions<BrokerOptions>>().Value.DataDirectory);
+        var data = app.Services.GetRequiredService<IOptions<BrokerOptions>>().Value.DataDirectory;
+        if (PrivateDirectory.Create(data) is { } mode)
+        {
+            app.Logger.LogWarning(
+                "The data directory {DataDirectory} can be opened by other users (mode {Mode}); it holds residents' personal data and sign-in keys: chmod 700 it",
+                data, PrivateDirectory.Octal(mode));
+        }
 
         app.UseExceptionHandler();
         app.MapHealth();
@@ -127,6 +133,7 @@ public static class MachiHost
         var configuration = new ConfigurationManager();
         configuration.AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true, reloadOnChange: false);
         AddConfiguration(configuration, new ServeOptions { DataDirectory = dataDirectory, Database = database });
+        PrivateDirectory.Create(configuration["Broker:DataDirectory"]!);
         return configuration;
     }
 
