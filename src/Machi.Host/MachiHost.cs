@@ -1,5 +1,6 @@
 using System.Text.Encodings.Web;
 using Machi.Broker;
+using Machi.Broker.Storage;
 using Machi.Host.ApiDocs;
 using Machi.Host.Cli;
 using Machi.Host.Health;
@@ -133,7 +134,6 @@ public static class MachiHost
         var configuration = new ConfigurationManager();
         configuration.AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true, reloadOnChange: false);
         AddConfiguration(configuration, new ServeOptions { DataDirectory = dataDirectory, Database = database });
-        PrivateDirectory.Create(configuration["Broker:DataDirectory"]!);
         return configuration;
     }
 

@@ -14,6 +14,7 @@ namespace Machi.Trust.Tests;
 /// with their secrets, the service still sees what she consented to, and the access log's hash chain verifies.
 /// </summary>
 [Collection(PostgresGroup.Name)]
+[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
 public sealed class CityMoveTests(PostgresServer postgres) : IDisposable
 {
     private const string Password = "tsurugajo-2026";
@@ -59,6 +60,7 @@ public sealed class CityMoveTests(PostgresServer postgres) : IDisposable
         await MachiAsync("export", "--data", onPostgres, "--database", database, "--out", back);
         var sqliteAgain = Path.Combine(_root, "sqlite-again");
         await MachiAsync("import", "--in", back, "--data", sqliteAgain);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(sqliteAgain)); // residents' data: owner alone
         Assert.Contains("access log intact", await MachiAsync("audit", "verify", "--data", sqliteAgain), StringComparison.Ordinal);
         await using (var server = await MachiServer.StartAsync(sqliteAgain))
         {

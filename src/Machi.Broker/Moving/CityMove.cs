@@ -161,6 +161,12 @@ public static class CityMove
         var database = configuration["Broker:Database"];
         var postgres = !string.IsNullOrWhiteSpace(database);
         var chain = ImportedChain(archive, postgres, configuration);
+        if (!postgres)
+        {
+            // Checked: the city's data goes into a directory for Machi's account alone, as serve creates it.
+            PrivateDirectory.Create(TrustModule.DataDirectory(configuration));
+        }
+
         await using var trust = await TrustAdmin.OpenAsync(configuration, cancellationToken).ConfigureAwait(false);
         var trustTables = TrustTablesOf(trust);
         if (postgres)

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Machi.Broker.Moving;
+using Machi.Broker.Storage;
 using Machi.Trust;
 using Machi.Trust.Clients;
 using System.Data.Common;
@@ -49,14 +50,14 @@ internal static class MachiCli
                 return await AdministerAsync(stdout, stderr, async () =>
                 {
                     var subject = await TrustAdmin.AddUserAsync(
-                        MachiHost.LoadConfiguration(user.DataDirectory, user.Database), user.Role, user.Email, user.Password, CancellationToken.None);
+                        ForWriting(user.DataDirectory, user.Database), user.Role, user.Email, user.Password, CancellationToken.None);
                     await stdout.WriteLineAsync(subject);
                 });
             case ClientAddCommand client:
                 return await AdministerAsync(stdout, stderr, async () =>
                 {
                     var credentials = await TrustAdmin.AddClientAsync(
-                        MachiHost.LoadConfiguration(client.DataDirectory, client.Database),
+                        ForWriting(client.DataDirectory, client.Database),
                         new ClientRequest(client.Name, client.Scopes, client.Admin, client.RedirectUris, client.Public, client.Operator, client.Purposes, client.Categories),
                         CancellationToken.None);
                     await stdout.WriteLineAsync(JsonSerializer.Serialize(new Dictionary<string, string?>
@@ -76,7 +77,7 @@ internal static class MachiCli
             case SnowDeviceAddCommand device:
                 return await AdministerAsync(stdout, stderr, async () =>
                 {
-                    var token = await SnowAdmin.AddDeviceAsync(MachiHost.LoadConfiguration(device.DataDirectory), device.Id, device.Name, CancellationToken.None);
+                    var token = await SnowAdmin.AddDeviceAsync(ForWriting(device.DataDirectory), device.Id, device.Name, CancellationToken.None);
                     await stdout.WriteLineAsync(JsonSerializer.Serialize(new Dictionary<string, string> { ["id"] = device.Id, ["token"] = token }));
                 });
             case SimulateSnowplowsCommand simulate:
@@ -101,6 +102,21 @@ internal static class MachiCli
             default:
                 throw new InvalidOperationException("Unhandled command.");
         }
+    }
+
+    /// <summary>
+    /// The configuration for a command that adds to the city's data (an account, a client, a device): a SQLite data
+    /// directory it creates is for Machi's account alone, as <c>serve</c> creates it.
+    /// </summary>
+    private static IConfiguration ForWriting(string? dataDirectory, string? database = null)
+    {
+        var configuration = MachiHost.LoadConfiguration(dataDirectory, database);
+        if (string.IsNullOrWhiteSpace(database))
+        {
+            PrivateDirectory.Create(configuration["Broker:DataDirectory"]!);
+        }
+
+        return configuration;
     }
 
     private static async Task<int> ServeAsync(ServeOptions options, TextWriter stderr)

@@ -1,10 +1,10 @@
-namespace Machi.Host;
+namespace Machi.Broker.Storage;
 
 /// <summary>
 /// The data directory holds residents' personal data (accounts, consents, health records, uploaded documents) and the
 /// keys that protect sign-ins, so only the account Machi runs as may open it.
 /// </summary>
-internal static class PrivateDirectory
+public static class PrivateDirectory
 {
     private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
