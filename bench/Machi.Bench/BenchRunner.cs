@@ -162,7 +162,7 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
 
             return new ServerReport(
                 server.BaseUri.AbsoluteUri.TrimEnd('/'), server.Launched, server.Dll, memory?.ResidentBytes, memory?.PeakResidentBytes, log,
-                !server.Launched ? null : options.ServerDatabase is null ? "sqlite" : "postgresql");
+                !server.Launched ? null : options.ServerDatabase is null ? "sqlite" : "postgresql", memory?.ProportionalBytes);
         }
     }
 
@@ -230,7 +230,8 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
                 afterSettle?.PeakResidentBytes,
                 options.SettleSeconds,
                 server.DataDirectoryBytes(),
-                LoadReport.From(run.Result, null));
+                LoadReport.From(run.Result, null),
+                afterSettle?.ProportionalBytes);
         }
     }
 

@@ -50,7 +50,7 @@ internal sealed record PushParametersReport(
     double NotifyRate, double SseRate, int Subscriptions, int Fanout, bool SharedEndpoint, int SseClients, int Senders, double DrainSeconds);
 
 /// <param name="Storage">"sqlite" or "postgresql" for a broker the bench launched; null for one it was pointed at.</param>
-internal sealed record ServerReport(string Url, bool Launched, string? Dll, long? RssBytesAtEnd, long? PeakRssBytes, string? Log, string? Storage = null);
+internal sealed record ServerReport(string Url, bool Launched, string? Dll, long? RssBytesAtEnd, long? PeakRssBytes, string? Log, string? Storage = null, long? PssBytesAtEnd = null);
 
 internal sealed record BaselineReport(string Engine, string Synchronous, string Description);
 
@@ -171,7 +171,8 @@ internal sealed record MemoryReport(
     long? PeakRssBytes,
     double SettleSeconds,
     long? DataDirectoryBytes,
-    LoadReport Load);
+    LoadReport Load,
+    long? PssAfterSettleBytes = null);
 
 [JsonSourceGenerationOptions(
     WriteIndented = true,

@@ -31,7 +31,8 @@ internal static class SummaryTable
         if (report.Server is { } server)
         {
             Line(text, $"broker: {server.Url}{(server.Launched ? " (launched here)" : "")}"
-                + (server.RssBytesAtEnd is { } rss ? $" · RSS at end {Megabytes(rss)}, peak {Megabytes(server.PeakRssBytes ?? rss)}" : ""));
+                + (server.RssBytesAtEnd is { } rss ? $" · RSS at end {Megabytes(rss)}, peak {Megabytes(server.PeakRssBytes ?? rss)}" : "")
+                + (server.PssBytesAtEnd is { } pss ? $" · PSS at end {Megabytes(pss)}" : ""));
         }
 
         if (report.Baseline is { } baseline)
@@ -78,7 +79,9 @@ internal static class SummaryTable
             text.AppendLine();
             Line(text, $"memory: {memory.Entities:N0} entities loaded at {Count(memory.Load.EntitiesPerSecond)}/s ({memory.Load.Errors:N0} errors) → RSS "
                 + $"{Megabytes(memory.RssAfterLoadBytes)} after load, {Megabytes(memory.RssAfterSettleBytes)} after {memory.SettleSeconds:0.#} s "
-                + $"(idle {Megabytes(memory.RssIdleBytes)}, peak {Megabytes(memory.PeakRssBytes)}), data dir {Megabytes(memory.DataDirectoryBytes)}");
+                + $"(idle {Megabytes(memory.RssIdleBytes)}, peak {Megabytes(memory.PeakRssBytes)})"
+                + (memory.PssAfterSettleBytes is { } pss ? $"; PSS {Megabytes(pss)} after {memory.SettleSeconds:0.#} s" : "")
+                + $", data dir {Megabytes(memory.DataDirectoryBytes)}");
         }
 
         AppendTargets(text, report);

@@ -2,8 +2,14 @@ using System.Globalization;
 
 namespace Machi.Bench.Server;
 
-/// <summary>A process's resident memory now (VmRSS) and at its peak (VmHWM), from /proc/PID/status (Linux).</summary>
-internal sealed record ProcessMemory(long ResidentBytes, long PeakResidentBytes)
+/// <summary>
+/// A process's resident memory now (VmRSS) and at its peak (VmHWM), from /proc/PID/status, and its proportional set
+/// size (Pss, /proc/PID/smaps_rollup; Linux). RSS counts a page once for every mapping of it: SQLite maps the database
+/// file once per connection, so with 16 connections open the broker's RSS counts each page of the file it has read up
+/// to 16 times (session 24: 620 MB RSS, 275 MB PSS). PSS counts each page once, shared ones split between the
+/// processes that map them: the memory the process really holds.
+/// </summary>
+internal sealed record ProcessMemory(long ResidentBytes, long PeakResidentBytes, long? ProportionalBytes = null)
 {
     public static ProcessMemory? Read(int processId)
     {
@@ -32,7 +38,26 @@ internal sealed record ProcessMemory(long ResidentBytes, long PeakResidentBytes)
             }
         }
 
-        return rss is null ? null : new ProcessMemory(rss.Value, peak ?? rss.Value);
+        return rss is null ? null : new ProcessMemory(rss.Value, peak ?? rss.Value, Proportional(processId));
+    }
+
+    private static long? Proportional(int processId)
+    {
+        try
+        {
+            foreach (string line in File.ReadLines(string.Create(CultureInfo.InvariantCulture, $"/proc/{processId}/smaps_rollup")))
+            {
+                if (line.StartsWith("Pss:", StringComparison.Ordinal))
+                {
+                    return Kilobytes(line);
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+
+        return null;
     }
 
     // "VmRSS:\t  123456 kB"
