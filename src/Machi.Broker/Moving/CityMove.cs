@@ -163,7 +163,7 @@ public static class CityMove
         var chain = ImportedChain(archive, postgres, configuration);
         if (!postgres)
         {
-            // Checked: the city's data goes into a directory for Machi's account alone, as serve creates it.
+            // The archive has been checked: its data goes into a directory for Machi's account alone, as serve makes it.
             PrivateDirectory.Create(TrustModule.DataDirectory(configuration));
         }
 

@@ -60,8 +60,7 @@ internal static class TrustDatabase
             // The broker opens the same file in WAL mode; whoever comes first sets it (it is a property of the file).
             await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken).ConfigureAwait(false);
         }
-
-        else
+        else if (db.Database.IsNpgsql())
         {
             await CreateHistoryTableAsync(db, cancellationToken).ConfigureAwait(false);
         }
