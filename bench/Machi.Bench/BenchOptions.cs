@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using Machi.Bench.Load;
 using Machi.Bench.Scenarios;
 
 namespace Machi.Bench;
@@ -114,6 +115,10 @@ internal sealed record BenchOptions
 
     public bool Broker { get; init; } = true;
 
+    /// <summary>How each scenario is measured: the warm-up, then the duration or the request count, capped.</summary>
+    public RunPlan MeasuredPlan => new(
+        TimeSpan.FromSeconds(WarmupSeconds), TimeSpan.FromSeconds(DurationSeconds), Requests, TimeSpan.FromSeconds(MaxDurationSeconds));
+
     public string BaselineSynchronous { get; init; } = "FULL";
 
     /// <summary>When set, the raw baseline writes to this PostgreSQL database instead of a SQLite file.</summary>
@@ -180,17 +185,11 @@ internal sealed record BenchOptions
                 case "--help" or "-h":
                     options = options with { Help = true };
                     continue;
-                case "--baseline":
-                    options = options with { Baseline = true };
+                case "--baseline" or "--no-baseline":
+                    options = options with { Baseline = name == "--baseline" };
                     continue;
-                case "--no-baseline":
-                    options = options with { Baseline = false };
-                    continue;
-                case "--http-floor":
-                    options = options with { HttpFloor = true };
-                    continue;
-                case "--no-http-floor":
-                    options = options with { HttpFloor = false };
+                case "--http-floor" or "--no-http-floor":
+                    options = options with { HttpFloor = name == "--http-floor" };
                     continue;
                 case "--no-broker":
                     options = options with { Broker = false };

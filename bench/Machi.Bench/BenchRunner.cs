@@ -18,9 +18,6 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
 {
     private const string Interrupted = "interrupted";
 
-    /// <summary>The broker's answer to a read, which the HTTP floor serves (null: no floor this run).</summary>
-    private byte[]? _floorBody;
-
     /// <summary>Exit codes: 0 all requests succeeded; 1 the run could not be completed; 3 it completed but some
     /// requests failed (they are in the summary and the results file).</summary>
     public async Task<int> RunAsync(CancellationToken cancellationToken)
@@ -38,6 +35,7 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
         var problems = new List<string>();
         var brokerRuns = new List<ScenarioRun>();
         var rawRuns = new List<ScenarioRun>();
+        byte[]? floorBody = null;
         ScenarioRun? floorRun = null;
         ServerReport? server = null;
         MemoryReport? memory = null;
@@ -46,11 +44,11 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
         {
             if (options.Broker && options.Scenarios.Count > 0)
             {
-                server = await RunBrokerAsync(root, documents, brokerRuns, problems, cancellationToken).ConfigureAwait(false);
+                (server, floorBody) = await RunBrokerAsync(root, documents, brokerRuns, problems, cancellationToken).ConfigureAwait(false);
             }
 
             cancellationToken.ThrowIfCancellationRequested();
-            if (_floorBody is { } body)
+            if (floorBody is { } body)
             {
                 floorRun = await RunHttpFloorAsync(body, documents, cancellationToken).ConfigureAwait(false);
             }
@@ -111,7 +109,8 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
         return HasErrors(report) ? 3 : 0;
     }
 
-    private async Task<ServerReport> RunBrokerAsync(
+    /// <returns>What the broker reported, and its answer to a read of entity 0 when the HTTP floor is to serve it.</returns>
+    private async Task<(ServerReport Server, byte[]? FloorBody)> RunBrokerAsync(
         string root, VehicleDocuments documents, List<ScenarioRun> runs, List<string> problems, CancellationToken cancellationToken)
     {
         var server = await StartServerAsync(root, cancellationToken).ConfigureAwait(false);
@@ -119,6 +118,7 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
         {
             using var target = new BrokerTarget(
                 server.BaseUri, options.EffectiveConnections, TimeSpan.FromSeconds(options.TimeoutSeconds), server.Problem, server.ProcessId);
+            byte[]? floorBody = null;
             try
             {
                 // A broker launched here starts empty; one given with --url may hold a previous run's entities, so
@@ -128,7 +128,7 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
                     .ConfigureAwait(false);
                 if (options.HttpFloor && runs.Exists(r => r.Kind == ScenarioKind.Read))
                 {
-                    _floorBody = await target.ReadEntityAsync(0, cancellationToken).ConfigureAwait(false);
+                    floorBody = await target.ReadEntityAsync(0, cancellationToken).ConfigureAwait(false);
                 }
 
                 if (options.Scenarios.Contains(ScenarioKind.Notify))
@@ -160,9 +160,9 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
                 await progress.WriteLineAsync($"broker log kept: {log}").ConfigureAwait(false);
             }
 
-            return new ServerReport(
+            return (new ServerReport(
                 server.BaseUri.AbsoluteUri.TrimEnd('/'), server.Launched, server.Dll, memory?.ResidentBytes, memory?.PeakResidentBytes, log,
-                !server.Launched ? null : options.ServerDatabase is null ? "sqlite" : "postgresql", memory?.ProportionalBytes);
+                !server.Launched ? null : options.ServerDatabase is null ? "sqlite" : "postgresql", memory?.ProportionalBytes), floorBody);
         }
     }
 
@@ -181,10 +181,8 @@ internal sealed class BenchRunner(BenchOptions options, TextWriter output, TextW
                 floor.BaseUri, options.EffectiveConnections, TimeSpan.FromSeconds(options.TimeoutSeconds), floor.Problem, floor.ProcessId, "HTTP floor");
             var workload = new Workload(
                 documents, options.Concurrency, options.BatchConcurrency, options.BatchSize, options.Entities, new IdAllocator(0), null, options.Seed);
-            var plan = new RunPlan(
-                TimeSpan.FromSeconds(options.WarmupSeconds), TimeSpan.FromSeconds(options.DurationSeconds), options.Requests,
-                TimeSpan.FromSeconds(options.MaxDurationSeconds));
-            return await SuiteRunner.RunOneAsync(target, ScenarioKind.Read, workload, plan, progress.WriteLine, cancellationToken).ConfigureAwait(false);
+
+            return await SuiteRunner.RunOneAsync(target, ScenarioKind.Read, workload, options.MeasuredPlan, progress.WriteLine, cancellationToken).ConfigureAwait(false);
         }
     }
 

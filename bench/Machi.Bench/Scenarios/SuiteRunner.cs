@@ -100,8 +100,7 @@ internal static class SuiteRunner
             target.EnsureAlive();
         }
 
-        var plan = new RunPlan(
-            TimeSpan.FromSeconds(options.WarmupSeconds), TimeSpan.FromSeconds(options.DurationSeconds), options.Requests, maxDuration);
+        var plan = options.MeasuredPlan;
         // The push scenarios run beside this suite (BenchRunner), with their own open-loop load and receivers.
         foreach (var kind in options.Scenarios.Where(k => !Scenario.IsPush(k) && target.Supports(k)))
         {

@@ -63,8 +63,7 @@ internal sealed class BrokerServer : IAsyncDisposable
                 + "or point the bench at a running broker with --url http://127.0.0.1:PORT (or at another build with --server-dll).");
         }
 
-        int port = FreeLoopbackPort();
-        var baseUri = new Uri(string.Create(CultureInfo.InvariantCulture, $"http://127.0.0.1:{port}"));
+        var baseUri = LoopbackAddress();
         string dataDirectory = Directory.CreateTempSubdirectory("machi-bench-data-").FullName;
         if (prepare is not null)
         {
@@ -79,28 +78,10 @@ internal sealed class BrokerServer : IAsyncDisposable
             }
         }
 
-        string logPath = Path.Combine(
-            Path.GetTempPath(),
-            string.Create(CultureInfo.InvariantCulture, $"machi-bench-{DateTime.UtcNow:yyyyMMdd'T'HHmmss}-{port}.log"));
-        var log = new StreamWriter(logPath) { AutoFlush = true };
-
-        var start = new ProcessStartInfo(DotnetHost())
-        {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = workingDirectory,
-        };
-        // The young generation's size as ./machi sets it, unless the bench's own environment says otherwise.
-        start.Environment[Gen0SizeVariable] = Environment.GetEnvironmentVariable(Gen0SizeVariable) ?? LauncherGen0Size;
         string[] storage = database is null ? [] : ["--database", database];
-        foreach (string argument in (string[])[dll, "serve", "--urls", baseUri.AbsoluteUri.TrimEnd('/'), "--data", dataDirectory, .. storage])
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        var server = new BrokerServer(baseUri, null, new Process { StartInfo = start }, dll, dataDirectory, logPath, log);
-        await server.StartAsync(startupTimeout, cancellationToken).ConfigureAwait(false);
+        var start = DotnetStart([dll, "serve", "--urls", baseUri.AbsoluteUri.TrimEnd('/'), "--data", dataDirectory, .. storage]);
+        start.WorkingDirectory = workingDirectory;
+        var server = await StartAsync(start, baseUri, dll, dataDirectory, "machi-bench", startupTimeout, cancellationToken).ConfigureAwait(false);
         try
         {
             Scenarios.BrokerTarget.AccessToken = await AdminTokenAsync(dll, dataDirectory, storage, baseUri, cancellationToken).ConfigureAwait(false);
@@ -120,46 +101,60 @@ internal sealed class BrokerServer : IAsyncDisposable
     /// </summary>
     public static async Task<BrokerServer> LaunchHttpFloorAsync(byte[] body, TimeSpan startupTimeout, CancellationToken cancellationToken)
     {
-        int port = FreeLoopbackPort();
-        var baseUri = new Uri(string.Create(CultureInfo.InvariantCulture, $"http://127.0.0.1:{port}"));
+        var baseUri = LoopbackAddress();
         string directory = Directory.CreateTempSubdirectory("machi-bench-floor-").FullName;
         string bodyPath = Path.Combine(directory, "entity.json");
         await File.WriteAllBytesAsync(bodyPath, body, cancellationToken).ConfigureAwait(false);
-        string logPath = Path.Combine(
-            Path.GetTempPath(), string.Create(CultureInfo.InvariantCulture, $"machi-bench-floor-{DateTime.UtcNow:yyyyMMdd'T'HHmmss}-{port}.log"));
-        var start = new ProcessStartInfo(DotnetHost()) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = DotnetStart([typeof(HttpFloor).Assembly.Location, HttpFloor.ServeArgument, baseUri.AbsoluteUri.TrimEnd('/'), bodyPath]);
 
-        // The bench itself runs the server collector; the broker runs the workstation one with ./machi's young generation.
+        // The bench itself runs the server collector; the broker runs the workstation one.
         start.Environment["DOTNET_gcServer"] = "0";
+        return await StartAsync(start, baseUri, null, directory, "machi-bench-floor", startupTimeout, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static Uri LoopbackAddress() =>
+        new(string.Create(CultureInfo.InvariantCulture, $"http://127.0.0.1:{FreeLoopbackPort()}"));
+
+    /// <summary><c>dotnet ARGUMENTS</c>, output redirected, with the young generation's size as ./machi sets it (unless the
+    /// bench's own environment says otherwise).</summary>
+    private static ProcessStartInfo DotnetStart(IEnumerable<string> arguments)
+    {
+        var start = new ProcessStartInfo(DotnetHost()) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         start.Environment[Gen0SizeVariable] = Environment.GetEnvironmentVariable(Gen0SizeVariable) ?? LauncherGen0Size;
-        foreach (string argument in (string[])[typeof(HttpFloor).Assembly.Location, HttpFloor.ServeArgument, baseUri.AbsoluteUri.TrimEnd('/'), bodyPath])
+        foreach (string argument in arguments)
         {
             start.ArgumentList.Add(argument);
         }
 
-        var server = new BrokerServer(baseUri, null, new Process { StartInfo = start }, null, directory, logPath, new StreamWriter(logPath) { AutoFlush = true });
-        await server.StartAsync(startupTimeout, cancellationToken).ConfigureAwait(false);
-        return server;
+        return start;
     }
 
-    /// <summary>Starts the process, its output into the log, and waits for its /health; on failure keeps the log and stops it.</summary>
-    private async Task StartAsync(TimeSpan startupTimeout, CancellationToken cancellationToken)
+    /// <summary>
+    /// Starts the process with its output in a log file named after <paramref name="logName"/>, and waits for its /health;
+    /// on failure keeps the log, stops the process and removes <paramref name="directory"/>.
+    /// </summary>
+    private static async Task<BrokerServer> StartAsync(
+        ProcessStartInfo start, Uri baseUri, string? dll, string directory, string logName, TimeSpan startupTimeout, CancellationToken cancellationToken)
     {
-        var process = _process!;
-        process.OutputDataReceived += (_, e) => WriteLog(e.Data);
-        process.ErrorDataReceived += (_, e) => WriteLog(e.Data);
+        string logPath = Path.Combine(
+            Path.GetTempPath(), string.Create(CultureInfo.InvariantCulture, $"{logName}-{DateTime.UtcNow:yyyyMMdd'T'HHmmss}-{baseUri.Port}.log"));
+        var process = new Process { StartInfo = start };
+        var server = new BrokerServer(baseUri, null, process, dll, directory, logPath, new StreamWriter(logPath) { AutoFlush = true });
+        process.OutputDataReceived += (_, e) => server.WriteLog(e.Data);
+        process.ErrorDataReceived += (_, e) => server.WriteLog(e.Data);
         try
         {
             process.Start();
-            ProcessId = process.Id;
+            server.ProcessId = process.Id;
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
-            await WaitUntilHealthyAsync(startupTimeout, cancellationToken).ConfigureAwait(false);
+            await server.WaitUntilHealthyAsync(startupTimeout, cancellationToken).ConfigureAwait(false);
+            return server;
         }
         catch
         {
-            _keepLog = true;
-            await DisposeAsync().ConfigureAwait(false);
+            server._keepLog = true;
+            await server.DisposeAsync().ConfigureAwait(false);
             throw;
         }
     }
