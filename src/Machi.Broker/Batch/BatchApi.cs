@@ -77,7 +77,7 @@ internal static class BatchApi
         foreach (var item in array.EnumerateArray())
         {
             var id = item.ValueKind == JsonValueKind.String ? item.GetString() : null;
-            batch.Add(NgsiText.IsUri(id)
+            await batch.AddAsync(NgsiText.IsUri(id)
                 ? new BatchItem(id!)
                 : new BatchItem(item.GetRawText(), Failure: NgsiException.BadData("Every item must be an entity id (a URI).")));
         }
@@ -86,7 +86,8 @@ internal static class BatchApi
         return batch.Result(successStatus: 204, listIds: null);
     }
 
-    /// <summary>Parses the array of entities into <paramref name="batch"/>, which writes them as they come; an entity that does not parse fails alone.</summary>
+    /// <summary>Parses the array of entities into <paramref name="batch"/>, which writes them as they come (and holds the parse back while
+    /// its earlier runs are not on disk); an entity that does not parse fails alone.</summary>
     /// <param name="prepare">Prepare each entity for storing as a new one as soon as it is parsed (create, upsert), so the
     /// parsed entity is let go at once.</param>
     private static async Task ReadEntitiesAsync(HttpContext http, EntityService entities, IContextResolver resolver, BatchRun batch, bool requireType, bool merge = false, bool prepare = false)
@@ -111,11 +112,11 @@ internal static class BatchApi
 
                 var context = await NgsiRequest.BodyContextAsync(http, resolver, obj, mediaType);
                 var entity = EntityParser.ParseEntity(obj, context, now, fragment: !requireType, allowNullMarker: merge);
-                batch.Add(prepare ? new BatchItem(entity.Id, Prepared: entities.Prepare(entity)) : new BatchItem(entity.Id, entity));
+                await batch.AddAsync(prepare ? new BatchItem(entity.Id, Prepared: entities.Prepare(entity)) : new BatchItem(entity.Id, entity));
             }
             catch (NgsiException ex)
             {
-                batch.Add(new BatchItem(id, Failure: ex));
+                await batch.AddAsync(new BatchItem(id, Failure: ex));
             }
         }
     }
@@ -146,13 +147,21 @@ internal static class BatchApi
     /// while the rest of the body is still being parsed, so the single writer starts on a batch's first entities at once
     /// and an entity's prepared rows are let go as soon as the writer has stored them, instead of all of them waiting
     /// in memory for the last one to be parsed and the whole batch to be on disk (the collector copied them into older
-    /// generations: bench/README, session 23). Each run is one write of the store and is on disk before the response;
-    /// a batch is not one transaction (clause 5.6.7 makes every entity succeed or fail alone).
+    /// generations: bench/README, session 23), and parsing stays at most <see cref="RunsAhead"/> runs ahead of the disk, so
+    /// the parsed rows of many concurrent batches do not pile up in the writer's queue either (session 25). Each run is
+    /// one write of the store and is on disk before the response; a batch is not one transaction (clause 5.6.7 makes
+    /// every entity succeed or fail alone).
     /// </summary>
     private sealed class BatchRun(string tenant, EntityService entities, Caller caller, Func<BatchItem, EntityWrite> write, bool creates, CancellationToken ct)
     {
         /// <summary>Items a run holds (a 1,000-entity batch is eight writes of the store, committed by the writer as it reaches them).</summary>
         private const int RunLength = 128;
+
+        /// <summary>Runs written and not yet on disk before parsing waits for the oldest (<see cref="WriteWindow"/>): two
+        /// keep the writer busy with one while the next is parsed.</summary>
+        private const int RunsAhead = 2;
+
+        private readonly WriteWindow _window = new(RunsAhead);
 
         private List<BatchItem> _run = new(RunLength);
         private readonly List<(List<BatchItem> Items, Task<Exception?[]> Results)> _written = [];
@@ -165,8 +174,8 @@ internal static class BatchApi
         public static BatchRun Of(HttpContext http, EntityService entities, Func<BatchItem, EntityWrite> write, bool creates) =>
             new(NgsiRequest.Tenant(http.Request), entities, http.Caller(), write, creates, http.RequestAborted);
 
-        /// <summary>Adds an item; one that parsed is written with the next run.</summary>
-        public void Add(BatchItem item)
+        /// <summary>Adds an item; one that parsed is written with the next run. Waits while <see cref="RunsAhead"/> runs are not on disk.</summary>
+        public ValueTask AddAsync(BatchItem item)
         {
             Items.Add(item);
             if (item.Failure is null)
@@ -177,6 +186,8 @@ internal static class BatchApi
                     WriteRun();
                 }
             }
+
+            return _window.MakeRoomAsync();
         }
 
         /// <summary>Writes the last run, waits for every run and records each item's outcome.</summary>
@@ -229,7 +240,9 @@ internal static class BatchApi
                 item.Prepared = null;
             }
 
-            _written.Add((items, entities.BatchAsync(tenant, writes, ct)));
+            var results = entities.BatchAsync(tenant, writes, ct);
+            _written.Add((items, results));
+            _window.Add(results);
         }
 
         public List<string> SucceededIds() => Items.Where(i => i.Failure is null).Select(i => i.Id).ToList();
