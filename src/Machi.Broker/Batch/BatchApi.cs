@@ -101,8 +101,6 @@ internal static class BatchApi
         var now = entities.Now();
         foreach (var obj in array.EnumerateArray())
         {
-            var id = obj.ValueKind == JsonValueKind.Object && (obj.TryGetProperty("id", out var idv) || obj.TryGetProperty("@id", out idv))
-                && idv.ValueKind == JsonValueKind.String ? idv.GetString() ?? string.Empty : string.Empty;
             try
             {
                 if (obj.ValueKind != JsonValueKind.Object)
@@ -116,10 +114,15 @@ internal static class BatchApi
             }
             catch (NgsiException ex)
             {
-                await batch.AddAsync(new BatchItem(id, Failure: ex));
+                await batch.AddAsync(new BatchItem(ItemId(obj), Failure: ex));
             }
         }
     }
+
+    /// <summary>The id a failed item is reported under: its id or @id when that is a string, else empty.</summary>
+    private static string ItemId(JsonElement item) =>
+        item.ValueKind == JsonValueKind.Object && (item.TryGetProperty("id", out var id) || item.TryGetProperty("@id", out id))
+            && id.ValueKind == JsonValueKind.String ? id.GetString() ?? string.Empty : string.Empty;
 
     /// <summary>The body of a batch: a non-empty JSON array.</summary>
     private static async Task<(JsonElement Array, string MediaType)> ReadArrayAsync(HttpContext http, string items)
