@@ -4,6 +4,7 @@ using Machi.Portal.Procedures;
 using Machi.Portal.Profiles;
 using Machi.Portal.Staff;
 using Machi.Portal.Storage;
+using Machi.Trust;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
@@ -19,7 +20,7 @@ public static class PortalModule
     public static IServiceCollection AddMachiPortal(this IServiceCollection services, IConfiguration configuration)
     {
         ArgumentNullException.ThrowIfNull(configuration);
-        var dataDirectory = Path.GetFullPath(configuration["Broker:DataDirectory"] is { Length: > 0 } configured ? configured : "data");
+        var dataDirectory = TrustModule.DataDirectory(configuration);
         services.TryAddSingleton(TimeProvider.System);
         services.AddOptions<PortalOptions>().Bind(configuration.GetSection("Portal"))
             .PostConfigure(portal => portal.DataDirectory = dataDirectory);

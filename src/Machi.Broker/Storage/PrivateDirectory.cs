@@ -4,7 +4,7 @@ namespace Machi.Broker.Storage;
 /// The data directory holds residents' personal data (accounts, consents, health records, uploaded documents) and the
 /// keys that protect sign-ins, so only the account Machi runs as may open it.
 /// </summary>
-public static class PrivateDirectory
+internal static class PrivateDirectory
 {
     private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 

@@ -113,7 +113,7 @@ internal static class MachiCli
         var configuration = MachiHost.LoadConfiguration(dataDirectory, database);
         if (string.IsNullOrWhiteSpace(database))
         {
-            PrivateDirectory.Create(configuration["Broker:DataDirectory"]!);
+            PrivateDirectory.Create(TrustModule.DataDirectory(configuration));
         }
 
         return configuration;
@@ -139,7 +139,7 @@ internal static class MachiCli
     private static async Task<int> VerifyAccessLogAsync(AuditVerifyCommand audit, TextWriter stdout, TextWriter stderr)
     {
         var configuration = MachiHost.LoadConfiguration(audit.DataDirectory, audit.Database);
-        var data = Path.GetFullPath(configuration["Broker:DataDirectory"] is { Length: > 0 } d ? d : "data");
+        var data = TrustModule.DataDirectory(configuration);
         await using Machi.Broker.Access.IAccessLog log = configuration["Broker:Database"] is { Length: > 0 } database
             ? new Machi.Broker.Access.PostgresAccessLog(Npgsql.NpgsqlDataSource.Create(database), ownsDataSource: true)
             : new Machi.Broker.Access.SqliteAccessLog(Path.Combine(data, "access-log.db"));
