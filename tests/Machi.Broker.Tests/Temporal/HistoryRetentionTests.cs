@@ -118,5 +118,5 @@ public abstract class HistoryRetentionTests(Backend backend) : IAsyncLifetime
 
 public sealed class HistoryRetentionTestsOnSqlite() : HistoryRetentionTests(Backend.Sqlite);
 
-[Collection(PostgresSecondGroup.Name)]
+[Collection(PostgresGroup.Name)]
 public sealed class HistoryRetentionTestsOnPostgres(PostgresServer postgres) : HistoryRetentionTests(Backend.Postgres(postgres));

@@ -338,5 +338,5 @@ public abstract class TemporalApiTests(Backend backend) : IAsyncLifetime
 
 public sealed class TemporalApiTestsOnSqlite() : TemporalApiTests(Backend.Sqlite);
 
-[Collection(PostgresSecondGroup.Name)]
+[Collection(PostgresGroup.Name)]
 public sealed class TemporalApiTestsOnPostgres(PostgresServer postgres) : TemporalApiTests(Backend.Postgres(postgres));

@@ -50,5 +50,5 @@ public abstract class TemporalDurabilityTests(Backend backend)
 
 public sealed class TemporalDurabilityTestsOnSqlite() : TemporalDurabilityTests(Backend.Sqlite);
 
-[Collection(PostgresSecondGroup.Name)]
+[Collection(PostgresGroup.Name)]
 public sealed class TemporalDurabilityTestsOnPostgres(PostgresServer postgres) : TemporalDurabilityTests(Backend.Postgres(postgres));
