@@ -173,12 +173,9 @@ public static class MachiHost
         // Resolve once against the current directory, so every module sees the same absolute path.
         configuration.AddInMemoryCollection(
         [
-            new("Broker:DataDirectory", ResolveDataDirectory(configuration["Broker:DataDirectory"], Directory.GetCurrentDirectory())),
+            new("Broker:DataDirectory", TrustModule.DataDirectory(configuration)),
         ]);
     }
-
-    internal static string ResolveDataDirectory(string? configured, string currentDirectory) =>
-        Path.GetFullPath(string.IsNullOrWhiteSpace(configured) ? "data" : configured, currentDirectory);
 
     private static void LogStarted(WebApplication app)
     {

@@ -223,6 +223,11 @@ public static class TrustModule
             }
         });
 
+    /// <summary>The data directory (Broker:DataDirectory) as an absolute path: ./data when unset, relative paths from the current directory.</summary>
     internal static string DataDirectory(IConfiguration configuration) =>
-        Path.GetFullPath(configuration["Broker:DataDirectory"] is { Length: > 0 } configured ? configured : "data");
+        DataDirectory(configuration["Broker:DataDirectory"], Directory.GetCurrentDirectory());
+
+    /// <summary>The one rule for the data directory: <paramref name="configured"/> against <paramref name="currentDirectory"/>, "data" when blank.</summary>
+    internal static string DataDirectory(string? configured, string currentDirectory) =>
+        Path.GetFullPath(string.IsNullOrWhiteSpace(configured) ? "data" : configured, currentDirectory);
 }

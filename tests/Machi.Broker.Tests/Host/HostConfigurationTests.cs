@@ -57,7 +57,7 @@ public sealed class HostConfigurationTests
     [InlineData("/var/lib/machi", "/srv/machi", "/var/lib/machi")]
     public void Data_directory_is_resolved_against_the_current_directory(string? configured, string current, string expected)
     {
-        Assert.Equal(expected, MachiHost.ResolveDataDirectory(configured, current));
+        Assert.Equal(expected, Machi.Trust.TrustModule.DataDirectory(configured, current));
     }
 
     [Fact]
